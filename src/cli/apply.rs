@@ -1,0 +1,175 @@
+//! `berth apply` and `berth delete`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+
+use super::{ApplyArgs, DeleteArgs, duplicate_names, read_manifests};
+use crate::model::validate::validate;
+use crate::model::manifest;
+use crate::store::{Expect, Store, StoreError, decode_bundle};
+
+/// What apply did (or, with --dry-run, would do) to one bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Change {
+    fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Parses and validates every manifest first; writes only when all of them pass, so a bad
+/// file never leaves half of a set applied.
+pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Result<()> {
+    let parsed = read_manifests(&args.files)?;
+    for w in &parsed.warnings {
+        eprintln!("warning: {w}");
+    }
+    if parsed.bundles.is_empty() {
+        bail!("no bundles found in {}", args.files.join(", "));
+    }
+    let dups = duplicate_names(&parsed.bundles);
+    if !dups.is_empty() {
+        bail!("bundle(s) given more than once: {}", dups.join(", "));
+    }
+    let invalid: Vec<String> = parsed
+        .bundles
+        .iter()
+        .filter_map(|b| validate(b).err().map(|e| e.to_string()))
+        .collect();
+    if !invalid.is_empty() {
+        bail!("nothing applied:\n  {}", invalid.join("\n  "));
+    }
+    for b in &parsed.bundles {
+        let b = b.desired();
+        let key = store.keys().bundle(b.name());
+        let current = store.get(&key).await?;
+        let (change, expect) = match &current {
+            None => (Change::Created, Expect::Absent),
+            Some(kv) => {
+                let same = decode_bundle(b.name(), &kv.value)
+                    .map(|cur| cur.desired() == b)
+                    .unwrap_or(false);
+                let change = if same {
+                    Change::Unchanged
+                } else {
+                    Change::Configured
+                };
+                (change, Expect::Revision(kv.mod_revision))
+            }
+        };
+        if args.dry_run {
+            writeln!(out, "bundle/{} {} (dry run)", b.name(), change.as_str())?;
+            if change == Change::Configured {
+                // Compare like with like: the stored value may be JSON or XML.
+                let before = current
+                    .as_ref()
+                    .map(|kv| match decode_bundle(b.name(), &kv.value) {
+                        Ok(cur) => manifest::to_yaml(&[cur.desired()]),
+                        Err(_) => String::from_utf8_lossy(&kv.value).into_owned(),
+                    })
+                    .unwrap_or_default();
+                let after = manifest::to_yaml(&[b.clone()]);
+                for line in diff_lines(&before, &after) {
+                    writeln!(out, "  {line}")?;
+                }
+            }
+            continue;
+        }
+        if change != Change::Unchanged {
+            store
+                .put_bundle(&b, expect)
+                .await
+                .with_context(|| format!("bundle/{}", b.name()))?;
+        }
+        writeln!(out, "bundle/{} {}", b.name(), change.as_str())?;
+    }
+    Ok(())
+}
+
+/// Deletes bundles by name or by the names in manifests, each guarded by the revision it was
+/// read at so that a concurrent update is not silently deleted.
+pub async fn delete(store: &Store, args: &DeleteArgs, out: &mut impl Write) -> Result<()> {
+    let mut names = args.names.clone();
+    if !args.files.is_empty() {
+        names.extend(
+            read_manifests(&args.files)?
+                .bundles
+                .iter()
+                .map(|b| b.name().to_string()),
+        );
+    }
+    if names.is_empty() {
+        bail!("name the bundles to delete, or give -f FILE");
+    }
+    if args.kind.is_none() && !args.names.is_empty() {
+        bail!("say what to delete: berth delete bundle NAME");
+    }
+    let mut missing = Vec::new();
+    for name in &names {
+        let key = store.keys().bundle(name);
+        let Some(kv) = store.get(&key).await? else {
+            missing.push(name.clone());
+            continue;
+        };
+        match store.delete(&key, Expect::Revision(kv.mod_revision)).await {
+            Ok(_) => writeln!(out, "bundle/{name} deleted")?,
+            Err(StoreError::NotFound { .. }) => missing.push(name.clone()),
+            Err(e) => return Err(e).with_context(|| format!("bundle/{name}")),
+        }
+    }
+    if !missing.is_empty() && !args.ignore_not_found {
+        bail!("bundle(s) not found: {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// A line diff (longest common subsequence): `- old` / `+ new` lines only.
+fn diff_lines(before: &str, after: &str) -> Vec<String> {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_shows_only_changed_lines() {
+        let d = diff_lines("a\nreplicas: 3\nc\n", "a\nreplicas: 5\nc\n");
+        assert_eq!(d, vec!["+ replicas: 5", "- replicas: 3"]);
+    }
+}

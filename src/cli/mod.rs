@@ -1,0 +1,317 @@
+//! The `berth` command line. It sits on top of everything else: it parses arguments, calls
+//! the model and the store, and prints. Errors end here, as one line on stderr and a non-zero
+//! exit code.
+
+mod apply;
+mod show;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::Bundle;
+use crate::model::manifest::{self, Parsed};
+use crate::store::{DEFAULT_ENDPOINT, DEFAULT_PREFIX, Store, StoreConfig};
+
+/// berth: Pacemaker container bundles on plain Docker hosts, with desired state in etcd.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where etcd is, and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma separated (host:port or URL).
+    #[arg(long = "etcd", env = "BERTH_ETCD", default_value = DEFAULT_ENDPOINT, global = true)]
+    pub endpoints: String,
+    /// Key prefix under which berth keeps everything.
+    #[arg(long, env = "BERTH_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
+    pub prefix: String,
+    /// etcd user (with --etcd-password).
+    #[arg(long, env = "BERTH_ETCD_USER", global = true)]
+    pub etcd_user: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "BERTH_ETCD_PASSWORD", hide_env_values = true, global = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) for TLS to etcd.
+    #[arg(long, env = "BERTH_ETCD_CA", global = true)]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS to etcd.
+    #[arg(long, env = "BERTH_ETCD_CERT", global = true)]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for TLS to etcd.
+    #[arg(long, env = "BERTH_ETCD_KEY", global = true)]
+    pub etcd_key: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// The store configuration these flags describe.
+    pub fn config(&self) -> Result<StoreConfig> {
+        let user = match (&self.etcd_user, &self.etcd_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            (Some(_), None) => bail!("--etcd-user needs --etcd-password"),
+            (None, Some(_)) => bail!("--etcd-password needs --etcd-user"),
+        };
+        Ok(StoreConfig {
+            user,
+            ca_file: self.etcd_ca.clone(),
+            cert_file: self.etcd_cert.clone(),
+            key_file: self.etcd_key.clone(),
+            ..StoreConfig::default()
+        }
+        .with_endpoints(&self.endpoints)
+        .with_prefix(&self.prefix))
+    }
+
+    async fn store(&self) -> Result<Store> {
+        let cfg = self.config()?;
+        Ok(Store::connect(&cfg).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update bundles from manifests (YAML, JSON or Pacemaker XML).
+    Apply(ApplyArgs),
+    /// List bundles, or show one.
+    Get(GetArgs),
+    /// Show one bundle in detail.
+    Describe {
+        /// `bundle`.
+        kind: Kind,
+        name: String,
+    },
+    /// Delete bundles by name or by manifest. Host directories are never touched.
+    Delete(DeleteArgs),
+    /// Stream every change under the prefix, one line per change.
+    Watch {
+        /// Output: text lines, or one JSON object per line.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: WatchOutput,
+    },
+    /// Pacemaker CIB XML: import to manifests, export stored bundles.
+    #[command(subcommand)]
+    Cib(CibCommand),
+}
+
+/// Resource kinds the CLI knows.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    #[value(alias = "bundles", alias = "b")]
+    Bundle,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A manifest file, a directory of them (*.yaml, *.yml, *.json, *.xml), or - for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// `bundles`.
+    pub kind: Kind,
+    /// One bundle; all when left out.
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum)]
+    pub output: Option<Output>,
+    /// After listing, print a row each time a bundle or its status changes.
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Wide,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// `bundle`, when deleting by name.
+    pub kind: Option<Kind>,
+    pub names: Vec<String>,
+    /// Delete the bundles these manifests name.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<String>,
+    /// A bundle that is not there is not an error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CibCommand {
+    /// Print the manifests of the bundles in a CIB or `<bundle>` file (- for stdin).
+    Import {
+        file: String,
+        #[arg(short, long, value_enum, default_value = "yaml")]
+        output: ImportOutput,
+    },
+    /// Print stored bundles (or the bundles of manifest files) as Pacemaker XML.
+    Export {
+        /// Bundles to export; all when left out.
+        names: Vec<String>,
+        /// Read manifests from these files instead of etcd.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// Print `<bundle>` fragments instead of a whole `<cib>`.
+        #[arg(long)]
+        fragment: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportOutput {
+    Yaml,
+    Json,
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
+    match cli.command {
+        Command::Apply(args) => {
+            let store = cli.etcd.store().await?;
+            apply::apply(&store, &args, out).await
+        }
+        Command::Get(args) => {
+            let store = cli.etcd.store().await?;
+            show::get(&store, &args, out).await
+        }
+        Command::Describe { kind: Kind::Bundle, name } => {
+            let store = cli.etcd.store().await?;
+            show::describe(&store, &name, out).await
+        }
+        Command::Delete(args) => {
+            let store = cli.etcd.store().await?;
+            apply::delete(&store, &args, out).await
+        }
+        Command::Watch { output } => {
+            let store = cli.etcd.store().await?;
+            show::watch(&store, output, out).await
+        }
+        Command::Cib(CibCommand::Import { file, output }) => show::cib_import(&file, output, out),
+        Command::Cib(CibCommand::Export {
+            names,
+            files,
+            fragment,
+        }) => {
+            let bundles = if files.is_empty() {
+                let store = cli.etcd.store().await?;
+                show::stored(&store, &names).await?
+            } else {
+                let mut b = read_manifests(&files)?.bundles;
+                b.retain(|b| names.is_empty() || names.iter().any(|n| n == b.name()));
+                b
+            };
+            show::cib_export(&bundles, fragment, out)
+        }
+    }
+}
+
+/// Reads and parses manifests from files, directories (their *.yaml, *.yml, *.json and *.xml
+/// files, in name order) and `-` (stdin).
+pub fn read_manifests(inputs: &[String]) -> Result<Parsed> {
+    let mut all = Parsed::default();
+    for input in inputs {
+        for (origin, text) in read_inputs(input)? {
+            let parsed = manifest::parse(&text).with_context(|| origin.clone())?;
+            all.warnings
+                .extend(parsed.warnings.into_iter().map(|w| format!("{origin}: {w}")));
+            all.bundles.extend(parsed.bundles);
+        }
+    }
+    Ok(all)
+}
+
+fn read_inputs(input: &str) -> Result<Vec<(String, String)>> {
+    if input == "-" {
+        let text = std::io::read_to_string(std::io::stdin()).context("reading stdin")?;
+        return Ok(vec![("stdin".into(), text)]);
+    }
+    let path = PathBuf::from(input);
+    let meta = std::fs::metadata(&path).with_context(|| format!("{input}: cannot read"))?;
+    let files = if meta.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+            .with_context(|| format!("{input}: cannot list"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json" | "xml")
+                    )
+            })
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path]
+    };
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f)
+                .with_context(|| format!("{}: cannot read", f.display()))?;
+            Ok((f.display().to_string(), text))
+        })
+        .collect()
+}
+
+/// The bundle names a list of bundles holds more than once.
+fn duplicate_names(bundles: &[Bundle]) -> Vec<&str> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dups: Vec<&str> = bundles
+        .iter()
+        .map(Bundle::name)
+        .filter(|n| !seen.insert(*n))
+        .collect();
+    dups.dedup();
+    dups
+}

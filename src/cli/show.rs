@@ -1,0 +1,447 @@
+//! Read verbs: `get`, `describe`, `watch`, `cib import`, `cib export`.
+
+use std::io::Write;
+
+use anyhow::{Result, anyhow, bail};
+use futures::StreamExt;
+
+use super::table::Table;
+use super::{GetArgs, ImportOutput, Output, WatchOutput};
+use crate::model::manifest::{self, Format};
+use crate::model::validate::validate;
+use crate::model::{Bundle, NvPair, cib};
+use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
+use crate::store::{Kv, Store, decode_entry};
+
+/// Every stored bundle (or the named ones), failing on any that cannot be read.
+pub async fn stored(store: &Store, names: &[String]) -> Result<Vec<Bundle>> {
+    if names.is_empty() {
+        let list = store.list_bundles().await?;
+        return list
+            .items
+            .into_iter()
+            .map(|r| r.map(|v| v.value).map_err(Into::into))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let b = store
+            .get_bundle(n)
+            .await?
+            .ok_or_else(|| anyhow!("bundle {n:?} not found"))?;
+        out.push(b.value);
+    }
+    Ok(out)
+}
+
+pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<()> {
+    if args.watch {
+        return get_watch(store, args, out).await;
+    }
+    let mut unreadable = 0;
+    let bundles = match &args.name {
+        Some(n) => stored(store, std::slice::from_ref(n)).await?,
+        None => {
+            let list = store.list_bundles().await?;
+            let mut ok = Vec::new();
+            for item in list.items {
+                match item {
+                    Ok(v) => ok.push(v.value),
+                    Err(e) => {
+                        eprintln!("warning: {e}");
+                        unreadable += 1;
+                    }
+                }
+            }
+            ok
+        }
+    };
+    match args.output {
+        Some(Output::Yaml) => write!(out, "{}", manifest::to_yaml(&bundles))?,
+        Some(Output::Json) => write!(out, "{}", manifest::to_json(&bundles))?,
+        wide => {
+            if bundles.is_empty() && unreadable == 0 {
+                eprintln!("No bundles found under {}", store.keys().bundles());
+            } else {
+                let mut t = table(wide.is_some());
+                for b in &bundles {
+                    t.row(row(b, wide.is_some(), false));
+                }
+                t.print(out, true)?;
+            }
+        }
+    }
+    if unreadable > 0 {
+        bail!("{unreadable} stored bundle(s) could not be read (see warnings above)");
+    }
+    Ok(())
+}
+
+fn table(wide: bool) -> Table {
+    let mut h = vec!["NAME", "READY", "IMAGE", "PRIMITIVE", "GENERATION"];
+    if wide {
+        h.extend(["PER-HOST", "IP-RANGE", "PORTS", "STORAGE"]);
+    }
+    Table::new(h)
+}
+
+fn row(b: &Bundle, wide: bool, deleted: bool) -> Vec<String> {
+    let s = &b.spec;
+    let ready = b.status.as_ref().map(|st| st.ready_replicas).unwrap_or(0);
+    let mut r = vec![
+        b.name().to_string(),
+        if deleted {
+            "<deleted>".to_string()
+        } else {
+            format!("{ready}/{}", s.replicas())
+        },
+        s.container().1.image.clone(),
+        s.primitive
+            .as_ref()
+            .map(|p| format!("{} ({})", p.id, p.agent()))
+            .unwrap_or_else(|| "<none>".into()),
+        b.metadata
+            .generation
+            .map(|g| g.to_string())
+            .unwrap_or_default(),
+    ];
+    if wide {
+        r.push(s.replicas_per_host().to_string());
+        r.push(ip_range(b).unwrap_or_else(|| "<none>".into()));
+        let ports: Vec<String> = s.port_mappings().iter().map(ToString::to_string).collect();
+        r.push(none_if_empty(ports.join(",")));
+        let storage: Vec<String> = s.storage_mappings.iter().map(ToString::to_string).collect();
+        r.push(none_if_empty(storage.join(",")));
+    }
+    r
+}
+
+fn none_if_empty(s: String) -> String {
+    if s.is_empty() { "<none>".into() } else { s }
+}
+
+/// `first-last/netmask`, the addresses the replicas own.
+fn ip_range(b: &Bundle) -> Option<String> {
+    let s = &b.spec;
+    let first = s.replica_address(0)?;
+    let last = s.replica_address(s.replicas() - 1)?;
+    Some(if first == last {
+        format!("{first}/{}", s.host_netmask())
+    } else {
+        format!("{first}-{last}/{}", s.host_netmask())
+    })
+}
+
+/// `get -w`: the table once from the watch's first list, then a row per change.
+async fn get_watch(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<()> {
+    let keys = store.keys().clone();
+    let wide = args.output == Some(Output::Wide);
+    if matches!(args.output, Some(Output::Yaml | Output::Json)) {
+        bail!("get -w prints table rows; use berth watch -o json for machine-readable events");
+    }
+    let mut cache = Cache::default();
+    let mut events = Box::pin(watch_prefix(store.client(), keys.root(), WatchConfig::default()));
+    let wanted = |name: &str| args.name.as_deref().is_none_or(|n| n == name);
+    let entry = |cache: &Cache, name: &str| -> Option<Bundle> {
+        let spec = cache.items.get(&keys.bundle(name))?;
+        let status = cache.items.get(&keys.bundle_status(name));
+        decode_entry(&keys, spec, status).ok().map(|v| v.value)
+    };
+    let mut first = true;
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+        };
+        let before = cache.clone();
+        cache.apply(&ev);
+        let mut t = table(wide);
+        match &ev {
+            WatchEvent::Listed { items, .. } => {
+                for kv in items {
+                    if let Some(name) = keys.bundle_name(&kv.key).filter(|n| wanted(n))
+                        && let Some(b) = entry(&cache, name)
+                    {
+                        t.row(row(&b, wide, false));
+                    }
+                }
+            }
+            WatchEvent::Put(Kv { key, .. }) | WatchEvent::Deleted { key, .. } => {
+                let name = keys.bundle_name(key).or_else(|| keys.status_name(key));
+                if let Some(name) = name.filter(|n| wanted(n)) {
+                    match entry(&cache, name) {
+                        Some(b) => t.row(row(&b, wide, false)),
+                        None => {
+                            if let Some(b) = entry(&before, name) {
+                                t.row(row(&b, wide, true));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        t.print(out, first)?;
+        out.flush()?;
+        first = false;
+    }
+    Ok(())
+}
+
+pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result<()> {
+    let b = store
+        .get_bundle(name)
+        .await?
+        .ok_or_else(|| anyhow!("bundle {name:?} not found"))?
+        .value;
+    write!(out, "{}", describe_text(&b))?;
+    Ok(())
+}
+
+fn map_text(m: &std::collections::BTreeMap<String, String>) -> String {
+    if m.is_empty() {
+        return "<none>".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n              ")
+}
+
+fn pairs_text(pairs: &[NvPair]) -> String {
+    pairs
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.value.as_deref().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// kubectl-describe style text of one bundle.
+fn describe_text(b: &Bundle) -> String {
+    let s = &b.spec;
+    let (engine, c) = s.container();
+    let mut t = String::new();
+    let mut line = |l: String| {
+        t.push_str(&l);
+        t.push('\n');
+    };
+    line(format!("Name:         {}", b.name()));
+    line(format!("Labels:       {}", map_text(&b.metadata.labels)));
+    line(format!("Annotations:  {}", map_text(&b.metadata.annotations)));
+    line(format!(
+        "Generation:   {}",
+        b.metadata.generation.unwrap_or_default()
+    ));
+    if let Some(d) = &s.description {
+        line(format!("Description:  {d}"));
+    }
+    line(format!("Engine:       {}", engine.as_str()));
+    line(format!("Image:        {}", c.image));
+    line(format!(
+        "Replicas:     {} (per host {}, promoted max {})",
+        s.replicas(),
+        s.replicas_per_host(),
+        s.promoted_max()
+    ));
+    line(format!(
+        "Run command:  {}",
+        c.run_command.as_deref().unwrap_or("<image default>")
+    ));
+    if let Some(n) = &c.network {
+        line(format!("Network mode: {n}"));
+    }
+    if let Some(o) = &c.options {
+        line(format!("Options:      {o}"));
+    }
+    line("Network:".into());
+    line(format!(
+        "  IP range:       {}",
+        ip_range(b).unwrap_or_else(|| "<none: ports publish on the host's addresses>".into())
+    ));
+    let net = s.network.as_ref();
+    line(format!(
+        "  Host interface: {}",
+        net.and_then(|n| n.host_interface.as_deref())
+            .unwrap_or("<the interface whose network holds the address>")
+    ));
+    line(format!("  Control port:   {}", s.control_port()));
+    line(format!("  Add host:       {}", s.add_host()));
+    line("  Port mappings:".into());
+    for pm in s.port_mappings() {
+        line(format!("    {:<16} {pm}", pm.id));
+    }
+    if s.port_mappings().is_empty() {
+        line("    <none>".into());
+    }
+    line("Storage mappings:".into());
+    for sm in &s.storage_mappings {
+        line(format!("  {:<18} {sm}", sm.id));
+    }
+    if s.storage_mappings.is_empty() {
+        line("  <none>".into());
+    }
+    match &s.primitive {
+        None => line("Primitive:    <none>".into()),
+        Some(p) => {
+            line(format!("Primitive:    {} ({})", p.id, p.agent()));
+            if !p.instance_attributes.is_empty() {
+                line(format!("  Attributes: {}", pairs_text(&p.instance_attributes)));
+            }
+            if !p.meta_attributes.is_empty() {
+                line(format!("  Meta:       {}", pairs_text(&p.meta_attributes)));
+            }
+            for op in &p.operations {
+                let mut o = format!("  Operation:  {} interval={}", op.name, op.interval);
+                if let Some(v) = &op.timeout {
+                    o.push_str(&format!(" timeout={v}"));
+                }
+                if let Some(v) = &op.role {
+                    o.push_str(&format!(" role={v}"));
+                }
+                if let Some(v) = &op.on_fail {
+                    o.push_str(&format!(" on-fail={v}"));
+                }
+                line(o);
+            }
+        }
+    }
+    line(format!(
+        "Meta attributes: {}",
+        if s.meta_attributes.is_empty() {
+            "<none>".into()
+        } else {
+            pairs_text(&s.meta_attributes)
+        }
+    ));
+    line("Replica plan:".into());
+    let mut t2 = Table::new(vec!["  REPLICA", "CONTAINER", "ADDRESS"]);
+    for i in 0..s.replicas() {
+        t2.row(vec![
+            format!("  {}", b.replica_name(i)),
+            b.container_name(i),
+            s.replica_address(i)
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "<host>".into()),
+        ]);
+    }
+    let mut buf = Vec::new();
+    t2.print(&mut buf, true).expect("write to memory");
+    t.push_str(&String::from_utf8_lossy(&buf));
+    match &b.status {
+        None => t.push_str("Status:       <none: no controller has reported on this bundle yet>\n"),
+        Some(st) => {
+            t.push_str(&format!(
+                "Status:       {}/{} ready (observed generation {})\n",
+                st.ready_replicas, st.replicas, st.observed_generation
+            ));
+            for c in &st.conditions {
+                t.push_str(&format!(
+                    "  {:<12} {:<6} {}: {}\n",
+                    c.kind, c.status, c.reason, c.message
+                ));
+            }
+        }
+    }
+    t
+}
+
+/// `berth watch`: every change under the prefix as a line (or a JSON object per line).
+pub async fn watch(store: &Store, output: WatchOutput, out: &mut impl Write) -> Result<()> {
+    let keys = store.keys().clone();
+    let root = keys.root();
+    let mut events = Box::pin(watch_prefix(store.client(), root.clone(), WatchConfig::default()));
+    let describe_key = |key: &str| -> (String, String) {
+        if let Some(n) = keys.bundle_name(key) {
+            ("bundle".into(), n.into())
+        } else if let Some(n) = keys.status_name(key) {
+            ("status".into(), n.into())
+        } else {
+            ("key".into(), key.strip_prefix(&root).unwrap_or(key).into())
+        }
+    };
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+        };
+        let lines: Vec<(&str, i64, &str, Option<&[u8]>)> = match &ev {
+            WatchEvent::Listed { revision, items } => items
+                .iter()
+                .map(|kv| ("EXISTS", *revision, kv.key.as_str(), Some(kv.value.as_slice())))
+                .collect(),
+            WatchEvent::Put(kv) => vec![("PUT", kv.mod_revision, &kv.key, Some(&kv.value))],
+            WatchEvent::Deleted { key, revision } => vec![("DELETE", *revision, key, None)],
+        };
+        for (kind, rev, key, value) in lines {
+            let (what, name) = describe_key(key);
+            match output {
+                WatchOutput::Text => writeln!(out, "{rev:<8} {kind:<7} {what}/{name}")?,
+                WatchOutput::Json => {
+                    let v = serde_json::json!({
+                        "type": kind,
+                        "revision": rev,
+                        "kind": what,
+                        "name": name,
+                        "key": key,
+                        "value": value.map(String::from_utf8_lossy),
+                    });
+                    writeln!(out, "{v}")?;
+                }
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `cib import`: XML in, validated manifests out.
+pub fn cib_import(file: &str, output: ImportOutput, out: &mut impl Write) -> Result<()> {
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow!("{file}: cannot read: {e}"))?
+    };
+    if Format::detect(&text) != Format::Xml {
+        bail!("{file}: not XML (expected a <cib> or a <bundle>)");
+    }
+    let imported = cib::import(&text).map_err(|e| anyhow!("{file}: {e}"))?;
+    for w in &imported.warnings {
+        eprintln!("warning: {file}: {w}");
+    }
+    let invalid: Vec<String> = imported
+        .bundles
+        .iter()
+        .filter_map(|b| validate(b).err().map(|e| e.to_string()))
+        .collect();
+    if !invalid.is_empty() {
+        bail!("{file}:\n  {}", invalid.join("\n  "));
+    }
+    if imported.bundles.is_empty() {
+        bail!("{file}: no bundles found");
+    }
+    match output {
+        ImportOutput::Yaml => write!(out, "{}", manifest::to_yaml(&imported.bundles))?,
+        ImportOutput::Json => write!(out, "{}", manifest::to_json(&imported.bundles))?,
+    }
+    Ok(())
+}
+
+/// `cib export`: a whole `<cib>`, or `<bundle>` fragments.
+pub fn cib_export(bundles: &[Bundle], fragment: bool, out: &mut impl Write) -> Result<()> {
+    if bundles.is_empty() {
+        bail!("no bundles to export");
+    }
+    if fragment {
+        for b in bundles {
+            write!(out, "{}", cib::export_bundle(b))?;
+        }
+    } else {
+        write!(out, "{}", cib::export_cib(bundles))?;
+    }
+    Ok(())
+}

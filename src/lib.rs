@@ -1,0 +1,22 @@
+//! berth: Pacemaker's container bundles on plain Docker hosts, run the way a Kubernetes
+//! operator runs.
+//!
+//! # Layout
+//!
+//! Start reading at [`model`]: the Bundle resource, Pacemaker's defaults, validation and the
+//! formats it comes in (YAML, JSON, Pacemaker XML). It is pure and does no I/O.
+//!
+//! - [`model`]: types ([`model::Bundle`]), [`model::validate`], [`model::manifest`] (YAML and
+//!   JSON), [`model::cib`] (Pacemaker XML), [`model::duration`] (Pacemaker time values).
+//! - [`store`]: etcd. The key layout ([`store::keys`]), typed get/list/put/delete with
+//!   revision-based optimistic concurrency ([`store::Store`]), and the one watch helper
+//!   everything else uses ([`store::watch`]).
+//! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, cib import/export.
+//!   Nothing below reaches up into it.
+//!
+//! Still to come (see `docs/ARCHITECTURE.md`): the controller, the node agent, the remote
+//! agent and charts.
+
+pub mod cli;
+pub mod model;
+pub mod store;

@@ -1,0 +1,768 @@
+//! Validation: every rule a bundle must pass before anything is written, each failure naming
+//! the field path and the reason (`spec.network.portMappings[0].range: 90-80: first port is
+//! above last`). Validation reports every failure at once, not only the first.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use super::{API_VERSION, Bundle, KIND, NvPair, Operation, duration};
+
+/// One refused field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path in manifest names, `spec.network.portMappings[0].range`.
+    pub path: String,
+    /// Why, lower case.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Every refused field of one bundle. Callers give up on the bundle: retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors {
+    /// The bundle's name as given (may itself be the invalid part).
+    pub bundle: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bundle {:?} is invalid: ", self.bundle)?;
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Classes of primitive berth can run inside a container: OCF and LSB agents, and berth's own
+/// `command` class (a plain supervised command).
+pub const SUPPORTED_CLASSES: &[&str] = &["ocf", "lsb", "command"];
+
+/// Meta attributes Pacemaker defines for resources (Pacemaker Explained, "Resource Meta
+/// Attributes", plus the clone and bundle ones). Any other name is refused as a probable typo.
+pub const KNOWN_META: &[&str] = &[
+    "priority",
+    "critical",
+    "target-role",
+    "is-managed",
+    "maintenance",
+    "resource-stickiness",
+    "requires",
+    "migration-threshold",
+    "failure-timeout",
+    "multiple-active",
+    "allow-migrate",
+    "allow-unhealthy-nodes",
+    "container-attribute-target",
+    "remote-node",
+    "remote-port",
+    "remote-addr",
+    "remote-connect-timeout",
+    "remote-allow-migrate",
+    "ordered",
+    "interleave",
+    "notify",
+    "globally-unique",
+    "description",
+];
+
+const ROLES: &[&str] = &[
+    "Stopped",
+    "Started",
+    "Promoted",
+    "Unpromoted",
+    "Master",
+    "Slave",
+];
+const ON_FAIL: &[&str] = &[
+    "ignore",
+    "block",
+    "demote",
+    "stop",
+    "restart",
+    "standby",
+    "fence",
+    "restart-container",
+];
+
+/// Collects errors under a path.
+struct Check {
+    errors: Vec<FieldError>,
+}
+
+impl Check {
+    fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Checks a bundle against every rule. `Ok` means it may be written.
+pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
+    let mut c = Check { errors: Vec::new() };
+    if b.api_version != API_VERSION {
+        c.fail(
+            "apiVersion",
+            format!("{:?}: must be {API_VERSION:?}", b.api_version),
+        );
+    }
+    if b.kind != KIND {
+        c.fail("kind", format!("{:?}: must be {KIND:?}", b.kind));
+    }
+    let spec = &b.spec;
+    let replicas = spec.replicas();
+    check_name(&mut c, &b.metadata.name, replicas);
+
+    let container = match (&spec.docker, &spec.podman) {
+        (Some(d), None) => Some(("spec.docker", d)),
+        (None, Some(p)) => Some(("spec.podman", p)),
+        (Some(_), Some(_)) => {
+            c.fail("spec.podman", "docker and podman are both set: choose one engine");
+            None
+        }
+        (None, None) => {
+            c.fail("spec", "one of docker or podman is required");
+            None
+        }
+    };
+    if let Some((p, ct)) = container {
+        if ct.image.trim().is_empty() {
+            c.fail(format!("{p}.image"), "required");
+        }
+        if ct.replicas == Some(0) {
+            c.fail(format!("{p}.replicas"), "0: must be at least 1");
+        }
+        if ct.replicas_per_host == Some(0) {
+            c.fail(format!("{p}.replicasPerHost"), "0: must be at least 1");
+        }
+        if ct.promoted_max.is_some() && ct.masters.is_some() {
+            c.fail(
+                format!("{p}.masters"),
+                "masters is the deprecated alias of promotedMax: set only one",
+            );
+        }
+        let pm = spec.promoted_max();
+        if pm > replicas {
+            let f = if ct.masters.is_some() { "masters" } else { "promotedMax" };
+            c.fail(
+                format!("{p}.{f}"),
+                format!("{pm}: above replicas ({replicas})"),
+            );
+        }
+        if let Some(rc) = &ct.run_command
+            && rc.trim().is_empty()
+        {
+            c.fail(format!("{p}.runCommand"), "empty: leave it out instead");
+        }
+    }
+
+    if let Some(net) = &spec.network {
+        check_network(&mut c, net, replicas);
+    }
+    check_storage(&mut c, spec);
+    if let Some(prim) = &spec.primitive {
+        check_primitive(&mut c, prim);
+    }
+    check_nvpairs(&mut c, "spec.metaAttributes", &spec.meta_attributes, true);
+    check_nvpairs(&mut c, "spec.instanceAttributes", &spec.instance_attributes, false);
+    check_ids(&mut c, b);
+
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors {
+            bundle: b.metadata.name.clone(),
+            errors: c.errors,
+        })
+    }
+}
+
+/// DNS-label rules (RFC 1123), because the name becomes container names and host names; the
+/// longest derived name, `<name>-podman-<last replica>`, must stay within 63 characters.
+fn check_name(c: &mut Check, name: &str, replicas: u32) {
+    let p = "metadata.name";
+    if name.is_empty() {
+        c.fail(p, "required");
+        return;
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|ch| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || *ch == '-'))
+    {
+        c.fail(
+            p,
+            format!("{name:?}: {bad:?} is not allowed (lower-case letters, digits and '-' only, as in a DNS label)"),
+        );
+        return;
+    }
+    if !name.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+        c.fail(p, format!("{name:?}: must start with a lower-case letter"));
+    }
+    if name.ends_with('-') {
+        c.fail(p, format!("{name:?}: must not end with '-'"));
+    }
+    let longest = name.len() + "-podman-".len() + (replicas.max(1) - 1).to_string().len();
+    if longest > 63 {
+        c.fail(
+            p,
+            format!("{name:?}: too long: container name {longest} characters, above the 63 of a DNS label"),
+        );
+    }
+}
+
+fn check_network(c: &mut Check, net: &super::NetworkSpec, replicas: u32) {
+    let mask = net.host_netmask.unwrap_or(super::DEFAULT_HOST_NETMASK);
+    if net.host_netmask.is_some_and(|m| !(1..=32).contains(&m)) {
+        c.fail("spec.network.hostNetmask", format!("{mask}: must be 1-32"));
+    }
+    if let Some(start) = &net.ip_range_start {
+        match start.parse::<Ipv4Addr>() {
+            Err(_) => c.fail(
+                "spec.network.ipRangeStart",
+                format!("{start:?}: not an IPv4 address"),
+            ),
+            Ok(ip) => check_range(c, ip, mask, replicas),
+        }
+    }
+    if let Some(ifname) = &net.host_interface
+        && (ifname.is_empty()
+            || ifname.len() > 15
+            || ifname.contains(|ch: char| ch == '/' || ch.is_whitespace()))
+    {
+        c.fail(
+            "spec.network.hostInterface",
+            format!("{ifname:?}: not an interface name (1-15 characters, no '/' or spaces)"),
+        );
+    }
+    if net.control_port == Some(0) {
+        c.fail("spec.network.controlPort", "0: must be 1-65535");
+    }
+    let mut taken: Vec<(u16, u16, usize)> = Vec::new();
+    for (i, pm) in net.port_mappings.iter().enumerate() {
+        let p = format!("spec.network.portMappings[{i}]");
+        let ports = match (&pm.port, &pm.range) {
+            (Some(_), Some(_)) => {
+                c.fail(format!("{p}.range"), "port and range are both set: choose one");
+                None
+            }
+            (None, None) => {
+                c.fail(format!("{p}.port"), "one of port or range is required");
+                None
+            }
+            (Some(0), None) => {
+                c.fail(format!("{p}.port"), "0: must be 1-65535");
+                None
+            }
+            (Some(port), None) => Some((*port, *port)),
+            (None, Some(r)) => match parse_range(r) {
+                Ok(ports) => Some(ports),
+                Err(why) => {
+                    c.fail(format!("{p}.range"), format!("{r}: {why}"));
+                    None
+                }
+            },
+        };
+        if pm.internal_port == Some(0) {
+            c.fail(format!("{p}.internalPort"), "0: must be 1-65535");
+        }
+        if pm.internal_port.is_some() && pm.range.is_some() {
+            c.fail(
+                format!("{p}.internalPort"),
+                "not allowed with range (a range maps every port to itself)",
+            );
+        }
+        if let Some((lo, hi)) = ports {
+            if let Some((_, _, j)) = taken.iter().find(|(a, b, _)| lo <= *b && *a <= hi) {
+                c.fail(
+                    format!("{p}"),
+                    format!("ports {lo}-{hi} overlap portMappings[{j}]"),
+                );
+            }
+            taken.push((lo, hi, i));
+        }
+    }
+}
+
+/// Replica i owns `start + i`; the last one must not run past 255.255.255.255 and, for a
+/// netmask below 32, must stay inside `start`'s network without reaching its broadcast
+/// address. With /32 every address is a network of its own (as IPaddr2 adds it), so only the
+/// overflow applies.
+fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u32) {
+    let p = "spec.network.ipRangeStart";
+    let first = u32::from(start);
+    let Some(last) = first.checked_add(replicas.max(1) - 1) else {
+        c.fail(p, format!("{start}: {replicas} replicas run past 255.255.255.255"));
+        return;
+    };
+    if !(1..32).contains(&mask) {
+        return;
+    }
+    let netmask = u32::MAX << (32 - mask);
+    let network = first & netmask;
+    let broadcast = network | !netmask;
+    if mask < 31 && first == network {
+        c.fail(p, format!("{start}: is the network address of {start}/{mask}"));
+    }
+    if last & netmask != network || (mask < 31 && last == broadcast) {
+        c.fail(
+            p,
+            format!(
+                "{start}: the last replica's address {} is outside {}/{mask}",
+                Ipv4Addr::from(last),
+                Ipv4Addr::from(network)
+            ),
+        );
+    }
+}
+
+/// Parses `first-last`, 1-65535, first <= last.
+pub fn parse_range(r: &str) -> Result<(u16, u16), String> {
+    let (a, b) = r
+        .split_once('-')
+        .ok_or_else(|| "not first-last".to_string())?;
+    let port = |s: &str| -> Result<u16, String> {
+        match s.trim().parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            Ok(n) => Err(format!("port {n} is outside 1-65535")),
+            Err(_) => Err(format!("{s:?} is not a port number")),
+        }
+    };
+    let (a, b) = (port(a)?, port(b)?);
+    if a > b {
+        return Err("first port is above last".into());
+    }
+    Ok((a, b))
+}
+
+fn check_storage(c: &mut Check, spec: &super::BundleSpec) {
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    for (i, sm) in spec.storage_mappings.iter().enumerate() {
+        let p = format!("spec.storageMappings[{i}]");
+        match (&sm.source_dir, &sm.source_dir_root) {
+            (Some(_), Some(_)) => c.fail(
+                format!("{p}.sourceDirRoot"),
+                "sourceDir and sourceDirRoot are both set: choose one",
+            ),
+            (None, None) => c.fail(
+                format!("{p}.sourceDir"),
+                "one of sourceDir or sourceDirRoot is required",
+            ),
+            (Some(s), None) => check_path(c, format!("{p}.sourceDir"), s),
+            (None, Some(s)) => check_path(c, format!("{p}.sourceDirRoot"), s),
+        }
+        check_path(c, format!("{p}.targetDir"), &sm.target_dir);
+        if let Some(j) = targets.insert(sm.target_dir.trim_end_matches('/'), i) {
+            c.fail(
+                format!("{p}.targetDir"),
+                format!("{}: already mapped by storageMappings[{j}]", sm.target_dir),
+            );
+        }
+        if let Some(opts) = &sm.options {
+            for o in opts.split(',').map(str::trim) {
+                if !BIND_OPTIONS.contains(&o) {
+                    c.fail(
+                        format!("{p}.options"),
+                        format!("{o:?}: not a bind option ({})", BIND_OPTIONS.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Bind-mount options Docker accepts (`docker run -v`): access, SELinux relabel, propagation.
+const BIND_OPTIONS: &[&str] = &[
+    "rw", "ro", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+    "nocopy",
+];
+
+fn check_path(c: &mut Check, path: String, value: &str) {
+    if !value.starts_with('/') {
+        c.fail(path, format!("{value:?}: must be an absolute path"));
+    } else if value.split('/').any(|seg| seg == "..") {
+        c.fail(path, format!("{value:?}: must not contain '..'"));
+    }
+}
+
+fn check_primitive(c: &mut Check, prim: &super::Primitive) {
+    let p = "spec.primitive";
+    if prim.id.is_empty() {
+        c.fail(format!("{p}.id"), "required");
+    }
+    if !SUPPORTED_CLASSES.contains(&prim.class.as_str()) {
+        c.fail(
+            format!("{p}.class"),
+            format!(
+                "{:?}: not supported inside a bundle (supported: {})",
+                prim.class,
+                SUPPORTED_CLASSES.join(", ")
+            ),
+        );
+    }
+    match (&prim.class[..], &prim.provider) {
+        ("ocf", None) => c.fail(format!("{p}.provider"), "required for class ocf"),
+        ("ocf", Some(pr)) if pr.is_empty() => {
+            c.fail(format!("{p}.provider"), "required for class ocf")
+        }
+        ("ocf", _) | (_, None) => {}
+        (class, Some(_)) => c.fail(
+            format!("{p}.provider"),
+            format!("only class ocf has a provider, not {class}"),
+        ),
+    }
+    if prim.kind.is_empty() {
+        c.fail(format!("{p}.type"), "required");
+    }
+    check_nvpairs(c, &format!("{p}.instanceAttributes"), &prim.instance_attributes, false);
+    check_nvpairs(c, &format!("{p}.metaAttributes"), &prim.meta_attributes, true);
+    check_nvpairs(c, &format!("{p}.utilization"), &prim.utilization, false);
+    let mut seen: HashMap<(String, u128, &str), usize> = HashMap::new();
+    for (i, op) in prim.operations.iter().enumerate() {
+        let interval = check_op(c, &format!("{p}.operations[{i}]"), op);
+        if let Some(iv) = interval {
+            let key = (op.name.clone(), iv, op.role.as_deref().unwrap_or(""));
+            if let Some(j) = seen.insert(key, i) {
+                c.fail(
+                    format!("{p}.operations[{i}]"),
+                    format!(
+                        "{} with interval {} repeats operations[{j}]",
+                        op.name, op.interval
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Checks one operation; returns its interval in milliseconds when it parses.
+fn check_op(c: &mut Check, p: &str, op: &Operation) -> Option<u128> {
+    if op.name.is_empty() {
+        c.fail(format!("{p}.name"), "required");
+    }
+    let interval = match duration::parse(&op.interval) {
+        Ok(d) => Some(d.as_millis()),
+        Err(why) => {
+            c.fail(format!("{p}.interval"), why);
+            None
+        }
+    };
+    if op.name == "monitor" && interval == Some(0) && op.role.is_none() {
+        // A monitor with interval 0 is a probe, which Pacemaker schedules by itself.
+        c.fail(
+            format!("{p}.interval"),
+            "a monitor needs an interval above 0",
+        );
+    }
+    for (field, v) in [
+        ("timeout", &op.timeout),
+        ("startDelay", &op.start_delay),
+    ] {
+        if let Some(v) = v
+            && let Err(why) = duration::parse(v)
+        {
+            c.fail(format!("{p}.{field}"), why);
+        }
+    }
+    if op.start_delay.is_some() && op.interval_origin.is_some() {
+        c.fail(
+            format!("{p}.intervalOrigin"),
+            "startDelay and intervalOrigin are both set: choose one",
+        );
+    }
+    if let Some(r) = &op.role
+        && !ROLES.contains(&r.as_str())
+    {
+        c.fail(
+            format!("{p}.role"),
+            format!("{r:?}: not a role ({})", ROLES.join(", ")),
+        );
+    }
+    if let Some(f) = &op.on_fail
+        && !ON_FAIL.contains(&f.as_str())
+    {
+        c.fail(
+            format!("{p}.onFail"),
+            format!("{f:?}: not an on-fail policy ({})", ON_FAIL.join(", ")),
+        );
+    }
+    check_nvpairs(c, &format!("{p}.instanceAttributes"), &op.instance_attributes, false);
+    check_nvpairs(c, &format!("{p}.metaAttributes"), &op.meta_attributes, false);
+    interval
+}
+
+/// Names present and unique; for resource meta attributes, a known name with a valid value.
+fn check_nvpairs(c: &mut Check, p: &str, pairs: &[NvPair], resource_meta: bool) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, nv) in pairs.iter().enumerate() {
+        let pp = format!("{p}[{i}]");
+        if nv.name.is_empty() {
+            c.fail(format!("{pp}.name"), "required");
+            continue;
+        }
+        if let Some(j) = names.insert(&nv.name, i) {
+            c.fail(
+                format!("{pp}.name"),
+                format!("{}: already set by [{j}]", nv.name),
+            );
+        }
+        if !resource_meta {
+            continue;
+        }
+        if !KNOWN_META.contains(&nv.name.as_str()) {
+            c.fail(
+                format!("{pp}.name"),
+                format!("{:?}: not a Pacemaker resource meta attribute", nv.name),
+            );
+            continue;
+        }
+        let Some(v) = nv.value.as_deref() else { continue };
+        if let Err(why) = check_meta_value(&nv.name, v) {
+            c.fail(format!("{pp}.value"), format!("{v:?}: {why}"));
+        }
+    }
+}
+
+fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
+    match name {
+        "target-role" => ROLES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(v))
+            .then_some(())
+            .ok_or_else(|| format!("not a role ({})", ROLES.join(", "))),
+        "is-managed" | "maintenance" | "critical" | "allow-migrate" | "notify"
+        | "interleave" | "ordered" | "globally-unique" => parse_bool(v)
+            .map(|_| ())
+            .ok_or_else(|| "not a boolean (true, false, yes, no, on, off, 1, 0)".into()),
+        "migration-threshold" => parse_score(v)
+            .filter(|n| *n >= 0)
+            .map(|_| ())
+            .ok_or_else(|| "not a count (a number >= 0, or INFINITY)".into()),
+        "resource-stickiness" | "priority" => parse_score(v)
+            .map(|_| ())
+            .ok_or_else(|| "not a score (an integer, INFINITY or -INFINITY)".into()),
+        "failure-timeout" | "remote-connect-timeout" => duration::parse(v).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Pacemaker's boolean spellings (crm_str_to_boolean).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Pacemaker's score: an integer, or ±INFINITY (1,000,000).
+pub fn parse_score(v: &str) -> Option<i64> {
+    const INFINITY: i64 = 1_000_000;
+    match v.trim() {
+        "INFINITY" | "+INFINITY" => Some(INFINITY),
+        "-INFINITY" => Some(-INFINITY),
+        n => n.parse::<i64>().ok().map(|n| n.clamp(-INFINITY, INFINITY)),
+    }
+}
+
+/// XML IDs (NCName) present and unique across the bundle, the bundle's own name included.
+fn check_ids(c: &mut Check, b: &Bundle) {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut add = |c: &mut Check, path: String, id: &str| {
+        if !is_xml_id(id) {
+            c.fail(
+                path.clone(),
+                format!("{id:?}: not an XML id (a letter or '_' first, then letters, digits, '.', '-', '_')"),
+            );
+        }
+        if let Some(first) = seen.insert(id.to_string(), path.clone()) {
+            c.fail(path, format!("{id:?}: duplicate id, already used by {first}"));
+        }
+    };
+    let s = &b.spec;
+    let pairs = |c: &mut Check,
+                 add: &mut dyn FnMut(&mut Check, String, &str),
+                 p: &str,
+                 set_id: &Option<String>,
+                 pairs: &[NvPair]| {
+        if let Some(id) = set_id {
+            add(c, format!("{p}Id"), id);
+        }
+        for (i, nv) in pairs.iter().enumerate() {
+            if let Some(id) = &nv.id {
+                add(c, format!("{p}[{i}].id"), id);
+            }
+        }
+    };
+    if !b.metadata.name.is_empty() {
+        add(c, "metadata.name".into(), &b.metadata.name);
+    }
+    for (i, pm) in s.port_mappings().iter().enumerate() {
+        add(c, format!("spec.network.portMappings[{i}].id"), &pm.id);
+    }
+    for (i, sm) in s.storage_mappings.iter().enumerate() {
+        add(c, format!("spec.storageMappings[{i}].id"), &sm.id);
+    }
+    pairs(c, &mut add, "spec.metaAttributes", &s.meta_attributes_id, &s.meta_attributes);
+    pairs(
+        c,
+        &mut add,
+        "spec.instanceAttributes",
+        &s.instance_attributes_id,
+        &s.instance_attributes,
+    );
+    if let Some(prim) = &s.primitive {
+        let p = "spec.primitive";
+        if !prim.id.is_empty() {
+            add(c, format!("{p}.id"), &prim.id);
+        }
+        if let Some(id) = &prim.operations_id {
+            add(c, format!("{p}.operationsId"), id);
+        }
+        pairs(
+            c,
+            &mut add,
+            &format!("{p}.instanceAttributes"),
+            &prim.instance_attributes_id,
+            &prim.instance_attributes,
+        );
+        pairs(c, &mut add, &format!("{p}.metaAttributes"), &prim.meta_attributes_id, &prim.meta_attributes);
+        pairs(c, &mut add, &format!("{p}.utilization"), &prim.utilization_id, &prim.utilization);
+        for (i, op) in prim.operations.iter().enumerate() {
+            let op_p = format!("{p}.operations[{i}]");
+            if let Some(id) = &op.id {
+                add(c, format!("{op_p}.id"), id);
+            }
+            pairs(
+                c,
+                &mut add,
+                &format!("{op_p}.instanceAttributes"),
+                &op.instance_attributes_id,
+                &op.instance_attributes,
+            );
+            pairs(
+                c,
+                &mut add,
+                &format!("{op_p}.metaAttributes"),
+                &op.meta_attributes_id,
+                &op.meta_attributes,
+            );
+        }
+    }
+}
+
+/// An XML NCName, restricted to ASCII (Pacemaker ids in practice are).
+pub fn is_xml_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::seed;
+    use super::super::*;
+    use super::*;
+
+    fn errors(b: &Bundle) -> Vec<String> {
+        match validate(b) {
+            Ok(()) => vec![],
+            Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn refused(b: &Bundle, path: &str, reason_part: &str) {
+        let errs = errors(b);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(reason_part)),
+            "expected {path}: …{reason_part}…, got {errs:?}"
+        );
+    }
+
+    #[test]
+    fn seed_is_valid() {
+        assert_eq!(errors(&seed()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn port_range_first_above_last() {
+        let mut b = seed();
+        b.spec.network.as_mut().unwrap().port_mappings[0] = PortMapping {
+            id: "r".into(),
+            range: Some("90-80".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            errors(&b),
+            vec!["spec.network.portMappings[0].range: 90-80: first port is above last"]
+        );
+    }
+
+    #[test]
+    fn table_of_refusals() {
+        type Edit = fn(&mut Bundle);
+        let cases: Vec<(Edit, &str, &str)> = vec![
+            (|b| b.metadata.name = "Httpd".into(), "metadata.name", "not allowed"),
+            (|b| b.metadata.name = "9web".into(), "metadata.name", "lower-case letter"),
+            (|b| b.metadata.name = "a".repeat(60), "metadata.name", "too long"),
+            (|b| b.api_version = "v1".into(), "apiVersion", "must be"),
+            (|b| b.spec.podman = b.spec.docker.clone(), "spec.podman", "both set"),
+            (|b| b.spec.docker = None, "spec", "one of docker or podman"),
+            (|b| b.spec.docker.as_mut().unwrap().replicas = Some(0), "spec.docker.replicas", "at least 1"),
+            (|b| b.spec.docker.as_mut().unwrap().replicas_per_host = Some(0), "spec.docker.replicasPerHost", "at least 1"),
+            (|b| b.spec.docker.as_mut().unwrap().promoted_max = Some(4), "spec.docker.promotedMax", "above replicas"),
+            (|b| b.spec.docker.as_mut().unwrap().image = "".into(), "spec.docker.image", "required"),
+            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("300.1.1.1".into()), "spec.network.ipRangeStart", "not an IPv4"),
+            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("192.168.24.253".into()), "spec.network.ipRangeStart", "outside"),
+            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("255.255.255.254".into()), "spec.network.ipRangeStart", "past 255"),
+            (|b| b.spec.network.as_mut().unwrap().host_netmask = Some(33), "spec.network.hostNetmask", "1-32"),
+            (|b| b.spec.network.as_mut().unwrap().port_mappings[0].range = Some("80-81".into()), "spec.network.portMappings[0].range", "both set"),
+            (|b| b.spec.network.as_mut().unwrap().port_mappings[0].port = None, "spec.network.portMappings[0].port", "one of port or range"),
+            (|b| { let n = b.spec.network.as_mut().unwrap(); n.port_mappings[0].port = None; n.port_mappings[0].range = Some("1-70000".into()); }, "spec.network.portMappings[0].range", "outside 1-65535"),
+            (|b| { let n = b.spec.network.as_mut().unwrap(); let mut m = n.port_mappings[0].clone(); m.id = "other".into(); n.port_mappings.push(m); }, "spec.network.portMappings[1]", "overlap"),
+            (|b| b.spec.storage_mappings[0].source_dir_root = Some("/x".into()), "spec.storageMappings[0].sourceDirRoot", "both set"),
+            (|b| b.spec.storage_mappings[0].source_dir = None, "spec.storageMappings[0].sourceDir", "one of sourceDir"),
+            (|b| b.spec.storage_mappings[0].source_dir = Some("srv/www".into()), "spec.storageMappings[0].sourceDir", "absolute"),
+            (|b| b.spec.storage_mappings[0].source_dir = Some("/srv/../etc".into()), "spec.storageMappings[0].sourceDir", "'..'"),
+            (|b| b.spec.storage_mappings[1].source_dir_root = Some("/a/../b".into()), "spec.storageMappings[1].sourceDirRoot", "'..'"),
+            (|b| b.spec.storage_mappings[0].target_dir = "html".into(), "spec.storageMappings[0].targetDir", "absolute"),
+            (|b| b.spec.storage_mappings[0].options = Some("rw,bogus".into()), "spec.storageMappings[0].options", "not a bind option"),
+            (|b| b.spec.storage_mappings[1].id = "httpd-root".into(), "spec.storageMappings[1].id", "duplicate id"),
+            (|b| b.spec.primitive.as_mut().unwrap().id = "httpd-port".into(), "spec.primitive.id", "duplicate id"),
+            (|b| b.spec.primitive.as_mut().unwrap().class = "systemd".into(), "spec.primitive.class", "not supported"),
+            (|b| b.spec.primitive.as_mut().unwrap().provider = None, "spec.primitive.provider", "required for class ocf"),
+            (|b| b.spec.primitive.as_mut().unwrap().operations.push(Operation { name: "monitor".into(), interval: "ten".into(), ..Default::default() }), "spec.primitive.operations[0].interval", "not a number"),
+            (|b| b.spec.primitive.as_mut().unwrap().operations.push(Operation { name: "monitor".into(), interval: "10s".into(), on_fail: Some("explode".into()), ..Default::default() }), "spec.primitive.operations[0].onFail", "not an on-fail"),
+            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "migration-treshold".into(), value: Some("3".into()) }), "spec.metaAttributes[0].name", "not a Pacemaker resource meta attribute"),
+            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "target-role".into(), value: Some("Running".into()) }), "spec.metaAttributes[0].value", "not a role"),
+            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "failure-timeout".into(), value: Some("soon".into()) }), "spec.metaAttributes[0].value", "not a number"),
+        ];
+        for (edit, path, reason) in cases {
+            let mut b = seed();
+            edit(&mut b);
+            refused(&b, path, reason);
+        }
+    }
+
+    #[test]
+    fn slash_32_allows_many_replicas() {
+        let mut b = seed();
+        b.spec.network.as_mut().unwrap().host_netmask = None;
+        b.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.0.254".into());
+        assert_eq!(errors(&b), Vec::<String>::new());
+    }
+}

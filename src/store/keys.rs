@@ -1,0 +1,80 @@
+//! The etcd key layout under the prefix (default `/berth`). `docs/ARCHITECTURE.md` documents
+//! every key, including those the node agent and controller will write; this type builds the
+//! ones the code uses, so that no key is spelled twice.
+
+/// Key builder for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// The prefix without a trailing `/` (`/berth`).
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`; a trailing `/` is ignored, a missing leading one added.
+    pub fn new(prefix: &str) -> Keys {
+        let p = prefix.trim_end_matches('/');
+        let prefix = if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("/{p}")
+        };
+        Keys { prefix }
+    }
+
+    /// `<prefix>/`: everything berth stores.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// `<prefix>/bundles/`: desired state, one key per bundle.
+    pub fn bundles(&self) -> String {
+        format!("{}/bundles/", self.prefix)
+    }
+
+    /// `<prefix>/bundles/<name>`: a bundle's manifest (YAML, JSON or `<bundle>` XML).
+    pub fn bundle(&self, name: &str) -> String {
+        format!("{}{name}", self.bundles())
+    }
+
+    /// `<prefix>/status/bundles/`: observed state, written by berth only.
+    pub fn statuses(&self) -> String {
+        format!("{}/status/bundles/", self.prefix)
+    }
+
+    /// `<prefix>/status/bundles/<name>`: a bundle's status (JSON).
+    pub fn bundle_status(&self, name: &str) -> String {
+        format!("{}{name}", self.statuses())
+    }
+
+    /// The bundle name in a `bundles/<name>` key; None for any other key.
+    pub fn bundle_name<'k>(&self, key: &'k str) -> Option<&'k str> {
+        leaf(key, &self.bundles())
+    }
+
+    /// The bundle name in a `status/bundles/<name>` key; None for any other key.
+    pub fn status_name<'k>(&self, key: &'k str) -> Option<&'k str> {
+        leaf(key, &self.statuses())
+    }
+}
+
+/// The single path segment after `dir`, if `key` is directly under it.
+fn leaf<'k>(key: &'k str, dir: &str) -> Option<&'k str> {
+    key.strip_prefix(dir)
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = Keys::new("berth/");
+        assert_eq!(k.bundle("web"), "/berth/bundles/web");
+        assert_eq!(k.bundle_status("web"), "/berth/status/bundles/web");
+        assert_eq!(k.bundle_name("/berth/bundles/web"), Some("web"));
+        assert_eq!(k.bundle_name("/berth/status/bundles/web"), None);
+        assert_eq!(k.status_name("/berth/status/bundles/web"), Some("web"));
+        assert_eq!(k.bundle_name("/berth/bundles/a/b"), None);
+    }
+}

@@ -1,0 +1,524 @@
+//! etcd: where desired state, observed state and everything between them live.
+//!
+//! [`Store`] wraps one etcd client under a key prefix ([`keys::Keys`]). It offers raw
+//! get/list/put/delete with revision-based optimistic concurrency ([`Expect`]): a write says
+//! what it expects the key's revision to be, and a concurrent writer that got there first
+//! turns it into [`StoreError::Conflict`], never into a lost update. Typed bundle operations
+//! sit on top; [`watch`] is the one watch helper everything else uses.
+
+pub mod keys;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
+    Txn, TxnOp, TxnOpResponse,
+};
+
+use crate::model::manifest::{self, ParseError};
+use crate::model::{Bundle, BundleStatus, ValidationErrors, validate::validate};
+pub use keys::Keys;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "/berth";
+/// The default endpoint: a local etcd, as `scripts/setup.sh` and `berth up` start it.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// How to reach etcd. Defaults: [`DEFAULT_ENDPOINT`], prefix [`DEFAULT_PREFIX`], no TLS, no
+/// user.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// User and password, for an etcd with authentication enabled.
+    pub user: Option<(String, String)>,
+    /// CA certificate (PEM) to verify the server: turns TLS on.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for etcd's `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// How long to wait for a connection before an operation fails.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive: a connection that does not answer a ping within this time is
+    /// dropped, so a silent network partition ends a watch instead of hanging it.
+    pub keep_alive: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            endpoints: vec![DEFAULT_ENDPOINT.to_string()],
+            prefix: DEFAULT_PREFIX.to_string(),
+            user: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            connect_timeout: Duration::from_secs(3),
+            keep_alive: Duration::from_secs(3),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Endpoints from a comma-separated list (`--etcd` / `BERTH_ETCD`); `host:port` gets
+    /// `http://`, or `https://` when TLS is configured.
+    #[must_use]
+    pub fn with_endpoints(mut self, list: &str) -> Self {
+        self.endpoints = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect();
+        self
+    }
+
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    fn tls(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some()
+    }
+
+    fn urls(&self) -> Vec<String> {
+        let scheme = if self.tls() { "https" } else { "http" };
+        self.endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("{scheme}://{e}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// A key and its value as etcd holds them, with its revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key.
+    pub create_revision: i64,
+    /// Revision of the last write: what [`Expect::Revision`] compares.
+    pub mod_revision: i64,
+    /// Writes since creation (1 after the first): a bundle's `metadata.generation`.
+    pub version: i64,
+    pub lease: i64,
+}
+
+impl From<&etcd_client::KeyValue> for Kv {
+    fn from(kv: &etcd_client::KeyValue) -> Self {
+        Kv {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            version: kv.version(),
+            lease: kv.lease(),
+        }
+    }
+}
+
+/// What a write expects of the key it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist (create).
+    Absent,
+    /// The key must be at this mod revision (update what was read).
+    Revision(i64),
+    /// No expectation: last writer wins. For keys only one writer owns (status).
+    Any,
+}
+
+/// A value read from etcd with the revisions an update must quote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub mod_revision: i64,
+}
+
+/// Why a store operation failed, and how to react.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The client could not be set up (bad endpoint, unreadable TLS file). Give up.
+    #[error("cannot set up the etcd client for {endpoints}: {reason}")]
+    Setup { endpoints: String, reason: String },
+    /// etcd did not answer or refused. Retry with backoff.
+    #[error("etcd {op} {key}: {source}")]
+    Etcd {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// Someone else wrote the key since it was read. Re-read, re-decide, retry.
+    #[error("conflict on {key}: expected revision {expected}, found {found} (someone else wrote it first; re-read and retry)")]
+    Conflict {
+        key: String,
+        expected: i64,
+        /// 0 when the key is gone.
+        found: i64,
+    },
+    /// A create found the key already there.
+    #[error("{key} already exists")]
+    AlreadyExists { key: String },
+    /// The key is not there.
+    #[error("{key} not found")]
+    NotFound { key: String },
+    /// A stored value is not a valid bundle (for instance, a bad `etcdctl put`).
+    #[error("{key}: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// A bundle to be written failed validation; nothing was written. Fix the input.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+}
+
+/// Why a stored bundle value could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("value is not UTF-8")]
+    Utf8,
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("value holds {0} bundles; a bundle key holds exactly one")]
+    Count(usize),
+    #[error("value names bundle {value:?} but the key names {key:?}")]
+    NameMismatch { key: String, value: String },
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("status is not berth's JSON: {0}")]
+    Status(#[source] serde_json::Error),
+}
+
+/// A bundle list read at one revision: bundles (or why one could not be read) with their
+/// status when berth has written one.
+#[derive(Debug)]
+pub struct BundleList {
+    pub revision: i64,
+    pub items: Vec<Result<Versioned<Bundle>, StoreError>>,
+}
+
+/// One etcd client under one prefix. Cloning is cheap (the client is a shared channel).
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    keys: Keys,
+    endpoints: String,
+}
+
+impl Store {
+    /// Connects (lazily: an unreachable etcd shows up as an error on the first operation,
+    /// after the connect timeout).
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let endpoints = cfg.urls().join(",");
+        let setup = |reason: String| StoreError::Setup {
+            endpoints: endpoints.clone(),
+            reason,
+        };
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(cfg.connect_timeout)
+            .with_keep_alive(cfg.keep_alive, cfg.keep_alive)
+            .with_keep_alive_while_idle(true);
+        if let Some((u, p)) = &cfg.user {
+            opts = opts.with_user(u, p);
+        }
+        if cfg.tls() {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| setup(format!("cannot read {}: {e}", p.display())))
+            };
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &cfg.ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            match (&cfg.cert_file, &cfg.key_file) {
+                (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
+                (None, None) => {}
+                _ => return Err(setup("a client certificate needs both cert and key files".into())),
+            }
+            opts = opts.with_tls(tls);
+        }
+        let client = Client::connect(cfg.urls(), Some(opts))
+            .await
+            .map_err(|e| setup(e.to_string()))?;
+        Ok(Store {
+            client,
+            keys: Keys::new(&cfg.prefix),
+            endpoints,
+        })
+    }
+
+    /// The key layout under this store's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The endpoints, for messages.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// The underlying client, for the watch helper and leases.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn etcd(op: &'static str, key: &str) -> impl FnOnce(etcd_client::Error) -> StoreError {
+        let key = key.to_string();
+        move |source| StoreError::Etcd { op, key, source }
+    }
+
+    /// The store's current revision (etcd's header revision).
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let key = self.keys.root();
+        let resp = self
+            .client
+            .kv_client()
+            .get(key.clone(), Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(Self::etcd("get", &key))?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// One key, if present.
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(Self::etcd("get", key))?;
+        Ok(resp.kvs().first().map(Kv::from))
+    }
+
+    /// Every key under a prefix in one range read, with the revision it was read at.
+    pub async fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), StoreError> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(Self::etcd("list", prefix))?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        Ok((rev, resp.kvs().iter().map(Kv::from).collect()))
+    }
+
+    /// Writes a value if the key is as expected; returns the new mod revision.
+    pub async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<i64, StoreError> {
+        let op = TxnOp::put(key, value, None);
+        self.guarded("put", key, op, expect).await
+    }
+
+    /// Deletes a key if it is as expected; returns the deletion's revision.
+    pub async fn delete(&self, key: &str, expect: Expect) -> Result<i64, StoreError> {
+        if expect == Expect::Absent {
+            return Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        let op = TxnOp::delete(key, None);
+        let rev = self.guarded("delete", key, op, expect).await?;
+        Ok(rev)
+    }
+
+    /// Runs one operation in a transaction guarded by `expect`; on failure reads the key to
+    /// say what was found instead.
+    async fn guarded(
+        &self,
+        op_name: &'static str,
+        key: &str,
+        op: TxnOp,
+        expect: Expect,
+    ) -> Result<i64, StoreError> {
+        let when = match expect {
+            Expect::Absent => vec![Compare::create_revision(key, CompareOp::Equal, 0)],
+            Expect::Revision(r) => vec![Compare::mod_revision(key, CompareOp::Equal, r)],
+            Expect::Any => vec![],
+        };
+        let txn = Txn::new()
+            .when(when)
+            .and_then(vec![op])
+            .or_else(vec![TxnOp::get(key, None)]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(Self::etcd(op_name, key))?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        if resp.succeeded() {
+            if op_name == "delete"
+                && let Some(TxnOpResponse::Delete(d)) = resp.op_responses().first()
+                && d.deleted() == 0
+            {
+                return Err(StoreError::NotFound {
+                    key: key.to_string(),
+                });
+            }
+            return Ok(rev);
+        }
+        let found = match resp.op_responses().first() {
+            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0),
+            _ => 0,
+        };
+        Err(match expect {
+            Expect::Absent => StoreError::AlreadyExists {
+                key: key.to_string(),
+            },
+            Expect::Revision(_) if found == 0 => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            Expect::Revision(expected) => StoreError::Conflict {
+                key: key.to_string(),
+                expected,
+                found,
+            },
+            Expect::Any => unreachable!("an unguarded transaction always succeeds"),
+        })
+    }
+
+    // ---- bundles ------------------------------------------------------------------------
+
+    /// A bundle by name, with its status, if present.
+    pub async fn get_bundle(&self, name: &str) -> Result<Option<Versioned<Bundle>>, StoreError> {
+        let spec_key = self.keys.bundle(name);
+        let status_key = self.keys.bundle_status(name);
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(spec_key.clone(), None),
+            TxnOp::get(status_key, None),
+        ]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(Self::etcd("get", &spec_key))?;
+        let mut got = resp.op_responses().into_iter().map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(Kv::from),
+            _ => None,
+        });
+        let (spec, status) = (got.next().flatten(), got.next().flatten());
+        spec.map(|kv| decode_entry(&self.keys, &kv, status.as_ref()))
+            .transpose()
+    }
+
+    /// Every bundle with its status, read at one revision (one transaction of two range
+    /// reads, whatever the number of bundles).
+    pub async fn list_bundles(&self) -> Result<BundleList, StoreError> {
+        let (bundles, statuses) = (self.keys.bundles(), self.keys.statuses());
+        let prefix = Some(GetOptions::new().with_prefix());
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(bundles.clone(), prefix.clone()),
+            TxnOp::get(statuses, prefix),
+        ]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(Self::etcd("list", &bundles))?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut ranges = resp.op_responses().into_iter().map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().iter().map(Kv::from).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        });
+        let (specs, statuses) = (ranges.next().unwrap_or_default(), ranges.next().unwrap_or_default());
+        let status_of = |name: &str| {
+            let key = self.keys.bundle_status(name);
+            statuses.iter().find(|kv| kv.key == key)
+        };
+        let items = specs
+            .iter()
+            .filter_map(|kv| {
+                let name = self.keys.bundle_name(&kv.key)?;
+                Some(decode_entry(&self.keys, kv, status_of(name)))
+            })
+            .collect();
+        Ok(BundleList { revision, items })
+    }
+
+    /// Validates and writes a bundle's desired state (as YAML); returns the new revision.
+    /// Nothing is written when validation fails.
+    pub async fn put_bundle(&self, bundle: &Bundle, expect: Expect) -> Result<i64, StoreError> {
+        validate(bundle)?;
+        let key = self.keys.bundle(bundle.name());
+        self.put(&key, encode_bundle(bundle), expect).await
+    }
+
+    /// Deletes a bundle's desired state. Its status and replicas are cleaned up by the
+    /// controller once the node agents report the containers gone.
+    pub async fn delete_bundle(&self, name: &str, expect: Expect) -> Result<i64, StoreError> {
+        self.delete(&self.keys.bundle(name), expect).await
+    }
+
+    /// Writes a bundle's status (berth only; last writer wins: one controller leads).
+    pub async fn put_status(&self, name: &str, status: &BundleStatus) -> Result<i64, StoreError> {
+        let value = serde_json::to_vec(status).expect("status always serializes");
+        self.put(&self.keys.bundle_status(name), value, Expect::Any)
+            .await
+    }
+}
+
+/// A bundle from its spec key and, when berth has written one, its status key:
+/// `metadata.generation` is the spec key's version.
+pub fn decode_entry(
+    keys: &Keys,
+    spec: &Kv,
+    status: Option<&Kv>,
+) -> Result<Versioned<Bundle>, StoreError> {
+    let decode = |source| StoreError::Decode {
+        key: spec.key.clone(),
+        source,
+    };
+    let name = keys.bundle_name(&spec.key).unwrap_or_default();
+    let mut bundle = decode_bundle(name, &spec.value).map_err(decode)?;
+    bundle.metadata.generation = Some(spec.version);
+    if let Some(st) = status {
+        bundle.status = Some(
+            serde_json::from_slice::<BundleStatus>(&st.value)
+                .map_err(|e| decode(DecodeError::Status(e)))?,
+        );
+    }
+    Ok(Versioned {
+        value: bundle,
+        mod_revision: spec.mod_revision,
+    })
+}
+
+/// The bytes berth stores for a bundle: its manifest as YAML, without status or generation.
+pub fn encode_bundle(bundle: &Bundle) -> Vec<u8> {
+    manifest::to_yaml(&[bundle.desired()]).into_bytes()
+}
+
+/// Reads a bundle key's value, in any of the three formats. The name comes from the key
+/// when the value leaves it out, and must match it otherwise. The result is validated.
+pub fn decode_bundle(key_name: &str, value: &[u8]) -> Result<Bundle, DecodeError> {
+    let text = std::str::from_utf8(value).map_err(|_| DecodeError::Utf8)?;
+    let mut parsed = manifest::parse(text)?.bundles;
+    if parsed.len() != 1 {
+        return Err(DecodeError::Count(parsed.len()));
+    }
+    let mut b = parsed.remove(0);
+    if b.metadata.name.is_empty() {
+        b.metadata.name = key_name.to_string();
+    } else if b.metadata.name != key_name {
+        return Err(DecodeError::NameMismatch {
+            key: key_name.to_string(),
+            value: b.metadata.name,
+        });
+    }
+    b.status = None;
+    validate(&b)?;
+    Ok(b)
+}

@@ -1,0 +1,249 @@
+//! The one watch helper: a prefix, listed once, then watched from the revision after the list,
+//! resumed from the last revision seen when the connection drops, and listed again when etcd
+//! has compacted past that revision.
+//!
+//! Modelled on kube-runtime's watcher: an explicit state machine stepped inside
+//! `futures::stream::unfold`. Errors are yielded, not fatal: the stream goes on after a
+//! backoff, so a consumer logs them and keeps reading.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use futures::Stream;
+
+use super::Kv;
+
+/// What a watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Every key under the prefix at `revision`: the first list, and each re-list after a
+    /// compaction. A key missing from it no longer exists; consumers swap their whole view.
+    Listed { revision: i64, items: Vec<Kv> },
+    /// A key was created or changed.
+    Put(Kv),
+    /// A key was deleted at `revision`.
+    Deleted { key: String, revision: i64 },
+}
+
+/// A failed step. The stream retries by itself after a backoff; the consumer only reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("list {prefix}: {source}")]
+    List {
+        prefix: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("watch {prefix} from revision {from}: {source}")]
+    Watch {
+        prefix: String,
+        from: i64,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("watch {prefix} dropped at revision {at}; resuming")]
+    Dropped { prefix: String, at: i64 },
+}
+
+/// Watch settings: the retry backoff, doubling from `initial` up to `max`, reset by the first
+/// step that succeeds.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+enum State {
+    /// Must list the prefix (at start, and after a compaction).
+    List,
+    /// Listed up to `rev`; `stream` is open, or None after a drop.
+    Watch {
+        rev: i64,
+        stream: Option<WatchStream>,
+    },
+}
+
+struct Machine {
+    client: Client,
+    prefix: String,
+    cfg: WatchConfig,
+    state: State,
+    pending: VecDeque<WatchEvent>,
+    /// Set after a failure: wait this long before the next step.
+    backoff: Option<Duration>,
+}
+
+/// Watches every key under `prefix`: yields one [`WatchEvent::Listed`] first, then changes.
+pub fn watch_prefix(
+    client: Client,
+    prefix: impl Into<String>,
+    cfg: WatchConfig,
+) -> impl Stream<Item = Result<WatchEvent, WatchError>> + Send + 'static {
+    let m = Machine {
+        client,
+        prefix: prefix.into(),
+        cfg,
+        state: State::List,
+        pending: VecDeque::new(),
+        backoff: None,
+    };
+    futures::stream::unfold(m, |mut m| async move {
+        let item = m.step().await;
+        Some((item, m))
+    })
+}
+
+impl Machine {
+    fn failed(&mut self) {
+        let next = self
+            .backoff
+            .map(|b| (b * 2).min(self.cfg.max_backoff))
+            .unwrap_or(self.cfg.initial_backoff);
+        self.backoff = Some(next);
+    }
+
+    /// Runs until there is something to yield.
+    async fn step(&mut self) -> Result<WatchEvent, WatchError> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(ev);
+            }
+            if let Some(b) = self.backoff {
+                tokio::time::sleep(b).await;
+            }
+            match &mut self.state {
+                State::List => {
+                    let resp = self
+                        .client
+                        .kv_client()
+                        .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
+                        .await;
+                    let resp = match resp {
+                        Ok(r) => r,
+                        Err(source) => {
+                            self.failed();
+                            return Err(WatchError::List {
+                                prefix: self.prefix.clone(),
+                                source,
+                            });
+                        }
+                    };
+                    self.backoff = None;
+                    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                    let items = resp.kvs().iter().map(Kv::from).collect();
+                    self.state = State::Watch {
+                        rev: revision,
+                        stream: None,
+                    };
+                    return Ok(WatchEvent::Listed { revision, items });
+                }
+                State::Watch { rev, stream: None } => {
+                    let from = *rev + 1;
+                    let opts = WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(from);
+                    match self
+                        .client
+                        .watch_client()
+                        .watch(self.prefix.clone(), Some(opts))
+                        .await
+                    {
+                        Ok(s) => {
+                            self.state = State::Watch {
+                                rev: from - 1,
+                                stream: Some(s),
+                            }
+                        }
+                        Err(source) => {
+                            self.failed();
+                            return Err(WatchError::Watch {
+                                prefix: self.prefix.clone(),
+                                from,
+                                source,
+                            });
+                        }
+                    }
+                }
+                State::Watch {
+                    rev,
+                    stream: Some(s),
+                } => match s.message().await {
+                    Ok(Some(resp)) => {
+                        self.backoff = None;
+                        if resp.compact_revision() > 0 || resp.canceled() {
+                            // The revisions we need are gone (or etcd dropped the watch):
+                            // only a fresh list can tell what changed.
+                            tracing::info!(
+                                prefix = %self.prefix,
+                                compacted = resp.compact_revision(),
+                                reason = resp.cancel_reason(),
+                                "watch cancelled, listing again"
+                            );
+                            self.state = State::List;
+                            continue;
+                        }
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            let kv = Kv::from(kv);
+                            *rev = (*rev).max(kv.mod_revision);
+                            self.pending.push_back(match ev.event_type() {
+                                EventType::Put => WatchEvent::Put(kv),
+                                EventType::Delete => WatchEvent::Deleted {
+                                    key: kv.key,
+                                    revision: kv.mod_revision,
+                                },
+                            });
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        let at = *rev;
+                        self.state = State::Watch { rev: at, stream: None };
+                        self.failed();
+                        return Err(WatchError::Dropped {
+                            prefix: self.prefix.clone(),
+                            at,
+                        });
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// A local copy of a prefix kept current by [`WatchEvent`]s (kube's reflector store).
+#[derive(Debug, Default, Clone)]
+pub struct Cache {
+    pub items: BTreeMap<String, Kv>,
+    /// The revision the copy reflects.
+    pub revision: i64,
+}
+
+impl Cache {
+    /// Applies one event: a list replaces everything, a put inserts, a delete removes.
+    pub fn apply(&mut self, ev: &WatchEvent) {
+        match ev {
+            WatchEvent::Listed { revision, items } => {
+                self.items = items.iter().map(|kv| (kv.key.clone(), kv.clone())).collect();
+                self.revision = *revision;
+            }
+            WatchEvent::Put(kv) => {
+                self.revision = self.revision.max(kv.mod_revision);
+                self.items.insert(kv.key.clone(), kv.clone());
+            }
+            WatchEvent::Deleted { key, revision } => {
+                self.revision = self.revision.max(*revision);
+                self.items.remove(key);
+            }
+        }
+    }
+}
