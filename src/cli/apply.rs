@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 
 use super::{ApplyArgs, DeleteArgs, duplicate_names, read_manifests};
-use crate::model::validate::validate;
 use crate::model::manifest;
+use crate::model::validate::validate;
 use crate::store::{Expect, Store, StoreError, decode_bundle};
 
 /// What apply did (or, with --dry-run, would do) to one bundle.
@@ -152,12 +152,12 @@ fn diff_lines(before: &str, after: &str) -> Vec<String> {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out
@@ -170,6 +170,6 @@ mod tests {
     #[test]
     fn diff_shows_only_changed_lines() {
         let d = diff_lines("a\nreplicas: 3\nc\n", "a\nreplicas: 5\nc\n");
-        assert_eq!(d, vec!["+ replicas: 5", "- replicas: 3"]);
+        assert_eq!(d, vec!["- replicas: 3", "+ replicas: 5"]);
     }
 }

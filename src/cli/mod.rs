@@ -39,7 +39,12 @@ pub struct EtcdArgs {
     #[arg(long, env = "BERTH_ETCD_USER", global = true)]
     pub etcd_user: Option<String>,
     /// etcd password.
-    #[arg(long, env = "BERTH_ETCD_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "BERTH_ETCD_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub etcd_password: Option<String>,
     /// CA certificate (PEM) for TLS to etcd.
     #[arg(long, env = "BERTH_ETCD_CA", global = true)]
@@ -224,7 +229,10 @@ async fn run(cli: Cli) -> Result<()> {
             let store = cli.etcd.store().await?;
             show::get(&store, &args, out).await
         }
-        Command::Describe { kind: Kind::Bundle, name } => {
+        Command::Describe {
+            kind: Kind::Bundle,
+            name,
+        } => {
             let store = cli.etcd.store().await?;
             show::describe(&store, &name, out).await
         }
@@ -262,8 +270,12 @@ pub fn read_manifests(inputs: &[String]) -> Result<Parsed> {
     for input in inputs {
         for (origin, text) in read_inputs(input)? {
             let parsed = manifest::parse(&text).with_context(|| origin.clone())?;
-            all.warnings
-                .extend(parsed.warnings.into_iter().map(|w| format!("{origin}: {w}")));
+            all.warnings.extend(
+                parsed
+                    .warnings
+                    .into_iter()
+                    .map(|w| format!("{origin}: {w}")),
+            );
             all.bundles.extend(parsed.bundles);
         }
     }

@@ -140,7 +140,11 @@ async fn get_watch(store: &Store, args: &GetArgs, out: &mut impl Write) -> Resul
         bail!("get -w prints table rows; use berth watch -o json for machine-readable events");
     }
     let mut cache = Cache::default();
-    let mut events = Box::pin(watch_prefix(store.client(), keys.root(), WatchConfig::default()));
+    let mut events = Box::pin(watch_prefix(
+        store.client(),
+        keys.root(),
+        WatchConfig::default(),
+    ));
     let wanted = |name: &str| args.name.as_deref().is_none_or(|n| n == name);
     let entry = |cache: &Cache, name: &str| -> Option<Bundle> {
         let spec = cache.items.get(&keys.bundle(name))?;
@@ -229,7 +233,10 @@ fn describe_text(b: &Bundle) -> String {
     };
     line(format!("Name:         {}", b.name()));
     line(format!("Labels:       {}", map_text(&b.metadata.labels)));
-    line(format!("Annotations:  {}", map_text(&b.metadata.annotations)));
+    line(format!(
+        "Annotations:  {}",
+        map_text(&b.metadata.annotations)
+    ));
     line(format!(
         "Generation:   {}",
         b.metadata.generation.unwrap_or_default()
@@ -287,7 +294,10 @@ fn describe_text(b: &Bundle) -> String {
         Some(p) => {
             line(format!("Primitive:    {} ({})", p.id, p.agent()));
             if !p.instance_attributes.is_empty() {
-                line(format!("  Attributes: {}", pairs_text(&p.instance_attributes)));
+                line(format!(
+                    "  Attributes: {}",
+                    pairs_text(&p.instance_attributes)
+                ));
             }
             if !p.meta_attributes.is_empty() {
                 line(format!("  Meta:       {}", pairs_text(&p.meta_attributes)));
@@ -351,7 +361,11 @@ fn describe_text(b: &Bundle) -> String {
 pub async fn watch(store: &Store, output: WatchOutput, out: &mut impl Write) -> Result<()> {
     let keys = store.keys().clone();
     let root = keys.root();
-    let mut events = Box::pin(watch_prefix(store.client(), root.clone(), WatchConfig::default()));
+    let mut events = Box::pin(watch_prefix(
+        store.client(),
+        root.clone(),
+        WatchConfig::default(),
+    ));
     let describe_key = |key: &str| -> (String, String) {
         if let Some(n) = keys.bundle_name(key) {
             ("bundle".into(), n.into())
@@ -372,7 +386,14 @@ pub async fn watch(store: &Store, output: WatchOutput, out: &mut impl Write) -> 
         let lines: Vec<(&str, i64, &str, Option<&[u8]>)> = match &ev {
             WatchEvent::Listed { revision, items } => items
                 .iter()
-                .map(|kv| ("EXISTS", *revision, kv.key.as_str(), Some(kv.value.as_slice())))
+                .map(|kv| {
+                    (
+                        "EXISTS",
+                        *revision,
+                        kv.key.as_str(),
+                        Some(kv.value.as_slice()),
+                    )
+                })
                 .collect(),
             WatchEvent::Put(kv) => vec![("PUT", kv.mod_revision, &kv.key, Some(&kv.value))],
             WatchEvent::Deleted { key, revision } => vec![("DELETE", *revision, key, None)],

@@ -143,7 +143,10 @@ struct Attrs<'a> {
 impl<'a> Attrs<'a> {
     fn new(el: &'a Element, path: &str) -> Result<Self, XmlError> {
         if el.text {
-            return err(path, format!("<{}> holds text, which the schema does not allow", el.name));
+            return err(
+                path,
+                format!("<{}> holds text, which the schema does not allow", el.name),
+            );
         }
         Ok(Attrs {
             el,
@@ -190,8 +193,12 @@ impl<'a> Attrs<'a> {
         for (i, (k, _)) in self.el.attrs.iter().enumerate() {
             if !self.taken[i] {
                 let why = match k.as_str() {
-                    "id-ref" => "id-ref references are not supported: write the element out".to_string(),
-                    "template" => "resource templates are not supported: write the primitive out".to_string(),
+                    "id-ref" => {
+                        "id-ref references are not supported: write the element out".to_string()
+                    }
+                    "template" => {
+                        "resource templates are not supported: write the primitive out".to_string()
+                    }
                     _ => format!("unknown attribute {k}"),
                 };
                 return err(&self.path, why);
@@ -412,7 +419,10 @@ fn primitive_from(el: &Element, path: &str) -> Result<Primitive, XmlError> {
         let name = child.name.as_str();
         let cpath = format!("{path}/{name}");
         if seen.contains(&name) {
-            return err(&cpath, format!("more than one <{name}> set is not supported"));
+            return err(
+                &cpath,
+                format!("more than one <{name}> set is not supported"),
+            );
         }
         seen.push(name);
         match name {
@@ -461,13 +471,19 @@ fn op_from(el: &Element, path: &str, prim: &str) -> Result<Operation, XmlError> 
     };
     a.finish()?;
     op.id = (id != op_id(prim, &op.name, &op.interval)).then_some(id);
-    let owner = op.id.clone().unwrap_or_else(|| op_id(prim, &op.name, &op.interval));
+    let owner = op
+        .id
+        .clone()
+        .unwrap_or_else(|| op_id(prim, &op.name, &op.interval));
     let mut seen: Vec<&str> = Vec::new();
     for child in &el.children {
         let name = child.name.as_str();
         let cpath = format!("{path}/{name}");
         if seen.contains(&name) {
-            return err(&cpath, format!("more than one <{name}> set is not supported"));
+            return err(
+                &cpath,
+                format!("more than one <{name}> set is not supported"),
+            );
         }
         seen.push(name);
         match name {
@@ -494,7 +510,10 @@ fn nvset_from(
     let set_id = a.req("id")?;
     if a.opt("score").is_some() {
         // A score only orders several sets; berth keeps one set per kind.
-        return err(path, "score on an attribute set is not supported (one set per kind)");
+        return err(
+            path,
+            "score on an attribute set is not supported (one set per kind)",
+        );
     }
     a.finish()?;
     let derived = set_id_for(owner, &el.name);
@@ -592,7 +611,10 @@ fn nvset_out(
     let set_id = id.clone().unwrap_or_else(|| set_id_for(owner, element));
     let mut set = Out::new(element).attr("id", &set_id);
     for nv in pairs {
-        let nid = nv.id.clone().unwrap_or_else(|| nvpair_id(&set_id, &nv.name));
+        let nid = nv
+            .id
+            .clone()
+            .unwrap_or_else(|| nvpair_id(&set_id, &nv.name));
         set.children.push(
             Out::new("nvpair")
                 .attr("id", nid)
@@ -609,7 +631,12 @@ fn bundle_out(b: &Bundle) -> Out {
     let mut el = Out::new("bundle")
         .attr("id", id)
         .opt("description", s.description.as_ref());
-    el.children.extend(nvset_out("meta_attributes", id, &s.meta_attributes_id, &s.meta_attributes));
+    el.children.extend(nvset_out(
+        "meta_attributes",
+        id,
+        &s.meta_attributes_id,
+        &s.meta_attributes,
+    ));
     el.children.extend(nvset_out(
         "instance_attributes",
         id,
@@ -618,15 +645,19 @@ fn bundle_out(b: &Bundle) -> Out {
     ));
     let (engine, c) = s.container();
     el.children.push(
-        Out::new(if engine == super::Engine::Podman { "podman" } else { "docker" })
-            .attr("image", &c.image)
-            .opt("replicas", c.replicas)
-            .opt("replicas-per-host", c.replicas_per_host)
-            .opt("promoted-max", c.promoted_max)
-            .opt("masters", c.masters)
-            .opt("run-command", c.run_command.as_ref())
-            .opt("network", c.network.as_ref())
-            .opt("options", c.options.as_ref()),
+        Out::new(if engine == super::Engine::Podman {
+            "podman"
+        } else {
+            "docker"
+        })
+        .attr("image", &c.image)
+        .opt("replicas", c.replicas)
+        .opt("replicas-per-host", c.replicas_per_host)
+        .opt("promoted-max", c.promoted_max)
+        .opt("masters", c.masters)
+        .opt("run-command", c.run_command.as_ref())
+        .opt("network", c.network.as_ref())
+        .opt("options", c.options.as_ref()),
     );
     if let Some(n) = &s.network {
         let mut net = Out::new("network")
@@ -679,8 +710,18 @@ fn primitive_out(p: &Primitive) -> Out {
         &p.instance_attributes_id,
         &p.instance_attributes,
     ));
-    el.children.extend(nvset_out("meta_attributes", &p.id, &p.meta_attributes_id, &p.meta_attributes));
-    el.children.extend(nvset_out("utilization", &p.id, &p.utilization_id, &p.utilization));
+    el.children.extend(nvset_out(
+        "meta_attributes",
+        &p.id,
+        &p.meta_attributes_id,
+        &p.meta_attributes,
+    ));
+    el.children.extend(nvset_out(
+        "utilization",
+        &p.id,
+        &p.utilization_id,
+        &p.utilization,
+    ));
     if !p.operations.is_empty() || p.operations_id.is_some() {
         let mut ops = Out::new("operations").opt("id", p.operations_id.as_ref());
         for op in &p.operations {
@@ -819,7 +860,10 @@ mod tests {
             value: Some("Started".into()),
         });
         let xml = export_bundle(&b);
-        assert!(xml.contains(r#"id="httpd-apache-monitor-interval-10s""#), "{xml}");
+        assert!(
+            xml.contains(r#"id="httpd-apache-monitor-interval-10s""#),
+            "{xml}"
+        );
         assert_eq!(import(&xml).unwrap().bundles, vec![b.clone()]);
         let cib = export_cib(std::slice::from_ref(&b));
         assert_eq!(import(&cib).unwrap().bundles, vec![b]);
@@ -829,7 +873,10 @@ mod tests {
     fn unknown_attribute_is_refused_with_its_path() {
         let bad = SEED_XML.replace(r#"port="80""#, r#"prot="80""#);
         let e = import(&bad).unwrap_err();
-        assert_eq!(e.path, "bundle[httpd-bundle]/network/port-mapping[httpd-port]");
+        assert_eq!(
+            e.path,
+            "bundle[httpd-bundle]/network/port-mapping[httpd-port]"
+        );
         assert_eq!(e.reason, "unknown attribute prot");
     }
 
@@ -838,8 +885,14 @@ mod tests {
         let e = import(&SEED_XML.replace("<storage>", "<storage><volume/>")).unwrap_err();
         assert!(e.reason.contains("<volume>"), "{e}");
         let e = import(&SEED_XML.replace(r#"replicas="3""#, r#"replicas="-3""#)).unwrap_err();
-        assert_eq!(e.to_string(), r#"xml bundle[httpd-bundle]/docker: attribute replicas: "-3" is not a number in range"#);
+        assert_eq!(
+            e.to_string(),
+            r#"xml bundle[httpd-bundle]/docker: attribute replicas: "-3" is not a number in range"#
+        );
         let e = import("<bundle id='x'><docker image='i'/>").unwrap_err();
-        assert!(e.reason.contains("unclosed") || e.reason.contains("byte"), "{e}");
+        assert!(
+            e.reason.contains("unclosed") || e.reason.contains("byte"),
+            "{e}"
+        );
     }
 }

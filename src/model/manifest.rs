@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use super::cib::{self, XmlError};
 use super::Bundle;
+use super::cib::{self, XmlError};
 
 /// The three formats berth reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +68,11 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             })
         }
         Format::Json => {
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|source| {
-                ParseError::Json {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|source| ParseError::Json {
                     path: ".".into(),
                     source,
-                }
-            })?;
+                })?;
             let items = match value {
                 serde_json::Value::Array(items) => items,
                 one => vec![one],
@@ -101,8 +100,8 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                     path,
                     source,
                 };
-                let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)
-                    .map_err(|e| yaml_err(".".into(), e))?;
+                let value: serde_yaml::Value =
+                    serde::Deserialize::deserialize(doc).map_err(|e| yaml_err(".".into(), e))?;
                 if value.is_null() {
                     continue;
                 }
@@ -168,17 +167,26 @@ mod tests {
         let yaml = format!("---\n{}---\n", to_yaml(&two));
         assert_eq!(parse(&yaml).unwrap().bundles, two.to_vec());
         assert_eq!(parse(&to_json(&two)).unwrap().bundles, two.to_vec());
-        assert_eq!(parse(&to_json(&two[..1])).unwrap().bundles, two[..1].to_vec());
+        assert_eq!(
+            parse(&to_json(&two[..1])).unwrap().bundles,
+            two[..1].to_vec()
+        );
     }
 
     #[test]
     fn unknown_field_is_refused_with_its_path() {
         let yaml = to_yaml(&[seed()]).replace("replicas: 3", "replica: 3");
         let e = parse(&yaml).unwrap_err().to_string();
-        assert!(e.starts_with("yaml document 1: spec.docker.replica: unknown field `replica`"), "{e}");
+        assert!(
+            e.starts_with("yaml document 1: spec.docker.replica: unknown field `replica`"),
+            "{e}"
+        );
         let json = to_json(&[seed()]).replace("\"replicas\"", "\"replica\"");
         let e = parse(&json).unwrap_err().to_string();
-        assert!(e.starts_with("json: [0].spec.docker.replica: unknown field `replica`"), "{e}");
+        assert!(
+            e.starts_with("json: [0].spec.docker.replica: unknown field `replica`"),
+            "{e}"
+        );
     }
 
     #[test]

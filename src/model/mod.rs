@@ -372,8 +372,7 @@ impl BundleSpec {
     /// `replicas`, defaulting as Pacemaker does: `promoted-max` if positive, else 1.
     pub fn replicas(&self) -> u32 {
         let c = self.container().1;
-        c.replicas
-            .unwrap_or_else(|| self.promoted_max().max(1))
+        c.replicas.unwrap_or_else(|| self.promoted_max().max(1))
     }
 
     /// `replicas-per-host`, default 1.
@@ -402,7 +401,10 @@ impl BundleSpec {
 
     /// `add-host`, default true.
     pub fn add_host(&self) -> bool {
-        self.network.as_ref().and_then(|n| n.add_host).unwrap_or(true)
+        self.network
+            .as_ref()
+            .and_then(|n| n.add_host)
+            .unwrap_or(true)
     }
 
     /// Port mappings (none without a network element).
@@ -416,8 +418,16 @@ impl BundleSpec {
     /// Replica `i`'s address: `ip-range-start + i`, when the bundle has an ip-range-start
     /// that parses and `i` does not run past 255.255.255.255.
     pub fn replica_address(&self, i: u32) -> Option<std::net::Ipv4Addr> {
-        let start: std::net::Ipv4Addr = self.network.as_ref()?.ip_range_start.as_ref()?.parse().ok()?;
-        u32::from(start).checked_add(i).map(std::net::Ipv4Addr::from)
+        let start: std::net::Ipv4Addr = self
+            .network
+            .as_ref()?
+            .ip_range_start
+            .as_ref()?
+            .parse()
+            .ok()?;
+        u32::from(start)
+            .checked_add(i)
+            .map(std::net::Ipv4Addr::from)
     }
 
     /// A bundle meta attribute's value, by Pacemaker name (`target-role`, …).
@@ -546,9 +556,17 @@ mod tests {
         let mut b = fixtures::seed();
         let c = b.spec.docker.as_mut().unwrap();
         c.replicas = None;
-        assert_eq!(b.spec.replicas(), 1, "replicas defaults to 1 without promoted-max");
+        assert_eq!(
+            b.spec.replicas(),
+            1,
+            "replicas defaults to 1 without promoted-max"
+        );
         b.spec.docker.as_mut().unwrap().promoted_max = Some(2);
-        assert_eq!(b.spec.replicas(), 2, "replicas defaults to promoted-max when positive");
+        assert_eq!(
+            b.spec.replicas(),
+            2,
+            "replicas defaults to promoted-max when positive"
+        );
         b.spec.docker.as_mut().unwrap().promoted_max = None;
         b.spec.docker.as_mut().unwrap().masters = Some(4);
         assert_eq!(b.spec.replicas(), 4, "masters is promoted-max's alias");

@@ -131,7 +131,10 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         (Some(d), None) => Some(("spec.docker", d)),
         (None, Some(p)) => Some(("spec.podman", p)),
         (Some(_), Some(_)) => {
-            c.fail("spec.podman", "docker and podman are both set: choose one engine");
+            c.fail(
+                "spec.podman",
+                "docker and podman are both set: choose one engine",
+            );
             None
         }
         (None, None) => {
@@ -157,7 +160,11 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         }
         let pm = spec.promoted_max();
         if pm > replicas {
-            let f = if ct.masters.is_some() { "masters" } else { "promotedMax" };
+            let f = if ct.masters.is_some() {
+                "masters"
+            } else {
+                "promotedMax"
+            };
             c.fail(
                 format!("{p}.{f}"),
                 format!("{pm}: above replicas ({replicas})"),
@@ -178,7 +185,12 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         check_primitive(&mut c, prim);
     }
     check_nvpairs(&mut c, "spec.metaAttributes", &spec.meta_attributes, true);
-    check_nvpairs(&mut c, "spec.instanceAttributes", &spec.instance_attributes, false);
+    check_nvpairs(
+        &mut c,
+        "spec.instanceAttributes",
+        &spec.instance_attributes,
+        false,
+    );
     check_ids(&mut c, b);
 
     if c.errors.is_empty() {
@@ -256,7 +268,10 @@ fn check_network(c: &mut Check, net: &super::NetworkSpec, replicas: u32) {
         let p = format!("spec.network.portMappings[{i}]");
         let ports = match (&pm.port, &pm.range) {
             (Some(_), Some(_)) => {
-                c.fail(format!("{p}.range"), "port and range are both set: choose one");
+                c.fail(
+                    format!("{p}.range"),
+                    "port and range are both set: choose one",
+                );
                 None
             }
             (None, None) => {
@@ -305,7 +320,10 @@ fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u32) {
     let p = "spec.network.ipRangeStart";
     let first = u32::from(start);
     let Some(last) = first.checked_add(replicas.max(1) - 1) else {
-        c.fail(p, format!("{start}: {replicas} replicas run past 255.255.255.255"));
+        c.fail(
+            p,
+            format!("{start}: {replicas} replicas run past 255.255.255.255"),
+        );
         return;
     };
     if !(1..32).contains(&mask) {
@@ -315,9 +333,21 @@ fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u32) {
     let network = first & netmask;
     let broadcast = network | !netmask;
     if mask < 31 && first == network {
-        c.fail(p, format!("{start}: is the network address of {start}/{mask}"));
+        c.fail(
+            p,
+            format!("{start}: is the network address of {start}/{mask}"),
+        );
     }
-    if last & netmask != network || (mask < 31 && last == broadcast) {
+    if mask < 31 && last == broadcast {
+        c.fail(
+            p,
+            format!(
+                "{start}: the last replica's address {} is the broadcast address of {}/{mask}",
+                Ipv4Addr::from(last),
+                Ipv4Addr::from(network)
+            ),
+        );
+    } else if last & netmask != network {
         c.fail(
             p,
             format!(
@@ -386,8 +416,7 @@ fn check_storage(c: &mut Check, spec: &super::BundleSpec) {
 
 /// Bind-mount options Docker accepts (`docker run -v`): access, SELinux relabel, propagation.
 const BIND_OPTIONS: &[&str] = &[
-    "rw", "ro", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-    "nocopy",
+    "rw", "ro", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy",
 ];
 
 fn check_path(c: &mut Check, path: String, value: &str) {
@@ -427,8 +456,18 @@ fn check_primitive(c: &mut Check, prim: &super::Primitive) {
     if prim.kind.is_empty() {
         c.fail(format!("{p}.type"), "required");
     }
-    check_nvpairs(c, &format!("{p}.instanceAttributes"), &prim.instance_attributes, false);
-    check_nvpairs(c, &format!("{p}.metaAttributes"), &prim.meta_attributes, true);
+    check_nvpairs(
+        c,
+        &format!("{p}.instanceAttributes"),
+        &prim.instance_attributes,
+        false,
+    );
+    check_nvpairs(
+        c,
+        &format!("{p}.metaAttributes"),
+        &prim.meta_attributes,
+        true,
+    );
     check_nvpairs(c, &format!("{p}.utilization"), &prim.utilization, false);
     let mut seen: HashMap<(String, u128, &str), usize> = HashMap::new();
     for (i, op) in prim.operations.iter().enumerate() {
@@ -467,10 +506,7 @@ fn check_op(c: &mut Check, p: &str, op: &Operation) -> Option<u128> {
             "a monitor needs an interval above 0",
         );
     }
-    for (field, v) in [
-        ("timeout", &op.timeout),
-        ("startDelay", &op.start_delay),
-    ] {
+    for (field, v) in [("timeout", &op.timeout), ("startDelay", &op.start_delay)] {
         if let Some(v) = v
             && let Err(why) = duration::parse(v)
         {
@@ -499,8 +535,18 @@ fn check_op(c: &mut Check, p: &str, op: &Operation) -> Option<u128> {
             format!("{f:?}: not an on-fail policy ({})", ON_FAIL.join(", ")),
         );
     }
-    check_nvpairs(c, &format!("{p}.instanceAttributes"), &op.instance_attributes, false);
-    check_nvpairs(c, &format!("{p}.metaAttributes"), &op.meta_attributes, false);
+    check_nvpairs(
+        c,
+        &format!("{p}.instanceAttributes"),
+        &op.instance_attributes,
+        false,
+    );
+    check_nvpairs(
+        c,
+        &format!("{p}.metaAttributes"),
+        &op.meta_attributes,
+        false,
+    );
     interval
 }
 
@@ -529,7 +575,9 @@ fn check_nvpairs(c: &mut Check, p: &str, pairs: &[NvPair], resource_meta: bool) 
             );
             continue;
         }
-        let Some(v) = nv.value.as_deref() else { continue };
+        let Some(v) = nv.value.as_deref() else {
+            continue;
+        };
         if let Err(why) = check_meta_value(&nv.name, v) {
             c.fail(format!("{pp}.value"), format!("{v:?}: {why}"));
         }
@@ -543,8 +591,8 @@ fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
             .any(|r| r.eq_ignore_ascii_case(v))
             .then_some(())
             .ok_or_else(|| format!("not a role ({})", ROLES.join(", "))),
-        "is-managed" | "maintenance" | "critical" | "allow-migrate" | "notify"
-        | "interleave" | "ordered" | "globally-unique" => parse_bool(v)
+        "is-managed" | "maintenance" | "critical" | "allow-migrate" | "notify" | "interleave"
+        | "ordered" | "globally-unique" => parse_bool(v)
             .map(|_| ())
             .ok_or_else(|| "not a boolean (true, false, yes, no, on, off, 1, 0)".into()),
         "migration-threshold" => parse_score(v)
@@ -589,7 +637,10 @@ fn check_ids(c: &mut Check, b: &Bundle) {
             );
         }
         if let Some(first) = seen.insert(id.to_string(), path.clone()) {
-            c.fail(path, format!("{id:?}: duplicate id, already used by {first}"));
+            c.fail(
+                path,
+                format!("{id:?}: duplicate id, already used by {first}"),
+            );
         }
     };
     let s = &b.spec;
@@ -616,7 +667,13 @@ fn check_ids(c: &mut Check, b: &Bundle) {
     for (i, sm) in s.storage_mappings.iter().enumerate() {
         add(c, format!("spec.storageMappings[{i}].id"), &sm.id);
     }
-    pairs(c, &mut add, "spec.metaAttributes", &s.meta_attributes_id, &s.meta_attributes);
+    pairs(
+        c,
+        &mut add,
+        "spec.metaAttributes",
+        &s.meta_attributes_id,
+        &s.meta_attributes,
+    );
     pairs(
         c,
         &mut add,
@@ -639,8 +696,20 @@ fn check_ids(c: &mut Check, b: &Bundle) {
             &prim.instance_attributes_id,
             &prim.instance_attributes,
         );
-        pairs(c, &mut add, &format!("{p}.metaAttributes"), &prim.meta_attributes_id, &prim.meta_attributes);
-        pairs(c, &mut add, &format!("{p}.utilization"), &prim.utilization_id, &prim.utilization);
+        pairs(
+            c,
+            &mut add,
+            &format!("{p}.metaAttributes"),
+            &prim.meta_attributes_id,
+            &prim.meta_attributes,
+        );
+        pairs(
+            c,
+            &mut add,
+            &format!("{p}.utilization"),
+            &prim.utilization_id,
+            &prim.utilization,
+        );
         for (i, op) in prim.operations.iter().enumerate() {
             let op_p = format!("{p}.operations[{i}]");
             if let Some(id) = &op.id {
@@ -716,40 +785,220 @@ mod tests {
     fn table_of_refusals() {
         type Edit = fn(&mut Bundle);
         let cases: Vec<(Edit, &str, &str)> = vec![
-            (|b| b.metadata.name = "Httpd".into(), "metadata.name", "not allowed"),
-            (|b| b.metadata.name = "9web".into(), "metadata.name", "lower-case letter"),
-            (|b| b.metadata.name = "a".repeat(60), "metadata.name", "too long"),
+            (
+                |b| b.metadata.name = "Httpd".into(),
+                "metadata.name",
+                "not allowed",
+            ),
+            (
+                |b| b.metadata.name = "9web".into(),
+                "metadata.name",
+                "lower-case letter",
+            ),
+            (
+                |b| b.metadata.name = "a".repeat(60),
+                "metadata.name",
+                "too long",
+            ),
             (|b| b.api_version = "v1".into(), "apiVersion", "must be"),
-            (|b| b.spec.podman = b.spec.docker.clone(), "spec.podman", "both set"),
+            (
+                |b| b.spec.podman = b.spec.docker.clone(),
+                "spec.podman",
+                "both set",
+            ),
             (|b| b.spec.docker = None, "spec", "one of docker or podman"),
-            (|b| b.spec.docker.as_mut().unwrap().replicas = Some(0), "spec.docker.replicas", "at least 1"),
-            (|b| b.spec.docker.as_mut().unwrap().replicas_per_host = Some(0), "spec.docker.replicasPerHost", "at least 1"),
-            (|b| b.spec.docker.as_mut().unwrap().promoted_max = Some(4), "spec.docker.promotedMax", "above replicas"),
-            (|b| b.spec.docker.as_mut().unwrap().image = "".into(), "spec.docker.image", "required"),
-            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("300.1.1.1".into()), "spec.network.ipRangeStart", "not an IPv4"),
-            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("192.168.24.253".into()), "spec.network.ipRangeStart", "outside"),
-            (|b| b.spec.network.as_mut().unwrap().ip_range_start = Some("255.255.255.254".into()), "spec.network.ipRangeStart", "past 255"),
-            (|b| b.spec.network.as_mut().unwrap().host_netmask = Some(33), "spec.network.hostNetmask", "1-32"),
-            (|b| b.spec.network.as_mut().unwrap().port_mappings[0].range = Some("80-81".into()), "spec.network.portMappings[0].range", "both set"),
-            (|b| b.spec.network.as_mut().unwrap().port_mappings[0].port = None, "spec.network.portMappings[0].port", "one of port or range"),
-            (|b| { let n = b.spec.network.as_mut().unwrap(); n.port_mappings[0].port = None; n.port_mappings[0].range = Some("1-70000".into()); }, "spec.network.portMappings[0].range", "outside 1-65535"),
-            (|b| { let n = b.spec.network.as_mut().unwrap(); let mut m = n.port_mappings[0].clone(); m.id = "other".into(); n.port_mappings.push(m); }, "spec.network.portMappings[1]", "overlap"),
-            (|b| b.spec.storage_mappings[0].source_dir_root = Some("/x".into()), "spec.storageMappings[0].sourceDirRoot", "both set"),
-            (|b| b.spec.storage_mappings[0].source_dir = None, "spec.storageMappings[0].sourceDir", "one of sourceDir"),
-            (|b| b.spec.storage_mappings[0].source_dir = Some("srv/www".into()), "spec.storageMappings[0].sourceDir", "absolute"),
-            (|b| b.spec.storage_mappings[0].source_dir = Some("/srv/../etc".into()), "spec.storageMappings[0].sourceDir", "'..'"),
-            (|b| b.spec.storage_mappings[1].source_dir_root = Some("/a/../b".into()), "spec.storageMappings[1].sourceDirRoot", "'..'"),
-            (|b| b.spec.storage_mappings[0].target_dir = "html".into(), "spec.storageMappings[0].targetDir", "absolute"),
-            (|b| b.spec.storage_mappings[0].options = Some("rw,bogus".into()), "spec.storageMappings[0].options", "not a bind option"),
-            (|b| b.spec.storage_mappings[1].id = "httpd-root".into(), "spec.storageMappings[1].id", "duplicate id"),
-            (|b| b.spec.primitive.as_mut().unwrap().id = "httpd-port".into(), "spec.primitive.id", "duplicate id"),
-            (|b| b.spec.primitive.as_mut().unwrap().class = "systemd".into(), "spec.primitive.class", "not supported"),
-            (|b| b.spec.primitive.as_mut().unwrap().provider = None, "spec.primitive.provider", "required for class ocf"),
-            (|b| b.spec.primitive.as_mut().unwrap().operations.push(Operation { name: "monitor".into(), interval: "ten".into(), ..Default::default() }), "spec.primitive.operations[0].interval", "not a number"),
-            (|b| b.spec.primitive.as_mut().unwrap().operations.push(Operation { name: "monitor".into(), interval: "10s".into(), on_fail: Some("explode".into()), ..Default::default() }), "spec.primitive.operations[0].onFail", "not an on-fail"),
-            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "migration-treshold".into(), value: Some("3".into()) }), "spec.metaAttributes[0].name", "not a Pacemaker resource meta attribute"),
-            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "target-role".into(), value: Some("Running".into()) }), "spec.metaAttributes[0].value", "not a role"),
-            (|b| b.spec.meta_attributes.push(NvPair { id: None, name: "failure-timeout".into(), value: Some("soon".into()) }), "spec.metaAttributes[0].value", "not a number"),
+            (
+                |b| b.spec.docker.as_mut().unwrap().replicas = Some(0),
+                "spec.docker.replicas",
+                "at least 1",
+            ),
+            (
+                |b| b.spec.docker.as_mut().unwrap().replicas_per_host = Some(0),
+                "spec.docker.replicasPerHost",
+                "at least 1",
+            ),
+            (
+                |b| b.spec.docker.as_mut().unwrap().promoted_max = Some(4),
+                "spec.docker.promotedMax",
+                "above replicas",
+            ),
+            (
+                |b| b.spec.docker.as_mut().unwrap().image = "".into(),
+                "spec.docker.image",
+                "required",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("300.1.1.1".into()),
+                "spec.network.ipRangeStart",
+                "not an IPv4",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("192.168.24.254".into()),
+                "spec.network.ipRangeStart",
+                "outside",
+            ),
+            (
+                |b| {
+                    b.spec.network.as_mut().unwrap().ip_range_start = Some("255.255.255.254".into())
+                },
+                "spec.network.ipRangeStart",
+                "past 255",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().host_netmask = Some(33),
+                "spec.network.hostNetmask",
+                "1-32",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().port_mappings[0].range = Some("80-81".into()),
+                "spec.network.portMappings[0].range",
+                "both set",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().port_mappings[0].port = None,
+                "spec.network.portMappings[0].port",
+                "one of port or range",
+            ),
+            (
+                |b| {
+                    let n = b.spec.network.as_mut().unwrap();
+                    n.port_mappings[0].port = None;
+                    n.port_mappings[0].range = Some("1-70000".into());
+                },
+                "spec.network.portMappings[0].range",
+                "outside 1-65535",
+            ),
+            (
+                |b| {
+                    let n = b.spec.network.as_mut().unwrap();
+                    let mut m = n.port_mappings[0].clone();
+                    m.id = "other".into();
+                    n.port_mappings.push(m);
+                },
+                "spec.network.portMappings[1]",
+                "overlap",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].source_dir_root = Some("/x".into()),
+                "spec.storageMappings[0].sourceDirRoot",
+                "both set",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].source_dir = None,
+                "spec.storageMappings[0].sourceDir",
+                "one of sourceDir",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].source_dir = Some("srv/www".into()),
+                "spec.storageMappings[0].sourceDir",
+                "absolute",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].source_dir = Some("/srv/../etc".into()),
+                "spec.storageMappings[0].sourceDir",
+                "'..'",
+            ),
+            (
+                |b| b.spec.storage_mappings[1].source_dir_root = Some("/a/../b".into()),
+                "spec.storageMappings[1].sourceDirRoot",
+                "'..'",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].target_dir = "html".into(),
+                "spec.storageMappings[0].targetDir",
+                "absolute",
+            ),
+            (
+                |b| b.spec.storage_mappings[0].options = Some("rw,bogus".into()),
+                "spec.storageMappings[0].options",
+                "not a bind option",
+            ),
+            (
+                |b| b.spec.storage_mappings[1].id = "httpd-root".into(),
+                "spec.storageMappings[1].id",
+                "duplicate id",
+            ),
+            (
+                |b| b.spec.primitive.as_mut().unwrap().id = "httpd-port".into(),
+                "spec.primitive.id",
+                "duplicate id",
+            ),
+            (
+                |b| b.spec.primitive.as_mut().unwrap().class = "systemd".into(),
+                "spec.primitive.class",
+                "not supported",
+            ),
+            (
+                |b| b.spec.primitive.as_mut().unwrap().provider = None,
+                "spec.primitive.provider",
+                "required for class ocf",
+            ),
+            (
+                |b| {
+                    b.spec
+                        .primitive
+                        .as_mut()
+                        .unwrap()
+                        .operations
+                        .push(Operation {
+                            name: "monitor".into(),
+                            interval: "ten".into(),
+                            ..Default::default()
+                        })
+                },
+                "spec.primitive.operations[0].interval",
+                "not a number",
+            ),
+            (
+                |b| {
+                    b.spec
+                        .primitive
+                        .as_mut()
+                        .unwrap()
+                        .operations
+                        .push(Operation {
+                            name: "monitor".into(),
+                            interval: "10s".into(),
+                            on_fail: Some("explode".into()),
+                            ..Default::default()
+                        })
+                },
+                "spec.primitive.operations[0].onFail",
+                "not an on-fail",
+            ),
+            (
+                |b| {
+                    b.spec.meta_attributes.push(NvPair {
+                        id: None,
+                        name: "migration-treshold".into(),
+                        value: Some("3".into()),
+                    })
+                },
+                "spec.metaAttributes[0].name",
+                "not a Pacemaker resource meta attribute",
+            ),
+            (
+                |b| {
+                    b.spec.meta_attributes.push(NvPair {
+                        id: None,
+                        name: "target-role".into(),
+                        value: Some("Running".into()),
+                    })
+                },
+                "spec.metaAttributes[0].value",
+                "not a role",
+            ),
+            (
+                |b| {
+                    b.spec.meta_attributes.push(NvPair {
+                        id: None,
+                        name: "failure-timeout".into(),
+                        value: Some("soon".into()),
+                    })
+                },
+                "spec.metaAttributes[0].value",
+                "not a number",
+            ),
         ];
         for (edit, path, reason) in cases {
             let mut b = seed();

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
-    Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, TxnOpResponse,
 };
 
 use crate::model::manifest::{self, ParseError};
@@ -160,7 +160,9 @@ pub enum StoreError {
         source: etcd_client::Error,
     },
     /// Someone else wrote the key since it was read. Re-read, re-decide, retry.
-    #[error("conflict on {key}: expected revision {expected}, found {found} (someone else wrote it first; re-read and retry)")]
+    #[error(
+        "conflict on {key}: expected revision {expected}, found {found} (someone else wrote it first; re-read and retry)"
+    )]
     Conflict {
         key: String,
         expected: i64,
@@ -245,7 +247,11 @@ impl Store {
             match (&cfg.cert_file, &cfg.key_file) {
                 (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
                 (None, None) => {}
-                _ => return Err(setup("a client certificate needs both cert and key files".into())),
+                _ => {
+                    return Err(setup(
+                        "a client certificate needs both cert and key files".into(),
+                    ));
+                }
             }
             opts = opts.with_tls(tls);
         }
@@ -433,7 +439,10 @@ impl Store {
             TxnOpResponse::Get(g) => g.kvs().iter().map(Kv::from).collect::<Vec<_>>(),
             _ => Vec::new(),
         });
-        let (specs, statuses) = (ranges.next().unwrap_or_default(), ranges.next().unwrap_or_default());
+        let (specs, statuses) = (
+            ranges.next().unwrap_or_default(),
+            ranges.next().unwrap_or_default(),
+        );
         let status_of = |name: &str| {
             let key = self.keys.bundle_status(name);
             statuses.iter().find(|kv| kv.key == key)

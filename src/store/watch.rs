@@ -149,9 +149,7 @@ impl Machine {
                 }
                 State::Watch { rev, stream: None } => {
                     let from = *rev + 1;
-                    let opts = WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(from);
+                    let opts = WatchOptions::new().with_prefix().with_start_revision(from);
                     match self
                         .client
                         .watch_client()
@@ -207,7 +205,10 @@ impl Machine {
                     }
                     Ok(None) | Err(_) => {
                         let at = *rev;
-                        self.state = State::Watch { rev: at, stream: None };
+                        self.state = State::Watch {
+                            rev: at,
+                            stream: None,
+                        };
                         self.failed();
                         return Err(WatchError::Dropped {
                             prefix: self.prefix.clone(),
@@ -233,7 +234,10 @@ impl Cache {
     pub fn apply(&mut self, ev: &WatchEvent) {
         match ev {
             WatchEvent::Listed { revision, items } => {
-                self.items = items.iter().map(|kv| (kv.key.clone(), kv.clone())).collect();
+                self.items = items
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.clone()))
+                    .collect();
                 self.revision = *revision;
             }
             WatchEvent::Put(kv) => {

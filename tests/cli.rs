@@ -1,0 +1,405 @@
+//! The berth command line against a real etcd: apply, get, describe, delete, cib import and
+//! export, values written with etcdctl, and refusals that leave etcd untouched.
+
+mod common;
+
+use common::{PrivateEtcd, TestPrefix, berth, etcdctl_put, stderr, stdout};
+
+const SEED_XML: &str = include_str!("../manifests/httpd-bundle.xml");
+const SEED_YAML: &str = include_str!("../manifests/httpd-bundle.yaml");
+
+#[tokio::test]
+async fn seed_xml_imports_applies_and_shows_replicas_mappings_and_primitive() {
+    let p = TestPrefix::new("seed");
+    let _store = p.store().await;
+    let imported = berth(&p, &["cib", "import", "manifests/httpd-bundle.xml"], None);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let manifest = stdout(&imported);
+    assert!(manifest.contains("kind: Bundle"), "{manifest}");
+
+    let applied = berth(&p, &["apply", "-f", "-"], Some(&manifest));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert_eq!(stdout(&applied), "bundle/httpd-bundle created\n");
+
+    let got = berth(&p, &["get", "bundles", "-o", "wide"], None);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let out = stdout(&got);
+    let row = out.lines().nth(1).expect("a row under the header");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[0], "httpd-bundle");
+    assert_eq!(cells[1], "0/3", "3 replicas desired: {out}");
+    assert!(row.contains("httpd-apache (ocf:heartbeat:apache)"), "{out}");
+    assert!(row.contains("192.168.24.112-192.168.24.114/24"), "{out}");
+    assert!(row.contains(" 80 "), "port mapping: {out}");
+    assert!(row.contains("/srv/www:/var/www/html:rw"), "{out}");
+    assert!(
+        row.contains("/var/log/pacemaker/bundles/<replica>:/etc/httpd/logs:rw"),
+        "{out}"
+    );
+
+    // Applying the same manifest again changes nothing.
+    let again = berth(&p, &["apply", "-f", "-"], Some(&manifest));
+    assert_eq!(stdout(&again), "bundle/httpd-bundle unchanged\n");
+
+    // And the stored bundle exports back to the seed's XML.
+    let exported = berth(&p, &["cib", "export", "--fragment"], None);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let a = berth::model::cib::import(&stdout(&exported))
+        .unwrap()
+        .bundles;
+    let b = berth::model::cib::import(SEED_XML).unwrap().bundles;
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn yaml_json_and_xml_written_with_etcdctl_read_back_as_the_same_bundle() {
+    let p = TestPrefix::new("etcdctl");
+    let store = p.store().await;
+    let seed = &berth::model::cib::import(SEED_XML).unwrap().bundles[0];
+    let yaml = berth::model::manifest::to_yaml(std::slice::from_ref(seed));
+    let json = berth::model::manifest::to_json(std::slice::from_ref(seed));
+    let keys = store.keys().clone();
+    etcdctl_put(
+        &keys.bundle("from-yaml"),
+        &yaml.replace("httpd-bundle", "from-yaml"),
+    );
+    etcdctl_put(
+        &keys.bundle("from-json"),
+        &json.replace("httpd-bundle", "from-json"),
+    );
+    etcdctl_put(
+        &keys.bundle("from-xml"),
+        &SEED_XML.replace("httpd-bundle", "from-xml"),
+    );
+
+    let list = store.list_bundles().await.unwrap();
+    let bundles: Vec<_> = list.items.into_iter().map(|r| r.unwrap().value).collect();
+    assert_eq!(bundles.len(), 3);
+    for b in &bundles {
+        let mut normalized = b.desired();
+        normalized.metadata.name = "httpd-bundle".into();
+        assert_eq!(&normalized, seed, "{} differs from the seed", b.name());
+        assert_eq!(b.metadata.generation, Some(1));
+    }
+
+    // The CLI shows them the same way.
+    let got = berth(&p, &["get", "bundles", "from-xml", "-o", "json"], None);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let parsed = berth::model::manifest::parse(&stdout(&got))
+        .unwrap()
+        .bundles;
+    assert_eq!(parsed[0].spec, seed.spec);
+}
+
+#[tokio::test]
+async fn a_bad_etcdctl_value_is_reported_by_get_and_does_not_hide_the_others() {
+    let p = TestPrefix::new("badvalue");
+    let store = p.store().await;
+    etcdctl_put(
+        &store.keys().bundle("broken"),
+        "<bundle id='broken'><docker/></bundle>",
+    );
+    let ok = berth(&p, &["apply", "-f", "manifests/httpd-bundle.yaml"], None);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let got = berth(&p, &["get", "bundles"], None);
+    assert!(!got.status.success(), "an unreadable bundle is an error");
+    assert!(stdout(&got).contains("httpd-bundle"), "{}", stdout(&got));
+    assert!(
+        stderr(&got).contains("bundle[broken]/docker: attribute image is required"),
+        "{}",
+        stderr(&got)
+    );
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_change_and_writes_nothing() {
+    let etcd = PrivateEtcd::start().await;
+    let p = TestPrefix::on(&etcd.endpoint, "dryrun");
+    let store = p.store().await;
+    let ok = berth(&p, &["apply", "-f", "manifests/httpd-bundle.yaml"], None);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let before = store.revision().await.unwrap();
+    let changed = SEED_YAML.replace("replicas: 3", "replicas: 5");
+    let dry = berth(&p, &["apply", "--dry-run", "-f", "-"], Some(&changed));
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let out = stdout(&dry);
+    assert!(
+        out.starts_with("bundle/httpd-bundle configured (dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-     replicas: 3") && out.contains("+     replicas: 5"),
+        "{out}"
+    );
+    assert_eq!(
+        store.revision().await.unwrap(),
+        before,
+        "dry run wrote to etcd"
+    );
+}
+
+#[tokio::test]
+async fn apply_update_raises_generation_and_delete_removes() {
+    let p = TestPrefix::new("update");
+    let store = p.store().await;
+    let dir = berth(&p, &["apply", "-f", "manifests"], None);
+    assert!(
+        stderr(&dir).contains("given more than once: httpd-bundle"),
+        "manifests/ holds the seed twice (YAML and XML): {}",
+        stderr(&dir)
+    );
+    assert!(
+        berth(&p, &["apply", "-f", "manifests/httpd-bundle.yaml"], None)
+            .status
+            .success()
+    );
+    let changed = SEED_YAML.replace("replicas: 3", "replicas: 2");
+    let up = berth(&p, &["apply", "-f", "-"], Some(&changed));
+    assert_eq!(
+        stdout(&up),
+        "bundle/httpd-bundle configured\n",
+        "{}",
+        stderr(&up)
+    );
+    let b = store
+        .get_bundle("httpd-bundle")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(b.spec.replicas(), 2);
+    assert_eq!(b.metadata.generation, Some(2));
+
+    let del = berth(&p, &["delete", "bundle", "httpd-bundle"], None);
+    assert_eq!(
+        stdout(&del),
+        "bundle/httpd-bundle deleted\n",
+        "{}",
+        stderr(&del)
+    );
+    assert!(store.get_bundle("httpd-bundle").await.unwrap().is_none());
+    let again = berth(&p, &["delete", "bundle", "httpd-bundle"], None);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not found"), "{}", stderr(&again));
+    let ignored = berth(
+        &p,
+        &["delete", "bundle", "httpd-bundle", "--ignore-not-found"],
+        None,
+    );
+    assert!(ignored.status.success());
+}
+
+/// Every validation rule of the foundation issue, each as an edit of the seed manifest: the
+/// apply fails naming the field path and the reason, and etcd's revision does not move.
+#[tokio::test]
+async fn every_validation_rule_refuses_with_a_field_path_and_writes_nothing() {
+    // The store revision is server-wide: other tests' writes would move it, so this test
+    // runs on an etcd of its own.
+    let etcd = PrivateEtcd::start().await;
+    let p = TestPrefix::on(&etcd.endpoint, "validation");
+    let store = p.store().await;
+    // A valid bundle first, so that an update (not only a create) is refused too.
+    assert!(
+        berth(&p, &["apply", "-f", "manifests/httpd-bundle.yaml"], None)
+            .status
+            .success()
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "name: httpd-bundle",
+            "name: Httpd_Bundle",
+            "metadata.name: \"Httpd_Bundle\": 'H' is not allowed",
+        ),
+        (
+            "name: httpd-bundle",
+            "name: -web",
+            "metadata.name: \"-web\": must start with a lower-case letter",
+        ),
+        (
+            "    port: 80",
+            "    range: 90-80",
+            "spec.network.portMappings[0].range: 90-80: first port is above last",
+        ),
+        (
+            "    port: 80",
+            "    port: 80\n        range: 80-81",
+            "spec.network.portMappings[0].range: port and range are both set",
+        ),
+        (
+            "    port: 80",
+            "    range: 1-70000",
+            "spec.network.portMappings[0].range: 1-70000: port 70000 is outside 1-65535",
+        ),
+        (
+            "    port: 80",
+            "    port: 0",
+            "spec.network.portMappings[0].port: 0: must be 1-65535",
+        ),
+        (
+            "    port: 80",
+            "    internalPort: 80",
+            "spec.network.portMappings[0].port: one of port or range is required",
+        ),
+        (
+            "sourceDir: /srv/www",
+            "sourceDir: /srv/www\n      sourceDirRoot: /srv/roots",
+            "spec.storageMappings[0].sourceDirRoot: sourceDir and sourceDirRoot are both set",
+        ),
+        (
+            "      sourceDir: /srv/www\n",
+            "",
+            "spec.storageMappings[0].sourceDir: one of sourceDir or sourceDirRoot is required",
+        ),
+        (
+            "sourceDir: /srv/www",
+            "sourceDir: srv/www",
+            "spec.storageMappings[0].sourceDir: \"srv/www\": must be an absolute path",
+        ),
+        (
+            "sourceDir: /srv/www",
+            "sourceDir: /srv/../etc",
+            "spec.storageMappings[0].sourceDir: \"/srv/../etc\": must not contain '..'",
+        ),
+        (
+            "targetDir: /var/www/html",
+            "targetDir: var/www/html",
+            "spec.storageMappings[0].targetDir: \"var/www/html\": must be an absolute path",
+        ),
+        (
+            "ipRangeStart: 127.0.2.112",
+            "ipRangeStart: 127.0.2.300",
+            "spec.network.ipRangeStart: \"127.0.2.300\": not an IPv4 address",
+        ),
+        (
+            "ipRangeStart: 127.0.2.112",
+            "ipRangeStart: 127.0.2.254",
+            "spec.network.ipRangeStart: 127.0.2.254: the last replica's address 127.0.3.0 is outside 127.0.2.0/24",
+        ),
+        (
+            "ipRangeStart: 127.0.2.112",
+            "ipRangeStart: 127.0.2.253",
+            "spec.network.ipRangeStart: 127.0.2.253: the last replica's address 127.0.2.255 is the broadcast address of 127.0.2.0/24",
+        ),
+        (
+            "    replicas: 3",
+            "    replicas: 0",
+            "spec.docker.replicas: 0: must be at least 1",
+        ),
+        (
+            "replicasPerHost: 3",
+            "replicasPerHost: 0",
+            "spec.docker.replicasPerHost: 0: must be at least 1",
+        ),
+        (
+            "replicasPerHost: 3",
+            "replicasPerHost: 3\n    promotedMax: 4",
+            "spec.docker.promotedMax: 4: above replicas (3)",
+        ),
+        (
+            "id: httpd-logs",
+            "id: httpd-root",
+            "spec.storageMappings[1].id: \"httpd-root\": duplicate id, already used by spec.storageMappings[0].id",
+        ),
+        (
+            "id: httpd-apache",
+            "id: httpd-port",
+            "spec.primitive.id: \"httpd-port\": duplicate id",
+        ),
+        (
+            "    replicas: 3",
+            "    replica: 3",
+            "spec.docker.replica: unknown field `replica`",
+        ),
+        (
+            "  network:",
+            "  netwrok:",
+            "spec.netwrok: unknown field `netwrok`",
+        ),
+        (
+            "  docker:",
+            "  podman:\n    image: x\n  docker:",
+            "spec.podman: docker and podman are both set",
+        ),
+        (
+            "    provider: heartbeat\n",
+            "",
+            "spec.primitive.provider: required for class ocf",
+        ),
+        (
+            "    type: apache",
+            "    type: apache\n    metaAttributes:\n      - name: migration-treshold\n        value: \"3\"",
+            "spec.primitive.metaAttributes[0].name: \"migration-treshold\": not a Pacemaker resource meta attribute",
+        ),
+        (
+            "    type: apache",
+            "    type: apache\n    operations:\n      - name: monitor\n        interval: often",
+            "spec.primitive.operations[0].interval: not a number with a unit",
+        ),
+        (
+            "kind: Bundle",
+            "kind: Bundel",
+            "kind: \"Bundel\": must be \"Bundle\"",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (from, to, expect) in cases {
+        assert!(
+            SEED_YAML.contains(from),
+            "case edit {from:?} does not apply"
+        );
+        let bad = SEED_YAML.replacen(from, to, 1);
+        let before = store.revision().await.unwrap();
+        let out = berth(&p, &["apply", "-f", "-"], Some(&bad));
+        let after = store.revision().await.unwrap();
+        let err = stderr(&out);
+        if out.status.success() || !err.contains(expect) || before != after {
+            failures.push(format!(
+                "{expect}: exit {:?}, revision {before} -> {after}, stderr: {err}",
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let stored = store
+        .get_bundle("httpd-bundle")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(
+        stored.metadata.generation,
+        Some(1),
+        "the valid bundle was never rewritten"
+    );
+}
+
+#[tokio::test]
+async fn one_invalid_bundle_in_a_set_refuses_the_whole_set() {
+    let etcd = PrivateEtcd::start().await;
+    let p = TestPrefix::on(&etcd.endpoint, "set");
+    let store = p.store().await;
+    let good = SEED_YAML.replace("name: httpd-bundle", "name: good");
+    let bad = SEED_YAML
+        .replace("name: httpd-bundle", "name: bad")
+        .replace("replicas: 3", "replicas: 0");
+    let before = store.revision().await.unwrap();
+    let out = berth(
+        &p,
+        &["apply", "-f", "-"],
+        Some(&format!("{good}\n---\n{bad}")),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nothing applied"), "{}", stderr(&out));
+    assert_eq!(store.revision().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn unreachable_etcd_fails_with_a_clear_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["--etcd", "127.0.0.1:1", "get", "bundles"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: etcd"), "{err}");
+}

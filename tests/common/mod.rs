@@ -1,0 +1,272 @@
+//! Shared test harness: the real etcd, a per-test key prefix that cleans itself up, the berth
+//! binary, etcdctl, and a TCP proxy that can cut a client off from etcd.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth::store::{Store, StoreConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The etcd the tests use: `BERTH_TEST_ETCD`, or the local one `scripts/setup.sh` starts.
+pub fn etcd_endpoint() -> String {
+    std::env::var("BERTH_TEST_ETCD").unwrap_or_else(|_| "127.0.0.1:2379".to_string())
+}
+
+/// A unique prefix for one test; everything under it is deleted when the guard drops.
+pub struct TestPrefix {
+    pub prefix: String,
+    /// The etcd it lives on.
+    pub endpoint: String,
+}
+
+impl TestPrefix {
+    /// A prefix on the shared local etcd.
+    pub fn new(test: &str) -> TestPrefix {
+        TestPrefix::on(&etcd_endpoint(), test)
+    }
+
+    /// A prefix on the given etcd.
+    pub fn on(endpoint: &str, test: &str) -> TestPrefix {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!(
+            "/berth-test/{test}-{}-{nanos}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        TestPrefix {
+            prefix,
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    pub fn config(&self) -> StoreConfig {
+        StoreConfig::default()
+            .with_endpoints(&self.endpoint)
+            .with_prefix(&self.prefix)
+    }
+
+    /// A store on the real etcd; fails the test with a clear message when etcd is not there.
+    pub async fn store(&self) -> Store {
+        connect_checked(&self.config()).await
+    }
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint, "del", "--prefix"])
+            .arg(format!("{}/", self.prefix))
+            .output();
+        if let Ok(o) = out
+            && !o.status.success()
+        {
+            eprintln!(
+                "cleanup of {} failed: {}",
+                self.prefix,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
+/// Connects and proves etcd answers, or panics saying how to start it.
+pub async fn connect_checked(cfg: &StoreConfig) -> Store {
+    let store = Store::connect(cfg).await.expect("etcd client set-up");
+    match tokio::time::timeout(Duration::from_secs(5), store.revision()).await {
+        Ok(Ok(_)) => store,
+        Ok(Err(e)) => panic!(
+            "etcd is not reachable at {}: {e}. Run scripts/setup.sh or set BERTH_TEST_ETCD.",
+            cfg.endpoints.join(",")
+        ),
+        Err(_) => panic!(
+            "etcd at {} did not answer in 5s. Run scripts/setup.sh or set BERTH_TEST_ETCD.",
+            cfg.endpoints.join(",")
+        ),
+    }
+}
+
+/// Runs the berth binary against the test's prefix.
+pub fn berth(prefix: &TestPrefix, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.env("BERTH_ETCD", &prefix.endpoint)
+        .env("BERTH_PREFIX", &prefix.prefix)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run berth");
+    {
+        let mut si = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            si.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().expect("berth output")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `etcdctl put KEY VALUE` on the test etcd.
+pub fn etcdctl_put(key: &str, value: &str) {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd_endpoint(), "put", key, value])
+        .output()
+        .expect("etcdctl must be installed (scripts/setup.sh)");
+    assert!(
+        o.status.success(),
+        "etcdctl put: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A TCP proxy in front of etcd that can be cut: `sever` closes every connection and refuses
+/// new ones until `restore`. A client behind it sees the network fail while its process lives.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (generation, _) = watch::channel(0u64);
+        let (cut2, gen2) = (cut.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut rx = gen2.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                        _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            generation,
+        }
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn sever(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `deadline` with `what`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An etcd of the test's own, for tests that do something to the whole server (compaction)
+/// that would disturb other tests sharing the local etcd. Killed and removed on drop.
+pub struct PrivateEtcd {
+    pub endpoint: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateEtcd {
+    pub async fn start() -> PrivateEtcd {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (client, peer) = (free(), free());
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "private", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-client-urls", &format!("http://{client}")])
+            .args(["--advertise-client-urls", &format!("http://{client}")])
+            .args(["--listen-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-cluster", &format!("private=http://{peer}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcd must be installed (scripts/setup.sh)");
+        let etcd = PrivateEtcd {
+            endpoint: client.to_string(),
+            child,
+            _dir: dir,
+        };
+        let cfg = StoreConfig::default().with_endpoints(&etcd.endpoint);
+        let store = Store::connect(&cfg).await.unwrap();
+        eventually(
+            Duration::from_secs(20),
+            "the private etcd to answer",
+            || {
+                let s = store.clone();
+                async move { s.revision().await.ok() }
+            },
+        )
+        .await;
+        etcd
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
