@@ -78,7 +78,7 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
                         Err(_) => String::from_utf8_lossy(&kv.value).into_owned(),
                     })
                     .unwrap_or_default();
-                let after = manifest::to_yaml(&[b.clone()]);
+                let after = manifest::to_yaml(std::slice::from_ref(&b));
                 for line in diff_lines(&before, &after) {
                     writeln!(out, "  {line}")?;
                 }

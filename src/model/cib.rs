@@ -6,9 +6,12 @@
 //! out are derived on export the way pcs derives them, and recognised on import so that they
 //! do not clutter the manifest; every other id survives XML → manifest → XML.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
+use quick_xml::name::QName;
 use quick_xml::{Reader, Writer, XmlVersion};
 
 use super::validate::parse_bool;
@@ -583,8 +586,11 @@ impl Out {
         }
     }
     fn write(&self, w: &mut Writer<Vec<u8>>) {
-        let start = BytesStart::new(self.name)
-            .with_attributes(self.attrs.iter().map(|(k, v)| (*k, v.as_str())));
+        let start =
+            BytesStart::new(self.name).with_attributes(self.attrs.iter().map(|(k, v)| Attribute {
+                key: QName(k),
+                value: Cow::Owned(escape_attr(v)),
+            }));
         // Writing to a Vec cannot fail.
         if self.children.is_empty() {
             w.write_event(Event::Empty(start)).expect("write to memory");
@@ -597,6 +603,27 @@ impl Out {
                 .expect("write to memory");
         }
     }
+}
+
+/// Escapes an attribute value so that it reads back unchanged: besides the five markup
+/// characters, tab, newline and carriage return become character references, because an XML
+/// parser turns literal ones into spaces (attribute-value normalization).
+fn escape_attr(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn nvset_out(
@@ -867,6 +894,15 @@ mod tests {
         assert_eq!(import(&xml).unwrap().bundles, vec![b.clone()]);
         let cib = export_cib(std::slice::from_ref(&b));
         assert_eq!(import(&cib).unwrap().bundles, vec![b]);
+    }
+
+    #[test]
+    fn values_needing_escapes_survive_export() {
+        let mut b = seed();
+        b.spec.docker.as_mut().unwrap().run_command = Some("sh -c 'a && b'\n\t<x> \"q\"\r".into());
+        let xml = export_bundle(&b);
+        assert!(xml.contains("&#10;"), "{xml}");
+        assert_eq!(import(&xml).unwrap().bundles, vec![b]);
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn check_network(c: &mut Check, net: &super::NetworkSpec, replicas: u32) {
         if let Some((lo, hi)) = ports {
             if let Some((_, _, j)) = taken.iter().find(|(a, b, _)| lo <= *b && *a <= hi) {
                 c.fail(
-                    format!("{p}"),
+                    p.clone(),
                     format!("ports {lo}-{hi} overlap portMappings[{j}]"),
                 );
             }

@@ -69,7 +69,7 @@ enum State {
     /// Listed up to `rev`; `stream` is open, or None after a drop.
     Watch {
         rev: i64,
-        stream: Option<WatchStream>,
+        stream: Option<Box<WatchStream>>,
     },
 }
 
@@ -159,7 +159,7 @@ impl Machine {
                         Ok(s) => {
                             self.state = State::Watch {
                                 rev: from - 1,
-                                stream: Some(s),
+                                stream: Some(Box::new(s)),
                             }
                         }
                         Err(source) => {
