@@ -19,4 +19,5 @@
 
 pub mod cli;
 pub mod model;
+pub mod node;
 pub mod store;

@@ -106,6 +106,28 @@ pub enum Command {
     /// Pacemaker CIB XML: import to manifests, export stored bundles.
     #[command(subcommand)]
     Cib(CibCommand),
+    /// Run the node agent: converge this host's container engine to its assignments.
+    Node(NodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name (default: the host name).
+    #[arg(long, env = "BERTH_NODE_NAME")]
+    pub name: Option<String>,
+    /// A node label, key=value (repeatable); placement can select on labels.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Registration lease TTL (whole seconds; Pacemaker time syntax: 5s, 10).
+    #[arg(long, default_value = "5s")]
+    pub lease_ttl: String,
+    /// Per-replica state files (default /var/lib/berth/node/<name>).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The engine's API socket: unix:///var/run/docker.sock (default), or podman's
+    /// Docker-compatible socket, unix:///run/podman/podman.sock.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
 }
 
 /// Resource kinds the CLI knows.
@@ -244,6 +266,10 @@ async fn run(cli: Cli) -> Result<()> {
             let store = cli.etcd.store().await?;
             show::watch(&store, output, out).await
         }
+        Command::Node(args) => {
+            let store = cli.etcd.store().await?;
+            node(store, args).await
+        }
         Command::Cib(CibCommand::Import { file, output }) => show::cib_import(&file, output, out),
         Command::Cib(CibCommand::Export {
             names,
@@ -261,6 +287,54 @@ async fn run(cli: Cli) -> Result<()> {
             show::cib_export(&bundles, fragment, out)
         }
     }
+}
+
+async fn node(store: Store, args: NodeArgs) -> Result<()> {
+    use crate::node::{NodeConfig, engine::DockerEngine};
+    let name = match args.name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name (or give --name)")?
+            .trim()
+            .to_string(),
+    };
+    let mut cfg = NodeConfig::new(&name);
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l}: expected key=value"))?;
+        cfg.labels.insert(k.to_string(), v.to_string());
+    }
+    cfg.lease_ttl = crate::model::duration::parse(&args.lease_ttl)
+        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?;
+    if let Some(d) = args.state_dir {
+        cfg.state_dir = d;
+    }
+    let engine = DockerEngine::connect(args.docker_host.as_deref()).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    eprintln!(
+        "berth node {name}: running (etcd {}); Ctrl-C stops",
+        store.endpoints()
+    );
+    crate::node::run(store, engine, cfg, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    token.cancel();
 }
 
 /// Reads and parses manifests from files, directories (their *.yaml, *.yml, *.json and *.xml

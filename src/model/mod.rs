@@ -10,8 +10,10 @@
 //! would derive (`<owner>-instance_attributes`, as pcs derives it).
 
 pub mod cib;
+pub mod cluster;
 pub mod duration;
 pub mod manifest;
+pub mod options;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -170,10 +170,19 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
                 format!("{pm}: above replicas ({replicas})"),
             );
         }
-        if let Some(rc) = &ct.run_command
-            && rc.trim().is_empty()
+        if let Some(rc) = &ct.run_command {
+            match super::options::split_words(rc) {
+                Ok(w) if w.is_empty() => {
+                    c.fail(format!("{p}.runCommand"), "empty: leave it out instead")
+                }
+                Ok(_) => {}
+                Err(e) => c.fail(format!("{p}.runCommand"), e),
+            }
+        }
+        if let Some(o) = &ct.options
+            && let Err(e) = super::options::parse(o)
         {
-            c.fail(format!("{p}.runCommand"), "empty: leave it out instead");
+            c.fail(format!("{p}.options"), e);
         }
     }
 

@@ -46,6 +46,36 @@ impl Keys {
         format!("{}{name}", self.statuses())
     }
 
+    /// `<prefix>/nodes/`: node registrations, each under its agent's lease.
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    /// `<prefix>/nodes/<node>`.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}{node}", self.nodes())
+    }
+
+    /// `<prefix>/assignments/<node>/`: what one node must run; its agent watches this.
+    pub fn assignments(&self, node: &str) -> String {
+        format!("{}/assignments/{node}/", self.prefix)
+    }
+
+    /// `<prefix>/assignments/<node>/<bundle>`.
+    pub fn assignment(&self, node: &str, bundle: &str) -> String {
+        format!("{}{bundle}", self.assignments(node))
+    }
+
+    /// `<prefix>/replicas/<bundle>/`: observed state of a bundle's replicas.
+    pub fn replicas(&self, bundle: &str) -> String {
+        format!("{}/replicas/{bundle}/", self.prefix)
+    }
+
+    /// `<prefix>/replicas/<bundle>/<i>`.
+    pub fn replica(&self, bundle: &str, i: u32) -> String {
+        format!("{}{i}", self.replicas(bundle))
+    }
+
     /// The bundle name in a `bundles/<name>` key; None for any other key.
     pub fn bundle_name<'k>(&self, key: &'k str) -> Option<&'k str> {
         leaf(key, &self.bundles())

@@ -21,6 +21,10 @@ use crate::model::manifest::{self, ParseError};
 use crate::model::{Bundle, BundleStatus, ValidationErrors, validate::validate};
 pub use keys::Keys;
 
+/// Operations per transaction when writing or reading many keys (etcd's default
+/// `--max-txn-ops` is 128).
+pub const TXN_OPS: usize = 100;
+
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/berth";
 /// The default endpoint: a local etcd, as `scripts/setup.sh` and `berth up` start it.
@@ -392,6 +396,93 @@ impl Store {
             },
             Expect::Any => unreachable!("an unguarded transaction always succeeds"),
         })
+    }
+
+    /// Writes several keys, in transactions of at most [`TXN_OPS`] operations (etcd's
+    /// default limit is 128), so that many replica statuses cost a few round trips.
+    pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        for chunk in items.chunks(TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None))
+                .collect();
+            let first = chunk.first().map(|(k, _)| k.clone()).unwrap_or_default();
+            self.client
+                .kv_client()
+                .txn(Txn::new().and_then(ops))
+                .await
+                .map_err(Self::etcd("put", &first))?;
+        }
+        Ok(())
+    }
+
+    /// Reads several keys, in transactions of at most [`TXN_OPS`] reads.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Kv>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
+            let resp = self
+                .client
+                .kv_client()
+                .txn(Txn::new().and_then(ops))
+                .await
+                .map_err(Self::etcd("get", &chunk[0]))?;
+            out.extend(resp.op_responses().into_iter().map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(Kv::from),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a key only while it still holds `value` (so that a key another writer has
+    /// taken over since is left alone). Returns whether it deleted.
+    pub async fn delete_if_value(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let txn = Txn::new()
+            .when(vec![Compare::value(key, CompareOp::Equal, value.to_vec())])
+            .and_then(vec![TxnOp::delete(key, None)]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(Self::etcd("delete", key))?;
+        Ok(resp.succeeded())
+    }
+
+    /// Grants a lease of `ttl` (whole seconds, at least 1) and writes `key` under it.
+    /// Returns the lease id.
+    pub async fn put_with_new_lease(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<i64, StoreError> {
+        let mut client = self.client.clone();
+        let lease = client
+            .lease_grant(ttl.as_secs().max(1) as i64, None)
+            .await
+            .map_err(Self::etcd("lease grant for", key))?
+            .id();
+        client
+            .put(
+                key,
+                value,
+                Some(etcd_client::PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map_err(Self::etcd("put", key))?;
+        Ok(lease)
+    }
+
+    /// Revokes a lease: every key under it is deleted at once.
+    pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .lease_revoke(lease)
+            .await
+            .map_err(Self::etcd("lease revoke", &lease.to_string()))?;
+        Ok(())
     }
 
     // ---- bundles ------------------------------------------------------------------------

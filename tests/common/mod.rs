@@ -270,3 +270,122 @@ impl Drop for PrivateEtcd {
         let _ = self.child.wait();
     }
 }
+
+// ---- Docker and the node agent -----------------------------------------------------------
+
+/// Runs the docker CLI; panics with its stderr when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI must be installed (scripts/setup.sh)");
+    assert!(
+        o.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Runs the docker CLI; None when it fails (for "is it gone?" checks).
+pub fn docker_try(args: &[&str]) -> Option<String> {
+    let o = Command::new("docker").args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The test images `berth-test/httpd:1` and `:2` (busybox httpd FROM scratch), built once per
+/// test process. Fails the test with a clear message when dockerd is not running.
+pub fn test_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let info = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
+        match info {
+            Ok(o) if o.status.success() => {}
+            _ => panic!("dockerd is not reachable: run scripts/setup.sh"),
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-test-image.sh");
+        let o = Command::new("bash")
+            .args([dir, "berth-test/httpd:1", "berth-test/httpd:2"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "building the test image: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    });
+}
+
+/// A node agent running in this test process under its own node name; its containers carry
+/// that name in their `berth.io/node` label, which keeps tests apart on one engine.
+pub struct TestNode {
+    pub name: String,
+    pub state_dir: tempfile::TempDir,
+    token: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), berth::node::NodeError>>>,
+}
+
+impl TestNode {
+    pub async fn start(prefix: &TestPrefix, name: &str) -> TestNode {
+        let state_dir = tempfile::tempdir().unwrap();
+        let mut node = TestNode {
+            name: name.to_string(),
+            state_dir,
+            token: tokio_util::sync::CancellationToken::new(),
+            task: None,
+        };
+        node.spawn(prefix).await;
+        node
+    }
+
+    async fn spawn(&mut self, prefix: &TestPrefix) {
+        let store = prefix.store().await;
+        let engine = berth::node::engine::DockerEngine::connect(None)
+            .await
+            .expect("dockerd is not reachable: run scripts/setup.sh");
+        let mut cfg = berth::node::NodeConfig::new(&self.name);
+        cfg.state_dir = self.state_dir.path().to_path_buf();
+        self.token = tokio_util::sync::CancellationToken::new();
+        self.task = Some(tokio::spawn(berth::node::run(
+            store,
+            engine,
+            cfg,
+            self.token.clone(),
+        )));
+    }
+
+    /// Stops the agent (containers keep running), as a clean shutdown does.
+    pub async fn stop(&mut self) {
+        self.token.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops and starts the agent again with the same name and state directory.
+    pub async fn restart(&mut self, prefix: &TestPrefix) {
+        self.stop().await;
+        self.spawn(prefix).await;
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.token.cancel();
+        let ids = docker_try(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.io/node={}", self.name),
+        ])
+        .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = docker_try(&["rm", "-f", id]);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What berth's parts tell each other through etcd besides bundles: node registrations,
+//! per-node assignments, and observed replica status. Plain data, JSON in etcd.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Bundle;
+
+/// A node agent's registration (`<prefix>/nodes/<node>`, under the agent's lease).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    /// `docker 20.10.24 (API 1.41)` or `podman …`.
+    pub engine: String,
+    /// berth's version on the node.
+    pub agent_version: String,
+}
+
+/// What a node offers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Capacity {
+    pub cpus: u32,
+    pub memory_bytes: u64,
+}
+
+/// The replicas of one bundle a node must run (`<prefix>/assignments/<node>/<bundle>`): the
+/// bundle as placed (its generation included), and the replica ordinals on this node. It
+/// holds everything the node agent needs, so the agent watches nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub bundle: Bundle,
+    pub replicas: Vec<u32>,
+}
+
+/// Where a replica is in its life, as its node agent sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaState {
+    /// Assigned, nothing created yet.
+    #[default]
+    Pending,
+    /// Created or restarting, not running yet.
+    Starting,
+    Running,
+    /// Cannot run as specified (bad options, image missing, …), or waiting to be restarted.
+    Failed,
+    /// Stopped on purpose (target-role Stopped, fencing).
+    Stopped,
+}
+
+impl ReplicaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::Pending => "pending",
+            ReplicaState::Starting => "starting",
+            ReplicaState::Running => "running",
+            ReplicaState::Failed => "failed",
+            ReplicaState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A failure of a replica: why and when (seconds since the Unix epoch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Failure {
+    pub reason: String,
+    pub time: u64,
+}
+
+/// Observed state of one replica (`<prefix>/replicas/<bundle>/<i>`), written by the node
+/// agent running it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub bundle: String,
+    pub index: u32,
+    pub node: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub state: ReplicaState,
+    /// The replica's address (`ip-range-start + i`), when the bundle has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Published ports, `host-ip:host-port->container-port/tcp`.
+    pub ports: Vec<String>,
+    /// Restarts of this replica's container after it died.
+    pub restart_count: u32,
+    /// Failures per node (for migration-threshold): the node's name → count.
+    pub fail_counts: BTreeMap<String, u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    /// The bundle generation the container conforms to.
+    pub generation: i64,
+}

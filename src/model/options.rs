@@ -1,0 +1,399 @@
+//! A bundle's `options`: extra `docker run` flags, parsed into what the create call takes.
+//!
+//! Only flags berth maps are accepted. Flags that clash with what berth manages are refused
+//! with the field to use instead, and any other flag is refused as unsupported: a flag is
+//! never silently ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Parsed `docker run` options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunOptions {
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub log_driver: Option<String>,
+    pub log_opts: BTreeMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    /// CPUs in billionths (`--cpus 1.5` → 1_500_000_000).
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Option<String>,
+    /// name → (soft, hard).
+    pub ulimits: BTreeMap<String, (i64, i64)>,
+    pub privileged: bool,
+    pub read_only: bool,
+    pub init: bool,
+    pub security_opt: Vec<String>,
+    pub shm_size: Option<i64>,
+    /// mount point → options.
+    pub tmpfs: BTreeMap<String, String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_option: Vec<String>,
+    pub add_host: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub group_add: Vec<String>,
+    pub devices: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+}
+
+/// Splits a command line into words as a POSIX shell would: whitespace separates, single
+/// quotes keep everything, double quotes keep everything but `\"` and `\\`, a backslash
+/// outside quotes escapes the next character. No variables, globs or substitutions.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("trailing backslash".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// Why a flag cannot be used, pointing at the bundle field that covers it.
+fn refused(flag: &str) -> Option<&'static str> {
+    Some(match flag {
+        "--restart" => "berth restarts containers itself (with backoff, counting failures)",
+        "--name" => "berth names containers <bundle>-docker-<i>",
+        "-h" | "--hostname" => "berth sets the host name to the replica name",
+        "-p" | "--publish" | "-P" | "--publish-all" | "--expose" => {
+            "use a port-mapping (spec.network.portMappings)"
+        }
+        "-v" | "--volume" | "--mount" | "--volumes-from" => {
+            "use a storage-mapping (spec.storageMappings)"
+        }
+        "--net" | "--network" => "use the network attribute (spec.docker.network)",
+        "--rm" => "berth removes containers itself when a replica leaves the node",
+        "-d" | "--detach" | "-i" | "--interactive" | "-t" | "--tty" | "-a" | "--attach" => {
+            "berth runs every container detached, without a terminal"
+        }
+        "--pull" => "pull the image on the host beforehand",
+        _ => return None,
+    })
+}
+
+/// The flags berth maps that take a value.
+const VALUE_FLAGS: &[&str] = &[
+    "-e",
+    "--env",
+    "-l",
+    "--label",
+    "--log-driver",
+    "--log-opt",
+    "--cap-add",
+    "--cap-drop",
+    "-m",
+    "--memory",
+    "--memory-swap",
+    "--memory-reservation",
+    "--cpus",
+    "-c",
+    "--cpu-shares",
+    "--cpuset-cpus",
+    "--pids-limit",
+    "-u",
+    "--user",
+    "-w",
+    "--workdir",
+    "--entrypoint",
+    "--ulimit",
+    "--security-opt",
+    "--shm-size",
+    "--tmpfs",
+    "--dns",
+    "--dns-search",
+    "--dns-option",
+    "--dns-opt",
+    "--add-host",
+    "--sysctl",
+    "--group-add",
+    "--device",
+    "--stop-signal",
+    "--stop-timeout",
+];
+
+/// Parses a `docker run` flag string. The error names the flag and why.
+pub fn parse(options: &str) -> Result<RunOptions, String> {
+    let words = split_words(options)?;
+    let mut o = RunOptions::default();
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        i += 1;
+        if !word.starts_with('-') || word == "-" {
+            return Err(format!(
+                "{word:?}: not a flag (the image and command are set by the bundle)"
+            ));
+        }
+        let (flag, inline) = match word.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ if !word.starts_with("--") && word.len() > 2 => {
+                // -eFOO=bar: short flag with its value attached.
+                (word[..2].to_string(), Some(word[2..].to_string()))
+            }
+            _ => (word.clone(), None),
+        };
+        if let Some(why) = refused(&flag) {
+            return Err(format!("{flag}: not allowed: {why}"));
+        }
+        // Boolean flags take no value (but accept --flag=true|false).
+        let boolean = |inline: &Option<String>| -> Result<bool, String> {
+            match inline.as_deref() {
+                None | Some("true") => Ok(true),
+                Some("false") => Ok(false),
+                Some(v) => Err(format!("{flag}: {v:?} is not true or false")),
+            }
+        };
+        match flag.as_str() {
+            "--privileged" => {
+                o.privileged = boolean(&inline)?;
+                continue;
+            }
+            "--read-only" => {
+                o.read_only = boolean(&inline)?;
+                continue;
+            }
+            "--init" => {
+                o.init = boolean(&inline)?;
+                continue;
+            }
+            _ => {}
+        }
+        if !VALUE_FLAGS.contains(&flag.as_str()) {
+            return Err(format!("{flag}: not supported by berth"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                let v = words
+                    .get(i)
+                    .ok_or_else(|| format!("{flag}: needs a value"))?
+                    .clone();
+                i += 1;
+                v
+            }
+        };
+        let bad = |why: &str| format!("{flag} {value}: {why}");
+        match flag.as_str() {
+            "-e" | "--env" => o.env.push(value),
+            "-l" | "--label" => {
+                let (k, v) = value.split_once('=').unwrap_or((&value, ""));
+                if k.starts_with("berth.io/") {
+                    return Err(bad("labels under berth.io/ are berth's own"));
+                }
+                o.labels.insert(k.to_string(), v.to_string());
+            }
+            "--log-driver" => o.log_driver = Some(value),
+            "--log-opt" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| bad("expected key=value"))?;
+                o.log_opts.insert(k.to_string(), v.to_string());
+            }
+            "--cap-add" => o.cap_add.push(value),
+            "--cap-drop" => o.cap_drop.push(value),
+            "-m" | "--memory" => o.memory = Some(parse_size(&value).map_err(|e| bad(&e))?),
+            "--memory-swap" => {
+                o.memory_swap = Some(if value == "-1" {
+                    -1
+                } else {
+                    parse_size(&value).map_err(|e| bad(&e))?
+                })
+            }
+            "--memory-reservation" => {
+                o.memory_reservation = Some(parse_size(&value).map_err(|e| bad(&e))?)
+            }
+            "--cpus" => {
+                let cpus: f64 = value.parse().map_err(|_| bad("not a number"))?;
+                if !(cpus > 0.0 && cpus.is_finite()) {
+                    return Err(bad("must be above 0"));
+                }
+                o.nano_cpus = Some((cpus * 1e9).round() as i64);
+            }
+            "-c" | "--cpu-shares" => {
+                o.cpu_shares = Some(value.parse().map_err(|_| bad("not an integer"))?)
+            }
+            "--cpuset-cpus" => o.cpuset_cpus = Some(value),
+            "--pids-limit" => {
+                o.pids_limit = Some(value.parse().map_err(|_| bad("not an integer"))?)
+            }
+            "-u" | "--user" => o.user = Some(value),
+            "-w" | "--workdir" => o.workdir = Some(value),
+            "--entrypoint" => o.entrypoint = Some(value),
+            "--ulimit" => {
+                let (name, limits) = value
+                    .split_once('=')
+                    .ok_or_else(|| bad("expected name=soft[:hard]"))?;
+                let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+                let n = |s: &str| s.parse::<i64>().map_err(|_| bad("limits must be integers"));
+                o.ulimits.insert(name.to_string(), (n(soft)?, n(hard)?));
+            }
+            "--security-opt" => o.security_opt.push(value),
+            "--shm-size" => o.shm_size = Some(parse_size(&value).map_err(|e| bad(&e))?),
+            "--tmpfs" => {
+                let (path, opts) = value.split_once(':').unwrap_or((&value, ""));
+                if !path.starts_with('/') {
+                    return Err(bad("the mount point must be absolute"));
+                }
+                o.tmpfs.insert(path.to_string(), opts.to_string());
+            }
+            "--dns" => o.dns.push(value),
+            "--dns-search" => o.dns_search.push(value),
+            "--dns-option" | "--dns-opt" => o.dns_option.push(value),
+            "--add-host" => o.add_host.push(value),
+            "--sysctl" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| bad("expected key=value"))?;
+                o.sysctls.insert(k.to_string(), v.to_string());
+            }
+            "--group-add" => o.group_add.push(value),
+            "--device" => o.devices.push(value),
+            "--stop-signal" => o.stop_signal = Some(value),
+            "--stop-timeout" => {
+                o.stop_timeout = Some(value.parse().map_err(|_| bad("not an integer"))?)
+            }
+            other => return Err(format!("{other}: not supported by berth")),
+        }
+    }
+    Ok(o)
+}
+
+/// Docker's sizes: a number with an optional b, k, m or g suffix (powers of 1024).
+pub fn parse_size(v: &str) -> Result<i64, String> {
+    let t = v.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').filter(|s| !s.is_empty()).unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "not a size (like 512m or 2g)".to_string())?;
+    if n < 0.0 {
+        return Err("a size cannot be negative".into());
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell() {
+        assert_eq!(
+            split_words(r#"-e "A=b c" -e 'D=$e' x\ y"#).unwrap(),
+            vec!["-e", "A=b c", "-e", "D=$e", "x y"]
+        );
+        assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn flags_people_use() {
+        let o = parse(
+            "-e A=1 --env=B=2 --log-driver json-file --log-opt max-size=10m --cap-add NET_ADMIN \
+             --cap-drop ALL -m 512m --cpus 1.5 --user 1000:1000 --ulimit nofile=1024:2048 \
+             --privileged --security-opt no-new-privileges --shm-size 64m --tmpfs /run:size=1m",
+        )
+        .unwrap();
+        assert_eq!(o.env, vec!["A=1", "B=2"]);
+        assert_eq!(o.log_driver.as_deref(), Some("json-file"));
+        assert_eq!(o.log_opts["max-size"], "10m");
+        assert_eq!(o.cap_add, vec!["NET_ADMIN"]);
+        assert_eq!(o.cap_drop, vec!["ALL"]);
+        assert_eq!(o.memory, Some(512 << 20));
+        assert_eq!(o.nano_cpus, Some(1_500_000_000));
+        assert_eq!(o.user.as_deref(), Some("1000:1000"));
+        assert_eq!(o.ulimits["nofile"], (1024, 2048));
+        assert!(o.privileged);
+        assert_eq!(o.security_opt, vec!["no-new-privileges"]);
+        assert_eq!(o.shm_size, Some(64 << 20));
+        assert_eq!(o.tmpfs["/run"], "size=1m");
+    }
+
+    #[test]
+    fn refused_and_unknown_flags_say_why() {
+        for (opts, why) in [
+            ("--restart always", "--restart: not allowed: berth restarts"),
+            ("-p 80:80", "-p: not allowed: use a port-mapping"),
+            ("-v /a:/b", "-v: not allowed: use a storage-mapping"),
+            ("--network host", "--network: not allowed"),
+            ("--frobnicate", "--frobnicate: not supported by berth"),
+            (
+                "-e A=1 --frobnicate",
+                "--frobnicate: not supported by berth",
+            ),
+            ("-m lots", "-m lots: not a size"),
+            ("-e", "-e: needs a value"),
+            ("image-name", "not a flag"),
+        ] {
+            let e = parse(opts).unwrap_err();
+            assert!(e.contains(why), "{opts}: {e}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A replica's own address on the host, added and removed through netlink as
+//! ocf:heartbeat:IPaddr2 does: on `host-interface`, or else on the interface whose network
+//! holds the address, with `host-netmask`. Loopback addresses need nothing: the whole of
+//! 127.0.0.0/8 already routes to `lo`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+
+use super::container::Address;
+
+/// Why an address could not be added or removed. Retried at the next reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("netlink: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("netlink {op} {ip}: {source}")]
+    Netlink {
+        op: &'static str,
+        ip: Ipv4Addr,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{ip}: interface {name:?} not found")]
+    NoInterface { ip: Ipv4Addr, name: String },
+    #[error("{ip}: no interface's network holds it; set spec.network.hostInterface")]
+    NoNetwork { ip: Ipv4Addr },
+}
+
+fn handle() -> Result<rtnetlink::Handle, AddressError> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+fn v4(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    })
+}
+
+fn contains(net: Ipv4Addr, prefix: u8, ip: Ipv4Addr) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - u32::from(prefix.min(32)));
+    u32::from(net) & mask == u32::from(ip) & mask
+}
+
+/// The interface index to put `a` on.
+async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressError> {
+    let nl = |source| AddressError::Netlink {
+        op: "find interface for",
+        ip: a.ip,
+        source,
+    };
+    if let Some(name) = &a.interface {
+        let mut links = h.link().get().match_name(name.clone()).execute();
+        return match links.try_next().await {
+            Ok(Some(l)) => Ok(l.header.index),
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(AddressError::NoInterface {
+                ip: a.ip,
+                name: name.clone(),
+            }),
+            Err(e) => Err(nl(e)),
+        };
+    }
+    let mut addrs = h.address().get().execute();
+    while let Some(m) = addrs.try_next().await.map_err(nl)? {
+        if let Some(ip) = v4(&m)
+            && !ip.is_loopback()
+            && contains(ip, m.header.prefix_len, a.ip)
+        {
+            return Ok(m.header.index);
+        }
+    }
+    Err(AddressError::NoNetwork { ip: a.ip })
+}
+
+/// Adds the address unless it is there (or loopback). Returns whether it added it.
+pub async fn ensure(a: &Address) -> Result<bool, AddressError> {
+    if a.ip.is_loopback() {
+        return Ok(false);
+    }
+    let h = handle()?;
+    let index = interface(&h, a).await?;
+    let mut existing = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(IpAddr::V4(a.ip))
+        .execute();
+    let nl = |op, source| AddressError::Netlink {
+        op,
+        ip: a.ip,
+        source,
+    };
+    if existing
+        .try_next()
+        .await
+        .map_err(|e| nl("list", e))?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    h.address()
+        .add(index, IpAddr::V4(a.ip), a.netmask)
+        .execute()
+        .await
+        .map_err(|e| nl("add", e))?;
+    Ok(true)
+}
+
+/// Removes the address from whatever interface holds it (nothing for loopback).
+pub async fn remove(ip: Ipv4Addr) -> Result<(), AddressError> {
+    if ip.is_loopback() {
+        return Ok(());
+    }
+    let h = handle()?;
+    let nl = |op, source| AddressError::Netlink { op, ip, source };
+    let mut addrs = h
+        .address()
+        .get()
+        .set_address_filter(IpAddr::V4(ip))
+        .execute();
+    let mut found = Vec::new();
+    while let Some(m) = addrs.try_next().await.map_err(|e| nl("list", e))? {
+        if v4(&m) == Some(ip) {
+            found.push(m);
+        }
+    }
+    for m in found {
+        h.address()
+            .del(m)
+            .execute()
+            .await
+            .map_err(|e| nl("delete", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_containment() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(contains(ip("192.168.24.1"), 24, ip("192.168.24.114")));
+        assert!(!contains(ip("192.168.25.1"), 24, ip("192.168.24.114")));
+        assert!(contains(ip("10.0.0.1"), 0, ip("192.168.24.114")));
+    }
+}

@@ -1,0 +1,647 @@
+//! The node agent's loop: register under a lease, watch this node's assignments and the
+//! engine's events, and after each change read → [`plan`] → act → write status.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::address;
+use super::container::{self, DesiredContainer, LABEL_HASH};
+use super::engine::{Engine, EngineError, EngineEvent, Observed};
+use super::plan::{Action, ReplicaKey, key_of, plan};
+use crate::model::cluster::{Assignment, Capacity, Failure, NodeInfo, ReplicaState, ReplicaStatus};
+use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
+use crate::store::{Keys, Store, StoreError};
+
+/// The node agent's settings. Defaults are documented on each field.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name: its key, its assignments prefix, and the ownership label of its
+    /// containers.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// TTL of the registration lease (default 5 s; etcd counts whole seconds). It is renewed
+    /// every third of it.
+    pub lease_ttl: Duration,
+    /// Where per-replica files live (/etc/hosts copies): default `/var/lib/berth/node/<name>`.
+    pub state_dir: PathBuf,
+    /// A full reconcile this often even without events: the safety net, not the main path
+    /// (default 60 s).
+    pub resync: Duration,
+    /// First restart delay after repeated failures; it doubles up to `max_backoff`. The
+    /// first failure restarts at once (default 100 ms, max 30 s).
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// A container that ran this long before dying starts its backoff afresh (default 10 s).
+    pub stable_after: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for a node named `name`.
+    pub fn new(name: impl Into<String>) -> NodeConfig {
+        let name = name.into();
+        NodeConfig {
+            state_dir: PathBuf::from("/var/lib/berth/node").join(&name),
+            name,
+            labels: BTreeMap::new(),
+            lease_ttl: Duration::from_secs(5),
+            resync: Duration::from_secs(60),
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the agent stopped. Set-up failures are fatal; everything after start is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the agent remembers about one replica between reconciles.
+#[derive(Debug, Default)]
+struct Runtime {
+    restart_count: u32,
+    /// Failures in a row (reset when the container ran `stable_after`).
+    consecutive: u32,
+    fail_counts: BTreeMap<String, u32>,
+    last_failure: Option<Failure>,
+    started_at: Option<Instant>,
+    hold_until: Option<Instant>,
+    /// Why creating or starting failed last time, cleared by a success.
+    error: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs the agent until `shutdown` is cancelled; then deletes the node key (revokes the
+/// lease) and leaves the containers running, to be adopted by the next start.
+pub async fn run<E: Engine>(
+    store: Store,
+    engine: E,
+    cfg: NodeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| NodeError::StateDir {
+        path: cfg.state_dir.clone(),
+        source,
+    })?;
+    let (engine_name, cpus, memory) = engine.describe().await?;
+    let info = NodeInfo {
+        name: cfg.name.clone(),
+        labels: cfg.labels.clone(),
+        capacity: Capacity {
+            cpus,
+            memory_bytes: memory,
+        },
+        engine: engine_name,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let node_key = store.keys().node(&cfg.name);
+    let value = serde_json::to_vec(&info).expect("node info serializes");
+    let lease = Arc::new(AtomicI64::new(
+        store
+            .put_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
+            .await?,
+    ));
+    tracing::info!(node = %cfg.name, "registered");
+    let keepalive = tokio::spawn(keep_alive(
+        store.clone(),
+        node_key,
+        value,
+        cfg.lease_ttl,
+        lease.clone(),
+        shutdown.clone(),
+    ));
+    let mut agent = Agent {
+        keys: store.keys().clone(),
+        store,
+        engine,
+        cfg,
+        assignments: Cache::default(),
+        synced: false,
+        seeded: false,
+        runtime: BTreeMap::new(),
+        expected_stops: HashSet::new(),
+        written: BTreeMap::new(),
+        added: BTreeSet::new(),
+        wake_at: None,
+    };
+    agent.run(&shutdown).await;
+    let _ = keepalive.await;
+    if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
+        tracing::warn!("could not delete the node key on shutdown: {e}");
+    }
+    Ok(())
+}
+
+/// Renews the lease every third of its TTL; if etcd says it expired, registers again.
+async fn keep_alive(
+    store: Store,
+    key: String,
+    value: Vec<u8>,
+    ttl: Duration,
+    lease: Arc<AtomicI64>,
+    shutdown: CancellationToken,
+) {
+    let every = ttl / 3;
+    let mut client = store.client();
+    loop {
+        let id = lease.load(Ordering::SeqCst);
+        let renewed = async {
+            let (mut keeper, mut stream) = client.lease_keep_alive(id).await.ok()?;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Some(()),
+                    _ = tokio::time::sleep(every) => {}
+                }
+                keeper.keep_alive().await.ok()?;
+                match stream.message().await.ok()? {
+                    Some(r) if r.ttl() > 0 => continue,
+                    _ => return None,
+                }
+            }
+        };
+        if renewed.await.is_some() {
+            return;
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        // TODO(issue 4, fencing): stop this node's replicas when the lease cannot be renewed
+        // before it expires.
+        tracing::warn!(lease = id, "lease renewal failed; registering again");
+        match store.put_with_new_lease(&key, value.clone(), ttl).await {
+            Ok(new) => lease.store(new, Ordering::SeqCst),
+            Err(e) => {
+                tracing::warn!("registration failed: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        }
+    }
+}
+
+struct Agent<E> {
+    store: Store,
+    keys: Keys,
+    engine: E,
+    cfg: NodeConfig,
+    /// This node's assignment keys, kept current by the watch.
+    assignments: Cache,
+    /// The first list of assignments arrived: nothing reconciles before it.
+    synced: bool,
+    /// Restart counts were read back from etcd (after an agent restart).
+    seeded: bool,
+    runtime: BTreeMap<ReplicaKey, Runtime>,
+    /// Containers this agent is stopping itself: their `die` is not a failure.
+    expected_stops: HashSet<String>,
+    /// The status bytes last written per replica, to write only changes.
+    written: BTreeMap<ReplicaKey, Vec<u8>>,
+    /// Addresses this agent added (to remove them when their replica leaves).
+    added: BTreeSet<Ipv4Addr>,
+    wake_at: Option<Instant>,
+}
+
+type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
+
+impl<E: Engine> Agent<E> {
+    async fn run(&mut self, shutdown: &CancellationToken) {
+        let node = self.cfg.name.clone();
+        let mut assign = Box::pin(watch_prefix(
+            self.store.client(),
+            self.keys.assignments(&node),
+            WatchConfig::default(),
+        ));
+        let mut events = self.engine.events(&node);
+        let mut resync = tokio::time::interval(self.cfg.resync);
+        loop {
+            let wake = self.wake_at;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ev = assign.next() => {
+                    if let Some(ev) = ev {
+                        self.on_assignment(ev);
+                    }
+                    // Take whatever else is already there before reconciling once.
+                    while let Some(Some(ev)) = assign.next().now_or_never() {
+                        self.on_assignment(ev);
+                    }
+                }
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        self.on_engine_event(ev);
+                        while let Some(Some(Ok(ev))) = events.next().now_or_never() {
+                            self.on_engine_event(ev);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("engine events: {e}; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        events = self.engine.events(&node);
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        events = self.engine.events(&node);
+                    }
+                },
+                _ = sleep_until(wake), if wake.is_some() => {}
+                _ = resync.tick() => {}
+            }
+            if self.synced {
+                self.reconcile().await;
+            }
+        }
+    }
+
+    fn on_assignment(&mut self, ev: Result<WatchEvent, crate::store::watch::WatchError>) {
+        match ev {
+            Ok(ev) => {
+                if matches!(ev, WatchEvent::Listed { .. }) {
+                    self.synced = true;
+                }
+                self.assignments.apply(&ev);
+            }
+            Err(e) => tracing::warn!("assignments: {e}"),
+        }
+    }
+
+    fn on_engine_event(&mut self, ev: EngineEvent) {
+        let now = Instant::now();
+        let key = key_of(&Observed {
+            id: ev.id.clone(),
+            name: String::new(),
+            labels: ev.attributes.clone(),
+            running: false,
+        });
+        match ev.action.as_str() {
+            "start" => {
+                if let Some(k) = key {
+                    self.runtime.entry(k).or_default().started_at = Some(now);
+                }
+            }
+            "die" => {
+                if self.expected_stops.contains(&ev.id) {
+                    return;
+                }
+                let Some(k) = key else { return };
+                let code = ev.attributes.get("exitCode").cloned().unwrap_or_default();
+                let reason = format!("container {} exited with code {code}", short(&ev.id));
+                tracing::info!(replica = %k, "{reason}");
+                self.failed(&k, reason, now);
+            }
+            "destroy" => {
+                self.expected_stops.remove(&ev.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a failure of a replica and holds its restart for the backoff.
+    fn failed(&mut self, k: &ReplicaKey, reason: String, now: Instant) {
+        let cfg = &self.cfg;
+        let rt = self.runtime.entry(k.clone()).or_default();
+        let stable = rt
+            .started_at
+            .is_some_and(|t| now.duration_since(t) >= cfg.stable_after);
+        rt.consecutive = if stable { 1 } else { rt.consecutive + 1 };
+        *rt.fail_counts.entry(cfg.name.clone()).or_default() += 1;
+        rt.last_failure = Some(Failure {
+            reason,
+            time: unix_now(),
+        });
+        rt.started_at = None;
+        // The first failure restarts at once; then backoff, backoff*2, … up to the max.
+        let delay = if rt.consecutive <= 1 {
+            Duration::ZERO
+        } else {
+            let factor = 1u32 << (rt.consecutive - 2).min(16);
+            (cfg.backoff * factor).min(cfg.max_backoff)
+        };
+        rt.hold_until = Some(now + delay);
+    }
+
+    /// Every replica assigned to this node, with its container or why it cannot run.
+    fn desired(&self) -> (Desired, BTreeMap<ReplicaKey, Option<Ipv4Addr>>) {
+        let mut out = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for kv in self.assignments.items.values() {
+            let a: Assignment = match serde_json::from_slice(&kv.value) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(key = %kv.key, "unreadable assignment: {e}");
+                    continue;
+                }
+            };
+            for &i in &a.replicas {
+                let k = ReplicaKey {
+                    bundle: a.bundle.name().to_string(),
+                    index: i,
+                };
+                addrs.insert(k.clone(), a.bundle.spec.replica_address(i));
+                out.insert(k, container::desired(&a.bundle, i, &self.cfg.state_dir));
+            }
+        }
+        (out, addrs)
+    }
+
+    /// After an agent restart: restart counts and failure history from the status keys
+    /// this node wrote before.
+    async fn seed(&mut self, desired: &Desired) {
+        let keys: Vec<ReplicaKey> = desired.keys().cloned().collect();
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| self.keys.replica(&k.bundle, k.index))
+            .collect();
+        let got = match self.store.get_many(&names).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("reading replica status: {e}");
+                return;
+            }
+        };
+        for (k, kv) in keys.into_iter().zip(got) {
+            let Some(kv) = kv else { continue };
+            let Ok(st) = serde_json::from_slice::<ReplicaStatus>(&kv.value) else {
+                continue;
+            };
+            if st.node != self.cfg.name {
+                continue;
+            }
+            let rt = self.runtime.entry(k.clone()).or_default();
+            rt.restart_count = st.restart_count;
+            rt.fail_counts = st.fail_counts;
+            rt.last_failure = st.last_failure;
+            self.written.insert(k, kv.value);
+        }
+        self.seeded = true;
+    }
+
+    async fn reconcile(&mut self) {
+        let (desired, addrs) = self.desired();
+        if !self.seeded {
+            self.seed(&desired).await;
+        }
+        let node = self.cfg.name.clone();
+        let observed = match self.engine.list(&node).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.wake_at = Some(Instant::now() + Duration::from_secs(1));
+                return;
+            }
+        };
+        let now = Instant::now();
+        let holds: BTreeMap<ReplicaKey, Instant> = self
+            .runtime
+            .iter()
+            .filter_map(|(k, rt)| rt.hold_until.map(|t| (k.clone(), t)))
+            .collect();
+        let p = plan(&desired, &observed, &holds, now);
+        self.wake_at = p.wake_at;
+        // Files first: a container must find its directories and /etc/hosts at start, and
+        // running ones get the current replica list.
+        for d in desired.values().flatten() {
+            self.prepare_files(d);
+        }
+        self.act(p.actions, &desired).await;
+        self.converge_addresses(&desired, &addrs).await;
+        match self.engine.list(&node).await {
+            Ok(after) => self.write_status(&desired, &addrs, &after).await,
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    fn prepare_files(&self, d: &DesiredContainer) {
+        for dir in &d.dirs {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::warn!("cannot create {}: {e}", dir.display());
+            }
+        }
+        if let Some((path, content)) = &d.hosts_file {
+            let current = std::fs::read_to_string(path).ok();
+            if current.as_deref() != Some(content.as_str()) {
+                // Rewritten in place (not renamed): the container's bind mount follows the
+                // inode, so a new file would not be seen inside.
+                let write = path
+                    .parent()
+                    .map(std::fs::create_dir_all)
+                    .unwrap_or(Ok(()))
+                    .and_then(|_| std::fs::write(path, content));
+                if let Err(e) = write {
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {
+        let node = self.cfg.name.clone();
+        for action in actions {
+            match action {
+                Action::Remove {
+                    id,
+                    name,
+                    stop_timeout,
+                    why,
+                } => {
+                    tracing::info!(container = %name, "removing: {why}");
+                    self.expected_stops.insert(id.clone());
+                    if let Err(e) = self.engine.remove(&id, stop_timeout).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Action::Create(k) => {
+                    let Some(Ok(d)) = desired.get(&k) else {
+                        continue;
+                    };
+                    let result = match self.engine.create(d, &node).await {
+                        Ok(id) => self.engine.start(&id).await,
+                        Err(e) => Err(e),
+                    };
+                    self.after_start(&k, result, false);
+                }
+                Action::Start { key, id } => {
+                    let result = self.engine.start(&id).await;
+                    self.after_start(&key, result, true);
+                }
+            }
+        }
+    }
+
+    fn after_start(&mut self, k: &ReplicaKey, result: Result<(), EngineError>, restart: bool) {
+        match result {
+            Ok(()) => {
+                let rt = self.runtime.entry(k.clone()).or_default();
+                rt.error = None;
+                rt.hold_until = None;
+                if restart {
+                    rt.restart_count += 1;
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(replica = %k, "{reason}");
+                self.failed(k, reason.clone(), Instant::now());
+                self.runtime.entry(k.clone()).or_default().error = Some(reason);
+                let hold = self.runtime[k].hold_until;
+                self.wake_at = match (self.wake_at, hold) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+
+    async fn converge_addresses(
+        &mut self,
+        desired: &Desired,
+        addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+    ) {
+        for d in desired.values().flatten() {
+            if let Some(a) = &d.address {
+                match address::ensure(a).await {
+                    Ok(true) => {
+                        self.added.insert(a.ip);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(replica = %d.name, "{e}"),
+                }
+            }
+        }
+        let wanted: BTreeSet<Ipv4Addr> = addrs.values().flatten().copied().collect();
+        let stale: Vec<Ipv4Addr> = self.added.difference(&wanted).copied().collect();
+        for ip in stale {
+            match address::remove(ip).await {
+                Ok(()) => {
+                    self.added.remove(&ip);
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+
+    async fn write_status(
+        &mut self,
+        desired: &Desired,
+        addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+        observed: &[Observed],
+    ) {
+        let now = Instant::now();
+        let mut puts = Vec::new();
+        for (k, d) in desired {
+            let rt = self.runtime.entry(k.clone()).or_default();
+            if let Err(reason) = d
+                && rt.last_failure.as_ref().map(|f| &f.reason) != Some(reason)
+            {
+                rt.last_failure = Some(Failure {
+                    reason: reason.clone(),
+                    time: unix_now(),
+                });
+            }
+            let conforming = d.as_ref().ok().and_then(|d| {
+                let hash = d.hash();
+                let mut mine: Vec<&Observed> = observed
+                    .iter()
+                    .filter(|o| {
+                        key_of(o).as_ref() == Some(k) && o.labels.get(LABEL_HASH) == Some(&hash)
+                    })
+                    .collect();
+                mine.sort_by_key(|o| !o.running);
+                mine.first().copied()
+            });
+            let held = rt.hold_until.is_some_and(|t| t > now);
+            let state = match (d, conforming) {
+                (Err(_), _) => ReplicaState::Failed,
+                (Ok(_), Some(o)) if o.running => ReplicaState::Running,
+                (Ok(_), _) if rt.error.is_some() || held => ReplicaState::Failed,
+                (Ok(_), Some(_)) => ReplicaState::Starting,
+                (Ok(_), None) => ReplicaState::Pending,
+            };
+            let status = ReplicaStatus {
+                bundle: k.bundle.clone(),
+                index: k.index,
+                node: self.cfg.name.clone(),
+                container_id: conforming.map(|o| o.id.clone()).unwrap_or_default(),
+                container_name: d.as_ref().map(|d| d.name.clone()).unwrap_or_default(),
+                state,
+                address: addrs.get(k).copied().flatten().map(|a| a.to_string()),
+                ports: d
+                    .as_ref()
+                    .map(|d| d.ports.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+                restart_count: rt.restart_count,
+                fail_counts: rt.fail_counts.clone(),
+                last_failure: rt.last_failure.clone(),
+                generation: match (d, conforming) {
+                    (Ok(d), Some(_)) => d.generation,
+                    _ => 0,
+                },
+            };
+            let bytes = serde_json::to_vec(&status).expect("status serializes");
+            if self.written.get(k) != Some(&bytes) {
+                puts.push((k.clone(), bytes));
+            }
+        }
+        if !puts.is_empty() {
+            let items = puts
+                .iter()
+                .map(|(k, v)| (self.keys.replica(&k.bundle, k.index), v.clone()))
+                .collect();
+            match self.store.put_many(items).await {
+                Ok(()) => self.written.extend(puts),
+                Err(e) => tracing::warn!("writing replica status: {e}"),
+            }
+        }
+        // Replicas that left this node: drop their status, unless another node has written
+        // it since (it then holds other bytes and is left alone).
+        let gone: Vec<ReplicaKey> = self
+            .written
+            .keys()
+            .filter(|k| !desired.contains_key(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            let bytes = self.written.remove(&k).unwrap_or_default();
+            self.runtime.remove(&k);
+            let key = self.keys.replica(&k.bundle, k.index);
+            if let Err(e) = self.store.delete_if_value(&key, &bytes).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => futures::future::pending().await,
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,268 @@
+//! What one replica's container must look like: a pure function of the bundle, the replica
+//! ordinal and the node. The node agent creates containers from it and compares its hash with
+//! the hash label of what runs, to tell whether a spec change affects the container.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::model::Bundle;
+use crate::model::options::{self, RunOptions, split_words};
+
+/// Label keys berth puts on the containers it owns. A container is berth's, and this node
+/// agent's, only when `managed-by` is `berth` and `node` is the agent's node name: several
+/// agents may share one engine, and containers without these labels are never touched.
+pub const LABEL_MANAGED_BY: &str = "berth.io/managed-by";
+pub const LABEL_NODE: &str = "berth.io/node";
+pub const LABEL_BUNDLE: &str = "berth.io/bundle";
+pub const LABEL_REPLICA: &str = "berth.io/replica";
+pub const LABEL_HASH: &str = "berth.io/spec-hash";
+pub const LABEL_GENERATION: &str = "berth.io/generation";
+
+/// Docker's default stop timeout, used unless the options say `--stop-timeout`.
+pub const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
+
+/// A port published on the host: `host_ip:host_port` → `container_port/tcp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedPort {
+    /// The replica's address, or None for every host address.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+impl std::fmt::Display for PublishedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self
+            .host_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        write!(f, "{ip}:{}->{}/tcp", self.host_port, self.container_port)
+    }
+}
+
+/// The replica's own address, as IPaddr2 would add it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub ip: Ipv4Addr,
+    pub netmask: u8,
+    /// The interface to add it to; None: the one whose network holds the address.
+    pub interface: Option<String>,
+}
+
+/// Everything the create call needs for one replica.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredContainer {
+    pub bundle: String,
+    pub index: u32,
+    pub name: String,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub hostname: String,
+    pub network_mode: Option<String>,
+    pub ports: Vec<PublishedPort>,
+    /// `source:target[:options]`, as `docker run -v` takes them.
+    pub binds: Vec<String>,
+    pub address: Option<Address>,
+    pub options: RunOptions,
+    pub stop_timeout_secs: i64,
+    /// Directories to create before the container starts (per-replica source dirs).
+    #[serde(skip)]
+    pub dirs: Vec<PathBuf>,
+    /// The replica's /etc/hosts (path on the host, content), when add-host applies. Its
+    /// content is rewritten in place when replicas come and go, so it is not in the hash.
+    #[serde(skip)]
+    pub hosts_file: Option<(PathBuf, String)>,
+    /// The bundle generation this was computed from (not hashed: a generation that changes
+    /// nothing about this container must not replace it).
+    #[serde(skip)]
+    pub generation: i64,
+}
+
+impl DesiredContainer {
+    /// A stable hash of everything that shapes the container (FNV-1a over its JSON), so
+    /// that it is the same across agent restarts and berth versions with the same layout.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a desired container serializes");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// The labels to create the container with.
+    pub fn labels(&self, node: &str) -> BTreeMap<String, String> {
+        let mut l = self.options.labels.clone();
+        l.insert(LABEL_MANAGED_BY.into(), "berth".into());
+        l.insert(LABEL_NODE.into(), node.into());
+        l.insert(LABEL_BUNDLE.into(), self.bundle.clone());
+        l.insert(LABEL_REPLICA.into(), self.index.to_string());
+        l.insert(LABEL_HASH.into(), self.hash());
+        l.insert(LABEL_GENERATION.into(), self.generation.to_string());
+        l
+    }
+}
+
+/// The per-replica directory the agent keeps on the host: `<state dir>/<bundle>/<replica>`.
+pub fn replica_dir(state_dir: &Path, bundle: &Bundle, i: u32) -> PathBuf {
+    state_dir.join(bundle.name()).join(bundle.replica_name(i))
+}
+
+/// Computes replica `i`'s container. The error is the reason the replica cannot run as
+/// specified, naming the field (it goes into the replica's status; nothing is started).
+pub fn desired(bundle: &Bundle, i: u32, state_dir: &Path) -> Result<DesiredContainer, String> {
+    let spec = &bundle.spec;
+    let (engine, c) = spec.container();
+    let field = format!("spec.{}", engine.as_str());
+    let options = match &c.options {
+        Some(o) => options::parse(o).map_err(|e| format!("{field}.options: {e}"))?,
+        None => RunOptions::default(),
+    };
+    let cmd = match &c.run_command {
+        Some(rc) => Some(split_words(rc).map_err(|e| format!("{field}.runCommand: {e}"))?),
+        None => None,
+    };
+    let host_ip = spec.replica_address(i);
+    let mut ports = Vec::new();
+    for pm in spec.port_mappings() {
+        match (pm.port, pm.host_ports()) {
+            (Some(p), _) => ports.push(PublishedPort {
+                host_ip,
+                host_port: p,
+                container_port: pm.internal_port().unwrap_or(p),
+            }),
+            (None, Some((lo, hi))) => ports.extend((lo..=hi).map(|p| PublishedPort {
+                host_ip,
+                host_port: p,
+                container_port: p,
+            })),
+            (None, None) => {}
+        }
+    }
+    let mut binds = Vec::new();
+    let mut dirs = Vec::new();
+    for sm in &spec.storage_mappings {
+        let source = match (&sm.source_dir, &sm.source_dir_root) {
+            (Some(s), _) => PathBuf::from(s),
+            (None, Some(root)) => {
+                let d = Path::new(root).join(bundle.replica_name(i));
+                dirs.push(d.clone());
+                d
+            }
+            (None, None) => continue,
+        };
+        let mut b = format!("{}:{}", source.display(), sm.target_dir);
+        if let Some(o) = &sm.options {
+            b.push(':');
+            b.push_str(o);
+        }
+        binds.push(b);
+    }
+    let mut hosts_file = None;
+    if spec.add_host() && host_ip.is_some() {
+        let path = replica_dir(state_dir, bundle, i).join("hosts");
+        binds.push(format!("{}:/etc/hosts", path.display()));
+        hosts_file = Some((path, hosts_content(bundle)));
+    }
+    let address = host_ip.map(|ip| Address {
+        ip,
+        netmask: spec.host_netmask(),
+        interface: spec.network.as_ref().and_then(|n| n.host_interface.clone()),
+    });
+    Ok(DesiredContainer {
+        bundle: bundle.name().to_string(),
+        index: i,
+        name: bundle.container_name(i),
+        image: c.image.clone(),
+        cmd,
+        hostname: bundle.replica_name(i),
+        network_mode: c.network.clone(),
+        ports,
+        binds,
+        address,
+        stop_timeout_secs: options.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
+        options,
+        dirs,
+        hosts_file,
+        generation: bundle.metadata.generation.unwrap_or(0),
+    })
+}
+
+/// /etc/hosts for every replica of a bundle: localhost, then each replica's address and name
+/// (Pacemaker's add-host).
+pub fn hosts_content(bundle: &Bundle) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for j in 0..bundle.spec.replicas() {
+        if let Some(a) = bundle.spec.replica_address(j) {
+            s.push_str(&format!("{a}\t{}\n", bundle.replica_name(j)));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::seed;
+
+    #[test]
+    fn seed_replica_two() {
+        let b = seed();
+        let d = desired(&b, 2, Path::new("/var/lib/berth/node/n1")).unwrap();
+        assert_eq!(d.name, "httpd-bundle-docker-2");
+        assert_eq!(d.hostname, "httpd-bundle-2");
+        assert_eq!(d.ports[0].to_string(), "192.168.24.114:80->80/tcp");
+        assert_eq!(
+            d.binds,
+            vec![
+                "/srv/www:/var/www/html:rw",
+                "/var/log/pacemaker/bundles/httpd-bundle-2:/etc/httpd/logs:rw",
+                "/var/lib/berth/node/n1/httpd-bundle/httpd-bundle-2/hosts:/etc/hosts",
+            ]
+        );
+        assert_eq!(
+            d.dirs,
+            vec![PathBuf::from("/var/log/pacemaker/bundles/httpd-bundle-2")]
+        );
+        let hosts = &d.hosts_file.as_ref().unwrap().1;
+        assert!(hosts.contains("192.168.24.112\thttpd-bundle-0\n"));
+        assert!(hosts.contains("192.168.24.114\thttpd-bundle-2\n"));
+    }
+
+    #[test]
+    fn hash_ignores_what_does_not_shape_the_container() {
+        let b = seed();
+        let dir = Path::new("/s");
+        let h = desired(&b, 0, dir).unwrap().hash();
+        let mut scaled = b.clone();
+        scaled.spec.docker.as_mut().unwrap().replicas = Some(5);
+        scaled.metadata.generation = Some(7);
+        assert_eq!(
+            desired(&scaled, 0, dir).unwrap().hash(),
+            h,
+            "scaling keeps replica 0"
+        );
+        let mut retagged = b.clone();
+        retagged.spec.docker.as_mut().unwrap().image = "pcmk:httpd-2".into();
+        assert_ne!(
+            desired(&retagged, 0, dir).unwrap().hash(),
+            h,
+            "a new image replaces it"
+        );
+    }
+
+    #[test]
+    fn bad_options_name_the_field() {
+        let mut b = seed();
+        b.spec.docker.as_mut().unwrap().options = Some("--restart always".into());
+        let e = desired(&b, 0, Path::new("/s")).unwrap_err();
+        assert!(
+            e.starts_with("spec.docker.options: --restart: not allowed"),
+            "{e}"
+        );
+    }
+}

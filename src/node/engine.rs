@@ -1,0 +1,370 @@
+//! The container engine behind a narrow trait: Docker (and podman's Docker-compatible API)
+//! through bollard is the real one; a simulated engine can stand in for benchmarks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, DeviceMapping, EventMessageTypeEnum,
+    HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
+
+/// A container the engine has, as the agent needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+}
+
+/// Something happened to a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    pub id: String,
+    /// Docker's action: `die`, `start`, `destroy`, `stop`, `kill`, …
+    pub action: String,
+    /// The container's labels, and for `die` its `exitCode`.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Why an engine call failed. All are retried by the next reconcile, with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the container engine at {at}: {source}")]
+    Connect {
+        at: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("{op} {target}: {source}")]
+    Call {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// What the node agent needs of a container engine.
+pub trait Engine: Clone + Send + Sync + 'static {
+    /// `docker 20.10.24 (API 1.41)`, CPUs and memory.
+    fn describe(&self) -> impl Future<Output = Result<(String, u32, u64), EngineError>> + Send;
+    /// Every container this node owns (labels `managed-by=berth`, `node=<node>`), any state.
+    fn list(&self, node: &str) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
+    /// Creates a container; returns its id.
+    fn create(
+        &self,
+        c: &DesiredContainer,
+        node: &str,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Stops with the given timeout, then removes.
+    fn remove(
+        &self,
+        id: &str,
+        stop_timeout: Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Container events of this node's containers, as they happen.
+    fn events(&self, node: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>>;
+}
+
+/// Docker (or podman's compatible socket) through bollard.
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// Connects to `host` (`unix:///run/podman/podman.sock`, `tcp://…`), or to the local
+    /// Docker socket, and negotiates the API version (this Debian's Docker speaks 1.41).
+    pub async fn connect(host: Option<&str>) -> Result<DockerEngine, EngineError> {
+        let at = host.unwrap_or("unix:///var/run/docker.sock").to_string();
+        let connect = |source| EngineError::Connect {
+            at: at.clone(),
+            source,
+        };
+        let docker = match host {
+            None => Docker::connect_with_socket_defaults(),
+            Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
+                Docker::connect_with_socket(h, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(connect)?;
+        let docker = docker.negotiate_version().await.map_err(connect)?;
+        Ok(DockerEngine { docker })
+    }
+
+    /// The bollard client, for tests and tools.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn call(op: &'static str, target: &str) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+    let target = target.to_string();
+    move |source| EngineError::Call { op, target, source }
+}
+
+fn owner_filter(node: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_MANAGED_BY}=berth"),
+            format!("{LABEL_NODE}={node}"),
+        ],
+    )])
+}
+
+/// Is a bollard error a 404 (the container is already gone)?
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The create body for a desired container.
+fn create_body(c: &DesiredContainer, node: &str) -> ContainerCreateBody {
+    let o = &c.options;
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &c.ports {
+        port_bindings
+            .entry(format!("{}/tcp", p.container_port))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.map(|i| i.to_string()),
+                host_port: Some(p.host_port.to_string()),
+            });
+    }
+    let none_if_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let map = |m: &BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    let host = HostConfig {
+        binds: none_if_empty(&c.binds),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        network_mode: c.network_mode.clone(),
+        extra_hosts: none_if_empty(&o.add_host),
+        cap_add: none_if_empty(&o.cap_add),
+        cap_drop: none_if_empty(&o.cap_drop),
+        memory: o.memory,
+        memory_swap: o.memory_swap,
+        memory_reservation: o.memory_reservation,
+        nano_cpus: o.nano_cpus,
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        pids_limit: o.pids_limit,
+        privileged: Some(o.privileged),
+        readonly_rootfs: Some(o.read_only),
+        init: o.init.then_some(true),
+        security_opt: none_if_empty(&o.security_opt),
+        shm_size: o.shm_size,
+        tmpfs: map(&o.tmpfs),
+        dns: none_if_empty(&o.dns),
+        dns_search: none_if_empty(&o.dns_search),
+        dns_options: none_if_empty(&o.dns_option),
+        sysctls: map(&o.sysctls),
+        group_add: none_if_empty(&o.group_add),
+        devices: (!o.devices.is_empty()).then(|| {
+            o.devices
+                .iter()
+                .map(|d| {
+                    let mut parts = d.splitn(3, ':');
+                    let host = parts.next().unwrap_or_default().to_string();
+                    let inside = parts.next().map(str::to_string).unwrap_or(host.clone());
+                    DeviceMapping {
+                        path_on_host: Some(host),
+                        path_in_container: Some(inside),
+                        cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
+                    }
+                })
+                .collect()
+        }),
+        ulimits: (!o.ulimits.is_empty()).then(|| {
+            o.ulimits
+                .iter()
+                .map(|(n, (s, h))| ResourcesUlimits {
+                    name: Some(n.clone()),
+                    soft: Some(*s),
+                    hard: Some(*h),
+                })
+                .collect()
+        }),
+        log_config: o.log_driver.as_ref().map(|d| HostConfigLogConfig {
+            typ: Some(d.clone()),
+            config: map(&o.log_opts),
+        }),
+        ..HostConfig::default()
+    };
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        cmd: c.cmd.clone(),
+        entrypoint: o.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        hostname: Some(c.hostname.clone()),
+        env: none_if_empty(&o.env),
+        user: o.user.clone(),
+        working_dir: o.workdir.clone(),
+        labels: Some(c.labels(node).into_iter().collect()),
+        exposed_ports: (!c.ports.is_empty()).then(|| {
+            let mut v: Vec<String> = c
+                .ports
+                .iter()
+                .map(|p| format!("{}/tcp", p.container_port))
+                .collect();
+            v.dedup();
+            v
+        }),
+        stop_signal: o.stop_signal.clone(),
+        stop_timeout: Some(c.stop_timeout_secs),
+        host_config: Some(host),
+        ..ContainerCreateBody::default()
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn describe(&self) -> Result<(String, u32, u64), EngineError> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(call("version", "engine"))?;
+        let info = self.docker.info().await.map_err(call("info", "engine"))?;
+        let engine = format!(
+            "docker {} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        );
+        Ok((
+            engine,
+            info.ncpu.unwrap_or(0).max(0) as u32,
+            info.mem_total.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    async fn list(&self, node: &str) -> Result<Vec<Observed>, EngineError> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(owner_filter(node)),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(call("list containers of node", node))?;
+        Ok(list
+            .into_iter()
+            .map(|c| Observed {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+                running: matches!(
+                    c.state,
+                    Some(
+                        ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING
+                    )
+                ),
+            })
+            .collect())
+    }
+
+    async fn create(&self, c: &DesiredContainer, node: &str) -> Result<String, EngineError> {
+        let opts = CreateContainerOptions {
+            name: Some(c.name.clone()),
+            ..Default::default()
+        };
+        let resp = self
+            .docker
+            .create_container(Some(opts), create_body(c, node))
+            .await
+            .map_err(call("create", &c.name))?;
+        Ok(resp.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(call("start", id))
+    }
+
+    async fn remove(&self, id: &str, stop_timeout: Duration) -> Result<(), EngineError> {
+        let stop = StopContainerOptions {
+            t: Some(stop_timeout.as_secs() as i32),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(e) => return Err(call("stop", id)(e)),
+        }
+        let rm = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(rm)).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(call("remove", id)(e)),
+        }
+    }
+
+    fn events(&self, node: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
+        let mut filters = owner_filter(node);
+        filters.insert("type".into(), vec!["container".into()]);
+        let opts = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let node = node.to_string();
+        self.docker
+            .events(Some(opts))
+            .filter_map(move |ev| {
+                let node = node.clone();
+                async move {
+                    match ev {
+                        Err(e) => Some(Err(call("events of node", &node)(e))),
+                        Ok(m) if m.typ != Some(EventMessageTypeEnum::CONTAINER) => None,
+                        Ok(m) => {
+                            let actor = m.actor.unwrap_or_default();
+                            Some(Ok(EngineEvent {
+                                id: actor.id.unwrap_or_default(),
+                                action: m.action.unwrap_or_default(),
+                                attributes: actor
+                                    .attributes
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .collect(),
+                            }))
+                        }
+                    }
+                }
+            })
+            .boxed()
+    }
+}
