@@ -11,12 +11,15 @@
 //! - [`store`]: etcd. The key layout ([`store::keys`]), typed get/list/put/delete with
 //!   revision-based optimistic concurrency ([`store::Store`]), and the one watch helper
 //!   everything else uses ([`store::watch`]).
-//! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, cib import/export.
-//!   Nothing below reaches up into it.
+//! - [`node`]: the node agent (`berth node`): registers under a lease, watches its
+//!   assignments, and converges the local Docker engine to them ([`node::plan`] decides,
+//!   [`node::engine`] acts through bollard).
+//! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, cib import/export,
+//!   node. Nothing below reaches up into it.
 //!
-//! Still to come (see `docs/ARCHITECTURE.md`): the controller, the node agent, the remote
-//! agent and charts.
+//! Still to come (see `docs/ARCHITECTURE.md`): the controller, the remote agent and charts.
 
+pub mod chart;
 pub mod cli;
 pub mod model;
 pub mod node;

@@ -277,6 +277,13 @@ async fn a_killed_container_comes_back_and_its_restart_count_rises() {
         failure.reason
     );
     assert_eq!(inspect(&f.container(0), "{{.State.Running}}"), "true");
+    // Again: a second failure in a row restarts after the backoff, and counts.
+    docker(&["kill", &f.container(0)]);
+    let again = f
+        .running(1, "replica restarted twice", |s| s.restart_count == 2)
+        .await
+        .remove(0);
+    assert_eq!(again.fail_counts.get(&f.node.name), Some(&2));
 }
 
 #[tokio::test]

@@ -144,6 +144,7 @@ pub async fn run<E: Engine>(
         seeded: false,
         runtime: BTreeMap::new(),
         expected_stops: HashSet::new(),
+        event_state: BTreeMap::new(),
         written: BTreeMap::new(),
         added: BTreeSet::new(),
         wake_at: None,
@@ -219,6 +220,10 @@ struct Agent<E> {
     runtime: BTreeMap<ReplicaKey, Runtime>,
     /// Containers this agent is stopping itself: their `die` is not a failure.
     expected_stops: HashSet<String>,
+    /// Running or not, per container, as the last `start`/`die` event said. Docker emits
+    /// `die` before its container list reflects it, so a list right after the event may
+    /// still show the container running; the event wins.
+    event_state: BTreeMap<String, bool>,
     /// The status bytes last written per replica, to write only changes.
     written: BTreeMap<ReplicaKey, Vec<u8>>,
     /// Addresses this agent added (to remove them when their replica leaves).
@@ -297,6 +302,15 @@ impl<E: Engine> Agent<E> {
             labels: ev.attributes.clone(),
             running: false,
         });
+        match ev.action.as_str() {
+            "start" | "die" => {
+                self.event_state.insert(ev.id.clone(), ev.action == "start");
+            }
+            "destroy" => {
+                self.event_state.remove(&ev.id);
+            }
+            _ => {}
+        }
         match ev.action.as_str() {
             "start" => {
                 if let Some(k) = key {
@@ -407,7 +421,7 @@ impl<E: Engine> Agent<E> {
         }
         let node = self.cfg.name.clone();
         let observed = match self.engine.list(&node).await {
-            Ok(o) => o,
+            Ok(o) => self.with_event_state(o),
             Err(e) => {
                 tracing::warn!("{e}");
                 self.wake_at = Some(Instant::now() + Duration::from_secs(1));
@@ -430,9 +444,18 @@ impl<E: Engine> Agent<E> {
         self.act(p.actions, &desired).await;
         self.converge_addresses(&desired, &addrs).await;
         match self.engine.list(&node).await {
-            Ok(after) => self.write_status(&desired, &addrs, &after).await,
+            Ok(after) => {
+                let after = self.with_event_state(after);
+                self.write_status(&desired, &addrs, &after).await
+            }
             Err(e) => tracing::warn!("{e}"),
         }
+    }
+
+    /// The listed containers, with running state corrected by newer events; forgets the
+    /// events of containers no longer listed.
+    fn with_event_state(&mut self, observed: Vec<Observed>) -> Vec<Observed> {
+        overlay_events(&mut self.event_state, observed)
     }
 
     fn prepare_files(&self, d: &DesiredContainer) {
@@ -479,22 +502,24 @@ impl<E: Engine> Agent<E> {
                         continue;
                     };
                     let result = match self.engine.create(d, &node).await {
-                        Ok(id) => self.engine.start(&id).await,
+                        Ok(id) => self.engine.start(&id).await.map(|()| id),
                         Err(e) => Err(e),
                     };
                     self.after_start(&k, result, false);
                 }
                 Action::Start { key, id } => {
-                    let result = self.engine.start(&id).await;
+                    let result = self.engine.start(&id).await.map(|()| id);
                     self.after_start(&key, result, true);
                 }
             }
         }
     }
 
-    fn after_start(&mut self, k: &ReplicaKey, result: Result<(), EngineError>, restart: bool) {
+    fn after_start(&mut self, k: &ReplicaKey, result: Result<String, EngineError>, restart: bool) {
         match result {
-            Ok(()) => {
+            Ok(id) => {
+                // Running now, whatever a list taken before the `start` event would say.
+                self.event_state.insert(id, true);
                 let rt = self.runtime.entry(k.clone()).or_default();
                 rt.error = None;
                 rt.hold_until = None;
@@ -635,6 +660,22 @@ impl<E: Engine> Agent<E> {
     }
 }
 
+/// Corrects a container list with the running state the latest events reported (Docker
+/// emits `die` before its list reflects it), and forgets events of unlisted containers.
+fn overlay_events(
+    events: &mut BTreeMap<String, bool>,
+    mut observed: Vec<Observed>,
+) -> Vec<Observed> {
+    let listed: HashSet<&str> = observed.iter().map(|o| o.id.as_str()).collect();
+    events.retain(|id, _| listed.contains(id.as_str()));
+    for o in &mut observed {
+        if let Some(up) = events.get(&o.id) {
+            o.running = *up;
+        }
+    }
+    observed
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -644,4 +685,34 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, running: bool) -> Observed {
+        Observed {
+            id: id.into(),
+            name: id.into(),
+            labels: BTreeMap::new(),
+            running,
+        }
+    }
+
+    /// Docker reports `die` before its container list does: a restart must not wait for
+    /// the next resync because the list still said "running".
+    #[test]
+    fn die_event_wins_over_a_stale_container_list() {
+        let mut events = BTreeMap::from([("a".to_string(), false), ("gone".to_string(), false)]);
+        let seen = overlay_events(
+            &mut events,
+            vec![container("a", true), container("b", true)],
+        );
+        assert_eq!(seen, vec![container("a", false), container("b", true)]);
+        assert!(
+            !events.contains_key("gone"),
+            "events of unlisted containers are forgotten"
+        );
+    }
 }

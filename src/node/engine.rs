@@ -69,11 +69,11 @@ pub trait Engine: Clone + Send + Sync + 'static {
         node: &str,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Stops with the given timeout, then removes.
+    /// Stops with the given timeout (None: the container's own), then removes.
     fn remove(
         &self,
         id: &str,
-        stop_timeout: Duration,
+        stop_timeout: Option<Duration>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Container events of this node's containers, as they happen.
     fn events(&self, node: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>>;
@@ -309,9 +309,9 @@ impl Engine for DockerEngine {
             .map_err(call("start", id))
     }
 
-    async fn remove(&self, id: &str, stop_timeout: Duration) -> Result<(), EngineError> {
+    async fn remove(&self, id: &str, stop_timeout: Option<Duration>) -> Result<(), EngineError> {
         let stop = StopContainerOptions {
-            t: Some(stop_timeout.as_secs() as i32),
+            t: stop_timeout.map(|t| t.as_secs() as i32),
             ..Default::default()
         };
         match self.docker.stop_container(id, Some(stop)).await {

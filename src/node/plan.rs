@@ -24,12 +24,13 @@ impl std::fmt::Display for ReplicaKey {
 /// One step for the agent to take, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Stop (with the timeout) and remove a container this node owns but must not run as it
-    /// is: unassigned, outdated, or a duplicate.
+    /// Stop and remove a container this node owns but must not run as it is: unassigned,
+    /// outdated, or a duplicate. The stop timeout is the spec's, or (None) the one the
+    /// container was created with.
     Remove {
         id: String,
         name: String,
-        stop_timeout: Duration,
+        stop_timeout: Option<Duration>,
         why: &'static str,
     },
     /// Create and start a replica's container.
@@ -69,22 +70,24 @@ pub fn plan(
     for o in ordered {
         let key = key_of(o);
         let want = key.as_ref().and_then(|k| desired.get_key_value(k));
-        let remove = |why, stop: i64| Action::Remove {
+        let remove = |why, stop: Option<i64>| Action::Remove {
             id: o.id.clone(),
             name: o.name.clone(),
-            stop_timeout: Duration::from_secs(stop.max(0) as u64),
+            stop_timeout: stop.map(|s| Duration::from_secs(s.max(0) as u64)),
             why,
         };
         match want {
-            None => p.actions.push(remove("not assigned to this node", 10)),
-            Some((_, Err(_))) => p.actions.push(remove("its spec cannot run", 10)),
+            None => p.actions.push(remove("not assigned to this node", None)),
+            Some((_, Err(_))) => p.actions.push(remove("its spec cannot run", None)),
             Some((k, Ok(d))) => {
                 if o.labels.get(LABEL_HASH) != Some(&d.hash()) {
                     p.actions
-                        .push(remove("its spec changed", d.stop_timeout_secs));
+                        .push(remove("its spec changed", Some(d.stop_timeout_secs)));
                 } else if covered.contains(k) {
-                    p.actions
-                        .push(remove("a duplicate of the replica", d.stop_timeout_secs));
+                    p.actions.push(remove(
+                        "a duplicate of the replica",
+                        Some(d.stop_timeout_secs),
+                    ));
                 } else {
                     covered.insert(k);
                     if !o.running {

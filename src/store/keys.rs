@@ -76,6 +76,22 @@ impl Keys {
         format!("{}{i}", self.replicas(bundle))
     }
 
+    /// `<prefix>/releases/`: every chart release's history.
+    pub fn all_releases(&self) -> String {
+        format!("{}/releases/", self.prefix)
+    }
+
+    /// `<prefix>/releases/<release>/`: one release's revisions.
+    pub fn releases(&self, release: &str) -> String {
+        format!("{}{release}/", self.all_releases())
+    }
+
+    /// `<prefix>/releases/<release>/<revision>`, the revision zero-padded to 10 digits so
+    /// that keys sort in revision order.
+    pub fn release(&self, release: &str, revision: u32) -> String {
+        format!("{}{revision:010}", self.releases(release))
+    }
+
     /// The bundle name in a `bundles/<name>` key; None for any other key.
     pub fn bundle_name<'k>(&self, key: &'k str) -> Option<&'k str> {
         leaf(key, &self.bundles())

@@ -142,6 +142,28 @@ pub enum Expect {
     Any,
 }
 
+/// One write of an all-or-nothing [`Store::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expect: Expect,
+    },
+    Delete {
+        key: String,
+        expect: Expect,
+    },
+}
+
+impl Write {
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
+}
+
 /// A value read from etcd with the revisions an update must quote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -173,6 +195,12 @@ pub enum StoreError {
         /// 0 when the key is gone.
         found: i64,
     },
+    /// A transaction found one of its keys changed since it was read; nothing was written.
+    /// Re-read and retry.
+    #[error(
+        "a concurrent writer changed one of the {keys} keys of this transaction; nothing was written (re-read and retry)"
+    )]
+    TxnConflict { keys: usize },
     /// A create found the key already there.
     #[error("{key} already exists")]
     AlreadyExists { key: String },
@@ -483,6 +511,49 @@ impl Store {
             .await
             .map_err(Self::etcd("lease revoke", &lease.to_string()))?;
         Ok(())
+    }
+
+    /// Commits several writes at once: all of them, or (when any key is not as expected)
+    /// none, reported as [`StoreError::TxnConflict`].
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<i64, StoreError> {
+        let mut when = Vec::new();
+        let mut ops = Vec::new();
+        for w in &writes {
+            let (key, expect) = match w {
+                Write::Put { key, value, expect } => {
+                    ops.push(TxnOp::put(key.clone(), value.clone(), None));
+                    (key, expect)
+                }
+                Write::Delete { key, expect } => {
+                    ops.push(TxnOp::delete(key.clone(), None));
+                    (key, expect)
+                }
+            };
+            match expect {
+                Expect::Absent => {
+                    when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+                }
+                Expect::Revision(r) => {
+                    when.push(Compare::mod_revision(key.clone(), CompareOp::Equal, *r))
+                }
+                Expect::Any => {}
+            }
+        }
+        let first = writes
+            .first()
+            .map(Write::key)
+            .unwrap_or_default()
+            .to_string();
+        let resp = self
+            .client
+            .kv_client()
+            .txn(Txn::new().when(when).and_then(ops))
+            .await
+            .map_err(Self::etcd("commit", &first))?;
+        if !resp.succeeded() {
+            return Err(StoreError::TxnConflict { keys: writes.len() });
+        }
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
     // ---- bundles ------------------------------------------------------------------------
