@@ -222,6 +222,13 @@ pub fn values(chart: &Chart, files: &[PathBuf], sets: &[String]) -> Result<Json,
     Ok(v)
 }
 
+/// Marks a bundle as part of a release.
+pub fn mark(b: &mut Bundle, release: &str) {
+    b.metadata
+        .annotations
+        .insert(RELEASE_ANNOTATION.into(), release.to_string());
+}
+
 /// Who is rendering: the release name, its revision, install or upgrade.
 #[derive(Debug, Clone)]
 pub struct ReleaseInfo {
@@ -280,9 +287,7 @@ pub fn render(chart: &Chart, values: &Json, release: &ReleaseInfo) -> Result<Ren
         match manifest::parse(&text) {
             Ok(parsed) => {
                 for mut b in parsed.bundles {
-                    b.metadata
-                        .annotations
-                        .insert(RELEASE_ANNOTATION.into(), release.name.clone());
+                    mark(&mut b, &release.name);
                     if let Err(e) = validate(&b) {
                         problems.push(format!("{name}: {e}"));
                     }

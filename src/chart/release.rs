@@ -184,9 +184,12 @@ pub async fn rollback(
         .iter()
         .find(|(r, _)| r.revision == want)
         .ok_or_else(|| ChartError::Release(name.into(), format!("has no revision {want}")))?;
-    let bundles = manifest::parse(&target.manifest)
+    let mut bundles = manifest::parse(&target.manifest)
         .map_err(|e| ChartError::Release(name.into(), format!("revision {want}: {e}")))?
         .bundles;
+    for b in &mut bundles {
+        super::mark(b, name);
+    }
     let invalid: Vec<String> = bundles
         .iter()
         .filter_map(|b| validate(b).err().map(|e| e.to_string()))

@@ -3,6 +3,7 @@
 //! exit code.
 
 mod apply;
+mod chart;
 mod show;
 mod table;
 
@@ -108,6 +109,9 @@ pub enum Command {
     Cib(CibCommand),
     /// Run the node agent: converge this host's container engine to its assignments.
     Node(NodeArgs),
+    /// Helm-style charts: template, install, upgrade, rollback, uninstall, list, history.
+    #[command(subcommand)]
+    Chart(chart::ChartCommand),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +269,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Watch { output } => {
             let store = cli.etcd.store().await?;
             show::watch(&store, output, out).await
+        }
+        Command::Chart(cmd) => {
+            let etcd = cli.etcd.clone();
+            chart::run(cmd, async || etcd.store().await, out).await
         }
         Command::Node(args) => {
             let store = cli.etcd.store().await?;
