@@ -138,6 +138,7 @@ async fn main() {
             let a = Assignment {
                 bundle: b.clone(),
                 replicas: (0..n).collect(),
+                managed: true,
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -171,6 +172,7 @@ async fn main() {
     let a = Assignment {
         bundle: b.clone(),
         replicas: vec![0],
+        managed: true,
     };
     let key = store.keys().assignment(&node, b.name());
     store

@@ -98,6 +98,7 @@ impl Fixture {
         let a = Assignment {
             bundle: bundle.clone(),
             replicas: replicas.to_vec(),
+            managed: true,
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

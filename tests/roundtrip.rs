@@ -235,6 +235,7 @@ fn bundle(with_labels: bool) -> impl Strategy<Value = Bundle> {
                             meta_attributes_id: maid,
                             instance_attributes: ia,
                             instance_attributes_id: iaid,
+                            locations: vec![],
                         },
                     )
                 }

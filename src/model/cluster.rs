@@ -36,6 +36,18 @@ pub struct Capacity {
 pub struct Assignment {
     pub bundle: Bundle,
     pub replicas: Vec<u32>,
+    /// False when the bundle's is-managed is false: the agent then leaves these replicas'
+    /// containers exactly as they are.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub managed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Where a replica is in its life, as its node agent sees it.

@@ -100,6 +100,51 @@ pub struct BundleSpec {
     pub instance_attributes: Vec<NvPair>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_attributes_id: Option<String>,
+    /// Location preferences, Pacemaker's `rsc_location` constraints for this bundle: a node
+    /// (by name or label) and a score; `-INFINITY` bans. Not part of `<bundle>` XML.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+}
+
+/// One location preference: exactly one of `node` (a node name) or `label` (`key=value`
+/// on the node's labels), and a score (an integer, `INFINITY` or `-INFINITY`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Location {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(deserialize_with = "score_text")]
+    pub score: String,
+}
+
+/// A score written as a YAML/JSON number or as text (`INFINITY`).
+fn score_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Score {
+        Int(i64),
+        Text(String),
+    }
+    Ok(match Score::deserialize(d)? {
+        Score::Int(n) => n.to_string(),
+        Score::Text(t) => t,
+    })
+}
+
+impl Location {
+    /// Whether this preference applies to a node.
+    pub fn matches(&self, node: &str, labels: &BTreeMap<String, String>) -> bool {
+        match (&self.node, &self.label) {
+            (Some(n), _) => n == node,
+            (None, Some(l)) => {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                labels.get(k).is_some_and(|have| have == v)
+            }
+            (None, None) => false,
+        }
+    }
 }
 
 /// The container engine a bundle runs on.
@@ -286,6 +331,28 @@ pub struct BundleStatus {
     pub ready_replicas: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// A row per replica, in ordinal order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replica_rows: Vec<ReplicaRow>,
+}
+
+/// One replica as the bundle status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ReplicaRow {
+    pub index: u32,
+    pub name: String,
+    /// The node it is placed on; empty while pending.
+    pub node: String,
+    pub address: String,
+    /// pending, starting, running, failed, stopped (the node agent's word), or why it is
+    /// pending when it cannot be placed.
+    pub state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The primitive's state (the remote agent's word); empty until it reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub primitive: String,
 }
 
 /// A Kubernetes-style condition (Available, Progressing, Degraded).

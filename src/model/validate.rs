@@ -201,6 +201,30 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         false,
     );
     check_ids(&mut c, b);
+    for (i, l) in spec.locations.iter().enumerate() {
+        let p = format!("spec.locations[{i}]");
+        match (&l.node, &l.label) {
+            (Some(_), Some(_)) => c.fail(
+                format!("{p}.label"),
+                "node and label are both set: choose one",
+            ),
+            (None, None) => c.fail(format!("{p}.node"), "one of node or label is required"),
+            (None, Some(label)) if !label.contains('=') => c.fail(
+                format!("{p}.label"),
+                format!("{label:?}: expected key=value"),
+            ),
+            _ => {}
+        }
+        if parse_score(&l.score).is_none() {
+            c.fail(
+                format!("{p}.score"),
+                format!(
+                    "{:?}: not a score (an integer, INFINITY or -INFINITY)",
+                    l.score
+                ),
+            );
+        }
+    }
 
     if c.errors.is_empty() {
         Ok(())

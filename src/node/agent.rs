@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::address;
@@ -16,6 +17,7 @@ use super::container::{self, DesiredContainer, LABEL_HASH};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::plan::{Action, ReplicaKey, key_of, plan};
 use crate::model::cluster::{Assignment, Capacity, Failure, NodeInfo, ReplicaState, ReplicaStatus};
+use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Keys, Store, StoreError};
 
@@ -120,18 +122,19 @@ pub async fn run<E: Engine>(
     };
     let node_key = store.keys().node(&cfg.name);
     let value = serde_json::to_vec(&info).expect("node info serializes");
-    let lease = Arc::new(AtomicI64::new(
-        store
-            .put_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
-            .await?,
-    ));
+    let lease = store
+        .put_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
+        .await?;
     tracing::info!(node = %cfg.name, "registered");
-    let keepalive = tokio::spawn(keep_alive(
+    let lease = Arc::new(AtomicI64::new(lease));
+    let (renewed_tx, renewed) = watch::channel(tokio::time::Instant::now());
+    let registration = tokio::spawn(register(
         store.clone(),
         node_key,
         value,
         cfg.lease_ttl,
         lease.clone(),
+        renewed_tx,
         shutdown.clone(),
     ));
     let mut agent = Agent {
@@ -141,7 +144,8 @@ pub async fn run<E: Engine>(
         cfg,
         assignments: Cache::default(),
         synced: false,
-        seeded: false,
+        fenced: false,
+        seeded: BTreeSet::new(),
         runtime: BTreeMap::new(),
         expected_stops: HashSet::new(),
         event_state: BTreeMap::new(),
@@ -149,58 +153,43 @@ pub async fn run<E: Engine>(
         added: BTreeSet::new(),
         wake_at: None,
     };
-    agent.run(&shutdown).await;
-    let _ = keepalive.await;
+    agent.run(&shutdown, renewed).await;
+    let _ = registration.await;
     if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
         tracing::warn!("could not delete the node key on shutdown: {e}");
     }
     Ok(())
 }
 
-/// Renews the lease every third of its TTL; if etcd says it expired, registers again.
-async fn keep_alive(
+/// Keeps the registration alive; when the lease is lost (expired, or unreachable for a whole
+/// TTL), registers again under a new one.
+async fn register(
     store: Store,
     key: String,
     value: Vec<u8>,
     ttl: Duration,
     lease: Arc<AtomicI64>,
+    renewed: watch::Sender<tokio::time::Instant>,
     shutdown: CancellationToken,
 ) {
-    let every = ttl / 3;
-    let mut client = store.client();
     loop {
         let id = lease.load(Ordering::SeqCst);
-        let renewed = async {
-            let (mut keeper, mut stream) = client.lease_keep_alive(id).await.ok()?;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Some(()),
-                    _ = tokio::time::sleep(every) => {}
+        if keep_alive(&store, id, ttl, &renewed, &shutdown).await == LeaseEnd::Shutdown {
+            return;
+        }
+        tracing::warn!(lease = id, "registration lease lost; registering again");
+        loop {
+            match store.put_with_new_lease(&key, value.clone(), ttl).await {
+                Ok(new) => {
+                    lease.store(new, Ordering::SeqCst);
+                    renewed.send_replace(tokio::time::Instant::now());
+                    break;
                 }
-                keeper.keep_alive().await.ok()?;
-                match stream.message().await.ok()? {
-                    Some(r) if r.ttl() > 0 => continue,
-                    _ => return None,
-                }
+                Err(e) => tracing::warn!("registration failed: {e}"),
             }
-        };
-        if renewed.await.is_some() {
-            return;
-        }
-        if shutdown.is_cancelled() {
-            return;
-        }
-        // TODO(issue 4, fencing): stop this node's replicas when the lease cannot be renewed
-        // before it expires.
-        tracing::warn!(lease = id, "lease renewal failed; registering again");
-        match store.put_with_new_lease(&key, value.clone(), ttl).await {
-            Ok(new) => lease.store(new, Ordering::SeqCst),
-            Err(e) => {
-                tracing::warn!("registration failed: {e}");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(ttl / 3) => {}
             }
         }
     }
@@ -215,8 +204,12 @@ struct Agent<E> {
     assignments: Cache,
     /// The first list of assignments arrived: nothing reconciles before it.
     synced: bool,
-    /// Restart counts were read back from etcd (after an agent restart).
-    seeded: bool,
+    /// The lease could not be renewed in time: every container was removed and nothing
+    /// runs until the registration is renewed and the assignments listed afresh.
+    fenced: bool,
+    /// Replicas whose history was read back from their status keys (after an agent restart,
+    /// or when a replica arrives from another node).
+    seeded: BTreeSet<ReplicaKey>,
     runtime: BTreeMap<ReplicaKey, Runtime>,
     /// Containers this agent is stopping itself: their `die` is not a failure.
     expected_stops: HashSet<String>,
@@ -234,19 +227,49 @@ struct Agent<E> {
 type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
 
 impl<E: Engine> Agent<E> {
-    async fn run(&mut self, shutdown: &CancellationToken) {
+    async fn run(
+        &mut self,
+        shutdown: &CancellationToken,
+        mut renewed: watch::Receiver<tokio::time::Instant>,
+    ) {
         let node = self.cfg.name.clone();
-        let mut assign = Box::pin(watch_prefix(
-            self.store.client(),
-            self.keys.assignments(&node),
-            WatchConfig::default(),
-        ));
+        let watch_assignments = |store: &Store, keys: &Keys| {
+            Box::pin(watch_prefix(
+                store.client(),
+                keys.assignments(&node),
+                WatchConfig::default(),
+            ))
+        };
+        let mut assign = watch_assignments(&self.store, &self.keys);
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
+        // Fence two thirds of a TTL after the last renewal: a renewal is tried every third,
+        // so two have failed, and a third of the TTL is left to kill the containers before
+        // etcd can expire the lease and the controller place the replicas elsewhere.
+        let fence_after = self.cfg.lease_ttl * 2 / 3;
         loop {
             let wake = self.wake_at;
+            let fence_at = *renewed.borrow() + fence_after;
+            let mut dirty = true;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                changed = renewed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    dirty = false;
+                    if self.fenced {
+                        tracing::warn!(node = %node, "registration renewed: unfencing, listing assignments afresh");
+                        self.fenced = false;
+                        self.synced = false;
+                        self.assignments = Cache::default();
+                        assign = watch_assignments(&self.store, &self.keys);
+                    }
+                }
+                _ = tokio::time::sleep_until(fence_at), if !self.fenced => {
+                    self.fence().await;
+                    dirty = false;
+                }
                 ev = assign.next() => {
                     if let Some(ev) = ev {
                         self.on_assignment(ev);
@@ -276,10 +299,36 @@ impl<E: Engine> Agent<E> {
                 _ = sleep_until(wake), if wake.is_some() => {}
                 _ = resync.tick() => {}
             }
-            if self.synced {
+            if dirty && self.synced && !self.fenced {
                 self.reconcile().await;
             }
         }
+    }
+
+    /// The lease could not be renewed: remove every container of this node at once (no
+    /// grace period: the lease may expire soon and the replicas start elsewhere) and drop
+    /// their addresses, so that a replica never runs twice. berth's fencing.
+    async fn fence(&mut self) {
+        tracing::error!(node = %self.cfg.name, "lease not renewed in time: fencing (removing every replica)");
+        self.fenced = true;
+        let node = self.cfg.name.clone();
+        match self.engine.list(&node).await {
+            Ok(owned) => {
+                for o in owned {
+                    self.expected_stops.insert(o.id.clone());
+                    if let Err(e) = self.engine.remove(&o.id, Some(Duration::ZERO)).await {
+                        tracing::warn!("fencing {}: {e}", o.name);
+                    }
+                }
+            }
+            Err(e) => tracing::error!("fencing: cannot list containers: {e}"),
+        }
+        for ip in std::mem::take(&mut self.added) {
+            if let Err(e) = address::remove(ip).await {
+                tracing::warn!("fencing: {e}");
+            }
+        }
+        self.wake_at = None;
     }
 
     fn on_assignment(&mut self, ev: Result<WatchEvent, crate::store::watch::WatchError>) {
@@ -358,10 +407,18 @@ impl<E: Engine> Agent<E> {
         rt.hold_until = Some(now + delay);
     }
 
-    /// Every replica assigned to this node, with its container or why it cannot run.
-    fn desired(&self) -> (Desired, BTreeMap<ReplicaKey, Option<Ipv4Addr>>) {
+    /// Every managed replica assigned to this node, with its container or why it cannot
+    /// run; their addresses; and the bundles that are not managed.
+    fn desired(
+        &self,
+    ) -> (
+        Desired,
+        BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+        BTreeSet<String>,
+    ) {
         let mut out = BTreeMap::new();
         let mut addrs = BTreeMap::new();
+        let mut unmanaged = BTreeSet::new();
         for kv in self.assignments.items.values() {
             let a: Assignment = match serde_json::from_slice(&kv.value) {
                 Ok(a) => a,
@@ -370,6 +427,10 @@ impl<E: Engine> Agent<E> {
                     continue;
                 }
             };
+            if !a.managed {
+                unmanaged.insert(a.bundle.name().to_string());
+                continue;
+            }
             for &i in &a.replicas {
                 let k = ReplicaKey {
                     bundle: a.bundle.name().to_string(),
@@ -379,13 +440,21 @@ impl<E: Engine> Agent<E> {
                 out.insert(k, container::desired(&a.bundle, i, &self.cfg.state_dir));
             }
         }
-        (out, addrs)
+        (out, addrs, unmanaged)
     }
 
-    /// After an agent restart: restart counts and failure history from the status keys
-    /// this node wrote before.
+    /// For replicas seen for the first time: failure history from their status keys (a
+    /// replica that moved here keeps its failures on other nodes, for migration-threshold),
+    /// and the restart count when this node wrote it (after an agent restart).
     async fn seed(&mut self, desired: &Desired) {
-        let keys: Vec<ReplicaKey> = desired.keys().cloned().collect();
+        let keys: Vec<ReplicaKey> = desired
+            .keys()
+            .filter(|k| !self.seeded.contains(*k))
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
         let names: Vec<String> = keys
             .iter()
             .map(|k| self.keys.replica(&k.bundle, k.index))
@@ -398,30 +467,36 @@ impl<E: Engine> Agent<E> {
             }
         };
         for (k, kv) in keys.into_iter().zip(got) {
+            self.seeded.insert(k.clone());
             let Some(kv) = kv else { continue };
             let Ok(st) = serde_json::from_slice::<ReplicaStatus>(&kv.value) else {
                 continue;
             };
-            if st.node != self.cfg.name {
-                continue;
-            }
             let rt = self.runtime.entry(k.clone()).or_default();
-            rt.restart_count = st.restart_count;
             rt.fail_counts = st.fail_counts;
             rt.last_failure = st.last_failure;
-            self.written.insert(k, kv.value);
+            if st.node == self.cfg.name {
+                rt.restart_count = st.restart_count;
+                self.written.insert(k, kv.value);
+            }
         }
-        self.seeded = true;
     }
 
     async fn reconcile(&mut self) {
-        let (desired, addrs) = self.desired();
-        if !self.seeded {
-            self.seed(&desired).await;
-        }
+        let (desired, addrs, unmanaged) = self.desired();
+        self.seed(&desired).await;
         let node = self.cfg.name.clone();
+        // Containers of unmanaged bundles (is-managed=false) are left exactly as they are.
+        let mine = |o: &Observed| {
+            !o.labels
+                .get(container::LABEL_BUNDLE)
+                .is_some_and(|b| unmanaged.contains(b))
+        };
         let observed = match self.engine.list(&node).await {
-            Ok(o) => self.with_event_state(o),
+            Ok(o) => {
+                let o = o.into_iter().filter(mine).collect();
+                self.with_event_state(o)
+            }
             Err(e) => {
                 tracing::warn!("{e}");
                 self.wake_at = Some(Instant::now() + Duration::from_secs(1));
@@ -445,6 +520,7 @@ impl<E: Engine> Agent<E> {
         self.converge_addresses(&desired, &addrs).await;
         match self.engine.list(&node).await {
             Ok(after) => {
+                let after = after.into_iter().filter(mine).collect();
                 let after = self.with_event_state(after);
                 self.write_status(&desired, &addrs, &after).await
             }
@@ -652,6 +728,7 @@ impl<E: Engine> Agent<E> {
         for k in gone {
             let bytes = self.written.remove(&k).unwrap_or_default();
             self.runtime.remove(&k);
+            self.seeded.remove(&k);
             let key = self.keys.replica(&k.bundle, k.index);
             if let Err(e) = self.store.delete_if_value(&key, &bytes).await {
                 tracing::warn!("{e}");

@@ -7,6 +7,7 @@
 //! sit on top; [`watch`] is the one watch helper everything else uses.
 
 pub mod keys;
+pub mod lease;
 pub mod watch;
 
 use std::path::PathBuf;

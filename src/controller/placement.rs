@@ -1,0 +1,352 @@
+//! Placement: a pure, deterministic function of (bundles, online nodes, current placement,
+//! failure history, now) → where every replica runs, or why it cannot.
+//!
+//! Rules, in Pacemaker's terms:
+//! - a replica stays where it is while its node is online and still allowed (no shuffling of
+//!   healthy replicas when something else changes: scale-up, a node joining, another bundle);
+//! - a node is not allowed for a bundle when a location constraint scores it -INFINITY, and
+//!   for a replica when that replica has failed there `migration-threshold` times within
+//!   `failure-timeout`;
+//! - at most `replicas-per-host` replicas of a bundle per node;
+//! - a replica to place goes to the allowed node with the highest location score, then the
+//!   fewest replicas of the same bundle (spread), then the lowest total load, then by name;
+//! - `target-role=Stopped` places nothing; replicas above `replicas` are dropped (the
+//!   highest ordinals go first when scaling down).
+
+use std::collections::BTreeMap;
+
+use crate::model::validate::{parse_bool, parse_score};
+use crate::model::{Bundle, duration};
+
+/// Pacemaker's INFINITY score.
+pub const INFINITY: i64 = 1_000_000;
+
+/// An online node as placement sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One replica's failure history: failures per node, and when the last one happened
+/// (seconds since the Unix epoch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub fail_counts: BTreeMap<String, u32>,
+    pub last_failure: Option<u64>,
+}
+
+/// A replica: bundle name and ordinal.
+pub type Replica = (String, u32);
+
+/// What placement decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// bundle → ordinal → node.
+    pub placed: BTreeMap<String, BTreeMap<u32, String>>,
+    /// bundle → ordinal → why it could not be placed.
+    pub pending: BTreeMap<String, BTreeMap<u32, String>>,
+}
+
+/// Is the bundle meant to run (target-role is not Stopped)?
+pub fn wanted_running(b: &Bundle) -> bool {
+    !b.spec
+        .meta("target-role")
+        .is_some_and(|r| r.eq_ignore_ascii_case("stopped"))
+}
+
+/// Is the bundle managed (is-managed is not false)?
+pub fn managed(b: &Bundle) -> bool {
+    b.spec
+        .meta("is-managed")
+        .and_then(parse_bool)
+        .unwrap_or(true)
+}
+
+/// Decides where every replica runs.
+pub fn place(
+    bundles: &[Bundle],
+    nodes: &[NodeView],
+    current: &BTreeMap<Replica, String>,
+    history: &BTreeMap<Replica, History>,
+    now: u64,
+) -> Placement {
+    let mut nodes: Vec<&NodeView> = nodes.iter().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut load = vec![0u32; nodes.len()];
+    let mut out = Placement::default();
+    let mut order: Vec<&Bundle> = bundles.iter().collect();
+    order.sort_by(|a, b| a.name().cmp(b.name()));
+
+    // First pass: every replica that can stay, stays, and counts toward the load, so that
+    // new replicas of any bundle see the real load.
+    let mut kept: Vec<BTreeMap<u32, usize>> = Vec::with_capacity(order.len());
+    let mut scores_of: Vec<Vec<i64>> = Vec::with_capacity(order.len());
+    for b in &order {
+        let scores = scores(b, &nodes);
+        let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
+        if wanted_running(b) {
+            let rph = b.spec.replicas_per_host();
+            let mut per_node = vec![0u32; 0];
+            for i in 0..b.spec.replicas() {
+                let key = (b.name().to_string(), i);
+                let Some(&n) = current.get(&key).and_then(|n| index.get(n.as_str())) else {
+                    continue;
+                };
+                if per_node.is_empty() {
+                    per_node = vec![0; nodes.len()];
+                }
+                if scores[n] > -INFINITY
+                    && !banned(b, history.get(&key), &nodes[n].name, now)
+                    && per_node[n] < rph
+                {
+                    per_node[n] += 1;
+                    load[n] += 1;
+                    mine.insert(i, n);
+                }
+            }
+        }
+        kept.push(mine);
+        scores_of.push(scores);
+    }
+
+    // Second pass: place the rest.
+    for ((b, mut mine), scores) in order.iter().zip(kept).zip(scores_of) {
+        let name = b.name().to_string();
+        if !wanted_running(b) {
+            continue;
+        }
+        let rph = b.spec.replicas_per_host();
+        let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
+        for n in mine.values() {
+            *per_node.entry(*n).or_default() += 1;
+        }
+        for i in 0..b.spec.replicas() {
+            if mine.contains_key(&i) {
+                continue;
+            }
+            let hist = history.get(&(name.clone(), i));
+            let mut best: Option<(usize, (i64, i64, i64))> = None;
+            let (mut banned_loc, mut banned_fail, mut full) = (0, 0, 0);
+            for (n, node) in nodes.iter().enumerate() {
+                if scores[n] <= -INFINITY {
+                    banned_loc += 1;
+                    continue;
+                }
+                let here = per_node.get(&n).copied().unwrap_or(0);
+                if here >= rph {
+                    full += 1;
+                    continue;
+                }
+                if banned(b, hist, &node.name, now) {
+                    banned_fail += 1;
+                    continue;
+                }
+                // Higher is better: location score, then fewer of this bundle, then less load.
+                let rank = (scores[n], -i64::from(here), -i64::from(load[n]));
+                if best.is_none_or(|(_, r)| rank > r) {
+                    best = Some((n, rank));
+                }
+            }
+            match best {
+                Some((n, _)) => {
+                    *per_node.entry(n).or_default() += 1;
+                    load[n] += 1;
+                    mine.insert(i, n);
+                }
+                None => {
+                    let reason = if nodes.is_empty() {
+                        "no node is online".to_string()
+                    } else {
+                        format!(
+                            "no node can take it: {} online, {banned_loc} banned by location, {banned_fail} over migration-threshold, {full} at replicas-per-host {rph}",
+                            nodes.len()
+                        )
+                    };
+                    out.pending.entry(name.clone()).or_default().insert(i, reason);
+                }
+            }
+        }
+        if !mine.is_empty() {
+            out.placed.insert(
+                name,
+                mine.into_iter()
+                    .map(|(i, n)| (i, nodes[n].name.clone()))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Each node's location score for a bundle (0 without constraints; -INFINITY bans).
+fn scores(b: &Bundle, nodes: &[&NodeView]) -> Vec<i64> {
+    if b.spec.locations.is_empty() {
+        return vec![0; nodes.len()];
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            b.spec
+                .locations
+                .iter()
+                .filter(|l| l.matches(&n.name, &n.labels))
+                .map(|l| parse_score(&l.score).unwrap_or(0))
+                .sum::<i64>()
+                .clamp(-INFINITY, INFINITY)
+        })
+        .collect()
+}
+
+/// Has this replica failed `migration-threshold` times on the node, within
+/// `failure-timeout` of the last failure? (Pacemaker: a threshold of 0 never bans.)
+fn banned(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> bool {
+    let Some(h) = hist else { return false };
+    let Some(threshold) = b
+        .spec
+        .meta("migration-threshold")
+        .and_then(parse_score)
+        .filter(|t| *t > 0)
+    else {
+        return false;
+    };
+    let count = i64::from(h.fail_counts.get(node).copied().unwrap_or(0));
+    if count < threshold {
+        return false;
+    }
+    let expired = match (b.spec.meta("failure-timeout").map(duration::parse), h.last_failure) {
+        (Some(Ok(t)), Some(last)) if !t.is_zero() => now >= last.saturating_add(t.as_secs()),
+        _ => false,
+    };
+    !expired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BundleSpec, ContainerSpec, Location, NvPair};
+
+    fn bundle(name: &str, replicas: u32, rph: u32) -> Bundle {
+        Bundle::new(
+            name,
+            BundleSpec {
+                docker: Some(ContainerSpec {
+                    image: "i".into(),
+                    replicas: Some(replicas),
+                    replicas_per_host: Some(rph),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn nodes(names: &[&str]) -> Vec<NodeView> {
+        names
+            .iter()
+            .map(|n| NodeView {
+                name: n.to_string(),
+                labels: BTreeMap::from([("zone".to_string(), format!("z-{n}"))]),
+            })
+            .collect()
+    }
+
+    fn on(p: &Placement, b: &str) -> Vec<String> {
+        p.placed.get(b).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    fn current(p: &Placement) -> BTreeMap<Replica, String> {
+        p.placed
+            .iter()
+            .flat_map(|(b, m)| m.iter().map(move |(i, n)| ((b.clone(), *i), n.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn spreads_and_respects_replicas_per_host() {
+        let p = place(&[bundle("a", 3, 1)], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(on(&p, "a"), vec!["n1", "n2", "n3"]);
+        let p = place(&[bundle("a", 3, 1)], &nodes(&["n1", "n2"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(on(&p, "a"), vec!["n1", "n2"]);
+        assert!(p.pending["a"][&2].contains("2 at replicas-per-host 1"), "{:?}", p.pending);
+        let p = place(&[bundle("a", 3, 3)], &nodes(&["n1"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(on(&p, "a"), vec!["n1", "n1", "n1"]);
+    }
+
+    #[test]
+    fn no_shuffle_on_scale_up_or_node_join() {
+        let first = place(&[bundle("a", 2, 1)], &nodes(&["n1", "n2"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        // n0 joins (it sorts first and is empty) and the bundle scales to 3.
+        let p = place(&[bundle("a", 3, 1)], &nodes(&["n0", "n1", "n2"]), &current(&first), &BTreeMap::new(), 0);
+        assert_eq!(p.placed["a"][&0], first.placed["a"][&0]);
+        assert_eq!(p.placed["a"][&1], first.placed["a"][&1]);
+        assert_eq!(p.placed["a"][&2], "n0");
+    }
+
+    #[test]
+    fn node_loss_moves_only_its_replicas() {
+        let first = place(&[bundle("a", 2, 1)], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let p = place(&[bundle("a", 2, 1)], &nodes(&["n2", "n3"]), &current(&first), &BTreeMap::new(), 0);
+        assert_eq!(p.placed["a"][&1], "n2", "replica 1 stays");
+        assert_eq!(p.placed["a"][&0], "n3", "replica 0 moves off the lost n1");
+    }
+
+    #[test]
+    fn location_scores_prefer_and_ban() {
+        let mut b = bundle("a", 2, 1);
+        b.spec.locations = vec![
+            Location { node: Some("n3".into()), label: None, score: "100".into() },
+            Location { node: None, label: Some("zone=z-n1".into()), score: "-INFINITY".into() },
+        ];
+        let p = place(&[b], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(on(&p, "a"), vec!["n3", "n2"]);
+    }
+
+    #[test]
+    fn migration_threshold_bans_until_failure_timeout() {
+        let mut b = bundle("a", 1, 1);
+        b.spec.meta_attributes = vec![
+            NvPair { id: None, name: "migration-threshold".into(), value: Some("2".into()) },
+            NvPair { id: None, name: "failure-timeout".into(), value: Some("60s".into()) },
+        ];
+        let cur = BTreeMap::from([(("a".to_string(), 0), "n1".to_string())]);
+        let hist = BTreeMap::from([(
+            ("a".to_string(), 0),
+            History { fail_counts: BTreeMap::from([("n1".to_string(), 2)]), last_failure: Some(1000) },
+        )]);
+        let p = place(std::slice::from_ref(&b), &nodes(&["n1", "n2"]), &cur, &hist, 1010);
+        assert_eq!(p.placed["a"][&0], "n2", "moved after 2 failures on n1");
+        let p = place(&[b], &nodes(&["n1", "n2"]), &cur, &hist, 1060);
+        assert_eq!(p.placed["a"][&0], "n1", "the failures expired: it may stay");
+    }
+
+    #[test]
+    fn stopped_places_nothing_and_scale_down_drops_the_highest() {
+        let mut b = bundle("a", 3, 1);
+        let first = place(std::slice::from_ref(&b), &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        b.spec.docker.as_mut().unwrap().replicas = Some(2);
+        let p = place(std::slice::from_ref(&b), &nodes(&["n1", "n2", "n3"]), &current(&first), &BTreeMap::new(), 0);
+        assert_eq!(p.placed["a"].keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+        b.spec.meta_attributes.push(NvPair { id: None, name: "target-role".into(), value: Some("Stopped".into()) });
+        let p = place(&[b], &nodes(&["n1"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert!(p.placed.is_empty() && p.pending.is_empty());
+    }
+
+    #[test]
+    fn deterministic() {
+        let bs: Vec<Bundle> = (0..20).map(|i| bundle(&format!("b{i}"), 3, 1)).collect();
+        let ns = nodes(&["a", "b", "c", "d", "e"]);
+        let p1 = place(&bs, &ns, &BTreeMap::new(), &BTreeMap::new(), 0);
+        let mut rev = bs.clone();
+        rev.reverse();
+        let p2 = place(&rev, &ns, &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(p1, p2);
+        let total: usize = p1.placed.values().map(BTreeMap::len).sum();
+        assert_eq!(total, 60);
+    }
+}
