@@ -21,6 +21,7 @@
 
 pub mod chart;
 pub mod cli;
+pub mod controller;
 pub mod model;
 pub mod node;
 pub mod store;

@@ -93,6 +93,17 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
         }
         writeln!(out, "bundle/{} {}", b.name(), change.as_str())?;
     }
+    if args.wait && !args.dry_run {
+        out.flush()?;
+        let timeout = crate::model::duration::parse(&args.timeout)
+            .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+        let names: Vec<String> = parsed
+            .bundles
+            .iter()
+            .map(|b| b.name().to_string())
+            .collect();
+        super::cluster::wait(store, &names, timeout).await?;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 mod apply;
 mod chart;
+mod cluster;
 mod show;
 mod table;
 
@@ -112,6 +113,27 @@ pub enum Command {
     /// Helm-style charts: template, install, upgrade, rollback, uninstall, list, history.
     #[command(subcommand)]
     Chart(chart::ChartCommand),
+    /// Run a controller (one leads through an etcd election, the others stand by).
+    Controller {
+        /// Name in the election (default: host name and pid).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
+    Status,
+    /// Everything on this host for a first run: etcd (reused when one answers), a
+    /// controller and a node agent; applies the manifests given and waits for them.
+    Up {
+        /// Manifests to apply once up.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// This node's name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// etcd data (when berth up starts it) and node state.
+        #[arg(long, default_value = "/var/lib/berth/up")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +171,12 @@ pub struct ApplyArgs {
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait until the bundles have converged (every replica ready) or failed.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (Pacemaker time syntax).
+    #[arg(long, default_value = "5m")]
+    pub timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +306,13 @@ async fn run(cli: Cli) -> Result<()> {
             let store = cli.etcd.store().await?;
             node(store, args).await
         }
+        Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
+        Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Up {
+            files,
+            name,
+            data_dir,
+        } => cluster::up(&cli.etcd, files, name, data_dir).await,
         Command::Cib(CibCommand::Import { file, output }) => show::cib_import(&file, output, out),
         Command::Cib(CibCommand::Export {
             names,
@@ -330,7 +365,7 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.
-async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
+pub(crate) async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -341,6 +376,7 @@ async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = token.cancelled() => {}
     }
     token.cancel();
 }

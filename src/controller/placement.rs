@@ -168,7 +168,10 @@ pub fn place(
                             nodes.len()
                         )
                     };
-                    out.pending.entry(name.clone()).or_default().insert(i, reason);
+                    out.pending
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(i, reason);
                 }
             }
         }
@@ -219,7 +222,10 @@ fn banned(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> bool {
     if count < threshold {
         return false;
     }
-    let expired = match (b.spec.meta("failure-timeout").map(duration::parse), h.last_failure) {
+    let expired = match (
+        b.spec.meta("failure-timeout").map(duration::parse),
+        h.last_failure,
+    ) {
         (Some(Ok(t)), Some(last)) if !t.is_zero() => now >= last.saturating_add(t.as_secs()),
         _ => false,
     };
@@ -257,7 +263,10 @@ mod tests {
     }
 
     fn on(p: &Placement, b: &str) -> Vec<String> {
-        p.placed.get(b).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        p.placed
+            .get(b)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn current(p: &Placement) -> BTreeMap<Replica, String> {
@@ -269,20 +278,54 @@ mod tests {
 
     #[test]
     fn spreads_and_respects_replicas_per_host() {
-        let p = place(&[bundle("a", 3, 1)], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let p = place(
+            &[bundle("a", 3, 1)],
+            &nodes(&["n1", "n2", "n3"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(on(&p, "a"), vec!["n1", "n2", "n3"]);
-        let p = place(&[bundle("a", 3, 1)], &nodes(&["n1", "n2"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let p = place(
+            &[bundle("a", 3, 1)],
+            &nodes(&["n1", "n2"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(on(&p, "a"), vec!["n1", "n2"]);
-        assert!(p.pending["a"][&2].contains("2 at replicas-per-host 1"), "{:?}", p.pending);
-        let p = place(&[bundle("a", 3, 3)], &nodes(&["n1"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert!(
+            p.pending["a"][&2].contains("2 at replicas-per-host 1"),
+            "{:?}",
+            p.pending
+        );
+        let p = place(
+            &[bundle("a", 3, 3)],
+            &nodes(&["n1"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(on(&p, "a"), vec!["n1", "n1", "n1"]);
     }
 
     #[test]
     fn no_shuffle_on_scale_up_or_node_join() {
-        let first = place(&[bundle("a", 2, 1)], &nodes(&["n1", "n2"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let first = place(
+            &[bundle("a", 2, 1)],
+            &nodes(&["n1", "n2"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         // n0 joins (it sorts first and is empty) and the bundle scales to 3.
-        let p = place(&[bundle("a", 3, 1)], &nodes(&["n0", "n1", "n2"]), &current(&first), &BTreeMap::new(), 0);
+        let p = place(
+            &[bundle("a", 3, 1)],
+            &nodes(&["n0", "n1", "n2"]),
+            &current(&first),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(p.placed["a"][&0], first.placed["a"][&0]);
         assert_eq!(p.placed["a"][&1], first.placed["a"][&1]);
         assert_eq!(p.placed["a"][&2], "n0");
@@ -290,8 +333,20 @@ mod tests {
 
     #[test]
     fn node_loss_moves_only_its_replicas() {
-        let first = place(&[bundle("a", 2, 1)], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
-        let p = place(&[bundle("a", 2, 1)], &nodes(&["n2", "n3"]), &current(&first), &BTreeMap::new(), 0);
+        let first = place(
+            &[bundle("a", 2, 1)],
+            &nodes(&["n1", "n2", "n3"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
+        let p = place(
+            &[bundle("a", 2, 1)],
+            &nodes(&["n2", "n3"]),
+            &current(&first),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(p.placed["a"][&1], "n2", "replica 1 stays");
         assert_eq!(p.placed["a"][&0], "n3", "replica 0 moves off the lost n1");
     }
@@ -300,10 +355,24 @@ mod tests {
     fn location_scores_prefer_and_ban() {
         let mut b = bundle("a", 2, 1);
         b.spec.locations = vec![
-            Location { node: Some("n3".into()), label: None, score: "100".into() },
-            Location { node: None, label: Some("zone=z-n1".into()), score: "-INFINITY".into() },
+            Location {
+                node: Some("n3".into()),
+                label: None,
+                score: "100".into(),
+            },
+            Location {
+                node: None,
+                label: Some("zone=z-n1".into()),
+                score: "-INFINITY".into(),
+            },
         ];
-        let p = place(&[b], &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let p = place(
+            &[b],
+            &nodes(&["n1", "n2", "n3"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         assert_eq!(on(&p, "a"), vec!["n3", "n2"]);
     }
 
@@ -311,15 +380,32 @@ mod tests {
     fn migration_threshold_bans_until_failure_timeout() {
         let mut b = bundle("a", 1, 1);
         b.spec.meta_attributes = vec![
-            NvPair { id: None, name: "migration-threshold".into(), value: Some("2".into()) },
-            NvPair { id: None, name: "failure-timeout".into(), value: Some("60s".into()) },
+            NvPair {
+                id: None,
+                name: "migration-threshold".into(),
+                value: Some("2".into()),
+            },
+            NvPair {
+                id: None,
+                name: "failure-timeout".into(),
+                value: Some("60s".into()),
+            },
         ];
         let cur = BTreeMap::from([(("a".to_string(), 0), "n1".to_string())]);
         let hist = BTreeMap::from([(
             ("a".to_string(), 0),
-            History { fail_counts: BTreeMap::from([("n1".to_string(), 2)]), last_failure: Some(1000) },
+            History {
+                fail_counts: BTreeMap::from([("n1".to_string(), 2)]),
+                last_failure: Some(1000),
+            },
         )]);
-        let p = place(std::slice::from_ref(&b), &nodes(&["n1", "n2"]), &cur, &hist, 1010);
+        let p = place(
+            std::slice::from_ref(&b),
+            &nodes(&["n1", "n2"]),
+            &cur,
+            &hist,
+            1010,
+        );
         assert_eq!(p.placed["a"][&0], "n2", "moved after 2 failures on n1");
         let p = place(&[b], &nodes(&["n1", "n2"]), &cur, &hist, 1060);
         assert_eq!(p.placed["a"][&0], "n1", "the failures expired: it may stay");
@@ -328,11 +414,30 @@ mod tests {
     #[test]
     fn stopped_places_nothing_and_scale_down_drops_the_highest() {
         let mut b = bundle("a", 3, 1);
-        let first = place(std::slice::from_ref(&b), &nodes(&["n1", "n2", "n3"]), &BTreeMap::new(), &BTreeMap::new(), 0);
+        let first = place(
+            std::slice::from_ref(&b),
+            &nodes(&["n1", "n2", "n3"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
         b.spec.docker.as_mut().unwrap().replicas = Some(2);
-        let p = place(std::slice::from_ref(&b), &nodes(&["n1", "n2", "n3"]), &current(&first), &BTreeMap::new(), 0);
-        assert_eq!(p.placed["a"].keys().copied().collect::<Vec<_>>(), vec![0, 1]);
-        b.spec.meta_attributes.push(NvPair { id: None, name: "target-role".into(), value: Some("Stopped".into()) });
+        let p = place(
+            std::slice::from_ref(&b),
+            &nodes(&["n1", "n2", "n3"]),
+            &current(&first),
+            &BTreeMap::new(),
+            0,
+        );
+        assert_eq!(
+            p.placed["a"].keys().copied().collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        b.spec.meta_attributes.push(NvPair {
+            id: None,
+            name: "target-role".into(),
+            value: Some("Stopped".into()),
+        });
         let p = place(&[b], &nodes(&["n1"]), &BTreeMap::new(), &BTreeMap::new(), 0);
         assert!(p.placed.is_empty() && p.pending.is_empty());
     }

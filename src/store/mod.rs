@@ -504,6 +504,17 @@ impl Store {
         Ok(lease)
     }
 
+    /// Grants a lease of `ttl` (whole seconds, at least 1); returns its id.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let resp = self
+            .client
+            .clone()
+            .lease_grant(ttl.as_secs().max(1) as i64, None)
+            .await
+            .map_err(Self::etcd("lease grant", ""))?;
+        Ok(resp.id())
+    }
+
     /// Revokes a lease: every key under it is deleted at once.
     pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
         self.client

@@ -1,0 +1,354 @@
+//! The daemons and the cluster view: `berth controller`, `berth up`, `berth status`, and
+//! `berth apply --wait`.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApplyArgs, EtcdArgs, stop_on_signal};
+use crate::controller::{self, ControllerConfig, View};
+use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
+use crate::store::{Store, StoreConfig};
+
+/// The host name, for default node and controller names.
+pub fn hostname() -> Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the host name")?
+        .trim()
+        .to_string())
+}
+
+/// `berth controller`: campaigns, leads, stops on SIGINT/SIGTERM.
+pub async fn controller(store: Store, name: Option<String>) -> Result<()> {
+    let name = match name {
+        Some(n) => n,
+        None => format!("{}-{}", hostname()?, std::process::id()),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    eprintln!(
+        "berth controller {name}: running (etcd {}); Ctrl-C stops",
+        store.endpoints()
+    );
+    controller::run(store, ControllerConfig::new(name), shutdown).await?;
+    Ok(())
+}
+
+/// `berth status`: the cluster the way crm_mon shows it.
+pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
+    let (revision, items) = store.list(&store.keys().root()).await?;
+    let mut cache = Cache::default();
+    cache.apply(&WatchEvent::Listed { revision, items });
+    let view = View::read(store.keys(), &cache);
+    let leader = store
+        .client()
+        .leader(format!("{}election/controller", store.keys().root()))
+        .await
+        .ok()
+        .and_then(|r| {
+            r.kv()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+        });
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut known: BTreeSet<&str> = view.assignments.keys().map(|(n, _)| n.as_str()).collect();
+    known.extend(view.statuses.values().map(|s| s.node.as_str()));
+    let offline: Vec<&str> = known
+        .difference(&online)
+        .copied()
+        .filter(|n| !n.is_empty())
+        .collect();
+    let configured: u32 = view.bundles.values().map(|b| b.spec.replicas()).sum();
+    writeln!(out, "Cluster Summary:")?;
+    writeln!(
+        out,
+        "  * Current controller: {}",
+        leader
+            .as_deref()
+            .unwrap_or("NONE (no controller is leading)")
+    )?;
+    writeln!(
+        out,
+        "  * {} node(s) online, {} offline",
+        online.len(),
+        offline.len()
+    )?;
+    writeln!(
+        out,
+        "  * {} bundle(s), {configured} replica(s) configured",
+        view.bundles.len()
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Node List:")?;
+    writeln!(
+        out,
+        "  * Online: [ {} ]",
+        online.iter().copied().collect::<Vec<_>>().join(" ")
+    )?;
+    if !offline.is_empty() {
+        writeln!(out, "  * OFFLINE: [ {} ]", offline.join(" "))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Full List of Resources:")?;
+    if view.bundles.is_empty() {
+        writeln!(out, "  * No resources")?;
+    }
+    for b in view.bundles.values() {
+        let (engine, c) = b.spec.container();
+        let managed = if controller::placement::managed(b) {
+            ""
+        } else {
+            " (unmanaged)"
+        };
+        writeln!(
+            out,
+            "  * Container bundle set: {} [{}] ({}){managed}:",
+            b.name(),
+            c.image,
+            engine.as_str()
+        )?;
+        let agent = b
+            .spec
+            .primitive
+            .as_ref()
+            .map(|p| p.agent())
+            .unwrap_or_else(|| "container".into());
+        let rows = view
+            .bundle_statuses
+            .get(b.name())
+            .map(|s| s.replica_rows.clone())
+            .unwrap_or_default();
+        for i in 0..b.spec.replicas() {
+            let row = rows.iter().find(|r| r.index == i);
+            let addr = b
+                .spec
+                .replica_address(i)
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default();
+            let (state, node, reason) = match row {
+                Some(r) => (r.state.as_str(), r.node.as_str(), r.reason.as_str()),
+                None => ("pending", "", "no controller has placed it yet"),
+            };
+            let word = match state {
+                "running" => "Started",
+                "failed" => "FAILED",
+                "stopped" => "Stopped",
+                "starting" => "Starting",
+                _ => "Pending",
+            };
+            let mut line = format!("    * {}{addr}\t({agent}):\t {word}", b.replica_name(i));
+            if !node.is_empty() {
+                line.push_str(&format!(" {node}"));
+            }
+            if !reason.is_empty() {
+                line.push_str(&format!(" ({reason})"));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `apply --wait`: waits until every named bundle's status reports all replicas ready at
+/// the applied generation; fails on a replica that cannot be placed or whose spec cannot
+/// run, or at the timeout, with the reason.
+pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let mut gens = Vec::new();
+    for n in names {
+        let b = store
+            .get_bundle(n)
+            .await?
+            .with_context(|| format!("bundle {n} vanished"))?;
+        gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
+    }
+    let mut events = Box::pin(watch_prefix(
+        store.client(),
+        store.keys().statuses(),
+        WatchConfig::default(),
+    ));
+    let mut cache = Cache::default();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_line = String::new();
+    loop {
+        let ev = tokio::select! {
+            ev = events.next() => ev,
+            _ = tokio::time::sleep_until(deadline) => {
+                if tty { eprintln!(); }
+                bail!("timed out after {timeout:?}: {last_line}");
+            }
+        };
+        match ev {
+            Some(Ok(ev)) => cache.apply(&ev),
+            Some(Err(e)) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+            None => bail!("the status watch ended"),
+        }
+        let mut done = true;
+        let mut parts = Vec::new();
+        for (n, generation) in &gens {
+            let st = cache
+                .items
+                .get(&store.keys().bundle_status(n))
+                .and_then(|kv| {
+                    serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
+                });
+            let Some(st) = st.filter(|s| s.observed_generation >= *generation) else {
+                done = false;
+                parts.push(format!("{n}: waiting for the controller"));
+                continue;
+            };
+            parts.push(format!("{n}: {}/{} ready", st.ready_replicas, st.replicas));
+            if st.ready_replicas < st.replicas {
+                done = false;
+            }
+            for r in &st.replica_rows {
+                // A spec that cannot run never will; a replica that cannot be placed yet may
+                // be placed when a node joins, so it only shows in the progress line.
+                let hopeless = r.state == "failed" && r.reason.starts_with("spec.");
+                if hopeless {
+                    if tty {
+                        eprintln!();
+                    }
+                    bail!("bundle {n}: replica {} {}: {}", r.name, r.state, r.reason);
+                }
+                if !r.reason.is_empty() {
+                    parts.push(format!("{} {}: {}", r.name, r.state, r.reason));
+                }
+            }
+        }
+        last_line = parts.join("; ");
+        if tty {
+            eprint!("\r\x1b[2K{last_line}");
+        }
+        if done {
+            if tty {
+                eprintln!();
+            }
+            eprintln!("converged: {last_line}");
+            return Ok(());
+        }
+    }
+}
+
+/// `berth up`: a local etcd (reused when one answers), a controller and a node agent in this
+/// process; applies the given manifests and waits for them; runs until Ctrl-C.
+pub async fn up(
+    etcd: &EtcdArgs,
+    files: Vec<String>,
+    node: Option<String>,
+    data_dir: std::path::PathBuf,
+) -> Result<()> {
+    let cfg = etcd.config()?;
+    let mut child = None;
+    let store = Store::connect(&cfg).await?;
+    if tokio::time::timeout(Duration::from_secs(2), store.revision())
+        .await
+        .map(|r| r.is_ok())
+        != Ok(true)
+    {
+        child = Some(start_etcd(&cfg, &data_dir).await?);
+    }
+    let store = Store::connect(&cfg).await?;
+    let name = match node {
+        Some(n) => n,
+        None => hostname()?,
+    };
+    let shutdown = CancellationToken::new();
+    let engine = crate::node::engine::DockerEngine::connect(None).await?;
+    let mut ncfg = crate::node::NodeConfig::new(&name);
+    ncfg.state_dir = data_dir.join("node");
+    let node_task = tokio::spawn(crate::node::run(
+        store.clone(),
+        engine,
+        ncfg,
+        shutdown.clone(),
+    ));
+    let ctl_task = tokio::spawn(controller::run(
+        store.clone(),
+        ControllerConfig::new(format!("{name}-up")),
+        shutdown.clone(),
+    ));
+    eprintln!(
+        "berth is up: etcd {} ({}), controller {name}-up, node {name}.",
+        cfg.endpoints.join(","),
+        if child.is_some() {
+            "started by berth up"
+        } else {
+            "already running"
+        },
+    );
+    eprintln!(
+        "Try `berth status` and `berth get bundles -o wide` in another terminal; Ctrl-C stops."
+    );
+    if !files.is_empty() {
+        let args = ApplyArgs {
+            files,
+            dry_run: false,
+            wait: true,
+            timeout: "5m".into(),
+        };
+        let mut out = std::io::stdout();
+        if let Err(e) = super::apply::apply(&store, &args, &mut out).await {
+            eprintln!("error: {e:#}");
+        } else {
+            status(&store, &mut out).await?;
+        }
+    }
+    stop_on_signal(shutdown.clone()).await;
+    eprintln!(
+        "stopping: controller, node agent (containers keep running){}",
+        if child.is_some() { ", etcd" } else { "" }
+    );
+    let _ = ctl_task.await;
+    let _ = node_task.await;
+    if let Some(mut c) = child {
+        let _ = c.kill().await;
+    }
+    Ok(())
+}
+
+/// Starts etcd on the configured (loopback) endpoint with its data under `data_dir`.
+async fn start_etcd(
+    cfg: &StoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<tokio::process::Child> {
+    let endpoint = cfg.endpoints.first().cloned().unwrap_or_default();
+    let hostport = endpoint
+        .rsplit("://")
+        .next()
+        .unwrap_or(&endpoint)
+        .to_string();
+    let dir = data_dir.join("etcd");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let peer = "127.0.0.1:2390";
+    let child = tokio::process::Command::new("etcd")
+        .args(["--name", "berth-up", "--data-dir"])
+        .arg(&dir)
+        .args(["--listen-client-urls", &format!("http://{hostport}")])
+        .args(["--advertise-client-urls", &format!("http://{hostport}")])
+        .args(["--listen-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-cluster", &format!("berth-up=http://{peer}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(data_dir.join("etcd.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting etcd (install etcd-server, or run scripts/setup.sh)")?;
+    let store = Store::connect(cfg).await?;
+    for _ in 0..100 {
+        if store.revision().await.is_ok() {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "etcd did not come up at {hostport} in 10s (log: {}/etcd.log)",
+        data_dir.display()
+    )
+}

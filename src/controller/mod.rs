@@ -1,0 +1,479 @@
+//! The controller (`berth controller`): turns bundles into per-node assignments, keeps them
+//! right as nodes and replicas come and go, and writes each bundle's status. Several may run;
+//! one leads through an etcd election, the others wait in it.
+//!
+//! - [`placement`]: where every replica runs (pure, deterministic);
+//! - this file: the election, one watch of the whole prefix into a cache, and a reconcile
+//!   that reads the cache, places, and writes only what changed.
+
+pub mod placement;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::cluster::{Assignment, NodeInfo, ReplicaState, ReplicaStatus};
+use crate::model::{Bundle, BundleStatus, Condition, ReplicaRow};
+use crate::store::lease::{LeaseEnd, keep_alive};
+use crate::store::watch::{Cache, WatchConfig, watch_prefix};
+use crate::store::{Expect, Keys, Store, StoreError, TXN_OPS, Write, decode_entry};
+use placement::{History, NodeView, Placement, Replica, managed, place, wanted_running};
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This controller's name in the election (default: host name and pid).
+    pub name: String,
+    /// Leadership lease TTL (default 5 s): a standby takes over this long after a leader
+    /// dies.
+    pub lease_ttl: Duration,
+    /// A full reconcile this often without events (default 10 s): failure-timeout expiry
+    /// needs a clock, the rest is event driven.
+    pub resync: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(name: impl Into<String>) -> Self {
+        ControllerConfig {
+            name: name.into(),
+            lease_ttl: Duration::from_secs(5),
+            resync: Duration::from_secs(10),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Campaigns for leadership and leads until `shutdown`; a controller that loses its lease
+/// stops acting and campaigns again.
+pub async fn run(
+    store: Store,
+    cfg: ControllerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let election = format!("{}election/controller", store.keys().root());
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let lease = match store.grant_lease(cfg.lease_ttl).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("controller: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(cfg.lease_ttl / 3) => continue,
+                }
+            }
+        };
+        let (renewed_tx, _renewed) = watch::channel(tokio::time::Instant::now());
+        let leading = CancellationToken::new();
+        let lease_task = {
+            let (store, shutdown, leading) = (store.clone(), shutdown.clone(), leading.clone());
+            let ttl = cfg.lease_ttl;
+            tokio::spawn(async move {
+                let end = keep_alive(&store, lease, ttl, &renewed_tx, &shutdown).await;
+                leading.cancel();
+                end
+            })
+        };
+        let mut client = store.client();
+        tracing::info!(name = %cfg.name, "campaigning for leadership");
+        let won = tokio::select! {
+            _ = leading.cancelled() => None,
+            r = client.campaign(election.clone(), cfg.name.clone(), lease) => r.ok(),
+        };
+        if let Some(resp) = won {
+            tracing::info!(name = %cfg.name, "leading");
+            let mut c = Controller::new(store.clone(), cfg.clone());
+            c.lead(&leading).await;
+            if let Some(key) = resp.leader().cloned() {
+                let _ = client
+                    .resign(Some(etcd_client::ResignOptions::new().with_leader(key)))
+                    .await;
+            }
+            tracing::info!(name = %cfg.name, "no longer leading");
+        }
+        leading.cancel();
+        if lease_task.await.ok() == Some(LeaseEnd::Shutdown) || shutdown.is_cancelled() {
+            let _ = store.revoke_lease(lease).await;
+            return Ok(());
+        }
+        let _ = store.revoke_lease(lease).await;
+    }
+}
+
+/// The leader's state: a cache of everything under the prefix, and what it wrote last.
+struct Controller {
+    store: Store,
+    keys: Keys,
+    cfg: ControllerConfig,
+    cache: Cache,
+}
+
+impl Controller {
+    fn new(store: Store, cfg: ControllerConfig) -> Self {
+        Controller {
+            keys: store.keys().clone(),
+            store,
+            cfg,
+            cache: Cache::default(),
+        }
+    }
+
+    async fn lead(&mut self, leading: &CancellationToken) {
+        let mut events = Box::pin(watch_prefix(
+            self.store.client(),
+            self.keys.root(),
+            WatchConfig::default(),
+        ));
+        let mut synced = false;
+        let mut resync = tokio::time::interval(self.cfg.resync);
+        loop {
+            tokio::select! {
+                _ = leading.cancelled() => return,
+                ev = events.next() => {
+                    let mut take = |ev: Option<Result<_, _>>| match ev {
+                        Some(Ok(ev)) => {
+                            if matches!(ev, crate::store::watch::WatchEvent::Listed { .. }) {
+                                synced = true;
+                            }
+                            self.cache.apply(&ev);
+                        }
+                        Some(Err(e)) => tracing::warn!("controller watch: {e}"),
+                        None => {}
+                    };
+                    take(ev);
+                    while let Some(ev) = events.next().now_or_never() {
+                        take(ev);
+                    }
+                }
+                _ = resync.tick() => {}
+            }
+            if synced
+                && !leading.is_cancelled()
+                && let Err(e) = self.reconcile().await
+            {
+                tracing::warn!("controller reconcile: {e}");
+            }
+        }
+    }
+
+    /// Reads the cache, places, writes the assignments and statuses that changed, and
+    /// cleans up after deleted bundles.
+    async fn reconcile(&mut self) -> Result<(), StoreError> {
+        let view = View::read(&self.keys, &self.cache);
+        let now = unix_now();
+        let managed_bundles: Vec<Bundle> = view
+            .bundles
+            .values()
+            .filter(|b| managed(b))
+            .cloned()
+            .collect();
+        let placement = place(
+            &managed_bundles,
+            &view.nodes,
+            &view.current,
+            &view.history,
+            now,
+        );
+        let mut writes = Vec::new();
+
+        // Assignments: placed replicas grouped per (node, bundle); unmanaged bundles keep
+        // theirs, marked unmanaged.
+        let mut desired: BTreeMap<(String, String), Assignment> = BTreeMap::new();
+        for (bundle, replicas) in &placement.placed {
+            let b = &view.bundles[bundle];
+            for (i, node) in replicas {
+                desired
+                    .entry((node.clone(), bundle.clone()))
+                    .or_insert_with(|| Assignment {
+                        bundle: b.desired_with_generation(),
+                        replicas: Vec::new(),
+                        managed: true,
+                    })
+                    .replicas
+                    .push(*i);
+            }
+        }
+        for ((node, bundle), a) in &view.assignments {
+            if let Some(b) = view.bundles.get(bundle)
+                && !managed(b)
+            {
+                let mut kept = a.clone();
+                kept.managed = false;
+                desired.insert((node.clone(), bundle.clone()), kept);
+            }
+        }
+        for ((node, bundle), a) in &desired {
+            let value = serde_json::to_vec(a).expect("an assignment serializes");
+            let key = self.keys.assignment(node, bundle);
+            if self.cache.items.get(&key).map(|kv| &kv.value) != Some(&value) {
+                writes.push(Write::Put {
+                    key,
+                    value,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        for (node, bundle) in view.assignments.keys() {
+            if !desired.contains_key(&(node.clone(), bundle.clone())) {
+                writes.push(Write::Delete {
+                    key: self.keys.assignment(node, bundle),
+                    expect: Expect::Any,
+                });
+            }
+        }
+
+        // Status of every bundle.
+        for b in view.bundles.values() {
+            let status = bundle_status(b, &placement, &view);
+            let value = serde_json::to_vec(&status).expect("a status serializes");
+            let key = self.keys.bundle_status(b.name());
+            if self.cache.items.get(&key).map(|kv| &kv.value) != Some(&value) {
+                writes.push(Write::Put {
+                    key,
+                    value,
+                    expect: Expect::Any,
+                });
+            }
+        }
+
+        // Deleted bundles: their assignments are gone (above). Replica keys of nodes that are
+        // offline have no agent left to drop them; once no replica key remains, the status
+        // goes too.
+        let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+        for ((bundle, i), st) in &view.statuses {
+            if !view.bundles.contains_key(bundle) && !online.contains(st.node.as_str()) {
+                writes.push(Write::Delete {
+                    key: self.keys.replica(bundle, *i),
+                    expect: Expect::Any,
+                });
+            }
+        }
+        for name in &view.status_keys {
+            let replicas_left = view
+                .statuses
+                .iter()
+                .any(|((b, _), st)| b == name && online.contains(st.node.as_str()));
+            if !view.bundles.contains_key(name) && !replicas_left {
+                writes.push(Write::Delete {
+                    key: self.keys.bundle_status(name),
+                    expect: Expect::Any,
+                });
+            }
+        }
+
+        for chunk in writes.chunks(TXN_OPS) {
+            self.store.commit(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Bundle {
+    /// The bundle as an assignment carries it: desired state and its generation.
+    fn desired_with_generation(&self) -> Bundle {
+        let mut b = self.desired();
+        b.metadata.generation = self.metadata.generation;
+        b
+    }
+}
+
+/// The cluster as the cache shows it.
+pub struct View {
+    pub bundles: BTreeMap<String, Bundle>,
+    /// Online (registered) nodes.
+    pub nodes: Vec<NodeView>,
+    /// (node, bundle) → assignment.
+    pub assignments: BTreeMap<(String, String), Assignment>,
+    pub current: BTreeMap<Replica, String>,
+    pub statuses: BTreeMap<Replica, ReplicaStatus>,
+    pub history: BTreeMap<Replica, History>,
+    /// Bundles with a status key.
+    pub status_keys: Vec<String>,
+    /// Bundle statuses as the controller wrote them.
+    pub bundle_statuses: BTreeMap<String, BundleStatus>,
+}
+
+impl View {
+    /// Reads everything berth keeps under the prefix from a cache (or a one-off list).
+    pub fn read(keys: &Keys, cache: &Cache) -> View {
+        let root = keys.root();
+        let mut v = View {
+            bundles: BTreeMap::new(),
+            nodes: Vec::new(),
+            assignments: BTreeMap::new(),
+            current: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            history: BTreeMap::new(),
+            status_keys: Vec::new(),
+            bundle_statuses: BTreeMap::new(),
+        };
+        for (key, kv) in &cache.items {
+            let Some(rest) = key.strip_prefix(&root) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            match parts.as_slice() {
+                ["bundles", name] => match decode_entry(keys, kv, None) {
+                    Ok(b) => {
+                        v.bundles.insert(name.to_string(), b.value);
+                    }
+                    Err(e) => tracing::warn!("ignoring {e}"),
+                },
+                ["nodes", _] => {
+                    if let Ok(n) = serde_json::from_slice::<NodeInfo>(&kv.value) {
+                        v.nodes.push(NodeView {
+                            name: n.name,
+                            labels: n.labels,
+                        });
+                    }
+                }
+                ["assignments", node, bundle] => {
+                    if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
+                        for i in &a.replicas {
+                            v.current.insert((bundle.to_string(), *i), node.to_string());
+                        }
+                        v.assignments
+                            .insert((node.to_string(), bundle.to_string()), a);
+                    }
+                }
+                ["replicas", bundle, i] => {
+                    if let (Ok(i), Ok(st)) = (
+                        i.parse::<u32>(),
+                        serde_json::from_slice::<ReplicaStatus>(&kv.value),
+                    ) {
+                        v.history.insert(
+                            (bundle.to_string(), i),
+                            History {
+                                fail_counts: st.fail_counts.clone(),
+                                last_failure: st.last_failure.as_ref().map(|f| f.time),
+                            },
+                        );
+                        v.statuses.insert((bundle.to_string(), i), st);
+                    }
+                }
+                ["status", "bundles", name] => {
+                    v.status_keys.push(name.to_string());
+                    if let Ok(st) = serde_json::from_slice::<BundleStatus>(&kv.value) {
+                        v.bundle_statuses.insert(name.to_string(), st);
+                    }
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+}
+
+/// A bundle's status from the placement and the replicas' own reports.
+fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus {
+    let generation = b.metadata.generation.unwrap_or(0);
+    let running_wanted = wanted_running(b);
+    let desired = if running_wanted { b.spec.replicas() } else { 0 };
+    let placed = placement.placed.get(b.name());
+    let pending = placement.pending.get(b.name());
+    let mut rows = Vec::new();
+    let mut ready = 0;
+    let (mut failed, mut unplaced) = (0, 0);
+    for i in 0..b.spec.replicas() {
+        let node = placed.and_then(|p| p.get(&i)).cloned().unwrap_or_default();
+        let st = view
+            .statuses
+            .get(&(b.name().to_string(), i))
+            .filter(|s| !node.is_empty() && s.node == node);
+        let (state, reason) = match (running_wanted, st, pending.and_then(|p| p.get(&i))) {
+            (false, _, _) => ("stopped".to_string(), "target-role is Stopped".to_string()),
+            (_, _, Some(why)) => {
+                unplaced += 1;
+                ("pending".to_string(), why.clone())
+            }
+            (_, None, _) => ("pending".to_string(), String::new()),
+            (_, Some(s), _) => {
+                if s.state == ReplicaState::Running && s.generation == generation {
+                    ready += 1;
+                }
+                if s.state == ReplicaState::Failed {
+                    failed += 1;
+                }
+                let why = s
+                    .last_failure
+                    .as_ref()
+                    .filter(|_| s.state == ReplicaState::Failed);
+                (
+                    s.state.as_str().to_string(),
+                    why.map(|f| f.reason.clone()).unwrap_or_default(),
+                )
+            }
+        };
+        rows.push(ReplicaRow {
+            index: i,
+            name: b.replica_name(i),
+            node,
+            address: b
+                .spec
+                .replica_address(i)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            state,
+            reason,
+            primitive: String::new(),
+        });
+    }
+    let cond = |kind: &str, on: bool, reason: &str, message: String| Condition {
+        kind: kind.into(),
+        status: if on { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+    };
+    let conditions = vec![
+        cond(
+            "Available",
+            ready >= desired,
+            if ready >= desired {
+                "AllReplicasReady"
+            } else {
+                "ReplicasNotReady"
+            },
+            format!("{ready}/{desired} replicas ready"),
+        ),
+        cond(
+            "Progressing",
+            ready < desired && failed == 0 && unplaced == 0,
+            if ready < desired {
+                "ReplicasStarting"
+            } else {
+                "Converged"
+            },
+            format!("generation {generation}"),
+        ),
+        cond(
+            "Degraded",
+            failed > 0 || unplaced > 0,
+            if unplaced > 0 {
+                "ReplicasUnplaceable"
+            } else if failed > 0 {
+                "ReplicasFailed"
+            } else {
+                "Healthy"
+            },
+            format!("{failed} failed, {unplaced} cannot be placed"),
+        ),
+    ];
+    BundleStatus {
+        observed_generation: generation,
+        replicas: desired,
+        ready_replicas: ready,
+        conditions,
+        replica_rows: rows,
+    }
+}
