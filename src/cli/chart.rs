@@ -203,6 +203,6 @@ mod tests {
     #[test]
     fn utc_time() {
         assert_eq!(super::time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::time(1_795_555_200), "2026-11-24T00:00:00Z");
+        assert_eq!(super::time(1_795_478_400), "2026-11-24T00:00:00Z");
     }
 }

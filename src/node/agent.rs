@@ -606,7 +606,12 @@ impl<E: Engine> Agent<E> {
             Err(e) => {
                 let reason = e.to_string();
                 tracing::warn!(replica = %k, "{reason}");
-                self.failed(k, reason.clone(), Instant::now());
+                if e.is_name_conflict() {
+                    let rt = self.runtime.entry(k.clone()).or_default();
+                    rt.hold_until = Some(Instant::now() + self.cfg.backoff * 2);
+                } else {
+                    self.failed(k, reason.clone(), Instant::now());
+                }
                 self.runtime.entry(k.clone()).or_default().error = Some(reason);
                 let hold = self.runtime[k].hold_until;
                 self.wake_at = match (self.wake_at, hold) {

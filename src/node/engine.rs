@@ -56,6 +56,25 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// A create refused because the name is taken (HTTP 409): usually the previous copy of
+    /// a replica that is being removed, on this engine or, when several agents share it,
+    /// by another node's agent. Not the replica's fault: retried without counting a failure.
+    pub fn is_name_conflict(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Call {
+                op: "create",
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                },
+                ..
+            }
+        )
+    }
+}
+
 /// What the node agent needs of a container engine.
 pub trait Engine: Clone + Send + Sync + 'static {
     /// `docker 20.10.24 (API 1.41)`, CPUs and memory.

@@ -328,27 +328,48 @@ pub struct TestNode {
     pub state_dir: tempfile::TempDir,
     token: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), berth::node::NodeError>>>,
+    endpoint: Option<String>,
+    ttl: u64,
 }
 
 impl TestNode {
     pub async fn start(prefix: &TestPrefix, name: &str) -> TestNode {
+        TestNode::start_via(prefix, name, None, 5).await
+    }
+
+    /// A node whose etcd traffic goes to `endpoint` (a [`Proxy`], to cut it off), with a
+    /// lease TTL of `ttl` seconds.
+    pub async fn start_via(
+        prefix: &TestPrefix,
+        name: &str,
+        endpoint: Option<String>,
+        ttl: u64,
+    ) -> TestNode {
         let state_dir = tempfile::tempdir().unwrap();
         let mut node = TestNode {
             name: name.to_string(),
             state_dir,
             token: tokio_util::sync::CancellationToken::new(),
             task: None,
+            endpoint,
+            ttl,
         };
         node.spawn(prefix).await;
         node
     }
 
     async fn spawn(&mut self, prefix: &TestPrefix) {
-        let store = prefix.store().await;
+        let mut scfg = prefix.config();
+        if let Some(e) = &self.endpoint {
+            scfg = scfg.with_endpoints(e);
+            scfg.keep_alive = Duration::from_millis(500);
+        }
+        let store = berth::store::Store::connect(&scfg).await.unwrap();
         let engine = berth::node::engine::DockerEngine::connect(None)
             .await
             .expect("dockerd is not reachable: run scripts/setup.sh");
         let mut cfg = berth::node::NodeConfig::new(&self.name);
+        cfg.lease_ttl = Duration::from_secs(self.ttl);
         cfg.state_dir = self.state_dir.path().to_path_buf();
         self.token = tokio_util::sync::CancellationToken::new();
         self.task = Some(tokio::spawn(berth::node::run(
@@ -364,6 +385,14 @@ impl TestNode {
         self.token.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
+        }
+    }
+
+    /// Kills the agent's loop without a clean shutdown (its registration keeps trying to
+    /// renew: cut its proxy too, to make the node vanish).
+    pub fn crash(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
     }
 
@@ -387,5 +416,39 @@ impl Drop for TestNode {
         for id in ids.split_whitespace() {
             let _ = docker_try(&["rm", "-f", id]);
         }
+    }
+}
+
+/// A controller running in this test process.
+pub struct TestController {
+    token: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), berth::store::StoreError>>>,
+}
+
+impl TestController {
+    pub async fn start(prefix: &TestPrefix, name: &str) -> TestController {
+        let store = prefix.store().await;
+        let mut cfg = berth::controller::ControllerConfig::new(name);
+        cfg.lease_ttl = Duration::from_secs(2);
+        let token = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(berth::controller::run(store, cfg, token.clone()));
+        TestController {
+            token,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it (it resigns the leadership).
+    pub async fn stop(&mut self) {
+        self.token.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestController {
+    fn drop(&mut self) {
+        self.token.cancel();
     }
 }
