@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# berth's main job, on this host: install and start what berth needs (scripts/setup.sh), build
-# berth, apply the seed manifest to the local etcd, and show it.
+# berth's main job on this host: install and start what berth needs (scripts/setup.sh), build
+# berth and the seed's image (pcmk:httpd, busybox httpd FROM scratch), then `berth up` with the
+# seed manifest: a local etcd, a controller and a node agent, ending with three replicas
+# answering HTTP on 127.0.2.112-114:80. Ctrl-C stops berth (the containers keep running;
+# `berth delete bundle httpd-bundle` with berth up running removes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --quiet
-berth=target/debug/berth
-"$berth" apply -f manifests/httpd-bundle.yaml
-"$berth" get bundles -o wide
+bash scripts/build-test-image.sh pcmk:httpd
+# The seed maps /srv/www into every replica; give it a page when there is none yet.
+if [ ! -e /srv/www ]; then
+  mkdir -p /srv/www
+  echo '<h1>berth: httpd-bundle</h1>' > /srv/www/index.html
+fi
+exec target/debug/berth up -f manifests/httpd-bundle.yaml

@@ -2,7 +2,8 @@
 //! share this one engine under distinct node names: each only sees and touches containers
 //! labelled with its own name, so they behave as separate hosts would (a replica's container
 //! name is the same on every node, as in Pacemaker, so a replica moves only once its old
-//! container is gone: fenced by its agent, or gone with its "host").
+//! container is gone: fenced by its agent, or gone with its "host"). The tests run on a
+//! multi-threaded runtime because they call the docker and berth CLIs, which block.
 
 mod common;
 
@@ -16,8 +17,8 @@ use berth::model::{
 };
 use berth::store::{Expect, Store};
 use common::{
-    Proxy, TestController, TestNode, TestPrefix, docker, docker_try, etcd_endpoint, eventually,
-    test_image,
+    Proxy, TestController, TestNode, TestPrefix, berth, docker, docker_try, etcd_endpoint,
+    eventually, test_image,
 };
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -176,13 +177,14 @@ fn count_by_node(placed: &BTreeMap<u32, String>) -> BTreeMap<String, usize> {
     m
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spread_and_replicas_per_host() {
     let c = Cluster::new("spread").await;
     let (a, b2) = (c.node("a").await, c.node("b").await);
     c.registered(&[&a, &b2]).await;
     let _ctl = TestController::start(&c.prefix, "ctl").await;
     let b = bundle(&format!("{}-web", c.tag), 3, 2, 41, c.dir.path());
+    let (a, b2) = if a.name < b2.name { (a, b2) } else { (b2, a) };
     c.apply(&b).await;
     let placed = c.ready(&b, |_| true).await;
     let per = count_by_node(&placed);
@@ -191,9 +193,70 @@ async fn spread_and_replicas_per_host() {
         per.values().all(|n| *n <= 2),
         "replicas-per-host 2: {placed:?}"
     );
+
+    // berth status shows it the way crm_mon does.
+    let out = berth(&c.prefix, &["status"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Current controller: ctl"), "{text}");
+    assert!(
+        text.contains(&format!("Online: [ {} {} ]", a.name, b2.name)),
+        "{text}"
+    );
+    for i in 0..3 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("{} (127.0.41.{})", b.replica_name(i), 10 + i)))
+            .unwrap();
+        assert!(line.contains(&format!("Started {}", placed[&i])), "{line}");
+    }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_wait_returns_when_converged_and_fails_with_the_reason_at_its_timeout() {
+    let c = Cluster::new("applywait").await;
+    let a = c.node("a").await;
+    c.registered(&[&a]).await;
+    let _ctl = TestController::start(&c.prefix, "ctl").await;
+    let mut b = bundle(&format!("{}-web", c.tag), 2, 2, 49, c.dir.path());
+    let yaml = berth::model::manifest::to_yaml(std::slice::from_ref(&b));
+    let out = berth(
+        &c.prefix,
+        &["apply", "-f", "-", "--wait", "--timeout", "30s"],
+        Some(&yaml),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("converged"), "{err}");
+    assert_eq!(c.status(b.name()).await.unwrap().ready_replicas, 2);
+
+    // Banned from the only node: it cannot be placed, and the wait says why when it gives up.
+    b.metadata.name = format!("{}-nowhere", c.tag);
+    b.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.50.10".into());
+    b.spec.locations = vec![berth::model::Location {
+        node: Some(a.name.clone()),
+        label: None,
+        score: "-INFINITY".into(),
+    }];
+    let yaml = berth::model::manifest::to_yaml(std::slice::from_ref(&b));
+    let out = berth(
+        &c.prefix,
+        &["apply", "-f", "-", "--wait", "--timeout", "3s"],
+        Some(&yaml),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("timed out after 3s") && err.contains("1 banned by location"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_replicas_stay_put_on_scale_up_and_node_join() {
     let c = Cluster::new("sticky").await;
     let _a = c.node("a").await;
@@ -222,7 +285,7 @@ async fn healthy_replicas_stay_put_on_scale_up_and_node_join() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_s_replicas_come_back_elsewhere_with_the_same_addresses() {
     let c = Cluster::new("failover").await;
     let proxy = Proxy::start(etcd_endpoint()).await;
@@ -269,7 +332,7 @@ async fn a_lost_node_s_replicas_come_back_elsewhere_with_the_same_addresses() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_agent_stops_its_replica_before_its_lease_expires() {
     let c = Cluster::new("partition").await;
     let proxy = Proxy::start(etcd_endpoint()).await;
@@ -339,7 +402,7 @@ async fn a_partitioned_agent_stops_its_replica_before_its_lease_expires() {
     proxy.restore();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_threshold_moves_a_flapping_replica() {
     let c = Cluster::new("flap").await;
     let (a, b2) = (c.node("a").await, c.node("b").await);
@@ -372,7 +435,7 @@ async fn migration_threshold_moves_a_flapping_replica() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_controller_takes_over_with_nothing_restarted() {
     let c = Cluster::new("standby").await;
     let _a = c.node("a").await;
@@ -405,7 +468,7 @@ async fn a_standby_controller_takes_over_with_nothing_restarted() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_stop_unmanage_and_delete_keep_host_directories() {
     let c = Cluster::new("lifecycle").await;
     let _a = c.node("a").await;

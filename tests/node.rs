@@ -158,7 +158,7 @@ fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name])
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_run_with_names_labels_addresses_and_answer_http() {
     let f = fixture("three", 31, 3).await;
     f.assign(&f.bundle, &[0, 1, 2]).await;
@@ -224,7 +224,7 @@ async fn three_replicas_run_with_names_labels_addresses_and_answer_http() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_inside_appears_in_its_per_replica_host_directory() {
     let f = fixture("storage", 32, 2).await;
     f.assign(&f.bundle, &[0, 1]).await;
@@ -255,7 +255,7 @@ async fn a_file_written_inside_appears_in_its_per_replica_host_directory() {
     assert!(!other.exists(), "replica 0 has its own directory");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_container_comes_back_and_its_restart_count_rises() {
     let f = fixture("kill", 33, 1).await;
     f.assign(&f.bundle, &[0]).await;
@@ -287,7 +287,7 @@ async fn a_killed_container_comes_back_and_its_restart_count_rises() {
     assert_eq!(again.fail_counts.get(&f.node.name), Some(&2));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_agent_restart_the_same_containers_keep_running() {
     let mut f = fixture("adopt", 34, 2).await;
     f.assign(&f.bundle, &[0, 1]).await;
@@ -323,7 +323,7 @@ async fn after_an_agent_restart_the_same_containers_keep_running() {
     assert!(hosts.contains(&f.bundle.replica_name(2)), "{hosts}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_tag_change_replaces_the_container() {
     let f = fixture("retag", 35, 1).await;
     f.assign(&f.bundle, &[0]).await;
@@ -347,7 +347,7 @@ async fn an_image_tag_change_replaces_the_container() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_assignment_removes_the_container_and_keeps_the_host_directory() {
     let f = fixture("unassign", 36, 1).await;
     f.assign(&f.bundle, &[0]).await;
@@ -374,7 +374,7 @@ async fn a_removed_assignment_removes_the_container_and_keeps_the_host_directory
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_container_with_a_look_alike_name_is_left_alone() {
     let f = fixture("foreign", 37, 1).await;
     // Not berth's (no labels), and berth's but another node's: neither may be touched.
@@ -412,7 +412,7 @@ async fn a_foreign_container_with_a_look_alike_name_is_left_alone() {
     docker(&["rm", "-f", &lookalike, &other_node]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_option_is_reported_in_status_and_nothing_is_started() {
     let f = fixture("badopt", 38, 1).await;
     let mut b = f.bundle.clone();

@@ -86,41 +86,38 @@ pub fn place(
     // First pass: every replica that can stay, stays, and counts toward the load, so that
     // new replicas of any bundle see the real load.
     let mut kept: Vec<BTreeMap<u32, usize>> = Vec::with_capacity(order.len());
-    let mut scores_of: Vec<Vec<i64>> = Vec::with_capacity(order.len());
     for b in &order {
         let scores = scores(b, &nodes);
         let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
         if wanted_running(b) {
             let rph = b.spec.replicas_per_host();
-            let mut per_node = vec![0u32; 0];
+            let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
             for i in 0..b.spec.replicas() {
                 let key = (b.name().to_string(), i);
                 let Some(&n) = current.get(&key).and_then(|n| index.get(n.as_str())) else {
                     continue;
                 };
-                if per_node.is_empty() {
-                    per_node = vec![0; nodes.len()];
-                }
-                if scores[n] > -INFINITY
+                let here = per_node.entry(n).or_default();
+                if score_at(&scores, n) > -INFINITY
                     && !banned(b, history.get(&key), &nodes[n].name, now)
-                    && per_node[n] < rph
+                    && *here < rph
                 {
-                    per_node[n] += 1;
+                    *here += 1;
                     load[n] += 1;
                     mine.insert(i, n);
                 }
             }
         }
         kept.push(mine);
-        scores_of.push(scores);
     }
 
     // Second pass: place the rest.
-    for ((b, mut mine), scores) in order.iter().zip(kept).zip(scores_of) {
+    for (b, mut mine) in order.iter().zip(kept) {
         let name = b.name().to_string();
         if !wanted_running(b) {
             continue;
         }
+        let scores = scores(b, &nodes);
         let rph = b.spec.replicas_per_host();
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
         for n in mine.values() {
@@ -134,7 +131,8 @@ pub fn place(
             let mut best: Option<(usize, (i64, i64, i64))> = None;
             let (mut banned_loc, mut banned_fail, mut full) = (0, 0, 0);
             for (n, node) in nodes.iter().enumerate() {
-                if scores[n] <= -INFINITY {
+                let score = score_at(&scores, n);
+                if score <= -INFINITY {
                     banned_loc += 1;
                     continue;
                 }
@@ -148,7 +146,7 @@ pub fn place(
                     continue;
                 }
                 // Higher is better: location score, then fewer of this bundle, then less load.
-                let rank = (scores[n], -i64::from(here), -i64::from(load[n]));
+                let rank = (score, -i64::from(here), -i64::from(load[n]));
                 if best.is_none_or(|(_, r)| rank > r) {
                     best = Some((n, rank));
                 }
@@ -187,23 +185,31 @@ pub fn place(
     out
 }
 
-/// Each node's location score for a bundle (0 without constraints; -INFINITY bans).
-fn scores(b: &Bundle, nodes: &[&NodeView]) -> Vec<i64> {
+/// A node's score from [`scores`].
+fn score_at(scores: &Option<Vec<i64>>, n: usize) -> i64 {
+    scores.as_ref().map_or(0, |s| s[n])
+}
+
+/// Each node's location score for a bundle (-INFINITY bans); None when the bundle has no
+/// location constraints (every node scores 0), which keeps the common case allocation-free.
+fn scores(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<i64>> {
     if b.spec.locations.is_empty() {
-        return vec![0; nodes.len()];
+        return None;
     }
-    nodes
-        .iter()
-        .map(|n| {
-            b.spec
-                .locations
-                .iter()
-                .filter(|l| l.matches(&n.name, &n.labels))
-                .map(|l| parse_score(&l.score).unwrap_or(0))
-                .sum::<i64>()
-                .clamp(-INFINITY, INFINITY)
-        })
-        .collect()
+    Some(
+        nodes
+            .iter()
+            .map(|n| {
+                b.spec
+                    .locations
+                    .iter()
+                    .filter(|l| l.matches(&n.name, &n.labels))
+                    .map(|l| parse_score(&l.score).unwrap_or(0))
+                    .sum::<i64>()
+                    .clamp(-INFINITY, INFINITY)
+            })
+            .collect(),
+    )
 }
 
 /// Has this replica failed `migration-threshold` times on the node, within
