@@ -95,12 +95,13 @@ async fn main() {
             }
             times.push(t0.elapsed());
             store.delete_bundle(b.name(), Expect::Any).await.unwrap();
-            while docker(&[
+            while !docker(&[
                 "ps",
                 "-aq",
                 "--filter",
                 &format!("label=berth.io/bundle={}", b.name()),
-            ]) != ""
+            ])
+            .is_empty()
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
