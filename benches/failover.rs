@@ -10,40 +10,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use berth::model::{Bundle, BundleSpec, ContainerSpec, Location, NetworkSpec, PortMapping};
+use berth::model::{Bundle, Location};
 use berth::store::Expect;
-use common::{Proxy, TestController, TestNode, TestPrefix, docker, etcd_endpoint, test_image};
+use common::{
+    Proxy, TestController, TestNode, TestPrefix, docker, etcd_endpoint, httpd_bundle, test_image,
+};
 
 fn bundle(name: &str, prefer: &str) -> Bundle {
-    Bundle::new(
-        name,
-        BundleSpec {
-            docker: Some(ContainerSpec {
-                image: "berth-test/httpd:1".into(),
-                replicas: Some(2),
-                replicas_per_host: Some(2),
-                options: Some("--stop-timeout 1".into()),
-                ..Default::default()
-            }),
-            network: Some(NetworkSpec {
-                ip_range_start: Some("127.0.90.10".into()),
-                host_netmask: Some(24),
-                port_mappings: vec![PortMapping {
-                    id: "http".into(),
-                    port: Some(8080),
-                    internal_port: Some(80),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            locations: vec![Location {
-                node: Some(prefer.into()),
-                label: None,
-                score: "100".into(),
-            }],
-            ..Default::default()
-        },
-    )
+    let mut b = httpd_bundle(name, 2, 2, 90);
+    b.spec.locations = vec![Location {
+        node: Some(prefer.into()),
+        label: None,
+        score: "100".into(),
+    }];
+    b
 }
 
 async fn all_on(p: &TestPrefix, store: &berth::store::Store, b: &str, node: &str) -> bool {

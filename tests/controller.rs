@@ -11,49 +11,25 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use berth::model::cluster::ReplicaStatus;
-use berth::model::{
-    Bundle, BundleSpec, BundleStatus, ContainerSpec, NetworkSpec, NvPair, PortMapping,
-    StorageMapping,
-};
+use berth::model::{Bundle, BundleStatus, NvPair, StorageMapping};
 use berth::store::{Expect, Store};
 use common::{
     Proxy, TestController, TestNode, TestPrefix, berth, docker, docker_try, etcd_endpoint,
-    eventually, test_image,
+    eventually, httpd_bundle, test_image,
 };
 
 const WAIT: Duration = Duration::from_secs(40);
 
+/// The test bundle with a per-replica storage mapping under `dir`.
 fn bundle(name: &str, replicas: u32, rph: u32, net: u8, dir: &std::path::Path) -> Bundle {
-    Bundle::new(
-        name,
-        BundleSpec {
-            docker: Some(ContainerSpec {
-                image: "berth-test/httpd:1".into(),
-                replicas: Some(replicas),
-                replicas_per_host: Some(rph),
-                options: Some("--stop-timeout 1".into()),
-                ..Default::default()
-            }),
-            network: Some(NetworkSpec {
-                ip_range_start: Some(format!("127.0.{net}.10")),
-                host_netmask: Some(24),
-                port_mappings: vec![PortMapping {
-                    id: "http".into(),
-                    port: Some(8080),
-                    internal_port: Some(80),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            storage_mappings: vec![StorageMapping {
-                id: "data".into(),
-                source_dir_root: Some(dir.display().to_string()),
-                target_dir: "/data".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    )
+    let mut b = httpd_bundle(name, replicas, rph, net);
+    b.spec.storage_mappings = vec![StorageMapping {
+        id: "data".into(),
+        source_dir_root: Some(dir.display().to_string()),
+        target_dir: "/data".into(),
+        ..Default::default()
+    }];
+    b
 }
 
 struct Cluster {

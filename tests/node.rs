@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
-use berth::model::{Bundle, BundleSpec, ContainerSpec, NetworkSpec, PortMapping, StorageMapping};
+use berth::model::{Bundle, StorageMapping};
 use berth::store::{Expect, Store};
-use common::{TestNode, TestPrefix, docker, docker_try, eventually, test_image};
+use common::{TestNode, TestPrefix, docker, docker_try, eventually, httpd_bundle, test_image};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -35,7 +35,7 @@ async fn fixture(test: &str, net: u8, replicas: u32) -> Fixture {
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), format!("hello from {test}\n")).unwrap();
     let name = format!("{}-{}", test, std::process::id() % 100_000);
-    let bundle = bundle(&name, "berth-test/httpd:1", replicas, net, dirs.path());
+    let bundle = bundle(&name, replicas, net, dirs.path());
     let node = TestNode::start(&prefix, &format!("node-{name}")).await;
     Fixture {
         prefix,
@@ -46,50 +46,27 @@ async fn fixture(test: &str, net: u8, replicas: u32) -> Fixture {
     }
 }
 
-fn bundle(name: &str, image: &str, replicas: u32, net: u8, dir: &Path) -> Bundle {
-    let mut b = Bundle::new(
-        name,
-        BundleSpec {
-            docker: Some(ContainerSpec {
-                image: image.into(),
-                replicas: Some(replicas),
-                replicas_per_host: Some(replicas),
-                // busybox httpd as PID 1 ignores SIGTERM: do not wait Docker's 10 s for it.
-                options: Some("--stop-timeout 1".into()),
-                ..Default::default()
-            }),
-            network: Some(NetworkSpec {
-                ip_range_start: Some(format!("127.0.{net}.10")),
-                host_netmask: Some(24),
-                host_interface: Some("lo".into()),
-                port_mappings: vec![PortMapping {
-                    id: "http".into(),
-                    port: Some(8080),
-                    internal_port: Some(80),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            storage_mappings: vec![
-                StorageMapping {
-                    id: "www".into(),
-                    source_dir: Some(dir.join("www").display().to_string()),
-                    target_dir: "/var/www/html".into(),
-                    options: Some("ro".into()),
-                    ..Default::default()
-                },
-                StorageMapping {
-                    id: "logs".into(),
-                    source_dir_root: Some(dir.join("logs").display().to_string()),
-                    target_dir: "/logs".into(),
-                    options: Some("rw".into()),
-                    ..Default::default()
-                },
-            ],
+/// The test bundle on `lo`, with the temp dir's `www` read-only as the web root and its
+/// `logs` as a per-replica root.
+fn bundle(name: &str, replicas: u32, net: u8, dir: &Path) -> Bundle {
+    let mut b = httpd_bundle(name, replicas, replicas, net);
+    b.spec.network.as_mut().unwrap().host_interface = Some("lo".into());
+    b.spec.storage_mappings = vec![
+        StorageMapping {
+            id: "www".into(),
+            source_dir: Some(dir.join("www").display().to_string()),
+            target_dir: "/var/www/html".into(),
+            options: Some("ro".into()),
             ..Default::default()
         },
-    );
-    b.metadata.generation = Some(1);
+        StorageMapping {
+            id: "logs".into(),
+            source_dir_root: Some(dir.join("logs").display().to_string()),
+            target_dir: "/logs".into(),
+            options: Some("rw".into()),
+            ..Default::default()
+        },
+    ];
     b
 }
 

@@ -71,41 +71,66 @@ async fn two_concurrent_updates_one_wins_the_other_conflicts() {
     ));
 }
 
-/// Reads events until the cache equals `want`, recording every put and delete revision.
-async fn follow(
-    events: &mut (
-             impl futures::Stream<Item = Result<WatchEvent, berth::store::watch::WatchError>> + Unpin
-         ),
-    cache: &mut Cache,
-    seen: &mut Vec<i64>,
-    lists: &mut usize,
-    errors: &mut usize,
-    want: &BTreeMap<String, Vec<u8>>,
-) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let view: BTreeMap<String, Vec<u8>> = cache
-            .items
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone()))
-            .collect();
-        if &view == want {
-            return;
-        }
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("watch did not converge: have {view:?}, want {want:?}"))
-            .expect("the watch stream never ends");
-        match ev {
-            Ok(ev) => {
-                match &ev {
-                    WatchEvent::Listed { .. } => *lists += 1,
-                    WatchEvent::Put(kv) => seen.push(kv.mod_revision),
-                    WatchEvent::Deleted { revision, .. } => seen.push(*revision),
-                }
-                cache.apply(&ev);
+/// A watch under test, with what it has seen: put and delete revisions, lists, errors.
+struct Watcher {
+    events: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<WatchEvent, berth::store::watch::WatchError>> + Send>,
+    >,
+    cache: Cache,
+    seen: Vec<i64>,
+    lists: usize,
+    errors: usize,
+}
+
+impl Watcher {
+    /// Watches `root` through a store behind a cuttable proxy to `endpoint` (fast retries).
+    async fn behind_proxy(p: &TestPrefix, endpoint: &str, root: &str) -> (Watcher, Proxy) {
+        let proxy = Proxy::start(endpoint.to_string()).await;
+        let mut cfg = p.config().with_endpoints(&proxy.addr.to_string());
+        cfg.keep_alive = Duration::from_millis(500);
+        let behind = connect_checked(&cfg).await;
+        let wcfg = WatchConfig {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        };
+        let w = Watcher {
+            events: Box::pin(watch_prefix(behind.client(), root.to_string(), wcfg)),
+            cache: Cache::default(),
+            seen: Vec::new(),
+            lists: 0,
+            errors: 0,
+        };
+        (w, proxy)
+    }
+
+    /// Reads events until the cache equals `want`, recording what it sees.
+    async fn follow(&mut self, want: &BTreeMap<String, Vec<u8>>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let view: BTreeMap<String, Vec<u8>> = self
+                .cache
+                .items
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect();
+            if &view == want {
+                return;
             }
-            Err(_) => *errors += 1,
+            let ev = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("watch did not converge: have {view:?}, want {want:?}"))
+                .expect("the watch stream never ends");
+            match ev {
+                Ok(ev) => {
+                    match &ev {
+                        WatchEvent::Listed { .. } => self.lists += 1,
+                        WatchEvent::Put(kv) => self.seen.push(kv.mod_revision),
+                        WatchEvent::Deleted { revision, .. } => self.seen.push(*revision),
+                    }
+                    self.cache.apply(&ev);
+                }
+                Err(_) => self.errors += 1,
+            }
         }
     }
 }
@@ -115,66 +140,29 @@ async fn snapshot(store: &berth::store::Store, prefix: &str) -> BTreeMap<String,
     kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
 }
 
+async fn put(store: &berth::store::Store, key: String, value: &[u8]) -> i64 {
+    store.put(&key, value.to_vec(), Expect::Any).await.unwrap()
+}
+
 #[tokio::test]
 async fn watch_resumes_after_its_connection_drops_missing_and_duplicating_nothing() {
     let p = TestPrefix::new("watchdrop");
     let direct = p.store().await;
-    let proxy = Proxy::start(etcd_endpoint()).await;
-    let mut cfg = p.config().with_endpoints(&proxy.addr.to_string());
-    cfg.keep_alive = Duration::from_millis(500);
-    let behind = connect_checked(&cfg).await;
     let root = direct.keys().root();
-
-    direct
-        .put(&format!("{root}a"), b"1".to_vec(), Expect::Any)
-        .await
-        .unwrap();
-    let cfg = WatchConfig {
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-    };
-    let mut events = Box::pin(watch_prefix(behind.client(), root.clone(), cfg));
-    let (mut cache, mut seen, mut lists, mut errors) = (Cache::default(), vec![], 0, 0);
-    let want = snapshot(&direct, &root).await;
-    follow(
-        &mut events,
-        &mut cache,
-        &mut seen,
-        &mut lists,
-        &mut errors,
-        &want,
-    )
-    .await;
-    assert_eq!(lists, 1);
+    put(&direct, format!("{root}a"), b"1").await;
+    let (mut w, proxy) = Watcher::behind_proxy(&p, &etcd_endpoint(), &root).await;
+    w.follow(&snapshot(&direct, &root).await).await;
+    assert_eq!(w.lists, 1);
 
     let mut written = Vec::new();
     for i in 0..5 {
-        written.push(
-            direct
-                .put(&format!("{root}k{i}"), vec![b'x'; i], Expect::Any)
-                .await
-                .unwrap(),
-        );
+        written.push(put(&direct, format!("{root}k{i}"), &vec![b'x'; i]).await);
     }
-    let want = snapshot(&direct, &root).await;
-    follow(
-        &mut events,
-        &mut cache,
-        &mut seen,
-        &mut lists,
-        &mut errors,
-        &want,
-    )
-    .await;
+    w.follow(&snapshot(&direct, &root).await).await;
 
     proxy.sever();
     for i in 5..10 {
-        written.push(
-            direct
-                .put(&format!("{root}k{i}"), vec![b'y'; i], Expect::Any)
-                .await
-                .unwrap(),
-        );
+        written.push(put(&direct, format!("{root}k{i}"), &vec![b'y'; i]).await);
     }
     written.push(
         direct
@@ -182,38 +170,24 @@ async fn watch_resumes_after_its_connection_drops_missing_and_duplicating_nothin
             .await
             .unwrap(),
     );
-    written.push(
-        direct
-            .put(&format!("{root}k1"), b"changed".to_vec(), Expect::Any)
-            .await
-            .unwrap(),
-    );
+    written.push(put(&direct, format!("{root}k1"), b"changed").await);
     // Wait until the watcher has noticed the cut (it yields an error), then let it back.
     eventually(
         Duration::from_secs(10),
         "the watch to notice the cut",
         || {
-            let got = futures::FutureExt::now_or_never(events.next());
+            let got = futures::FutureExt::now_or_never(w.events.next());
             let noticed = matches!(got, Some(Some(Err(_))));
             async move { noticed.then_some(()) }
         },
     )
     .await;
     proxy.restore();
-    let want = snapshot(&direct, &root).await;
-    follow(
-        &mut events,
-        &mut cache,
-        &mut seen,
-        &mut lists,
-        &mut errors,
-        &want,
-    )
-    .await;
+    w.follow(&snapshot(&direct, &root).await).await;
 
-    assert_eq!(lists, 1, "a resumed watch must not re-list");
+    assert_eq!(w.lists, 1, "a resumed watch must not re-list");
     assert_eq!(
-        seen, written,
+        w.seen, written,
         "every write seen once, in order, none missing or repeated"
     );
 }
@@ -224,60 +198,24 @@ async fn watch_relists_after_compaction() {
     let etcd = PrivateEtcd::start().await;
     let p = TestPrefix::new("watchcompact");
     let direct = connect_checked(&p.config().with_endpoints(&etcd.endpoint)).await;
-    let proxy = Proxy::start(etcd.endpoint.clone()).await;
-    let mut cfg = p.config().with_endpoints(&proxy.addr.to_string());
-    cfg.keep_alive = Duration::from_millis(500);
-    let behind = connect_checked(&cfg).await;
     let root = direct.keys().root();
     for i in 0..3 {
-        direct
-            .put(&format!("{root}k{i}"), b"v".to_vec(), Expect::Any)
-            .await
-            .unwrap();
+        put(&direct, format!("{root}k{i}"), b"v").await;
     }
-    let cfg = WatchConfig {
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-    };
-    let mut events = Box::pin(watch_prefix(behind.client(), root.clone(), cfg));
-    let (mut cache, mut seen, mut lists, mut errors) = (Cache::default(), vec![], 0, 0);
-    let want = snapshot(&direct, &root).await;
-    follow(
-        &mut events,
-        &mut cache,
-        &mut seen,
-        &mut lists,
-        &mut errors,
-        &want,
-    )
-    .await;
+    let (mut w, proxy) = Watcher::behind_proxy(&p, &etcd.endpoint, &root).await;
+    w.follow(&snapshot(&direct, &root).await).await;
 
     proxy.sever();
     direct
         .delete(&format!("{root}k0"), Expect::Any)
         .await
         .unwrap();
-    direct
-        .put(&format!("{root}k1"), b"new".to_vec(), Expect::Any)
-        .await
-        .unwrap();
-    let last = direct
-        .put(&format!("{root}k3"), b"v".to_vec(), Expect::Any)
-        .await
-        .unwrap();
+    put(&direct, format!("{root}k1"), b"new").await;
+    let last = put(&direct, format!("{root}k3"), b"v").await;
     // Compact past every revision the watcher has seen: it cannot resume, only re-list.
     direct.client().compact(last, None).await.unwrap();
     proxy.restore();
-    let want = snapshot(&direct, &root).await;
-    follow(
-        &mut events,
-        &mut cache,
-        &mut seen,
-        &mut lists,
-        &mut errors,
-        &want,
-    )
-    .await;
-    assert_eq!(lists, 2, "the compaction forces exactly one re-list");
-    assert!(cache.revision >= last);
+    w.follow(&snapshot(&direct, &root).await).await;
+    assert_eq!(w.lists, 2, "the compaction forces exactly one re-list");
+    assert!(w.cache.revision >= last);
 }

@@ -452,3 +452,36 @@ impl Drop for TestController {
         self.token.cancel();
     }
 }
+
+/// The bundle tests and benchmarks run: `replicas` replicas of `berth-test/httpd:1` (at most
+/// `rph` per node), addresses from 127.0.`net`.10/24, port 8080 → 80, and a 1 s stop timeout
+/// (busybox httpd as PID 1 ignores SIGTERM: no need to wait Docker's 10 s); generation 1.
+pub fn httpd_bundle(name: &str, replicas: u32, rph: u32, net: u8) -> berth::model::Bundle {
+    use berth::model::{Bundle, BundleSpec, ContainerSpec, NetworkSpec, PortMapping};
+    let mut b = Bundle::new(
+        name,
+        BundleSpec {
+            docker: Some(ContainerSpec {
+                image: "berth-test/httpd:1".into(),
+                replicas: Some(replicas),
+                replicas_per_host: Some(rph),
+                options: Some("--stop-timeout 1".into()),
+                ..Default::default()
+            }),
+            network: Some(NetworkSpec {
+                ip_range_start: Some(format!("127.0.{net}.10")),
+                host_netmask: Some(24),
+                port_mappings: vec![PortMapping {
+                    id: "http".into(),
+                    port: Some(8080),
+                    internal_port: Some(80),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    b.metadata.generation = Some(1);
+    b
+}
