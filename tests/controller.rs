@@ -190,6 +190,17 @@ async fn spread_and_replicas_per_host() {
             .unwrap();
         assert!(line.contains(&format!("Started {}", placed[&i])), "{line}");
     }
+    // describe shows the status rows.
+    let out = berth(&c.prefix, &["describe", "bundle", b.name()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3/3 ready"), "{text}");
+    for i in 0..3 {
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&b.replica_name(i)) && l.contains("running"))
+            .unwrap_or_else(|| panic!("no running row for replica {i}: {text}"));
+        assert!(row.contains(&placed[&i]), "{row}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,6 +352,21 @@ fn describe_text(b: &Bundle) -> String {
                     c.kind, c.status, c.reason, c.message
                 ));
             }
+            if !st.replica_rows.is_empty() {
+                let mut rows = Table::new(vec!["  REPLICA", "NODE", "ADDRESS", "STATE", "REASON"]);
+                for r in &st.replica_rows {
+                    rows.row(vec![
+                        format!("  {}", r.name),
+                        none_if_empty(r.node.clone()),
+                        none_if_empty(r.address.clone()),
+                        r.state.clone(),
+                        r.reason.clone(),
+                    ]);
+                }
+                let mut buf = Vec::new();
+                rows.print(&mut buf, true).expect("write to memory");
+                t.push_str(&String::from_utf8_lossy(&buf));
+            }
         }
     }
     t
