@@ -10,55 +10,21 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use berth::model::Bundle;
 use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
-use berth::model::{Bundle, BundleSpec, ContainerSpec, NetworkSpec, PortMapping};
 use berth::node::engine::DockerEngine;
 use berth::node::{NodeConfig, run};
 use berth::store::{Expect, Store, StoreConfig};
+use common::{docker, httpd_bundle, test_image};
 use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 5;
 
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 fn bundle(name: &str, n: u32) -> Bundle {
-    let mut b = Bundle::new(
-        name,
-        BundleSpec {
-            docker: Some(ContainerSpec {
-                image: "berth-test/httpd:1".into(),
-                replicas: Some(n),
-                replicas_per_host: Some(n),
-                options: Some("--stop-timeout 1".into()),
-                ..Default::default()
-            }),
-            network: Some(NetworkSpec {
-                ip_range_start: Some("127.0.77.10".into()),
-                host_netmask: Some(24),
-                port_mappings: vec![PortMapping {
-                    id: "http".into(),
-                    port: Some(8080),
-                    internal_port: Some(80),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    b.metadata.generation = Some(1);
-    b
+    httpd_bundle(name, n, n, 77)
 }
 
 async fn statuses(store: &Store, b: &Bundle) -> Vec<ReplicaStatus> {
@@ -87,11 +53,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let built = Command::new("bash")
-        .args(["scripts/build-test-image.sh", "berth-test/httpd:1"])
-        .status()
-        .unwrap();
-    assert!(built.success());
+    test_image();
     let prefix = format!("/berth-bench/node-{}", std::process::id());
     let store = Store::connect(&StoreConfig::default().with_prefix(&prefix))
         .await
