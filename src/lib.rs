@@ -14,14 +14,17 @@
 //! - [`node`]: the node agent (`berth node`): registers under a lease, watches its
 //!   assignments, and converges the local Docker engine to them ([`node::plan`] decides,
 //!   [`node::engine`] acts through bollard).
-//! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, cib import/export,
-//!   node. Nothing below reaches up into it.
-//!
-//! Still to come (see `docs/ARCHITECTURE.md`): the controller, the remote agent and charts.
+//! - [`controller`]: placement ([`controller::placement`], pure) and the leader-elected loop
+//!   that writes assignments and bundle status.
+//! - [`chart`]: Helm-style charts rendered with gtmpl, releases kept in etcd.
+//! - [`remote`]: the remote agent, in progress (the OCF executor exists).
+//! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, status, cib, chart,
+//!   and the daemons node, controller and up. Nothing below reaches up into it.
 
 pub mod chart;
 pub mod cli;
 pub mod controller;
 pub mod model;
 pub mod node;
+pub mod remote;
 pub mod store;

@@ -1,0 +1,354 @@
+//! Running a resource agent's action the way the OCF resource agent API specifies: the agent
+//! at `$OCF_ROOT/resource.d/<provider>/<type>`, the action as its only argument, parameters
+//! as `OCF_RESKEY_<name>` in the environment, the operation's timeout and interval as
+//! `OCF_RESKEY_CRM_meta_timeout` / `_interval` (milliseconds, as Pacemaker passes them), and
+//! the result read from the exit code. The timeout is enforced: an agent still running when
+//! it expires is killed with its whole process group.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+/// The OCF actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Monitor,
+    Promote,
+    Demote,
+    Notify,
+    MetaData,
+    ValidateAll,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Monitor => "monitor",
+            Action::Promote => "promote",
+            Action::Demote => "demote",
+            Action::Notify => "notify",
+            Action::MetaData => "meta-data",
+            Action::ValidateAll => "validate-all",
+        }
+    }
+}
+
+/// The OCF exit codes (OCF resource agent API, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rc {
+    Success,
+    ErrGeneric,
+    ErrArgs,
+    ErrUnimplemented,
+    ErrPerm,
+    ErrInstalled,
+    ErrConfigured,
+    NotRunning,
+    RunningPromoted,
+    FailedPromoted,
+    /// Any other code the agent returned.
+    Other(i32),
+    /// Killed by a signal (not by berth's timeout).
+    Signaled(i32),
+    /// berth killed it at the operation's timeout.
+    TimedOut,
+}
+
+impl Rc {
+    /// From an exit code.
+    pub fn from_code(code: i32) -> Rc {
+        match code {
+            0 => Rc::Success,
+            1 => Rc::ErrGeneric,
+            2 => Rc::ErrArgs,
+            3 => Rc::ErrUnimplemented,
+            4 => Rc::ErrPerm,
+            5 => Rc::ErrInstalled,
+            6 => Rc::ErrConfigured,
+            7 => Rc::NotRunning,
+            8 => Rc::RunningPromoted,
+            9 => Rc::FailedPromoted,
+            n => Rc::Other(n),
+        }
+    }
+
+    /// The specification's name for it (`OCF_NOT_RUNNING`, …).
+    pub fn name(self) -> String {
+        match self {
+            Rc::Success => "OCF_SUCCESS".into(),
+            Rc::ErrGeneric => "OCF_ERR_GENERIC".into(),
+            Rc::ErrArgs => "OCF_ERR_ARGS".into(),
+            Rc::ErrUnimplemented => "OCF_ERR_UNIMPLEMENTED".into(),
+            Rc::ErrPerm => "OCF_ERR_PERM".into(),
+            Rc::ErrInstalled => "OCF_ERR_INSTALLED".into(),
+            Rc::ErrConfigured => "OCF_ERR_CONFIGURED".into(),
+            Rc::NotRunning => "OCF_NOT_RUNNING".into(),
+            Rc::RunningPromoted => "OCF_RUNNING_PROMOTED".into(),
+            Rc::FailedPromoted => "OCF_FAILED_PROMOTED".into(),
+            Rc::Other(n) => format!("exit code {n}"),
+            Rc::Signaled(s) => format!("killed by signal {s}"),
+            Rc::TimedOut => "timed out".into(),
+        }
+    }
+}
+
+/// One resource agent instance: where it is and what it is given.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// `OCF_ROOT` (conventionally `/usr/lib/ocf`).
+    pub root: PathBuf,
+    pub provider: String,
+    pub kind: String,
+    /// `OCF_RESOURCE_INSTANCE`: the primitive's id (with the replica's suffix in a bundle).
+    pub instance: String,
+    /// Instance attributes, passed as `OCF_RESKEY_<name>`.
+    pub params: Vec<(String, String)>,
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub rc: Rc,
+    /// Standard output (the meta-data XML for meta-data), then standard error, truncated.
+    pub output: String,
+    pub took: Duration,
+}
+
+/// Why an action could not be run at all (the agent is missing or not executable).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {path}: {source}")]
+pub struct SpawnError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Agent {
+    /// `$OCF_ROOT/resource.d/<provider>/<type>`.
+    pub fn path(&self) -> PathBuf {
+        self.root
+            .join("resource.d")
+            .join(&self.provider)
+            .join(&self.kind)
+    }
+
+    /// Runs `action` with the operation's `timeout` and `interval`; kills the agent's process
+    /// group at the timeout.
+    pub async fn run(
+        &self,
+        action: Action,
+        timeout: Duration,
+        interval: Duration,
+    ) -> Result<Outcome, SpawnError> {
+        let path = self.path();
+        let mut cmd = tokio::process::Command::new(&path);
+        cmd.arg(action.as_str())
+            .env("OCF_ROOT", &self.root)
+            .env("OCF_FUNCTIONS_DIR", self.root.join("lib/heartbeat"))
+            .env("OCF_RA_VERSION_MAJOR", "1")
+            .env("OCF_RA_VERSION_MINOR", "1")
+            .env("OCF_RESOURCE_INSTANCE", &self.instance)
+            .env("OCF_RESOURCE_TYPE", &self.kind)
+            .env("OCF_RESOURCE_PROVIDER", &self.provider)
+            .env(
+                "OCF_RESKEY_CRM_meta_timeout",
+                timeout.as_millis().to_string(),
+            )
+            .env(
+                "OCF_RESKEY_CRM_meta_interval",
+                interval.as_millis().to_string(),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for (k, v) in &self.params {
+            cmd.env(format!("OCF_RESKEY_{k}"), v);
+        }
+        let start = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| SpawnError {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let pgid = child.id().map(|p| p as i32);
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let read = async {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut a).await;
+            }
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_end(&mut b).await;
+            }
+            (a, b)
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            let (status, (a, b)) = tokio::join!(child.wait(), read);
+            (status, a, b)
+        })
+        .await;
+        let (rc, stdout, stderr) = match waited {
+            Ok((Ok(status), a, b)) => {
+                let rc = match (status.code(), status.signal()) {
+                    (Some(c), _) => Rc::from_code(c),
+                    (None, Some(s)) => Rc::Signaled(s),
+                    (None, None) => Rc::ErrGeneric,
+                };
+                (rc, a, b)
+            }
+            Ok((Err(e), _, _)) => {
+                return Err(SpawnError {
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+            Err(_) => {
+                if let Some(pg) = pgid {
+                    // SAFETY: kill(2) on the process group the agent leads (process_group(0)).
+                    unsafe {
+                        libc::kill(-pg, libc::SIGKILL);
+                    }
+                }
+                let _ = child.wait().await;
+                (Rc::TimedOut, Vec::new(), Vec::new())
+            }
+        };
+        let mut output = String::from_utf8_lossy(&stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&stderr));
+        output.truncate(4096);
+        Ok(Outcome {
+            rc,
+            output,
+            took: start.elapsed(),
+        })
+    }
+}
+
+/// Whether `path` exists and is executable (OCF_ERR_INSTALLED otherwise).
+pub fn installed(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// An OCF root with one agent, `test/echo`, that exits with `$OCF_RESKEY_rc` after
+    /// writing its environment, and sleeps `$OCF_RESKEY_sleep` seconds first when set.
+    fn root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_dir = dir.path().join("resource.d/test");
+        std::fs::create_dir_all(&agent_dir).unwrap();
+        let script = agent_dir.join("echo");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n\
+             [ -n \"$OCF_RESKEY_sleep\" ] && sleep \"$OCF_RESKEY_sleep\"\n\
+             echo \"action=$1 instance=$OCF_RESOURCE_INSTANCE type=$OCF_RESOURCE_TYPE provider=$OCF_RESOURCE_PROVIDER timeout=$OCF_RESKEY_CRM_meta_timeout interval=$OCF_RESKEY_CRM_meta_interval root=$OCF_ROOT\"\n\
+             exit \"${OCF_RESKEY_rc:-0}\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    fn agent(root: &Path, params: &[(&str, &str)]) -> Agent {
+        Agent {
+            root: root.to_path_buf(),
+            provider: "test".into(),
+            kind: "echo".into(),
+            instance: "web-apache:0".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_ocf_exit_code() {
+        let r = root();
+        let want = [
+            Rc::Success,
+            Rc::ErrGeneric,
+            Rc::ErrArgs,
+            Rc::ErrUnimplemented,
+            Rc::ErrPerm,
+            Rc::ErrInstalled,
+            Rc::ErrConfigured,
+            Rc::NotRunning,
+            Rc::RunningPromoted,
+            Rc::FailedPromoted,
+        ];
+        for (code, rc) in want.into_iter().enumerate() {
+            let a = agent(r.path(), &[("rc", &code.to_string())]);
+            let out = a
+                .run(Action::Monitor, Duration::from_secs(5), Duration::ZERO)
+                .await
+                .unwrap();
+            assert_eq!(out.rc, rc, "exit {code}");
+        }
+        let a = agent(r.path(), &[("rc", "42")]);
+        let out = a
+            .run(Action::Monitor, Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(out.rc, Rc::Other(42));
+    }
+
+    #[tokio::test]
+    async fn the_environment_follows_the_specification() {
+        let r = root();
+        let a = agent(r.path(), &[]);
+        let out = a
+            .run(
+                Action::Monitor,
+                Duration::from_secs(20),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.output.trim(),
+            format!(
+                "action=monitor instance=web-apache:0 type=echo provider=test timeout=20000 interval=10000 root={}",
+                r.path().display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_kills_the_agent() {
+        let r = root();
+        let a = agent(r.path(), &[("sleep", "30")]);
+        let out = a
+            .run(Action::Start, Duration::from_millis(300), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(out.rc, Rc::TimedOut);
+        assert!(out.took < Duration::from_secs(5), "{:?}", out.took);
+    }
+
+    #[tokio::test]
+    async fn a_missing_agent_cannot_be_spawned() {
+        let r = root();
+        let mut a = agent(r.path(), &[]);
+        a.kind = "nope".into();
+        assert!(!installed(&a.path()));
+        assert!(
+            a.run(Action::Start, Duration::from_secs(1), Duration::ZERO)
+                .await
+                .is_err()
+        );
+    }
+}
