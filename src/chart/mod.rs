@@ -3,7 +3,7 @@
 //!
 //! - this file: loading a chart (Helm's layout), merging values (`values.yaml` < `-f` files
 //!   < `--set`, later ones winning, as Helm does), and rendering to validated bundles;
-//! - [`render`]: Go templates through gtmpl, with the Sprig functions charts use most;
+//! - [`render`](mod@render): Go templates through gtmpl, with the Sprig functions charts use most;
 //! - [`schema`]: `values.schema.json` checks on the merged values;
 //! - [`release`]: releases in etcd, each change one transaction.
 

@@ -147,7 +147,7 @@ pub struct NodeArgs {
     /// Registration lease TTL (whole seconds; Pacemaker time syntax: 5s, 10).
     #[arg(long, default_value = "5s")]
     pub lease_ttl: String,
-    /// Per-replica state files (default /var/lib/berth/node/<name>).
+    /// Per-replica state files (default `/var/lib/berth/node/<name>`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// The engine's API socket: unix:///var/run/docker.sock (default), or podman's
