@@ -110,22 +110,7 @@ pub async fn install(
             "already exists (use upgrade, or uninstall it first)".into(),
         ));
     }
-    let info = ReleaseInfo {
-        name: name.to_string(),
-        revision: 1,
-        is_install: true,
-    };
-    let rendered = render(chart, &values, &info)?;
-    deploy(
-        store,
-        name,
-        &hist,
-        chart_ref(chart),
-        values,
-        rendered,
-        "Install complete",
-    )
-    .await
+    render_and_deploy(store, chart, name, &hist, values, "Install complete").await
 }
 
 /// Upgrades a release to a new revision: applies what changed, deletes the bundles the chart
@@ -147,20 +132,33 @@ pub async fn upgrade(
             "has no deployed revision".into(),
         ));
     }
+    render_and_deploy(store, chart, name, &hist, values, "Upgrade complete").await
+}
+
+/// Renders the chart as the release's next revision (an install when it has no history)
+/// and deploys it.
+async fn render_and_deploy(
+    store: &Store,
+    chart: &Chart,
+    name: &str,
+    hist: &[(Release, i64)],
+    values: Json,
+    description: &str,
+) -> Result<Release, ChartError> {
     let info = ReleaseInfo {
         name: name.to_string(),
-        revision: next_revision(&hist),
-        is_install: false,
+        revision: next_revision(hist),
+        is_install: hist.is_empty(),
     };
     let rendered = render(chart, &values, &info)?;
     deploy(
         store,
         name,
-        &hist,
+        hist,
         chart_ref(chart),
         values,
         rendered,
-        "Upgrade complete",
+        description,
     )
     .await
 }
