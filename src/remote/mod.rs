@@ -4,3 +4,4 @@
 //! classes, the control channel, and the node agent's use of it.
 
 pub mod ocf;
+pub mod reaper;

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+
+use super::reaper::Reaper;
 
 /// The OCF actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,15 +143,16 @@ impl Agent {
     }
 
     /// Runs `action` with the operation's `timeout` and `interval`; kills the agent's process
-    /// group at the timeout.
+    /// group at the timeout. The child is waited for through the reaper (see [`Reaper`]).
     pub async fn run(
         &self,
+        reaper: &Reaper,
         action: Action,
         timeout: Duration,
         interval: Duration,
     ) -> Result<Outcome, SpawnError> {
         let path = self.path();
-        let mut cmd = tokio::process::Command::new(&path);
+        let mut cmd = std::process::Command::new(&path);
         cmd.arg(action.as_str())
             .env("OCF_ROOT", &self.root)
             .env("OCF_FUNCTIONS_DIR", self.root.join("lib/heartbeat"))
@@ -168,61 +172,54 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         for (k, v) in &self.params {
             cmd.env(format!("OCF_RESKEY_{k}"), v);
         }
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|source| SpawnError {
+        let (mut child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
             path: path.display().to_string(),
             source,
         })?;
-        let pgid = child.id().map(|p| p as i32);
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        let read = async {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            if let Some(o) = out.as_mut() {
-                let _ = o.read_to_end(&mut a).await;
-            }
-            if let Some(e) = err.as_mut() {
-                let _ = e.read_to_end(&mut b).await;
-            }
-            (a, b)
-        };
-        let waited = tokio::time::timeout(timeout, async {
-            let (status, (a, b)) = tokio::join!(child.wait(), read);
-            (status, a, b)
-        })
-        .await;
-        let (rc, stdout, stderr) = match waited {
-            Ok((Ok(status), a, b)) => {
-                let rc = match (status.code(), status.signal()) {
-                    (Some(c), _) => Rc::from_code(c),
-                    (None, Some(s)) => Rc::Signaled(s),
-                    (None, None) => Rc::ErrGeneric,
-                };
-                (rc, a, b)
-            }
-            Ok((Err(e), _, _)) => {
-                return Err(SpawnError {
-                    path: path.display().to_string(),
-                    source: e,
-                });
-            }
-            Err(_) => {
-                if let Some(pg) = pgid {
-                    // SAFETY: kill(2) on the process group the agent leads (process_group(0)).
-                    unsafe {
-                        libc::kill(-pg, libc::SIGKILL);
-                    }
+        let pgid = child.id() as i32;
+        // Pipes are read on blocking threads; a daemon the agent started may keep them open,
+        // so the output is taken as far as it came when the agent itself exits.
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let read = |pipe: Option<Box<dyn Read + Send>>| {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.by_ref().take(64 * 1024).read_to_end(&mut buf);
                 }
-                let _ = child.wait().await;
-                (Rc::TimedOut, Vec::new(), Vec::new())
+                buf
+            })
+        };
+        let out = read(out.map(|o| Box::new(o) as Box<dyn Read + Send>));
+        let err = read(err.map(|e| Box::new(e) as Box<dyn Read + Send>));
+        let rc = match tokio::time::timeout(timeout, exited).await {
+            Ok(Ok(status)) => match (status.code(), status.signal()) {
+                (Some(c), _) => Rc::from_code(c),
+                (None, Some(s)) => Rc::Signaled(s),
+                (None, None) => Rc::ErrGeneric,
+            },
+            Ok(Err(_)) => Rc::ErrGeneric,
+            Err(_) => {
+                // SAFETY: kill(2) on the process group the agent leads (process_group(0)).
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                Rc::TimedOut
             }
         };
-        let mut output = String::from_utf8_lossy(&stdout).into_owned();
-        output.push_str(&String::from_utf8_lossy(&stderr));
+        let grab = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
+            tokio::time::timeout(Duration::from_millis(200), h)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        let mut output = String::from_utf8_lossy(&grab(out).await).into_owned();
+        output.push_str(&String::from_utf8_lossy(&grab(err).await));
         output.truncate(4096);
         Ok(Outcome {
             rc,
@@ -241,6 +238,10 @@ pub fn installed(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reaper() -> &'static Reaper {
+        Reaper::global()
+    }
     use std::os::unix::fs::PermissionsExt;
 
     /// An OCF root with one agent, `test/echo`, that exits with `$OCF_RESKEY_rc` after
@@ -293,14 +294,24 @@ mod tests {
         for (code, rc) in want.into_iter().enumerate() {
             let a = agent(r.path(), &[("rc", &code.to_string())]);
             let out = a
-                .run(Action::Monitor, Duration::from_secs(5), Duration::ZERO)
+                .run(
+                    reaper(),
+                    Action::Monitor,
+                    Duration::from_secs(5),
+                    Duration::ZERO,
+                )
                 .await
                 .unwrap();
             assert_eq!(out.rc, rc, "exit {code}");
         }
         let a = agent(r.path(), &[("rc", "42")]);
         let out = a
-            .run(Action::Monitor, Duration::from_secs(5), Duration::ZERO)
+            .run(
+                reaper(),
+                Action::Monitor,
+                Duration::from_secs(5),
+                Duration::ZERO,
+            )
             .await
             .unwrap();
         assert_eq!(out.rc, Rc::Other(42));
@@ -312,6 +323,7 @@ mod tests {
         let a = agent(r.path(), &[]);
         let out = a
             .run(
+                reaper(),
                 Action::Monitor,
                 Duration::from_secs(20),
                 Duration::from_secs(10),
@@ -332,7 +344,12 @@ mod tests {
         let r = root();
         let a = agent(r.path(), &[("sleep", "30")]);
         let out = a
-            .run(Action::Start, Duration::from_millis(300), Duration::ZERO)
+            .run(
+                reaper(),
+                Action::Start,
+                Duration::from_millis(300),
+                Duration::ZERO,
+            )
             .await
             .unwrap();
         assert_eq!(out.rc, Rc::TimedOut);
@@ -346,9 +363,14 @@ mod tests {
         a.kind = "nope".into();
         assert!(!installed(&a.path()));
         assert!(
-            a.run(Action::Start, Duration::from_secs(1), Duration::ZERO)
-                .await
-                .is_err()
+            a.run(
+                reaper(),
+                Action::Start,
+                Duration::from_secs(1),
+                Duration::ZERO
+            )
+            .await
+            .is_err()
         );
     }
 }
