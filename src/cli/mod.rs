@@ -121,6 +121,13 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// The remote agent: supervise a bundle's primitive inside its container (as PID 1).
+    /// Work in progress (issue 5): the ocf class, monitors and on-fail so far.
+    Remote {
+        /// The JSON file naming the primitive to supervise (written by the node agent).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Everything on this host for a first run: etcd (reused when one answers), a
     /// controller and a node agent; applies the manifests given and waits for them.
     Up {
@@ -308,6 +315,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Remote { config } => remote(&config).await,
         Command::Up {
             files,
             name,
@@ -362,6 +370,22 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
     );
     crate::node::run(store, engine, cfg, shutdown).await?;
     Ok(())
+}
+
+/// `berth remote`: supervises the primitive until SIGTERM/SIGINT, then exits with the
+/// supervisor's code (see `remote::supervisor::exit`).
+async fn remote(config: &std::path::Path) -> Result<()> {
+    use crate::remote::{reaper::Reaper, supervisor};
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("{}: cannot read", config.display()))?;
+    let cfg: supervisor::RemoteConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a remote agent configuration", config.display()))?;
+    let reaper = Reaper::global();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let state = std::sync::Arc::new(std::sync::Mutex::new(supervisor::PrimitiveState::default()));
+    let code = supervisor::run(&cfg, reaper, state, shutdown).await;
+    std::process::exit(code)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

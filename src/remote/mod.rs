@@ -5,3 +5,4 @@
 
 pub mod ocf;
 pub mod reaper;
+pub mod supervisor;

@@ -82,6 +82,24 @@ impl Rc {
         }
     }
 
+    /// The exit code (-1 for a timeout or a signal).
+    pub fn code(self) -> i32 {
+        match self {
+            Rc::Success => 0,
+            Rc::ErrGeneric => 1,
+            Rc::ErrArgs => 2,
+            Rc::ErrUnimplemented => 3,
+            Rc::ErrPerm => 4,
+            Rc::ErrInstalled => 5,
+            Rc::ErrConfigured => 6,
+            Rc::NotRunning => 7,
+            Rc::RunningPromoted => 8,
+            Rc::FailedPromoted => 9,
+            Rc::Other(n) => n,
+            Rc::Signaled(_) | Rc::TimedOut => -1,
+        }
+    }
+
     /// The specification's name for it (`OCF_NOT_RUNNING`, …).
     pub fn name(self) -> String {
         match self {

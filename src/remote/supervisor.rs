@@ -1,0 +1,326 @@
+//! The remote agent's supervision of one primitive: start it, run its recurring monitors at
+//! their intervals, recover as its on-fail says, and stop it cleanly on SIGTERM/SIGINT.
+//!
+//! So far the ocf class only (lsb, berth's command class, the control channel and promotion
+//! are issue 5's remaining work).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::ocf::{Action, Agent, Rc};
+use super::reaper::Reaper;
+use crate::model::{Primitive, duration};
+
+/// What the remote agent is told to supervise (a JSON file the node agent writes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteConfig {
+    /// `OCF_RESOURCE_INSTANCE`.
+    pub instance: String,
+    pub primitive: Primitive,
+    /// `OCF_ROOT` (default `/usr/lib/ocf`).
+    #[serde(default = "default_ocf_root")]
+    pub ocf_root: PathBuf,
+}
+
+fn default_ocf_root() -> PathBuf {
+    PathBuf::from("/usr/lib/ocf")
+}
+
+/// Pacemaker's default operation timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The remote agent's exit codes.
+pub mod exit {
+    /// Stopped cleanly on a signal.
+    pub const STOPPED: i32 = 0;
+    /// The stop action failed (or timed out).
+    pub const STOP_FAILED: i32 = 1;
+    /// The configuration cannot be used.
+    pub const CONFIG: i32 = 2;
+    /// The primitive failed to start: the container should fail, so that the node agent
+    /// counts it and restarts (or, past migration-threshold, moves) the replica.
+    pub const START_FAILED: i32 = 3;
+    /// on-fail=restart-container: the whole container must restart.
+    pub const RESTART_CONTAINER: i32 = 4;
+}
+
+/// What a failed operation leads to, per its `on-fail` (Pacemaker's defaults: restart,
+/// except stop, whose default is fence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Ignore,
+    /// Stop monitoring; leave the primitive as it is.
+    Block,
+    /// Stop, then start again in place.
+    Restart,
+    /// Stop and leave it stopped. `fence` and `standby` come here too: inside a container
+    /// there is no node to fence or put in standby; the reason says which it was.
+    Stop,
+    Demote,
+    RestartContainer,
+}
+
+/// The decision for a failed `op` whose on-fail is `policy`.
+pub fn decide(op: &str, policy: Option<&str>) -> Decision {
+    match policy {
+        Some("ignore") => Decision::Ignore,
+        Some("block") => Decision::Block,
+        Some("stop") | Some("standby") | Some("fence") => Decision::Stop,
+        Some("demote") => Decision::Demote,
+        Some("restart-container") => Decision::RestartContainer,
+        Some(_) | None if op == "stop" => Decision::Stop,
+        _ => Decision::Restart,
+    }
+}
+
+/// One operation as the history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpRecord {
+    pub action: String,
+    pub interval_ms: u64,
+    /// The OCF code, or -1 for a timeout or a signal.
+    pub rc: i32,
+    pub rc_name: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub took_ms: u64,
+    pub output: String,
+}
+
+/// The primitive's state and recent operations, for the control channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimitiveState {
+    /// starting, started, failed, stopping, stopped, blocked.
+    pub state: String,
+    pub restarts: u32,
+    pub last: VecDeque<OpRecord>,
+}
+
+/// Operations kept in the history.
+const HISTORY: usize = 20;
+
+struct Op {
+    interval: Duration,
+    timeout: Duration,
+    on_fail: Option<String>,
+}
+
+fn op(p: &Primitive, name: &str) -> Op {
+    let o = p
+        .operations
+        .iter()
+        .find(|o| o.name == name && duration::parse(&o.interval).is_ok_and(|d| d.is_zero()));
+    Op {
+        interval: Duration::ZERO,
+        timeout: o
+            .and_then(|o| o.timeout.as_deref())
+            .and_then(|t| duration::parse(t).ok())
+            .unwrap_or(DEFAULT_TIMEOUT),
+        on_fail: o.and_then(|o| o.on_fail.clone()),
+    }
+}
+
+fn monitors(p: &Primitive) -> Vec<Op> {
+    p.operations
+        .iter()
+        .filter(|o| o.name == "monitor" && o.enabled != Some(false))
+        .filter_map(|o| {
+            let interval = duration::parse(&o.interval).ok().filter(|d| !d.is_zero())?;
+            Some(Op {
+                interval,
+                timeout: o
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| duration::parse(t).ok())
+                    .unwrap_or(DEFAULT_TIMEOUT),
+                on_fail: o.on_fail.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Supervises the primitive until `shutdown`; returns the process exit code.
+pub async fn run(
+    cfg: &RemoteConfig,
+    reaper: &Reaper,
+    state: Arc<Mutex<PrimitiveState>>,
+    shutdown: CancellationToken,
+) -> i32 {
+    let p = &cfg.primitive;
+    if p.class != "ocf" {
+        tracing::error!(class = %p.class, "only the ocf class is supported so far");
+        return exit::CONFIG;
+    }
+    let agent = Agent {
+        root: cfg.ocf_root.clone(),
+        provider: p.provider.clone().unwrap_or_default(),
+        kind: p.kind.clone(),
+        instance: cfg.instance.clone(),
+        params: p
+            .instance_attributes
+            .iter()
+            .map(|nv| (nv.name.clone(), nv.value.clone().unwrap_or_default()))
+            .collect(),
+    };
+    let s = Supervisor {
+        agent,
+        reaper,
+        state,
+    };
+    let (start, stop) = (op(p, "start"), op(p, "stop"));
+    s.set("starting");
+    if s.call(Action::Start, &start).await != Rc::Success {
+        s.set("failed");
+        return exit::START_FAILED;
+    }
+    s.set("started");
+    let mons = monitors(p);
+    let mut next: Vec<tokio::time::Instant> = mons
+        .iter()
+        .map(|m| tokio::time::Instant::now() + m.interval)
+        .collect();
+    let mut monitoring = !mons.is_empty();
+    loop {
+        let due = next
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .map(|(i, t)| (i, *t));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = sleep_until(due.map(|d| d.1)), if monitoring => {
+                let Some((i, _)) = due else { continue };
+                let m = &mons[i];
+                next[i] = tokio::time::Instant::now() + m.interval;
+                let rc = s.call(Action::Monitor, m).await;
+                if rc == Rc::Success {
+                    continue;
+                }
+                let decision = decide("monitor", m.on_fail.as_deref());
+                tracing::warn!(rc = %rc.name(), ?decision, "monitor failed");
+                match decision {
+                    Decision::Ignore => {}
+                    Decision::Block => {
+                        monitoring = false;
+                        s.set("blocked");
+                    }
+                    Decision::Restart => {
+                        s.set("failed");
+                        s.call(Action::Stop, &stop).await;
+                        if s.call(Action::Start, &start).await != Rc::Success {
+                            s.set("failed");
+                            return exit::START_FAILED;
+                        }
+                        s.state.lock().expect("state lock").restarts += 1;
+                        s.set("started");
+                    }
+                    Decision::Stop => {
+                        s.call(Action::Stop, &stop).await;
+                        monitoring = false;
+                        s.set("stopped");
+                    }
+                    Decision::Demote => {
+                        s.call(Action::Demote, &op(p, "demote")).await;
+                    }
+                    Decision::RestartContainer => {
+                        s.call(Action::Stop, &stop).await;
+                        return exit::RESTART_CONTAINER;
+                    }
+                }
+            }
+        }
+    }
+    s.set("stopping");
+    let rc = s.call(Action::Stop, &stop).await;
+    s.set("stopped");
+    if rc == Rc::Success {
+        exit::STOPPED
+    } else {
+        exit::STOP_FAILED
+    }
+}
+
+struct Supervisor<'a> {
+    agent: Agent,
+    reaper: &'a Reaper,
+    state: Arc<Mutex<PrimitiveState>>,
+}
+
+impl Supervisor<'_> {
+    fn set(&self, s: &str) {
+        self.state.lock().expect("state lock").state = s.to_string();
+    }
+
+    /// Runs one action and records it.
+    async fn call(&self, action: Action, op: &Op) -> Rc {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (rc, took, output) = match self
+            .agent
+            .run(self.reaper, action, op.timeout, op.interval)
+            .await
+        {
+            Ok(o) => (o.rc, o.took, o.output),
+            Err(e) => (Rc::ErrInstalled, Duration::ZERO, e.to_string()),
+        };
+        let code = rc.code();
+        let mut st = self.state.lock().expect("state lock");
+        st.last.push_back(OpRecord {
+            action: action.as_str().into(),
+            interval_ms: op.interval.as_millis() as u64,
+            rc: code,
+            rc_name: rc.name(),
+            at,
+            took_ms: took.as_millis() as u64,
+            output,
+        });
+        while st.last.len() > HISTORY {
+            st.last.pop_front();
+        }
+        rc
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => futures::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_fail_decisions_follow_pacemaker() {
+        assert_eq!(decide("monitor", None), Decision::Restart);
+        assert_eq!(
+            decide("stop", None),
+            Decision::Stop,
+            "stop's default is fence, done as stop"
+        );
+        for (policy, d) in [
+            ("ignore", Decision::Ignore),
+            ("block", Decision::Block),
+            ("stop", Decision::Stop),
+            ("standby", Decision::Stop),
+            ("fence", Decision::Stop),
+            ("restart", Decision::Restart),
+            ("demote", Decision::Demote),
+            ("restart-container", Decision::RestartContainer),
+        ] {
+            assert_eq!(decide("monitor", Some(policy)), d, "{policy}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The remote agent as a process (`berth remote --config`), outside a container: it makes
+//! itself a child subreaper there, so orphans come to it as they would to PID 1. The
+//! primitive is a small OCF agent written for these tests, `test/dummy`: start creates its
+//! state file and leaves an orphan behind, monitor reports whether the state file exists,
+//! stop removes it; every call is logged.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth::model::{NvPair, Operation, Primitive};
+use berth::remote::supervisor::RemoteConfig;
+
+const DUMMY: &str = r#"#!/bin/sh
+echo "$1" >> "$OCF_RESKEY_log"
+case "$1" in
+  start)
+    touch "$OCF_RESKEY_state"
+    # Leave an orphan: the subshell exits at once, its sleep is adopted by the reaper.
+    ( sleep "${OCF_RESKEY_orphan_secs:-1}" & )
+    exit 0 ;;
+  stop) rm -f "$OCF_RESKEY_state"; exit 0 ;;
+  monitor) [ -f "$OCF_RESKEY_state" ] && exit 0; echo "monitor:7" >> "$OCF_RESKEY_log"; exit 7 ;;
+  meta-data) echo "<resource-agent name='dummy'/>"; exit 0 ;;
+  validate-all) exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
+
+struct Remote {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_remote(monitor_interval: &str, on_fail: Option<&str>) -> Remote {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("ocf/resource.d/test/dummy");
+    std::fs::create_dir_all(agent.parent().unwrap()).unwrap();
+    std::fs::write(&agent, DUMMY).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("log"));
+    let attr = |name: &str, value: &Path| NvPair {
+        id: None,
+        name: name.into(),
+        value: Some(value.display().to_string()),
+    };
+    let cfg = RemoteConfig {
+        instance: "dummy".into(),
+        ocf_root: dir.path().join("ocf"),
+        primitive: Primitive {
+            id: "dummy".into(),
+            class: "ocf".into(),
+            provider: Some("test".into()),
+            kind: "dummy".into(),
+            instance_attributes: vec![attr("state", &state), attr("log", &log)],
+            operations: vec![Operation {
+                name: "monitor".into(),
+                interval: monitor_interval.into(),
+                timeout: Some("5s".into()),
+                on_fail: on_fail.map(str::to_string),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    };
+    let cfg_path = dir.path().join("remote.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["remote", "--config"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Remote {
+        _dir: dir,
+        state,
+        log,
+        child,
+    }
+}
+
+fn log(r: &Remote) -> Vec<String> {
+    std::fs::read_to_string(&r.log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls until `cond`, or panics after 20 s.
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Children of `pid` as (pid, state, command) from /proc.
+fn children(pid: u32) -> Vec<(u32, char, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            let child: u32 = stat[..open].trim().parse().unwrap_or(0);
+            out.push((child, rest[0].chars().next().unwrap_or('?'), comm));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_failed_monitor_is_recovered_in_place() {
+    let r = start_remote("1s", None);
+    until("start", || r.state.exists());
+    std::fs::remove_file(&r.state).unwrap(); // the service dies
+    until("the monitor to notice and restart it", || {
+        let l = log(&r);
+        let fail = l.iter().position(|x| x == "monitor:7");
+        fail.is_some_and(|i| {
+            l[i..].contains(&"stop".to_string()) && l[i..].contains(&"start".to_string())
+        }) && r.state.exists()
+    });
+}
+
+#[test]
+fn orphans_are_adopted_and_reaped() {
+    let r = start_remote("1s", None);
+    let pid = r.child.id();
+    until("the orphan to be adopted", || {
+        children(pid).iter().any(|(_, _, comm)| comm == "sleep")
+    });
+    until("the orphan to exit and be reaped", || {
+        !children(pid).iter().any(|(_, _, comm)| comm == "sleep")
+    });
+    let zombies: Vec<_> = children(pid)
+        .into_iter()
+        .filter(|(_, s, _)| *s == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+}
+
+#[test]
+fn sigterm_stops_the_primitive_cleanly() {
+    let mut r = start_remote("10s", None);
+    until("start", || r.state.exists());
+    // SAFETY: kill(2) with a child's pid and SIGTERM.
+    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+    let status = r.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "clean stop exits 0");
+    assert_eq!(log(&r).last().map(String::as_str), Some("stop"));
+    assert!(!r.state.exists());
+}
+
+#[test]
+fn on_fail_stop_leaves_it_stopped() {
+    let r = start_remote("1s", Some("stop"));
+    until("start", || r.state.exists());
+    std::fs::remove_file(&r.state).unwrap();
+    until("the stop", || log(&r).iter().any(|x| x == "stop"));
+    // Monitoring ends with on-fail=stop, so nothing may follow the stop, and the remote
+    // agent itself keeps running.
+    let mut r = r;
+    assert!(
+        r.child.try_wait().unwrap().is_none(),
+        "the remote agent is still running"
+    );
+    let l = log(&r);
+    let stop = l.iter().position(|x| x == "stop").unwrap();
+    assert!(!l[stop..].contains(&"start".to_string()), "{l:?}");
+}
