@@ -29,7 +29,7 @@ esac
 "#;
 
 struct Remote {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     state: PathBuf,
     log: PathBuf,
     child: Child,
@@ -54,9 +54,13 @@ fn start_remote(monitor_interval: &str, on_fail: Option<&str>) -> Remote {
         name: name.into(),
         value: Some(value.display().to_string()),
     };
+    std::fs::write(dir.path().join("authkey"), "s3cret\n").unwrap();
     let cfg = RemoteConfig {
         instance: "dummy".into(),
         ocf_root: dir.path().join("ocf"),
+        control_socket: Some(dir.path().join("control.sock")),
+        control_port: None,
+        authkey_file: Some(dir.path().join("authkey")),
         primitive: Primitive {
             id: "dummy".into(),
             class: "ocf".into(),
@@ -83,7 +87,7 @@ fn start_remote(monitor_interval: &str, on_fail: Option<&str>) -> Remote {
         .spawn()
         .unwrap();
     Remote {
-        _dir: dir,
+        dir,
         state,
         log,
         child,
@@ -190,4 +194,36 @@ fn on_fail_stop_leaves_it_stopped() {
     let l = log(&r);
     let stop = l.iter().position(|x| x == "stop").unwrap();
     assert!(!l[stop..].contains(&"start".to_string()), "{l:?}");
+}
+
+#[tokio::test]
+async fn the_control_channel_reports_state_and_operations_only_with_the_key() {
+    let r = start_remote("1s", None);
+    let sock = r.dir.path().join("control.sock");
+    let ask = |key: &'static str| {
+        let sock = sock.clone();
+        async move {
+            let s = tokio::net::UnixStream::connect(&sock).await?;
+            berth::remote::channel::query(s, key)
+                .await
+                .map_err(std::io::Error::other)
+        }
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        match ask("s3cret").await {
+            Ok(st) if st.last.iter().any(|o| o.action == "monitor") => break st,
+            _ => {
+                assert!(std::time::Instant::now() < end, "no monitor reported");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(st.state, "started");
+    let start = st.last.iter().find(|o| o.action == "start").unwrap();
+    assert_eq!((start.rc, start.rc_name.as_str()), (0, "OCF_SUCCESS"));
+    let monitor = st.last.iter().find(|o| o.action == "monitor").unwrap();
+    assert_eq!((monitor.rc, monitor.interval_ms), (0, 1000));
+    let refused = ask("guess").await.unwrap_err();
+    assert!(refused.to_string().contains("unauthenticated"), "{refused}");
 }

@@ -384,6 +384,37 @@ async fn remote(config: &std::path::Path) -> Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let state = std::sync::Arc::new(std::sync::Mutex::new(supervisor::PrimitiveState::default()));
+    if cfg.control_socket.is_some() || cfg.control_port.is_some() {
+        use crate::remote::channel;
+        let file = cfg
+            .authkey_file
+            .as_ref()
+            .context("a control channel needs authkeyFile")?;
+        let key = std::fs::read_to_string(file)
+            .with_context(|| format!("{}: cannot read the authkey", file.display()))?
+            .trim()
+            .to_string();
+        anyhow::ensure!(!key.is_empty(), "{}: empty authkey", file.display());
+        if let Some(sock) = &cfg.control_socket {
+            tokio::spawn(channel::serve_unix(
+                sock.clone(),
+                key.clone(),
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(port) = cfg.control_port {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .with_context(|| format!("listening on control port {port}"))?;
+            tokio::spawn(channel::serve_tcp(
+                listener,
+                key,
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     let code = supervisor::run(&cfg, reaper, state, shutdown).await;
     std::process::exit(code)
 }

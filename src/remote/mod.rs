@@ -3,6 +3,7 @@
 //! Still to build: PID 1 duties, recurring monitors with on-fail, the lsb and command
 //! classes, the control channel, and the node agent's use of it.
 
+pub mod channel;
 pub mod ocf;
 pub mod reaper;
 pub mod supervisor;

@@ -26,6 +26,15 @@ pub struct RemoteConfig {
     /// `OCF_ROOT` (default `/usr/lib/ocf`).
     #[serde(default = "default_ocf_root")]
     pub ocf_root: PathBuf,
+    /// The control channel's unix socket (in the per-replica directory mapped in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<PathBuf>,
+    /// Also listen on TCP at this port (Pacemaker's control-port), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
+    /// The file holding the channel's authkey; required when a channel is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authkey_file: Option<PathBuf>,
 }
 
 fn default_ocf_root() -> PathBuf {

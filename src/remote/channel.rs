@@ -1,0 +1,236 @@
+//! The control channel between the node agent and the remote agent: by default a unix
+//! socket in the per-replica host directory mapped into the container (so it works even with
+//! `network: none`), or TCP on `control-port`, as Pacemaker's pacemaker-remoted listens on
+//! 3121. Either way every request carries the shared authkey, which the node agent writes
+//! (mode 0600) into the per-replica directory; a peer without it gets an error and nothing
+//! else.
+//!
+//! The protocol is one JSON line each way: `{"key": "…", "request": "status"}` →
+//! the primitive's [`PrimitiveState`], or `{"error": "…"}`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::supervisor::PrimitiveState;
+
+/// A request on the channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub key: String,
+    /// Only `status` so far.
+    pub request: String,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("control channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("control channel refused the request: {0}")]
+    Refused(String),
+    #[error("control channel sent something that is not an answer: {0}")]
+    Garbled(String),
+}
+
+/// Compares without stopping at the first difference, so that timing does not tell how
+/// much of a guessed key was right.
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// A fresh authkey: 32 random bytes, hex.
+pub fn new_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Answers one connection.
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    state: &Arc<Mutex<PrimitiveState>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // One request line, at most 4 KiB.
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        (&mut reader).take(4096).read_line(&mut line),
+    )
+    .await
+    .unwrap_or(Ok(0))?;
+    let reply = match serde_json::from_str::<Request>(line.trim()) {
+        _ if n == 0 => serde_json::to_string(&ErrorReply {
+            error: "empty request".into(),
+        }),
+        Err(_) => serde_json::to_string(&ErrorReply {
+            error: "not a request".into(),
+        }),
+        Ok(r) if !same_key(&r.key, key) => serde_json::to_string(&ErrorReply {
+            error: "unauthenticated".into(),
+        }),
+        Ok(r) if r.request == "status" => {
+            let st = state.lock().expect("state lock").clone();
+            serde_json::to_string(&st)
+        }
+        Ok(r) => serde_json::to_string(&ErrorReply {
+            error: format!("unknown request {:?}", r.request),
+        }),
+    }
+    .expect("replies serialize");
+    let mut stream = reader.into_inner();
+    stream.write_all(reply.as_bytes()).await?;
+    stream.write_all(b"\n").await?;
+    stream.shutdown().await
+}
+
+/// Serves the channel on a unix socket until `shutdown`.
+pub async fn serve_unix(
+    path: PathBuf,
+    key: String,
+    state: Arc<Mutex<PrimitiveState>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            conn = listener.accept() => {
+                let (stream, _) = conn?;
+                let (key, state) = (key.clone(), state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve_one(stream, &key, &state).await {
+                        tracing::debug!("control channel: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Serves the channel on TCP (`control-port`) until `shutdown`.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    key: String,
+    state: Arc<Mutex<PrimitiveState>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            conn = listener.accept() => {
+                let (stream, _) = conn?;
+                let (key, state) = (key.clone(), state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve_one(stream, &key, &state).await {
+                        tracing::debug!("control channel: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Asks for the primitive's state over an open stream.
+pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+) -> Result<PrimitiveState, ChannelError> {
+    let mut reader = BufReader::new(stream);
+    let req = serde_json::to_string(&Request {
+        key: key.to_string(),
+        request: "status".into(),
+    })
+    .expect("requests serialize");
+    reader.get_mut().write_all(req.as_bytes()).await?;
+    reader.get_mut().write_all(b"\n").await?;
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    if let Ok(e) = serde_json::from_str::<ErrorReply>(&line) {
+        return Err(ChannelError::Refused(e.error));
+    }
+    serde_json::from_str(&line).map_err(|_| ChannelError::Garbled(line.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<Mutex<PrimitiveState>> {
+        Arc::new(Mutex::new(PrimitiveState {
+            state: "started".into(),
+            restarts: 2,
+            last: Default::default(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn unix_socket_answers_only_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let key = new_key().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_unix(sock.clone(), key.clone(), state(), stop.clone()));
+        let connect = || async {
+            loop {
+                if let Ok(s) = tokio::net::UnixStream::connect(&sock).await {
+                    return s;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let st = query(connect().await, &key).await.unwrap();
+        assert_eq!((st.state.as_str(), st.restarts), ("started", 2));
+        for bad in ["", "wrong", &key[..key.len() - 1]] {
+            match query(connect().await, bad).await {
+                Err(ChannelError::Refused(why)) => assert_eq!(why, "unauthenticated"),
+                other => panic!("{bad:?} was not refused: {other:?}"),
+            }
+        }
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn tcp_answers_only_with_the_key() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_tcp(listener, "k3y".into(), state(), stop.clone()));
+        let st = query(tokio::net::TcpStream::connect(addr).await.unwrap(), "k3y")
+            .await
+            .unwrap();
+        assert_eq!(st.state, "started");
+        let refused = query(tokio::net::TcpStream::connect(addr).await.unwrap(), "nope").await;
+        assert!(
+            matches!(refused, Err(ChannelError::Refused(_))),
+            "{refused:?}"
+        );
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(same_key("abc", "abc"));
+        assert!(!same_key("abc", "abd") && !same_key("abc", "ab") && !same_key("", "a"));
+    }
+}
