@@ -43,11 +43,40 @@ impl Drop for Remote {
 }
 
 fn start_remote(monitor_interval: &str, on_fail: Option<&str>) -> Remote {
+    start_class("ocf", "dummy", &[], monitor_interval, on_fail)
+}
+
+/// `berth remote` for a primitive of `class` and `kind`, with extra instance attributes; an
+/// lsb script of the same behaviour as the OCF one is installed as `<dir>/init.d/dummy`.
+fn start_class(
+    class: &str,
+    kind: &str,
+    extra: &[(&str, &str)],
+    monitor_interval: &str,
+    on_fail: Option<&str>,
+) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("ocf/resource.d/test/dummy");
     std::fs::create_dir_all(agent.parent().unwrap()).unwrap();
     std::fs::write(&agent, DUMMY).unwrap();
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let initd = dir.path().join("init.d");
+    std::fs::create_dir_all(&initd).unwrap();
+    // The same script as an init script: LSB reads parameters from nowhere, so they are
+    // baked in, and status says 3 when not running.
+    let lsb = DUMMY
+        .replace(
+            "$OCF_RESKEY_log",
+            &dir.path().join("log").display().to_string(),
+        )
+        .replace(
+            "$OCF_RESKEY_state",
+            &dir.path().join("state").display().to_string(),
+        )
+        .replace("monitor)", "status)")
+        .replace("exit 7", "exit 3");
+    std::fs::write(initd.join("dummy"), lsb).unwrap();
+    std::fs::set_permissions(initd.join("dummy"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (state, log) = (dir.path().join("state"), dir.path().join("log"));
     let attr = |name: &str, value: &Path| NvPair {
         id: None,
@@ -58,15 +87,23 @@ fn start_remote(monitor_interval: &str, on_fail: Option<&str>) -> Remote {
     let cfg = RemoteConfig {
         instance: "dummy".into(),
         ocf_root: dir.path().join("ocf"),
+        initd,
         control_socket: Some(dir.path().join("control.sock")),
         control_port: None,
         authkey_file: Some(dir.path().join("authkey")),
         primitive: Primitive {
             id: "dummy".into(),
-            class: "ocf".into(),
-            provider: Some("test".into()),
-            kind: "dummy".into(),
-            instance_attributes: vec![attr("state", &state), attr("log", &log)],
+            class: class.into(),
+            provider: (class == "ocf").then(|| "test".into()),
+            kind: kind.into(),
+            instance_attributes: [attr("state", &state), attr("log", &log)]
+                .into_iter()
+                .chain(extra.iter().map(|(k, v)| NvPair {
+                    id: None,
+                    name: k.to_string(),
+                    value: Some(v.to_string()),
+                }))
+                .collect(),
             operations: vec![Operation {
                 name: "monitor".into(),
                 interval: monitor_interval.into(),
@@ -226,4 +263,53 @@ async fn the_control_channel_reports_state_and_operations_only_with_the_key() {
     assert_eq!((monitor.rc, monitor.interval_ms), (0, 1000));
     let refused = ask("guess").await.unwrap_err();
     assert!(refused.to_string().contains("unauthenticated"), "{refused}");
+}
+
+#[test]
+fn lsb_scripts_start_and_recover_through_status() {
+    let r = start_class("lsb", "dummy", &[], "1s", None);
+    until("start", || r.state.exists());
+    std::fs::remove_file(&r.state).unwrap();
+    until("status to fail and the script to be restarted", || {
+        let l = log(&r);
+        l.iter().any(|x| x == "status")
+            && l.iter().filter(|x| *x == "start").count() == 2
+            && r.state.exists()
+    });
+}
+
+#[test]
+fn the_command_class_restarts_a_dead_command_and_one_failing_its_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = dir.path().join("healthy");
+    std::fs::write(&healthy, "").unwrap();
+    let probe = format!("test -f {}", healthy.display());
+    let r = start_class(
+        "command",
+        "/bin/sleep",
+        &[("args", "300"), ("health", &probe)],
+        "1s",
+        None,
+    );
+    let sleeping = |r: &Remote| {
+        children(r.child.id())
+            .into_iter()
+            .filter(|(_, s, c)| c == "sleep" && *s != 'Z')
+            .map(|(pid, _, _)| pid)
+            .collect::<Vec<_>>()
+    };
+    until("the command to run", || sleeping(&r).len() == 1);
+    let first = sleeping(&r)[0];
+    // SAFETY: kill(2) on the command the test started through berth.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    until("a new command", || {
+        sleeping(&r).first().is_some_and(|p| *p != first)
+    });
+    let second = sleeping(&r)[0];
+    std::fs::remove_file(&healthy).unwrap();
+    until("the failed probe to restart it", || {
+        sleeping(&r)
+            .first()
+            .is_some_and(|p| *p != second && *p != first)
+    });
 }

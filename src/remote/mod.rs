@@ -4,6 +4,7 @@
 //! classes, the control channel, and the node agent's use of it.
 
 pub mod channel;
+pub mod classes;
 pub mod ocf;
 pub mod reaper;
 pub mod supervisor;

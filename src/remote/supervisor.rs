@@ -1,8 +1,7 @@
 //! The remote agent's supervision of one primitive: start it, run its recurring monitors at
 //! their intervals, recover as its on-fail says, and stop it cleanly on SIGTERM/SIGINT.
 //!
-//! So far the ocf class only (lsb, berth's command class, the control channel and promotion
-//! are issue 5's remaining work).
+//! Classes: ocf, lsb and berth's command class ([`super::classes`]).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -12,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::ocf::{Action, Agent, Rc};
+use super::classes::Resource;
+use super::ocf::{Action, Rc};
 use super::reaper::Reaper;
 use crate::model::{Primitive, duration};
 
@@ -26,6 +26,9 @@ pub struct RemoteConfig {
     /// `OCF_ROOT` (default `/usr/lib/ocf`).
     #[serde(default = "default_ocf_root")]
     pub ocf_root: PathBuf,
+    /// Where lsb init scripts are (default `/etc/init.d`).
+    #[serde(default = "default_initd")]
+    pub initd: PathBuf,
     /// The control channel's unix socket (in the per-replica directory mapped in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_socket: Option<PathBuf>,
@@ -35,6 +38,10 @@ pub struct RemoteConfig {
     /// The file holding the channel's authkey; required when a channel is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authkey_file: Option<PathBuf>,
+}
+
+fn default_initd() -> PathBuf {
+    PathBuf::from("/etc/init.d")
 }
 
 fn default_ocf_root() -> PathBuf {
@@ -164,23 +171,28 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> i32 {
     let p = &cfg.primitive;
-    if p.class != "ocf" {
-        tracing::error!(class = %p.class, "only the ocf class is supported so far");
-        return exit::CONFIG;
-    }
-    let agent = Agent {
-        root: cfg.ocf_root.clone(),
-        provider: p.provider.clone().unwrap_or_default(),
-        kind: p.kind.clone(),
-        instance: cfg.instance.clone(),
-        params: p
-            .instance_attributes
-            .iter()
-            .map(|nv| (nv.name.clone(), nv.value.clone().unwrap_or_default()))
-            .collect(),
+    let params = p
+        .instance_attributes
+        .iter()
+        .map(|nv| (nv.name.clone(), nv.value.clone().unwrap_or_default()))
+        .collect();
+    let resource = match Resource::new(
+        &p.class,
+        p.provider.as_deref(),
+        &p.kind,
+        &cfg.instance,
+        params,
+        cfg.ocf_root.clone(),
+        cfg.initd.clone(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CONFIG;
+        }
     };
     let s = Supervisor {
-        agent,
+        resource,
         reaper,
         state,
     };
@@ -258,7 +270,7 @@ pub async fn run(
 }
 
 struct Supervisor<'a> {
-    agent: Agent,
+    resource: Resource,
     reaper: &'a Reaper,
     state: Arc<Mutex<PrimitiveState>>,
 }
@@ -275,7 +287,7 @@ impl Supervisor<'_> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (rc, took, output) = match self
-            .agent
+            .resource
             .run(self.reaper, action, op.timeout, op.interval)
             .await
         {

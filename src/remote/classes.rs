@@ -1,0 +1,236 @@
+//! The resource classes the remote agent runs, behind one `run(action)`:
+//!
+//! - `ocf`: an OCF resource agent ([`super::ocf`]);
+//! - `lsb`: an init script, `<init.d>/<type> start|stop|status` (`/etc/init.d` unless configured), with LSB's exit codes
+//!   (status: 0 running, 3 not running, anything else a failure);
+//! - `command`: berth's own plain supervised command. `type` is the program, instance
+//!   attribute `args` its arguments (split like a shell would), and the optional `health`
+//!   attribute a probe command run at each monitor (exit 0 is healthy). start spawns it in a
+//!   process group of its own; monitor checks that it still runs and, when there is a probe,
+//!   that the probe passes; stop sends SIGTERM to the group, then SIGKILL at the timeout.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use tokio::sync::oneshot;
+
+use super::ocf::{Action, Agent, Outcome, Rc, SpawnError};
+use super::reaper::Reaper;
+use crate::model::options::split_words;
+
+/// A supervised command's running process.
+pub struct Running {
+    pid: i32,
+    exited: oneshot::Receiver<ExitStatus>,
+}
+
+/// One primitive of a supported class.
+pub enum Resource {
+    Ocf(Agent),
+    Lsb {
+        script: PathBuf,
+    },
+    Command {
+        program: String,
+        args: Vec<String>,
+        health: Option<Vec<String>>,
+        running: Mutex<Option<Running>>,
+    },
+}
+
+fn outcome(rc: Rc, output: impl Into<String>, start: Instant) -> Outcome {
+    Outcome {
+        rc,
+        output: output.into(),
+        took: start.elapsed(),
+    }
+}
+
+/// Runs a process to completion through the reaper, with a timeout (killing its group).
+async fn run_to_end(
+    reaper: &Reaper,
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<ExitStatus, SpawnError> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let (child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
+        path: program.to_string(),
+        source,
+    })?;
+    match tokio::time::timeout(timeout, exited).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(_)) => Ok(ExitStatus::from_raw(1 << 8)),
+        Err(_) => {
+            // SAFETY: kill(2) on the process group the child leads.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            Ok(ExitStatus::from_raw(libc::SIGKILL))
+        }
+    }
+}
+
+impl Resource {
+    /// Builds the resource for a primitive of class ocf, lsb or command.
+    pub fn new(
+        class: &str,
+        provider: Option<&str>,
+        kind: &str,
+        instance: &str,
+        params: Vec<(String, String)>,
+        ocf_root: PathBuf,
+        initd: PathBuf,
+    ) -> Result<Resource, String> {
+        match class {
+            "ocf" => Ok(Resource::Ocf(Agent {
+                root: ocf_root,
+                provider: provider.unwrap_or_default().to_string(),
+                kind: kind.to_string(),
+                instance: instance.to_string(),
+                params,
+            })),
+            "lsb" => Ok(Resource::Lsb {
+                script: initd.join(kind),
+            }),
+            "command" => {
+                let get = |name: &str| {
+                    params
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                let args = match get("args") {
+                    Some(a) => split_words(&a).map_err(|e| format!("args: {e}"))?,
+                    None => Vec::new(),
+                };
+                let health = match get("health") {
+                    Some(h) => Some(split_words(&h).map_err(|e| format!("health: {e}"))?),
+                    None => None,
+                };
+                Ok(Resource::Command {
+                    program: kind.to_string(),
+                    args,
+                    health: health.filter(|h| !h.is_empty()),
+                    running: Mutex::new(None),
+                })
+            }
+            other => Err(format!(
+                "class {other:?} is not supported (ocf, lsb, command)"
+            )),
+        }
+    }
+
+    /// Runs one action with its timeout.
+    pub async fn run(
+        &self,
+        reaper: &Reaper,
+        action: Action,
+        timeout: Duration,
+        interval: Duration,
+    ) -> Result<Outcome, SpawnError> {
+        let start = Instant::now();
+        match self {
+            Resource::Ocf(agent) => agent.run(reaper, action, timeout, interval).await,
+            Resource::Lsb { script } => {
+                let verb = match action {
+                    Action::Start => "start",
+                    Action::Stop => "stop",
+                    Action::Monitor => "status",
+                    _ => {
+                        return Ok(outcome(
+                            Rc::ErrUnimplemented,
+                            "lsb has no such action",
+                            start,
+                        ));
+                    }
+                };
+                let status = run_to_end(
+                    reaper,
+                    &script.display().to_string(),
+                    &[verb.into()],
+                    timeout,
+                )
+                .await?;
+                let rc = match (action, status.code()) {
+                    (_, Some(0)) => Rc::Success,
+                    (Action::Monitor, Some(3)) => Rc::NotRunning,
+                    (_, Some(_)) => Rc::ErrGeneric,
+                    (_, None) => Rc::TimedOut,
+                };
+                Ok(outcome(rc, "", start))
+            }
+            Resource::Command {
+                program,
+                args,
+                health,
+                running,
+            } => match action {
+                Action::Start => {
+                    let mut cmd = std::process::Command::new(program);
+                    cmd.args(args).stdin(Stdio::null()).process_group(0);
+                    let (child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
+                        path: program.clone(),
+                        source,
+                    })?;
+                    *running.lock().expect("command lock") = Some(Running {
+                        pid: child.id() as i32,
+                        exited,
+                    });
+                    Ok(outcome(Rc::Success, "", start))
+                }
+                Action::Monitor => {
+                    let alive = {
+                        let mut r = running.lock().expect("command lock");
+                        match r.as_mut() {
+                            Some(run) => match run.exited.try_recv() {
+                                Err(oneshot::error::TryRecvError::Empty) => true,
+                                _ => {
+                                    *r = None;
+                                    false
+                                }
+                            },
+                            None => false,
+                        }
+                    };
+                    if !alive {
+                        return Ok(outcome(Rc::NotRunning, "the command is not running", start));
+                    }
+                    if let Some(probe) = health {
+                        let status = run_to_end(reaper, &probe[0], &probe[1..], timeout).await?;
+                        if status.code() != Some(0) {
+                            return Ok(outcome(Rc::ErrGeneric, "the health probe failed", start));
+                        }
+                    }
+                    Ok(outcome(Rc::Success, "", start))
+                }
+                Action::Stop => {
+                    let run = running.lock().expect("command lock").take();
+                    let Some(run) = run else {
+                        return Ok(outcome(Rc::Success, "not running", start));
+                    };
+                    // SAFETY: kill(2) on the command's own process group.
+                    unsafe { libc::kill(-run.pid, libc::SIGTERM) };
+                    match tokio::time::timeout(timeout, run.exited).await {
+                        Ok(_) => Ok(outcome(Rc::Success, "", start)),
+                        Err(_) => {
+                            unsafe { libc::kill(-run.pid, libc::SIGKILL) };
+                            Ok(outcome(Rc::Success, "killed at the stop timeout", start))
+                        }
+                    }
+                }
+                _ => Ok(outcome(
+                    Rc::ErrUnimplemented,
+                    "the command class has no such action",
+                    start,
+                )),
+            },
+        }
+    }
+}
