@@ -219,3 +219,30 @@ async fn watch_relists_after_compaction() {
     assert_eq!(w.lists, 2, "the compaction forces exactly one re-list");
     assert!(w.cache.revision >= last);
 }
+
+#[tokio::test]
+async fn a_guarded_commit_writes_only_while_its_guard_key_exists() {
+    let p = TestPrefix::new("guard");
+    let store = p.store().await;
+    let root = store.keys().root();
+    let (guard, key) = (format!("{root}leader"), format!("{root}data"));
+    let write = || {
+        vec![berth::store::Write::Put {
+            key: key.clone(),
+            value: b"v".to_vec(),
+            expect: Expect::Any,
+        }]
+    };
+    let refused = store.commit_guarded(write(), Some(&guard)).await;
+    assert!(
+        matches!(refused, Err(StoreError::TxnConflict { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "nothing written without the guard"
+    );
+    put(&store, guard.clone(), b"me").await;
+    store.commit_guarded(write(), Some(&guard)).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_some());
+}

@@ -94,6 +94,9 @@ pub async fn run(
         if let Some(resp) = won {
             tracing::info!(name = %cfg.name, "leading");
             let mut c = Controller::new(store.clone(), cfg.clone());
+            c.leader_key = resp
+                .leader()
+                .map(|k| String::from_utf8_lossy(k.key()).into_owned());
             c.lead(&leading).await;
             if let Some(key) = resp.leader().cloned() {
                 let _ = client
@@ -117,6 +120,8 @@ struct Controller {
     keys: Keys,
     cfg: ControllerConfig,
     cache: Cache,
+    /// This leader's election key: every write is guarded by its existence.
+    leader_key: Option<String>,
 }
 
 impl Controller {
@@ -126,6 +131,7 @@ impl Controller {
             store,
             cfg,
             cache: Cache::default(),
+            leader_key: None,
         }
     }
 
@@ -273,7 +279,9 @@ impl Controller {
         }
 
         for chunk in writes.chunks(TXN_OPS) {
-            self.store.commit(chunk.to_vec()).await?;
+            self.store
+                .commit_guarded(chunk.to_vec(), self.leader_key.as_deref())
+                .await?;
         }
         Ok(())
     }
