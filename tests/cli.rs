@@ -403,3 +403,91 @@ async fn unreachable_etcd_fails_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: etcd"), "{err}");
 }
+
+/// A child's stdout, line by line, on a thread.
+struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Lines {
+        use std::io::BufRead;
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// Reads until a line satisfies `want`, or fails after 20 s; returns the lines read.
+    fn until(&self, want: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) => {
+                    let done = want(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("timed out; saw {seen:?}"),
+            }
+        }
+    }
+}
+
+fn spawn_berth(p: &TestPrefix, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .env("BERTH_ETCD", &p.endpoint)
+        .env("BERTH_PREFIX", &p.prefix)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watch_and_get_w_stream_changes() {
+    let p = TestPrefix::new("clistream");
+    let store = p.store().await;
+    let marker = format!("{}marker", store.keys().root());
+    store
+        .put(&marker, b"x".to_vec(), berth::store::Expect::Any)
+        .await
+        .unwrap();
+    let (mut watch, mut get) = (
+        spawn_berth(&p, &["watch", "-o", "json"]),
+        spawn_berth(&p, &["get", "bundles", "-w"]),
+    );
+    let (wl, gl) = (Lines::of(&mut watch), Lines::of(&mut get));
+    // Both have listed: watch shows the marker as existing, get -w its (empty) table's header.
+    wl.until(|l| l.contains("\"type\":\"EXISTS\"") && l.contains("marker"));
+    gl.until(|l| l.starts_with("NAME"));
+    let seed = berth::model::cib::import(SEED_XML)
+        .unwrap()
+        .bundles
+        .remove(0);
+    store
+        .put_bundle(&seed, berth::store::Expect::Absent)
+        .await
+        .unwrap();
+    let lines = wl.until(|l| l.contains("\"type\":\"PUT\""));
+    let ev: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["name"].as_str()),
+        (Some("bundle"), Some("httpd-bundle"))
+    );
+    let rows = gl.until(|l| l.starts_with("httpd-bundle"));
+    assert!(rows.last().unwrap().contains("0/3"), "{rows:?}");
+    for c in [&mut watch, &mut get] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
