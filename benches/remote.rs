@@ -43,6 +43,7 @@ fn main() {
         initd: "/etc/init.d".into(),
         control_socket: None,
         control_port: None,
+        state_file: None,
         authkey_file: None,
         primitive: Primitive {
             id: "dummy".into(),

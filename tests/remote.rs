@@ -90,6 +90,7 @@ fn start_class(
         initd,
         control_socket: Some(dir.path().join("control.sock")),
         control_port: None,
+        state_file: None,
         authkey_file: Some(dir.path().join("authkey")),
         primitive: Primitive {
             id: "dummy".into(),

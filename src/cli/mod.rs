@@ -383,7 +383,7 @@ async fn remote(config: &std::path::Path) -> Result<()> {
     let reaper = Reaper::global();
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let state = std::sync::Arc::new(std::sync::Mutex::new(supervisor::PrimitiveState::default()));
+    let state = std::sync::Arc::new(supervisor::Shared::new(cfg.state_file.clone()));
     if cfg.control_socket.is_some() || cfg.control_port.is_some() {
         use crate::remote::channel;
         let file = cfg

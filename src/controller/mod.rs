@@ -434,7 +434,10 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
                 .unwrap_or_default(),
             state,
             reason,
-            primitive: String::new(),
+            primitive: st
+                .and_then(|s| s.primitive.as_ref())
+                .map(|p| p.state.clone())
+                .unwrap_or_default(),
         });
     }
     let cond = |kind: &str, on: bool, reason: &str, message: String| Condition {

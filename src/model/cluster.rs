@@ -1,7 +1,7 @@
 //! What berth's parts tell each other through etcd besides bundles: node registrations,
 //! per-node assignments, and observed replica status. Plain data, JSON in etcd.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -110,4 +110,36 @@ pub struct ReplicaStatus {
     pub last_failure: Option<Failure>,
     /// The bundle generation the container conforms to.
     pub generation: i64,
+    /// The primitive, as the replica's remote agent last reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primitive: Option<PrimitiveState>,
+}
+
+/// One operation as the history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpRecord {
+    pub action: String,
+    pub interval_ms: u64,
+    /// The OCF code, or -1 for a timeout or a signal.
+    pub rc: i32,
+    pub rc_name: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub took_ms: u64,
+    pub output: String,
+}
+
+/// A primitive's state and recent operations, as the remote agent reports them on its
+/// control channel (and the node agent copies into the replica status).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimitiveState {
+    /// Rises with every change, for the control channel's `watch`.
+    #[serde(default)]
+    pub version: u64,
+    /// starting, started, failed, stopping, stopped, blocked.
+    pub state: String,
+    pub restarts: u32,
+    pub last: VecDeque<OpRecord>,
 }

@@ -16,7 +16,9 @@ use super::address;
 use super::container::{self, DesiredContainer, LABEL_HASH};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::plan::{Action, ReplicaKey, key_of, plan};
-use crate::model::cluster::{Assignment, Capacity, Failure, NodeInfo, ReplicaState, ReplicaStatus};
+use crate::model::cluster::{
+    Assignment, Capacity, Failure, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus,
+};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Keys, Store, StoreError};
@@ -42,6 +44,10 @@ pub struct NodeConfig {
     pub max_backoff: Duration,
     /// A container that ran this long before dying starts its backoff afresh (default 10 s).
     pub stable_after: Duration,
+    /// The berth binary to bind-mount into containers of bundles with a primitive, where
+    /// `berth remote` runs as PID 1 (default: this executable). It must run in the bundle's
+    /// image: build it statically (scripts/build-image.sh) for images without glibc.
+    pub remote_binary: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -57,6 +63,7 @@ impl NodeConfig {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             stable_after: Duration::from_secs(10),
+            remote_binary: std::env::current_exe().ok(),
         }
     }
 }
@@ -88,6 +95,8 @@ struct Runtime {
     hold_until: Option<Instant>,
     /// Why creating or starting failed last time, cleared by a success.
     error: Option<String>,
+    /// The primitive as its remote agent last reported it.
+    primitive: Option<crate::model::cluster::PrimitiveState>,
 }
 
 fn unix_now() -> u64 {
@@ -137,6 +146,7 @@ pub async fn run<E: Engine>(
         renewed_tx,
         shutdown.clone(),
     ));
+    let (primitive_tx, primitive_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut agent = Agent {
         keys: store.keys().clone(),
         store,
@@ -152,8 +162,13 @@ pub async fn run<E: Engine>(
         written: BTreeMap::new(),
         added: BTreeSet::new(),
         wake_at: None,
+        watchers: BTreeMap::new(),
+        primitive_tx,
     };
-    agent.run(&shutdown, renewed).await;
+    agent.run(&shutdown, renewed, primitive_rx).await;
+    for t in agent.watchers.values() {
+        t.cancel();
+    }
     let _ = registration.await;
     if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
         tracing::warn!("could not delete the node key on shutdown: {e}");
@@ -222,6 +237,10 @@ struct Agent<E> {
     /// Addresses this agent added (to remove them when their replica leaves).
     added: BTreeSet<Ipv4Addr>,
     wake_at: Option<Instant>,
+    /// One task per replica with a primitive, long-polling its remote agent's control
+    /// channel; each reports on `primitive_tx`.
+    watchers: BTreeMap<ReplicaKey, CancellationToken>,
+    primitive_tx: tokio::sync::mpsc::UnboundedSender<(ReplicaKey, PrimitiveState)>,
 }
 
 type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
@@ -231,6 +250,7 @@ impl<E: Engine> Agent<E> {
         &mut self,
         shutdown: &CancellationToken,
         mut renewed: watch::Receiver<tokio::time::Instant>,
+        mut primitives: tokio::sync::mpsc::UnboundedReceiver<(ReplicaKey, PrimitiveState)>,
     ) {
         let node = self.cfg.name.clone();
         let watch_assignments = |store: &Store, keys: &Keys| {
@@ -296,6 +316,11 @@ impl<E: Engine> Agent<E> {
                         events = self.engine.events(&node);
                     }
                 },
+                Some((k, st)) = primitives.recv() => {
+                    if let Some(rt) = self.runtime.get_mut(&k) {
+                        rt.primitive = Some(st);
+                    }
+                }
                 _ = sleep_until(wake), if wake.is_some() => {}
                 _ = resync.tick() => {}
             }
@@ -372,7 +397,35 @@ impl<E: Engine> Agent<E> {
                 }
                 let Some(k) = key else { return };
                 let code = ev.attributes.get("exitCode").cloned().unwrap_or_default();
-                let reason = format!("container {} exited with code {code}", short(&ev.id));
+                let mut reason = format!("container {} exited with code {code}", short(&ev.id));
+                // A primitive's remote agent leaves its state behind: say which operation
+                // failed, with the agent's exit code and output.
+                let file = self
+                    .cfg
+                    .state_dir
+                    .join(&k.bundle)
+                    .join(format!("{}-{}", k.bundle, k.index))
+                    .join("state.json");
+                if let Some(st) = std::fs::read(&file)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<PrimitiveState>(&b).ok())
+                {
+                    if let Some(op) = st.last.iter().rev().find(|o| o.rc != 0) {
+                        let out = op.output.lines().next().unwrap_or_default();
+                        reason.push_str(&format!(
+                            ": {} {} ({}){}",
+                            op.action,
+                            op.rc_name,
+                            op.rc,
+                            if out.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {out}")
+                            }
+                        ));
+                    }
+                    self.runtime.entry(k.clone()).or_default().primitive = Some(st);
+                }
                 tracing::info!(replica = %k, "{reason}");
                 self.failed(&k, reason, now);
             }
@@ -437,7 +490,11 @@ impl<E: Engine> Agent<E> {
                     index: i,
                 };
                 addrs.insert(k.clone(), a.bundle.spec.replica_address(i));
-                out.insert(k, container::desired(&a.bundle, i, &self.cfg.state_dir));
+                let remote = self.cfg.remote_binary.as_deref();
+                out.insert(
+                    k,
+                    container::desired(&a.bundle, i, &self.cfg.state_dir, remote),
+                );
             }
         }
         (out, addrs, unmanaged)
@@ -526,6 +583,47 @@ impl<E: Engine> Agent<E> {
             }
             Err(e) => tracing::warn!("{e}"),
         }
+        self.converge_watchers(&desired);
+    }
+
+    /// A control-channel watcher for every replica with a primitive, and none for others.
+    fn converge_watchers(&mut self, desired: &Desired) {
+        let want: BTreeMap<ReplicaKey, PathBuf> = desired
+            .iter()
+            .filter_map(|(k, d)| {
+                let d = d.as_ref().ok()?;
+                d.remote_config.as_ref()?;
+                Some((k.clone(), self.replica_dir(d)))
+            })
+            .collect();
+        self.watchers.retain(|k, t| {
+            let keep = want.contains_key(k);
+            if !keep {
+                t.cancel();
+            }
+            keep
+        });
+        for (k, dir) in want {
+            if self.watchers.contains_key(&k) {
+                continue;
+            }
+            let token = CancellationToken::new();
+            tokio::spawn(watch_primitive(
+                dir,
+                k.clone(),
+                self.primitive_tx.clone(),
+                token.clone(),
+            ));
+            self.watchers.insert(k, token);
+        }
+    }
+
+    /// The per-replica directory on the host (mapped to `/run/berth` for a primitive).
+    fn replica_dir(&self, d: &DesiredContainer) -> PathBuf {
+        self.cfg
+            .state_dir
+            .join(&d.bundle)
+            .join(format!("{}-{}", d.bundle, d.index))
     }
 
     /// The listed containers, with running state corrected by newer events; forgets the
@@ -535,6 +633,34 @@ impl<E: Engine> Agent<E> {
     }
 
     fn prepare_files(&self, d: &DesiredContainer) {
+        if let Some(cfg) = &d.remote_config {
+            let dir = self.replica_dir(d);
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                let file = dir.join("remote.json");
+                if std::fs::read_to_string(&file).ok().as_deref() != Some(cfg.as_str()) {
+                    std::fs::write(&file, cfg)?;
+                }
+                let key = dir.join("authkey");
+                if !key.exists() {
+                    use std::io::Write as _;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&key)?;
+                    f.write_all(crate::remote::channel::new_key()?.as_bytes())?;
+                }
+                Ok(())
+            };
+            if let Err(e) = write() {
+                tracing::warn!(
+                    "preparing the remote agent's files in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
         for dir in &d.dirs {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::warn!("cannot create {}: {e}", dir.display());
@@ -706,6 +832,7 @@ impl<E: Engine> Agent<E> {
                     (Ok(d), Some(_)) => d.generation,
                     _ => 0,
                 },
+                primitive: rt.primitive.clone(),
             };
             let bytes = serde_json::to_vec(&status).expect("status serializes");
             if self.written.get(k) != Some(&bytes) {
@@ -737,6 +864,48 @@ impl<E: Engine> Agent<E> {
             let key = self.keys.replica(&k.bundle, k.index);
             if let Err(e) = self.store.delete_if_value(&key, &bytes).await {
                 tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Long-polls a replica's remote agent for changes of its primitive (the control channel's
+/// `watch`), reporting each; while the container is not up, retries every half second.
+async fn watch_primitive(
+    dir: PathBuf,
+    key: ReplicaKey,
+    tx: tokio::sync::mpsc::UnboundedSender<(ReplicaKey, PrimitiveState)>,
+    token: CancellationToken,
+) {
+    let mut since = 0;
+    loop {
+        let attempt = async {
+            let authkey = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
+            let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
+                .await
+                .ok()?;
+            crate::remote::channel::watch(s, authkey.trim(), since)
+                .await
+                .ok()
+        };
+        let got = tokio::select! {
+            _ = token.cancelled() => return,
+            got = attempt => got,
+        };
+        match got {
+            Some(st) => {
+                since = st.version;
+                if tx.send((key.clone(), st)).is_err() {
+                    return;
+                }
+            }
+            None => {
+                // A new remote agent (the container restarted) counts from 0 again.
+                since = 0;
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
             }
         }
     }

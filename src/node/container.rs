@@ -21,6 +21,12 @@ pub const LABEL_REPLICA: &str = "berth.io/replica";
 pub const LABEL_HASH: &str = "berth.io/spec-hash";
 pub const LABEL_GENERATION: &str = "berth.io/generation";
 
+/// Where the per-replica directory appears inside a container with a primitive: the remote
+/// agent's configuration, authkey, control socket and state file.
+pub const REMOTE_DIR: &str = "/run/berth";
+/// Where the berth binary appears inside such a container (read-only).
+pub const REMOTE_BIN: &str = "/run/berth-bin/berth";
+
 /// Docker's default stop timeout, used unless the options say `--stop-timeout`.
 pub const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
 
@@ -68,6 +74,9 @@ pub struct DesiredContainer {
     pub address: Option<Address>,
     pub options: RunOptions,
     pub stop_timeout_secs: i64,
+    /// The remote agent's configuration (JSON), for a bundle with a primitive: hashed, so
+    /// that a primitive change replaces the container.
+    pub remote_config: Option<String>,
     /// Directories to create before the container starts (per-replica source dirs).
     #[serde(skip)]
     pub dirs: Vec<PathBuf>,
@@ -114,7 +123,14 @@ pub fn replica_dir(state_dir: &Path, bundle: &Bundle, i: u32) -> PathBuf {
 
 /// Computes replica `i`'s container. The error is the reason the replica cannot run as
 /// specified, naming the field (it goes into the replica's status; nothing is started).
-pub fn desired(bundle: &Bundle, i: u32, state_dir: &Path) -> Result<DesiredContainer, String> {
+/// `remote` is the berth binary to bind-mount for a bundle's primitive (`berth remote` then
+/// runs as the container's PID 1); without it, a primitive is not run.
+pub fn desired(
+    bundle: &Bundle,
+    i: u32,
+    state_dir: &Path,
+    remote: Option<&Path>,
+) -> Result<DesiredContainer, String> {
     let spec = &bundle.spec;
     let (engine, c) = spec.container();
     let field = format!("spec.{}", engine.as_str());
@@ -122,7 +138,7 @@ pub fn desired(bundle: &Bundle, i: u32, state_dir: &Path) -> Result<DesiredConta
         Some(o) => options::parse(o).map_err(|e| format!("{field}.options: {e}"))?,
         None => RunOptions::default(),
     };
-    let cmd = match &c.run_command {
+    let mut cmd = match &c.run_command {
         Some(rc) => Some(split_words(rc).map_err(|e| format!("{field}.runCommand: {e}"))?),
         None => None,
     };
@@ -168,6 +184,33 @@ pub fn desired(bundle: &Bundle, i: u32, state_dir: &Path) -> Result<DesiredConta
         binds.push(format!("{}:/etc/hosts", path.display()));
         hosts_file = Some((path, hosts_content(bundle)));
     }
+    let mut remote_config = None;
+    if let (Some(prim), Some(bin)) = (&spec.primitive, remote) {
+        let dir = replica_dir(state_dir, bundle, i);
+        binds.push(format!("{}:{REMOTE_DIR}", dir.display()));
+        binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
+        let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
+        let cfg = crate::remote::supervisor::RemoteConfig {
+            instance: prim.id.clone(),
+            primitive: prim.clone(),
+            ocf_root: PathBuf::from("/usr/lib/ocf"),
+            initd: PathBuf::from("/etc/init.d"),
+            control_socket: Some(run("control.sock")),
+            control_port: spec.network.as_ref().and_then(|n| n.control_port),
+            state_file: Some(run("state.json")),
+            authkey_file: Some(run("authkey")),
+        };
+        remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
+        // A bundle's own run-command must exec berth remote itself.
+        if cmd.is_none() {
+            cmd = Some(vec![
+                REMOTE_BIN.to_string(),
+                "remote".into(),
+                "--config".into(),
+                run("remote.json").display().to_string(),
+            ]);
+        }
+    }
     let address = host_ip.map(|ip| Address {
         ip,
         netmask: spec.host_netmask(),
@@ -186,6 +229,7 @@ pub fn desired(bundle: &Bundle, i: u32, state_dir: &Path) -> Result<DesiredConta
         address,
         stop_timeout_secs: options.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
         options,
+        remote_config,
         dirs,
         hosts_file,
         generation: bundle.metadata.generation.unwrap_or(0),
@@ -212,7 +256,7 @@ mod tests {
     #[test]
     fn seed_replica_two() {
         let b = seed();
-        let d = desired(&b, 2, Path::new("/var/lib/berth/node/n1")).unwrap();
+        let d = desired(&b, 2, Path::new("/var/lib/berth/node/n1"), None).unwrap();
         assert_eq!(d.name, "httpd-bundle-docker-2");
         assert_eq!(d.hostname, "httpd-bundle-2");
         assert_eq!(d.ports[0].to_string(), "192.168.24.114:80->80/tcp");
@@ -237,19 +281,19 @@ mod tests {
     fn hash_ignores_what_does_not_shape_the_container() {
         let b = seed();
         let dir = Path::new("/s");
-        let h = desired(&b, 0, dir).unwrap().hash();
+        let h = desired(&b, 0, dir, None).unwrap().hash();
         let mut scaled = b.clone();
         scaled.spec.docker.as_mut().unwrap().replicas = Some(5);
         scaled.metadata.generation = Some(7);
         assert_eq!(
-            desired(&scaled, 0, dir).unwrap().hash(),
+            desired(&scaled, 0, dir, None).unwrap().hash(),
             h,
             "scaling keeps replica 0"
         );
         let mut retagged = b.clone();
         retagged.spec.docker.as_mut().unwrap().image = "pcmk:httpd-2".into();
         assert_ne!(
-            desired(&retagged, 0, dir).unwrap().hash(),
+            desired(&retagged, 0, dir, None).unwrap().hash(),
             h,
             "a new image replaces it"
         );
@@ -259,7 +303,7 @@ mod tests {
     fn bad_options_name_the_field() {
         let mut b = seed();
         b.spec.docker.as_mut().unwrap().options = Some("--restart always".into());
-        let e = desired(&b, 0, Path::new("/s")).unwrap_err();
+        let e = desired(&b, 0, Path::new("/s"), None).unwrap_err();
         assert!(
             e.starts_with("spec.docker.options: --restart: not allowed"),
             "{e}"

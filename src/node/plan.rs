@@ -135,7 +135,7 @@ mod tests {
     fn want(n: u32) -> BTreeMap<ReplicaKey, Result<DesiredContainer, String>> {
         let b = seed();
         (0..n)
-            .map(|i| (key(i), desired_of(&b, i, Path::new("/s"))))
+            .map(|i| (key(i), desired_of(&b, i, Path::new("/s"), None)))
             .collect()
     }
 

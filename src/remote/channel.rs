@@ -9,20 +9,23 @@
 //! the primitive's [`PrimitiveState`], or `{"error": "…"}`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::supervisor::PrimitiveState;
+use super::supervisor::{PrimitiveState, Shared};
 
 /// A request on the channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     pub key: String,
-    /// Only `status` so far.
+    /// `status`: the state now; `watch`: the state once its version is above `since` (or
+    /// after 25 s), so that a caller hears of changes without polling.
     pub request: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// An error answer.
@@ -65,7 +68,7 @@ pub fn new_key() -> std::io::Result<String> {
 async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
-    state: &Arc<Mutex<PrimitiveState>>,
+    state: &Arc<Shared>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
@@ -86,8 +89,11 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(r) if !same_key(&r.key, key) => serde_json::to_string(&ErrorReply {
             error: "unauthenticated".into(),
         }),
-        Ok(r) if r.request == "status" => {
-            let st = state.lock().expect("state lock").clone();
+        Ok(r) if r.request == "status" => serde_json::to_string(&state.get()),
+        Ok(r) if r.request == "watch" => {
+            let st = state
+                .changed_since(r.since.unwrap_or(0), std::time::Duration::from_secs(25))
+                .await;
             serde_json::to_string(&st)
         }
         Ok(r) => serde_json::to_string(&ErrorReply {
@@ -105,7 +111,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn serve_unix(
     path: PathBuf,
     key: String,
-    state: Arc<Mutex<PrimitiveState>>,
+    state: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
@@ -130,7 +136,7 @@ pub async fn serve_unix(
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     key: String,
-    state: Arc<Mutex<PrimitiveState>>,
+    state: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     loop {
@@ -154,10 +160,29 @@ pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
 ) -> Result<PrimitiveState, ChannelError> {
+    ask(stream, key, "status", None).await
+}
+
+/// Waits for the primitive's state to change past version `since` (at most 25 s).
+pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    since: u64,
+) -> Result<PrimitiveState, ChannelError> {
+    ask(stream, key, "watch", Some(since)).await
+}
+
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    request: &str,
+    since: Option<u64>,
+) -> Result<PrimitiveState, ChannelError> {
     let mut reader = BufReader::new(stream);
     let req = serde_json::to_string(&Request {
         key: key.to_string(),
-        request: "status".into(),
+        request: request.into(),
+        since,
     })
     .expect("requests serialize");
     reader.get_mut().write_all(req.as_bytes()).await?;
@@ -174,12 +199,13 @@ pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    fn state() -> Arc<Mutex<PrimitiveState>> {
-        Arc::new(Mutex::new(PrimitiveState {
-            state: "started".into(),
-            restarts: 2,
-            last: Default::default(),
-        }))
+    fn state() -> Arc<Shared> {
+        let s = Arc::new(Shared::default());
+        s.update(|st| {
+            st.state = "started".into();
+            st.restarts = 2;
+        });
+        s
     }
 
     #[tokio::test]

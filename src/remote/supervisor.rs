@@ -3,7 +3,6 @@
 //!
 //! Classes: ocf, lsb and berth's command class ([`super::classes`]).
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +34,10 @@ pub struct RemoteConfig {
     /// Also listen on TCP at this port (Pacemaker's control-port), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_port: Option<u16>,
+    /// Where to keep a copy of the state (for the node agent to read after the container
+    /// has died, when the channel is gone with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
     /// The file holding the channel's authkey; required when a channel is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authkey_file: Option<PathBuf>,
@@ -95,29 +98,75 @@ pub fn decide(op: &str, policy: Option<&str>) -> Decision {
     }
 }
 
-/// One operation as the history records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OpRecord {
-    pub action: String,
-    pub interval_ms: u64,
-    /// The OCF code, or -1 for a timeout or a signal.
-    pub rc: i32,
-    pub rc_name: String,
-    /// Seconds since the Unix epoch.
-    pub at: u64,
-    pub took_ms: u64,
-    pub output: String,
+pub use crate::model::cluster::{OpRecord, PrimitiveState};
+
+/// The primitive's state, shared between the supervisor, the control channel and (for a
+/// look after the container died) a state file.
+#[derive(Default)]
+pub struct Shared {
+    state: Mutex<PrimitiveState>,
+    changed: tokio::sync::Notify,
+    /// Written (temp file, then rename) on every change, when set.
+    file: Option<PathBuf>,
 }
 
-/// The primitive's state and recent operations, for the control channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PrimitiveState {
-    /// starting, started, failed, stopping, stopped, blocked.
-    pub state: String,
-    pub restarts: u32,
-    pub last: VecDeque<OpRecord>,
+impl Shared {
+    pub fn new(file: Option<PathBuf>) -> Shared {
+        Shared {
+            file,
+            ..Shared::default()
+        }
+    }
+
+    /// The current state.
+    pub fn get(&self) -> PrimitiveState {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    /// Changes the state, bumps its version, wakes watchers, writes the state file.
+    pub fn update(&self, f: impl FnOnce(&mut PrimitiveState)) {
+        self.change(true, f)
+    }
+
+    /// Changes the state; only a significant change bumps the version and wakes watchers
+    /// (a successful recurring monitor is recorded quietly, so that a healthy primitive
+    /// costs its watchers nothing).
+    pub fn change(&self, significant: bool, f: impl FnOnce(&mut PrimitiveState)) {
+        let snapshot = {
+            let mut st = self.state.lock().expect("state lock");
+            f(&mut st);
+            if significant {
+                st.version += 1;
+            }
+            st.clone()
+        };
+        if !significant {
+            return;
+        }
+        self.changed.notify_waiters();
+        if let Some(path) = &self.file {
+            let tmp = path.with_extension("tmp");
+            let json = serde_json::to_vec(&snapshot).expect("state serializes");
+            if let Err(e) = std::fs::write(&tmp, json).and_then(|_| std::fs::rename(&tmp, path)) {
+                tracing::warn!("writing {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// The state once its version is above `since`, or the current one after `max`.
+    pub async fn changed_since(&self, since: u64, max: Duration) -> PrimitiveState {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let notified = self.changed.notified();
+            let st = self.get();
+            if st.version > since {
+                return st;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.get();
+            }
+        }
+    }
 }
 
 /// Operations kept in the history.
@@ -167,7 +216,7 @@ fn monitors(p: &Primitive) -> Vec<Op> {
 pub async fn run(
     cfg: &RemoteConfig,
     reaper: &Reaper,
-    state: Arc<Mutex<PrimitiveState>>,
+    state: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> i32 {
     let p = &cfg.primitive;
@@ -240,7 +289,7 @@ pub async fn run(
                             s.set("failed");
                             return exit::START_FAILED;
                         }
-                        s.state.lock().expect("state lock").restarts += 1;
+                        s.state.update(|st| st.restarts += 1);
                         s.set("started");
                     }
                     Decision::Stop => {
@@ -272,12 +321,12 @@ pub async fn run(
 struct Supervisor<'a> {
     resource: Resource,
     reaper: &'a Reaper,
-    state: Arc<Mutex<PrimitiveState>>,
+    state: Arc<Shared>,
 }
 
 impl Supervisor<'_> {
     fn set(&self, s: &str) {
-        self.state.lock().expect("state lock").state = s.to_string();
+        self.state.update(|st| st.state = s.to_string());
     }
 
     /// Runs one action and records it.
@@ -295,19 +344,21 @@ impl Supervisor<'_> {
             Err(e) => (Rc::ErrInstalled, Duration::ZERO, e.to_string()),
         };
         let code = rc.code();
-        let mut st = self.state.lock().expect("state lock");
-        st.last.push_back(OpRecord {
-            action: action.as_str().into(),
-            interval_ms: op.interval.as_millis() as u64,
-            rc: code,
-            rc_name: rc.name(),
-            at,
-            took_ms: took.as_millis() as u64,
-            output,
+        let quiet = action == Action::Monitor && rc == Rc::Success;
+        self.state.change(!quiet, |st| {
+            st.last.push_back(OpRecord {
+                action: action.as_str().into(),
+                interval_ms: op.interval.as_millis() as u64,
+                rc: code,
+                rc_name: rc.name(),
+                at,
+                took_ms: took.as_millis() as u64,
+                output,
+            });
+            while st.last.len() > HISTORY {
+                st.last.pop_front();
+            }
         });
-        while st.last.len() > HISTORY {
-            st.last.pop_front();
-        }
         rc
     }
 }

@@ -1,0 +1,132 @@
+//! A bundle's primitive end to end (real etcd and dockerd): the node agent runs
+//! `berth remote` as each container's PID 1, which runs the project's OCF agent for busybox
+//! httpd (as ocf:heartbeat:apache), monitors it and recovers it in place; the replica status
+//! and `berth describe` carry what the remote agent reports.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::model::cluster::ReplicaStatus;
+use berth::model::{Operation, Primitive};
+use berth::store::Expect;
+use common::{
+    TestController, TestNode, TestPrefix, berth, docker, eventually, httpd_bundle, ocf_test_image,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+async fn http_get(addr: String) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<ReplicaStatus> {
+    let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
+    serde_json::from_slice(&kv.value).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
+    ocf_test_image();
+    let p = TestPrefix::new("primitive");
+    let store = p.store().await;
+    let tag = format!("prim{}", std::process::id() % 100_000);
+    let node = TestNode::start(&p, &format!("{tag}-n")).await;
+    eventually(WAIT, "the node to register", || async {
+        store.get(&store.keys().node(&node.name)).await.unwrap()
+    })
+    .await;
+    let _ctl = TestController::start(&p, "ctl").await;
+    let mut b = httpd_bundle(&format!("{tag}-web"), 3, 3, 60);
+    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    b.spec.primitive = Some(Primitive {
+        id: format!("{tag}-apache"),
+        class: "ocf".into(),
+        provider: Some("heartbeat".into()),
+        kind: "apache".into(),
+        operations: vec![Operation {
+            name: "monitor".into(),
+            interval: "1s".into(),
+            timeout: Some("5s".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    store.put_bundle(&b, Expect::Absent).await.unwrap();
+
+    for i in 0..3 {
+        eventually(WAIT, "the primitive started", || async {
+            replica(&store, b.name(), i)
+                .await
+                .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+        })
+        .await;
+        let page = eventually(WAIT, "HTTP", || {
+            http_get(format!("127.0.60.{}:8080", 10 + i))
+        })
+        .await;
+        assert!(page.contains("200 OK"), "{page}");
+    }
+    let before = replica(&store, b.name(), 0).await.unwrap();
+
+    // httpd dies inside replica 0: the monitor notices, and it is restarted in place.
+    docker(&["exec", &b.container_name(0), "killall", "httpd"]);
+    let after = eventually(WAIT, "the primitive restarted in place", || async {
+        replica(&store, b.name(), 0).await.filter(|s| {
+            s.primitive
+                .as_ref()
+                .is_some_and(|p| p.restarts == 1 && p.state == "started")
+        })
+    })
+    .await;
+    assert_eq!(
+        after.container_id, before.container_id,
+        "the container was not replaced"
+    );
+    let ops = &after.primitive.as_ref().unwrap().last;
+    assert!(
+        ops.iter()
+            .any(|o| o.action == "monitor" && o.rc_name == "OCF_NOT_RUNNING"),
+        "{ops:?}"
+    );
+    let page = eventually(WAIT, "HTTP again", || http_get("127.0.60.10:8080".into())).await;
+    assert!(page.contains("200 OK"), "{page}");
+
+    // describe shows the bundle's replicas with their primitive state.
+    let out = berth(&p, &["describe", "bundle", b.name()], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("3/3 ready"), "{text}");
+
+    // A primitive whose agent is not installed: the start fails, and the replica's failure
+    // names the operation, the agent's exit code and its reason.
+    let mut bad = httpd_bundle(&format!("{tag}-bad"), 1, 1, 61);
+    bad.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    bad.spec.primitive = Some(Primitive {
+        id: format!("{tag}-nosuch"),
+        class: "ocf".into(),
+        provider: Some("heartbeat".into()),
+        kind: "nosuch".into(),
+        ..Default::default()
+    });
+    store.put_bundle(&bad, Expect::Absent).await.unwrap();
+    let failed = eventually(WAIT, "the start failure", || async {
+        replica(&store, bad.name(), 0)
+            .await
+            .and_then(|s| s.last_failure)
+            .filter(|f| f.reason.contains("start OCF_ERR_INSTALLED (5)"))
+    })
+    .await;
+    assert!(
+        failed.reason.contains("exited with code 3"),
+        "{}",
+        failed.reason
+    );
+    for name in [b.name(), bad.name()] {
+        store.delete_bundle(name, Expect::Any).await.unwrap();
+    }
+}
