@@ -101,6 +101,22 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
     let out = berth(&p, &["describe", "bundle", b.name()], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("3/3 ready"), "{text}");
+    let op_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{}-0", b.name())))
+        .collect();
+    assert!(
+        op_rows
+            .iter()
+            .any(|l| l.contains("monitor") && l.contains("OCF_NOT_RUNNING") && l.contains(" 7 ")),
+        "the failed monitor with its exit code: {text}"
+    );
+    assert!(
+        op_rows
+            .iter()
+            .any(|l| l.contains("start") && l.contains("OCF_SUCCESS")),
+        "{text}"
+    );
 
     // A primitive whose agent is not installed: the start fails, and the replica's failure
     // names the operation, the agent's exit code and its reason.

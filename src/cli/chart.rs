@@ -70,7 +70,7 @@ fn load(chart: &std::path::Path, v: &ValuesArgs) -> Result<(chart::Chart, serde_
     Ok((c, values))
 }
 
-fn time(secs: u64) -> String {
+pub(super) fn time(secs: u64) -> String {
     // UTC, as `date -u +%FT%TZ` prints it, without a date crate.
     let days = secs / 86_400;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);

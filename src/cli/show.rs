@@ -201,6 +201,45 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
         .ok_or_else(|| anyhow!("bundle {name:?} not found"))?
         .value;
     write!(out, "{}", describe_text(&b))?;
+    // The primitive's recent operations, per replica, as the remote agents reported them.
+    let (_, kvs) = store.list(&store.keys().replicas(name)).await?;
+    let mut statuses: Vec<crate::model::cluster::ReplicaStatus> = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    statuses.sort_by_key(|s| s.index);
+    let with_ops: Vec<_> = statuses.iter().filter(|s| s.primitive.is_some()).collect();
+    if !with_ops.is_empty() {
+        writeln!(out, "Operations:")?;
+        let mut t = Table::new(vec![
+            "  REPLICA",
+            "OPERATION",
+            "INTERVAL",
+            "RC",
+            "RESULT",
+            "AT",
+            "TOOK",
+        ]);
+        for s in with_ops {
+            let p = s.primitive.as_ref().expect("filtered");
+            for o in p.last.iter().rev().take(5) {
+                t.row(vec![
+                    format!("  {}-{}", s.bundle, s.index),
+                    o.action.clone(),
+                    if o.interval_ms == 0 {
+                        "-".into()
+                    } else {
+                        format!("{}s", o.interval_ms / 1000)
+                    },
+                    o.rc.to_string(),
+                    o.rc_name.clone(),
+                    super::chart::time(o.at),
+                    format!("{}ms", o.took_ms),
+                ]);
+            }
+        }
+        t.print(out, true)?;
+    }
     Ok(())
 }
 

@@ -407,7 +407,11 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
             }
             (_, None, _) => ("pending".to_string(), String::new()),
             (_, Some(s), _) => {
-                if s.state == ReplicaState::Running && s.generation == generation {
+                // Ready: running at this generation and, with a primitive, the primitive
+                // started by the remote agent.
+                let primitive_up = b.spec.primitive.is_none()
+                    || s.primitive.as_ref().is_some_and(|p| p.state == "started");
+                if s.state == ReplicaState::Running && s.generation == generation && primitive_up {
                     ready += 1;
                 }
                 if s.state == ReplicaState::Failed {

@@ -492,42 +492,19 @@ pub fn httpd_bundle(name: &str, replicas: u32, rph: u32, net: u8) -> berth::mode
 /// `berth-test/httpd-ocf:1`: the test image plus the project's OCF agent for busybox httpd
 /// (`tests/image/ocf`, as ocf:heartbeat:apache) and the host's C runtime, so that the
 /// (dynamically linked) berth binary of this build runs inside as the remote agent. Built
-/// once per test process.
+/// once per test process by `scripts/build-test-image.sh --ocf`.
 pub fn ocf_test_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         test_image();
-        let ctx = tempfile::tempdir().unwrap();
-        let root = env!("CARGO_MANIFEST_DIR");
-        let copy = Command::new("cp")
-            .args(["-r", &format!("{root}/tests/image/ocf")])
-            .arg(ctx.path().join("ocf"))
-            .status()
-            .unwrap();
-        assert!(copy.success());
-        // The libraries berth links, at their paths, from ldd.
-        let ldd = Command::new("ldd")
-            .arg(env!("CARGO_BIN_EXE_berth"))
-            .output()
-            .unwrap();
-        let mut libs = Vec::new();
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            let path = line
-                .split_whitespace()
-                .find(|w| w.starts_with('/'))
-                .map(str::to_string);
-            if let Some(p) = path {
-                let target = ctx.path().join("libs").join(p.trim_start_matches('/'));
-                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-                std::fs::copy(&p, &target).unwrap();
-                libs.push(p);
-            }
-        }
-        let dockerfile = "FROM berth-test/httpd:1\nCOPY ocf /usr/lib/ocf\nCOPY libs /\n";
-        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
-        let o = Command::new("docker")
-            .args(["build", "-q", "-t", "berth-test/httpd-ocf:1"])
-            .arg(ctx.path())
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-test-image.sh");
+        let o = Command::new("bash")
+            .args([
+                script,
+                "--ocf",
+                env!("CARGO_BIN_EXE_berth"),
+                "berth-test/httpd-ocf:1",
+            ])
             .output()
             .unwrap();
         assert!(
