@@ -17,7 +17,8 @@
 //! - [`controller`]: placement ([`controller::placement`], pure) and the leader-elected loop
 //!   that writes assignments and bundle status.
 //! - [`chart`]: Helm-style charts rendered with gtmpl, releases kept in etcd.
-//! - [`remote`]: the remote agent, in progress (the OCF executor exists).
+//! - [`remote`]: the remote agent (`berth remote`), PID 1 of each container of a bundle
+//!   with a primitive: reaper, resource classes, supervisor, control channel.
 //! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, status, cib, chart,
 //!   and the daemons node, controller and up. Nothing below reaches up into it.
 

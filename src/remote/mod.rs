@@ -1,7 +1,12 @@
-//! The remote agent (`berth remote`, issue 5), in progress: what exists is the OCF executor
-//! ([`ocf`]), which runs a resource agent's action as the OCF resource agent API specifies.
-//! Still to build: PID 1 duties, recurring monitors with on-fail, the lsb and command
-//! classes, the control channel, and the node agent's use of it.
+//! The remote agent (`berth remote`): PID 1 of every container of a bundle with a primitive.
+//!
+//! - [`reaper`]: reaps every child (PID 1's duty), delivering the statuses of berth's own;
+//! - [`ocf`]: one action of an OCF resource agent, to the published API;
+//! - [`classes`]: ocf, lsb and berth's command class behind one `run(action)`;
+//! - [`supervisor`]: start, recurring monitors, on-fail, clean stop, exit codes;
+//! - [`channel`]: the authenticated control channel the node agent reads.
+//!
+//! Not yet: promotion (promoted-max).
 
 pub mod channel;
 pub mod classes;
