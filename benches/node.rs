@@ -101,6 +101,7 @@ async fn main() {
                 bundle: b.clone(),
                 replicas: (0..n).collect(),
                 managed: true,
+                promoted: vec![],
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -135,6 +136,7 @@ async fn main() {
         bundle: b.clone(),
         replicas: vec![0],
         managed: true,
+        promoted: vec![],
     };
     let key = store.keys().assignment(&node, b.name());
     store

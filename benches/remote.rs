@@ -44,6 +44,7 @@ fn main() {
         control_socket: None,
         control_port: None,
         state_file: None,
+        promotable: false,
         authkey_file: None,
         primitive: Primitive {
             id: "dummy".into(),

@@ -76,6 +76,7 @@ impl Fixture {
             bundle: bundle.clone(),
             replicas: replicas.to_vec(),
             managed: true,
+            promoted: vec![],
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

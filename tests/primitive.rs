@@ -146,3 +146,58 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
         store.delete_bundle(name, Expect::Any).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotable_bundle_promotes_exactly_promoted_max_replicas() {
+    ocf_test_image();
+    let p = TestPrefix::new("promotable");
+    let store = p.store().await;
+    let tag = format!("prom{}", std::process::id() % 100_000);
+    let node = TestNode::start(&p, &format!("{tag}-n")).await;
+    eventually(WAIT, "the node to register", || async {
+        store.get(&store.keys().node(&node.name)).await.unwrap()
+    })
+    .await;
+    let _ctl = TestController::start(&p, "ctl").await;
+    let mut b = httpd_bundle(&format!("{tag}-db"), 3, 3, 62);
+    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    b.spec.docker.as_mut().unwrap().promoted_max = Some(1);
+    b.spec.primitive = Some(Primitive {
+        id: format!("{tag}-stateful"),
+        class: "ocf".into(),
+        provider: Some("berth".into()),
+        kind: "stateful".into(),
+        operations: vec![Operation {
+            name: "monitor".into(),
+            interval: "1s".into(),
+            timeout: Some("5s".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    store.put_bundle(&b, Expect::Absent).await.unwrap();
+    let roles = eventually(WAIT, "one promoted replica and two unpromoted", || async {
+        let mut roles = Vec::new();
+        for i in 0..3 {
+            let st = replica(&store, b.name(), i).await?;
+            let prim = st.primitive?;
+            (prim.state == "started").then_some(())?;
+            roles.push(prim.role);
+        }
+        let promoted = roles.iter().filter(|r| *r == "promoted").count();
+        let unpromoted = roles.iter().filter(|r| *r == "unpromoted").count();
+        (promoted == 1 && unpromoted == 2).then_some(roles)
+    })
+    .await;
+    let promoted = roles.iter().position(|r| r == "promoted").unwrap() as u32;
+    // Its monitors answer 8 (running promoted) and that is healthy: no restart.
+    let st = replica(&store, b.name(), promoted).await.unwrap();
+    let prim = st.primitive.unwrap();
+    assert_eq!(prim.restarts, 0);
+    assert!(
+        prim.last.iter().any(|o| o.action == "promote" && o.rc == 0),
+        "{:?}",
+        prim.last
+    );
+    store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+}

@@ -91,6 +91,7 @@ fn start_class(
         control_socket: Some(dir.path().join("control.sock")),
         control_port: None,
         state_file: None,
+        promotable: false,
         authkey_file: Some(dir.path().join("authkey")),
         primitive: Primitive {
             id: "dummy".into(),

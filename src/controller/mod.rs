@@ -198,6 +198,7 @@ impl Controller {
         let mut desired: BTreeMap<(String, String), Assignment> = BTreeMap::new();
         for (bundle, replicas) in &placement.placed {
             let b = &view.bundles[bundle];
+            let promoted = choose_promoted(b, replicas, &view);
             for (i, node) in replicas {
                 desired
                     .entry((node.clone(), bundle.clone()))
@@ -205,9 +206,17 @@ impl Controller {
                         bundle: b.desired_with_generation(),
                         replicas: Vec::new(),
                         managed: true,
+                        promoted: vec![],
                     })
                     .replicas
                     .push(*i);
+                if promoted.contains(i) {
+                    desired
+                        .get_mut(&(node.clone(), bundle.clone()))
+                        .expect("just inserted")
+                        .promoted
+                        .push(*i);
+                }
             }
         }
         for ((node, bundle), a) in &view.assignments {
@@ -383,6 +392,26 @@ impl View {
     }
 }
 
+/// For a promotable bundle, the replicas to run promoted: at most promoted-max, among those
+/// whose primitive has started on the node they are placed on; the ones promoted now keep
+/// it (no flapping), then the lowest ordinals. (The agents report no promotion scores yet.)
+fn choose_promoted(b: &Bundle, placed: &BTreeMap<u32, String>, view: &View) -> BTreeSet<u32> {
+    let max = b.spec.promoted_max() as usize;
+    if max == 0 {
+        return BTreeSet::new();
+    }
+    let mut candidates: Vec<(bool, u32)> = placed
+        .iter()
+        .filter_map(|(i, node)| {
+            let st = view.statuses.get(&(b.name().to_string(), *i))?;
+            let p = st.primitive.as_ref()?;
+            (st.node == *node && p.state == "started").then_some((p.role != "promoted", *i))
+        })
+        .collect();
+    candidates.sort();
+    candidates.into_iter().take(max).map(|(_, i)| i).collect()
+}
+
 /// A bundle's status from the placement and the replicas' own reports.
 fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus {
     let generation = b.metadata.generation.unwrap_or(0);
@@ -440,7 +469,13 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
             reason,
             primitive: st
                 .and_then(|s| s.primitive.as_ref())
-                .map(|p| p.state.clone())
+                .map(|p| {
+                    if p.role.is_empty() {
+                        p.state.clone()
+                    } else {
+                        format!("{} ({})", p.state, p.role)
+                    }
+                })
                 .unwrap_or_default(),
         });
     }

@@ -40,6 +40,10 @@ pub struct Assignment {
     /// containers exactly as they are.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub managed: bool,
+    /// For a promotable bundle (promoted-max > 0): the ordinals, among `replicas`, to run
+    /// promoted; the others run unpromoted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promoted: Vec<u32>,
 }
 
 fn yes() -> bool {
@@ -140,6 +144,9 @@ pub struct PrimitiveState {
     pub version: u64,
     /// starting, started, failed, stopping, stopped, blocked.
     pub state: String,
+    /// For a promotable bundle: promoted or unpromoted (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
     pub restarts: u32,
     pub last: VecDeque<OpRecord>,
 }

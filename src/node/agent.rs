@@ -460,6 +460,64 @@ impl<E: Engine> Agent<E> {
         rt.hold_until = Some(now + delay);
     }
 
+    /// The role each replica of a promotable bundle must run in.
+    fn roles(&self) -> BTreeMap<ReplicaKey, &'static str> {
+        let mut roles = BTreeMap::new();
+        for kv in self.assignments.items.values() {
+            let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) else {
+                continue;
+            };
+            if a.bundle.spec.promoted_max() == 0 || !a.managed {
+                continue;
+            }
+            for &i in &a.replicas {
+                let role = if a.promoted.contains(&i) {
+                    "promoted"
+                } else {
+                    "unpromoted"
+                };
+                roles.insert(
+                    ReplicaKey {
+                        bundle: a.bundle.name().to_string(),
+                        index: i,
+                    },
+                    role,
+                );
+            }
+        }
+        roles
+    }
+
+    /// Asks each promotable replica's remote agent for its role when it reports another.
+    fn converge_roles(&self, desired: &Desired) {
+        for (k, role) in self.roles() {
+            let Some(Ok(d)) = desired.get(&k) else {
+                continue;
+            };
+            let reported = self.runtime.get(&k).and_then(|rt| rt.primitive.as_ref());
+            if !reported
+                .is_some_and(|p| p.state == "started" && !p.role.is_empty() && p.role != role)
+            {
+                continue;
+            }
+            let dir = self.replica_dir(d);
+            tokio::spawn(async move {
+                let ask = async {
+                    let key = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
+                    let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
+                        .await
+                        .ok()?;
+                    crate::remote::channel::set_role(s, key.trim(), role)
+                        .await
+                        .ok()
+                };
+                if ask.await.is_none() {
+                    tracing::warn!(replica = %k, role, "could not ask for the role");
+                }
+            });
+        }
+    }
+
     /// Every managed replica assigned to this node, with its container or why it cannot
     /// run; their addresses; and the bundles that are not managed.
     fn desired(
@@ -584,6 +642,7 @@ impl<E: Engine> Agent<E> {
             Err(e) => tracing::warn!("{e}"),
         }
         self.converge_watchers(&desired);
+        self.converge_roles(&desired);
     }
 
     /// A control-channel watcher for every replica with a primitive, and none for others.

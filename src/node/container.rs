@@ -198,6 +198,7 @@ pub fn desired(
             control_socket: Some(run("control.sock")),
             control_port: spec.network.as_ref().and_then(|n| n.control_port),
             state_file: Some(run("state.json")),
+            promotable: spec.promoted_max() > 0,
             authkey_file: Some(run("authkey")),
         };
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));

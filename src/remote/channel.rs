@@ -26,6 +26,9 @@ pub struct Request {
     pub request: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// For `role`: promoted or unpromoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// An error answer.
@@ -90,6 +93,15 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             error: "unauthenticated".into(),
         }),
         Ok(r) if r.request == "status" => serde_json::to_string(&state.get()),
+        Ok(r) if r.request == "role" => match r.role.as_deref() {
+            Some(role @ ("promoted" | "unpromoted")) => {
+                state.ask_role(role);
+                serde_json::to_string(&state.get())
+            }
+            _ => serde_json::to_string(&ErrorReply {
+                error: "role must be promoted or unpromoted".into(),
+            }),
+        },
         Ok(r) if r.request == "watch" => {
             let st = state
                 .changed_since(r.since.unwrap_or(0), std::time::Duration::from_secs(25))
@@ -172,17 +184,37 @@ pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
     ask(stream, key, "watch", Some(since)).await
 }
 
+/// Asks the remote agent to run the primitive promoted or unpromoted.
+pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    role: &str,
+) -> Result<PrimitiveState, ChannelError> {
+    send(stream, key, "role", None, Some(role)).await
+}
+
 async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
     request: &str,
     since: Option<u64>,
 ) -> Result<PrimitiveState, ChannelError> {
+    send(stream, key, request, since, None).await
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    request: &str,
+    since: Option<u64>,
+    role: Option<&str>,
+) -> Result<PrimitiveState, ChannelError> {
     let mut reader = BufReader::new(stream);
     let req = serde_json::to_string(&Request {
         key: key.to_string(),
         request: request.into(),
         since,
+        role: role.map(str::to_string),
     })
     .expect("requests serialize");
     reader.get_mut().write_all(req.as_bytes()).await?;

@@ -25,6 +25,10 @@ pub struct RemoteConfig {
     /// `OCF_ROOT` (default `/usr/lib/ocf`).
     #[serde(default = "default_ocf_root")]
     pub ocf_root: PathBuf,
+    /// The bundle is promotable (promoted-max > 0): the primitive starts unpromoted and is
+    /// promoted or demoted when the node agent asks.
+    #[serde(default)]
+    pub promotable: bool,
     /// Where lsb init scripts are (default `/etc/init.d`).
     #[serde(default = "default_initd")]
     pub initd: PathBuf,
@@ -106,6 +110,9 @@ pub use crate::model::cluster::{OpRecord, PrimitiveState};
 pub struct Shared {
     state: Mutex<PrimitiveState>,
     changed: tokio::sync::Notify,
+    /// The role the node agent asked for (promoted or unpromoted), and its signal.
+    wanted_role: Mutex<Option<String>>,
+    role_asked: tokio::sync::Notify,
     /// Written (temp file, then rename) on every change, when set.
     file: Option<PathBuf>,
 }
@@ -151,6 +158,16 @@ impl Shared {
                 tracing::warn!("writing {}: {e}", path.display());
             }
         }
+    }
+
+    /// Asks the supervisor to run the primitive in `role` (promoted or unpromoted).
+    pub fn ask_role(&self, role: &str) {
+        *self.wanted_role.lock().expect("role lock") = Some(role.to_string());
+        self.role_asked.notify_one();
+    }
+
+    fn wanted_role(&self) -> Option<String> {
+        self.wanted_role.lock().expect("role lock").clone()
     }
 
     /// The state once its version is above `since`, or the current one after `max`.
@@ -252,6 +269,12 @@ pub async fn run(
         return exit::START_FAILED;
     }
     s.set("started");
+    if cfg.promotable {
+        s.state.update(|st| st.role = "unpromoted".into());
+        if s.state.wanted_role().is_some() {
+            s.state.role_asked.notify_one();
+        }
+    }
     let mons = monitors(p);
     let mut next: Vec<tokio::time::Instant> = mons
         .iter()
@@ -266,12 +289,31 @@ pub async fn run(
             .map(|(i, t)| (i, *t));
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = s.state.role_asked.notified() => {
+                let Some(want) = s.state.wanted_role() else { continue };
+                if s.state.get().role == want {
+                    continue;
+                }
+                let (action, op_name) = if want == "promoted" {
+                    (Action::Promote, "promote")
+                } else {
+                    (Action::Demote, "demote")
+                };
+                let rc = s.call(action, &op(p, op_name)).await;
+                if rc == Rc::Success {
+                    s.state.update(|st| st.role = want.clone());
+                } else {
+                    tracing::warn!(rc = %rc.name(), "{op_name} failed");
+                }
+            }
             _ = sleep_until(due.map(|d| d.1)), if monitoring => {
                 let Some((i, _)) = due else { continue };
                 let m = &mons[i];
                 next[i] = tokio::time::Instant::now() + m.interval;
                 let rc = s.call(Action::Monitor, m).await;
-                if rc == Rc::Success {
+                let promoted = s.state.get().role == "promoted";
+                // OCF: a promoted instance's monitor answers 8 (running promoted).
+                if rc == Rc::Success && !promoted || rc == Rc::RunningPromoted && promoted {
                     continue;
                 }
                 let decision = decide("monitor", m.on_fail.as_deref());
@@ -289,7 +331,13 @@ pub async fn run(
                             s.set("failed");
                             return exit::START_FAILED;
                         }
-                        s.state.update(|st| st.restarts += 1);
+                        // A restarted instance starts unpromoted; the node agent asks again.
+                        s.state.update(|st| {
+                            st.restarts += 1;
+                            if !st.role.is_empty() {
+                                st.role = "unpromoted".into();
+                            }
+                        });
                         s.set("started");
                     }
                     Decision::Stop => {
@@ -344,7 +392,7 @@ impl Supervisor<'_> {
             Err(e) => (Rc::ErrInstalled, Duration::ZERO, e.to_string()),
         };
         let code = rc.code();
-        let quiet = action == Action::Monitor && rc == Rc::Success;
+        let quiet = action == Action::Monitor && matches!(rc, Rc::Success | Rc::RunningPromoted);
         self.state.change(!quiet, |st| {
             st.last.push_back(OpRecord {
                 action: action.as_str().into(),
