@@ -30,25 +30,51 @@ async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<Replica
     serde_json::from_slice(&kv.value).ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
+/// A cluster of one registered node and a controller, under the test's own prefix.
+struct Cluster {
+    p: TestPrefix,
+    store: berth::store::Store,
+    _node: TestNode,
+    _ctl: TestController,
+    tag: String,
+}
+
+async fn cluster(test: &str) -> Cluster {
     ocf_test_image();
-    let p = TestPrefix::new("primitive");
+    let p = TestPrefix::new(test);
     let store = p.store().await;
-    let tag = format!("prim{}", std::process::id() % 100_000);
+    let tag = format!("{test}{}", std::process::id() % 100_000);
     let node = TestNode::start(&p, &format!("{tag}-n")).await;
     eventually(WAIT, "the node to register", || async {
         store.get(&store.keys().node(&node.name)).await.unwrap()
     })
     .await;
-    let _ctl = TestController::start(&p, "ctl").await;
-    let mut b = httpd_bundle(&format!("{tag}-web"), 3, 3, 60);
+    let ctl = TestController::start(&p, "ctl").await;
+    Cluster {
+        p,
+        store,
+        _node: node,
+        _ctl: ctl,
+        tag,
+    }
+}
+
+/// `replicas` replicas of the OCF test image running primitive `ocf:<provider>:<kind>`
+/// with a 1 s monitor, addresses from 127.0.`net`.10.
+fn ocf_bundle(
+    name: &str,
+    replicas: u32,
+    net: u8,
+    provider: &str,
+    kind: &str,
+) -> berth::model::Bundle {
+    let mut b = httpd_bundle(name, replicas, replicas, net);
     b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
     b.spec.primitive = Some(Primitive {
-        id: format!("{tag}-apache"),
+        id: format!("{name}-{kind}"),
         class: "ocf".into(),
-        provider: Some("heartbeat".into()),
-        kind: "apache".into(),
+        provider: Some(provider.into()),
+        kind: kind.into(),
         operations: vec![Operation {
             name: "monitor".into(),
             interval: "1s".into(),
@@ -57,11 +83,19 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
         }],
         ..Default::default()
     });
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
+    let c = cluster("prim").await;
+    let (p, store, tag) = (&c.p, &c.store, &c.tag);
+    let b = ocf_bundle(&format!("{tag}-web"), 3, 60, "heartbeat", "apache");
     store.put_bundle(&b, Expect::Absent).await.unwrap();
 
     for i in 0..3 {
         eventually(WAIT, "the primitive started", || async {
-            replica(&store, b.name(), i)
+            replica(store, b.name(), i)
                 .await
                 .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
         })
@@ -72,12 +106,12 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
         .await;
         assert!(page.contains("200 OK"), "{page}");
     }
-    let before = replica(&store, b.name(), 0).await.unwrap();
+    let before = replica(store, b.name(), 0).await.unwrap();
 
     // httpd dies inside replica 0: the monitor notices, and it is restarted in place.
     docker(&["exec", &b.container_name(0), "killall", "httpd"]);
     let after = eventually(WAIT, "the primitive restarted in place", || async {
-        replica(&store, b.name(), 0).await.filter(|s| {
+        replica(store, b.name(), 0).await.filter(|s| {
             s.primitive
                 .as_ref()
                 .is_some_and(|p| p.restarts == 1 && p.state == "started")
@@ -120,18 +154,10 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
 
     // A primitive whose agent is not installed: the start fails, and the replica's failure
     // names the operation, the agent's exit code and its reason.
-    let mut bad = httpd_bundle(&format!("{tag}-bad"), 1, 1, 61);
-    bad.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
-    bad.spec.primitive = Some(Primitive {
-        id: format!("{tag}-nosuch"),
-        class: "ocf".into(),
-        provider: Some("heartbeat".into()),
-        kind: "nosuch".into(),
-        ..Default::default()
-    });
+    let bad = ocf_bundle(&format!("{tag}-bad"), 1, 61, "heartbeat", "nosuch");
     store.put_bundle(&bad, Expect::Absent).await.unwrap();
     let failed = eventually(WAIT, "the start failure", || async {
-        replica(&store, bad.name(), 0)
+        replica(store, bad.name(), 0)
             .await
             .and_then(|s| s.last_failure)
             .filter(|f| f.reason.contains("start OCF_ERR_INSTALLED (5)"))
@@ -149,37 +175,15 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotable_bundle_promotes_exactly_promoted_max_replicas() {
-    ocf_test_image();
-    let p = TestPrefix::new("promotable");
-    let store = p.store().await;
-    let tag = format!("prom{}", std::process::id() % 100_000);
-    let node = TestNode::start(&p, &format!("{tag}-n")).await;
-    eventually(WAIT, "the node to register", || async {
-        store.get(&store.keys().node(&node.name)).await.unwrap()
-    })
-    .await;
-    let _ctl = TestController::start(&p, "ctl").await;
-    let mut b = httpd_bundle(&format!("{tag}-db"), 3, 3, 62);
-    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    let c = cluster("prom").await;
+    let store = &c.store;
+    let mut b = ocf_bundle(&format!("{}-db", c.tag), 3, 62, "berth", "stateful");
     b.spec.docker.as_mut().unwrap().promoted_max = Some(1);
-    b.spec.primitive = Some(Primitive {
-        id: format!("{tag}-stateful"),
-        class: "ocf".into(),
-        provider: Some("berth".into()),
-        kind: "stateful".into(),
-        operations: vec![Operation {
-            name: "monitor".into(),
-            interval: "1s".into(),
-            timeout: Some("5s".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
     store.put_bundle(&b, Expect::Absent).await.unwrap();
     let roles = eventually(WAIT, "one promoted replica and two unpromoted", || async {
         let mut roles = Vec::new();
         for i in 0..3 {
-            let st = replica(&store, b.name(), i).await?;
+            let st = replica(store, b.name(), i).await?;
             let prim = st.primitive?;
             (prim.state == "started").then_some(())?;
             roles.push(prim.role);
@@ -191,7 +195,7 @@ async fn a_promotable_bundle_promotes_exactly_promoted_max_replicas() {
     .await;
     let promoted = roles.iter().position(|r| r == "promoted").unwrap() as u32;
     // Its monitors answer 8 (running promoted) and that is healthy: no restart.
-    let st = replica(&store, b.name(), promoted).await.unwrap();
+    let st = replica(store, b.name(), promoted).await.unwrap();
     let prim = st.primitive.unwrap();
     assert_eq!(prim.restarts, 0);
     assert!(

@@ -128,20 +128,14 @@ pub async fn serve_unix(
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            conn = listener.accept() => {
-                let (stream, _) = conn?;
-                let (key, state) = (key.clone(), state.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve_one(stream, &key, &state).await {
-                        tracing::debug!("control channel: {e}");
-                    }
-                });
-            }
-        }
-    }
+    let l = &listener;
+    serve(
+        move || async move { l.accept().await.map(|(s, _)| s) },
+        key,
+        state,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the channel on TCP (`control-port`) until `shutdown`.
@@ -151,11 +145,33 @@ pub async fn serve_tcp(
     state: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let l = &listener;
+    serve(
+        move || async move { l.accept().await.map(|(s, _)| s) },
+        key,
+        state,
+        shutdown,
+    )
+    .await
+}
+
+/// The accept loop both transports share: one task per connection.
+async fn serve<S, F, Fut>(
+    mut accept: F,
+    key: String,
+    state: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<S>>,
+{
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            conn = listener.accept() => {
-                let (stream, _) = conn?;
+            conn = accept() => {
+                let stream = conn?;
                 let (key, state) = (key.clone(), state.clone());
                 tokio::spawn(async move {
                     if let Err(e) = serve_one(stream, &key, &state).await {
