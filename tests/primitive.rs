@@ -132,7 +132,7 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
     assert!(page.contains("200 OK"), "{page}");
 
     // describe shows the bundle's replicas with their primitive state.
-    let out = berth(&p, &["describe", "bundle", b.name()], None);
+    let out = berth(p, &["describe", "bundle", b.name()], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("3/3 ready"), "{text}");
     let op_rows: Vec<&str> = text
