@@ -38,15 +38,8 @@ fn main() {
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = dir.path().join("state");
     let cfg = RemoteConfig {
-        instance: "dummy".into(),
         ocf_root: dir.path().join("ocf"),
-        initd: "/etc/init.d".into(),
-        control_socket: None,
-        control_port: None,
-        state_file: None,
-        promotable: false,
-        authkey_file: None,
-        primitive: Primitive {
+        ..RemoteConfig::new(Primitive {
             id: "dummy".into(),
             class: "ocf".into(),
             provider: Some("bench".into()),
@@ -63,7 +56,7 @@ fn main() {
                 ..Default::default()
             }],
             ..Default::default()
-        },
+        })
     };
     let cfg_path = dir.path().join("remote.json");
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();

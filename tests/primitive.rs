@@ -173,35 +173,105 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
     }
 }
 
+/// Each replica's primitive role and promotion score, once all three have started; panics if
+/// ever more than one reports itself promoted.
+async fn roles(store: &berth::store::Store, b: &str) -> Option<Vec<(String, Option<i64>)>> {
+    let mut roles = Vec::new();
+    for i in 0..3 {
+        let prim = replica(store, b, i).await.and_then(|s| s.primitive);
+        roles.push(
+            prim.filter(|p| p.state == "started")
+                .map(|p| (p.role, p.score)),
+        );
+    }
+    let promoted = roles.iter().flatten().filter(|r| r.0 == "promoted").count();
+    assert!(promoted <= 1, "more than promoted-max promoted: {roles:?}");
+    roles.into_iter().collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promotable_bundle_promotes_exactly_promoted_max_replicas() {
+async fn a_promotable_bundle_promotes_the_highest_promotion_score_never_more_than_promoted_max() {
     let c = cluster("prom").await;
     let store = &c.store;
     let mut b = ocf_bundle(&format!("{}-db", c.tag), 3, 62, "berth", "stateful");
     b.spec.docker.as_mut().unwrap().promoted_max = Some(1);
     store.put_bundle(&b, Expect::Absent).await.unwrap();
-    let roles = eventually(WAIT, "one promoted replica and two unpromoted", || async {
-        let mut roles = Vec::new();
-        for i in 0..3 {
-            let st = replica(store, b.name(), i).await?;
-            let prim = st.primitive?;
-            (prim.state == "started").then_some(())?;
-            roles.push(prim.role);
-        }
-        let promoted = roles.iter().filter(|r| *r == "promoted").count();
-        let unpromoted = roles.iter().filter(|r| *r == "unpromoted").count();
-        (promoted == 1 && unpromoted == 2).then_some(roles)
-    })
+    // The agent reports 5 when unpromoted, 10 when promoted (crm_master, as Pacemaker's
+    // Stateful agent does).
+    let name = b.name();
+    let first = eventually(
+        WAIT,
+        "one promoted (score 10), two unpromoted (5)",
+        || async {
+            let r = roles(store, name).await?;
+            let promoted: Vec<usize> = (0..3).filter(|i| r[*i].0 == "promoted").collect();
+            let settled = promoted.len() == 1
+                && r.iter()
+                    .all(|(role, score)| *score == Some(if role == "promoted" { 10 } else { 5 }));
+            settled.then(|| promoted[0] as u32)
+        },
+    )
     .await;
-    let promoted = roles.iter().position(|r| r == "promoted").unwrap() as u32;
     // Its monitors answer 8 (running promoted) and that is healthy: no restart.
-    let st = replica(store, b.name(), promoted).await.unwrap();
-    let prim = st.primitive.unwrap();
+    let prim = replica(store, b.name(), first)
+        .await
+        .unwrap()
+        .primitive
+        .unwrap();
     assert_eq!(prim.restarts, 0);
     assert!(
         prim.last.iter().any(|o| o.action == "promote" && o.rc == 0),
         "{:?}",
         prim.last
     );
+
+    // Another replica's agent reports a higher score (crm_attribute -p at its next monitor):
+    // the promotion moves there, the old one demoted first.
+    let next = (first + 1) % 3;
+    docker(&[
+        "exec",
+        &b.container_name(next),
+        "sh",
+        "-c",
+        "echo 50 > /tmp/stateful/score",
+    ]);
+    eventually(WAIT, "the higher score promoted", || async {
+        let r = roles(store, b.name()).await?;
+        let moved = r[next as usize] == ("promoted".into(), Some(50))
+            && r[first as usize] == ("unpromoted".into(), Some(5));
+        moved.then_some(())
+    })
+    .await;
+    let old = replica(store, b.name(), first)
+        .await
+        .unwrap()
+        .primitive
+        .unwrap();
+    assert!(
+        old.last.iter().any(|o| o.action == "demote" && o.rc == 0),
+        "{:?}",
+        old.last
+    );
+    assert_eq!(old.restarts, 0);
+    // describe shows each replica's role and score.
+    let text = common::stdout(&berth(&c.p, &["describe", "bundle", name], None));
+    let row = |i: u32| {
+        format!(
+            "{name}-{i} started {}",
+            if i == next {
+                "promoted 50 0"
+            } else {
+                "unpromoted 5 0"
+            }
+        )
+    };
+    for i in 0..3 {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row(i)),
+            "{}: {text}",
+            row(i)
+        );
+    }
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
 }

@@ -85,15 +85,11 @@ fn start_class(
     };
     std::fs::write(dir.path().join("authkey"), "s3cret\n").unwrap();
     let cfg = RemoteConfig {
-        instance: "dummy".into(),
         ocf_root: dir.path().join("ocf"),
         initd,
         control_socket: Some(dir.path().join("control.sock")),
-        control_port: None,
-        state_file: None,
-        promotable: false,
         authkey_file: Some(dir.path().join("authkey")),
-        primitive: Primitive {
+        ..RemoteConfig::new(Primitive {
             id: "dummy".into(),
             class: class.into(),
             provider: (class == "ocf").then(|| "test".into()),
@@ -114,7 +110,7 @@ fn start_class(
                 ..Default::default()
             }],
             ..Default::default()
-        },
+        })
     };
     let cfg_path = dir.path().join("remote.json");
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();

@@ -255,6 +255,17 @@ pub enum ImportOutput {
 
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
+    // Run as crm_attribute, crm_master or crm_node (inside a container): those tools.
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_default();
+    let tool = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if crate::remote::attrs::TOOLS.contains(&tool) {
+        let code = crate::remote::attrs::main(tool, &args.collect::<Vec<_>>());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -210,6 +210,24 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
     statuses.sort_by_key(|s| s.index);
     let with_ops: Vec<_> = statuses.iter().filter(|s| s.primitive.is_some()).collect();
     if !with_ops.is_empty() {
+        writeln!(out, "Primitive:")?;
+        let mut t = Table::new(vec!["  REPLICA", "STATE", "ROLE", "SCORE", "RESTARTS"]);
+        for s in &with_ops {
+            let p = s.primitive.as_ref().expect("filtered");
+            let role = match (p.role.as_str(), p.wanted_role.as_str()) {
+                ("", _) => "-".to_string(),
+                (r, w) if w.is_empty() || w == r => r.to_string(),
+                (r, w) => format!("{r} (to {w})"),
+            };
+            t.row(vec![
+                format!("  {}-{}", s.bundle, s.index),
+                p.state.clone(),
+                role,
+                p.score.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                p.restarts.to_string(),
+            ]);
+        }
+        t.print(out, true)?;
         writeln!(out, "Operations:")?;
         let mut t = Table::new(vec![
             "  REPLICA",

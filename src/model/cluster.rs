@@ -147,6 +147,14 @@ pub struct PrimitiveState {
     /// For a promotable bundle: promoted or unpromoted (empty otherwise).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub role: String,
+    /// The role the node agent last asked for and the remote agent has not dropped (empty when
+    /// none): a promotion is under way while this says promoted and `role` does not yet.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wanted_role: String,
     pub restarts: u32,
+    /// The promotion score the agent last reported (`crm_master -v`, `crm_attribute -p -v`),
+    /// when it reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
     pub last: VecDeque<OpRecord>,
 }

@@ -166,8 +166,8 @@ pub async fn run<E: Engine>(
         primitive_tx,
     };
     agent.run(&shutdown, renewed, primitive_rx).await;
-    for t in agent.watchers.values() {
-        t.cancel();
+    for w in agent.watchers.values() {
+        w.token.cancel();
     }
     let _ = registration.await;
     if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
@@ -237,13 +237,20 @@ struct Agent<E> {
     /// Addresses this agent added (to remove them when their replica leaves).
     added: BTreeSet<Ipv4Addr>,
     wake_at: Option<Instant>,
-    /// One task per replica with a primitive, long-polling its remote agent's control
-    /// channel; each reports on `primitive_tx`.
-    watchers: BTreeMap<ReplicaKey, CancellationToken>,
+    /// Per replica with a primitive, a task long-polling its remote agent's control channel
+    /// (reporting on `primitive_tx`) and one asking it for roles, in order.
+    watchers: BTreeMap<ReplicaKey, Watcher>,
     primitive_tx: tokio::sync::mpsc::UnboundedSender<(ReplicaKey, PrimitiveState)>,
 }
 
 type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
+
+/// A replica's control-channel tasks.
+struct Watcher {
+    token: CancellationToken,
+    /// The role to ask for; every send is one more request (the latest value wins).
+    role: tokio::sync::watch::Sender<&'static str>,
+}
 
 impl<E: Engine> Agent<E> {
     async fn run(
@@ -488,33 +495,25 @@ impl<E: Engine> Agent<E> {
         roles
     }
 
-    /// Asks each promotable replica's remote agent for its role when it reports another.
-    fn converge_roles(&self, desired: &Desired) {
+    /// Asks each promotable replica's remote agent for its role when it is neither in that
+    /// role nor asked for it already. Requests go through the replica's own task, in order,
+    /// so that a later request never overtakes an earlier one.
+    fn converge_roles(&self) {
         for (k, role) in self.roles() {
-            let Some(Ok(d)) = desired.get(&k) else {
+            let (Some(w), Some(p)) = (
+                self.watchers.get(&k),
+                self.runtime.get(&k).and_then(|rt| rt.primitive.as_ref()),
+            ) else {
                 continue;
             };
-            let reported = self.runtime.get(&k).and_then(|rt| rt.primitive.as_ref());
-            if !reported
-                .is_some_and(|p| p.state == "started" && !p.role.is_empty() && p.role != role)
-            {
-                continue;
+            let target = if p.wanted_role.is_empty() {
+                &p.role
+            } else {
+                &p.wanted_role
+            };
+            if p.state == "started" && !p.role.is_empty() && target != role {
+                w.role.send_replace(role);
             }
-            let dir = self.replica_dir(d);
-            tokio::spawn(async move {
-                let ask = async {
-                    let key = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
-                    let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
-                        .await
-                        .ok()?;
-                    crate::remote::channel::set_role(s, key.trim(), role)
-                        .await
-                        .ok()
-                };
-                if ask.await.is_none() {
-                    tracing::warn!(replica = %k, role, "could not ask for the role");
-                }
-            });
         }
     }
 
@@ -642,7 +641,7 @@ impl<E: Engine> Agent<E> {
             Err(e) => tracing::warn!("{e}"),
         }
         self.converge_watchers(&desired);
-        self.converge_roles(&desired);
+        self.converge_roles();
     }
 
     /// A control-channel watcher for every replica with a primitive, and none for others.
@@ -655,10 +654,10 @@ impl<E: Engine> Agent<E> {
                 Some((k.clone(), self.replica_dir(d)))
             })
             .collect();
-        self.watchers.retain(|k, t| {
+        self.watchers.retain(|k, w| {
             let keep = want.contains_key(k);
             if !keep {
-                t.cancel();
+                w.token.cancel();
             }
             keep
         });
@@ -667,13 +666,15 @@ impl<E: Engine> Agent<E> {
                 continue;
             }
             let token = CancellationToken::new();
+            let (role, asked) = tokio::sync::watch::channel("");
             tokio::spawn(watch_primitive(
-                dir,
+                dir.clone(),
                 k.clone(),
                 self.primitive_tx.clone(),
                 token.clone(),
             ));
-            self.watchers.insert(k, token);
+            tokio::spawn(ask_roles(dir, k.clone(), asked, token.clone()));
+            self.watchers.insert(k, Watcher { token, role });
         }
     }
 
@@ -928,6 +929,16 @@ impl<E: Engine> Agent<E> {
     }
 }
 
+/// A connection to the control channel of the remote agent whose replica directory is
+/// `dir`, and the channel's key; none while the container is not up.
+async fn connect(dir: &std::path::Path) -> Option<(tokio::net::UnixStream, String)> {
+    let authkey = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
+    let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
+        .await
+        .ok()?;
+    Some((s, authkey.trim().to_string()))
+}
+
 /// Long-polls a replica's remote agent for changes of its primitive (the control channel's
 /// `watch`), reporting each; while the container is not up, retries every half second.
 async fn watch_primitive(
@@ -939,13 +950,8 @@ async fn watch_primitive(
     let mut since = 0;
     loop {
         let attempt = async {
-            let authkey = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
-            let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
-                .await
-                .ok()?;
-            crate::remote::channel::watch(s, authkey.trim(), since)
-                .await
-                .ok()
+            let (s, authkey) = connect(&dir).await?;
+            crate::remote::channel::watch(s, &authkey, since).await.ok()
         };
         let got = tokio::select! {
             _ = token.cancelled() => return,
@@ -965,6 +971,39 @@ async fn watch_primitive(
                     _ = token.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
+            }
+        }
+    }
+}
+
+/// Sends a replica's remote agent each role asked for on `asked`, in order, retrying every
+/// half second while the channel is not up (a newer request replaces one not yet delivered).
+async fn ask_roles(
+    dir: PathBuf,
+    key: ReplicaKey,
+    mut asked: tokio::sync::watch::Receiver<&'static str>,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = asked.changed() => if r.is_err() { return },
+        }
+        loop {
+            let role = *asked.borrow_and_update();
+            let ask = async {
+                let (s, authkey) = connect(&dir).await?;
+                crate::remote::channel::set_role(s, &authkey, role)
+                    .await
+                    .ok()
+            };
+            if ask.await.is_some() {
+                break;
+            }
+            tracing::warn!(replica = %key, role, "could not ask for the role; retrying");
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
     }

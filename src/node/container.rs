@@ -24,7 +24,9 @@ pub const LABEL_GENERATION: &str = "berth.io/generation";
 /// Where the per-replica directory appears inside a container with a primitive: the remote
 /// agent's configuration, authkey, control socket and state file.
 pub const REMOTE_DIR: &str = "/run/berth";
-/// Where the berth binary appears inside such a container (read-only).
+/// Where the berth binary appears inside such a container (read-only), and beside it as
+/// `crm_attribute`, `crm_master` and `crm_node` for the agents (see `remote::attrs`).
+pub const REMOTE_BIN_DIR: &str = "/run/berth-bin";
 pub const REMOTE_BIN: &str = "/run/berth-bin/berth";
 
 /// Docker's default stop timeout, used unless the options say `--stop-timeout`.
@@ -189,17 +191,21 @@ pub fn desired(
         let dir = replica_dir(state_dir, bundle, i);
         binds.push(format!("{}:{REMOTE_DIR}", dir.display()));
         binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
+        for tool in crate::remote::attrs::TOOLS {
+            binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
+        }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let cfg = crate::remote::supervisor::RemoteConfig {
-            instance: prim.id.clone(),
-            primitive: prim.clone(),
-            ocf_root: PathBuf::from("/usr/lib/ocf"),
-            initd: PathBuf::from("/etc/init.d"),
             control_socket: Some(run("control.sock")),
             control_port: spec.network.as_ref().and_then(|n| n.control_port),
             state_file: Some(run("state.json")),
             promotable: spec.promoted_max() > 0,
             authkey_file: Some(run("authkey")),
+            node: Some(bundle.replica_name(i)),
+            clone: Some(i),
+            attributes_file: Some(run("attributes.json")),
+            tools_dir: Some(PathBuf::from(REMOTE_BIN_DIR)),
+            ..crate::remote::supervisor::RemoteConfig::new(prim.clone())
         };
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
         // A bundle's own run-command must exec berth remote itself.

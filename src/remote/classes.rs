@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::ocf::{Action, Agent, Outcome, Rc, SpawnError};
 use super::reaper::Reaper;
+use super::supervisor::RemoteConfig;
 use crate::model::options::split_words;
 
 /// A supervised command's running process.
@@ -78,26 +79,27 @@ async fn run_to_end(
 }
 
 impl Resource {
-    /// Builds the resource for a primitive of class ocf, lsb or command.
-    pub fn new(
-        class: &str,
-        provider: Option<&str>,
-        kind: &str,
-        instance: &str,
-        params: Vec<(String, String)>,
-        ocf_root: PathBuf,
-        initd: PathBuf,
-    ) -> Result<Resource, String> {
-        match class {
+    /// Builds the resource for the configured primitive (class ocf, lsb or command); `env` is
+    /// the extra environment an OCF agent runs with (see `supervisor::agent_env`).
+    pub fn new(cfg: &RemoteConfig, env: Vec<(String, String)>) -> Result<Resource, String> {
+        let p = &cfg.primitive;
+        let params: Vec<(String, String)> = p
+            .instance_attributes
+            .iter()
+            .map(|nv| (nv.name.clone(), nv.value.clone().unwrap_or_default()))
+            .collect();
+        let kind = p.kind.as_str();
+        match p.class.as_str() {
             "ocf" => Ok(Resource::Ocf(Agent {
-                root: ocf_root,
-                provider: provider.unwrap_or_default().to_string(),
+                root: cfg.ocf_root.clone(),
+                provider: p.provider.clone().unwrap_or_default(),
                 kind: kind.to_string(),
-                instance: instance.to_string(),
+                instance: cfg.instance.clone(),
                 params,
+                env,
             })),
             "lsb" => Ok(Resource::Lsb {
-                script: initd.join(kind),
+                script: cfg.initd.join(kind),
             }),
             "command" => {
                 let get = |name: &str| {

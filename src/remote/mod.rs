@@ -4,10 +4,11 @@
 //! - [`ocf`]: one action of an OCF resource agent, to the published API;
 //! - [`classes`]: ocf, lsb and berth's command class behind one `run(action)`;
 //! - [`supervisor`]: start, recurring monitors, on-fail, clean stop, exit codes;
-//! - [`channel`]: the authenticated control channel the node agent reads.
-//!
-//! Not yet: promotion (promoted-max).
+//! - [`channel`]: the authenticated control channel the node agent reads;
+//! - [`attrs`]: `crm_attribute`, `crm_master` and `crm_node` for agents, which report their
+//!   promotion scores with them.
 
+pub mod attrs;
 pub mod channel;
 pub mod classes;
 pub mod ocf;

@@ -131,6 +131,9 @@ pub struct Agent {
     pub instance: String,
     /// Instance attributes, passed as `OCF_RESKEY_<name>`.
     pub params: Vec<(String, String)>,
+    /// More environment: the meta attributes (`OCF_RESKEY_CRM_meta_*`), and where the node
+    /// attribute tools are (see `supervisor::agent_env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The outcome of one action.
@@ -172,6 +175,7 @@ impl Agent {
         let path = self.path();
         let mut cmd = std::process::Command::new(&path);
         cmd.arg(action.as_str())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("OCF_ROOT", &self.root)
             .env("OCF_FUNCTIONS_DIR", self.root.join("lib/heartbeat"))
             .env("OCF_RA_VERSION_MAJOR", "1")
@@ -291,6 +295,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            env: vec![],
         }
     }
 

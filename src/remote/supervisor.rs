@@ -45,6 +45,75 @@ pub struct RemoteConfig {
     /// The file holding the channel's authkey; required when a channel is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authkey_file: Option<PathBuf>,
+    /// The replica's node name, as agents see it (`OCF_RESKEY_CRM_meta_on_node`, `crm_node -n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The replica's ordinal (`OCF_RESKEY_CRM_meta_clone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<u32>,
+    /// Where `crm_attribute` and `crm_master` keep the replica's node attributes (see
+    /// [`super::attrs`]); the promotion score is read from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes_file: Option<PathBuf>,
+    /// The folder holding `crm_attribute`, `crm_master` and `crm_node`: put first on the
+    /// agents' PATH, and their `HA_SBIN_DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_dir: Option<PathBuf>,
+}
+
+/// The environment an OCF agent gets beyond the OCF basics: the primitive's meta attributes
+/// as `OCF_RESKEY_CRM_meta_<name>` (dashes as underscores), the clone meta attributes
+/// Pacemaker passes to a bundle's instances, and what the node attribute tools need.
+pub fn agent_env(cfg: &RemoteConfig) -> Vec<(String, String)> {
+    let meta = |k: &str| format!("OCF_RESKEY_CRM_meta_{}", k.replace('-', "_"));
+    let mut env: Vec<(String, String)> = cfg
+        .primitive
+        .meta_attributes
+        .iter()
+        .filter_map(|nv| Some((meta(&nv.name), nv.value.clone()?)))
+        .collect();
+    if cfg.promotable {
+        env.push((meta("promotable"), "true".into()));
+    }
+    if let Some(i) = cfg.clone {
+        env.push((meta("clone"), i.to_string()));
+    }
+    if let Some(n) = &cfg.node {
+        env.push((super::attrs::ENV_NODE.into(), n.clone()));
+    }
+    if let Some(f) = &cfg.attributes_file {
+        env.push((super::attrs::ENV_FILE.into(), f.display().to_string()));
+    }
+    if let Some(d) = &cfg.tools_dir {
+        let path = std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+        env.push(("PATH".into(), format!("{}:{path}", d.display())));
+        env.push(("HA_SBIN_DIR".into(), d.display().to_string()));
+    }
+    env
+}
+
+impl RemoteConfig {
+    /// Supervises `primitive` as instance `primitive.id`, with the defaults: OCF root
+    /// `/usr/lib/ocf`, init scripts in `/etc/init.d`, no channel, no state or attributes file.
+    pub fn new(primitive: Primitive) -> RemoteConfig {
+        RemoteConfig {
+            instance: primitive.id.clone(),
+            primitive,
+            ocf_root: default_ocf_root(),
+            promotable: false,
+            initd: default_initd(),
+            control_socket: None,
+            control_port: None,
+            state_file: None,
+            authkey_file: None,
+            node: None,
+            clone: None,
+            attributes_file: None,
+            tools_dir: None,
+        }
+    }
 }
 
 fn default_initd() -> PathBuf {
@@ -110,8 +179,7 @@ pub use crate::model::cluster::{OpRecord, PrimitiveState};
 pub struct Shared {
     state: Mutex<PrimitiveState>,
     changed: tokio::sync::Notify,
-    /// The role the node agent asked for (promoted or unpromoted), and its signal.
-    wanted_role: Mutex<Option<String>>,
+    /// Signalled when the node agent asks for a role (kept in the state's `wanted_role`).
     role_asked: tokio::sync::Notify,
     /// Written (temp file, then rename) on every change, when set.
     file: Option<PathBuf>,
@@ -160,14 +228,16 @@ impl Shared {
         }
     }
 
-    /// Asks the supervisor to run the primitive in `role` (promoted or unpromoted).
+    /// Asks the supervisor to run the primitive in `role` (promoted or unpromoted). The
+    /// request is part of the reported state, so that the controller knows a promotion is
+    /// under way before it completes.
     pub fn ask_role(&self, role: &str) {
-        *self.wanted_role.lock().expect("role lock") = Some(role.to_string());
+        self.update(|st| st.wanted_role = role.to_string());
         self.role_asked.notify_one();
     }
 
-    fn wanted_role(&self) -> Option<String> {
-        self.wanted_role.lock().expect("role lock").clone()
+    fn wanted_role(&self) -> String {
+        self.state.lock().expect("state lock").wanted_role.clone()
     }
 
     /// The state once its version is above `since`, or the current one after `max`.
@@ -237,30 +307,28 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> i32 {
     let p = &cfg.primitive;
-    let params = p
-        .instance_attributes
-        .iter()
-        .map(|nv| (nv.name.clone(), nv.value.clone().unwrap_or_default()))
-        .collect();
-    let resource = match Resource::new(
-        &p.class,
-        p.provider.as_deref(),
-        &p.kind,
-        &cfg.instance,
-        params,
-        cfg.ocf_root.clone(),
-        cfg.initd.clone(),
-    ) {
+    let resource = match Resource::new(cfg, agent_env(cfg)) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");
             return exit::CONFIG;
         }
     };
+    // Transient node attributes (a promotion score among them) last until the container
+    // restarts, as they last until a node reboots in Pacemaker.
+    if let Some(f) = &cfg.attributes_file
+        && let Err(e) = super::attrs::clear_transient(f)
+    {
+        tracing::warn!("clearing {}: {e}", f.display());
+    }
     let s = Supervisor {
         resource,
         reaper,
         state,
+        scores: cfg
+            .attributes_file
+            .clone()
+            .map(|f| (f, cfg.instance.clone())),
     };
     let (start, stop) = (op(p, "start"), op(p, "stop"));
     s.set("starting");
@@ -271,7 +339,7 @@ pub async fn run(
     s.set("started");
     if cfg.promotable {
         s.state.update(|st| st.role = "unpromoted".into());
-        if s.state.wanted_role().is_some() {
+        if !s.state.wanted_role().is_empty() {
             s.state.role_asked.notify_one();
         }
     }
@@ -287,11 +355,12 @@ pub async fn run(
             .enumerate()
             .min_by_key(|(_, t)| **t)
             .map(|(i, t)| (i, *t));
-        tokio::select! {
+        // A failed operation and its on-fail.
+        let failed: (&str, Rc, Option<String>) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = s.state.role_asked.notified() => {
-                let Some(want) = s.state.wanted_role() else { continue };
-                if s.state.get().role == want {
+                let want = s.state.wanted_role();
+                if want.is_empty() || s.state.get().role == want {
                     continue;
                 }
                 let (action, op_name) = if want == "promoted" {
@@ -299,12 +368,13 @@ pub async fn run(
                 } else {
                     (Action::Demote, "demote")
                 };
-                let rc = s.call(action, &op(p, op_name)).await;
+                let o = op(p, op_name);
+                let rc = s.call(action, &o).await;
                 if rc == Rc::Success {
                     s.state.update(|st| st.role = want.clone());
-                } else {
-                    tracing::warn!(rc = %rc.name(), "{op_name} failed");
+                    continue;
                 }
+                (op_name, rc, o.on_fail)
             }
             _ = sleep_until(due.map(|d| d.1)), if monitoring => {
                 let Some((i, _)) = due else { continue };
@@ -316,43 +386,52 @@ pub async fn run(
                 if rc == Rc::Success && !promoted || rc == Rc::RunningPromoted && promoted {
                     continue;
                 }
-                let decision = decide("monitor", m.on_fail.as_deref());
-                tracing::warn!(rc = %rc.name(), ?decision, "monitor failed");
-                match decision {
-                    Decision::Ignore => {}
-                    Decision::Block => {
-                        monitoring = false;
-                        s.set("blocked");
-                    }
-                    Decision::Restart => {
-                        s.set("failed");
-                        s.call(Action::Stop, &stop).await;
-                        if s.call(Action::Start, &start).await != Rc::Success {
-                            s.set("failed");
-                            return exit::START_FAILED;
-                        }
-                        // A restarted instance starts unpromoted; the node agent asks again.
-                        s.state.update(|st| {
-                            st.restarts += 1;
-                            if !st.role.is_empty() {
-                                st.role = "unpromoted".into();
-                            }
-                        });
-                        s.set("started");
-                    }
-                    Decision::Stop => {
-                        s.call(Action::Stop, &stop).await;
-                        monitoring = false;
-                        s.set("stopped");
-                    }
-                    Decision::Demote => {
-                        s.call(Action::Demote, &op(p, "demote")).await;
-                    }
-                    Decision::RestartContainer => {
-                        s.call(Action::Stop, &stop).await;
-                        return exit::RESTART_CONTAINER;
-                    }
+                ("monitor", rc, m.on_fail.clone())
+            }
+        };
+        let (op_name, rc, on_fail) = failed;
+        let decision = decide(op_name, on_fail.as_deref());
+        tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
+        match decision {
+            Decision::Ignore => {}
+            Decision::Block => {
+                monitoring = false;
+                s.set("blocked");
+            }
+            Decision::Restart => {
+                s.set("failed");
+                s.call(Action::Stop, &stop).await;
+                if s.call(Action::Start, &start).await != Rc::Success {
+                    s.set("failed");
+                    return exit::START_FAILED;
                 }
+                // A restarted instance starts unpromoted, and no request for a role
+                // stands: the node agent asks again.
+                s.state.update(|st| {
+                    st.restarts += 1;
+                    if !st.role.is_empty() {
+                        st.role = "unpromoted".into();
+                        st.wanted_role.clear();
+                    }
+                });
+                s.set("started");
+            }
+            Decision::Stop => {
+                s.call(Action::Stop, &stop).await;
+                monitoring = false;
+                s.set("stopped");
+            }
+            Decision::Demote => {
+                if s.call(Action::Demote, &op(p, "demote")).await == Rc::Success {
+                    s.state.update(|st| {
+                        st.role = "unpromoted".into();
+                        st.wanted_role.clear();
+                    });
+                }
+            }
+            Decision::RestartContainer => {
+                s.call(Action::Stop, &stop).await;
+                return exit::RESTART_CONTAINER;
             }
         }
     }
@@ -370,6 +449,8 @@ struct Supervisor<'a> {
     resource: Resource,
     reaper: &'a Reaper,
     state: Arc<Shared>,
+    /// The attributes file and the resource whose promotion score to report from it.
+    scores: Option<(PathBuf, String)>,
 }
 
 impl Supervisor<'_> {
@@ -407,6 +488,13 @@ impl Supervisor<'_> {
                 st.last.pop_front();
             }
         });
+        // The agent may have set or removed its promotion score during the action.
+        if let Some((file, rsc)) = &self.scores {
+            let score = super::attrs::promotion_score(file, rsc);
+            if score != self.state.get().score {
+                self.state.update(|st| st.score = score);
+            }
+        }
         rc
     }
 }
@@ -421,6 +509,42 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_get_meta_attributes_clone_meta_and_the_attribute_tools() {
+        let cfg = RemoteConfig {
+            promotable: true,
+            node: Some("db-1".into()),
+            clone: Some(1),
+            attributes_file: Some("/run/berth/attributes.json".into()),
+            tools_dir: Some("/run/berth-bin".into()),
+            ..RemoteConfig::new(Primitive {
+                id: "db-pgsql".into(),
+                meta_attributes: vec![crate::model::NvPair {
+                    id: None,
+                    name: "target-role".into(),
+                    value: Some("Started".into()),
+                }],
+                ..Default::default()
+            })
+        };
+        let env: std::collections::BTreeMap<String, String> = agent_env(&cfg).into_iter().collect();
+        for (k, v) in [
+            ("OCF_RESKEY_CRM_meta_target_role", "Started"),
+            ("OCF_RESKEY_CRM_meta_promotable", "true"),
+            ("OCF_RESKEY_CRM_meta_clone", "1"),
+            ("OCF_RESKEY_CRM_meta_on_node", "db-1"),
+            ("BERTH_ATTRIBUTES", "/run/berth/attributes.json"),
+            ("HA_SBIN_DIR", "/run/berth-bin"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert!(
+            env["PATH"].starts_with("/run/berth-bin:"),
+            "{}",
+            env["PATH"]
+        );
+    }
 
     #[test]
     fn on_fail_decisions_follow_pacemaker() {

@@ -1,0 +1,384 @@
+//! Pacemaker's node-attribute tools as a resource agent inside a berth container sees them:
+//! `crm_attribute`, `crm_master` and `crm_node`. They are the berth binary itself, bind-mounted
+//! under those names beside it (see `node::container`), and chosen by the name they are run as.
+//!
+//! Agents report their promotion score with them: `crm_master -l reboot -v 10`, or, through
+//! ocf-shellfuncs' `ocf_promotion_score`, `crm_attribute -p -l reboot -v 10`. The tools keep a
+//! replica's attributes in one JSON file (named by `BERTH_ATTRIBUTES`, which the remote agent
+//! sets for its agents); the remote agent reads the promotion score back after every
+//! operation and reports it, and the controller promotes the highest scores.
+//!
+//! Only this replica's own attributes exist here: `-N` naming another node is refused.
+//! Lifetime `reboot` (Pacemaker's transient attributes) lasts until the container restarts;
+//! `forever` lasts as long as the replica's directory on its host.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::validate::parse_score;
+
+/// The environment variable naming the attributes file.
+pub const ENV_FILE: &str = "BERTH_ATTRIBUTES";
+/// The environment variable naming this replica's node (as Pacemaker passes it to agents).
+pub const ENV_NODE: &str = "OCF_RESKEY_CRM_meta_on_node";
+
+/// The names the tools run as.
+pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
+
+/// Pacemaker's exit codes the tools use.
+const EX_USAGE: i32 = 64;
+const EX_CANTCREAT: i32 = 73;
+const EX_NOSUCH: i32 = 105;
+
+/// One attribute's value and lifetime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attr {
+    pub value: String,
+    /// `reboot` or `forever`.
+    pub lifetime: String,
+}
+
+/// A replica's attributes, by name.
+pub type Attrs = BTreeMap<String, Attr>;
+
+/// The attribute holding a resource's promotion score (Pacemaker's `master-<resource>`; a
+/// clone instance's `:N` suffix is not part of it).
+pub fn promotion_name(resource: &str) -> String {
+    let base = resource.split(':').next().unwrap_or(resource);
+    format!("master-{base}")
+}
+
+/// The attributes in `path` (none when it does not exist or cannot be read).
+pub fn read(path: &Path) -> Attrs {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `attrs` to `path` whole (temp file, then rename).
+fn write(path: &Path, attrs: &Attrs) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(attrs).expect("attributes serialize"),
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Drops the `reboot` attributes: the remote agent does this when its container starts.
+pub fn clear_transient(path: &Path) -> std::io::Result<()> {
+    let mut attrs = read(path);
+    let before = attrs.len();
+    attrs.retain(|_, a| a.lifetime != "reboot");
+    if attrs.len() == before {
+        return Ok(());
+    }
+    write(path, &attrs)
+}
+
+/// The promotion score of `resource` in `path`, when one is set.
+pub fn promotion_score(path: &Path, resource: &str) -> Option<i64> {
+    read(path)
+        .get(&promotion_name(resource))
+        .and_then(|a| parse_score(&a.value))
+}
+
+/// What one call asks for.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Request {
+    name: Option<String>,
+    value: Option<String>,
+    delete: bool,
+    query: bool,
+    quiet: bool,
+    lifetime: Option<String>,
+    node: Option<String>,
+    default: Option<String>,
+    /// `--promotion[=resource]` (always, for crm_master): the resource, when named.
+    promotion: Option<Option<String>>,
+    /// crm_node `-n`.
+    print_name: bool,
+}
+
+/// Parses `args` (without the program name) for `tool`.
+fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
+    let mut r = Request::default();
+    if tool == "crm_master" {
+        r.promotion = Some(None);
+    }
+    let mut it: std::collections::VecDeque<String> = args.iter().cloned().collect();
+    while let Some(arg) = it.pop_front() {
+        // --long=value, --long value, -x value, -xvalue, and clustered switches (-GQ).
+        let short = !arg.starts_with("--") && arg.starts_with('-') && arg.len() > 2;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ if short && matches!(&arg[1..2], "D" | "G" | "Q" | "q" | "V") => {
+                it.push_front(format!("-{}", &arg[2..]));
+                (arg[..2].to_string(), None)
+            }
+            _ if short => (arg[..2].to_string(), Some(arg[2..].to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it
+                    .pop_front()
+                    .ok_or_else(|| format!("{flag}: needs a {what}")),
+            }
+        };
+        match (tool, flag.as_str()) {
+            ("crm_node", "-n" | "--name") => r.print_name = true,
+            ("crm_node", _) => {}
+            (_, "-n" | "--name") => r.name = Some(value("name")?),
+            (_, "-v" | "--update" | "--attr-value") => r.value = Some(value("value")?),
+            (_, "-D" | "--delete") => r.delete = true,
+            (_, "-G" | "--query") => r.query = true,
+            (_, "-Q" | "-q" | "--quiet") => r.quiet = true,
+            (_, "-l" | "--lifetime") => r.lifetime = Some(value("lifetime")?),
+            (_, "-t" | "--type") => {
+                r.lifetime = match value("type")?.as_str() {
+                    "status" => Some("reboot".into()),
+                    "nodes" => Some("forever".into()),
+                    t => return Err(format!("--type {t}: only nodes and status exist here")),
+                }
+            }
+            (_, "-N" | "--node") => r.node = Some(value("node name")?),
+            (_, "-d" | "--default") => r.default = Some(value("default")?),
+            ("crm_attribute", "-p" | "--promotion") => r.promotion = Some(inline),
+            ("crm_master", "-r" | "--resource") => r.promotion = Some(Some(value("resource")?)),
+            ("crm_master", "-i" | "--id") => {
+                value("XML id")?;
+            }
+            (_, "-V" | "--verbose") => {}
+            _ => {
+                return Err(format!(
+                    "{arg}: not supported inside a berth container (supported: -n -v -D -G -Q -l -t -N -d{})",
+                    if tool == "crm_master" { " -r" } else { " -p" }
+                ));
+            }
+        }
+    }
+    if tool == "crm_node" {
+        if !r.print_name {
+            return Err("only -n (this replica's node name) is supported here".into());
+        }
+        return Ok(r);
+    }
+    if [r.value.is_some(), r.delete, r.query]
+        .iter()
+        .filter(|b| **b)
+        .count()
+        > 1
+    {
+        return Err("give one of -v, -D and -G".into());
+    }
+    if let Some(l) = &r.lifetime
+        && !matches!(l.as_str(), "reboot" | "forever")
+    {
+        return Err(format!("--lifetime {l}: expected reboot or forever"));
+    }
+    Ok(r)
+}
+
+/// Runs the tool named `tool` with `args`; returns its exit code.
+pub fn main(tool: &str, args: &[String]) -> i32 {
+    let out = &mut std::io::stdout().lock();
+    let err = &mut std::io::stderr().lock();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match run(
+        tool,
+        args,
+        env(ENV_FILE).map(PathBuf::from),
+        env(ENV_NODE),
+        env("OCF_RESOURCE_INSTANCE"),
+        out,
+    ) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            let _ = writeln!(err, "{tool}: {msg}");
+            code
+        }
+    }
+}
+
+fn run(
+    tool: &str,
+    args: &[String],
+    file: Option<PathBuf>,
+    me: Option<String>,
+    instance: Option<String>,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
+    let r = parse(tool, args).map_err(usage)?;
+    let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set: run me from an agent")))?;
+    if r.print_name {
+        let _ = writeln!(out, "{me}");
+        return Ok(0);
+    }
+    if let Some(n) = &r.node
+        && *n != me
+    {
+        return Err(usage(format!(
+            "--node {n}: only this replica's own attributes ({me}) exist here"
+        )));
+    }
+    let name =
+        match (&r.promotion, &r.name) {
+            (Some(Some(rsc)), _) => promotion_name(rsc),
+            (Some(None), _) => promotion_name(&instance.ok_or_else(|| {
+                usage("OCF_RESOURCE_INSTANCE is not set: name the resource".into())
+            })?),
+            (None, Some(n)) => n.clone(),
+            (None, None) => return Err(usage("--name: required".into())),
+        };
+    let file = file.ok_or_else(|| {
+        usage(format!(
+            "{ENV_FILE} is not set: not running under berth remote"
+        ))
+    })?;
+    let io = |e: std::io::Error| (EX_CANTCREAT, format!("{}: {e}", file.display()));
+    if let Some(v) = &r.value {
+        if r.promotion.is_some() && parse_score(v).is_none() {
+            return Err(usage(format!(
+                "--update {v}: a promotion score is an integer, INFINITY or -INFINITY"
+            )));
+        }
+        let mut attrs = read(&file);
+        attrs.insert(
+            name,
+            Attr {
+                value: v.clone(),
+                lifetime: r.lifetime.clone().unwrap_or_else(|| {
+                    if r.promotion.is_some() {
+                        "reboot".into()
+                    } else {
+                        "forever".into()
+                    }
+                }),
+            },
+        );
+        write(&file, &attrs).map_err(io)?;
+        return Ok(0);
+    }
+    if r.delete {
+        let mut attrs = read(&file);
+        if attrs.remove(&name).is_some() {
+            write(&file, &attrs).map_err(io)?;
+        }
+        return Ok(0);
+    }
+    // A query (the default).
+    let value = read(&file)
+        .get(&name)
+        .map(|a| a.value.clone())
+        .or(r.default.clone());
+    match value {
+        Some(v) if r.quiet => {
+            let _ = writeln!(out, "{v}");
+            Ok(0)
+        }
+        Some(v) => {
+            let _ = writeln!(out, "scope=status  name={name} value={v}");
+            Ok(0)
+        }
+        None => Err((
+            EX_NOSUCH,
+            format!("Error performing operation: No such device or address ({name})"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(tool: &str, args: &str, file: &Path) -> (i32, String) {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let mut out = Vec::new();
+        let code = match run(
+            tool,
+            &args,
+            Some(file.to_path_buf()),
+            Some("web-0".into()),
+            Some("web-apache:0".into()),
+            &mut out,
+        ) {
+            Ok(c) => c,
+            Err((c, m)) => {
+                out.extend(m.bytes());
+                c
+            }
+        };
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn crm_master_and_crm_attribute_promotion_set_the_same_score() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("attributes.json");
+        assert_eq!(call("crm_master", "-l reboot -v 10", &f).0, 0);
+        assert_eq!(promotion_score(&f, "web-apache"), Some(10));
+        assert_eq!(call("crm_attribute", "-p -l reboot -v 20", &f).0, 0);
+        assert_eq!(promotion_score(&f, "web-apache:2"), Some(20));
+        assert_eq!(
+            call("crm_attribute", "--promotion -G -Q", &f),
+            (0, "20\n".into())
+        );
+        assert_eq!(
+            call("crm_master", "-G", &f),
+            (0, "scope=status  name=master-web-apache value=20\n".into())
+        );
+        assert_eq!(call("crm_master", "-l reboot -D", &f).0, 0);
+        assert_eq!(promotion_score(&f, "web-apache"), None);
+        let (code, msg) = call("crm_master", "-G -Q", &f);
+        assert_eq!(code, EX_NOSUCH, "{msg}");
+        assert_eq!(call("crm_master", "-GQ -d 0", &f), (0, "0\n".into()));
+        // Another resource's score, named.
+        assert_eq!(call("crm_attribute", "--promotion=db -v INFINITY", &f).0, 0);
+        assert_eq!(promotion_score(&f, "db"), Some(1_000_000));
+    }
+
+    #[test]
+    fn transient_attributes_are_cleared_and_permanent_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("attributes.json");
+        assert_eq!(call("crm_attribute", "-n a -v 1 -l reboot", &f).0, 0);
+        assert_eq!(call("crm_attribute", "--name=b --update=2", &f).0, 0);
+        clear_transient(&f).unwrap();
+        let attrs = read(&f);
+        assert_eq!(attrs.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(attrs["b"].lifetime, "forever");
+    }
+
+    #[test]
+    fn bad_calls_are_refused_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("attributes.json");
+        for (tool, args, says) in [
+            ("crm_master", "-v high", "promotion score"),
+            ("crm_attribute", "-n a -v 1 -N other", "--node other"),
+            ("crm_attribute", "-n a -v 1 -l weekly", "--lifetime weekly"),
+            ("crm_attribute", "-n a -v 1 -D", "one of"),
+            ("crm_attribute", "-v 1", "--name"),
+            ("crm_attribute", "-n a -W", "-W: not supported"),
+            (
+                "crm_attribute",
+                "-t crm_config -n a -v 1",
+                "--type crm_config",
+            ),
+            ("crm_node", "-l", "only -n"),
+        ] {
+            let (code, msg) = call(tool, args, &f);
+            assert_eq!(code, EX_USAGE, "{tool} {args}: {msg}");
+            assert!(msg.contains(says), "{tool} {args}: {msg}");
+        }
+        assert!(!f.exists());
+        assert_eq!(call("crm_node", "-n", &f), (0, "web-0\n".into()));
+    }
+}
