@@ -86,32 +86,90 @@ fn ocf_bundle(
     b
 }
 
+/// The seed manifest, `manifests/httpd-bundle.yaml`, with only what keeps a test apart
+/// swapped: the bundle's name, the image tag (the same build `scripts/run.sh` makes), the
+/// address range (127.0.`net`.112 instead of 127.0.2.112, which a seed left running by
+/// `scripts/run.sh` may hold) and the host directories (the test's own, not /srv/www and
+/// /var/log/pacemaker/bundles). Replicas, replicas-per-host, netmask, interface, port, targets
+/// and the primitive (ocf:heartbeat:apache, with no operations) are the seed's.
+fn seed_manifest(name: &str, net: u8, root: &std::path::Path, logs: &std::path::Path) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/httpd-bundle.yaml");
+    let mut m: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut set = |path: &[&str], v: String| {
+        let mut at = &mut m;
+        for k in path {
+            at = match k.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*k],
+            };
+        }
+        assert!(!at.is_null(), "the seed has no {path:?}");
+        *at = serde_yaml::Value::String(v);
+    };
+    set(&["metadata", "name"], name.into());
+    set(
+        &["spec", "docker", "image"],
+        "berth-test/httpd-ocf:1".into(),
+    );
+    set(
+        &["spec", "network", "ipRangeStart"],
+        format!("127.0.{net}.112"),
+    );
+    set(
+        &["spec", "storageMappings", "0", "sourceDir"],
+        root.display().to_string(),
+    );
+    set(
+        &["spec", "storageMappings", "1", "sourceDirRoot"],
+        logs.display().to_string(),
+    );
+    serde_yaml::to_string(&m).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
+async fn the_seed_applied_with_berth_apply_serves_is_monitored_and_recovers_in_place() {
     let c = cluster("prim").await;
     let (p, store, tag) = (&c.p, &c.store, &c.tag);
-    let b = ocf_bundle(&format!("{tag}-web"), 3, 60, "heartbeat", "apache");
-    store.put_bundle(&b, Expect::Absent).await.unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let (root, logs) = (dirs.path().join("www"), dirs.path().join("logs"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(root.join("index.html"), format!("seed page {tag}\n")).unwrap();
+    let name = format!("{tag}-httpd");
+    let file = dirs.path().join("httpd-bundle.yaml");
+    std::fs::write(&file, seed_manifest(&name, 60, &root, &logs)).unwrap();
+    let out = berth(p, &["apply", "-f", file.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let b = store.get_bundle(&name).await.unwrap().unwrap().value;
 
     for i in 0..3 {
         eventually(WAIT, "the primitive started", || async {
-            replica(store, b.name(), i)
+            replica(store, &name, i)
                 .await
                 .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
         })
         .await;
+        // The seed's port 80 on the replica's own address, serving the mapped /srv/www.
         let page = eventually(WAIT, "HTTP", || {
-            http_get(format!("127.0.60.{}:8080", 10 + i))
+            http_get(format!("127.0.60.{}:80", 112 + i))
         })
         .await;
         assert!(page.contains("200 OK"), "{page}");
+        assert!(page.contains(&format!("seed page {tag}")), "{page}");
+        // Each replica's own log directory under source-dir-root.
+        assert!(
+            logs.join(format!("{name}-{i}")).is_dir(),
+            "{name}-{i}'s log dir"
+        );
     }
-    let before = replica(store, b.name(), 0).await.unwrap();
+    let before = replica(store, &name, 0).await.unwrap();
 
-    // httpd dies inside replica 0: the monitor notices, and it is restarted in place.
+    // httpd dies inside replica 0: the monitor (the seed defines none, so it is the one the
+    // agent's meta-data advertises, every 10 s) notices, and httpd is restarted in place.
     docker(&["exec", &b.container_name(0), "killall", "httpd"]);
     let after = eventually(WAIT, "the primitive restarted in place", || async {
-        replica(store, b.name(), 0).await.filter(|s| {
+        replica(store, &name, 0).await.filter(|s| {
             s.primitive
                 .as_ref()
                 .is_some_and(|p| p.restarts == 1 && p.state == "started")
@@ -124,11 +182,12 @@ async fn the_primitive_serves_is_monitored_and_recovers_in_place() {
     );
     let ops = &after.primitive.as_ref().unwrap().last;
     assert!(
-        ops.iter()
-            .any(|o| o.action == "monitor" && o.rc_name == "OCF_NOT_RUNNING"),
+        ops.iter().any(|o| o.action == "monitor"
+            && o.interval_ms == 10_000
+            && o.rc_name == "OCF_NOT_RUNNING"),
         "{ops:?}"
     );
-    let page = eventually(WAIT, "HTTP again", || http_get("127.0.60.10:8080".into())).await;
+    let page = eventually(WAIT, "HTTP again", || http_get("127.0.60.112:80".into())).await;
     assert!(page.contains("200 OK"), "{page}");
 
     // describe shows the bundle's replicas with their primitive state.

@@ -49,9 +49,9 @@ fn err<T>(path: &str, reason: impl Into<String>) -> Result<T, XmlError> {
 
 /// A parsed element: just what the bundle schema needs.
 #[derive(Debug, Clone, Default)]
-struct Element {
-    name: String,
-    attrs: Vec<(String, String)>,
+pub(crate) struct Element {
+    pub(crate) name: String,
+    pub(crate) attrs: Vec<(String, String)>,
     children: Vec<Element>,
     /// Non-whitespace text directly inside (none of the bundle schema's elements has any).
     text: bool,
@@ -111,7 +111,8 @@ fn parse_tree(text: &str) -> Result<Element, XmlError> {
     })
 }
 
-fn element(s: &BytesStart<'_>) -> Result<Element, XmlError> {
+/// One start (or empty) tag: its name and attributes (values normalized).
+pub(crate) fn element(s: &BytesStart<'_>) -> Result<Element, XmlError> {
     let name = s.name().into_inner().to_string();
     let mut attrs = Vec::new();
     for a in s.attributes() {
