@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotently installs and starts what berth needs on a Debian machine:
 # docker.io, etcd-server, etcd-client, protobuf-compiler (etcd-client's build needs protoc),
-# busybox-static (test images are built FROM scratch around it); then starts dockerd and a
+# busybox-static (test images are built FROM scratch around it); unpacks (without installing)
+# Debian's resource-agents and pacemaker-resource-agents into /var/lib/berth/ocf-agents, the
+# third-party OCF agents the tests run unchanged inside containers; then starts dockerd and a
 # local etcd on 127.0.0.1:2379 when none is reachable. Safe to run any number of times.
 set -euo pipefail
 
@@ -29,6 +31,22 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 mkdir -p "$LOG_DIR" "$ETCD_DATA"
+
+OCF_AGENTS="${BERTH_OCF_AGENTS:-/var/lib/berth/ocf-agents}"
+if [ -x "$OCF_AGENTS/resource.d/pacemaker/Stateful" ] && [ -x "$OCF_AGENTS/resource.d/heartbeat/Dummy" ]; then
+  log "third-party OCF agents already in $OCF_AGENTS"
+else
+  log "unpacking Debian's resource-agents and pacemaker-resource-agents into $OCF_AGENTS"
+  dl=$(mktemp -d)
+  (cd "$dl" && apt-get download -qq resource-agents pacemaker-resource-agents 2>/dev/null ||
+    { apt-get update -qq && apt-get download -qq resource-agents pacemaker-resource-agents; })
+  for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$dl/root"; done
+  rm -rf "$OCF_AGENTS.new"
+  mkdir -p "$(dirname "$OCF_AGENTS")"
+  cp -a "$dl/root/usr/lib/ocf" "$OCF_AGENTS.new"
+  rm -rf "$OCF_AGENTS" "$dl"
+  mv "$OCF_AGENTS.new" "$OCF_AGENTS"
+fi
 
 wait_for() { # wait_for WHAT SECONDS CMD...
   local what=$1 secs=$2; shift 2

@@ -12,6 +12,7 @@ use berth::model::{Operation, Primitive};
 use berth::store::Expect;
 use common::{
     TestController, TestNode, TestPrefix, berth, docker, eventually, httpd_bundle, ocf_test_image,
+    third_party_ocf_image,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -333,4 +334,73 @@ async fn a_promotable_bundle_promotes_the_highest_promotion_score_never_more_tha
         );
     }
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+}
+
+/// Third-party agents run unchanged (Debian's packages, as scripts/setup.sh unpacks them):
+/// Pacemaker's own ocf:pacemaker:Stateful reports its promotion scores through
+/// `${HA_SBIN_DIR}/crm_attribute --promotion` (5 unpromoted, 10 promoted) and is promoted by
+/// them; resource-agents' ocf:heartbeat:Dummy is monitored through ocf-shellfuncs and
+/// recovered in place when its state file goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_party_ocf_agents_run_unchanged() {
+    third_party_ocf_image();
+    let c = cluster("third").await;
+    let store = &c.store;
+    let image = "berth-test/httpd-ra:1";
+    let mut db = ocf_bundle(&format!("{}-st", c.tag), 3, 63, "pacemaker", "Stateful");
+    db.spec.docker.as_mut().unwrap().promoted_max = Some(1);
+    db.spec.docker.as_mut().unwrap().image = image.into();
+    let mut dummy = ocf_bundle(&format!("{}-dm", c.tag), 1, 64, "heartbeat", "Dummy");
+    dummy.spec.docker.as_mut().unwrap().image = image.into();
+    for b in [&db, &dummy] {
+        store.put_bundle(b, Expect::Absent).await.unwrap();
+    }
+
+    let name = db.name();
+    eventually(
+        WAIT,
+        "one promoted (score 10), two unpromoted (5)",
+        || async {
+            let r = roles(store, name).await?;
+            let promoted = r.iter().filter(|(role, _)| role == "promoted").count();
+            let settled = promoted == 1
+                && r.iter()
+                    .all(|(role, score)| *score == Some(if role == "promoted" { 10 } else { 5 }));
+            settled.then_some(())
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let prim = replica(store, name, i).await.unwrap().primitive.unwrap();
+        assert_eq!(prim.restarts, 0, "{:?}", prim.last);
+    }
+
+    let dm = dummy.name();
+    let started = eventually(WAIT, "Dummy started", || async {
+        replica(store, dm, 0)
+            .await
+            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+    })
+    .await;
+    // Dummy's state file is its resource: without it, monitor answers 7 and it is restarted.
+    let state = format!("/run/resource-agents/Dummy-{dm}-Dummy.state");
+    docker(&["exec", &dummy.container_name(0), "rm", &state]);
+    let after = eventually(WAIT, "Dummy restarted in place", || async {
+        replica(store, dm, 0).await.filter(|s| {
+            s.primitive
+                .as_ref()
+                .is_some_and(|p| p.restarts == 1 && p.state == "started")
+        })
+    })
+    .await;
+    assert_eq!(after.container_id, started.container_id);
+    let ops = &after.primitive.as_ref().unwrap().last;
+    assert!(
+        ops.iter().any(|o| o.action == "monitor" && o.rc == 7),
+        "{ops:?}"
+    );
+    docker(&["exec", &dummy.container_name(0), "test", "-f", &state]);
+    for b in [&db, &dummy] {
+        store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+    }
 }

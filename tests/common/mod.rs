@@ -296,6 +296,21 @@ pub fn docker_try(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
+/// Runs scripts/build-test-image.sh with `args`, failing the test with its output.
+fn build_test_image(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-test-image.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "building the test image ({args:?}): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// The test images `berth-test/httpd:1` and `:2` (busybox httpd FROM scratch), built once per
 /// test process. Fails the test with a clear message when dockerd is not running.
 pub fn test_image() {
@@ -308,16 +323,7 @@ pub fn test_image() {
             Ok(o) if o.status.success() => {}
             _ => panic!("dockerd is not reachable: run scripts/setup.sh"),
         }
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-test-image.sh");
-        let o = Command::new("bash")
-            .args([dir, "berth-test/httpd:1", "berth-test/httpd:2"])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "building the test image: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        build_test_image(&["berth-test/httpd:1", "berth-test/httpd:2"]);
     });
 }
 
@@ -497,20 +503,36 @@ pub fn ocf_test_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         test_image();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-test-image.sh");
-        let o = Command::new("bash")
-            .args([
-                script,
-                "--ocf",
-                env!("CARGO_BIN_EXE_berth"),
-                "berth-test/httpd-ocf:1",
-            ])
-            .output()
-            .unwrap();
+        build_test_image(&[
+            "--ocf",
+            env!("CARGO_BIN_EXE_berth"),
+            "berth-test/httpd-ocf:1",
+        ]);
+    });
+}
+
+/// Where scripts/setup.sh unpacks Debian's resource-agents and pacemaker-resource-agents.
+pub const OCF_AGENTS: &str = "/var/lib/berth/ocf-agents";
+
+/// `berth-test/httpd-ra:1`: the OCF test image with third-party agents (Debian's
+/// resource-agents and pacemaker-resource-agents, unchanged) under /usr/lib/ocf beside the
+/// project's. Fails the test with a clear message when scripts/setup.sh has not unpacked them.
+pub fn third_party_ocf_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
         assert!(
-            o.status.success(),
-            "building the OCF test image: {}",
-            String::from_utf8_lossy(&o.stderr)
+            std::path::Path::new(OCF_AGENTS)
+                .join("resource.d/pacemaker/Stateful")
+                .exists(),
+            "{OCF_AGENTS} has no third-party OCF agents: run scripts/setup.sh"
         );
+        test_image();
+        build_test_image(&[
+            "--ocf",
+            env!("CARGO_BIN_EXE_berth"),
+            "--agents",
+            OCF_AGENTS,
+            "berth-test/httpd-ra:1",
+        ]);
     });
 }
