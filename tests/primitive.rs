@@ -165,6 +165,18 @@ async fn the_seed_applied_with_berth_apply_serves_is_monitored_and_recovers_in_p
         );
     }
     let before = replica(store, &name, 0).await.unwrap();
+    // One action by hand, inside the container, with the environment supervision gives it.
+    let md = docker(&[
+        "exec",
+        &b.container_name(0),
+        "/run/berth-bin/berth",
+        "remote",
+        "--config",
+        "/run/berth/remote.json",
+        "--action",
+        "meta-data",
+    ]);
+    assert!(md.contains("<resource-agent name=\"apache\""), "{md}");
 
     // httpd dies inside replica 0: the monitor (the seed defines none, so it is the one the
     // agent's meta-data advertises, every 10 s) notices, and httpd is restarted in place.

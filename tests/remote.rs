@@ -311,3 +311,38 @@ fn the_command_class_restarts_a_dead_command_and_one_failing_its_probe() {
             .is_some_and(|p| *p != second && *p != first)
     });
 }
+
+#[test]
+fn one_action_runs_by_hand_and_exits_with_the_agents_code() {
+    // A monitor far off, so that supervision does not recover what the test takes away.
+    let r = start_remote("600s", None);
+    until("started", || r.state.exists());
+    let action = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["remote", "--config"])
+            .arg(r.dir.path().join("remote.json"))
+            .args(["--action", name])
+            .output()
+            .unwrap()
+    };
+    let o = action("meta-data");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("<resource-agent name='dummy'/>"));
+    assert_eq!(
+        action("monitor").status.code(),
+        Some(0),
+        "the supervised one runs"
+    );
+    let o = action("notify");
+    assert_eq!(o.status.code(), Some(3), "dummy does not implement notify");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("OCF_ERR_UNIMPLEMENTED (3)"));
+    std::fs::remove_file(&r.state).unwrap();
+    assert_eq!(action("monitor").status.code(), Some(7));
+    let o = action("reload-agent");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--action reload-agent: not an OCF action"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -122,11 +122,15 @@ pub enum Command {
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
     /// The remote agent: supervise a bundle's primitive inside its container (as PID 1).
-    /// Work in progress (issue 5): the ocf class, monitors and on-fail so far.
     Remote {
         /// The JSON file naming the primitive to supervise (written by the node agent).
         #[arg(long)]
         config: PathBuf,
+        /// Run this one action (start, stop, monitor, promote, demote, notify, meta-data,
+        /// validate-all) with the environment supervision gives it, print its output and exit
+        /// with its exit code, instead of supervising.
+        #[arg(long)]
+        action: Option<String>,
     },
     /// Everything on this host for a first run: etcd (reused when one answers), a
     /// controller and a node agent; applies the manifests given and waits for them.
@@ -326,7 +330,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
-        Command::Remote { config } => remote(&config).await,
+        Command::Remote { config, action } => remote(&config, action.as_deref()).await,
         Command::Up {
             files,
             name,
@@ -385,13 +389,29 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
 
 /// `berth remote`: supervises the primitive until SIGTERM/SIGINT, then exits with the
 /// supervisor's code (see `remote::supervisor::exit`).
-async fn remote(config: &std::path::Path) -> Result<()> {
-    use crate::remote::{reaper::Reaper, supervisor};
+async fn remote(config: &std::path::Path, action: Option<&str>) -> Result<()> {
+    use crate::remote::{ocf::Action, reaper::Reaper, supervisor};
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("{}: cannot read", config.display()))?;
     let cfg: supervisor::RemoteConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a remote agent configuration", config.display()))?;
     let reaper = Reaper::global();
+    if let Some(name) = action {
+        let action = Action::parse(name).with_context(|| {
+            let all: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            format!("--action {name}: not an OCF action ({})", all.join(", "))
+        })?;
+        let o = supervisor::run_once(&cfg, reaper, action)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        print!("{}", o.output);
+        eprintln!("{}: {} ({})", action.as_str(), o.rc.name(), o.rc.code());
+        // The agent's exit code; a timeout or a signal counts as a generic error.
+        std::process::exit(match o.rc.code() {
+            c if c >= 0 => c.min(255),
+            _ => 1,
+        });
+    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let state = std::sync::Arc::new(supervisor::Shared::new(cfg.state_file.clone()));

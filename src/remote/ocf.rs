@@ -29,6 +29,23 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action of the OCF resource agent API.
+    pub const ALL: [Action; 8] = [
+        Action::Start,
+        Action::Stop,
+        Action::Monitor,
+        Action::Promote,
+        Action::Demote,
+        Action::Notify,
+        Action::MetaData,
+        Action::ValidateAll,
+    ];
+
+    /// The action named `name` (`start`, `meta-data`, …).
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Start => "start",

@@ -366,6 +366,22 @@ fn monitors(p: &Primitive) -> Vec<Op> {
         .collect()
 }
 
+/// Runs one `action` of the configured primitive, with the environment and the timeout
+/// supervision would give it (a monitor runs as a probe, interval 0); for
+/// `berth remote --action`, e.g. validate-all or meta-data by hand.
+pub async fn run_once(
+    cfg: &RemoteConfig,
+    reaper: &Reaper,
+    action: Action,
+) -> Result<super::ocf::Outcome, String> {
+    let resource = Resource::new(cfg, agent_env(cfg))?;
+    let o = op(&cfg.primitive, action.as_str());
+    resource
+        .run(reaper, action, o.timeout, Duration::ZERO)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Supervises the primitive until `shutdown`; returns the process exit code.
 pub async fn run(
     cfg: &RemoteConfig,
