@@ -39,6 +39,8 @@ fn main() {
     let state = dir.path().join("state");
     let cfg = RemoteConfig {
         ocf_root: dir.path().join("ocf"),
+        // As the node agent configures it: the promotion score is read after every operation.
+        attributes_file: Some(dir.path().join("attributes.json")),
         ..RemoteConfig::new(Primitive {
             id: "dummy".into(),
             class: "ocf".into(),
