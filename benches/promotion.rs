@@ -15,9 +15,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use berth::model::cluster::PrimitiveState;
-use berth::model::{Operation, Primitive};
 use berth::store::{Expect, Store};
-use common::{TestController, TestNode, TestPrefix, docker, httpd_bundle, ocf_test_image};
+use common::{TestController, TestNode, TestPrefix, docker, ocf_bundle, ocf_test_image};
 
 async fn prims(store: &Store, b: &str) -> Vec<Option<PrimitiveState>> {
     let mut out = Vec::new();
@@ -45,22 +44,8 @@ async fn main() {
     let store = p.store().await;
     let _node = TestNode::start(&p, "pb-n").await;
     let _ctl = TestController::start(&p, "ctl").await;
-    let mut b = httpd_bundle("pb-db", 3, 3, 91);
-    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    let mut b = ocf_bundle("pb-db", 3, 91, "berth", "stateful");
     b.spec.docker.as_mut().unwrap().promoted_max = Some(1);
-    b.spec.primitive = Some(Primitive {
-        id: "pb-db-stateful".into(),
-        class: "ocf".into(),
-        provider: Some("berth".into()),
-        kind: "stateful".into(),
-        operations: vec![Operation {
-            name: "monitor".into(),
-            interval: "1s".into(),
-            timeout: Some("5s".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
     store.put_bundle(&b, Expect::Absent).await.unwrap();
     let poll = |what: &'static str| {
         let store = store.clone();

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The statically linked berth (any image, any libc or none): one test runs it as the remote
+# agent in an image without a C library. A debug build, to keep CI short.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --target x86_64-unknown-linux-gnu --bin berth
+export BERTH_STATIC_BIN="$PWD/target/x86_64-unknown-linux-gnu/debug/berth"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

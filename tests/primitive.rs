@@ -8,10 +8,9 @@ mod common;
 use std::time::Duration;
 
 use berth::model::cluster::ReplicaStatus;
-use berth::model::{Operation, Primitive};
 use berth::store::Expect;
 use common::{
-    TestController, TestNode, TestPrefix, berth, docker, eventually, httpd_bundle, ocf_test_image,
+    TestController, TestNode, TestPrefix, berth, docker, eventually, ocf_bundle, ocf_test_image,
     third_party_ocf_image,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,33 +57,6 @@ async fn cluster(test: &str) -> Cluster {
         _ctl: ctl,
         tag,
     }
-}
-
-/// `replicas` replicas of the OCF test image running primitive `ocf:<provider>:<kind>`
-/// with a 1 s monitor, addresses from 127.0.`net`.10.
-fn ocf_bundle(
-    name: &str,
-    replicas: u32,
-    net: u8,
-    provider: &str,
-    kind: &str,
-) -> berth::model::Bundle {
-    let mut b = httpd_bundle(name, replicas, replicas, net);
-    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
-    b.spec.primitive = Some(Primitive {
-        id: format!("{name}-{kind}"),
-        class: "ocf".into(),
-        provider: Some(provider.into()),
-        kind: kind.into(),
-        operations: vec![Operation {
-            name: "monitor".into(),
-            interval: "1s".into(),
-            timeout: Some("5s".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    b
 }
 
 /// The seed manifest, `manifests/httpd-bundle.yaml`, with only what keeps a test apart
@@ -345,6 +317,33 @@ async fn a_promotable_bundle_promotes_the_highest_promotion_score_never_more_tha
             row(i)
         );
     }
+
+    // The promoted container dies: its transient attributes go with it (the score file too,
+    // removed first), another replica is promoted meanwhile, and the dead one comes back
+    // unpromoted with the agent's start score. Never two promoted on the way.
+    docker(&["exec", &b.container_name(next), "rm", "/tmp/stateful/score"]);
+    let killed = replica(store, name, next).await.unwrap().container_id;
+    docker(&["kill", &b.container_name(next)]);
+    let (promoted, back) = eventually(
+        WAIT,
+        "another promoted, the dead one back unpromoted",
+        || async {
+            let r = roles(store, name).await?;
+            let now = replica(store, name, next).await?;
+            let promoted: Vec<u32> = (0..3).filter(|i| r[*i as usize].0 == "promoted").collect();
+            let back = r[next as usize] == ("unpromoted".into(), Some(5));
+            (promoted.len() == 1 && promoted[0] != next && back).then(|| (promoted[0], now))
+        },
+    )
+    .await;
+    assert_eq!(
+        back.container_id, killed,
+        "restarted in place, not replaced"
+    );
+    assert_eq!(
+        roles(store, name).await.unwrap()[promoted as usize],
+        ("promoted".into(), Some(10))
+    );
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
 }
 
@@ -415,4 +414,89 @@ async fn third_party_ocf_agents_run_unchanged() {
     for b in [&db, &dummy] {
         store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     }
+}
+
+/// One binary for any image: the statically linked berth (`scripts/test.sh` builds it with
+/// crt-static, as `scripts/build-image.sh` does for berth's own image, and names it in
+/// `BERTH_STATIC_BIN`) is the remote agent in the plain test image, which has no C library at
+/// all (a static busybox FROM scratch). The primitive is berth's command class running httpd
+/// with a health probe; the node attribute tools answer under their own names there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_berth_is_the_remote_agent_in_an_image_without_a_c_library() {
+    let bin = std::env::var("BERTH_STATIC_BIN").unwrap_or_else(|_| {
+        panic!(
+            "BERTH_STATIC_BIN is not set: run scripts/test.sh, which builds the static berth \
+             (RUSTFLAGS='-C target-feature=+crt-static' cargo build --target \
+             x86_64-unknown-linux-gnu --bin berth) and sets it"
+        )
+    });
+    let ldd = std::process::Command::new("ldd")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
+    assert!(
+        said.contains("not a dynamic executable") || said.contains("statically linked"),
+        "{bin} is not static: {said}"
+    );
+    common::test_image();
+    let libc = common::docker_try(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        "berth-test/httpd:1",
+        "-c",
+        "ls /lib /lib64 /usr/lib",
+    ]);
+    assert!(
+        libc.is_none(),
+        "the plain test image has a library folder: {libc:?}"
+    );
+
+    let p = TestPrefix::new("static");
+    let store = p.store().await;
+    let tag = format!("static{}", std::process::id() % 100_000);
+    let node = TestNode::start_with_remote(&p, &format!("{tag}-n"), bin.into()).await;
+    eventually(WAIT, "the node to register", || async {
+        store.get(&store.keys().node(&node.name)).await.unwrap()
+    })
+    .await;
+    let _ctl = TestController::start(&p, "ctl").await;
+    let mut b = common::httpd_bundle(&format!("{tag}-web"), 1, 1, 65);
+    b.spec.primitive = Some(berth::model::Primitive {
+        id: "web".into(),
+        class: "command".into(),
+        kind: "/bin/httpd".into(),
+        instance_attributes: [
+            ("args", "-f -p 80 -h /var/www/html"),
+            ("health", "/bin/wget -q -O /dev/null http://127.0.0.1:80/"),
+        ]
+        .into_iter()
+        .map(|(k, v)| berth::model::NvPair {
+            id: None,
+            name: k.into(),
+            value: Some(v.into()),
+        })
+        .collect(),
+        ..Default::default()
+    });
+    store.put_bundle(&b, Expect::Absent).await.unwrap();
+    eventually(WAIT, "the primitive started", || async {
+        replica(&store, b.name(), 0)
+            .await
+            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+    })
+    .await;
+    let page = eventually(WAIT, "HTTP", || http_get("127.0.65.10:8080".into())).await;
+    assert!(page.contains("200 OK"), "{page}");
+    let me = docker(&[
+        "exec",
+        &b.container_name(0),
+        "/run/berth-bin/crm_node",
+        "-n",
+    ]);
+    assert_eq!(me, b.replica_name(0));
+    store.delete_bundle(b.name(), Expect::Any).await.unwrap();
 }

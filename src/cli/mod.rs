@@ -165,6 +165,11 @@ pub struct NodeArgs {
     /// Docker-compatible socket, unix:///run/podman/podman.sock.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// The berth binary to mount into containers as their remote agent (default: this
+    /// executable). Give a statically linked build when this one is not, so that it runs in
+    /// images without this host's C library.
+    #[arg(long)]
+    pub remote_binary: Option<PathBuf>,
 }
 
 /// Resource kinds the CLI knows.
@@ -375,6 +380,14 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?;
     if let Some(d) = args.state_dir {
         cfg.state_dir = d;
+    }
+    if let Some(bin) = args.remote_binary {
+        anyhow::ensure!(
+            bin.is_file(),
+            "--remote-binary {}: no such file",
+            bin.display()
+        );
+        cfg.remote_binary = Some(bin);
     }
     let engine = DockerEngine::connect(args.docker_host.as_deref()).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();

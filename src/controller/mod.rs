@@ -396,6 +396,9 @@ impl View {
 /// whose primitive has started on the node they are placed on; the ones promoted now keep
 /// it (no flapping), then the lowest ordinals. (The agents report no promotion scores yet.)
 fn choose_promoted(b: &Bundle, placed: &BTreeMap<u32, String>, view: &View) -> BTreeSet<u32> {
+    if b.spec.promoted_max() == 0 {
+        return BTreeSet::new();
+    }
     let running: Vec<Candidate> = placed
         .iter()
         .filter_map(|(i, node)| {

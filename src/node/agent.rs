@@ -413,10 +413,18 @@ impl<E: Engine> Agent<E> {
                     .join(&k.bundle)
                     .join(format!("{}-{}", k.bundle, k.index))
                     .join("state.json");
-                if let Some(st) = std::fs::read(&file)
+                let left = std::fs::read(&file)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<PrimitiveState>(&b).ok())
-                {
+                    .or_else(|| self.runtime.get(&k).and_then(|rt| rt.primitive.clone()));
+                if let Some(mut st) = left {
+                    // Nothing runs in a dead container: the primitive is stopped (or failed)
+                    // and holds no role, whatever its last report said.
+                    if st.state != "failed" {
+                        st.state = "stopped".into();
+                    }
+                    st.role.clear();
+                    st.wanted_role.clear();
                     if let Some(op) = st.last.iter().rev().find(|o| o.rc != 0) {
                         let out = op.output.lines().next().unwrap_or_default();
                         reason.push_str(&format!(

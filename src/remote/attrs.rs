@@ -8,7 +8,9 @@
 //! sets for its agents); the remote agent reads the promotion score back after every
 //! operation and reports it, and the controller promotes the highest scores.
 //!
-//! Only this replica's own attributes exist here: `-N` naming another node is refused.
+//! Only this replica's own attributes exist here: `-N` naming another node is refused. Run by
+//! hand in the container (`docker exec`), the tools find the file in `/run/berth` and take the
+//! host name, which is the replica's name, as the node's.
 //! Lifetime `reboot` (Pacemaker's transient attributes) lasts until the container restarts;
 //! `forever` lasts as long as the replica's directory on its host.
 
@@ -190,14 +192,19 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     let out = &mut std::io::stdout().lock();
     let err = &mut std::io::stderr().lock();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match run(
-        tool,
-        args,
-        env(ENV_FILE).map(PathBuf::from),
-        env(ENV_NODE),
-        env("OCF_RESOURCE_INSTANCE"),
-        out,
-    ) {
+    // Run by hand in a container (docker exec), without an agent's environment: the
+    // replica's directory and its host name (the replica's name) serve.
+    let dir = Path::new(crate::node::container::REMOTE_DIR);
+    let file = env(ENV_FILE)
+        .map(PathBuf::from)
+        .or_else(|| dir.is_dir().then(|| dir.join("attributes.json")));
+    let node = env(ENV_NODE).or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    });
+    match run(tool, args, file, node, env("OCF_RESOURCE_INSTANCE"), out) {
         Ok(code) => code,
         Err((code, msg)) => {
             let _ = writeln!(err, "{tool}: {msg}");
@@ -216,7 +223,7 @@ fn run(
 ) -> Result<i32, (i32, String)> {
     let usage = |m: String| (EX_USAGE, m);
     let r = parse(tool, args).map_err(usage)?;
-    let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set: run me from an agent")))?;
+    let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set and there is no host name")))?;
     if r.print_name {
         let _ = writeln!(out, "{me}");
         return Ok(0);

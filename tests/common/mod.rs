@@ -336,11 +336,39 @@ pub struct TestNode {
     task: Option<tokio::task::JoinHandle<Result<(), berth::node::NodeError>>>,
     endpoint: Option<String>,
     ttl: u64,
+    /// The berth binary bind-mounted into containers with a primitive as the remote agent.
+    remote: std::path::PathBuf,
 }
 
 impl TestNode {
     pub async fn start(prefix: &TestPrefix, name: &str) -> TestNode {
         TestNode::start_via(prefix, name, None, 5).await
+    }
+
+    /// A node whose containers with a primitive get `remote` as their remote agent (instead
+    /// of this build's berth).
+    pub async fn start_with_remote(
+        prefix: &TestPrefix,
+        name: &str,
+        remote: std::path::PathBuf,
+    ) -> TestNode {
+        let mut node = TestNode::new(name, None, 5);
+        node.remote = remote;
+        node.spawn(prefix).await;
+        node
+    }
+
+    fn new(name: &str, endpoint: Option<String>, ttl: u64) -> TestNode {
+        TestNode {
+            name: name.to_string(),
+            state_dir: tempfile::tempdir().unwrap(),
+            token: tokio_util::sync::CancellationToken::new(),
+            task: None,
+            endpoint,
+            ttl,
+            // Berth itself, not this test binary.
+            remote: std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+        }
     }
 
     /// A node whose etcd traffic goes to `endpoint` (a [`Proxy`], to cut it off), with a
@@ -351,15 +379,7 @@ impl TestNode {
         endpoint: Option<String>,
         ttl: u64,
     ) -> TestNode {
-        let state_dir = tempfile::tempdir().unwrap();
-        let mut node = TestNode {
-            name: name.to_string(),
-            state_dir,
-            token: tokio_util::sync::CancellationToken::new(),
-            task: None,
-            endpoint,
-            ttl,
-        };
+        let mut node = TestNode::new(name, endpoint, ttl);
         node.spawn(prefix).await;
         node
     }
@@ -375,9 +395,7 @@ impl TestNode {
             .await
             .expect("dockerd is not reachable: run scripts/setup.sh");
         let mut cfg = berth::node::NodeConfig::new(&self.name);
-        // The remote agent bind-mounted into containers with a primitive is berth itself
-        // (not this test binary).
-        cfg.remote_binary = Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")));
+        cfg.remote_binary = Some(self.remote.clone());
         cfg.lease_ttl = Duration::from_secs(self.ttl);
         cfg.state_dir = self.state_dir.path().to_path_buf();
         self.token = tokio_util::sync::CancellationToken::new();
@@ -535,4 +553,31 @@ pub fn third_party_ocf_image() {
             "berth-test/httpd-ra:1",
         ]);
     });
+}
+
+/// `replicas` replicas of the OCF test image running primitive `ocf:<provider>:<kind>`
+/// with a 1 s monitor, addresses from 127.0.`net`.10.
+pub fn ocf_bundle(
+    name: &str,
+    replicas: u32,
+    net: u8,
+    provider: &str,
+    kind: &str,
+) -> berth::model::Bundle {
+    let mut b = httpd_bundle(name, replicas, replicas, net);
+    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:1".into();
+    b.spec.primitive = Some(berth::model::Primitive {
+        id: format!("{name}-{kind}"),
+        class: "ocf".into(),
+        provider: Some(provider.into()),
+        kind: kind.into(),
+        operations: vec![berth::model::Operation {
+            name: "monitor".into(),
+            interval: "1s".into(),
+            timeout: Some("5s".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    b
 }
