@@ -115,14 +115,20 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
     let mut it: std::collections::VecDeque<String> = args.iter().cloned().collect();
     while let Some(arg) = it.pop_front() {
         // --long=value, --long value, -x value, -xvalue, and clustered switches (-GQ).
-        let short = !arg.starts_with("--") && arg.starts_with('-') && arg.len() > 2;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ if short && matches!(&arg[1..2], "D" | "G" | "Q" | "q" | "V") => {
-                it.push_front(format!("-{}", &arg[2..]));
-                (arg[..2].to_string(), None)
+        let mut chars = arg.chars();
+        let short = match (chars.next(), chars.next()) {
+            (Some('-'), Some(c)) if c != '-' && !chars.as_str().is_empty() => {
+                Some((c, chars.as_str().to_string()))
             }
-            _ if short => (arg[..2].to_string(), Some(arg[2..].to_string())),
+            _ => None,
+        };
+        let (flag, inline) = match (arg.split_once('='), short) {
+            (Some((f, v)), _) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            (_, Some((c, rest))) if matches!(c, 'D' | 'G' | 'Q' | 'q' | 'V') => {
+                it.push_front(format!("-{rest}"));
+                (format!("-{c}"), None)
+            }
+            (_, Some((c, rest))) => (format!("-{c}"), Some(rest)),
             _ => (arg.clone(), None),
         };
         let mut value = |what: &str| -> Result<String, String> {
