@@ -34,7 +34,7 @@ async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<Replica
 struct Cluster {
     p: TestPrefix,
     store: berth::store::Store,
-    _node: TestNode,
+    node: TestNode,
     _ctl: TestController,
     tag: String,
 }
@@ -53,7 +53,7 @@ async fn cluster(test: &str) -> Cluster {
     Cluster {
         p,
         store,
-        _node: node,
+        node,
         _ctl: ctl,
         tag,
     }
@@ -498,5 +498,50 @@ async fn a_static_berth_is_the_remote_agent_in_an_image_without_a_c_library() {
         "-n",
     ]);
     assert_eq!(me, b.replica_name(0));
+    store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+}
+
+/// With control-port set, the channel is TCP, as Pacemaker reaches pacemaker-remoted: the
+/// remote agent listens on that port only (no unix socket), published on the replica's
+/// address, and the node agent reads the primitive through it; a peer without the key is
+/// refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_control_port_the_channel_is_tcp_on_the_replica_address() {
+    use berth::remote::channel::{ChannelError, query};
+    let c = cluster("tcp").await;
+    let store = &c.store;
+    let mut b = ocf_bundle(&format!("{}-web", c.tag), 1, 66, "heartbeat", "apache");
+    b.spec.network.as_mut().unwrap().control_port = Some(3121);
+    store.put_bundle(&b, Expect::Absent).await.unwrap();
+    eventually(WAIT, "the primitive started, as read over TCP", || async {
+        replica(store, b.name(), 0)
+            .await
+            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+    })
+    .await;
+    let dir = c
+        .node
+        .state_dir
+        .path()
+        .join(b.name())
+        .join(b.replica_name(0));
+    assert!(dir.join("authkey").exists());
+    assert!(
+        !dir.join("control.sock").exists(),
+        "TCP only: no unix socket"
+    );
+    let addr = "127.0.66.10:3121";
+    let key = std::fs::read_to_string(dir.join("authkey")).unwrap();
+    let st = query(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        key.trim(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st.state, "started");
+    match query(tokio::net::TcpStream::connect(addr).await.unwrap(), "guess").await {
+        Err(ChannelError::Refused(why)) => assert_eq!(why, "unauthenticated"),
+        other => panic!("a peer without the key got {other:?}"),
+    }
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
 }

@@ -188,6 +188,19 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
 
     if let Some(net) = &spec.network {
         check_network(&mut c, net, replicas);
+        // With a primitive, control-port is where the remote agent listens and is published.
+        if spec.primitive.is_some()
+            && let Some(cp) = net.control_port.filter(|p| *p != 0)
+            && let Some(j) = net.port_mappings.iter().position(|pm| {
+                let (lo, hi) = pm.host_ports().unwrap_or((0, 0));
+                (lo <= cp && cp <= hi) || pm.internal_port() == Some(cp)
+            })
+        {
+            c.fail(
+                "spec.network.controlPort",
+                format!("{cp}: portMappings[{j}] uses this port too"),
+            );
+        }
     }
     check_storage(&mut c, spec);
     if let Some(prim) = &spec.primitive {
@@ -864,6 +877,11 @@ mod tests {
                 |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("300.1.1.1".into()),
                 "spec.network.ipRangeStart",
                 "not an IPv4",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().control_port = Some(80),
+                "spec.network.controlPort",
+                "80: portMappings[0] uses this port too",
             ),
             (
                 |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("192.168.24.254".into()),

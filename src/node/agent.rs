@@ -250,6 +250,7 @@ struct Watcher {
     token: CancellationToken,
     /// The role to ask for; every send is one more request (the latest value wins).
     role: tokio::sync::watch::Sender<&'static str>,
+    channel: Channel,
 }
 
 impl<E: Engine> Agent<E> {
@@ -652,37 +653,49 @@ impl<E: Engine> Agent<E> {
         self.converge_roles();
     }
 
-    /// A control-channel watcher for every replica with a primitive, and none for others.
+    /// A control-channel watcher for every replica with a primitive, and none for others (a
+    /// replica whose channel changed gets new ones).
     fn converge_watchers(&mut self, desired: &Desired) {
-        let want: BTreeMap<ReplicaKey, PathBuf> = desired
+        let want: BTreeMap<ReplicaKey, Channel> = desired
             .iter()
             .filter_map(|(k, d)| {
                 let d = d.as_ref().ok()?;
                 d.remote_config.as_ref()?;
-                Some((k.clone(), self.replica_dir(d)))
+                let ch = Channel {
+                    dir: self.replica_dir(d),
+                    tcp: d.control_tcp,
+                };
+                Some((k.clone(), ch))
             })
             .collect();
         self.watchers.retain(|k, w| {
-            let keep = want.contains_key(k);
+            let keep = want.get(k) == Some(&w.channel);
             if !keep {
                 w.token.cancel();
             }
             keep
         });
-        for (k, dir) in want {
+        for (k, channel) in want {
             if self.watchers.contains_key(&k) {
                 continue;
             }
             let token = CancellationToken::new();
             let (role, asked) = tokio::sync::watch::channel("");
             tokio::spawn(watch_primitive(
-                dir.clone(),
+                channel.clone(),
                 k.clone(),
                 self.primitive_tx.clone(),
                 token.clone(),
             ));
-            tokio::spawn(ask_roles(dir, k.clone(), asked, token.clone()));
-            self.watchers.insert(k, Watcher { token, role });
+            tokio::spawn(ask_roles(channel.clone(), k.clone(), asked, token.clone()));
+            self.watchers.insert(
+                k,
+                Watcher {
+                    token,
+                    role,
+                    channel,
+                },
+            );
         }
     }
 
@@ -937,20 +950,40 @@ impl<E: Engine> Agent<E> {
     }
 }
 
-/// A connection to the control channel of the remote agent whose replica directory is
-/// `dir`, and the channel's key; none while the container is not up.
-async fn connect(dir: &std::path::Path) -> Option<(tokio::net::UnixStream, String)> {
-    let authkey = tokio::fs::read_to_string(dir.join("authkey")).await.ok()?;
-    let s = tokio::net::UnixStream::connect(dir.join("control.sock"))
-        .await
-        .ok()?;
-    Some((s, authkey.trim().to_string()))
+/// How the node agent reaches a replica's remote agent: the replica's directory (the authkey,
+/// and the unix socket) and, when the bundle sets control-port, a TCP address instead.
+#[derive(Debug, Clone, PartialEq)]
+struct Channel {
+    dir: PathBuf,
+    tcp: Option<std::net::SocketAddrV4>,
+}
+
+/// A stream to a remote agent, over either transport.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+impl Channel {
+    /// A connection and the channel's key; none while the container is not up.
+    async fn connect(&self) -> Option<(Box<dyn Stream>, String)> {
+        let authkey = tokio::fs::read_to_string(self.dir.join("authkey"))
+            .await
+            .ok()?;
+        let s: Box<dyn Stream> = match self.tcp {
+            Some(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.ok()?),
+            None => Box::new(
+                tokio::net::UnixStream::connect(self.dir.join("control.sock"))
+                    .await
+                    .ok()?,
+            ),
+        };
+        Some((s, authkey.trim().to_string()))
+    }
 }
 
 /// Long-polls a replica's remote agent for changes of its primitive (the control channel's
 /// `watch`), reporting each; while the container is not up, retries every half second.
 async fn watch_primitive(
-    dir: PathBuf,
+    channel: Channel,
     key: ReplicaKey,
     tx: tokio::sync::mpsc::UnboundedSender<(ReplicaKey, PrimitiveState)>,
     token: CancellationToken,
@@ -958,7 +991,7 @@ async fn watch_primitive(
     let mut since = 0;
     loop {
         let attempt = async {
-            let (s, authkey) = connect(&dir).await?;
+            let (s, authkey) = channel.connect().await?;
             crate::remote::channel::watch(s, &authkey, since).await.ok()
         };
         let got = tokio::select! {
@@ -987,7 +1020,7 @@ async fn watch_primitive(
 /// Sends a replica's remote agent each role asked for on `asked`, in order, retrying every
 /// half second while the channel is not up (a newer request replaces one not yet delivered).
 async fn ask_roles(
-    dir: PathBuf,
+    channel: Channel,
     key: ReplicaKey,
     mut asked: tokio::sync::watch::Receiver<&'static str>,
     token: CancellationToken,
@@ -1000,7 +1033,7 @@ async fn ask_roles(
         loop {
             let role = *asked.borrow_and_update();
             let ask = async {
-                let (s, authkey) = connect(&dir).await?;
+                let (s, authkey) = channel.connect().await?;
                 crate::remote::channel::set_role(s, &authkey, role)
                     .await
                     .ok()

@@ -90,6 +90,11 @@ pub struct DesiredContainer {
     /// nothing about this container must not replace it).
     #[serde(skip)]
     pub generation: i64,
+    /// Where the node agent reaches the remote agent over TCP, when the bundle sets
+    /// control-port (the replica's address, published; or loopback for a container on the
+    /// host's network). None: the unix socket in the replica's directory.
+    #[serde(skip)]
+    pub control_tcp: Option<std::net::SocketAddrV4>,
 }
 
 impl DesiredContainer {
@@ -187,7 +192,25 @@ pub fn desired(
         hosts_file = Some((path, hosts_content(bundle)));
     }
     let mut remote_config = None;
+    let mut control_tcp = None;
     if let (Some(prim), Some(bin)) = (&spec.primitive, remote) {
+        // control-port: TCP instead of the unix socket, as Pacemaker reaches
+        // pacemaker-remoted: on the replica's address (published there), or, without one, on
+        // the host's own (a container on the host's network).
+        let control_port = spec.network.as_ref().and_then(|n| n.control_port);
+        if let Some(port) = control_port {
+            if let Some(ip) = host_ip {
+                ports.push(PublishedPort {
+                    host_ip: Some(ip),
+                    host_port: port,
+                    container_port: port,
+                });
+            }
+            control_tcp = Some(std::net::SocketAddrV4::new(
+                host_ip.unwrap_or(Ipv4Addr::LOCALHOST),
+                port,
+            ));
+        }
         let dir = replica_dir(state_dir, bundle, i);
         binds.push(format!("{}:{REMOTE_DIR}", dir.display()));
         binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
@@ -196,8 +219,8 @@ pub fn desired(
         }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let cfg = crate::remote::supervisor::RemoteConfig {
-            control_socket: Some(run("control.sock")),
-            control_port: spec.network.as_ref().and_then(|n| n.control_port),
+            control_socket: control_port.is_none().then(|| run("control.sock")),
+            control_port,
             state_file: Some(run("state.json")),
             promotable: spec.promoted_max() > 0,
             authkey_file: Some(run("authkey")),
@@ -240,6 +263,7 @@ pub fn desired(
         dirs,
         hosts_file,
         generation: bundle.metadata.generation.unwrap_or(0),
+        control_tcp,
     })
 }
 
