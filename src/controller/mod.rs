@@ -430,7 +430,7 @@ impl Candidate<'_> {
     /// Promoted, or on its way there: reported promoted, a promotion requested of its
     /// remote agent, or one asked for in its assignment. Such a replica counts against
     /// promoted-max until it reports itself unpromoted with no promotion requested.
-    fn holds_promotion(&self) -> bool {
+    pub fn holds_promotion(&self) -> bool {
         let p = self.primitive;
         p.state != "stopped" && (p.role == "promoted" || p.wanted_role == "promoted" || self.asked)
     }
