@@ -480,7 +480,13 @@ pub async fn run(
             }
         };
         let (op_name, rc, on_fail) = failed;
-        let decision = decide(op_name, on_fail.as_deref());
+        let mut decision = decide(op_name, on_fail.as_deref());
+        // Pacemaker: on-fail=demote applies to promote and to a promoted instance's monitor;
+        // elsewhere the default applies.
+        if decision == Decision::Demote && op_name != "promote" && s.state.get().role != "promoted"
+        {
+            decision = Decision::Restart;
+        }
         tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
         match decision {
             Decision::Ignore => {}
