@@ -30,6 +30,16 @@ async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<Replica
     serde_json::from_slice(&kv.value).ok()
 }
 
+/// Replica `i`'s status once its primitive has started (fails the test after `WAIT`).
+async fn started(store: &berth::store::Store, b: &str, i: u32) -> ReplicaStatus {
+    eventually(WAIT, &format!("{b}-{i}'s primitive started"), || async {
+        replica(store, b, i)
+            .await
+            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+    })
+    .await
+}
+
 /// A cluster of one registered node and a controller, under the test's own prefix.
 struct Cluster {
     p: TestPrefix,
@@ -117,12 +127,7 @@ async fn the_seed_applied_with_berth_apply_serves_is_monitored_and_recovers_in_p
     let b = store.get_bundle(&name).await.unwrap().unwrap().value;
 
     for i in 0..3 {
-        eventually(WAIT, "the primitive started", || async {
-            replica(store, &name, i)
-                .await
-                .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
-        })
-        .await;
+        started(store, &name, i).await;
         // The seed's port 80 on the replica's own address, serving the mapped /srv/www.
         let page = eventually(WAIT, "HTTP", || {
             http_get(format!("127.0.60.{}:80", 112 + i))
@@ -387,12 +392,7 @@ async fn third_party_ocf_agents_run_unchanged() {
     }
 
     let dm = dummy.name();
-    let started = eventually(WAIT, "Dummy started", || async {
-        replica(store, dm, 0)
-            .await
-            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
-    })
-    .await;
+    let before = started(store, dm, 0).await;
     // Dummy's state file is its resource: without it, monitor answers 7 and it is restarted.
     let state = format!("/run/resource-agents/Dummy-{dm}-Dummy.state");
     docker(&["exec", &dummy.container_name(0), "rm", &state]);
@@ -404,7 +404,7 @@ async fn third_party_ocf_agents_run_unchanged() {
         })
     })
     .await;
-    assert_eq!(after.container_id, started.container_id);
+    assert_eq!(after.container_id, before.container_id);
     let ops = &after.primitive.as_ref().unwrap().last;
     assert!(
         ops.iter().any(|o| o.action == "monitor" && o.rc == 7),
@@ -483,12 +483,7 @@ async fn a_static_berth_is_the_remote_agent_in_an_image_without_a_c_library() {
         ..Default::default()
     });
     store.put_bundle(&b, Expect::Absent).await.unwrap();
-    eventually(WAIT, "the primitive started", || async {
-        replica(&store, b.name(), 0)
-            .await
-            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
-    })
-    .await;
+    started(&store, b.name(), 0).await;
     let page = eventually(WAIT, "HTTP", || http_get("127.0.65.10:8080".into())).await;
     assert!(page.contains("200 OK"), "{page}");
     let me = docker(&[
@@ -513,12 +508,7 @@ async fn with_a_control_port_the_channel_is_tcp_on_the_replica_address() {
     let mut b = ocf_bundle(&format!("{}-web", c.tag), 1, 66, "heartbeat", "apache");
     b.spec.network.as_mut().unwrap().control_port = Some(3121);
     store.put_bundle(&b, Expect::Absent).await.unwrap();
-    eventually(WAIT, "the primitive started, as read over TCP", || async {
-        replica(store, b.name(), 0)
-            .await
-            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
-    })
-    .await;
+    started(store, b.name(), 0).await;
     let dir = c
         .node
         .state_dir
