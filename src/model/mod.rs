@@ -366,6 +366,11 @@ pub struct Condition {
     pub message: String,
 }
 
+/// Replica `i` of bundle `bundle`: `<bundle>-<i>`, as Pacemaker names it.
+pub fn replica_name(bundle: &str, i: u32) -> String {
+    format!("{bundle}-{i}")
+}
+
 impl Bundle {
     /// A bundle with the given name and spec, `apiVersion` and `kind` filled in.
     pub fn new(name: impl Into<String>, spec: BundleSpec) -> Self {
@@ -398,7 +403,7 @@ impl Bundle {
 
     /// Replica `i`'s name, Pacemaker's `<bundle>-<i>`.
     pub fn replica_name(&self, i: u32) -> String {
-        format!("{}-{}", self.name(), i)
+        replica_name(self.name(), i)
     }
 
     /// Replica `i`'s container name, Pacemaker's `<bundle>-docker-<i>` (`-podman-`).

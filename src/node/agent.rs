@@ -163,6 +163,7 @@ pub async fn run<E: Engine>(
         added: BTreeSet::new(),
         wake_at: None,
         watchers: BTreeMap::new(),
+        observed: Vec::new(),
         primitive_tx,
     };
     agent.run(&shutdown, renewed, primitive_rx).await;
@@ -240,10 +241,25 @@ struct Agent<E> {
     /// Per replica with a primitive, a task long-polling its remote agent's control channel
     /// (reporting on `primitive_tx`) and one asking it for roles, in order.
     watchers: BTreeMap<ReplicaKey, Watcher>,
+    /// This node's containers as the last reconcile left them (for status written between
+    /// reconciles, when only a primitive's report changed).
+    observed: Vec<Observed>,
     primitive_tx: tokio::sync::mpsc::UnboundedSender<(ReplicaKey, PrimitiveState)>,
 }
 
 type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
+
+/// What this node's assignments ask for.
+struct Wanted {
+    /// Every managed replica, with its container or why it cannot run.
+    containers: Desired,
+    /// Their addresses.
+    addrs: BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+    /// Bundles that are not managed (is-managed=false): left as they are.
+    unmanaged: BTreeSet<String>,
+    /// The role each replica of a promotable bundle must run in.
+    roles: BTreeMap<ReplicaKey, &'static str>,
+}
 
 /// A replica's control-channel tasks.
 struct Watcher {
@@ -325,8 +341,15 @@ impl<E: Engine> Agent<E> {
                     }
                 },
                 Some((k, st)) = primitives.recv() => {
-                    if let Some(rt) = self.runtime.get_mut(&k) {
-                        rt.primitive = Some(st);
+                    self.on_primitive(k, st);
+                    while let Ok((k, st)) = primitives.try_recv() {
+                        self.on_primitive(k, st);
+                    }
+                    // Nothing about the containers changed: report, and ask for roles,
+                    // without listing the engine again.
+                    dirty = false;
+                    if self.synced && !self.fenced {
+                        self.report_primitives().await;
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {}
@@ -336,6 +359,22 @@ impl<E: Engine> Agent<E> {
                 self.reconcile().await;
             }
         }
+    }
+
+    fn on_primitive(&mut self, k: ReplicaKey, st: PrimitiveState) {
+        if let Some(rt) = self.runtime.get_mut(&k) {
+            rt.primitive = Some(st);
+        }
+    }
+
+    /// A remote agent reported its primitive: the replica statuses that changed are written
+    /// from the containers as the last reconcile saw them, and roles are asked for.
+    async fn report_primitives(&mut self) {
+        let w = self.desired();
+        let observed = std::mem::take(&mut self.observed);
+        self.write_status(&w.containers, &w.addrs, &observed).await;
+        self.observed = observed;
+        self.converge_roles(&w.roles);
     }
 
     /// The lease could not be renewed: remove every container of this node at once (no
@@ -408,11 +447,7 @@ impl<E: Engine> Agent<E> {
                 let mut reason = format!("container {} exited with code {code}", short(&ev.id));
                 // A primitive's remote agent leaves its state behind: say which operation
                 // failed, with the agent's exit code and output.
-                let file = self
-                    .cfg
-                    .state_dir
-                    .join(&k.bundle)
-                    .join(format!("{}-{}", k.bundle, k.index))
+                let file = container::replica_dir(&self.cfg.state_dir, &k.bundle, k.index)
                     .join("state.json");
                 let left = std::fs::read(&file)
                     .ok()
@@ -476,42 +511,14 @@ impl<E: Engine> Agent<E> {
         rt.hold_until = Some(now + delay);
     }
 
-    /// The role each replica of a promotable bundle must run in.
-    fn roles(&self) -> BTreeMap<ReplicaKey, &'static str> {
-        let mut roles = BTreeMap::new();
-        for kv in self.assignments.items.values() {
-            let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) else {
-                continue;
-            };
-            if a.bundle.spec.promoted_max() == 0 || !a.managed {
-                continue;
-            }
-            for &i in &a.replicas {
-                let role = if a.promoted.contains(&i) {
-                    "promoted"
-                } else {
-                    "unpromoted"
-                };
-                roles.insert(
-                    ReplicaKey {
-                        bundle: a.bundle.name().to_string(),
-                        index: i,
-                    },
-                    role,
-                );
-            }
-        }
-        roles
-    }
-
     /// Asks each promotable replica's remote agent for its role when it is neither in that
     /// role nor asked for it already. Requests go through the replica's own task, in order,
     /// so that a later request never overtakes an earlier one.
-    fn converge_roles(&self) {
-        for (k, role) in self.roles() {
+    fn converge_roles(&self, roles: &BTreeMap<ReplicaKey, &'static str>) {
+        for (k, &role) in roles {
             let (Some(w), Some(p)) = (
-                self.watchers.get(&k),
-                self.runtime.get(&k).and_then(|rt| rt.primitive.as_ref()),
+                self.watchers.get(k),
+                self.runtime.get(k).and_then(|rt| rt.primitive.as_ref()),
             ) else {
                 continue;
             };
@@ -526,18 +533,12 @@ impl<E: Engine> Agent<E> {
         }
     }
 
-    /// Every managed replica assigned to this node, with its container or why it cannot
-    /// run; their addresses; and the bundles that are not managed.
-    fn desired(
-        &self,
-    ) -> (
-        Desired,
-        BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
-        BTreeSet<String>,
-    ) {
+    /// What this node's assignments ask for, read from them in one pass.
+    fn desired(&self) -> Wanted {
         let mut out = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         let mut unmanaged = BTreeSet::new();
+        let mut roles = BTreeMap::new();
         for kv in self.assignments.items.values() {
             let a: Assignment = match serde_json::from_slice(&kv.value) {
                 Ok(a) => a,
@@ -556,6 +557,10 @@ impl<E: Engine> Agent<E> {
                     index: i,
                 };
                 addrs.insert(k.clone(), a.bundle.spec.replica_address(i));
+                if a.bundle.spec.promoted_max() > 0 {
+                    let promoted = a.promoted.contains(&i);
+                    roles.insert(k.clone(), if promoted { "promoted" } else { "unpromoted" });
+                }
                 let remote = self.cfg.remote_binary.as_deref();
                 out.insert(
                     k,
@@ -563,7 +568,12 @@ impl<E: Engine> Agent<E> {
                 );
             }
         }
-        (out, addrs, unmanaged)
+        Wanted {
+            containers: out,
+            addrs,
+            unmanaged,
+            roles,
+        }
     }
 
     /// For replicas seen for the first time: failure history from their status keys (a
@@ -606,7 +616,12 @@ impl<E: Engine> Agent<E> {
     }
 
     async fn reconcile(&mut self) {
-        let (desired, addrs, unmanaged) = self.desired();
+        let Wanted {
+            containers: desired,
+            addrs,
+            unmanaged,
+            roles,
+        } = self.desired();
         self.seed(&desired).await;
         let node = self.cfg.name.clone();
         // Containers of unmanaged bundles (is-managed=false) are left exactly as they are.
@@ -645,12 +660,13 @@ impl<E: Engine> Agent<E> {
             Ok(after) => {
                 let after = after.into_iter().filter(mine).collect();
                 let after = self.with_event_state(after);
-                self.write_status(&desired, &addrs, &after).await
+                self.write_status(&desired, &addrs, &after).await;
+                self.observed = after;
             }
             Err(e) => tracing::warn!("{e}"),
         }
         self.converge_watchers(&desired);
-        self.converge_roles();
+        self.converge_roles(&roles);
     }
 
     /// A control-channel watcher for every replica with a primitive, and none for others (a
@@ -701,10 +717,7 @@ impl<E: Engine> Agent<E> {
 
     /// The per-replica directory on the host (mapped to `/run/berth` for a primitive).
     fn replica_dir(&self, d: &DesiredContainer) -> PathBuf {
-        self.cfg
-            .state_dir
-            .join(&d.bundle)
-            .join(format!("{}-{}", d.bundle, d.index))
+        container::replica_dir(&self.cfg.state_dir, &d.bundle, d.index)
     }
 
     /// The listed containers, with running state corrected by newer events; forgets the

@@ -124,8 +124,10 @@ impl DesiredContainer {
 }
 
 /// The per-replica directory the agent keeps on the host: `<state dir>/<bundle>/<replica>`.
-pub fn replica_dir(state_dir: &Path, bundle: &Bundle, i: u32) -> PathBuf {
-    state_dir.join(bundle.name()).join(bundle.replica_name(i))
+pub fn replica_dir(state_dir: &Path, bundle: &str, i: u32) -> PathBuf {
+    state_dir
+        .join(bundle)
+        .join(crate::model::replica_name(bundle, i))
 }
 
 /// Computes replica `i`'s container. The error is the reason the replica cannot run as
@@ -187,7 +189,7 @@ pub fn desired(
     }
     let mut hosts_file = None;
     if spec.add_host() && host_ip.is_some() {
-        let path = replica_dir(state_dir, bundle, i).join("hosts");
+        let path = replica_dir(state_dir, bundle.name(), i).join("hosts");
         binds.push(format!("{}:/etc/hosts", path.display()));
         hosts_file = Some((path, hosts_content(bundle)));
     }
@@ -211,7 +213,7 @@ pub fn desired(
                 port,
             ));
         }
-        let dir = replica_dir(state_dir, bundle, i);
+        let dir = replica_dir(state_dir, bundle.name(), i);
         binds.push(format!("{}:{REMOTE_DIR}", dir.display()));
         binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
         for tool in crate::remote::attrs::TOOLS {

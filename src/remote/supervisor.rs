@@ -198,6 +198,15 @@ impl Shared {
         self.state.lock().expect("state lock").clone()
     }
 
+    /// Reads the current state in place (no copy of its history).
+    pub fn read<R>(&self, f: impl FnOnce(&PrimitiveState) -> R) -> R {
+        f(&self.state.lock().expect("state lock"))
+    }
+
+    fn role(&self) -> String {
+        self.read(|st| st.role.clone())
+    }
+
     /// Changes the state, bumps its version, wakes watchers, writes the state file.
     pub fn update(&self, f: impl FnOnce(&mut PrimitiveState)) {
         self.change(true, f)
@@ -237,7 +246,7 @@ impl Shared {
     }
 
     fn wanted_role(&self) -> String {
-        self.state.lock().expect("state lock").wanted_role.clone()
+        self.read(|st| st.wanted_role.clone())
     }
 
     /// The state once its version is above `since`, or the current one after `max`.
@@ -450,7 +459,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = s.state.role_asked.notified() => {
                 let want = s.state.wanted_role();
-                if want.is_empty() || s.state.get().role == want {
+                if want.is_empty() || s.state.role() == want {
                     continue;
                 }
                 let (action, op_name) = if want == "promoted" {
@@ -471,7 +480,7 @@ pub async fn run(
                 let m = &mons[i];
                 next[i] = tokio::time::Instant::now() + m.interval;
                 let rc = s.call(Action::Monitor, m).await;
-                let promoted = s.state.get().role == "promoted";
+                let promoted = s.state.role() == "promoted";
                 // OCF: a promoted instance's monitor answers 8 (running promoted).
                 if rc == Rc::Success && !promoted || rc == Rc::RunningPromoted && promoted {
                     continue;
@@ -483,8 +492,7 @@ pub async fn run(
         let mut decision = decide(op_name, on_fail.as_deref());
         // Pacemaker: on-fail=demote applies to promote and to a promoted instance's monitor;
         // elsewhere the default applies.
-        if decision == Decision::Demote && op_name != "promote" && s.state.get().role != "promoted"
-        {
+        if decision == Decision::Demote && op_name != "promote" && s.state.role() != "promoted" {
             decision = Decision::Restart;
         }
         tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
@@ -587,7 +595,7 @@ impl Supervisor<'_> {
         // The agent may have set or removed its promotion score during the action.
         if let Some((file, rsc)) = &self.scores {
             let score = super::attrs::promotion_score(file, rsc);
-            if score != self.state.get().score {
+            if score != self.state.read(|st| st.score) {
                 self.state.update(|st| st.score = score);
             }
         }
