@@ -27,6 +27,8 @@ type Sources = Rc<Vec<(String, String)>>;
 thread_local! {
     /// The chart's template sources while it renders, for `include`.
     static SOURCES: RefCell<Option<Sources>> = const { RefCell::new(None) };
+    /// How many `include`s are rendering inside each other on this thread.
+    static INCLUDE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Functions added to gtmpl's builtins (which already give printf, and, or, not, len,
@@ -47,7 +49,42 @@ fn funcs() -> Vec<(&'static str, Func)> {
         ("ternary", ternary),
         ("list", list),
         ("dict", dict),
+        ("printf", printf),
     ]
+}
+
+/// gtmpl's printf, with the format checked first: gtmpl panics on widths it cannot pad to
+/// and on `*` widths taken from arguments, so those are refused (a width or precision of
+/// at most three digits is kept).
+fn printf(args: &[Value]) -> Result<Value, FuncError> {
+    let Some(Value::String(format)) = args.first() else {
+        return Err(err("printf: the first argument must be a format string"));
+    };
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        let mut digits = 0;
+        while let Some(&n) = chars.peek() {
+            chars.next();
+            match n {
+                '0'..='9' => {
+                    digits += 1;
+                    if digits > 3 {
+                        return Err(err("printf: width or precision above 999"));
+                    }
+                }
+                '.' => digits = 0,
+                '*' | '[' | ']' => {
+                    return Err(err(format!("printf: {n:?} in a verb is not supported")));
+                }
+                '#' | '+' | '-' | ' ' => {}
+                _ => break,
+            }
+        }
+    }
+    gtmpl::funcs::printf(args)
 }
 
 fn err(msg: impl Into<String>) -> FuncError {
@@ -150,19 +187,25 @@ fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(y.trim_end_matches('\n').to_string()))
 }
 
-fn indent_by(n: usize, s: &str) -> String {
+fn indent_by(what: &str, n: usize, s: &str) -> Result<String, FuncError> {
+    let lines = s.split('\n').count();
+    if n.saturating_mul(lines).saturating_add(s.len()) > MAX_OUTPUT_BYTES {
+        return Err(err(format!(
+            "{what} {n}: the result would exceed {MAX_OUTPUT_BYTES} bytes"
+        )));
+    }
     let pad = " ".repeat(n);
-    s.split('\n')
+    Ok(s.split('\n')
         .map(|l| format!("{pad}{l}"))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n"))
 }
 
 fn indent(args: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args else {
         return Err(FuncError::ExactlyXArgs("indent".into(), 2));
     };
-    Ok(Value::String(indent_by(int(n, "indent")?, &text(s))))
+    indent_by("indent", int(n, "indent")?, &text(s)).map(Value::String)
 }
 
 fn nindent(args: &[Value]) -> Result<Value, FuncError> {
@@ -171,7 +214,7 @@ fn nindent(args: &[Value]) -> Result<Value, FuncError> {
     };
     Ok(Value::String(format!(
         "\n{}",
-        indent_by(int(n, "nindent")?, &text(s))
+        indent_by("nindent", int(n, "nindent")?, &text(s))?
     )))
 }
 
@@ -209,9 +252,16 @@ fn include(args: &[Value]) -> Result<Value, FuncError> {
     if !t.tree_set.contains_key(&name) {
         return Err(err(format!("include: template {name:?} not defined")));
     }
-    t.render(&Context::from(ctx))
-        .map(Value::String)
-        .map_err(|e| lift(e.to_string()))
+    let depth = INCLUDE_DEPTH.with(|d| d.get());
+    if depth >= MAX_INCLUDE_DEPTH {
+        return Err(err(format!(
+            "include {name:?}: includes nested deeper than {MAX_INCLUDE_DEPTH}"
+        )));
+    }
+    INCLUDE_DEPTH.with(|d| d.set(depth + 1));
+    let out = t.render(&Context::from(ctx));
+    INCLUDE_DEPTH.with(|d| d.set(depth));
+    out.map(Value::String).map_err(|e| lift(e.to_string()))
 }
 
 /// Keeps a nested `required` failure's marker intact through gtmpl's error wrapping.
@@ -271,6 +321,164 @@ fn dict(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Map(m))
 }
 
+/// Runs gtmpl, turning a panic inside it into an error naming the template: gtmpl is a
+/// third-party parser fed with chart authors' text, and no input may bring berth down. The
+/// checks before it (nesting, recursion, printf formats) keep the known panics from
+/// happening at all; the fuzz tests count any panic, caught here or not, as a failure.
+fn guarded<T>(name: &str, f: impl FnOnce() -> T) -> Result<T, RenderError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| RenderError {
+        template: name.to_string(),
+        reason: "the template engine failed on this template".into(),
+    })
+}
+
+/// The largest template file rendered (charts are text a person writes).
+pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+/// How deep blocks (`if`, `range`, `with`, `define`, `block`) and parentheses may nest: gtmpl
+/// parses and runs templates recursively, so a deeper one would exhaust the stack.
+pub const MAX_NESTING: usize = 64;
+/// How deep `include` may nest at run time (an include whose name is computed escapes the
+/// static check for recursion).
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+/// The largest string `indent`, `nindent` and the rendered output may grow to.
+pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Template name → the templates it calls (`template` or `include` with a literal name).
+type Calls = HashMap<String, Vec<(String, String)>>;
+
+/// Checks a template's size and nesting before gtmpl sees it, and records which templates
+/// each `define` (or the file itself, outside any) calls, for [`refuse_cycles`].
+fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), RenderError> {
+    let fail = |line: usize, reason: String| RenderError {
+        template: format!("{name}:{line}"),
+        reason,
+    };
+    if src.len() > MAX_TEMPLATE_BYTES {
+        return Err(fail(
+            1,
+            format!("template larger than {MAX_TEMPLATE_BYTES} bytes"),
+        ));
+    }
+    // Open blocks: Some(define name) for define/block, None for if/range/with.
+    let mut open: Vec<Option<String>> = Vec::new();
+    let mut rest = src;
+    let mut line = 1;
+    while let Some(at) = rest.find("{{") {
+        line += rest[..at].matches('\n').count();
+        let after = &rest[at + 2..];
+        let Some(close) = after.find("}}") else {
+            // mark_required reports it with its line.
+            return Ok(());
+        };
+        let action = after[..close]
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        rest = &after[close + 2..];
+        let action_line = line;
+        line += after[..close].matches('\n').count();
+        if action.starts_with("/*") {
+            continue;
+        }
+        let mut depth = 0usize;
+        for c in action.chars() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(fail(
+                            action_line,
+                            format!("parentheses nested deeper than {MAX_NESTING}"),
+                        ));
+                    }
+                }
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let first = action.split_whitespace().next().unwrap_or_default();
+        let literal = |after: &str| -> Option<String> {
+            let t = after.trim_start().strip_prefix('"')?;
+            t.find('"').map(|e| t[..e].to_string())
+        };
+        // Who calls: the innermost define around this action, or the file itself.
+        let caller = open
+            .iter()
+            .rev()
+            .find_map(|o| o.clone())
+            .unwrap_or_else(|| name.to_string());
+        let mut record = |callee: String| {
+            calls
+                .entry(caller.clone())
+                .or_default()
+                .push((callee, format!("{name}:{action_line}")));
+        };
+        for word in ["template", "include", "block"] {
+            let mut a = action;
+            while let Some(i) = find_word(a, word) {
+                a = &a[i + word.len()..];
+                if let Some(callee) = literal(a) {
+                    record(callee);
+                }
+            }
+        }
+        match first {
+            "if" | "range" | "with" => open.push(None),
+            "define" | "block" => {
+                open.push(Some(literal(&action[first.len()..]).unwrap_or_default()))
+            }
+            "end" => {
+                open.pop();
+            }
+            _ => {}
+        }
+        if open.len() > MAX_NESTING {
+            return Err(fail(
+                action_line,
+                format!("blocks nested deeper than {MAX_NESTING}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses templates that call themselves, directly or through others (gtmpl would recurse
+/// until the stack ran out). Helm allows bounded recursion; berth does not.
+fn refuse_cycles(calls: &Calls) -> Result<(), RenderError> {
+    fn visit<'a>(
+        name: &'a str,
+        calls: &'a Calls,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::HashSet<&'a str>,
+    ) -> Result<(), RenderError> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        for (callee, at) in calls.get(name).into_iter().flatten() {
+            if callee == name || path.contains(&callee.as_str()) {
+                return Err(RenderError {
+                    template: at.clone(),
+                    reason: format!(
+                        "template {callee:?} calls itself (recursion is not supported)"
+                    ),
+                });
+            }
+            path.push(callee);
+            visit(callee, calls, path, done)?;
+            path.pop();
+        }
+        done.insert(name);
+        Ok(())
+    }
+    let mut done = std::collections::HashSet::new();
+    let mut names: Vec<&String> = calls.keys().collect();
+    names.sort();
+    for n in names {
+        visit(n, calls, &mut vec![n.as_str()], &mut done)?;
+    }
+    Ok(())
+}
+
 /// Rewrites every `required` inside `{{ … }}` to pass its own `name:line` first. An action
 /// left open is refused here, with its line (gtmpl's parser does not return on one).
 fn mark_required(name: &str, src: &str) -> Result<String, RenderError> {
@@ -313,7 +521,7 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
         let c = bytes[i];
         if c == b'"' && (i == 0 || bytes[i - 1] != b'\\') {
             in_str = !in_str;
-        } else if !in_str && s[i..].starts_with(word) {
+        } else if !in_str && bytes[i..].starts_with(word.as_bytes()) {
             let before = i.checked_sub(1).map(|j| bytes[j]);
             let after = bytes.get(i + word.len()).copied();
             let ident = |b: Option<u8>| {
@@ -338,6 +546,11 @@ pub struct Renderer {
 impl Renderer {
     /// Parses every template; a syntax error names the template and line.
     pub fn new(files: &[(String, String)]) -> Result<Renderer, RenderError> {
+        let mut calls = Calls::new();
+        for (n, s) in files {
+            scan(n, s, &mut calls)?;
+        }
+        refuse_cycles(&calls)?;
         let sources: Vec<(String, String)> = files
             .iter()
             .map(|(n, s)| Ok((n.clone(), mark_required(n, s)?)))
@@ -345,12 +558,15 @@ impl Renderer {
         let mut template = Template::default();
         template.add_funcs(&funcs());
         for (n, src) in &sources {
-            template
-                .add_template(n.clone(), src.clone())
-                .map_err(|e| RenderError {
-                    template: n.clone(),
-                    reason: e.to_string(),
-                })?;
+            guarded(n, || {
+                template
+                    .add_template(n.clone(), src.clone())
+                    .map_err(|e| e.to_string())
+            })?
+            .map_err(|reason| RenderError {
+                template: n.clone(),
+                reason,
+            })?;
         }
         Ok(Renderer {
             sources: Rc::new(sources),
@@ -362,24 +578,36 @@ impl Renderer {
     pub fn render(&mut self, name: &str, ctx: &serde_json::Value) -> Result<String, RenderError> {
         SOURCES.with(|s| *s.borrow_mut() = Some(self.sources.clone()));
         self.template.name = name.to_string();
-        let out = self.template.render(&Context::from(from_json(ctx)));
+        let template = &mut self.template;
+        let out = guarded(name, || {
+            template
+                .render(&Context::from(from_json(ctx)))
+                .map_err(|e| e.to_string())
+        });
         SOURCES.with(|s| *s.borrow_mut() = None);
-        out.map_err(|e| {
-            let msg = e.to_string();
-            match msg.find(REQUIRED_MARK) {
-                Some(i) => {
-                    let rest = &msg[i + REQUIRED_MARK.len()..];
-                    let (at, why) = rest.split_once('\u{0}').unwrap_or((name, rest));
-                    RenderError {
-                        template: at.to_string(),
-                        reason: format!("required value missing: {why}"),
-                    }
+        INCLUDE_DEPTH.with(|d| d.set(0));
+        let out = out?;
+        if let Ok(o) = &out
+            && o.len() > MAX_OUTPUT_BYTES
+        {
+            return Err(RenderError {
+                template: name.to_string(),
+                reason: format!("rendered output larger than {MAX_OUTPUT_BYTES} bytes"),
+            });
+        }
+        out.map_err(|msg| match msg.find(REQUIRED_MARK) {
+            Some(i) => {
+                let rest = &msg[i + REQUIRED_MARK.len()..];
+                let (at, why) = rest.split_once('\u{0}').unwrap_or((name, rest));
+                RenderError {
+                    template: at.to_string(),
+                    reason: format!("required value missing: {why}"),
                 }
-                None => RenderError {
-                    template: name.to_string(),
-                    reason: msg,
-                },
             }
+            None => RenderError {
+                template: name.to_string(),
+                reason: msg,
+            },
         })
     }
 }
@@ -479,5 +707,37 @@ k:{{ toYaml .Values.m | nindent 2 }}"#;
         .err()
         .unwrap();
         assert!(e.template.starts_with("templates/bad.yaml"), "{e}");
+    }
+
+    #[test]
+    fn hostile_templates_are_refused_with_a_reason() {
+        let refused = |src: &str| {
+            let files = [("templates/t.yaml".to_string(), src.to_string())];
+            match Renderer::new(&files) {
+                Err(e) => e.to_string(),
+                Ok(mut r) => r
+                    .render("templates/t.yaml", &json!({"Values": {}}))
+                    .unwrap_err()
+                    .to_string(),
+            }
+        };
+        let deep = format!("{}x{}", "{{ if 1 }}".repeat(10_000), "{{ end }}".repeat(10_000));
+        assert!(refused(&deep).contains("blocks nested deeper than 64"));
+        let parens = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(refused(&parens).contains("parentheses nested deeper"));
+        let e = refused(r#"{{ define "a" }}{{ include "b" . }}{{ end }}{{ define "b" }}{{ template "a" . }}{{ end }}{{ include "a" . }}"#);
+        assert!(e.contains("calls itself"), "{e}");
+        assert!(refused(r#"{{ indent 2000000000 "x" }}"#).contains("would exceed"));
+        assert!(refused(r#"{{ printf "%999999999d" 1 }}"#).contains("above 999"));
+        assert!(refused(r#"{{ printf "%*d" 5 1 }}"#).contains("not supported"));
+        assert_eq!(
+            render(
+                &[("templates/t.yaml", "{{/* café */}}{{ printf \"%3d|%s|\" 7 \"é\" }}")],
+                "templates/t.yaml",
+                json!({})
+            )
+            .unwrap(),
+            "  7|é|"
+        );
     }
 }

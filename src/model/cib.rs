@@ -57,6 +57,9 @@ pub(crate) struct Element {
     text: bool,
 }
 
+/// How deep elements may nest in an imported document (a CIB needs fewer than ten).
+const MAX_DEPTH: usize = 64;
+
 fn parse_tree(text: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
@@ -71,7 +74,14 @@ fn parse_tree(text: &str) -> Result<Element, XmlError> {
                 let _ = s;
                 return err("", "more than one root element");
             }
-            Event::Start(s) => stack.push(element(&s)?),
+            Event::Start(s) => {
+                // Pacemaker's bundle schema nests a few levels; a deep document is refused
+                // before it can exhaust the stack (when the tree is dropped, if not before).
+                if stack.len() >= MAX_DEPTH {
+                    return err("", format!("elements nested deeper than {MAX_DEPTH}"));
+                }
+                stack.push(element(&s)?)
+            }
             Event::Empty(s) => {
                 let el = element(&s)?;
                 match stack.last_mut() {

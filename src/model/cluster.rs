@@ -158,3 +158,84 @@ pub struct PrimitiveState {
     pub score: Option<i64>,
     pub last: VecDeque<OpRecord>,
 }
+
+/// Cuts `s` to at most `max` bytes, at a character boundary (never inside a character).
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+impl PrimitiveState {
+    /// Operations kept in a report and in the replica status.
+    pub const MAX_OPS: usize = 20;
+    /// Bytes of an operation's output kept in the replica status.
+    pub const MAX_OUTPUT: usize = 1024;
+    /// Bytes of any other string (state, role, action names).
+    pub const MAX_WORD: usize = 64;
+
+    /// The report cut to size: it comes from inside a container (untrusted), and it is
+    /// copied into the replica status in etcd, which must stay small whatever the agent
+    /// printed or claimed.
+    pub fn bounded(mut self) -> PrimitiveState {
+        for w in [&mut self.state, &mut self.role, &mut self.wanted_role] {
+            truncate_utf8(w, Self::MAX_WORD);
+        }
+        while self.last.len() > Self::MAX_OPS {
+            self.last.pop_front();
+        }
+        for op in &mut self.last {
+            truncate_utf8(&mut op.action, Self::MAX_WORD);
+            truncate_utf8(&mut op.rc_name, Self::MAX_WORD);
+            truncate_utf8(&mut op.output, Self::MAX_OUTPUT);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        let mut s = "aé".repeat(3000);
+        truncate_utf8(&mut s, 4096);
+        assert!(s.len() <= 4096 && s.len() >= 4094);
+        let mut t = "é".to_string();
+        truncate_utf8(&mut t, 1);
+        assert_eq!(t, "");
+    }
+
+    #[test]
+    fn a_report_from_a_container_is_bounded() {
+        let op = OpRecord {
+            action: "x".repeat(1000),
+            interval_ms: 0,
+            rc: 0,
+            rc_name: "é".repeat(100),
+            at: 0,
+            took_ms: 0,
+            output: "é".repeat(100_000),
+        };
+        let st = PrimitiveState {
+            state: "s".repeat(10_000),
+            last: std::iter::repeat_n(op, 500).collect(),
+            ..Default::default()
+        }
+        .bounded();
+        assert_eq!(st.last.len(), PrimitiveState::MAX_OPS);
+        assert!(st.state.len() <= PrimitiveState::MAX_WORD);
+        assert!(
+            st.last
+                .iter()
+                .all(|o| o.output.len() <= PrimitiveState::MAX_OUTPUT
+                    && o.rc_name.len() <= PrimitiveState::MAX_WORD)
+        );
+        assert!(serde_json::to_vec(&st).unwrap().len() < 32 * 1024);
+    }
+}

@@ -188,9 +188,11 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
         }
         let (flag, inline) = match word.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ if !word.starts_with("--") && word.len() > 2 => {
-                // -eFOO=bar: short flag with its value attached.
-                (word[..2].to_string(), Some(word[2..].to_string()))
+            _ if !word.starts_with("--") && word.chars().count() > 2 => {
+                // -eFOO=bar: short flag with its value attached (split by characters: the
+                // flag's letter may be any character).
+                let cut = word.char_indices().nth(2).map_or(word.len(), |(i, _)| i);
+                (word[..cut].to_string(), Some(word[cut..].to_string()))
             }
             _ => (word.clone(), None),
         };

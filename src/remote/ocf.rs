@@ -259,7 +259,8 @@ impl Agent {
         };
         let mut output = String::from_utf8_lossy(&grab(out).await).into_owned();
         output.push_str(&String::from_utf8_lossy(&grab(err).await));
-        output.truncate(4096);
+        // Cut at a character boundary: the agent's output may be any bytes.
+        crate::model::cluster::truncate_utf8(&mut output, 4096);
         Ok(Outcome {
             rc,
             output,
