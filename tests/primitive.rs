@@ -149,7 +149,7 @@ async fn the_seed_applied_with_berth_apply_serves_is_monitored_and_recovers_in_p
         "/run/berth-bin/berth",
         "remote",
         "--config",
-        "/run/berth/remote.json",
+        "/etc/berth/remote.json",
         "--action",
         "meta-data",
     ]);
@@ -515,13 +515,13 @@ async fn with_a_control_port_the_channel_is_tcp_on_the_replica_address() {
         .path()
         .join(b.name())
         .join(b.replica_name(0));
-    assert!(dir.join("authkey").exists());
+    assert!(dir.join("config/authkey").exists());
     assert!(
-        !dir.join("control.sock").exists(),
+        !dir.join("run/control.sock").exists(),
         "TCP only: no unix socket"
     );
     let addr = "127.0.66.10:3121";
-    let key = std::fs::read_to_string(dir.join("authkey")).unwrap();
+    let key = std::fs::read_to_string(dir.join("config/authkey")).unwrap();
     let st = query(
         tokio::net::TcpStream::connect(addr).await.unwrap(),
         key.trim(),

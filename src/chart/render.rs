@@ -721,18 +721,27 @@ k:{{ toYaml .Values.m | nindent 2 }}"#;
                     .to_string(),
             }
         };
-        let deep = format!("{}x{}", "{{ if 1 }}".repeat(10_000), "{{ end }}".repeat(10_000));
+        let deep = format!(
+            "{}x{}",
+            "{{ if 1 }}".repeat(10_000),
+            "{{ end }}".repeat(10_000)
+        );
         assert!(refused(&deep).contains("blocks nested deeper than 64"));
         let parens = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
         assert!(refused(&parens).contains("parentheses nested deeper"));
-        let e = refused(r#"{{ define "a" }}{{ include "b" . }}{{ end }}{{ define "b" }}{{ template "a" . }}{{ end }}{{ include "a" . }}"#);
+        let e = refused(
+            r#"{{ define "a" }}{{ include "b" . }}{{ end }}{{ define "b" }}{{ template "a" . }}{{ end }}{{ include "a" . }}"#,
+        );
         assert!(e.contains("calls itself"), "{e}");
         assert!(refused(r#"{{ indent 2000000000 "x" }}"#).contains("would exceed"));
         assert!(refused(r#"{{ printf "%999999999d" 1 }}"#).contains("above 999"));
         assert!(refused(r#"{{ printf "%*d" 5 1 }}"#).contains("not supported"));
         assert_eq!(
             render(
-                &[("templates/t.yaml", "{{/* café */}}{{ printf \"%3d|%s|\" 7 \"é\" }}")],
+                &[(
+                    "templates/t.yaml",
+                    "{{/* café */}}{{ printf \"%3d|%s|\" 7 \"é\" }}"
+                )],
                 "templates/t.yaml",
                 json!({})
             )

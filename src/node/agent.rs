@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::address;
 use super::container::{self, DesiredContainer, LABEL_HASH};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
+use super::files::Dir;
 use super::plan::{Action, ReplicaKey, key_of, plan};
 use crate::model::cluster::{
     Assignment, Capacity, Failure, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus,
@@ -447,11 +448,15 @@ impl<E: Engine> Agent<E> {
                 let mut reason = format!("container {} exited with code {code}", short(&ev.id));
                 // A primitive's remote agent leaves its state behind: say which operation
                 // failed, with the agent's exit code and output.
-                let file = container::replica_dir(&self.cfg.state_dir, &k.bundle, k.index)
-                    .join("state.json");
-                let left = std::fs::read(&file)
+                // The file is the container's: read without following links, bounded, and
+                // cut to size.
+                let left = self
+                    .replica_files(&k.bundle, k.index)
+                    .and_then(|d| d.sub(container::RUN_SUBDIR))
+                    .and_then(|d| d.read("state.json", MAX_FILE))
                     .ok()
                     .and_then(|b| serde_json::from_slice::<PrimitiveState>(&b).ok())
+                    .map(PrimitiveState::bounded)
                     .or_else(|| self.runtime.get(&k).and_then(|rt| rt.primitive.clone()));
                 if let Some(mut st) = left {
                     // Nothing runs in a dead container: the primitive is stopped (or failed)
@@ -641,6 +646,17 @@ impl<E: Engine> Agent<E> {
                 return;
             }
         };
+        // Files first: a container must find its directories and /etc/hosts at start, and
+        // running ones get the current replica list. A replica whose files cannot be
+        // prepared safely (a link where a directory must be) does not run.
+        let mut desired = desired;
+        for d in desired.values_mut() {
+            if let Ok(c) = d
+                && let Err(e) = self.prepare_files(c)
+            {
+                *d = Err(format!("preparing the replica's files: {e}"));
+            }
+        }
         let now = Instant::now();
         let holds: BTreeMap<ReplicaKey, Instant> = self
             .runtime
@@ -649,11 +665,6 @@ impl<E: Engine> Agent<E> {
             .collect();
         let p = plan(&desired, &observed, &holds, now);
         self.wake_at = p.wake_at;
-        // Files first: a container must find its directories and /etc/hosts at start, and
-        // running ones get the current replica list.
-        for d in desired.values().flatten() {
-            self.prepare_files(d);
-        }
         self.act(p.actions, &desired).await;
         self.converge_addresses(&desired, &addrs).await;
         match self.engine.list(&node).await {
@@ -678,7 +689,8 @@ impl<E: Engine> Agent<E> {
                 let d = d.as_ref().ok()?;
                 d.remote_config.as_ref()?;
                 let ch = Channel {
-                    dir: self.replica_dir(d),
+                    state_dir: self.cfg.state_dir.clone(),
+                    key: k.clone(),
                     tcp: d.control_tcp,
                 };
                 Some((k.clone(), ch))
@@ -715,66 +727,57 @@ impl<E: Engine> Agent<E> {
         }
     }
 
-    /// The per-replica directory on the host (mapped to `/run/berth` for a primitive).
-    fn replica_dir(&self, d: &DesiredContainer) -> PathBuf {
-        container::replica_dir(&self.cfg.state_dir, &d.bundle, d.index)
-    }
-
     /// The listed containers, with running state corrected by newer events; forgets the
     /// events of containers no longer listed.
     fn with_event_state(&mut self, observed: Vec<Observed>) -> Vec<Observed> {
         overlay_events(&mut self.event_state, observed)
     }
 
-    fn prepare_files(&self, d: &DesiredContainer) {
+    /// Creates what a replica's container needs before it starts: its `source-dir-root`
+    /// subdirectories, its /etc/hosts, and for a primitive the remote agent's configuration
+    /// and key. Nothing is written through a link (see [`files`]); the error is why the
+    /// replica cannot run safely.
+    fn prepare_files(&self, d: &DesiredContainer) -> Result<(), String> {
+        let io = |e: std::io::Error| e.to_string();
+        for (root, name) in &d.dirs {
+            Dir::root(root).and_then(|r| r.sub(name)).map_err(io)?;
+        }
+        if d.hosts.is_none() && d.remote_config.is_none() {
+            return Ok(());
+        }
+        let replica = self.replica_files(&d.bundle, d.index).map_err(io)?;
+        if let Some(content) = &d.hosts
+            && replica
+                .read(container::HOSTS_FILE, MAX_FILE)
+                .ok()
+                .as_deref()
+                != Some(content.as_bytes())
+        {
+            // Rewritten in place (not renamed): the container's bind mount follows the
+            // inode, so a new file would not be seen inside.
+            replica
+                .rewrite(container::HOSTS_FILE, content.as_bytes())
+                .map_err(io)?;
+        }
         if let Some(cfg) = &d.remote_config {
-            let dir = self.replica_dir(d);
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let file = dir.join("remote.json");
-                if std::fs::read_to_string(&file).ok().as_deref() != Some(cfg.as_str()) {
-                    std::fs::write(&file, cfg)?;
-                }
-                let key = dir.join("authkey");
-                if !key.exists() {
-                    use std::io::Write as _;
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&key)?;
-                    f.write_all(crate::remote::channel::new_key()?.as_bytes())?;
-                }
-                Ok(())
-            };
-            if let Err(e) = write() {
-                tracing::warn!(
-                    "preparing the remote agent's files in {}: {e}",
-                    dir.display()
-                );
+            let conf = replica.sub(container::CONFIG_SUBDIR).map_err(io)?;
+            replica.sub(container::RUN_SUBDIR).map_err(io)?;
+            if conf.read("remote.json", MAX_FILE).ok().as_deref() != Some(cfg.as_bytes()) {
+                conf.write("remote.json", cfg.as_bytes(), 0o644)
+                    .map_err(io)?;
+            }
+            if !conf.exists("authkey") {
+                let key = crate::remote::channel::new_key().map_err(io)?;
+                conf.write("authkey", key.as_bytes(), 0o600).map_err(io)?;
             }
         }
-        for dir in &d.dirs {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                tracing::warn!("cannot create {}: {e}", dir.display());
-            }
-        }
-        if let Some((path, content)) = &d.hosts_file {
-            let current = std::fs::read_to_string(path).ok();
-            if current.as_deref() != Some(content.as_str()) {
-                // Rewritten in place (not renamed): the container's bind mount follows the
-                // inode, so a new file would not be seen inside.
-                let write = path
-                    .parent()
-                    .map(std::fs::create_dir_all)
-                    .unwrap_or(Ok(()))
-                    .and_then(|_| std::fs::write(path, content));
-                if let Err(e) = write {
-                    tracing::warn!("cannot write {}: {e}", path.display());
-                }
-            }
-        }
+        Ok(())
+    }
+
+    /// The replica's host directory (`<state dir>/<bundle>/<replica>`), opened without
+    /// following links.
+    fn replica_files(&self, bundle: &str, index: u32) -> std::io::Result<Dir> {
+        replica_files(&self.cfg.state_dir, bundle, index)
     }
 
     async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {
@@ -963,11 +966,13 @@ impl<E: Engine> Agent<E> {
     }
 }
 
-/// How the node agent reaches a replica's remote agent: the replica's directory (the authkey,
-/// and the unix socket) and, when the bundle sets control-port, a TCP address instead.
+/// How the node agent reaches a replica's remote agent: the replica's host directory (the
+/// authkey in `config/`, the unix socket in `run/`) and, when the bundle sets control-port,
+/// a TCP address instead.
 #[derive(Debug, Clone, PartialEq)]
 struct Channel {
-    dir: PathBuf,
+    state_dir: PathBuf,
+    key: ReplicaKey,
     tcp: Option<std::net::SocketAddrV4>,
 }
 
@@ -976,21 +981,45 @@ trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 impl Channel {
-    /// A connection and the channel's key; none while the container is not up.
+    /// A connection and the channel's key; none while the container is not up. The key is
+    /// read from the read-only `config/`; the socket in the container's `run/` is dialled
+    /// through its own inode, so a link planted in its place is never followed.
     async fn connect(&self) -> Option<(Box<dyn Stream>, String)> {
-        let authkey = tokio::fs::read_to_string(self.dir.join("authkey"))
-            .await
+        let dir = replica_files(&self.state_dir, &self.key.bundle, self.key.index).ok()?;
+        let authkey = dir
+            .sub(container::CONFIG_SUBDIR)
+            .and_then(|c| c.read("authkey", 4096))
             .ok()?;
-        let s: Box<dyn Stream> = match self.tcp {
-            Some(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.ok()?),
-            None => Box::new(
-                tokio::net::UnixStream::connect(self.dir.join("control.sock"))
-                    .await
-                    .ok()?,
-            ),
+        let authkey = String::from_utf8(authkey).ok()?.trim().to_string();
+        let dial = async {
+            let s: Box<dyn Stream> = match self.tcp {
+                Some(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.ok()?),
+                None => {
+                    let (_fd, path) = dir
+                        .sub(container::RUN_SUBDIR)
+                        .and_then(|r| r.socket("control.sock"))
+                        .ok()?;
+                    Box::new(tokio::net::UnixStream::connect(path).await.ok()?)
+                }
+            };
+            Some(s)
         };
-        Some((s, authkey.trim().to_string()))
+        let s = tokio::time::timeout(Duration::from_secs(5), dial)
+            .await
+            .ok()??;
+        Some((s, authkey))
     }
+}
+
+/// The largest file the agent reads from a replica's directory.
+const MAX_FILE: usize = 1024 * 1024;
+
+/// A replica's host directory, `<state dir>/<bundle>/<replica>`, opened without following
+/// links below the state directory.
+fn replica_files(state_dir: &Path, bundle: &str, index: u32) -> std::io::Result<Dir> {
+    Dir::root(state_dir)?
+        .sub(bundle)?
+        .sub(&crate::model::replica_name(bundle, index))
 }
 
 /// Long-polls a replica's remote agent for changes of its primitive (the control channel's

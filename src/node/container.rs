@@ -21,9 +21,19 @@ pub const LABEL_REPLICA: &str = "berth.io/replica";
 pub const LABEL_HASH: &str = "berth.io/spec-hash";
 pub const LABEL_GENERATION: &str = "berth.io/generation";
 
-/// Where the per-replica directory appears inside a container with a primitive: the remote
-/// agent's configuration, authkey, control socket and state file.
+/// Where the replica's runtime directory appears inside a container with a primitive,
+/// read-write: the control socket, the remote agent's state file and the node attributes its
+/// agents set. The node agent only reads there, without following links.
 pub const REMOTE_DIR: &str = "/run/berth";
+/// Where the replica's configuration appears inside such a container, read-only: the remote
+/// agent's `remote.json` and the channel's `authkey`, written by the node agent.
+pub const REMOTE_CONFIG_DIR: &str = "/etc/berth";
+/// The per-replica host directory's parts: `config/` (mounted read-only at
+/// [`REMOTE_CONFIG_DIR`]), `run/` (read-write at [`REMOTE_DIR`]) and `hosts` (read-only at
+/// `/etc/hosts`). The directory itself is never mounted, so a container cannot replace them.
+pub const CONFIG_SUBDIR: &str = "config";
+pub const RUN_SUBDIR: &str = "run";
+pub const HOSTS_FILE: &str = "hosts";
 /// Where the berth binary appears inside such a container (read-only), and beside it as
 /// `crm_attribute`, `crm_master` and `crm_node` for the agents (see `remote::attrs`).
 pub const REMOTE_BIN_DIR: &str = "/run/berth-bin";
@@ -79,13 +89,16 @@ pub struct DesiredContainer {
     /// The remote agent's configuration (JSON), for a bundle with a primitive: hashed, so
     /// that a primitive change replaces the container.
     pub remote_config: Option<String>,
-    /// Directories to create before the container starts (per-replica source dirs).
+    /// Directories to create before the container starts (per-replica source dirs), as
+    /// (source-dir-root, replica name): the name is created below the root without
+    /// following a link planted there.
     #[serde(skip)]
-    pub dirs: Vec<PathBuf>,
-    /// The replica's /etc/hosts (path on the host, content), when add-host applies. Its
-    /// content is rewritten in place when replicas come and go, so it is not in the hash.
+    pub dirs: Vec<(PathBuf, String)>,
+    /// The replica's /etc/hosts content, when add-host applies (the file is
+    /// `<replica dir>/hosts`). It is rewritten in place when replicas come and go, so it is
+    /// not in the hash.
     #[serde(skip)]
-    pub hosts_file: Option<(PathBuf, String)>,
+    pub hosts: Option<String>,
     /// The bundle generation this was computed from (not hashed: a generation that changes
     /// nothing about this container must not replace it).
     #[serde(skip)]
@@ -174,9 +187,8 @@ pub fn desired(
         let source = match (&sm.source_dir, &sm.source_dir_root) {
             (Some(s), _) => PathBuf::from(s),
             (None, Some(root)) => {
-                let d = Path::new(root).join(bundle.replica_name(i));
-                dirs.push(d.clone());
-                d
+                dirs.push((PathBuf::from(root), bundle.replica_name(i)));
+                Path::new(root).join(bundle.replica_name(i))
             }
             (None, None) => continue,
         };
@@ -187,11 +199,11 @@ pub fn desired(
         }
         binds.push(b);
     }
-    let mut hosts_file = None;
+    let mut hosts = None;
     if spec.add_host() && host_ip.is_some() {
-        let path = replica_dir(state_dir, bundle.name(), i).join("hosts");
-        binds.push(format!("{}:/etc/hosts", path.display()));
-        hosts_file = Some((path, hosts_content(bundle)));
+        let path = replica_dir(state_dir, bundle.name(), i).join(HOSTS_FILE);
+        binds.push(format!("{}:/etc/hosts:ro", path.display()));
+        hosts = Some(hosts_content(bundle));
     }
     let mut remote_config = None;
     let mut control_tcp = None;
@@ -214,18 +226,23 @@ pub fn desired(
             ));
         }
         let dir = replica_dir(state_dir, bundle.name(), i);
-        binds.push(format!("{}:{REMOTE_DIR}", dir.display()));
+        binds.push(format!(
+            "{}:{REMOTE_CONFIG_DIR}:ro",
+            dir.join(CONFIG_SUBDIR).display()
+        ));
+        binds.push(format!("{}:{REMOTE_DIR}", dir.join(RUN_SUBDIR).display()));
         binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
         for tool in crate::remote::attrs::TOOLS {
             binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
         }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
+        let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
         let cfg = crate::remote::supervisor::RemoteConfig {
             control_socket: control_port.is_none().then(|| run("control.sock")),
             control_port,
             state_file: Some(run("state.json")),
             promotable: spec.promoted_max() > 0,
-            authkey_file: Some(run("authkey")),
+            authkey_file: Some(conf("authkey")),
             node: Some(bundle.replica_name(i)),
             clone: Some(i),
             attributes_file: Some(run("attributes.json")),
@@ -239,7 +256,7 @@ pub fn desired(
                 REMOTE_BIN.to_string(),
                 "remote".into(),
                 "--config".into(),
-                run("remote.json").display().to_string(),
+                conf("remote.json").display().to_string(),
             ]);
         }
     }
@@ -263,7 +280,7 @@ pub fn desired(
         options,
         remote_config,
         dirs,
-        hosts_file,
+        hosts,
         generation: bundle.metadata.generation.unwrap_or(0),
         control_tcp,
     })
@@ -298,14 +315,17 @@ mod tests {
             vec![
                 "/srv/www:/var/www/html:rw",
                 "/var/log/pacemaker/bundles/httpd-bundle-2:/etc/httpd/logs:rw",
-                "/var/lib/berth/node/n1/httpd-bundle/httpd-bundle-2/hosts:/etc/hosts",
+                "/var/lib/berth/node/n1/httpd-bundle/httpd-bundle-2/hosts:/etc/hosts:ro",
             ]
         );
         assert_eq!(
             d.dirs,
-            vec![PathBuf::from("/var/log/pacemaker/bundles/httpd-bundle-2")]
+            vec![(
+                PathBuf::from("/var/log/pacemaker/bundles"),
+                "httpd-bundle-2".to_string()
+            )]
         );
-        let hosts = &d.hosts_file.as_ref().unwrap().1;
+        let hosts = d.hosts.as_ref().unwrap();
         assert!(hosts.contains("192.168.24.112\thttpd-bundle-0\n"));
         assert!(hosts.contains("192.168.24.114\thttpd-bundle-2\n"));
     }

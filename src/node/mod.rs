@@ -12,6 +12,7 @@ pub mod address;
 pub mod agent;
 pub mod container;
 pub mod engine;
+pub mod files;
 pub mod plan;
 
 pub use agent::{NodeConfig, NodeError, run};

@@ -46,6 +46,8 @@ pub enum ChannelError {
     Refused(String),
     #[error("control channel sent something that is not an answer: {0}")]
     Garbled(String),
+    #[error("control channel did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// Compares without stopping at the first difference, so that timing does not tell how
@@ -103,9 +105,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             }),
         },
         Ok(r) if r.request == "watch" => {
-            let st = state
-                .changed_since(r.since.unwrap_or(0), std::time::Duration::from_secs(25))
-                .await;
+            let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
             serde_json::to_string(&st)
         }
         Ok(r) => serde_json::to_string(&ErrorReply {
@@ -233,15 +233,51 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         role: role.map(str::to_string),
     })
     .expect("requests serialize");
-    reader.get_mut().write_all(req.as_bytes()).await?;
-    reader.get_mut().write_all(b"\n").await?;
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    if let Ok(e) = serde_json::from_str::<ErrorReply>(&line) {
-        return Err(ChannelError::Refused(e.error));
+    // The peer is inside a container: it gets a bounded time to answer (a watch is held up
+    // to 25 s by design) and a bounded reply, and what it says is cut to size.
+    let limit = if request == "watch" {
+        WATCH_HOLD + REPLY_TIME
+    } else {
+        REPLY_TIME
+    };
+    let exchange = async {
+        reader.get_mut().write_all(req.as_bytes()).await?;
+        reader.get_mut().write_all(b"\n").await?;
+        let mut line = String::new();
+        (&mut reader)
+            .take(MAX_REPLY as u64)
+            .read_line(&mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    let line = tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| ChannelError::TimedOut(limit))??;
+    if !line.ends_with('\n') {
+        return Err(ChannelError::Garbled(format!(
+            "no complete reply line within {MAX_REPLY} bytes"
+        )));
     }
-    serde_json::from_str(&line).map_err(|_| ChannelError::Garbled(line.trim().to_string()))
+    if let Ok(e) = serde_json::from_str::<ErrorReply>(&line) {
+        let mut why = e.error;
+        crate::model::cluster::truncate_utf8(&mut why, 256);
+        return Err(ChannelError::Refused(why));
+    }
+    serde_json::from_str::<PrimitiveState>(&line)
+        .map(PrimitiveState::bounded)
+        .map_err(|_| {
+            let mut l = line.trim().to_string();
+            crate::model::cluster::truncate_utf8(&mut l, 256);
+            ChannelError::Garbled(l)
+        })
 }
+
+/// The longest reply a client reads (a state with its 20 operations is far smaller).
+pub const MAX_REPLY: usize = 1024 * 1024;
+/// How long the server holds a `watch` before answering unchanged.
+pub const WATCH_HOLD: std::time::Duration = std::time::Duration::from_secs(25);
+/// How long a client waits for an answer beyond that.
+pub const REPLY_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

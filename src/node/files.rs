@@ -1,0 +1,276 @@
+//! Files the root node agent touches in directories a container can also write: the
+//! per-replica directory (`run/`, mounted read-write at `/run/berth`) and the per-replica
+//! `source-dir-root` subdirectories. A container can put anything there, symbolic links to
+//! host files included, so every path below a trusted directory is walked one component at a
+//! time with `openat(O_NOFOLLOW)`: a link is refused, never followed. Reads are bounded in
+//! size and only take regular files (a FIFO or a device would block or never end); writes go
+//! to a temporary file in the same directory and are renamed into place, or, for a file
+//! bind-mounted by inode (`/etc/hosts`), rewritten through a descriptor opened without
+//! following links. A unix socket is reached through the descriptor of the socket inode
+//! itself (`/proc/self/fd/N`), so a link planted in its place is never dialled.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn cstr(name: &str) -> std::io::Result<CString> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a single path component"),
+        ));
+    }
+    CString::new(name).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a name with a NUL byte")
+    })
+}
+
+fn check(r: libc::c_int) -> std::io::Result<libc::c_int> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An open directory; everything below it is reached without following links.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens `root` (a directory the agent's configuration names; links in it are the
+    /// administrator's and are followed), creating it when missing.
+    pub fn root(root: &Path) -> std::io::Result<Dir> {
+        std::fs::create_dir_all(root)?;
+        let c = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: a valid C string; the result is checked and owned at once.
+        let fd = check(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        Ok(Dir {
+            // SAFETY: fd was just opened and is owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: root.to_path_buf(),
+        })
+    }
+
+    /// The path this directory was opened as (for messages and bind mounts).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the subdirectory `name`, creating it (mode 0755) when missing. A symbolic
+    /// link, or anything but a directory, in its place is an error.
+    pub fn sub(&self, name: &str) -> std::io::Result<Dir> {
+        let c = cstr(name)?;
+        // SAFETY: valid fd and C string; EEXIST is expected and ignored.
+        let made = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) };
+        if made < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+        }
+        // SAFETY: as above; O_NOFOLLOW makes a link fail with ELOOP (or ENOTDIR).
+        let fd = check(unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })
+        .map_err(|e| refused(&self.path.join(name), e))?;
+        Ok(Dir {
+            // SAFETY: just opened, owned here.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: self.path.join(name),
+        })
+    }
+
+    /// Opens `name` below this directory with `flags` (O_NOFOLLOW and O_CLOEXEC added).
+    fn open(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> std::io::Result<File> {
+        let c = cstr(name)?;
+        // SAFETY: valid fd and C string; the result is checked and owned at once.
+        let fd = check(unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
+            )
+        })
+        .map_err(|e| refused(&self.path.join(name), e))?;
+        // SAFETY: just opened, owned by the File.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Reads the regular file `name`, at most `max` bytes (a larger file is an error).
+    pub fn read(&self, name: &str, max: usize) -> std::io::Result<Vec<u8>> {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let f = self.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", self.path.join(name).display()),
+            ));
+        }
+        let mut out = Vec::new();
+        f.take(max as u64 + 1).read_to_end(&mut out)?;
+        if out.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is larger than {max} bytes",
+                    self.path.join(name).display()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Replaces `name` with `content` (mode `mode`): written to a temporary file beside it,
+    /// then renamed over it, so a link in its place is replaced, not followed.
+    pub fn write(&self, name: &str, content: &[u8], mode: libc::mode_t) -> std::io::Result<()> {
+        let tmp = format!(".{name}.berth-tmp");
+        let c_tmp = cstr(&tmp)?;
+        // SAFETY: valid fd and C string; a leftover temporary file may not exist.
+        unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
+        let mut f = self.open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, mode)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        drop(f);
+        let c = cstr(name)?;
+        // SAFETY: both names are single components of this directory.
+        check(unsafe {
+            libc::renameat(
+                self.fd.as_raw_fd(),
+                c_tmp.as_ptr(),
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Rewrites `name` in place (created when missing): for a file bind-mounted into a
+    /// container by inode, where a renamed file would not be seen. A link is refused.
+    pub fn rewrite(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
+        let mut f = self.open(name, libc::O_WRONLY | libc::O_CREAT, 0o644)?;
+        if !f.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", self.path.join(name).display()),
+            ));
+        }
+        f.set_len(0)?;
+        f.write_all(content)?;
+        Ok(())
+    }
+
+    /// Whether `name` exists (as anything, links included, which are not followed).
+    pub fn exists(&self, name: &str) -> bool {
+        let Ok(c) = cstr(name) else { return false };
+        // SAFETY: valid fd, C string and out pointer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::fstatat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) == 0
+        }
+    }
+
+    /// The unix socket `name`, as a path that names its inode (`/proc/self/fd/N`) and the
+    /// descriptor that keeps that path valid: connect to the path while holding the
+    /// descriptor. Anything but a socket (a link to one included) is an error.
+    pub fn socket(&self, name: &str) -> std::io::Result<(OwnedFd, PathBuf)> {
+        let f = self.open(name, libc::O_PATH, 0)?;
+        // O_PATH descriptors support fstat.
+        let meta = f.metadata()?;
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a socket", self.path.join(name).display()),
+            ));
+        }
+        let fd = OwnedFd::from(f);
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok((fd, path))
+    }
+}
+
+/// A link (or a non-directory) where a path had to be followed: say so plainly.
+fn refused(path: &Path, e: std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: refusing a symbolic link or unexpected file type (not followed)",
+                path.display()
+            ),
+        ),
+        _ => std::io::Error::new(e.kind(), format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_are_refused_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let canary = t.path().join("canary");
+        std::fs::write(&canary, "untouched").unwrap();
+        let d = Dir::root(&t.path().join("d")).unwrap();
+        symlink(&canary, d.path().join("f")).unwrap();
+        symlink(t.path(), d.path().join("sub")).unwrap();
+        assert!(d.read("f", 100).is_err(), "reading through a link");
+        assert!(d.rewrite("f", b"x").is_err(), "rewriting through a link");
+        assert!(d.sub("sub").is_err(), "entering a linked directory");
+        assert!(d.socket("f").is_err());
+        // write() replaces the link itself.
+        d.write("f", b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "untouched");
+        assert_eq!(d.read("f", 100).unwrap(), b"new");
+        assert!(d.read("f", 2).is_err(), "over the size limit");
+        assert!(d.read("../canary", 100).is_err(), "a path, not a name");
+    }
+
+    #[test]
+    fn a_fifo_is_not_read() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::root(t.path()).unwrap();
+        let p = CString::new(t.path().join("p").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+        assert!(d.read("p", 100).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_socket_is_dialled_through_its_own_inode() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::root(t.path()).unwrap();
+        let l = tokio::net::UnixListener::bind(t.path().join("s")).unwrap();
+        let (_fd, path) = d.socket("s").unwrap();
+        let c = tokio::net::UnixStream::connect(&path).await;
+        assert!(c.is_ok(), "{c:?}");
+        drop(l);
+        symlink(t.path().join("s"), t.path().join("link")).unwrap();
+        assert!(d.socket("link").is_err());
+    }
+}
