@@ -49,6 +49,10 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
     if !invalid.is_empty() {
         bail!("nothing applied:\n  {}", invalid.join("\n  "));
     }
+    let overlaps = address_conflicts(store, &parsed.bundles).await?;
+    if !overlaps.is_empty() {
+        bail!("nothing applied:\n  {}", overlaps.join("\n  "));
+    }
     for b in &parsed.bundles {
         let b = b.desired();
         let key = store.keys().bundle(b.name());
@@ -105,6 +109,35 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
         super::cluster::wait(store, &names, timeout).await?;
     }
     Ok(())
+}
+
+/// Bundles of this apply whose replica addresses overlap a stored bundle's (other than its
+/// own stored value) or another's of the same apply: each refused with the field and why.
+async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Result<Vec<String>> {
+    let stored = store.list_bundles().await?;
+    let applying: std::collections::BTreeSet<&str> = new.iter().map(|b| b.name()).collect();
+    let others: Vec<crate::model::Bundle> = stored
+        .items
+        .into_iter()
+        .filter_map(|r| r.ok())
+        .map(|v| v.value)
+        .filter(|b| !applying.contains(b.name()))
+        .collect();
+    // Stored bundles count as older than anything applied now; among the new ones, the
+    // order of the files decides.
+    let all = others
+        .iter()
+        .map(|b| (b, 0))
+        .chain(new.iter().zip(1..).map(|(b, i)| (b, i)));
+    Ok(crate::model::address_overlaps(all)
+        .into_iter()
+        .filter(|(newer, _)| applying.contains(newer.as_str()))
+        .map(|(newer, older)| {
+            format!(
+                "bundle {newer:?} is invalid: spec.network.ipRangeStart: the replicas' addresses overlap bundle {older:?}'s"
+            )
+        })
+        .collect())
 }
 
 /// Deletes bundles by name or by the names in manifests, each guarded by the revision it was

@@ -43,7 +43,9 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     let (revision, items) = store.list(&store.keys().root()).await?;
     let mut cache = Cache::default();
     cache.apply(&WatchEvent::Listed { revision, items });
-    let view = View::read(store.keys(), &cache);
+    let mut view = View::read(store.keys(), &cache);
+    view.refuse_overlaps();
+    view.keep_last_good();
     let leader = store
         .client()
         .leader(format!("{}election/controller", store.keys().root()))
@@ -93,8 +95,19 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     }
     writeln!(out)?;
     writeln!(out, "Full List of Resources:")?;
-    if view.bundles.is_empty() {
+    if view.bundles.is_empty() && view.invalid.is_empty() {
         writeln!(out, "  * No resources")?;
+    }
+    for (name, why) in &view.invalid {
+        let kept = if view.bundles.contains_key(name) {
+            "running as last placed"
+        } else {
+            "nothing placed"
+        };
+        writeln!(
+            out,
+            "  * Container bundle set: {name}: INVALID ({kept}): {why}"
+        )?;
     }
     for b in view.bundles.values() {
         let (engine, c) = b.spec.container();

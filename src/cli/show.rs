@@ -39,6 +39,9 @@ pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<
         return get_watch(store, args, out).await;
     }
     let mut unreadable = 0;
+    // Stored values that cannot be read: listed as <invalid> (the controller keeps their
+    // replicas as last placed), the reason on stderr.
+    let mut invalid_rows: Vec<String> = Vec::new();
     let bundles = match &args.name {
         Some(n) => stored(store, std::slice::from_ref(n)).await?,
         None => {
@@ -49,6 +52,10 @@ pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<
                     Ok(v) => ok.push(v.value),
                     Err(e) => {
                         eprintln!("warning: {e}");
+                        if let crate::store::StoreError::Decode { key, .. } = &e {
+                            invalid_rows
+                                .push(store.keys().bundle_name(key).unwrap_or(key).to_string());
+                        }
                         unreadable += 1;
                     }
                 }
@@ -66,6 +73,11 @@ pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<
                 let mut t = table(wide.is_some());
                 for b in &bundles {
                     t.row(row(b, wide.is_some(), false));
+                }
+                for name in &invalid_rows {
+                    let mut r = vec![name.clone(), "<invalid>".into()];
+                    r.resize(if wide.is_some() { 9 } else { 5 }, "-".into());
+                    t.row(r);
                 }
                 t.print(out, true)?;
             }
@@ -92,6 +104,8 @@ fn row(b: &Bundle, wide: bool, deleted: bool) -> Vec<String> {
         b.name().to_string(),
         if deleted {
             "<deleted>".to_string()
+        } else if b.status.as_ref().is_some_and(|st| st.invalid.is_some()) {
+            "<invalid>".to_string()
         } else {
             format!("{ready}/{}", s.replicas())
         },
@@ -195,11 +209,31 @@ async fn get_watch(store: &Store, args: &GetArgs, out: &mut impl Write) -> Resul
 }
 
 pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result<()> {
-    let b = store
-        .get_bundle(name)
-        .await?
-        .ok_or_else(|| anyhow!("bundle {name:?} not found"))?
-        .value;
+    let b = match store.get_bundle(name).await {
+        Ok(b) => b.ok_or_else(|| anyhow!("bundle {name:?} not found"))?.value,
+        Err(crate::store::StoreError::Decode { source, .. }) => {
+            // The stored value cannot be read: say why, and what the controller keeps
+            // running meanwhile (the rows of the last good value).
+            writeln!(out, "Name:         {name}")?;
+            writeln!(out, "Invalid:      {source}")?;
+            let st = store
+                .get(&store.keys().bundle_status(name))
+                .await?
+                .and_then(|kv| {
+                    serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
+                });
+            let rows = st.map(|s| s.replica_rows).unwrap_or_default();
+            writeln!(out, "Replicas (as last placed):")?;
+            if rows.is_empty() {
+                writeln!(out, "  none")?;
+            }
+            for r in rows {
+                writeln!(out, "  {}\t{}\t{}\t{}", r.name, r.node, r.address, r.state)?;
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     write!(out, "{}", describe_text(&b))?;
     // The primitive's recent operations, per replica, as the remote agents reported them.
     let (_, kvs) = store.list(&store.keys().replicas(name)).await?;
@@ -289,6 +323,9 @@ fn describe_text(b: &Bundle) -> String {
         t.push('\n');
     };
     line(format!("Name:         {}", b.name()));
+    if let Some(why) = b.status.as_ref().and_then(|st| st.invalid.as_ref()) {
+        line(format!("Invalid:      {why}"));
+    }
     line(format!("Labels:       {}", map_text(&b.metadata.labels)));
     line(format!(
         "Annotations:  {}",

@@ -19,7 +19,7 @@ use crate::model::cluster::{Assignment, NodeInfo, PrimitiveState, ReplicaState, 
 use crate::model::{Bundle, BundleStatus, Condition, ReplicaRow};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
-use crate::store::{Expect, Keys, Store, StoreError, TXN_OPS, Write, decode_entry};
+use crate::store::{Expect, Keys, Store, StoreError, Write, batches, decode_entry};
 use placement::{History, NodeView, Placement, Replica, managed, place, wanted_running};
 
 /// Controller settings.
@@ -176,7 +176,9 @@ impl Controller {
     /// Reads the cache, places, writes the assignments and statuses that changed, and
     /// cleans up after deleted bundles.
     async fn reconcile(&mut self) -> Result<(), StoreError> {
-        let view = View::read(&self.keys, &self.cache);
+        let mut view = View::read(&self.keys, &self.cache);
+        view.refuse_overlaps();
+        view.keep_last_good();
         let now = unix_now();
         let managed_bundles: Vec<Bundle> = view
             .bundles
@@ -248,11 +250,26 @@ impl Controller {
             }
         }
 
-        // Status of every bundle.
-        for b in view.bundles.values() {
-            let status = bundle_status(b, &placement, &view);
+        // Status of every bundle; one whose stored value cannot be used says why (with the
+        // rows of its last good value, when it has one).
+        let mut statuses: BTreeMap<&str, BundleStatus> = view
+            .bundles
+            .values()
+            .map(|b| (b.name(), bundle_status(b, &placement, &view)))
+            .collect();
+        for (name, why) in &view.invalid {
+            let st = statuses.entry(name.as_str()).or_default();
+            st.invalid = Some(why.clone());
+            st.conditions.push(Condition {
+                kind: "Valid".into(),
+                status: "False".into(),
+                reason: "Invalid".into(),
+                message: why.clone(),
+            });
+        }
+        for (name, status) in &statuses {
             let value = serde_json::to_vec(&status).expect("a status serializes");
-            let key = self.keys.bundle_status(b.name());
+            let key = self.keys.bundle_status(name);
             if self.cache.items.get(&key).map(|kv| &kv.value) != Some(&value) {
                 writes.push(Write::Put {
                     key,
@@ -266,8 +283,9 @@ impl Controller {
         // offline have no agent left to drop them; once no replica key remains, the status
         // goes too.
         let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+        let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
         for ((bundle, i), st) in &view.statuses {
-            if !view.bundles.contains_key(bundle) && !online.contains(st.node.as_str()) {
+            if !exists(bundle) && !online.contains(st.node.as_str()) {
                 writes.push(Write::Delete {
                     key: self.keys.replica(bundle, *i),
                     expect: Expect::Any,
@@ -279,7 +297,7 @@ impl Controller {
                 .statuses
                 .iter()
                 .any(|((b, _), st)| b == name && online.contains(st.node.as_str()));
-            if !view.bundles.contains_key(name) && !replicas_left {
+            if !exists(name) && !replicas_left {
                 writes.push(Write::Delete {
                     key: self.keys.bundle_status(name),
                     expect: Expect::Any,
@@ -287,12 +305,42 @@ impl Controller {
             }
         }
 
-        for chunk in writes.chunks(TXN_OPS) {
-            self.store
-                .commit_guarded(chunk.to_vec(), self.leader_key.as_deref())
-                .await?;
+        self.commit(writes).await
+    }
+
+    /// Writes in transactions bounded by operations and bytes. A transaction etcd refuses
+    /// is retried one write at a time, so that one bundle's write (too large, say) fails
+    /// alone and every other bundle is still written; the first such failure is returned
+    /// after the rest went through, so that the loop retries.
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let guard = self.leader_key.as_deref();
+        let mut first_err = None;
+        for batch in batches(writes) {
+            let single = batch.len() == 1;
+            let Err(e) = self.store.commit_guarded(batch.clone(), guard).await else {
+                continue;
+            };
+            if single || matches!(e, StoreError::TxnConflict { .. }) {
+                // A conflict is the election guard: this leader is deposed, stop writing.
+                tracing::warn!("controller write failed: {e}");
+                if matches!(e, StoreError::TxnConflict { .. }) {
+                    return Err(e);
+                }
+                first_err.get_or_insert(e);
+                continue;
+            }
+            for w in batch {
+                let key = w.key().to_string();
+                if let Err(e) = self.store.commit_guarded(vec![w], guard).await {
+                    tracing::warn!(key = %key, "controller write failed: {e}");
+                    if matches!(e, StoreError::TxnConflict { .. }) {
+                        return Err(e);
+                    }
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -308,6 +356,11 @@ impl Bundle {
 /// The cluster as the cache shows it.
 pub struct View {
     pub bundles: BTreeMap<String, Bundle>,
+    /// Bundles whose stored value cannot be used, and why. Such a value is never taken as a
+    /// delete: [`View::keep_last_good`] puts the last good value back into `bundles`.
+    pub invalid: BTreeMap<String, String>,
+    /// The mod revision of each bundle's spec key (to tell which of two was written later).
+    pub revisions: BTreeMap<String, i64>,
     /// Online (registered) nodes.
     pub nodes: Vec<NodeView>,
     /// (node, bundle) → assignment.
@@ -327,6 +380,8 @@ impl View {
         let root = keys.root();
         let mut v = View {
             bundles: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            revisions: BTreeMap::new(),
             nodes: Vec::new(),
             assignments: BTreeMap::new(),
             current: BTreeMap::new(),
@@ -341,12 +396,20 @@ impl View {
             };
             let parts: Vec<&str> = rest.split('/').collect();
             match parts.as_slice() {
-                ["bundles", name] => match decode_entry(keys, kv, None) {
-                    Ok(b) => {
-                        v.bundles.insert(name.to_string(), b.value);
+                ["bundles", name] => {
+                    v.revisions.insert(name.to_string(), kv.mod_revision);
+                    match decode_entry(keys, kv, None) {
+                        Ok(b) => {
+                            v.bundles.insert(name.to_string(), b.value);
+                        }
+                        Err(StoreError::Decode { source, .. }) => {
+                            v.invalid.insert(name.to_string(), source.to_string());
+                        }
+                        Err(e) => {
+                            v.invalid.insert(name.to_string(), e.to_string());
+                        }
                     }
-                    Err(e) => tracing::warn!("ignoring {e}"),
-                },
+                }
                 ["nodes", _] => {
                     if let Ok(n) = serde_json::from_slice::<NodeInfo>(&kv.value) {
                         v.nodes.push(NodeView {
@@ -389,6 +452,55 @@ impl View {
             }
         }
         v
+    }
+}
+
+impl View {
+    /// Refuses bundles whose replica addresses overlap a bundle written before them: they
+    /// become invalid (and keep their last good value, see [`View::keep_last_good`]).
+    pub fn refuse_overlaps(&mut self) {
+        let overlaps = crate::model::address_overlaps(
+            self.bundles
+                .values()
+                .map(|b| (b, self.revisions.get(b.name()).copied().unwrap_or(0))),
+        );
+        for (newer, older) in overlaps {
+            self.bundles.remove(&newer);
+            self.invalid.insert(
+                newer,
+                format!(
+                    "spec.network.ipRangeStart: the replicas' addresses overlap bundle {older:?}'s"
+                ),
+            );
+        }
+    }
+
+    /// Puts back, for each invalid bundle, the value it was last placed with (the bundle an
+    /// assignment carries, the newest generation when several do): an unusable value leaves
+    /// running replicas as they are. A last good value whose addresses collide with a valid
+    /// bundle is not put back. An invalid bundle never placed stays out.
+    pub fn keep_last_good(&mut self) {
+        for name in self.invalid.keys() {
+            let good = self
+                .assignments
+                .iter()
+                .filter(|((_, b), _)| b == name)
+                .map(|(_, a)| &a.bundle)
+                .max_by_key(|b| b.metadata.generation);
+            if let Some(good) = good {
+                let collides = crate::model::address_overlaps(
+                    self.bundles
+                        .values()
+                        .map(|b| (b, 0))
+                        .chain(std::iter::once((good, 1))),
+                )
+                .iter()
+                .any(|(newer, _)| newer == name);
+                if !collides {
+                    self.bundles.insert(name.clone(), good.clone());
+                }
+            }
+        }
     }
 }
 
@@ -590,6 +702,7 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
         ready_replicas: ready,
         conditions,
         replica_rows: rows,
+        invalid: None,
     }
 }
 

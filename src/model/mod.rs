@@ -334,6 +334,37 @@ pub struct BundleStatus {
     /// A row per replica, in ordinal order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replica_rows: Vec<ReplicaRow>,
+    /// Why the stored value cannot be used (it does not parse or validate, or its addresses
+    /// overlap another bundle's). The replicas keep running as the last good value placed
+    /// them (the rows above) until the value is fixed or deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+}
+
+/// Bundles whose replica addresses overlap an older one's: (the newer, the older), where
+/// newer means written later (`revision` of its spec key). Each newer bundle is named once,
+/// with the first older bundle it collides with. Pure; the controller refuses the newer.
+pub fn address_overlaps<'a>(
+    bundles: impl IntoIterator<Item = (&'a Bundle, i64)>,
+) -> Vec<(String, String)> {
+    let mut ranges: Vec<(u32, u32, i64, &str)> = bundles
+        .into_iter()
+        .filter_map(|(b, rev)| {
+            let (a, z) = b.spec.address_range()?;
+            Some((u32::from(a), u32::from(z), rev, b.name()))
+        })
+        .collect();
+    // Older first: a bundle only loses to ones written before it.
+    ranges.sort_by_key(|r| (r.2, r.3));
+    let mut kept: Vec<(u32, u32, &str)> = Vec::new();
+    let mut out = Vec::new();
+    for (a, z, _, name) in ranges {
+        match kept.iter().find(|(ka, kz, _)| a <= *kz && *ka <= z) {
+            Some((_, _, older)) => out.push((name.to_string(), older.to_string())),
+            None => kept.push((a, z, name)),
+        }
+    }
+    out
 }
 
 /// One replica as the bundle status shows it.
@@ -504,6 +535,14 @@ impl BundleSpec {
             .map(std::net::Ipv4Addr::from)
     }
 
+    /// The replicas' addresses as an inclusive range (first, last), when the bundle has
+    /// an ip-range-start that parses and the range stays below 255.255.255.255.
+    pub fn address_range(&self) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+        let first = self.replica_address(0)?;
+        let last = self.replica_address(self.replicas().max(1) - 1)?;
+        Some((first, last))
+    }
+
     /// A bundle meta attribute's value, by Pacemaker name (`target-role`, …).
     pub fn meta(&self, name: &str) -> Option<&str> {
         self.meta_attributes
@@ -624,6 +663,26 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_addresses_lose_to_the_bundle_written_first() {
+        let with = |name: &str, start: &str, replicas: u32| {
+            let mut b = fixtures::seed();
+            b.metadata.name = name.into();
+            b.spec.docker.as_mut().unwrap().replicas = Some(replicas);
+            b.spec.network.as_mut().unwrap().ip_range_start = Some(start.into());
+            b
+        };
+        let a = with("a", "10.0.0.10", 3); // .10-.12
+        let b = with("b", "10.0.0.12", 2); // .12-.13: overlaps a
+        let c = with("c", "10.0.0.13", 1); // overlaps b only, which loses: c stays
+        let d = with("d", "10.0.0.20", 1);
+        let got = address_overlaps([(&b, 5), (&a, 2), (&c, 7), (&d, 1)]);
+        assert_eq!(got, vec![("b".to_string(), "a".to_string())]);
+        let mut none = a.clone();
+        none.spec.network = None;
+        assert!(address_overlaps([(&a, 1), (&none, 2)]).is_empty());
+    }
 
     #[test]
     fn defaults_follow_pacemaker() {

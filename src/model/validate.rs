@@ -149,6 +149,18 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         if ct.replicas == Some(0) {
             c.fail(format!("{p}.replicas"), "0: must be at least 1");
         }
+        if let Some(r) = ct.replicas.filter(|&r| r > MAX_REPLICAS) {
+            c.fail(
+                format!("{p}.replicas"),
+                format!("{r}: at most {MAX_REPLICAS} replicas per bundle"),
+            );
+        }
+        if let Some(r) = ct.replicas_per_host.filter(|&r| r > MAX_REPLICAS) {
+            c.fail(
+                format!("{p}.replicasPerHost"),
+                format!("{r}: at most {MAX_REPLICAS}"),
+            );
+        }
         if ct.replicas_per_host == Some(0) {
             c.fail(format!("{p}.replicasPerHost"), "0: must be at least 1");
         }
@@ -372,6 +384,45 @@ fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u32) {
         );
         return;
     };
+    // Addresses no replica may own: a replica address is added to a host interface and
+    // removed again when the replica leaves.
+    let unusable = |ip: Ipv4Addr| {
+        if ip.is_unspecified() {
+            Some("the unspecified address")
+        } else if ip.is_link_local() {
+            Some("a link-local address (169.254.0.0/16)")
+        } else if ip.is_multicast() {
+            Some("a multicast address")
+        } else if ip.is_broadcast() {
+            Some("the broadcast address")
+        } else if u32::from(ip) >> 28 == 0xf {
+            Some("a reserved address (240.0.0.0/4)")
+        } else if ip.octets()[0] == 0 {
+            Some("in 0.0.0.0/8 (this network)")
+        } else if ip == Ipv4Addr::LOCALHOST {
+            Some("127.0.0.1, the loopback interface's own address")
+        } else {
+            None
+        }
+    };
+    let last_addr = last;
+    for a in [first, last_addr] {
+        if let Some(why) = unusable(Ipv4Addr::from(a)) {
+            c.fail(
+                p,
+                format!("{start}: replica address {} is {why}", Ipv4Addr::from(a)),
+            );
+            return;
+        }
+    }
+    // 127.0.0.1 inside the range (not at an end).
+    if first < u32::from(Ipv4Addr::LOCALHOST) && last_addr > u32::from(Ipv4Addr::LOCALHOST) {
+        c.fail(
+            p,
+            format!("{start}: the range includes 127.0.0.1, the loopback interface's own address"),
+        );
+        return;
+    }
     if !(1..32).contains(&mask) {
         return;
     }
@@ -404,6 +455,10 @@ fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u32) {
         );
     }
 }
+
+/// The most replicas one bundle may have: every replica is a row of the bundle's status
+/// (one etcd value), and a bundle is placed and written as one unit.
+pub const MAX_REPLICAS: u32 = 1000;
 
 /// Parses `first-last`, 1-65535, first <= last.
 pub fn parse_range(r: &str) -> Result<(u16, u16), String> {
@@ -857,6 +912,31 @@ mod tests {
                 |b| b.spec.docker.as_mut().unwrap().replicas = Some(0),
                 "spec.docker.replicas",
                 "at least 1",
+            ),
+            (
+                |b| b.spec.docker.as_mut().unwrap().replicas = Some(50_000_000),
+                "spec.docker.replicas",
+                "at most 1000 replicas",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("0.0.0.0".into()),
+                "spec.network.ipRangeStart",
+                "unspecified",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("169.254.1.1".into()),
+                "spec.network.ipRangeStart",
+                "link-local",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("224.0.0.10".into()),
+                "spec.network.ipRangeStart",
+                "multicast",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.0.0".into()),
+                "spec.network.ipRangeStart",
+                "includes 127.0.0.1",
             ),
             (
                 |b| b.spec.docker.as_mut().unwrap().replicas_per_host = Some(0),

@@ -154,6 +154,9 @@ pub async fn run<E: Engine>(
         engine,
         cfg,
         assignments: Cache::default(),
+        assigned: BTreeMap::new(),
+        unusable: BTreeMap::new(),
+        decoded_at: BTreeMap::new(),
         synced: false,
         fenced: false,
         seeded: BTreeSet::new(),
@@ -219,6 +222,14 @@ struct Agent<E> {
     cfg: NodeConfig,
     /// This node's assignment keys, kept current by the watch.
     assignments: Cache,
+    /// Each assignment key's last usable value, decoded and validated once per change (an
+    /// unusable value keeps the last usable one: it is never taken as a removal).
+    assigned: BTreeMap<String, Usable>,
+    /// Assignment keys whose current value cannot be used, with the reason; without a last
+    /// usable value, their bundle's containers are left exactly as they are.
+    unusable: BTreeMap<String, String>,
+    /// The mod revision each assignment key was decoded at.
+    decoded_at: BTreeMap<String, i64>,
     /// The first list of assignments arrived: nothing reconciles before it.
     synced: bool,
     /// The lease could not be renewed in time: every container was removed and nothing
@@ -411,8 +422,54 @@ impl<E: Engine> Agent<E> {
                     self.synced = true;
                 }
                 self.assignments.apply(&ev);
+                self.decode_assignments();
             }
             Err(e) => tracing::warn!("assignments: {e}"),
+        }
+    }
+
+    /// Decodes the assignment keys that changed; forgets the deleted ones (only a delete
+    /// removes replicas).
+    fn decode_assignments(&mut self) {
+        let items = &self.assignments.items;
+        self.assigned.retain(|k, _| items.contains_key(k));
+        self.unusable.retain(|k, _| items.contains_key(k));
+        self.decoded_at.retain(|k, _| items.contains_key(k));
+        let prefix = self.keys.assignments(&self.cfg.name);
+        for (key, kv) in items {
+            if self.decoded_at.get(key) == Some(&kv.mod_revision) {
+                continue;
+            }
+            self.decoded_at.insert(key.clone(), kv.mod_revision);
+            let bundle = key.strip_prefix(&prefix).unwrap_or_default();
+            match usable_assignment(bundle, &kv.value) {
+                Ok(a) => {
+                    let refused = crate::model::validate::validate(&a.bundle)
+                        .err()
+                        .map(|e| e.to_string());
+                    match (&refused, self.assigned.get(key)) {
+                        // A bundle that does not validate: the last valid value stays.
+                        (Some(why), Some(last)) if last.refused.is_none() => {
+                            tracing::warn!(key = %key, "invalid bundle in assignment (keeping the last valid one): {why}");
+                        }
+                        // None to keep: its replicas report why, nothing starts, and
+                        // containers it had are left as they are.
+                        _ => {
+                            self.assigned.insert(key.clone(), Usable { a, refused });
+                        }
+                    }
+                    self.unusable.remove(key);
+                }
+                Err(why) => {
+                    let kept = if self.assigned.contains_key(key) {
+                        "keeping the last usable one"
+                    } else {
+                        "leaving its containers as they are"
+                    };
+                    tracing::warn!(key = %key, "unusable assignment ({kept}): {why}");
+                    self.unusable.insert(key.clone(), why);
+                }
+            }
         }
     }
 
@@ -544,14 +601,13 @@ impl<E: Engine> Agent<E> {
         let mut addrs = BTreeMap::new();
         let mut unmanaged = BTreeSet::new();
         let mut roles = BTreeMap::new();
-        for kv in self.assignments.items.values() {
-            let a: Assignment = match serde_json::from_slice(&kv.value) {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(key = %kv.key, "unreadable assignment: {e}");
-                    continue;
-                }
-            };
+        let prefix = self.keys.assignments(&self.cfg.name);
+        for key in self.unusable.keys() {
+            if !self.assigned.contains_key(key) {
+                unmanaged.insert(key.strip_prefix(&prefix).unwrap_or_default().to_string());
+            }
+        }
+        for Usable { a, refused } in self.assigned.values() {
             if !a.managed {
                 unmanaged.insert(a.bundle.name().to_string());
                 continue;
@@ -567,9 +623,13 @@ impl<E: Engine> Agent<E> {
                     roles.insert(k.clone(), if promoted { "promoted" } else { "unpromoted" });
                 }
                 let remote = self.cfg.remote_binary.as_deref();
+                let d = container::desired(&a.bundle, i, &self.cfg.state_dir, remote);
                 out.insert(
                     k,
-                    container::desired(&a.bundle, i, &self.cfg.state_dir, remote),
+                    match (d, refused) {
+                        (Ok(_), Some(why)) => Err(why.clone()),
+                        (d, _) => d,
+                    },
                 );
             }
         }
@@ -1009,6 +1069,33 @@ impl Channel {
             .ok()??;
         Some((s, authkey))
     }
+}
+
+/// An assignment as the agent keeps it: the bundle, and why it does not validate when it
+/// does not (its replicas then report that and nothing of it starts).
+#[derive(Debug)]
+struct Usable {
+    a: Assignment,
+    refused: Option<String>,
+}
+
+/// An assignment value as the agent can read it: JSON of an [`Assignment`] whose bundle is
+/// the one its key names and whose ordinals exist. The error says why not.
+fn usable_assignment(bundle: &str, value: &[u8]) -> Result<Assignment, String> {
+    let a: Assignment = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    if a.bundle.name() != bundle {
+        return Err(format!(
+            "it holds bundle {:?}, not {bundle:?}",
+            a.bundle.name()
+        ));
+    }
+    if let Some(i) = a.replicas.iter().find(|&&i| i >= a.bundle.spec.replicas()) {
+        return Err(format!(
+            "replica {i} is beyond the bundle's {} replicas",
+            a.bundle.spec.replicas()
+        ));
+    }
+    Ok(a)
 }
 
 /// The largest file the agent reads from a replica's directory.

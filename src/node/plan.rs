@@ -78,7 +78,12 @@ pub fn plan(
         };
         match want {
             None => p.actions.push(remove("not assigned to this node", None)),
-            Some((_, Err(_))) => p.actions.push(remove("its spec cannot run", None)),
+            // A spec that cannot run (unusable, or its files cannot be prepared safely)
+            // starts nothing, and leaves a container it had as it is: an unusable value is
+            // never taken as a removal.
+            Some((k, Err(_))) => {
+                covered.insert(k);
+            }
             Some((k, Ok(d))) => {
                 if o.labels.get(LABEL_HASH) != Some(&d.hash()) {
                     p.actions
@@ -216,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn unrunnable_spec_starts_nothing_and_removes_its_container() {
+    fn unrunnable_spec_starts_nothing_and_leaves_its_container() {
         let mut w = want(1);
         let old = running(w[&key(0)].as_ref().unwrap(), "c0", true);
         w.insert(
@@ -224,13 +229,7 @@ mod tests {
             Err("spec.docker.options: --bogus: not supported".into()),
         );
         let p = plan(&w, &[old], &BTreeMap::new(), Instant::now());
-        assert!(matches!(
-            &p.actions[..],
-            [Action::Remove {
-                why: "its spec cannot run",
-                ..
-            }]
-        ));
+        assert_eq!(p.actions, vec![]);
     }
 
     #[test]

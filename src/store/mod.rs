@@ -26,6 +26,98 @@ pub use keys::Keys;
 /// `--max-txn-ops` is 128).
 pub const TXN_OPS: usize = 100;
 
+/// The most bytes of keys and values berth puts in one transaction: etcd refuses requests
+/// over `--max-request-bytes` (1.5 MiB by default), so writes are batched under 1 MiB.
+pub const TXN_BYTES: usize = 1024 * 1024;
+
+/// The largest stored bundle value (etcdctl, apply, charts): an assignment carries the whole
+/// bundle, and one node's assignments and statuses must stay far below etcd's limits.
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+
+/// The largest gRPC message berth decodes from etcd (the client's default is 4 MiB; a
+/// watch response or a transaction of reads can be larger). Lists are paged regardless.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Keys per page of a list.
+pub const LIST_PAGE: i64 = 1000;
+
+/// A KV client that decodes messages up to [`MAX_MESSAGE`].
+pub fn kv(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_MESSAGE)
+}
+
+/// A watch client that decodes messages up to [`MAX_MESSAGE`].
+pub fn watcher(client: &Client) -> etcd_client::WatchClient {
+    client.watch_client().max_decoding_message_size(MAX_MESSAGE)
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range end for it).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(&last) = end.last() {
+        if last < 0xff {
+            *end.last_mut().expect("not empty") += 1;
+            return end;
+        }
+        end.pop();
+    }
+    vec![0]
+}
+
+/// Every key under `prefix` in pages of [`LIST_PAGE`] keys, all read at one revision (the
+/// first page's, or `revision`), so that a list of any size fits the message limits.
+pub async fn list_paged(
+    client: &Client,
+    prefix: &str,
+    revision: Option<i64>,
+) -> Result<(i64, Vec<Kv>), etcd_client::Error> {
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut rev = revision.unwrap_or(0);
+    let mut out = Vec::new();
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(LIST_PAGE);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let resp = kv(client).get(from.clone(), Some(opts)).await?;
+        if rev == 0 {
+            rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        out.extend(resp.kvs().iter().map(Kv::from));
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok((rev, out)),
+        }
+    }
+}
+
+/// Splits writes into transactions of at most [`TXN_OPS`] operations and [`TXN_BYTES`]
+/// bytes, in order. A write larger than the byte limit alone is a batch of its own (etcd
+/// refuses it, and only it).
+pub fn batches(writes: Vec<Write>) -> Vec<Vec<Write>> {
+    let mut out: Vec<Vec<Write>> = Vec::new();
+    let mut bytes = 0;
+    for w in writes {
+        let size = w.size();
+        let full = out
+            .last()
+            .is_none_or(|b| b.len() >= TXN_OPS || bytes + size > TXN_BYTES);
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        out.last_mut().expect("pushed above").push(w);
+    }
+    out
+}
+
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/berth";
 /// The default endpoint: a local etcd, as `scripts/setup.sh` and `berth up` start it.
@@ -158,6 +250,14 @@ pub enum Write {
 }
 
 impl Write {
+    /// Bytes of key and value this write sends.
+    pub fn size(&self) -> usize {
+        match self {
+            Write::Put { key, value, .. } => key.len() + value.len(),
+            Write::Delete { key, .. } => key.len(),
+        }
+    }
+
     pub fn key(&self) -> &str {
         match self {
             Write::Put { key, .. } | Write::Delete { key, .. } => key,
@@ -225,6 +325,8 @@ pub enum StoreError {
 pub enum DecodeError {
     #[error("value is not UTF-8")]
     Utf8,
+    #[error("value is {0} bytes; a stored bundle may be at most {MAX_BUNDLE_BYTES}")]
+    TooLarge(usize),
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error("value holds {0} bundles; a bundle key holds exactly one")]
@@ -322,8 +424,7 @@ impl Store {
     pub async fn revision(&self) -> Result<i64, StoreError> {
         let key = self.keys.root();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(key.clone(), Some(GetOptions::new().with_count_only()))
             .await
             .map_err(Self::etcd("get", &key))?;
@@ -333,24 +434,24 @@ impl Store {
     /// One key, if present.
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(key, None)
             .await
             .map_err(Self::etcd("get", key))?;
         Ok(resp.kvs().first().map(Kv::from))
     }
 
-    /// Every key under a prefix in one range read, with the revision it was read at.
+    /// Every key under a prefix, with the revision it was read at (in pages, all at that
+    /// one revision).
     pub async fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), StoreError> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+        list_paged(&self.client, prefix, None)
             .await
-            .map_err(Self::etcd("list", prefix))?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((rev, resp.kvs().iter().map(Kv::from).collect()))
+            .map_err(Self::etcd("list", prefix))
+    }
+
+    /// The KV client, with the decode limit raised to [`MAX_MESSAGE`].
+    fn kv(&self) -> etcd_client::KvClient {
+        kv(&self.client)
     }
 
     /// Writes a value if the key is as expected; returns the new mod revision.
@@ -389,12 +490,7 @@ impl Store {
             .when(when)
             .and_then(vec![op])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(Self::etcd(op_name, key))?;
+        let resp = self.kv().txn(txn).await.map_err(Self::etcd(op_name, key))?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         if resp.succeeded() {
             if op_name == "delete"
@@ -430,14 +526,29 @@ impl Store {
     /// Writes several keys, in transactions of at most [`TXN_OPS`] operations (etcd's
     /// default limit is 128), so that many replica statuses cost a few round trips.
     pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
-        for chunk in items.chunks(TXN_OPS) {
+        let writes = items
+            .into_iter()
+            .map(|(key, value)| Write::Put {
+                key,
+                value,
+                expect: Expect::Any,
+            })
+            .collect();
+        for chunk in batches(writes) {
             let ops: Vec<TxnOp> = chunk
                 .iter()
-                .map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None))
+                .filter_map(|w| match w {
+                    Write::Put { key, value, .. } => {
+                        Some(TxnOp::put(key.clone(), value.clone(), None))
+                    }
+                    Write::Delete { .. } => None,
+                })
                 .collect();
-            let first = chunk.first().map(|(k, _)| k.clone()).unwrap_or_default();
-            self.client
-                .kv_client()
+            let first = chunk
+                .first()
+                .map(|w| w.key().to_string())
+                .unwrap_or_default();
+            self.kv()
                 .txn(Txn::new().and_then(ops))
                 .await
                 .map_err(Self::etcd("put", &first))?;
@@ -451,8 +562,7 @@ impl Store {
         for chunk in keys.chunks(TXN_OPS) {
             let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
             let resp = self
-                .client
-                .kv_client()
+                .kv()
                 .txn(Txn::new().and_then(ops))
                 .await
                 .map_err(Self::etcd("get", &chunk[0]))?;
@@ -471,8 +581,7 @@ impl Store {
             .when(vec![Compare::value(key, CompareOp::Equal, value.to_vec())])
             .and_then(vec![TxnOp::delete(key, None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(Self::etcd("delete", key))?;
@@ -570,8 +679,7 @@ impl Store {
             .unwrap_or_default()
             .to_string();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(Txn::new().when(when).and_then(ops))
             .await
             .map_err(Self::etcd("commit", &first))?;
@@ -592,8 +700,7 @@ impl Store {
             TxnOp::get(status_key, None),
         ]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(Self::etcd("get", &spec_key))?;
@@ -610,26 +717,12 @@ impl Store {
     /// reads, whatever the number of bundles).
     pub async fn list_bundles(&self) -> Result<BundleList, StoreError> {
         let (bundles, statuses) = (self.keys.bundles(), self.keys.statuses());
-        let prefix = Some(GetOptions::new().with_prefix());
-        let txn = Txn::new().and_then(vec![
-            TxnOp::get(bundles.clone(), prefix.clone()),
-            TxnOp::get(statuses, prefix),
-        ]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
+        let (revision, specs) = list_paged(&self.client, &bundles, None)
             .await
             .map_err(Self::etcd("list", &bundles))?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let mut ranges = resp.op_responses().into_iter().map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().iter().map(Kv::from).collect::<Vec<_>>(),
-            _ => Vec::new(),
-        });
-        let (specs, statuses) = (
-            ranges.next().unwrap_or_default(),
-            ranges.next().unwrap_or_default(),
-        );
+        let (_, statuses) = list_paged(&self.client, &statuses, Some(revision))
+            .await
+            .map_err(Self::etcd("list", &statuses))?;
         let status_of = |name: &str| {
             let key = self.keys.bundle_status(name);
             statuses.iter().find(|kv| kv.key == key)
@@ -648,6 +741,13 @@ impl Store {
     /// Nothing is written when validation fails.
     pub async fn put_bundle(&self, bundle: &Bundle, expect: Expect) -> Result<i64, StoreError> {
         validate(bundle)?;
+        let size = encode_bundle(bundle).len();
+        if size > MAX_BUNDLE_BYTES {
+            return Err(StoreError::Decode {
+                key: self.keys.bundle(bundle.name()),
+                source: DecodeError::TooLarge(size),
+            });
+        }
         let key = self.keys.bundle(bundle.name());
         self.put(&key, encode_bundle(bundle), expect).await
     }
@@ -700,6 +800,9 @@ pub fn encode_bundle(bundle: &Bundle) -> Vec<u8> {
 /// Reads a bundle key's value, in any of the three formats. The name comes from the key
 /// when the value leaves it out, and must match it otherwise. The result is validated.
 pub fn decode_bundle(key_name: &str, value: &[u8]) -> Result<Bundle, DecodeError> {
+    if value.len() > MAX_BUNDLE_BYTES {
+        return Err(DecodeError::TooLarge(value.len()));
+    }
     let text = std::str::from_utf8(value).map_err(|_| DecodeError::Utf8)?;
     let mut parsed = manifest::parse(text)?.bundles;
     if parsed.len() != 1 {
@@ -717,4 +820,51 @@ pub fn decode_bundle(key_name: &str, value: &[u8]) -> Result<Bundle, DecodeError
     b.status = None;
     validate(&b)?;
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, bytes: usize) -> Write {
+        Write::Put {
+            key: key.into(),
+            value: vec![b'x'; bytes],
+            expect: Expect::Any,
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_by_operations_and_bytes() {
+        let many: Vec<Write> = (0..250).map(|i| put(&i.to_string(), 10)).collect();
+        let b = batches(many);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 50]);
+        let big = vec![put("a", 600 * 1024), put("b", 600 * 1024), put("c", 10)];
+        let b = batches(big);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 2]);
+        // One write over the limit goes alone (etcd refuses it, and only it).
+        let huge = vec![put("a", 10), put("b", 2 * TXN_BYTES), put("c", 10)];
+        let b = batches(huge);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        assert!(
+            b.iter()
+                .all(|w| w.iter().map(Write::size).sum::<usize>() <= TXN_BYTES || w.len() == 1)
+        );
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_every_key_under_it() {
+        assert_eq!(prefix_end(b"/berth/"), b"/berth0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn an_oversized_value_is_refused_before_parsing() {
+        let v = vec![b'a'; MAX_BUNDLE_BYTES + 1];
+        assert!(matches!(
+            decode_bundle("x", &v),
+            Err(DecodeError::TooLarge(_))
+        ));
+    }
 }

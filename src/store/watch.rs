@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 use futures::Stream;
 
 use super::Kv;
@@ -123,11 +123,7 @@ impl Machine {
             }
             match &mut self.state {
                 State::List => {
-                    let resp = self
-                        .client
-                        .kv_client()
-                        .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
-                        .await;
+                    let resp = super::list_paged(&self.client, &self.prefix, None).await;
                     let resp = match resp {
                         Ok(r) => r,
                         Err(source) => {
@@ -139,8 +135,7 @@ impl Machine {
                         }
                     };
                     self.backoff = None;
-                    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                    let items = resp.kvs().iter().map(Kv::from).collect();
+                    let (revision, items) = resp;
                     self.state = State::Watch {
                         rev: revision,
                         stream: None,
@@ -149,10 +144,13 @@ impl Machine {
                 }
                 State::Watch { rev, stream: None } => {
                     let from = *rev + 1;
-                    let opts = WatchOptions::new().with_prefix().with_start_revision(from);
-                    match self
-                        .client
-                        .watch_client()
+                    // Fragmented: a revision with more events than one message holds
+                    // arrives in pieces instead of failing the stream.
+                    let opts = WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(from)
+                        .with_fragment();
+                    match super::watcher(&self.client)
                         .watch(self.prefix.clone(), Some(opts))
                         .await
                     {
