@@ -128,7 +128,7 @@ async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Resul
     let all = others
         .iter()
         .map(|b| (b, 0))
-        .chain(new.iter().zip(1..).map(|(b, i)| (b, i)));
+        .chain(new.iter().zip(1..));
     Ok(crate::model::address_overlaps(all)
         .into_iter()
         .filter(|(newer, _)| applying.contains(newer.as_str()))
