@@ -74,23 +74,42 @@ fn replica_addresses_are_added_to_the_holding_interface_and_removed() {
         netmask: 24,
         interface: Some("nope0".into()),
     };
-    let (a, again, b, err) = in_netns(&ns.0, move || {
+    let host_own = Address {
+        ip: "10.200.0.1".parse().unwrap(),
+        netmask: 24,
+        interface: Some("d0".into()),
+    };
+    let (a, again, b, err, refused) = in_netns(&ns.0, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
             (
-                address::ensure(&by_network).await.unwrap(),
-                address::ensure(&by_network).await.unwrap(),
-                address::ensure(&named).await.unwrap(),
-                address::ensure(&missing).await.unwrap_err().to_string(),
+                address::ensure(&by_network, false).await.unwrap(),
+                address::ensure(&by_network, true).await.unwrap(),
+                address::ensure(&named, false).await.unwrap(),
+                address::ensure(&missing, false)
+                    .await
+                    .unwrap_err()
+                    .to_string(),
+                address::ensure(&host_own, false)
+                    .await
+                    .unwrap_err()
+                    .to_string(),
             )
         })
     });
     assert!(a && b, "both addresses added");
-    assert!(!again, "adding twice is a no-op");
+    assert!(
+        !again,
+        "adding an address the agent added before is a no-op"
+    );
     assert!(err.contains("interface \"nope0\" not found"), "{err}");
+    assert!(
+        refused.contains("10.200.0.1: already an address of this host"),
+        "the interface's own address is refused: {refused}"
+    );
     let shown = exec(&["-4", "addr", "show", "dev", "d0"]);
     assert!(
         shown.contains("10.200.0.5/24") && shown.contains("10.200.0.6/24"),
@@ -133,5 +152,5 @@ fn loopback_addresses_need_nothing() {
         netmask: 24,
         interface: Some("lo".into()),
     };
-    assert!(!rt.block_on(address::ensure(&lo)).unwrap());
+    assert!(!rt.block_on(address::ensure(&lo, false)).unwrap());
 }

@@ -413,3 +413,77 @@ async fn an_unsupported_option_is_reported_in_status_and_nothing_is_started() {
         "nothing started"
     );
 }
+
+/// One agent per node name: a second agent started under a name that is online refuses
+/// to run, with an error saying so, and the first keeps its registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_with_an_online_name_refuses_to_run() {
+    test_image();
+    let p = TestPrefix::new("samename");
+    let store = p.store().await;
+    let first = TestNode::start(&p, &format!("samename{}", std::process::id() % 100_000)).await;
+    let key = store.keys().node(&first.name);
+    let held = eventually(WAIT, "the first agent registered", || async {
+        store.get(&key).await.unwrap()
+    })
+    .await;
+    let engine = berth::node::engine::DockerEngine::connect(None)
+        .await
+        .expect("dockerd is not reachable: run scripts/setup.sh");
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = berth::node::NodeConfig::new(&first.name);
+    cfg.state_dir = state.path().to_path_buf();
+    cfg.lease_ttl = Duration::from_secs(1);
+    let second = berth::node::run(
+        p.store().await,
+        engine,
+        cfg,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    match second {
+        Err(e @ berth::node::NodeError::NameTaken { .. }) => {
+            assert!(e.to_string().contains("is already online"), "{e}")
+        }
+        other => panic!("the second agent ran: {other:?}"),
+    }
+    let still = store.get(&key).await.unwrap().expect("still registered");
+    assert_eq!(
+        still.lease, held.lease,
+        "the first agent's registration is untouched"
+    );
+}
+
+/// Node names are host names: anything else is refused before the agent registers.
+#[tokio::test]
+async fn a_node_name_that_is_not_a_host_name_is_refused() {
+    let p = TestPrefix::new("badnode");
+    let engine = berth::node::engine::DockerEngine::connect(None)
+        .await
+        .expect("dockerd is not reachable: run scripts/setup.sh");
+    for bad in ["a/b", "Node_1", "", "-x", "x..y", "x-", "é"] {
+        let mut cfg = berth::node::NodeConfig::new(bad);
+        cfg.state_dir = tempfile::tempdir().unwrap().path().to_path_buf();
+        // A name that were accepted would run the agent: the timeout turns that into a
+        // failure instead of a hang.
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            berth::node::run(
+                p.store().await,
+                engine.clone(),
+                cfg,
+                tokio_util::sync::CancellationToken::new(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{bad:?} was accepted: the agent ran"));
+        match got {
+            Err(e @ berth::node::NodeError::BadName(_)) => {
+                assert!(e.to_string().starts_with("node name"), "{e}")
+            }
+            other => panic!("{bad:?} was accepted: {other:?}"),
+        }
+    }
+    let (_, kvs) = p.store().await.list(&p.prefix).await.unwrap();
+    assert!(kvs.is_empty(), "nothing was registered");
+}

@@ -125,10 +125,7 @@ async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Resul
         .collect();
     // Stored bundles count as older than anything applied now; among the new ones, the
     // order of the files decides.
-    let all = others
-        .iter()
-        .map(|b| (b, 0))
-        .chain(new.iter().zip(1..));
+    let all = others.iter().map(|b| (b, 0)).chain(new.iter().zip(1..));
     Ok(crate::model::address_overlaps(all)
         .into_iter()
         .filter(|(newer, _)| applying.contains(newer.as_str()))

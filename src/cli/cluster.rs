@@ -14,12 +14,13 @@ use crate::controller::{self, ControllerConfig, View};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Store, StoreConfig};
 
-/// The host name, for default node and controller names.
+/// The host name, for default node and controller names (lower-cased: node names are
+/// DNS names, compared as such).
 pub fn hostname() -> Result<String> {
     Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("reading the host name")?
         .trim()
-        .to_string())
+        .to_ascii_lowercase())
 }
 
 /// `berth controller`: campaigns, leads, stops on SIGINT/SIGTERM.

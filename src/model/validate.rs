@@ -269,21 +269,9 @@ fn check_name(c: &mut Check, name: &str, replicas: u32) {
         c.fail(p, "required");
         return;
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|ch| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || *ch == '-'))
-    {
-        c.fail(
-            p,
-            format!("{name:?}: {bad:?} is not allowed (lower-case letters, digits and '-' only, as in a DNS label)"),
-        );
+    if let Some(why) = label_problem(name) {
+        c.fail(p, why);
         return;
-    }
-    if !name.starts_with(|ch: char| ch.is_ascii_lowercase()) {
-        c.fail(p, format!("{name:?}: must start with a lower-case letter"));
-    }
-    if name.ends_with('-') {
-        c.fail(p, format!("{name:?}: must not end with '-'"));
     }
     let longest = name.len() + "-podman-".len() + (replicas.max(1) - 1).to_string().len();
     if longest > 63 {
@@ -292,6 +280,57 @@ fn check_name(c: &mut Check, name: &str, replicas: u32) {
             format!("{name:?}: too long: container name {longest} characters, above the 63 of a DNS label"),
         );
     }
+}
+
+/// Why `name` is not a DNS label as berth uses them (lower-case letters, digits and '-',
+/// starting with a letter, not ending with '-'), or None.
+fn label_problem(name: &str) -> Option<String> {
+    if let Some(bad) = name
+        .chars()
+        .find(|ch| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || *ch == '-'))
+    {
+        return Some(format!(
+            "{name:?}: {bad:?} is not allowed (lower-case letters, digits and '-' only, as in a DNS label)"
+        ));
+    }
+    if !name.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+        return Some(format!("{name:?}: must start with a lower-case letter"));
+    }
+    if name.ends_with('-') {
+        return Some(format!("{name:?}: must not end with '-'"));
+    }
+    None
+}
+
+/// Checks a node name: DNS labels joined by dots (a host name such as `node1` or
+/// `node1.example.com`), at most 253 characters, each label at most 63. The name is part of
+/// etcd keys and container labels.
+pub fn node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("node name: required".into());
+    }
+    if name.len() > 253 {
+        return Err(format!("node name {name:?}: longer than 253 characters"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!(
+                "node name {name:?}: each dot-separated part must be 1-63 characters"
+            ));
+        }
+        // A host-name label may start with a digit (checked as if it were a letter).
+        let as_label = match label.strip_prefix(|c: char| c.is_ascii_digit()) {
+            Some(rest) => format!("a{rest}"),
+            None => label.to_string(),
+        };
+        if let Some(why) = label_problem(&as_label) {
+            return Err(format!(
+                "node name {name:?}: {label:?}: {}",
+                why.replacen(&format!("{as_label:?}: "), "", 1)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_network(c: &mut Check, net: &super::NetworkSpec, replicas: u32) {
@@ -880,6 +919,16 @@ mod tests {
             errors(&b),
             vec!["spec.network.portMappings[0].range: 90-80: first port is above last"]
         );
+    }
+
+    #[test]
+    fn node_names_are_host_names() {
+        for ok in ["node1", "1node", "n1.example.com", "10-0-0-1", "vm"] {
+            assert_eq!(node_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a/b", "Node", "-x", "x-", "x..y", "é", &"a".repeat(64)] {
+            assert!(node_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

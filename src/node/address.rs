@@ -26,6 +26,10 @@ pub enum AddressError {
     NoInterface { ip: Ipv4Addr, name: String },
     #[error("{ip}: no interface's network holds it; set spec.network.hostInterface")]
     NoNetwork { ip: Ipv4Addr },
+    #[error(
+        "{ip}: already an address of this host that berth did not add; refusing to take it over"
+    )]
+    HostOwned { ip: Ipv4Addr },
 }
 
 fn handle() -> Result<rtnetlink::Handle, AddressError> {
@@ -79,8 +83,11 @@ async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressErr
     Err(AddressError::NoNetwork { ip: a.ip })
 }
 
-/// Adds the address unless it is there (or loopback). Returns whether it added it.
-pub async fn ensure(a: &Address) -> Result<bool, AddressError> {
+/// Adds the address unless it is there (or loopback). Returns whether it added it. An
+/// address already on the interface is taken as the agent's only when `ours` (the agent
+/// added it before, maybe before a restart); otherwise it belongs to the host, and is
+/// refused: removing it later would break the host.
+pub async fn ensure(a: &Address, ours: bool) -> Result<bool, AddressError> {
     if a.ip.is_loopback() {
         return Ok(false);
     }
@@ -103,7 +110,11 @@ pub async fn ensure(a: &Address) -> Result<bool, AddressError> {
         .map_err(|e| nl("list", e))?
         .is_some()
     {
-        return Ok(false);
+        return if ours {
+            Ok(false)
+        } else {
+            Err(AddressError::HostOwned { ip: a.ip })
+        };
     }
     h.address()
         .add(index, IpAddr::V4(a.ip), a.netmask)

@@ -76,6 +76,14 @@ pub enum NodeError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another agent runs under this node name (its registration is live). Give up.
+    #[error(
+        "node {name:?} is already online ({key} is held by another agent's lease): stop that agent or choose another --name"
+    )]
+    NameTaken { name: String, key: String },
+    /// The node name is not a host name. Give up.
+    #[error("{0}")]
+    BadName(String),
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
         path: PathBuf,
@@ -115,6 +123,7 @@ pub async fn run<E: Engine>(
     cfg: NodeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
+    crate::model::validate::node_name(&cfg.name).map_err(NodeError::BadName)?;
     std::fs::create_dir_all(&cfg.state_dir).map_err(|source| NodeError::StateDir {
         path: cfg.state_dir.clone(),
         source,
@@ -132,9 +141,31 @@ pub async fn run<E: Engine>(
     };
     let node_key = store.keys().node(&cfg.name);
     let value = serde_json::to_vec(&info).expect("node info serializes");
-    let lease = store
-        .put_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
-        .await?;
+    // One agent per name: a name that is online is refused. A registration left by this
+    // node's previous agent (killed, not stopped) lapses within its lease TTL, so the key
+    // is waited out for two of ours before giving up.
+    let deadline = tokio::time::Instant::now() + cfg.lease_ttl * 2 + Duration::from_secs(1);
+    let lease = loop {
+        match store
+            .create_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
+            .await
+        {
+            Ok(l) => break l,
+            Err(StoreError::AlreadyExists { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(NodeError::NameTaken {
+                    name: cfg.name.clone(),
+                    key: node_key,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     tracing::info!(node = %cfg.name, "registered");
     let lease = Arc::new(AtomicI64::new(lease));
     let (renewed_tx, renewed) = watch::channel(tokio::time::Instant::now());
@@ -148,6 +179,7 @@ pub async fn run<E: Engine>(
         shutdown.clone(),
     ));
     let (primitive_tx, primitive_rx) = tokio::sync::mpsc::unbounded_channel();
+    let added = load_addresses(&cfg.state_dir);
     let mut agent = Agent {
         keys: store.keys().clone(),
         store,
@@ -164,7 +196,7 @@ pub async fn run<E: Engine>(
         expected_stops: HashSet::new(),
         event_state: BTreeMap::new(),
         written: BTreeMap::new(),
-        added: BTreeSet::new(),
+        added,
         wake_at: None,
         watchers: BTreeMap::new(),
         observed: Vec::new(),
@@ -199,12 +231,17 @@ async fn register(
         }
         tracing::warn!(lease = id, "registration lease lost; registering again");
         loop {
-            match store.put_with_new_lease(&key, value.clone(), ttl).await {
+            // Only while the name is free: another agent that took it meanwhile keeps it,
+            // and this one stays fenced (it runs nothing without a registration).
+            match store.create_with_new_lease(&key, value.clone(), ttl).await {
                 Ok(new) => {
                     lease.store(new, Ordering::SeqCst);
                     renewed.send_replace(tokio::time::Instant::now());
                     break;
                 }
+                Err(StoreError::AlreadyExists { .. }) => tracing::error!(
+                    "registration failed: {key} is held by another agent of the same name; staying fenced"
+                ),
                 Err(e) => tracing::warn!("registration failed: {e}"),
             }
             tokio::select! {
@@ -407,7 +444,9 @@ impl<E: Engine> Agent<E> {
             }
             Err(e) => tracing::error!("fencing: cannot list containers: {e}"),
         }
-        for ip in std::mem::take(&mut self.added) {
+        let dropped = std::mem::take(&mut self.added);
+        self.save_addresses();
+        for ip in dropped {
             if let Err(e) = address::remove(ip).await {
                 tracing::warn!("fencing: {e}");
             }
@@ -717,6 +756,9 @@ impl<E: Engine> Agent<E> {
                 *d = Err(format!("preparing the replica's files: {e}"));
             }
         }
+        // Addresses before containers: a port is published on the replica's address, so the
+        // address must be there when the container starts.
+        self.ensure_addresses(&mut desired).await;
         let now = Instant::now();
         let holds: BTreeMap<ReplicaKey, Instant> = self
             .runtime
@@ -726,7 +768,7 @@ impl<E: Engine> Agent<E> {
         let p = plan(&desired, &observed, &holds, now);
         self.wake_at = p.wake_at;
         self.act(p.actions, &desired).await;
-        self.converge_addresses(&desired, &addrs).await;
+        self.drop_stale_addresses(&addrs).await;
         match self.engine.list(&node).await {
             Ok(after) => {
                 let after = after.into_iter().filter(mine).collect();
@@ -905,24 +947,35 @@ impl<E: Engine> Agent<E> {
         }
     }
 
-    async fn converge_addresses(
-        &mut self,
-        desired: &Desired,
-        addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
-    ) {
-        for d in desired.values().flatten() {
-            if let Some(a) = &d.address {
-                match address::ensure(a).await {
-                    Ok(true) => {
-                        self.added.insert(a.ip);
-                    }
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(replica = %d.name, "{e}"),
+    /// Adds each replica's address (an address the host had before is refused: the
+    /// replica reports why and does not start).
+    async fn ensure_addresses(&mut self, desired: &mut Desired) {
+        let mut changed = false;
+        for d in desired.values_mut() {
+            let Ok(c) = d else { continue };
+            let Some(a) = c.address.clone() else { continue };
+            match address::ensure(&a, self.added.contains(&a.ip)).await {
+                Ok(true) => {
+                    self.added.insert(a.ip);
+                    changed = true;
                 }
+                Ok(false) => {}
+                Err(e @ address::AddressError::HostOwned { .. }) => *d = Err(e.to_string()),
+                Err(e) => tracing::warn!(replica = %c.name, "{e}"),
             }
         }
+        if changed {
+            self.save_addresses();
+        }
+    }
+
+    /// Removes the addresses this agent added (or adopted) that no replica here needs.
+    async fn drop_stale_addresses(&mut self, addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>) {
         let wanted: BTreeSet<Ipv4Addr> = addrs.values().flatten().copied().collect();
         let stale: Vec<Ipv4Addr> = self.added.difference(&wanted).copied().collect();
+        if stale.is_empty() {
+            return;
+        }
         for ip in stale {
             match address::remove(ip).await {
                 Ok(()) => {
@@ -930,6 +983,19 @@ impl<E: Engine> Agent<E> {
                 }
                 Err(e) => tracing::warn!("{e}"),
             }
+        }
+        self.save_addresses();
+    }
+
+    /// Records the addresses this agent added in `<state dir>/addresses.json`, so that an
+    /// agent restarted on this node adopts them (and removes them when their replicas
+    /// leave) instead of taking them for the host's own.
+    fn save_addresses(&self) {
+        let value = serde_json::to_vec(&self.added).expect("addresses serialize");
+        if let Err(e) =
+            Dir::root(&self.cfg.state_dir).and_then(|d| d.write(ADDRESSES, &value, 0o644))
+        {
+            tracing::warn!("recording added addresses: {e}");
         }
     }
 
@@ -1096,6 +1162,18 @@ fn usable_assignment(bundle: &str, value: &[u8]) -> Result<Assignment, String> {
         ));
     }
     Ok(a)
+}
+
+/// The file in the state directory listing the addresses this agent added.
+const ADDRESSES: &str = "addresses.json";
+
+/// The addresses an earlier run of this agent added, from [`ADDRESSES`].
+fn load_addresses(state_dir: &Path) -> BTreeSet<Ipv4Addr> {
+    Dir::root(state_dir)
+        .and_then(|d| d.read(ADDRESSES, MAX_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// The largest file the agent reads from a replica's directory.

@@ -588,29 +588,34 @@ impl Store {
         Ok(resp.succeeded())
     }
 
-    /// Grants a lease of `ttl` (whole seconds, at least 1) and writes `key` under it.
-    /// Returns the lease id.
-    pub async fn put_with_new_lease(
+    /// Grants a lease of `ttl` and creates `key` under it, only if the key does not exist
+    /// ([`StoreError::AlreadyExists`] otherwise; the lease is then revoked). Returns the
+    /// lease id.
+    pub async fn create_with_new_lease(
         &self,
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<i64, StoreError> {
-        let mut client = self.client.clone();
-        let lease = client
-            .lease_grant(ttl.as_secs().max(1) as i64, None)
-            .await
-            .map_err(Self::etcd("lease grant for", key))?
-            .id();
-        client
-            .put(
+        let lease = self.grant_lease(ttl).await?;
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(
                 key,
                 value,
                 Some(etcd_client::PutOptions::new().with_lease(lease)),
-            )
-            .await
-            .map_err(Self::etcd("put", key))?;
-        Ok(lease)
+            )]);
+        let resp = self.kv().txn(txn).await;
+        match resp {
+            Ok(r) if r.succeeded() => Ok(lease),
+            other => {
+                let _ = self.revoke_lease(lease).await;
+                match other {
+                    Err(e) => Err(Self::etcd("put", key)(e)),
+                    Ok(_) => Err(StoreError::AlreadyExists { key: key.into() }),
+                }
+            }
+        }
     }
 
     /// Grants a lease of `ttl` (whole seconds, at least 1); returns its id.
