@@ -53,6 +53,7 @@ fn cluster() -> (Vec<Bundle>, Vec<NodeView>) {
         .map(|i| NodeView {
             name: format!("node{i:04}"),
             labels: BTreeMap::from([("zone".to_string(), format!("z{}", i % 3))]),
+            ..Default::default()
         })
         .collect();
     (bundles, nodes)

@@ -170,6 +170,23 @@ pub struct NodeArgs {
     /// images without this host's C library.
     #[arg(long)]
     pub remote_binary: Option<PathBuf>,
+    /// Host policy: let bundles run privileged (`--privileged`, unconfined security
+    /// options). Off by default.
+    #[arg(long)]
+    pub allow_privileged: bool,
+    /// Host policy: let bundles use the host's namespaces (network `host`).
+    #[arg(long)]
+    pub allow_host_namespaces: bool,
+    /// Host policy: let bundles map host devices (`--device`).
+    #[arg(long)]
+    pub allow_devices: bool,
+    /// Host policy: let bundles add capabilities (`--cap-add`).
+    #[arg(long)]
+    pub allow_capabilities: bool,
+    /// Host policy: a host directory prefix storage mappings may use (repeatable; replaces
+    /// the default /srv and /var/log/pacemaker).
+    #[arg(long = "allow-source-dir", value_name = "PREFIX")]
+    pub allow_source_dirs: Vec<String>,
 }
 
 /// Resource kinds the CLI knows.
@@ -364,12 +381,22 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
     use crate::node::{NodeConfig, engine::DockerEngine};
     let name = match args.name {
         Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name (or give --name)")?
-            .trim()
-            .to_string(),
+        None => cluster::hostname().context("give --name")?,
     };
     let mut cfg = NodeConfig::new(&name);
+    cfg.permits.privileged = args.allow_privileged;
+    cfg.permits.host_namespaces = args.allow_host_namespaces;
+    cfg.permits.devices = args.allow_devices;
+    cfg.permits.capabilities = args.allow_capabilities;
+    if !args.allow_source_dirs.is_empty() {
+        for p in &args.allow_source_dirs {
+            anyhow::ensure!(
+                p.starts_with('/') && !p.split('/').any(|s| s == ".."),
+                "--allow-source-dir {p}: must be an absolute path without '..'"
+            );
+        }
+        cfg.permits.source_dirs = args.allow_source_dirs.clone();
+    }
     for l in &args.labels {
         let (k, v) = l
             .split_once('=')

@@ -415,6 +415,7 @@ impl View {
                         v.nodes.push(NodeView {
                             name: n.name,
                             labels: n.labels,
+                            permits: n.permits,
                         });
                     }
                 }

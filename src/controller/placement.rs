@@ -13,6 +13,7 @@
 //! - `target-role=Stopped` places nothing; replicas above `replicas` are dropped (the
 //!   highest ordinals go first when scaling down).
 
+use crate::model::policy::{self, Permits};
 use std::collections::BTreeMap;
 
 use crate::model::validate::{parse_bool, parse_score};
@@ -22,10 +23,12 @@ use crate::model::{Bundle, duration};
 pub const INFINITY: i64 = 1_000_000;
 
 /// An online node as placement sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeView {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// What the node permits (host policy).
+    pub permits: Permits,
 }
 
 /// One replica's failure history: failures per node, and when the last one happened
@@ -88,6 +91,7 @@ pub fn place(
     let mut kept: Vec<BTreeMap<u32, usize>> = Vec::with_capacity(order.len());
     for b in &order {
         let scores = scores(b, &nodes);
+        let denied = denied(b, &nodes);
         let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
         if wanted_running(b) {
             let rph = b.spec.replicas_per_host();
@@ -99,6 +103,7 @@ pub fn place(
                 };
                 let here = per_node.entry(n).or_default();
                 if score_at(&scores, n) > -INFINITY
+                    && denied_at(&denied, n).is_none()
                     && !banned(b, history.get(&key), &nodes[n].name, now)
                     && *here < rph
                 {
@@ -118,6 +123,7 @@ pub fn place(
             continue;
         }
         let scores = scores(b, &nodes);
+        let denied = denied(b, &nodes);
         let rph = b.spec.replicas_per_host();
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
         for n in mine.values() {
@@ -130,10 +136,17 @@ pub fn place(
             let hist = history.get(&(name.clone(), i));
             let mut best: Option<(usize, (i64, i64, i64))> = None;
             let (mut banned_loc, mut banned_fail, mut full) = (0, 0, 0);
+            let mut refused: Option<&str> = None;
+            let mut not_permitted = 0;
             for (n, node) in nodes.iter().enumerate() {
                 let score = score_at(&scores, n);
                 if score <= -INFINITY {
                     banned_loc += 1;
+                    continue;
+                }
+                if let Some(why) = denied_at(&denied, n) {
+                    not_permitted += 1;
+                    refused.get_or_insert(why);
                     continue;
                 }
                 let here = per_node.get(&n).copied().unwrap_or(0);
@@ -161,10 +174,14 @@ pub fn place(
                     let reason = if nodes.is_empty() {
                         "no node is online".to_string()
                     } else {
-                        format!(
+                        let mut r = format!(
                             "no node can take it: {} online, {banned_loc} banned by location, {banned_fail} over migration-threshold, {full} at replicas-per-host {rph}",
                             nodes.len()
-                        )
+                        );
+                        if let Some(why) = refused {
+                            r.push_str(&format!(", {not_permitted} not permitting {why}"));
+                        }
+                        r
                     };
                     out.pending
                         .entry(name.clone())
@@ -183,6 +200,30 @@ pub fn place(
         }
     }
     out
+}
+
+/// Per node, what it does not permit of the bundle (host policy), or None; None for the
+/// whole when the bundle needs nothing a default node refuses (the common case, without
+/// allocation per node).
+fn denied(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<Option<String>>> {
+    let needs = policy::needs(b);
+    if Permits::default().missing(&needs).is_empty() && needs.source_dirs.is_empty() {
+        return None;
+    }
+    Some(
+        nodes
+            .iter()
+            .map(|n| {
+                let missing = n.permits.missing(&needs);
+                (!missing.is_empty()).then(|| missing.join(", "))
+            })
+            .collect(),
+    )
+}
+
+/// What node `n` does not permit, from [`denied`].
+fn denied_at(denied: &Option<Vec<Option<String>>>, n: usize) -> Option<&str> {
+    denied.as_ref().and_then(|d| d[n].as_deref())
 }
 
 /// A node's score from [`scores`].
@@ -264,6 +305,7 @@ mod tests {
             .map(|n| NodeView {
                 name: n.to_string(),
                 labels: BTreeMap::from([("zone".to_string(), format!("z-{n}"))]),
+                ..Default::default()
             })
             .collect()
     }

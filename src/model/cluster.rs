@@ -18,6 +18,9 @@ pub struct NodeInfo {
     pub engine: String,
     /// berth's version on the node.
     pub agent_version: String,
+    /// What the node permits bundles (privileged mode, host namespaces, devices, added
+    /// capabilities, host directories): the controller places accordingly.
+    pub permits: super::policy::Permits,
 }
 
 /// What a node offers.

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod duration;
 pub mod manifest;
 pub mod options;
+pub mod policy;
 pub mod validate;
 
 use std::collections::BTreeMap;

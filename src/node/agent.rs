@@ -20,6 +20,7 @@ use super::plan::{Action, ReplicaKey, key_of, plan};
 use crate::model::cluster::{
     Assignment, Capacity, Failure, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus,
 };
+use crate::model::policy::{self, Permits};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Keys, Store, StoreError};
@@ -49,6 +50,9 @@ pub struct NodeConfig {
     /// `berth remote` runs as PID 1 (default: this executable). It must run in the bundle's
     /// image: build it statically (scripts/build-image.sh) for images without glibc.
     pub remote_binary: Option<PathBuf>,
+    /// What this node permits bundles (host policy): nothing privileged, and host
+    /// directories under `/srv` and `/var/log/pacemaker`, by default.
+    pub permits: Permits,
 }
 
 impl NodeConfig {
@@ -65,6 +69,7 @@ impl NodeConfig {
             max_backoff: Duration::from_secs(30),
             stable_after: Duration::from_secs(10),
             remote_binary: std::env::current_exe().ok(),
+            permits: Permits::default(),
         }
     }
 }
@@ -138,6 +143,7 @@ pub async fn run<E: Engine>(
         },
         engine: engine_name,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        permits: cfg.permits.clone(),
     };
     let node_key = store.keys().node(&cfg.name);
     let value = serde_json::to_vec(&info).expect("node info serializes");
@@ -651,6 +657,9 @@ impl<E: Engine> Agent<E> {
                 unmanaged.insert(a.bundle.name().to_string());
                 continue;
             }
+            // Host policy, checked again here (the controller placed by what this node
+            // advertised): a bundle asking for what this node does not permit runs nothing.
+            let denied = self.denied(&a.bundle);
             for &i in &a.replicas {
                 let k = ReplicaKey {
                     bundle: a.bundle.name().to_string(),
@@ -665,9 +674,10 @@ impl<E: Engine> Agent<E> {
                 let d = container::desired(&a.bundle, i, &self.cfg.state_dir, remote);
                 out.insert(
                     k,
-                    match (d, refused) {
-                        (Ok(_), Some(why)) => Err(why.clone()),
-                        (d, _) => d,
+                    match (d, refused, &denied) {
+                        (Ok(_), Some(why), _) => Err(why.clone()),
+                        (Ok(_), None, Some(why)) => Err(why.clone()),
+                        (d, _, _) => d,
                     },
                 );
             }
@@ -678,6 +688,38 @@ impl<E: Engine> Agent<E> {
             unmanaged,
             roles,
         }
+    }
+
+    /// Why this node does not run `b` (host policy), or None. Host directories are
+    /// checked as they resolve on this host (links in them followed), and the agent's own
+    /// state directory is never given to a container.
+    fn denied(&self, b: &crate::model::Bundle) -> Option<String> {
+        let mut needs = policy::needs(b);
+        let mut missing = Vec::new();
+        for d in &mut needs.source_dirs {
+            let real = resolve_existing(Path::new(d));
+            let state = resolve_existing(&self.cfg.state_dir);
+            if real.starts_with(&state) || state.starts_with(&real) {
+                missing.push(format!(
+                    "host directory {d}: it holds the node agent's state directory"
+                ));
+            }
+            *d = real.display().to_string();
+        }
+        let mut permits = self.cfg.permits.clone();
+        for p in &mut permits.source_dirs {
+            *p = resolve_existing(Path::new(p.as_str()))
+                .display()
+                .to_string();
+        }
+        missing.extend(permits.missing(&needs));
+        (!missing.is_empty()).then(|| {
+            format!(
+                "not permitted on node {}: {}",
+                self.cfg.name,
+                missing.join("; ")
+            )
+        })
     }
 
     /// For replicas seen for the first time: failure history from their status keys (a
@@ -1162,6 +1204,25 @@ fn usable_assignment(bundle: &str, value: &[u8]) -> Result<Assignment, String> {
         ));
     }
     Ok(a)
+}
+
+/// `path` with its longest existing ancestor resolved (links followed), the rest appended:
+/// where a bind mount of it would land once Docker creates the missing part.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// The file in the state directory listing the addresses this agent added.

@@ -338,6 +338,8 @@ pub struct TestNode {
     ttl: u64,
     /// The berth binary bind-mounted into containers with a primitive as the remote agent.
     remote: std::path::PathBuf,
+    /// Host policy beyond the default (which, for tests, also allows the temp directory).
+    permits: Option<berth::model::policy::Permits>,
 }
 
 impl TestNode {
@@ -358,6 +360,18 @@ impl TestNode {
         node
     }
 
+    /// A node that permits `permits` (host policy).
+    pub async fn start_permitting(
+        prefix: &TestPrefix,
+        name: &str,
+        permits: berth::model::policy::Permits,
+    ) -> TestNode {
+        let mut node = TestNode::new(name, None, 5);
+        node.permits = Some(permits);
+        node.spawn(prefix).await;
+        node
+    }
+
     fn new(name: &str, endpoint: Option<String>, ttl: u64) -> TestNode {
         TestNode {
             name: name.to_string(),
@@ -368,6 +382,7 @@ impl TestNode {
             ttl,
             // Berth itself, not this test binary.
             remote: std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+            permits: None,
         }
     }
 
@@ -398,6 +413,13 @@ impl TestNode {
         cfg.remote_binary = Some(self.remote.clone());
         cfg.lease_ttl = Duration::from_secs(self.ttl);
         cfg.state_dir = self.state_dir.path().to_path_buf();
+        if let Some(p) = &self.permits {
+            cfg.permits = p.clone();
+        }
+        // Tests map their own temporary directories.
+        cfg.permits
+            .source_dirs
+            .push(std::env::temp_dir().display().to_string());
         self.token = tokio_util::sync::CancellationToken::new();
         self.task = Some(tokio::spawn(berth::node::run(
             store,

@@ -1,0 +1,189 @@
+//! Host policy: what a bundle asks of the host beyond an ordinary container, and what each
+//! node permits. Privileged mode, host namespaces, devices, added capabilities and host
+//! directories outside a node's allowed prefixes are opt-in per node (`berth node
+//! --allow-…`); the node advertises its [`Permits`] in its registration, the controller
+//! places a bundle only on nodes that permit what it [`needs`], and the node agent checks
+//! again before it creates anything. Pure: no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use super::Bundle;
+use super::options;
+
+/// What a node permits (`berth node --allow-…`). The default permits nothing privileged
+/// and host directories under [`Permits::DEFAULT_SOURCE_DIRS`] only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Permits {
+    /// `--privileged`, and security options that lift confinement
+    /// (`seccomp=unconfined`, `apparmor=unconfined`, `label=disable`, `systempaths=unconfined`).
+    pub privileged: bool,
+    /// The host's namespaces (network `host`; PID, IPC and UTS `host` where options allow).
+    pub host_namespaces: bool,
+    /// `--device`.
+    pub devices: bool,
+    /// `--cap-add`.
+    pub capabilities: bool,
+    /// Host directories a storage mapping may use: these prefixes and everything below.
+    pub source_dirs: Vec<String>,
+}
+
+impl Permits {
+    /// Where host directories may come from by default: the conventional data root, and
+    /// the log root Pacemaker's documentation uses for bundles.
+    pub const DEFAULT_SOURCE_DIRS: [&str; 2] = ["/srv", "/var/log/pacemaker"];
+}
+
+impl Default for Permits {
+    fn default() -> Self {
+        Permits {
+            privileged: false,
+            host_namespaces: false,
+            devices: false,
+            capabilities: false,
+            source_dirs: Permits::DEFAULT_SOURCE_DIRS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// What a bundle asks of its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub privileged: bool,
+    /// Which host namespaces (`network`, …).
+    pub host_namespaces: Vec<String>,
+    pub devices: bool,
+    /// Capabilities added.
+    pub capabilities: Vec<String>,
+    /// Host directories of its storage mappings (source-dir, source-dir-root).
+    pub source_dirs: Vec<String>,
+}
+
+/// Security options that take confinement away (as `--privileged` does in part).
+const UNCONFINED: [&str; 4] = [
+    "seccomp=unconfined",
+    "apparmor=unconfined",
+    "label=disable",
+    "systempaths=unconfined",
+];
+
+/// What `b` asks of its host. Options that do not parse ask nothing here (validation
+/// refuses them with the reason).
+pub fn needs(b: &Bundle) -> Needs {
+    let (_, c) = b.spec.container();
+    let o = c
+        .options
+        .as_deref()
+        .and_then(|o| options::parse(o).ok())
+        .unwrap_or_default();
+    let mut host_namespaces = Vec::new();
+    if c.network.as_deref() == Some("host") {
+        host_namespaces.push("network".to_string());
+    }
+    Needs {
+        privileged: o.privileged
+            || o.security_opt
+                .iter()
+                .any(|s| UNCONFINED.contains(&s.replace(':', "=").as_str())),
+        host_namespaces,
+        devices: !o.devices.is_empty(),
+        capabilities: o.cap_add.clone(),
+        source_dirs: b
+            .spec
+            .storage_mappings
+            .iter()
+            .filter_map(|m| m.source_dir.clone().or_else(|| m.source_dir_root.clone()))
+            .collect(),
+    }
+}
+
+/// Whether `path` is `prefix` or below it (by path components; both absolute, without `..`).
+pub fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
+}
+
+impl Permits {
+    /// What of `needs` this node does not permit, each with the flag that would permit it;
+    /// empty when it may run.
+    pub fn missing(&self, needs: &Needs) -> Vec<String> {
+        let mut out = Vec::new();
+        if needs.privileged && !self.privileged {
+            out.push("privileged mode (berth node --allow-privileged)".to_string());
+        }
+        if !needs.host_namespaces.is_empty() && !self.host_namespaces {
+            out.push(format!(
+                "the host's {} namespace (berth node --allow-host-namespaces)",
+                needs.host_namespaces.join(", ")
+            ));
+        }
+        if needs.devices && !self.devices {
+            out.push("devices (berth node --allow-devices)".to_string());
+        }
+        if !needs.capabilities.is_empty() && !self.capabilities {
+            out.push(format!(
+                "added capabilities {} (berth node --allow-capabilities)",
+                needs.capabilities.join(", ")
+            ));
+        }
+        for d in &needs.source_dirs {
+            if !self.source_dirs.iter().any(|p| under(d, p)) {
+                out.push(format!(
+                    "host directory {d} (berth node --allow-source-dir)"
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::seed;
+
+    #[test]
+    fn the_seed_needs_nothing_a_default_node_refuses() {
+        let b = seed();
+        let n = needs(&b);
+        assert!(!n.privileged && n.host_namespaces.is_empty() && !n.devices);
+        assert_eq!(Permits::default().missing(&n), Vec::<String>::new());
+    }
+
+    #[test]
+    fn privileged_things_are_named_with_the_flag_that_permits_them() {
+        let mut b = seed();
+        let c = b.spec.docker.as_mut().unwrap();
+        c.options = Some(
+            "--privileged --device /dev/fuse --cap-add NET_ADMIN --security-opt seccomp=unconfined"
+                .into(),
+        );
+        c.network = Some("host".into());
+        b.spec.storage_mappings[0].source_dir = Some("/etc".into());
+        let n = needs(&b);
+        let missing = Permits::default().missing(&n);
+        assert_eq!(missing.len(), 5, "{missing:?}");
+        assert!(missing[0].contains("--allow-privileged"));
+        assert!(missing[1].contains("network namespace"));
+        assert!(missing[4].contains("/etc (berth node --allow-source-dir)"));
+        let all = Permits {
+            privileged: true,
+            host_namespaces: true,
+            devices: true,
+            capabilities: true,
+            source_dirs: vec!["/".into()],
+        };
+        assert!(all.missing(&n).is_empty());
+    }
+
+    #[test]
+    fn prefixes_match_whole_components() {
+        assert!(under("/srv/www", "/srv"));
+        assert!(under("/srv", "/srv/"));
+        assert!(!under("/srvx", "/srv"));
+        assert!(under("/anything", "/"));
+    }
+}
