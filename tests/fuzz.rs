@@ -209,7 +209,43 @@ fn fuzz(name: &str, corpus: Vec<Vec<u8>>, target: impl Fn(&[u8])) {
             eprintln!("panic: {info}");
         }))
     });
+    // BERTH_FUZZ_TRACE=FILE: each input is written there before it runs (to catch one that
+    // hangs a target).
+    let trace = std::env::var_os("BERTH_FUZZ_TRACE");
+    // A watchdog: a case that runs over a minute is a hang (an infinite loop in a parser);
+    // it aborts the process with the input saved, rather than stalling CI.
+    let current = std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), Vec::new())));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (current, done, name) = (current.clone(), done.clone(), name.to_string());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(500));
+                let (since, input) = &*current.lock().unwrap_or_else(|p| p.into_inner());
+                if since.elapsed() > Duration::from_secs(60) {
+                    let file =
+                        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-hang-{name}"));
+                    let _ = std::fs::write(&file, input);
+                    eprintln!(
+                        "fuzz {name}: a case ran over 60 s (input in {}): {:?}",
+                        file.display(),
+                        String::from_utf8_lossy(&input[..input.len().min(400)])
+                    );
+                    std::process::abort();
+                }
+            }
+        })
+    };
     let run = |input: &[u8]| {
+        if let Some(t) = &trace {
+            let _ = std::fs::write(t, input);
+        }
+        {
+            let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
+            c.0 = Instant::now();
+            c.1.clear();
+            c.1.extend_from_slice(&input[..input.len().min(64 * 1024)]);
+        }
         let before = PANICS.with(|p| p.get());
         let r = catch_unwind(AssertUnwindSafe(|| target(input)));
         let caught = PANICS.with(|p| p.get()) != before;
@@ -245,24 +281,43 @@ fn fuzz(name: &str, corpus: Vec<Vec<u8>>, target: impl Fn(&[u8])) {
     let mut rng = Rng(b.seed);
     let start = Instant::now();
     let mut cases = 0u64;
-    let mut pool = corpus.clone();
+    // The big hostile values run once (above); mutants grow from the small ones, so that
+    // time goes to many cases rather than to re-parsing megabytes.
+    let mut pool: Vec<Vec<u8>> = corpus
+        .iter()
+        .filter(|c| c.len() < 64 * 1024)
+        .cloned()
+        .collect();
+    if pool.is_empty() {
+        pool.push(Vec::new());
+    }
+    let small = pool.len();
     while cases < b.cases && start.elapsed() < Duration::from_secs_f64(b.secs) {
-        let base = &pool[rng.below(pool.len())];
-        let input = mutate(&mut rng, base, &corpus);
+        // Mostly stacked mutants, sometimes a fresh start from the corpus (so that the pool
+        // does not shrink to a few truncated bytes).
+        let base = if rng.below(4) == 0 {
+            &pool[rng.below(small)]
+        } else {
+            &pool[rng.below(pool.len())]
+        };
+        let input = mutate(&mut rng, base, &pool);
         if let Err(e) = run(&input) {
             fail(&input, b.seed, why(e));
         }
         // Keep some mutants as bases, bounded, so that mutations stack.
-        if input.len() < 256 * 1024 && rng.below(8) == 0 {
+        if (16..256 * 1024).contains(&input.len()) && rng.below(8) == 0 {
             if pool.len() < 512 {
                 pool.push(input);
             } else {
-                let i = rng.below(pool.len());
+                // Replace a stacked mutant, never a corpus entry.
+                let i = small + rng.below(pool.len() - small);
                 pool[i] = input;
             }
         }
         cases += 1;
     }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watchdog.join();
     println!(
         "fuzz {name}: {} corpus inputs, {cases} mutants in {:.1} s (seed {})",
         corpus.len(),

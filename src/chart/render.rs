@@ -366,7 +366,7 @@ fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), RenderError> {
     while let Some(at) = rest.find("{{") {
         line += rest[..at].matches('\n').count();
         let after = &rest[at + 2..];
-        let Some(close) = after.find("}}") else {
+        let Some(close) = action_end(after) else {
             // mark_required reports it with its line.
             return Ok(());
         };
@@ -379,6 +379,14 @@ fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), RenderError> {
         line += after[..close].matches('\n').count();
         if action.starts_with("/*") {
             continue;
+        }
+        if let Some((_, c)) = unquoted(action).find(|(_, c)| !c.is_ascii()) {
+            // gtmpl's lexer steps back one byte, not one character, after a token: a
+            // non-ASCII character there would be split (it panics on its thread).
+            return Err(fail(
+                action_line,
+                format!("{c:?} outside a quoted string in an action is not supported"),
+            ));
         }
         let mut depth = 0usize;
         for c in action.chars() {
@@ -442,6 +450,44 @@ fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// The characters of an action (with their byte offsets) that are not inside a string
+/// ("…", `…`) or a character constant ('…'), as gtmpl's lexer reads them.
+fn unquoted(action: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    action.char_indices().filter(move |&(_, c)| match quote {
+        Some(q) => {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            false
+        }
+        None if matches!(c, '"' | '`' | '\'') => {
+            quote = Some(c);
+            false
+        }
+        None => true,
+    })
+}
+
+/// Where the action that `s` starts (the text right after `{{`) ends: the offset of its
+/// closing `}}`, which a quoted `}}` is not; None when it is not closed. gtmpl's lexer
+/// never returns from an action left open at the end of the text, so such a template is
+/// refused before it gets there.
+fn action_end(s: &str) -> Option<usize> {
+    if s.trim_start_matches('-').trim_start().starts_with("/*") {
+        let c = s.find("*/")?;
+        return s[c..].find("}}").map(|e| c + e);
+    }
+    unquoted(s)
+        .find(|&(i, _)| s[i..].starts_with("}}"))
+        .map(|(i, _)| i)
+}
+
 /// Refuses templates that call themselves, directly or through others (gtmpl would recurse
 /// until the stack ran out). Helm allows bounded recursion; berth does not.
 fn refuse_cycles(calls: &Calls) -> Result<(), RenderError> {
@@ -489,10 +535,12 @@ fn mark_required(name: &str, src: &str) -> Result<String, RenderError> {
         let (before, after) = rest.split_at(open);
         line += before.matches('\n').count();
         out.push_str(before);
-        let close = after.find("}}").map(|c| c + 2).ok_or_else(|| RenderError {
-            template: format!("{name}:{line}"),
-            reason: "unclosed action: {{ without }}".into(),
-        })?;
+        let close = action_end(&after[2..])
+            .map(|c| c + 4)
+            .ok_or_else(|| RenderError {
+                template: format!("{name}:{line}"),
+                reason: "unclosed action: {{ without }}".into(),
+            })?;
         let (action, tail) = after.split_at(close);
         let mut rewritten = String::new();
         let mut a = action;
@@ -736,6 +784,8 @@ k:{{ toYaml .Values.m | nindent 2 }}"#;
         assert!(refused(r#"{{ indent 2000000000 "x" }}"#).contains("would exceed"));
         assert!(refused(r#"{{ printf "%999999999d" 1 }}"#).contains("above 999"));
         assert!(refused(r#"{{ printf "%*d" 5 1 }}"#).contains("not supported"));
+        assert!(refused("{{ .Values.é }}").contains("outside a quoted string"));
+        assert!(refused("x: {{ .Values.a \" }}x\" ").contains("unclosed action"));
         assert_eq!(
             render(
                 &[(

@@ -37,17 +37,16 @@ pub struct EtcdArgs {
     /// Key prefix under which berth keeps everything.
     #[arg(long, env = "BERTH_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
     pub prefix: String,
-    /// etcd user (with --etcd-password).
+    /// etcd user (its password from BERTH_ETCD_PASSWORD or --etcd-password-file).
     #[arg(long, env = "BERTH_ETCD_USER", global = true)]
     pub etcd_user: Option<String>,
-    /// etcd password.
-    #[arg(
-        long,
-        env = "BERTH_ETCD_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
+    /// The etcd password, from the environment only: a password on the command line is
+    /// visible to every user of the host (ps, /proc).
+    #[arg(skip = std::env::var("BERTH_ETCD_PASSWORD").ok())]
     pub etcd_password: Option<String>,
+    /// A file holding the etcd password (its first line).
+    #[arg(long, env = "BERTH_ETCD_PASSWORD_FILE", global = true)]
+    pub etcd_password_file: Option<PathBuf>,
     /// CA certificate (PEM) for TLS to etcd.
     #[arg(long, env = "BERTH_ETCD_CA", global = true)]
     pub etcd_ca: Option<PathBuf>,
@@ -62,11 +61,24 @@ pub struct EtcdArgs {
 impl EtcdArgs {
     /// The store configuration these flags describe.
     pub fn config(&self) -> Result<StoreConfig> {
-        let user = match (&self.etcd_user, &self.etcd_password) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+        let password = match (&self.etcd_password_file, &self.etcd_password) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("--etcd-password-file {}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            (None, p) => p.clone(),
+        };
+        let user = match (&self.etcd_user, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
             (None, None) => None,
-            (Some(_), None) => bail!("--etcd-user needs --etcd-password"),
-            (None, Some(_)) => bail!("--etcd-password needs --etcd-user"),
+            (Some(_), None) => {
+                bail!("--etcd-user needs a password: BERTH_ETCD_PASSWORD or --etcd-password-file")
+            }
+            (None, Some(_)) => bail!("an etcd password needs --etcd-user"),
         };
         Ok(StoreConfig {
             user,
