@@ -9,17 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use berth::model::cluster::ReplicaStatus;
 use berth::model::{NvPair, StorageMapping};
 use berth::store::Expect;
 use common::{TestController, TestNode, TestPrefix, docker, eventually, httpd_bundle, test_image};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<ReplicaStatus> {
-    let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_container_cannot_write_or_read_host_files_through_links() {
@@ -105,7 +99,7 @@ async fn a_hostile_container_cannot_write_or_read_host_files_through_links() {
     let replica_dir = node.state_dir.path().join(&name).join(b.replica_name(0));
 
     eventually(WAIT, "replica 0 running the hostile script", || async {
-        replica(&store, &name, 0)
+        common::replica_status(&store, &name, 0)
             .await
             .filter(|s| s.state == berth::model::cluster::ReplicaState::Running)
     })
@@ -135,7 +129,7 @@ async fn a_hostile_container_cannot_write_or_read_host_files_through_links() {
         WAIT,
         "replica 0's death counted and it restarted",
         || async {
-            replica(&store, &name, 0).await.filter(|s| {
+            common::replica_status(&store, &name, 0).await.filter(|s| {
                 s.restart_count >= 1
                     && s.last_failure
                         .as_ref()
@@ -160,7 +154,7 @@ async fn a_hostile_container_cannot_write_or_read_host_files_through_links() {
     })
     .await;
     eventually(WAIT, "the replaced replica 0 running", || async {
-        replica(&store, &name, 0).await.filter(|s| {
+        common::replica_status(&store, &name, 0).await.filter(|s| {
             s.state == berth::model::cluster::ReplicaState::Running && s.generation >= 3
         })
     })
@@ -195,12 +189,7 @@ async fn a_hostile_container_cannot_write_or_read_host_files_through_links() {
         assert!(meta.is_file(), "{f} is a regular file");
     }
     store.delete_bundle(&name, Expect::Any).await.unwrap();
-    eventually(WAIT, "the bundle's containers gone", || async {
-        common::docker_try(&["inspect", &b.container_name(0)])
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::container_gone(&b.container_name(0), WAIT).await;
     assert!(share.is_dir(), "host source directories survive");
     trap_task.abort();
 }

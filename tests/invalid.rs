@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use berth::model::BundleStatus;
 use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
 use berth::store::{Expect, Store};
 use common::{
@@ -16,23 +15,13 @@ use common::{
 
 const WAIT: Duration = Duration::from_secs(40);
 
-async fn replica(store: &Store, b: &str, i: u32) -> Option<ReplicaStatus> {
-    let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
-}
-
 async fn running(store: &Store, b: &str, i: u32) -> ReplicaStatus {
     eventually(WAIT, &format!("{b}-{i} running"), || async {
-        replica(store, b, i)
+        common::replica_status(store, b, i)
             .await
             .filter(|s| s.state == ReplicaState::Running && !s.container_id.is_empty())
     })
     .await
-}
-
-async fn bundle_status(store: &Store, b: &str) -> Option<BundleStatus> {
-    let kv = store.get(&store.keys().bundle_status(b)).await.unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
 }
 
 fn container_id(name: &str) -> String {
@@ -60,7 +49,7 @@ async fn a_bad_value_keeps_replicas_running_shows_invalid_and_a_fix_resumes() {
         .await
         .unwrap();
     let st = eventually(WAIT, "the bundle status to say Invalid", || async {
-        bundle_status(&store, b.name())
+        common::bundle_status(&store, b.name())
             .await
             .filter(|s| s.invalid.is_some())
     })
@@ -99,25 +88,23 @@ async fn a_bad_value_keeps_replicas_running_shows_invalid_and_a_fix_resumes() {
     store.put_bundle(&fixed, Expect::Any).await.unwrap();
     running(&store, b.name(), 1).await;
     eventually(WAIT, "the Invalid mark gone", || async {
-        bundle_status(&store, b.name())
+        common::bundle_status(&store, b.name())
             .await
             .filter(|s| s.invalid.is_none() && s.ready_replicas == 2)
     })
     .await;
     assert_eq!(container_id(&b.container_name(0)), id);
     assert_eq!(
-        replica(&store, b.name(), 0).await.unwrap().container_id,
+        common::replica_status(&store, b.name(), 0)
+            .await
+            .unwrap()
+            .container_id,
         before.container_id
     );
 
     // Only a real delete removes it.
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
-    eventually(WAIT, "the containers gone after the delete", || async {
-        common::docker_try(&["inspect", &b.container_name(0)])
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::container_gone(&b.container_name(0), WAIT).await;
 }
 
 /// Hostile values (the fuzz corpus's kind: garbage bytes, deep nesting, non-UTF-8, a value
@@ -157,7 +144,7 @@ async fn hostile_values_beside_good_bundles_do_not_stop_the_controller() {
     running(&store, good.name(), 0).await;
     for n in &names {
         eventually(WAIT, &format!("{n} shown invalid"), || async {
-            bundle_status(&store, n)
+            common::bundle_status(&store, n)
                 .await
                 .filter(|s| s.invalid.is_some())
         })
@@ -222,18 +209,8 @@ async fn an_unusable_assignment_does_not_remove_containers() {
         running(&store, c.name(), 0).await;
         assert_eq!(container_id(&a.container_name(0)), id, "kept running");
         store.delete(&key_c, Expect::Any).await.unwrap();
-        eventually(WAIT, "c removed by a real delete", || async {
-            common::docker_try(&["inspect", &c.container_name(0)])
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        common::container_gone(&c.container_name(0), WAIT).await;
     }
     store.delete(&key_a, Expect::Any).await.unwrap();
-    eventually(WAIT, "a removed by a real delete", || async {
-        common::docker_try(&["inspect", &a.container_name(0)])
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::container_gone(&a.container_name(0), WAIT).await;
 }

@@ -7,23 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use berth::model::BundleStatus;
-use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
+use berth::model::cluster::{Assignment, ReplicaState};
 use berth::model::policy::Permits;
-use berth::store::{Expect, Store};
+use berth::store::Expect;
 use common::{TestController, TestNode, TestPrefix, eventually, httpd_bundle, test_image};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-async fn bundle_status(store: &Store, b: &str) -> Option<BundleStatus> {
-    let kv = store.get(&store.keys().bundle_status(b)).await.unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
-}
-
-async fn replica(store: &Store, b: &str, i: u32) -> Option<ReplicaStatus> {
-    let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
-}
 
 /// (Privileged containers cannot start on the machines this is tested on: runc is denied
 /// the capabilities. The privileged bundle is checked up to placement; the bundle with
@@ -61,7 +50,7 @@ async fn privileged_bundles_are_placed_only_where_a_node_permits_them() {
             WAIT,
             "the replica pending with the missing permission",
             || async {
-                bundle_status(&store, b.name()).await.filter(|s| {
+                common::bundle_status(&store, b.name()).await.filter(|s| {
                     s.replica_rows
                         .first()
                         .is_some_and(|r| r.reason.contains("not permitting"))
@@ -95,7 +84,7 @@ async fn privileged_bundles_are_placed_only_where_a_node_permits_them() {
         WAIT,
         "the capabilities bundle running on the permissive node",
         || async {
-            replica(&store, caps.name(), 0)
+            common::replica_status(&store, caps.name(), 0)
                 .await
                 .filter(|s| s.state == ReplicaState::Running)
         },
@@ -113,11 +102,13 @@ async fn privileged_bundles_are_placed_only_where_a_node_permits_them() {
         WAIT,
         "the privileged bundle placed on the permissive node",
         || async {
-            bundle_status(&store, privileged.name()).await.filter(|s| {
-                s.replica_rows
-                    .first()
-                    .is_some_and(|r| r.node == permissive.name)
-            })
+            common::bundle_status(&store, privileged.name())
+                .await
+                .filter(|s| {
+                    s.replica_rows
+                        .first()
+                        .is_some_and(|r| r.node == permissive.name)
+                })
         },
     )
     .await;
@@ -160,7 +151,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         .await
         .unwrap();
     let st = eventually(WAIT, "the replica failed with the reason", || async {
-        replica(&store, b.name(), 0)
+        common::replica_status(&store, b.name(), 0)
             .await
             .filter(|s| s.state == ReplicaState::Failed)
     })

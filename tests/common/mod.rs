@@ -603,3 +603,33 @@ pub fn ocf_bundle(
     });
     b
 }
+
+/// A replica's status as its node agent wrote it, when there is one that parses.
+pub async fn replica_status(
+    store: &berth::store::Store,
+    bundle: &str,
+    i: u32,
+) -> Option<berth::model::cluster::ReplicaStatus> {
+    let kv = store.get(&store.keys().replica(bundle, i)).await.unwrap()?;
+    serde_json::from_slice(&kv.value).ok()
+}
+
+/// A bundle's status as the controller wrote it, when there is one that parses.
+pub async fn bundle_status(
+    store: &berth::store::Store,
+    bundle: &str,
+) -> Option<berth::model::BundleStatus> {
+    let kv = store
+        .get(&store.keys().bundle_status(bundle))
+        .await
+        .unwrap()?;
+    serde_json::from_slice(&kv.value).ok()
+}
+
+/// Waits until the container `name` is gone from the engine (fails the test after `within`).
+pub async fn container_gone(name: &str, within: Duration) {
+    eventually(within, &format!("container {name} gone"), || async {
+        docker_try(&["inspect", name]).is_none().then_some(())
+    })
+    .await;
+}
