@@ -214,3 +214,60 @@ async fn an_unusable_assignment_does_not_remove_containers() {
     store.delete(&key_a, Expect::Any).await.unwrap();
     common::container_gone(&a.container_name(0), WAIT).await;
 }
+
+/// Two bundles whose replica addresses overlap: `berth apply` refuses the second, naming
+/// the field, and writes nothing; put anyway (as etcdctl would), the controller refuses it
+/// (Invalid, nothing placed) and the first keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_addresses_are_refused_at_apply_and_by_the_controller() {
+    test_image();
+    let p = TestPrefix::new("overlap");
+    let store = p.store().await;
+    let tag = format!("overlap{}", std::process::id() % 100_000);
+    let _node = TestNode::start(&p, &format!("{tag}-n")).await;
+    let _ctl = TestController::start(&p, "ctl").await;
+    let first = httpd_bundle(&format!("{tag}-a"), 2, 3, 101); // 127.0.101.10-11
+    store.put_bundle(&first, Expect::Absent).await.unwrap();
+    running(&store, first.name(), 0).await;
+    let id = container_id(&first.container_name(0));
+
+    let mut second = httpd_bundle(&format!("{tag}-b"), 2, 3, 101);
+    second.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.101.11".into());
+    let yaml = berth::model::manifest::to_yaml(std::slice::from_ref(&second));
+    let out = berth(&p, &["apply", "-f", "-"], Some(&yaml));
+    assert!(!out.status.success(), "an overlapping bundle was applied");
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("spec.network.ipRangeStart: the replicas' addresses overlap bundle")
+            && err.contains(first.name()),
+        "{err}"
+    );
+    let key = store.keys().bundle(second.name());
+    assert!(store.get(&key).await.unwrap().is_none(), "nothing written");
+
+    // Written around the CLI: the controller refuses it.
+    store
+        .put(&key, yaml.into_bytes(), Expect::Absent)
+        .await
+        .unwrap();
+    let st = eventually(WAIT, "the second bundle shown invalid", || async {
+        common::bundle_status(&store, second.name())
+            .await
+            .filter(|s| s.invalid.is_some())
+    })
+    .await;
+    assert!(st.invalid.unwrap().contains("overlap"));
+    let (_, kvs) = store.list(&store.keys().root()).await.unwrap();
+    assert!(
+        !kvs.iter()
+            .any(|kv| kv.key.contains("/assignments/") && kv.key.ends_with(second.name())),
+        "the second bundle was placed"
+    );
+    assert_eq!(container_id(&first.container_name(0)), id);
+    store.delete(&key, Expect::Any).await.unwrap();
+    store
+        .delete_bundle(first.name(), Expect::Any)
+        .await
+        .unwrap();
+    common::container_gone(&first.container_name(0), WAIT).await;
+}

@@ -82,6 +82,7 @@ pub fn place(
         .map(|(i, n)| (n.name.as_str(), i))
         .collect();
     let mut load = vec![0u32; nodes.len()];
+    let policies = Policies::of(&nodes);
     let mut out = Placement::default();
     let mut order: Vec<&Bundle> = bundles.iter().collect();
     order.sort_by(|a, b| a.name().cmp(b.name()));
@@ -91,7 +92,7 @@ pub fn place(
     let mut kept: Vec<BTreeMap<u32, usize>> = Vec::with_capacity(order.len());
     for b in &order {
         let scores = scores(b, &nodes);
-        let denied = denied(b, &nodes);
+        let denied = policies.denied(b);
         let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
         if wanted_running(b) {
             let rph = b.spec.replicas_per_host();
@@ -123,7 +124,7 @@ pub fn place(
             continue;
         }
         let scores = scores(b, &nodes);
-        let denied = denied(b, &nodes);
+        let denied = policies.denied(b);
         let rph = b.spec.replicas_per_host();
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
         for n in mine.values() {
@@ -202,23 +203,52 @@ pub fn place(
     out
 }
 
-/// Per node, what it does not permit of the bundle (host policy), or None; None for the
-/// whole when the bundle needs nothing a default node refuses (the common case, without
-/// allocation per node).
-fn denied(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<Option<String>>> {
-    let needs = policy::needs(b);
-    if Permits::default().missing(&needs).is_empty() && needs.source_dirs.is_empty() {
-        return None;
-    }
-    Some(
-        nodes
+/// The nodes' host policies, grouped: nodes permitting the same things share a class, so
+/// that a bundle is checked once per class (a cluster has a few), not once per node.
+struct Policies<'a> {
+    /// Node index → class.
+    class_of: Vec<usize>,
+    classes: Vec<&'a Permits>,
+}
+
+impl<'a> Policies<'a> {
+    fn of(nodes: &[&'a NodeView]) -> Self {
+        let mut ids: std::collections::HashMap<&Permits, usize> = Default::default();
+        let mut classes = Vec::new();
+        let class_of = nodes
             .iter()
             .map(|n| {
-                let missing = n.permits.missing(&needs);
+                *ids.entry(&n.permits).or_insert_with(|| {
+                    classes.push(&n.permits);
+                    classes.len() - 1
+                })
+            })
+            .collect();
+        Policies { class_of, classes }
+    }
+
+    /// Per node, what it does not permit of the bundle, or None; None for the whole when
+    /// every node permits it (the common case, with no allocation per node).
+    fn denied(&self, b: &Bundle) -> Option<Vec<Option<String>>> {
+        let needs = policy::needs(b);
+        let per_class: Vec<Option<String>> = self
+            .classes
+            .iter()
+            .map(|p| {
+                let missing = p.missing(&needs);
                 (!missing.is_empty()).then(|| missing.join(", "))
             })
-            .collect(),
-    )
+            .collect();
+        if per_class.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(
+            self.class_of
+                .iter()
+                .map(|&c| per_class[c].clone())
+                .collect(),
+        )
+    }
 }
 
 /// What node `n` does not permit, from [`denied`].
@@ -315,6 +345,28 @@ mod tests {
             .get(b)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_bundle_asking_for_privileges_goes_only_where_they_are_permitted() {
+        let mut ns = nodes(&["a", "b", "c"]);
+        ns[1].permits.privileged = true;
+        let mut priv_b = bundle("p", 2, 1);
+        priv_b.spec.docker.as_mut().unwrap().options = Some("--privileged".into());
+        let plain = bundle("q", 3, 1);
+        let p = place(&[priv_b, plain], &ns, &BTreeMap::new(), &BTreeMap::new(), 0);
+        assert_eq!(
+            on(&p, "p"),
+            ["b"],
+            "one replica, on the only permitting node"
+        );
+        let why = &p.pending["p"][&1];
+        assert!(
+            why.contains("1 at replicas-per-host 1")
+                && why.contains("2 not permitting privileged mode (berth node --allow-privileged)"),
+            "{why}"
+        );
+        assert_eq!(on(&p, "q").len(), 3, "a plain bundle goes anywhere");
     }
 
     fn current(p: &Placement) -> BTreeMap<Replica, String> {

@@ -12,7 +12,7 @@ use super::options;
 
 /// What a node permits (`berth node --allow-…`). The default permits nothing privileged
 /// and host directories under [`Permits::DEFAULT_SOURCE_DIRS`] only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Permits {
     /// `--privileged`, and security options that lift confinement
