@@ -10,8 +10,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 # agent in an image without a C library. A debug build, to keep CI short.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --target x86_64-unknown-linux-gnu --bin berth
 export BERTH_STATIC_BIN="$PWD/target/x86_64-unknown-linux-gnu/debug/berth"
-# The bounded fuzz run (tests/fuzz.rs): seconds per target.
+# The bounded fuzz run (tests/fuzz.rs): seconds per target, from a fixed seed, so that CI
+# replays (a prefix of) a sequence that was run longer before it was committed; exploratory
+# runs leave BERTH_FUZZ_SEED unset (a new seed each time, printed).
 export BERTH_FUZZ_SECS="${BERTH_FUZZ_SECS:-15}"
+export BERTH_FUZZ_SEED="${BERTH_FUZZ_SEED:-20261125}"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

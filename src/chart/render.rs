@@ -388,6 +388,9 @@ fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), RenderError> {
                 format!("{c:?} outside a quoted string in an action is not supported"),
             ));
         }
+        if let Some(why) = bad_escape(action) {
+            return Err(fail(action_line, why));
+        }
         let mut depth = 0usize;
         for c in action.chars() {
             match c {
@@ -472,6 +475,43 @@ fn unquoted(action: &str) -> impl Iterator<Item = (usize, char)> + '_ {
         }
         None => true,
     })
+}
+
+/// An escape in a quoted string or character constant of an action that gtmpl cannot read
+/// (its unquoting loops forever on `\x` or `\u` without their hex digits, and slices
+/// bytes after them): Go's escapes only, with their digits.
+fn bad_escape(action: &str) -> Option<String> {
+    let mut quote: Option<char> = None;
+    let mut chars = action.chars();
+    while let Some(c) = chars.next() {
+        match quote {
+            None if matches!(c, '"' | '\'') => quote = Some(c),
+            None if c == '`' => quote = Some(c),
+            None => {}
+            Some('`') if c == '`' => quote = None,
+            Some('`') => {}
+            Some(q) if c == q => quote = None,
+            Some(_) if c == '\\' => {
+                let e = chars.next()?;
+                let digits = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    'U' => 8,
+                    'b' | 'f' | 'n' | 'r' | 't' | '\'' | '"' | '\\' => 0,
+                    other => return Some(format!("unknown escape \\{other} in a string")),
+                };
+                for _ in 0..digits {
+                    if !chars.next().is_some_and(|d| d.is_ascii_hexdigit()) {
+                        return Some(format!(
+                            "\\{e} in a string needs {digits} hexadecimal digits"
+                        ));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 /// Where the action that `s` starts (the text right after `{{`) ends: the offset of its
@@ -785,6 +825,9 @@ k:{{ toYaml .Values.m | nindent 2 }}"#;
         assert!(refused(r#"{{ printf "%999999999d" 1 }}"#).contains("above 999"));
         assert!(refused(r#"{{ printf "%*d" 5 1 }}"#).contains("not supported"));
         assert!(refused("{{ .Values.é }}").contains("outside a quoted string"));
+        assert!(refused(r#"{{ indent 2 "\x" }}"#).contains("needs 2 hexadecimal digits"));
+        assert!(refused(r#"{{ print "\u12" }}"#).contains("needs 4 hexadecimal digits"));
+        assert!(refused(r#"{{ print "\q" }}"#).contains("unknown escape"));
         assert!(refused("x: {{ .Values.a \" }}x\" ").contains("unclosed action"));
         assert_eq!(
             render(
