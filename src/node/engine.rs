@@ -54,6 +54,15 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The simulated engine ([`super::sim::SimEngine`]) refused a call.
+    #[error("{op} {target}: {reason} (simulated engine)")]
+    Simulated {
+        op: &'static str,
+        target: String,
+        reason: String,
+        /// A name conflict, as Docker's 409 on create.
+        conflict: bool,
+    },
 }
 
 impl EngineError {
@@ -61,6 +70,9 @@ impl EngineError {
     /// a replica that is being removed, on this engine or, when several agents share it,
     /// by another node's agent. Not the replica's fault: retried without counting a failure.
     pub fn is_name_conflict(&self) -> bool {
+        if let EngineError::Simulated { conflict, .. } = self {
+            return *conflict;
+        }
         matches!(
             self,
             EngineError::Call {

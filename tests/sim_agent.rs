@@ -1,0 +1,102 @@
+//! The node agent's logic on the **simulated engine** (`node::sim`), against the real etcd:
+//! what it decides (create, restart after a death, remove when unassigned, adopt after its
+//! own restart) without Docker. How Docker itself behaves is tested in `tests/node.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::model::cluster::{Assignment, ReplicaState};
+use berth::node::sim::SimEngine;
+use berth::store::Expect;
+use common::{TestPrefix, eventually, httpd_bundle};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
+    let p = TestPrefix::new("simagent");
+    let store = p.store().await;
+    let engine = SimEngine::new();
+    let state = tempfile::tempdir().unwrap();
+    let spawn = |token: CancellationToken| {
+        let mut cfg = berth::node::NodeConfig::new("sim1");
+        cfg.state_dir = state.path().to_path_buf();
+        cfg.lease_ttl = Duration::from_secs(2);
+        let store = store.clone();
+        let engine = engine.clone();
+        tokio::spawn(async move { berth::node::run(store, engine, cfg, token).await })
+    };
+    let token = CancellationToken::new();
+    let agent = spawn(token.clone());
+    let b = httpd_bundle("simb", 3, 3, 120);
+    let key = store.keys().assignment("sim1", b.name());
+    let assign = |replicas: Vec<u32>| Assignment {
+        bundle: b.clone(),
+        replicas,
+        managed: true,
+        promoted: vec![],
+    };
+    store
+        .put(
+            &key,
+            serde_json::to_vec(&assign(vec![0, 1, 2])).unwrap(),
+            Expect::Any,
+        )
+        .await
+        .unwrap();
+    let all_running = || async {
+        let c = engine.containers();
+        (c.len() == 3 && c.values().all(|(running, _)| *running)).then_some(())
+    };
+    eventually(WAIT, "three simulated containers running", all_running).await;
+    for i in 0..3 {
+        eventually(WAIT, "status running", || async {
+            common::replica_status(&store, b.name(), i)
+                .await
+                .filter(|s| s.state == ReplicaState::Running)
+        })
+        .await;
+    }
+
+    // A death: restarted at once, counted.
+    assert!(engine.kill(&b.container_name(1), 1));
+    let st = eventually(WAIT, "replica 1 restarted and counted", || async {
+        common::replica_status(&store, b.name(), 1)
+            .await
+            .filter(|s| s.restart_count == 1 && s.state == ReplicaState::Running)
+    })
+    .await;
+    assert_eq!(st.fail_counts.get("sim1"), Some(&1));
+    assert!(
+        st.last_failure
+            .unwrap()
+            .reason
+            .contains("exited with code 1")
+    );
+
+    // The agent restarts: it adopts the running containers (nothing created again).
+    let creates = engine.calls("create");
+    token.cancel();
+    agent.await.unwrap().unwrap();
+    let token = CancellationToken::new();
+    let agent = spawn(token.clone());
+    // Scale down to 2: replica 2 goes; 0 and 1 stay as they were.
+    store
+        .put(
+            &key,
+            serde_json::to_vec(&assign(vec![0, 1])).unwrap(),
+            Expect::Any,
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "replica 2 removed", || async {
+        let c = engine.containers();
+        (c.len() == 2 && !c.contains_key(&b.container_name(2))).then_some(())
+    })
+    .await;
+    assert_eq!(engine.calls("create"), creates, "adopted, not recreated");
+    token.cancel();
+    agent.await.unwrap().unwrap();
+}
