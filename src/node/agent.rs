@@ -21,6 +21,7 @@ use crate::model::cluster::{
     Assignment, Capacity, Failure, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus,
 };
 use crate::model::policy::{self, Permits};
+use crate::remote::layout;
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Keys, Store, StoreError};
@@ -554,8 +555,8 @@ impl<E: Engine> Agent<E> {
                 // cut to size.
                 let left = self
                     .replica_files(&k.bundle, k.index)
-                    .and_then(|d| d.sub(container::RUN_SUBDIR))
-                    .and_then(|d| d.read("state.json", MAX_FILE))
+                    .and_then(|d| d.sub(layout::RUN_SUBDIR))
+                    .and_then(|d| d.read(layout::STATE_JSON, MAX_FILE))
                     .ok()
                     .and_then(|b| serde_json::from_slice::<PrimitiveState>(&b).ok())
                     .map(PrimitiveState::bounded)
@@ -891,28 +892,26 @@ impl<E: Engine> Agent<E> {
         }
         let replica = self.replica_files(&d.bundle, d.index).map_err(io)?;
         if let Some(content) = &d.hosts
-            && replica
-                .read(container::HOSTS_FILE, MAX_FILE)
-                .ok()
-                .as_deref()
+            && replica.read(layout::HOSTS_FILE, MAX_FILE).ok().as_deref()
                 != Some(content.as_bytes())
         {
             // Rewritten in place (not renamed): the container's bind mount follows the
             // inode, so a new file would not be seen inside.
             replica
-                .rewrite(container::HOSTS_FILE, content.as_bytes())
+                .rewrite(layout::HOSTS_FILE, content.as_bytes())
                 .map_err(io)?;
         }
         if let Some(cfg) = &d.remote_config {
-            let conf = replica.sub(container::CONFIG_SUBDIR).map_err(io)?;
-            replica.sub(container::RUN_SUBDIR).map_err(io)?;
-            if conf.read("remote.json", MAX_FILE).ok().as_deref() != Some(cfg.as_bytes()) {
-                conf.write("remote.json", cfg.as_bytes(), 0o644)
+            let conf = replica.sub(layout::CONFIG_SUBDIR).map_err(io)?;
+            replica.sub(layout::RUN_SUBDIR).map_err(io)?;
+            if conf.read(layout::REMOTE_JSON, MAX_FILE).ok().as_deref() != Some(cfg.as_bytes()) {
+                conf.write(layout::REMOTE_JSON, cfg.as_bytes(), 0o644)
                     .map_err(io)?;
             }
-            if !conf.exists("authkey") {
+            if !conf.exists(layout::AUTHKEY) {
                 let key = crate::remote::channel::new_key().map_err(io)?;
-                conf.write("authkey", key.as_bytes(), 0o600).map_err(io)?;
+                conf.write(layout::AUTHKEY, key.as_bytes(), 0o600)
+                    .map_err(io)?;
             }
         }
         Ok(())
@@ -1155,8 +1154,8 @@ impl Channel {
     async fn connect(&self) -> Option<(Box<dyn Stream>, String)> {
         let dir = replica_files(&self.state_dir, &self.key.bundle, self.key.index).ok()?;
         let authkey = dir
-            .sub(container::CONFIG_SUBDIR)
-            .and_then(|c| c.read("authkey", 4096))
+            .sub(layout::CONFIG_SUBDIR)
+            .and_then(|c| c.read(layout::AUTHKEY, 4096))
             .ok()?;
         let authkey = String::from_utf8(authkey).ok()?.trim().to_string();
         let dial = async {
@@ -1164,8 +1163,8 @@ impl Channel {
                 Some(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.ok()?),
                 None => {
                     let (_fd, path) = dir
-                        .sub(container::RUN_SUBDIR)
-                        .and_then(|r| r.socket("control.sock"))
+                        .sub(layout::RUN_SUBDIR)
+                        .and_then(|r| r.socket(layout::CONTROL_SOCKET))
                         .ok()?;
                     Box::new(tokio::net::UnixStream::connect(path).await.ok()?)
                 }

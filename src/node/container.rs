@@ -10,6 +10,10 @@ use serde::Serialize;
 
 use crate::model::Bundle;
 use crate::model::options::{self, RunOptions, split_words};
+use crate::remote::layout::{
+    ATTRIBUTES_JSON, AUTHKEY, CONFIG_SUBDIR, CONTROL_SOCKET, HOSTS_FILE, REMOTE_BIN,
+    REMOTE_BIN_DIR, REMOTE_CONFIG_DIR, REMOTE_DIR, REMOTE_JSON, RUN_SUBDIR, STATE_JSON,
+};
 
 /// Label keys berth puts on the containers it owns. A container is berth's, and this node
 /// agent's, only when `managed-by` is `berth` and `node` is the agent's node name: several
@@ -20,24 +24,6 @@ pub const LABEL_BUNDLE: &str = "berth.io/bundle";
 pub const LABEL_REPLICA: &str = "berth.io/replica";
 pub const LABEL_HASH: &str = "berth.io/spec-hash";
 pub const LABEL_GENERATION: &str = "berth.io/generation";
-
-/// Where the replica's runtime directory appears inside a container with a primitive,
-/// read-write: the control socket, the remote agent's state file and the node attributes its
-/// agents set. The node agent only reads there, without following links.
-pub const REMOTE_DIR: &str = "/run/berth";
-/// Where the replica's configuration appears inside such a container, read-only: the remote
-/// agent's `remote.json` and the channel's `authkey`, written by the node agent.
-pub const REMOTE_CONFIG_DIR: &str = "/etc/berth";
-/// The per-replica host directory's parts: `config/` (mounted read-only at
-/// [`REMOTE_CONFIG_DIR`]), `run/` (read-write at [`REMOTE_DIR`]) and `hosts` (read-only at
-/// `/etc/hosts`). The directory itself is never mounted, so a container cannot replace them.
-pub const CONFIG_SUBDIR: &str = "config";
-pub const RUN_SUBDIR: &str = "run";
-pub const HOSTS_FILE: &str = "hosts";
-/// Where the berth binary appears inside such a container (read-only), and beside it as
-/// `crm_attribute`, `crm_master` and `crm_node` for the agents (see `remote::attrs`).
-pub const REMOTE_BIN_DIR: &str = "/run/berth-bin";
-pub const REMOTE_BIN: &str = "/run/berth-bin/berth";
 
 /// Docker's default stop timeout, used unless the options say `--stop-timeout`.
 pub const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
@@ -238,14 +224,14 @@ pub fn desired(
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
         let cfg = crate::remote::supervisor::RemoteConfig {
-            control_socket: control_port.is_none().then(|| run("control.sock")),
+            control_socket: control_port.is_none().then(|| run(CONTROL_SOCKET)),
             control_port,
-            state_file: Some(run("state.json")),
+            state_file: Some(run(STATE_JSON)),
             promotable: spec.promoted_max() > 0,
-            authkey_file: Some(conf("authkey")),
+            authkey_file: Some(conf(AUTHKEY)),
             node: Some(bundle.replica_name(i)),
             clone: Some(i),
-            attributes_file: Some(run("attributes.json")),
+            attributes_file: Some(run(ATTRIBUTES_JSON)),
             tools_dir: Some(PathBuf::from(REMOTE_BIN_DIR)),
             ..crate::remote::supervisor::RemoteConfig::new(prim.clone())
         };
@@ -256,7 +242,7 @@ pub fn desired(
                 REMOTE_BIN.to_string(),
                 "remote".into(),
                 "--config".into(),
-                conf("remote.json").display().to_string(),
+                conf(REMOTE_JSON).display().to_string(),
             ]);
         }
     }

@@ -1,6 +1,6 @@
 //! Pacemaker's node-attribute tools as a resource agent inside a berth container sees them:
 //! `crm_attribute`, `crm_master` and `crm_node`. They are the berth binary itself, bind-mounted
-//! under those names beside it (see `node::container`), and chosen by the name they are run as.
+//! under those names beside it (see [`super::layout`]), and chosen by the name they are run as.
 //!
 //! Agents report their promotion score with them: `crm_master -l reboot -v 10`, or, through
 //! ocf-shellfuncs' `ocf_promotion_score`, `crm_attribute -p -l reboot -v 10`. The tools keep a
@@ -200,7 +200,7 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     // Run by hand in a container (docker exec), without an agent's environment: the
     // replica's directory and its host name (the replica's name) serve.
-    let dir = Path::new(crate::node::container::REMOTE_DIR);
+    let dir = Path::new(super::layout::REMOTE_DIR);
     let file = env(ENV_FILE)
         .map(PathBuf::from)
         .or_else(|| dir.is_dir().then(|| dir.join("attributes.json")));

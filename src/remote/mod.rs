@@ -6,11 +6,14 @@
 //! - [`supervisor`]: start, recurring monitors, on-fail, clean stop, exit codes;
 //! - [`channel`]: the authenticated control channel the node agent reads;
 //! - [`attrs`]: `crm_attribute`, `crm_master` and `crm_node` for agents, which report their
-//!   promotion scores with them.
+//!   promotion scores with them;
+//! - [`layout`]: the contract with the node agent: paths inside the container and the
+//!   per-replica host directory's parts.
 
 pub mod attrs;
 pub mod channel;
 pub mod classes;
+pub mod layout;
 pub mod ocf;
 pub mod reaper;
 pub mod supervisor;
