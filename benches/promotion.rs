@@ -12,6 +12,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use berth::model::cluster::{Phase, Role};
 use std::time::{Duration, Instant};
 
 use berth::model::cluster::PrimitiveState;
@@ -33,7 +34,11 @@ async fn prims(store: &Store, b: &str) -> Vec<Option<PrimitiveState>> {
 
 fn promoted(p: &[Option<PrimitiveState>]) -> Vec<usize> {
     (0..p.len())
-        .filter(|i| p[*i].as_ref().is_some_and(|p| p.role == "promoted"))
+        .filter(|i| {
+            p[*i]
+                .as_ref()
+                .is_some_and(|p| p.role == Some(Role::Promoted))
+        })
         .collect()
 }
 
@@ -56,7 +61,7 @@ async fn main() {
                 let one = promoted(&p);
                 if one.len() == 1
                     && p.iter()
-                        .all(|p| p.as_ref().is_some_and(|p| p.state == "started"))
+                        .all(|p| p.as_ref().is_some_and(|p| p.state == Phase::Started))
                 {
                     return one[0];
                 }
@@ -84,9 +89,9 @@ async fn main() {
             let p = prims(&store, "pb-db").await;
             // The score reached etcd: it shows, or the controller already acted on it (the
             // promoted one is being demoted), should a 5 ms poll miss the score itself.
-            let acting = p[current]
-                .as_ref()
-                .is_some_and(|p| p.role != "promoted" || p.wanted_role == "unpromoted");
+            let acting = p[current].as_ref().is_some_and(|p| {
+                p.role != Some(Role::Promoted) || p.wanted_role == Some(Role::Unpromoted)
+            });
             if seen.is_none()
                 && (p[next].as_ref().is_some_and(|p| p.score == Some(score)) || acting)
             {

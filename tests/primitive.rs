@@ -5,6 +5,7 @@
 
 mod common;
 
+use berth::model::cluster::Phase;
 use std::time::Duration;
 
 use berth::model::cluster::ReplicaStatus;
@@ -33,9 +34,11 @@ async fn replica(store: &berth::store::Store, b: &str, i: u32) -> Option<Replica
 /// Replica `i`'s status once its primitive has started (fails the test after `WAIT`).
 async fn started(store: &berth::store::Store, b: &str, i: u32) -> ReplicaStatus {
     eventually(WAIT, &format!("{b}-{i}'s primitive started"), || async {
-        replica(store, b, i)
-            .await
-            .filter(|s| s.primitive.as_ref().is_some_and(|p| p.state == "started"))
+        replica(store, b, i).await.filter(|s| {
+            s.primitive
+                .as_ref()
+                .is_some_and(|p| p.state == Phase::Started)
+        })
     })
     .await
 }
@@ -162,7 +165,7 @@ async fn the_seed_applied_with_berth_apply_serves_is_monitored_and_recovers_in_p
         replica(store, &name, 0).await.filter(|s| {
             s.primitive
                 .as_ref()
-                .is_some_and(|p| p.restarts == 1 && p.state == "started")
+                .is_some_and(|p| p.restarts == 1 && p.state == Phase::Started)
         })
     })
     .await;
@@ -229,8 +232,8 @@ async fn roles(store: &berth::store::Store, b: &str) -> Option<Vec<(String, Opti
     for i in 0..3 {
         let prim = replica(store, b, i).await.and_then(|s| s.primitive);
         roles.push(
-            prim.filter(|p| p.state == "started")
-                .map(|p| (p.role, p.score)),
+            prim.filter(|p| p.state == Phase::Started)
+                .map(|p| (p.role.map(|r| r.to_string()).unwrap_or_default(), p.score)),
         );
     }
     let promoted = roles.iter().flatten().filter(|r| r.0 == "promoted").count();
@@ -400,7 +403,7 @@ async fn third_party_ocf_agents_run_unchanged() {
         replica(store, dm, 0).await.filter(|s| {
             s.primitive
                 .as_ref()
-                .is_some_and(|p| p.restarts == 1 && p.state == "started")
+                .is_some_and(|p| p.restarts == 1 && p.state == Phase::Started)
         })
     })
     .await;
@@ -528,7 +531,7 @@ async fn with_a_control_port_the_channel_is_tcp_on_the_replica_address() {
     )
     .await
     .unwrap();
-    assert_eq!(st.state, "started");
+    assert_eq!(st.state, Phase::Started);
     match query(tokio::net::TcpStream::connect(addr).await.unwrap(), "guess").await {
         Err(ChannelError::Refused(why)) => assert_eq!(why, "unauthenticated"),
         other => panic!("a peer without the key got {other:?}"),

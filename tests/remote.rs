@@ -4,6 +4,7 @@
 //! state file and leaves an orphan behind, monitor reports whether the state file exists,
 //! stop removes it; every call is logged.
 
+use berth::model::cluster::Phase;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -254,7 +255,7 @@ async fn the_control_channel_reports_state_and_operations_only_with_the_key() {
             }
         }
     };
-    assert_eq!(st.state, "started");
+    assert_eq!(st.state, Phase::Started);
     let start = st.last.iter().find(|o| o.action == "start").unwrap();
     assert_eq!((start.rc, start.rc_name.as_str()), (0, "OCF_SUCCESS"));
     let monitor = st.last.iter().find(|o| o.action == "monitor").unwrap();

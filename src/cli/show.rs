@@ -248,14 +248,14 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
         let mut t = Table::new(vec!["  REPLICA", "STATE", "ROLE", "SCORE", "RESTARTS"]);
         for s in &with_ops {
             let p = s.primitive.as_ref().expect("filtered");
-            let role = match (p.role.as_str(), p.wanted_role.as_str()) {
-                ("", _) => "-".to_string(),
-                (r, w) if w.is_empty() || w == r => r.to_string(),
-                (r, w) => format!("{r} (to {w})"),
+            let role = match (p.role, p.wanted_role) {
+                (None, _) => "-".to_string(),
+                (Some(r), Some(w)) if w != r => format!("{r} (to {w})"),
+                (Some(r), _) => r.to_string(),
             };
             t.row(vec![
                 format!("  {}-{}", s.bundle, s.index),
-                p.state.clone(),
+                p.state.to_string(),
                 role,
                 p.score.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
                 p.restarts.to_string(),

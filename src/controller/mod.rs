@@ -15,7 +15,9 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::cluster::{Assignment, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus};
+use crate::model::cluster::{
+    Assignment, NodeInfo, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role,
+};
 use crate::model::{Bundle, BundleStatus, Condition, ReplicaRow};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
@@ -545,7 +547,8 @@ impl Candidate<'_> {
     /// promoted-max until it reports itself unpromoted with no promotion requested.
     pub fn holds_promotion(&self) -> bool {
         let p = self.primitive;
-        p.state != "stopped" && (p.role == "promoted" || p.wanted_role == "promoted" || self.asked)
+        let promoted = Some(Role::Promoted);
+        p.state != Phase::Stopped && (p.role == promoted || p.wanted_role == promoted || self.asked)
     }
 }
 
@@ -562,7 +565,7 @@ impl Candidate<'_> {
 pub fn pick_promoted(max: usize, replicas: &[Candidate]) -> BTreeSet<u32> {
     let started: Vec<&Candidate> = replicas
         .iter()
-        .filter(|c| c.primitive.state == "started")
+        .filter(|c| c.primitive.state == Phase::Started)
         .collect();
     let scored = started.iter().any(|c| c.primitive.score.is_some());
     let mut ranked: Vec<(std::cmp::Reverse<i64>, bool, u32)> = started
@@ -617,7 +620,9 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
                 // Ready: running at this generation and, with a primitive, the primitive
                 // started by the remote agent.
                 let primitive_up = b.spec.primitive.is_none()
-                    || s.primitive.as_ref().is_some_and(|p| p.state == "started");
+                    || s.primitive
+                        .as_ref()
+                        .is_some_and(|p| p.state == Phase::Started);
                 if s.state == ReplicaState::Running && s.generation == generation && primitive_up {
                     ready += 1;
                 }
@@ -647,12 +652,9 @@ fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus
             reason,
             primitive: st
                 .and_then(|s| s.primitive.as_ref())
-                .map(|p| {
-                    if p.role.is_empty() {
-                        p.state.clone()
-                    } else {
-                        format!("{} ({})", p.state, p.role)
-                    }
+                .map(|p| match p.role {
+                    None => p.state.to_string(),
+                    Some(r) => format!("{} ({r})", p.state),
                 })
                 .unwrap_or_default(),
         });
@@ -713,8 +715,8 @@ mod tests {
 
     fn prim(state: &str, role: &str, score: Option<i64>) -> PrimitiveState {
         PrimitiveState {
-            state: state.into(),
-            role: role.into(),
+            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
+            role: Role::parse(role),
             score,
             ..Default::default()
         }
@@ -795,7 +797,7 @@ mod tests {
     fn a_promotion_under_way_holds_until_it_is_dropped_and_reported_undone() {
         // 1 was asked to promote (its remote agent has the request): a tie stays with it.
         let mut asked = prim("started", "unpromoted", Some(5));
-        asked.wanted_role = "promoted".into();
+        asked.wanted_role = Some(Role::Promoted);
         let rs = [prim("started", "unpromoted", Some(5)), asked.clone()];
         assert_eq!(pick(1, &rs), [1]);
         // 0 now outscores it: 1 must first report the request gone before 0 is promoted.

@@ -145,21 +145,107 @@ pub struct PrimitiveState {
     /// Rises with every change, for the control channel's `watch`.
     #[serde(default)]
     pub version: u64,
-    /// starting, started, failed, stopping, stopped, blocked.
-    pub state: String,
-    /// For a promotable bundle: promoted or unpromoted (empty otherwise).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub role: String,
-    /// The role the node agent last asked for and the remote agent has not dropped (empty when
-    /// none): a promotion is under way while this says promoted and `role` does not yet.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub wanted_role: String,
+    /// Where the primitive is in its life.
+    pub state: Phase,
+    /// For a promotable bundle: promoted or unpromoted (none otherwise).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
+    pub role: Option<Role>,
+    /// The role the node agent last asked for and the remote agent has not dropped (none
+    /// when none): a promotion is under way while this says promoted and `role` does not yet.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
+    pub wanted_role: Option<Role>,
     pub restarts: u32,
     /// The promotion score the agent last reported (`crm_master -v`, `crm_attribute -p -v`),
     /// when it reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<i64>,
     pub last: VecDeque<OpRecord>,
+}
+
+/// A primitive's phase, as the remote agent reports it (the same words as before it was typed:
+/// stored statuses stay readable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Starting,
+    Started,
+    Failed,
+    Stopping,
+    Stopped,
+    /// A monitor failed with on-fail=block: left as it is, no longer monitored.
+    Blocked,
+    /// Not reported yet, or a word this version does not know (from a newer agent, or a
+    /// container's garbage).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Unknown => "unknown",
+            Phase::Starting => "starting",
+            Phase::Started => "started",
+            Phase::Failed => "failed",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The role of a promotable bundle's primitive (Pacemaker's promoted and unpromoted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Promoted,
+    Unpromoted,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Promoted => "promoted",
+            Role::Unpromoted => "unpromoted",
+        }
+    }
+
+    /// Parses `promoted` or `unpromoted`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "promoted" => Some(Role::Promoted),
+            "unpromoted" => Some(Role::Unpromoted),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role as stored: absent, or "" (how it was written before roles were typed), is none;
+/// an unknown word is none too (a container's report is not trusted to be well-formed).
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.as_deref().and_then(Role::parse))
 }
 
 /// Cuts `s` to at most `max` bytes, at a character boundary (never inside a character).
@@ -185,9 +271,6 @@ impl PrimitiveState {
     /// copied into the replica status in etcd, which must stay small whatever the agent
     /// printed or claimed.
     pub fn bounded(mut self) -> PrimitiveState {
-        for w in [&mut self.state, &mut self.role, &mut self.wanted_role] {
-            truncate_utf8(w, Self::MAX_WORD);
-        }
         while self.last.len() > Self::MAX_OPS {
             self.last.pop_front();
         }
@@ -203,6 +286,24 @@ impl PrimitiveState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_and_roles_read_as_they_were_stored_before_they_were_typed() {
+        let old = r#"{"version":3,"state":"started","role":"","restarts":0,"last":[]}"#;
+        let st: PrimitiveState = serde_json::from_str(old).unwrap();
+        assert_eq!((st.state, st.role), (Phase::Started, None));
+        let p = r#"{"state":"started","role":"promoted","wantedRole":"promoted","restarts":0,"last":[]}"#;
+        let st: PrimitiveState = serde_json::from_str(p).unwrap();
+        assert_eq!(st.role, Some(Role::Promoted));
+        assert_eq!(
+            serde_json::to_string(&st).unwrap(),
+            format!("{{\"version\":0,{}", &p[1..])
+        );
+        let odd: PrimitiveState =
+            serde_json::from_str(r#"{"state":"dancing","role":"king","restarts":0,"last":[]}"#)
+                .unwrap();
+        assert_eq!((odd.state, odd.role), (Phase::Unknown, None));
+    }
 
     #[test]
     fn truncation_never_splits_a_character() {
@@ -226,13 +327,11 @@ mod tests {
             output: "é".repeat(100_000),
         };
         let st = PrimitiveState {
-            state: "s".repeat(10_000),
             last: std::iter::repeat_n(op, 500).collect(),
             ..Default::default()
         }
         .bounded();
         assert_eq!(st.last.len(), PrimitiveState::MAX_OPS);
-        assert!(st.state.len() <= PrimitiveState::MAX_WORD);
         assert!(
             st.last
                 .iter()

@@ -20,6 +20,7 @@ use super::plan::{Action, ReplicaKey, key_of, plan};
 use crate::model::cluster::{
     Assignment, Capacity, Failure, NodeInfo, PrimitiveState, ReplicaState, ReplicaStatus,
 };
+use crate::model::cluster::{Phase, Role};
 use crate::model::policy::{self, Permits};
 use crate::remote::layout;
 use crate::store::lease::{LeaseEnd, keep_alive};
@@ -314,14 +315,14 @@ struct Wanted {
     /// Bundles that are not managed (is-managed=false): left as they are.
     unmanaged: BTreeSet<String>,
     /// The role each replica of a promotable bundle must run in.
-    roles: BTreeMap<ReplicaKey, &'static str>,
+    roles: BTreeMap<ReplicaKey, Role>,
 }
 
 /// A replica's control-channel tasks.
 struct Watcher {
     token: CancellationToken,
     /// The role to ask for; every send is one more request (the latest value wins).
-    role: tokio::sync::watch::Sender<&'static str>,
+    role: tokio::sync::watch::Sender<Role>,
     channel: Channel,
 }
 
@@ -564,11 +565,11 @@ impl<E: Engine> Agent<E> {
                 if let Some(mut st) = left {
                     // Nothing runs in a dead container: the primitive is stopped (or failed)
                     // and holds no role, whatever its last report said.
-                    if st.state != "failed" {
-                        st.state = "stopped".into();
+                    if st.state != Phase::Failed {
+                        st.state = Phase::Stopped;
                     }
-                    st.role.clear();
-                    st.wanted_role.clear();
+                    st.role = None;
+                    st.wanted_role = None;
                     if let Some(op) = st.last.iter().rev().find(|o| o.rc != 0) {
                         let out = op.output.lines().next().unwrap_or_default();
                         reason.push_str(&format!(
@@ -622,7 +623,7 @@ impl<E: Engine> Agent<E> {
     /// Asks each promotable replica's remote agent for its role when it is neither in that
     /// role nor asked for it already. Requests go through the replica's own task, in order,
     /// so that a later request never overtakes an earlier one.
-    fn converge_roles(&self, roles: &BTreeMap<ReplicaKey, &'static str>) {
+    fn converge_roles(&self, roles: &BTreeMap<ReplicaKey, Role>) {
         for (k, &role) in roles {
             let (Some(w), Some(p)) = (
                 self.watchers.get(k),
@@ -630,12 +631,8 @@ impl<E: Engine> Agent<E> {
             ) else {
                 continue;
             };
-            let target = if p.wanted_role.is_empty() {
-                &p.role
-            } else {
-                &p.wanted_role
-            };
-            if p.state == "started" && !p.role.is_empty() && target != role {
+            let target = p.wanted_role.or(p.role);
+            if p.state == Phase::Started && p.role.is_some() && target != Some(role) {
                 w.role.send_replace(role);
             }
         }
@@ -669,7 +666,12 @@ impl<E: Engine> Agent<E> {
                 addrs.insert(k.clone(), a.bundle.spec.replica_address(i));
                 if a.bundle.spec.promoted_max() > 0 {
                     let promoted = a.promoted.contains(&i);
-                    roles.insert(k.clone(), if promoted { "promoted" } else { "unpromoted" });
+                    let role = if promoted {
+                        Role::Promoted
+                    } else {
+                        Role::Unpromoted
+                    };
+                    roles.insert(k.clone(), role);
                 }
                 let remote = self.cfg.remote_binary.as_deref();
                 let d = container::desired(&a.bundle, i, &self.cfg.state_dir, remote);
@@ -853,7 +855,8 @@ impl<E: Engine> Agent<E> {
                 continue;
             }
             let token = CancellationToken::new();
-            let (role, asked) = tokio::sync::watch::channel("");
+            // The initial value is never sent: only later ones are.
+            let (role, asked) = tokio::sync::watch::channel(Role::Unpromoted);
             tokio::spawn(watch_primitive(
                 channel.clone(),
                 k.clone(),
@@ -1289,7 +1292,7 @@ async fn watch_primitive(
 async fn ask_roles(
     channel: Channel,
     key: ReplicaKey,
-    mut asked: tokio::sync::watch::Receiver<&'static str>,
+    mut asked: tokio::sync::watch::Receiver<Role>,
     token: CancellationToken,
 ) {
     loop {
@@ -1308,7 +1311,7 @@ async fn ask_roles(
             if ask.await.is_some() {
                 break;
             }
-            tracing::warn!(replica = %key, role, "could not ask for the role; retrying");
+            tracing::warn!(replica = %key, %role, "could not ask for the role; retrying");
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

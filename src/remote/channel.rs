@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::supervisor::{PrimitiveState, Shared};
+use super::supervisor::{PrimitiveState, Role, Shared};
 
 /// A request on the channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,8 +95,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             error: "unauthenticated".into(),
         }),
         Ok(r) if r.request == "status" => serde_json::to_string(&state.get()),
-        Ok(r) if r.request == "role" => match r.role.as_deref() {
-            Some(role @ ("promoted" | "unpromoted")) => {
+        Ok(r) if r.request == "role" => match r.role.as_deref().and_then(Role::parse) {
+            Some(role) => {
                 state.ask_role(role);
                 serde_json::to_string(&state.get())
             }
@@ -204,9 +204,9 @@ pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
-    role: &str,
+    role: Role,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, "role", None, Some(role)).await
+    send(stream, key, "role", None, Some(role.as_str())).await
 }
 
 async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
@@ -286,7 +286,7 @@ mod tests {
     fn state() -> Arc<Shared> {
         let s = Arc::new(Shared::default());
         s.update(|st| {
-            st.state = "started".into();
+            st.state = super::super::supervisor::Phase::Started;
             st.restarts = 2;
         });
         s
@@ -328,7 +328,7 @@ mod tests {
         let st = query(tokio::net::TcpStream::connect(addr).await.unwrap(), "k3y")
             .await
             .unwrap();
-        assert_eq!(st.state, "started");
+        assert_eq!(st.state, super::super::supervisor::Phase::Started);
         let refused = query(tokio::net::TcpStream::connect(addr).await.unwrap(), "nope").await;
         assert!(
             matches!(refused, Err(ChannelError::Refused(_))),

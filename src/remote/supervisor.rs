@@ -171,7 +171,7 @@ pub fn decide(op: &str, policy: Option<&str>) -> Decision {
     }
 }
 
-pub use crate::model::cluster::{OpRecord, PrimitiveState};
+pub use crate::model::cluster::{OpRecord, Phase, PrimitiveState, Role};
 
 /// The primitive's state, shared between the supervisor, the control channel and (for a
 /// look after the container died) a state file.
@@ -203,8 +203,8 @@ impl Shared {
         f(&self.state.lock().expect("state lock"))
     }
 
-    fn role(&self) -> String {
-        self.read(|st| st.role.clone())
+    fn role(&self) -> Option<Role> {
+        self.read(|st| st.role)
     }
 
     /// Changes the state, bumps its version, wakes watchers, writes the state file.
@@ -240,13 +240,13 @@ impl Shared {
     /// Asks the supervisor to run the primitive in `role` (promoted or unpromoted). The
     /// request is part of the reported state, so that the controller knows a promotion is
     /// under way before it completes.
-    pub fn ask_role(&self, role: &str) {
-        self.update(|st| st.wanted_role = role.to_string());
+    pub fn ask_role(&self, role: Role) {
+        self.update(|st| st.wanted_role = Some(role));
         self.role_asked.notify_one();
     }
 
-    fn wanted_role(&self) -> String {
-        self.read(|st| st.wanted_role.clone())
+    fn wanted_role(&self) -> Option<Role> {
+        self.read(|st| st.wanted_role)
     }
 
     /// The state once its version is above `since`, or the current one after `max`.
@@ -423,15 +423,15 @@ pub async fn run(
             .map(|f| (f, cfg.instance.clone())),
     };
     let (start, stop) = (op(p, "start"), op(p, "stop"));
-    s.set("starting");
+    s.set(Phase::Starting);
     if s.call(Action::Start, &start).await != Rc::Success {
-        s.set("failed");
+        s.set(Phase::Failed);
         return exit::START_FAILED;
     }
-    s.set("started");
+    s.set(Phase::Started);
     if cfg.promotable {
-        s.state.update(|st| st.role = "unpromoted".into());
-        if !s.state.wanted_role().is_empty() {
+        s.state.update(|st| st.role = Some(Role::Unpromoted));
+        if s.state.wanted_role().is_some() {
             s.state.role_asked.notify_one();
         }
     }
@@ -458,11 +458,11 @@ pub async fn run(
         let failed: (&str, Rc, Option<String>) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = s.state.role_asked.notified() => {
-                let want = s.state.wanted_role();
-                if want.is_empty() || s.state.role() == want {
+                let Some(want) = s.state.wanted_role() else { continue };
+                if s.state.role() == Some(want) {
                     continue;
                 }
-                let (action, op_name) = if want == "promoted" {
+                let (action, op_name) = if want == Role::Promoted {
                     (Action::Promote, "promote")
                 } else {
                     (Action::Demote, "demote")
@@ -470,7 +470,7 @@ pub async fn run(
                 let o = op(p, op_name);
                 let rc = s.call(action, &o).await;
                 if rc == Rc::Success {
-                    s.state.update(|st| st.role = want.clone());
+                    s.state.update(|st| st.role = Some(want));
                     continue;
                 }
                 (op_name, rc, o.on_fail)
@@ -480,7 +480,7 @@ pub async fn run(
                 let m = &mons[i];
                 next[i] = tokio::time::Instant::now() + m.interval;
                 let rc = s.call(Action::Monitor, m).await;
-                let promoted = s.state.role() == "promoted";
+                let promoted = s.state.role() == Some(Role::Promoted);
                 // OCF: a promoted instance's monitor answers 8 (running promoted).
                 if rc == Rc::Success && !promoted || rc == Rc::RunningPromoted && promoted {
                     continue;
@@ -492,7 +492,10 @@ pub async fn run(
         let mut decision = decide(op_name, on_fail.as_deref());
         // Pacemaker: on-fail=demote applies to promote and to a promoted instance's monitor;
         // elsewhere the default applies.
-        if decision == Decision::Demote && op_name != "promote" && s.state.role() != "promoted" {
+        if decision == Decision::Demote
+            && op_name != "promote"
+            && s.state.role() != Some(Role::Promoted)
+        {
             decision = Decision::Restart;
         }
         tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
@@ -500,36 +503,36 @@ pub async fn run(
             Decision::Ignore => {}
             Decision::Block => {
                 monitoring = false;
-                s.set("blocked");
+                s.set(Phase::Blocked);
             }
             Decision::Restart => {
-                s.set("failed");
+                s.set(Phase::Failed);
                 s.call(Action::Stop, &stop).await;
                 if s.call(Action::Start, &start).await != Rc::Success {
-                    s.set("failed");
+                    s.set(Phase::Failed);
                     return exit::START_FAILED;
                 }
                 // A restarted instance starts unpromoted, and no request for a role
                 // stands: the node agent asks again.
                 s.state.update(|st| {
                     st.restarts += 1;
-                    if !st.role.is_empty() {
-                        st.role = "unpromoted".into();
-                        st.wanted_role.clear();
+                    if st.role.is_some() {
+                        st.role = Some(Role::Unpromoted);
+                        st.wanted_role = None;
                     }
                 });
-                s.set("started");
+                s.set(Phase::Started);
             }
             Decision::Stop => {
                 s.call(Action::Stop, &stop).await;
                 monitoring = false;
-                s.set("stopped");
+                s.set(Phase::Stopped);
             }
             Decision::Demote => {
                 if s.call(Action::Demote, &op(p, "demote")).await == Rc::Success {
                     s.state.update(|st| {
-                        st.role = "unpromoted".into();
-                        st.wanted_role.clear();
+                        st.role = Some(Role::Unpromoted);
+                        st.wanted_role = None;
                     });
                 }
             }
@@ -539,9 +542,9 @@ pub async fn run(
             }
         }
     }
-    s.set("stopping");
+    s.set(Phase::Stopping);
     let rc = s.call(Action::Stop, &stop).await;
-    s.set("stopped");
+    s.set(Phase::Stopped);
     if rc == Rc::Success {
         exit::STOPPED
     } else {
@@ -558,8 +561,8 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
-    fn set(&self, s: &str) {
-        self.state.update(|st| st.state = s.to_string());
+    fn set(&self, phase: Phase) {
+        self.state.update(|st| st.state = phase);
     }
 
     /// Runs one action and records it.
