@@ -1,6 +1,9 @@
 //! Placement throughput and memory at the scale the brief names: 1,000 nodes × 10,000
 //! bundles × 3 replicas (replicas-per-host 1). The pure function only; no etcd.
 //!
+//! And the controller's view of 10,000 stored bundles, decoded on every pass or once per
+//! write.
+//!
 //! Run: `cargo bench --bench placement`
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -104,6 +107,37 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("one node lost", |b| {
         b.iter(|| place(&bundles, &fewer, &current, &nohist, 0))
+    });
+    g.finish();
+
+    // The controller's view of 10,000 stored bundles (YAML values, as `berth apply` stores
+    // them): decoding every value on every reconcile, against decoding each once per write.
+    let keys = berth::store::Keys::new("/bench");
+    let mut cache = berth::store::watch::Cache::default();
+    for (i, b) in bundles.iter().enumerate() {
+        let key = keys.bundle(b.name());
+        cache.items.insert(
+            key.clone(),
+            berth::store::Kv {
+                key,
+                value: berth::store::encode_bundle(b),
+                create_revision: i as i64 + 1,
+                mod_revision: i as i64 + 1,
+                version: 1,
+                lease: 0,
+            },
+        );
+    }
+    let mut decoded = berth::controller::Decoded::default();
+    let warm = berth::controller::View::read_with(&keys, &cache, &mut decoded);
+    assert_eq!(warm.bundles.len(), 10_000);
+    let mut g = c.benchmark_group("controller view of 10000 stored bundles");
+    g.sample_size(10);
+    g.bench_function("decode every value (cold)", |b| {
+        b.iter(|| berth::controller::View::read(&keys, &cache))
+    });
+    g.bench_function("decoded once per write (warm)", |b| {
+        b.iter(|| berth::controller::View::read_with(&keys, &cache, &mut decoded))
     });
     g.finish();
 }

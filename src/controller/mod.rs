@@ -19,6 +19,7 @@ use crate::model::cluster::{
     Assignment, NodeInfo, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role,
 };
 use crate::model::{Bundle, BundleStatus, Condition, ReplicaRow};
+use crate::store::keys::Key;
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
 use crate::store::{Expect, Keys, Store, StoreError, Write, batches, decode_entry};
@@ -124,6 +125,8 @@ struct Controller {
     cache: Cache,
     /// This leader's election key: every write is guarded by its existence.
     leader_key: Option<String>,
+    /// Bundle values decoded once per write, not once per reconcile.
+    decoded: Decoded,
 }
 
 impl Controller {
@@ -134,6 +137,7 @@ impl Controller {
             cfg,
             cache: Cache::default(),
             leader_key: None,
+            decoded: Decoded::default(),
         }
     }
 
@@ -178,7 +182,7 @@ impl Controller {
     /// Reads the cache, places, writes the assignments and statuses that changed, and
     /// cleans up after deleted bundles.
     async fn reconcile(&mut self) -> Result<(), StoreError> {
-        let mut view = View::read(&self.keys, &self.cache);
+        let mut view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
         view.refuse_overlaps();
         view.keep_last_good();
         let now = unix_now();
@@ -376,10 +380,47 @@ pub struct View {
     pub bundle_statuses: BTreeMap<String, BundleStatus>,
 }
 
+/// Bundle values decoded and validated, kept across reconciles: a value is parsed once per
+/// write of its key (its mod revision), not on every pass.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    items: BTreeMap<String, (i64, Result<Bundle, String>)>,
+}
+
+impl Decoded {
+    /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
+    fn get(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Bundle, String> {
+        if let Some((rev, got)) = self.items.get(&kv.key)
+            && *rev == kv.mod_revision
+        {
+            return got.clone();
+        }
+        let got = match decode_entry(keys, kv, None) {
+            Ok(b) => Ok(b.value),
+            Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.items
+            .insert(kv.key.clone(), (kv.mod_revision, got.clone()));
+        got
+    }
+
+    /// Forgets keys no longer in the cache.
+    fn retain(&mut self, cache: &Cache) {
+        self.items.retain(|k, _| cache.items.contains_key(k));
+    }
+}
+
 impl View {
     /// Reads everything berth keeps under the prefix from a cache (or a one-off list).
     pub fn read(keys: &Keys, cache: &Cache) -> View {
-        let root = keys.root();
+        View::read_with(keys, cache, &mut Decoded::default())
+    }
+
+    /// [`View::read`], decoding only the bundle values `decoded` has not seen at their
+    /// current revision.
+    pub fn read_with(keys: &Keys, cache: &Cache, decoded: &mut Decoded) -> View {
+        decoded.retain(cache);
         let mut v = View {
             bundles: BTreeMap::new(),
             invalid: BTreeMap::new(),
@@ -393,26 +434,22 @@ impl View {
             bundle_statuses: BTreeMap::new(),
         };
         for (key, kv) in &cache.items {
-            let Some(rest) = key.strip_prefix(&root) else {
+            let Some(parsed) = keys.parse(key) else {
                 continue;
             };
-            let parts: Vec<&str> = rest.split('/').collect();
-            match parts.as_slice() {
-                ["bundles", name] => {
+            match parsed {
+                Key::Bundle(name) => {
                     v.revisions.insert(name.to_string(), kv.mod_revision);
-                    match decode_entry(keys, kv, None) {
+                    match decoded.get(keys, kv) {
                         Ok(b) => {
-                            v.bundles.insert(name.to_string(), b.value);
+                            v.bundles.insert(name.to_string(), b);
                         }
-                        Err(StoreError::Decode { source, .. }) => {
-                            v.invalid.insert(name.to_string(), source.to_string());
-                        }
-                        Err(e) => {
-                            v.invalid.insert(name.to_string(), e.to_string());
+                        Err(why) => {
+                            v.invalid.insert(name.to_string(), why);
                         }
                     }
                 }
-                ["nodes", _] => {
+                Key::Node(_) => {
                     if let Ok(n) = serde_json::from_slice::<NodeInfo>(&kv.value) {
                         v.nodes.push(NodeView {
                             name: n.name,
@@ -421,7 +458,7 @@ impl View {
                         });
                     }
                 }
-                ["assignments", node, bundle] => {
+                Key::Assignment { node, bundle } => {
                     if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
                         for i in &a.replicas {
                             v.current.insert((bundle.to_string(), *i), node.to_string());
@@ -430,11 +467,8 @@ impl View {
                             .insert((node.to_string(), bundle.to_string()), a);
                     }
                 }
-                ["replicas", bundle, i] => {
-                    if let (Ok(i), Ok(st)) = (
-                        i.parse::<u32>(),
-                        serde_json::from_slice::<ReplicaStatus>(&kv.value),
-                    ) {
+                Key::Replica { bundle, index: i } => {
+                    if let Ok(st) = serde_json::from_slice::<ReplicaStatus>(&kv.value) {
                         v.history.insert(
                             (bundle.to_string(), i),
                             History {
@@ -445,13 +479,12 @@ impl View {
                         v.statuses.insert((bundle.to_string(), i), st);
                     }
                 }
-                ["status", "bundles", name] => {
+                Key::BundleStatus(name) => {
                     v.status_keys.push(name.to_string());
                     if let Ok(st) = serde_json::from_slice::<BundleStatus>(&kv.value) {
                         v.bundle_statuses.insert(name.to_string(), st);
                     }
                 }
-                _ => {}
             }
         }
         v

@@ -482,13 +482,15 @@ impl<E: Engine> Agent<E> {
         self.assigned.retain(|k, _| items.contains_key(k));
         self.unusable.retain(|k, _| items.contains_key(k));
         self.decoded_at.retain(|k, _| items.contains_key(k));
-        let prefix = self.keys.assignments(&self.cfg.name);
         for (key, kv) in items {
             if self.decoded_at.get(key) == Some(&kv.mod_revision) {
                 continue;
             }
             self.decoded_at.insert(key.clone(), kv.mod_revision);
-            let bundle = key.strip_prefix(&prefix).unwrap_or_default();
+            let bundle = self
+                .keys
+                .assignment_bundle(key, &self.cfg.name)
+                .unwrap_or_default();
             match usable_assignment(bundle, &kv.value) {
                 Ok(a) => {
                     let refused = crate::model::validate::validate(&a.bundle)
@@ -644,10 +646,10 @@ impl<E: Engine> Agent<E> {
         let mut addrs = BTreeMap::new();
         let mut unmanaged = BTreeSet::new();
         let mut roles = BTreeMap::new();
-        let prefix = self.keys.assignments(&self.cfg.name);
         for key in self.unusable.keys() {
             if !self.assigned.contains_key(key) {
-                unmanaged.insert(key.strip_prefix(&prefix).unwrap_or_default().to_string());
+                let bundle = self.keys.assignment_bundle(key, &self.cfg.name);
+                unmanaged.insert(bundle.unwrap_or_default().to_string());
             }
         }
         for Usable { a, refused } in self.assigned.values() {

@@ -101,6 +101,41 @@ impl Keys {
     pub fn status_name<'k>(&self, key: &'k str) -> Option<&'k str> {
         leaf(key, &self.statuses())
     }
+
+    /// The bundle name in one of `node`'s assignment keys; None for any other key.
+    pub fn assignment_bundle<'k>(&self, key: &'k str, node: &str) -> Option<&'k str> {
+        leaf(key, &self.assignments(node))
+    }
+
+    /// What a key under the prefix is, taken apart the one way the layout above builds it;
+    /// None for keys outside the layout (or outside the prefix).
+    pub fn parse<'k>(&self, key: &'k str) -> Option<Key<'k>> {
+        let rest = key.strip_prefix(&self.root())?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        Some(match parts.as_slice() {
+            ["bundles", name] if !name.is_empty() => Key::Bundle(name),
+            ["status", "bundles", name] if !name.is_empty() => Key::BundleStatus(name),
+            ["nodes", name] if !name.is_empty() => Key::Node(name),
+            ["assignments", node, bundle] if !node.is_empty() && !bundle.is_empty() => {
+                Key::Assignment { node, bundle }
+            }
+            ["replicas", bundle, i] if !bundle.is_empty() => Key::Replica {
+                bundle,
+                index: i.parse().ok()?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// A key of the layout, taken apart by [`Keys::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'k> {
+    Bundle(&'k str),
+    BundleStatus(&'k str),
+    Node(&'k str),
+    Assignment { node: &'k str, bundle: &'k str },
+    Replica { bundle: &'k str, index: u32 },
 }
 
 /// The single path segment after `dir`, if `key` is directly under it.
@@ -122,5 +157,27 @@ mod tests {
         assert_eq!(k.bundle_name("/berth/status/bundles/web"), None);
         assert_eq!(k.status_name("/berth/status/bundles/web"), Some("web"));
         assert_eq!(k.bundle_name("/berth/bundles/a/b"), None);
+        assert_eq!(k.parse("/berth/bundles/web"), Some(Key::Bundle("web")));
+        assert_eq!(
+            k.parse(&k.assignment("n1", "web")),
+            Some(Key::Assignment {
+                node: "n1",
+                bundle: "web"
+            })
+        );
+        assert_eq!(
+            k.parse(&k.replica("web", 2)),
+            Some(Key::Replica {
+                bundle: "web",
+                index: 2
+            })
+        );
+        assert_eq!(k.parse("/berth/replicas/web/x"), None);
+        assert_eq!(k.parse("/berth/assignments/n1"), None);
+        assert_eq!(k.parse("/other/bundles/web"), None);
+        assert_eq!(
+            k.assignment_bundle("/berth/assignments/n1/web", "n1"),
+            Some("web")
+        );
     }
 }
