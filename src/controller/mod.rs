@@ -25,6 +25,17 @@ use crate::store::watch::{Cache, WatchConfig, watch_prefix};
 use crate::store::{Expect, Keys, Store, StoreError, Write, batches, decode_entry};
 use placement::{History, NodeView, Placement, Replica, managed, place, wanted_running};
 
+/// The first retry of a failed reconcile, and the longest wait between retries.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => futures::future::pending().await,
+    }
+}
+
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -149,9 +160,14 @@ impl Controller {
         ));
         let mut synced = false;
         let mut resync = tokio::time::interval(self.cfg.resync);
+        // A failed reconcile is retried with backoff (100 ms doubling to 5 s, reset by a
+        // success), not left to the next event or resync.
+        let mut retry: Option<(tokio::time::Instant, Duration)> = None;
         loop {
+            let retry_at = retry.map(|(at, _)| at);
             tokio::select! {
                 _ = leading.cancelled() => return,
+                _ = sleep_until(retry_at), if retry_at.is_some() => {}
                 ev = events.next() => {
                     let mut take = |ev: Option<Result<_, _>>| match ev {
                         Some(Ok(ev)) => {
@@ -170,11 +186,15 @@ impl Controller {
                 }
                 _ = resync.tick() => {}
             }
-            if synced
-                && !leading.is_cancelled()
-                && let Err(e) = self.reconcile().await
-            {
-                tracing::warn!("controller reconcile: {e}");
+            if synced && !leading.is_cancelled() {
+                match self.reconcile().await {
+                    Ok(()) => retry = None,
+                    Err(e) => {
+                        let wait = retry.map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
+                        tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
+                        retry = Some((tokio::time::Instant::now() + wait, wait));
+                    }
+                }
             }
         }
     }

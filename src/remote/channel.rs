@@ -21,14 +21,28 @@ use super::supervisor::{PrimitiveState, Role, Shared};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     pub key: String,
-    /// `status`: the state now; `watch`: the state once its version is above `since` (or
-    /// after 25 s), so that a caller hears of changes without polling.
-    pub request: String,
+    pub request: Verb,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
     /// For `role`: promoted or unpromoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+}
+
+/// What a request asks (the wire words are the lower-case names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    /// The state now.
+    Status,
+    /// The state once its version is above `since` (or after 25 s), so that a caller hears
+    /// of changes without polling.
+    Watch,
+    /// Run the primitive in `role`.
+    Role,
+    /// A word this version does not know (answered with an error).
+    #[serde(other)]
+    Unknown,
 }
 
 /// An error answer.
@@ -94,23 +108,25 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(r) if !same_key(&r.key, key) => serde_json::to_string(&ErrorReply {
             error: "unauthenticated".into(),
         }),
-        Ok(r) if r.request == "status" => serde_json::to_string(&state.get()),
-        Ok(r) if r.request == "role" => match r.role.as_deref().and_then(Role::parse) {
-            Some(role) => {
-                state.ask_role(role);
-                serde_json::to_string(&state.get())
+        Ok(r) => match r.request {
+            Verb::Status => serde_json::to_string(&state.get()),
+            Verb::Role => match r.role.as_deref().and_then(Role::parse) {
+                Some(role) => {
+                    state.ask_role(role);
+                    serde_json::to_string(&state.get())
+                }
+                _ => serde_json::to_string(&ErrorReply {
+                    error: "role must be promoted or unpromoted".into(),
+                }),
+            },
+            Verb::Watch => {
+                let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
+                serde_json::to_string(&st)
             }
-            _ => serde_json::to_string(&ErrorReply {
-                error: "role must be promoted or unpromoted".into(),
+            Verb::Unknown => serde_json::to_string(&ErrorReply {
+                error: "unknown request".into(),
             }),
         },
-        Ok(r) if r.request == "watch" => {
-            let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
-            serde_json::to_string(&st)
-        }
-        Ok(r) => serde_json::to_string(&ErrorReply {
-            error: format!("unknown request {:?}", r.request),
-        }),
     }
     .expect("replies serialize");
     let mut stream = reader.into_inner();
@@ -188,7 +204,7 @@ pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
 ) -> Result<PrimitiveState, ChannelError> {
-    ask(stream, key, "status", None).await
+    send(stream, key, Verb::Status, None, None).await
 }
 
 /// Waits for the primitive's state to change past version `since` (at most 25 s).
@@ -197,7 +213,7 @@ pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
     key: &str,
     since: u64,
 ) -> Result<PrimitiveState, ChannelError> {
-    ask(stream, key, "watch", Some(since)).await
+    send(stream, key, Verb::Watch, Some(since), None).await
 }
 
 /// Asks the remote agent to run the primitive promoted or unpromoted.
@@ -206,36 +222,27 @@ pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
     key: &str,
     role: Role,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, "role", None, Some(role.as_str())).await
-}
-
-async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    key: &str,
-    request: &str,
-    since: Option<u64>,
-) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, request, since, None).await
+    send(stream, key, Verb::Role, None, Some(role.as_str())).await
 }
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
-    request: &str,
+    request: Verb,
     since: Option<u64>,
     role: Option<&str>,
 ) -> Result<PrimitiveState, ChannelError> {
     let mut reader = BufReader::new(stream);
     let req = serde_json::to_string(&Request {
         key: key.to_string(),
-        request: request.into(),
+        request,
         since,
         role: role.map(str::to_string),
     })
     .expect("requests serialize");
     // The peer is inside a container: it gets a bounded time to answer (a watch is held up
     // to 25 s by design) and a bounded reply, and what it says is cut to size.
-    let limit = if request == "watch" {
+    let limit = if request == Verb::Watch {
         WATCH_HOLD + REPLY_TIME
     } else {
         REPLY_TIME
