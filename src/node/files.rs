@@ -9,31 +9,29 @@
 //! following links. A unix socket is reached through the descriptor of the socket inode
 //! itself (`/proc/self/fd/N`), so a link planted in its place is never dialled.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-fn cstr(name: &str) -> std::io::Result<CString> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+/// `name` as a single path component (no `/`, not `.` or `..`).
+fn component(name: &str) -> std::io::Result<&str> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{name:?} is not a single path component"),
         ));
     }
-    CString::new(name).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a name with a NUL byte")
-    })
+    Ok(name)
 }
 
-fn check(r: libc::c_int) -> std::io::Result<libc::c_int> {
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+fn io(e: Errno) -> std::io::Error {
+    std::io::Error::from(e)
 }
 
 /// An open directory; everything below it is reached without following links.
@@ -48,18 +46,14 @@ impl Dir {
     /// administrator's and are followed), creating it when missing.
     pub fn root(root: &Path) -> std::io::Result<Dir> {
         std::fs::create_dir_all(root)?;
-        let c = CString::new(root.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-        // SAFETY: a valid C string; the result is checked and owned at once.
-        let fd = check(unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
+        let fd = nix::fcntl::open(
+            root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
         Ok(Dir {
-            // SAFETY: fd was just opened and is owned by nobody else.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             path: root.to_path_buf(),
         })
     }
@@ -72,52 +66,42 @@ impl Dir {
     /// Opens the subdirectory `name`, creating it (mode 0755) when missing. A symbolic
     /// link, or anything but a directory, in its place is an error.
     pub fn sub(&self, name: &str) -> std::io::Result<Dir> {
-        let c = cstr(name)?;
-        // SAFETY: valid fd and C string; EEXIST is expected and ignored.
-        let made = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) };
-        if made < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return Err(e);
-            }
+        let name = component(name)?;
+        match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(io(e)),
         }
-        // SAFETY: as above; O_NOFOLLOW makes a link fail with ELOOP (or ENOTDIR).
-        let fd = check(unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        })
-        .map_err(|e| refused(&self.path.join(name), e))?;
+        // O_NOFOLLOW makes a link fail with ELOOP (or ENOTDIR).
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| refused(&self.path.join(name), io(e)))?;
         Ok(Dir {
-            // SAFETY: just opened, owned here.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             path: self.path.join(name),
         })
     }
 
     /// Opens `name` below this directory with `flags` (O_NOFOLLOW and O_CLOEXEC added).
-    fn open(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> std::io::Result<File> {
-        let c = cstr(name)?;
-        // SAFETY: valid fd and C string; the result is checked and owned at once.
-        let fd = check(unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                libc::c_uint::from(mode),
-            )
-        })
-        .map_err(|e| refused(&self.path.join(name), e))?;
-        // SAFETY: just opened, owned by the File.
-        Ok(unsafe { File::from_raw_fd(fd) })
+    fn open(&self, name: &str, flags: OFlag, mode: u32) -> std::io::Result<File> {
+        let name = component(name)?;
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| refused(&self.path.join(name), io(e)))?;
+        Ok(File::from(fd))
     }
 
     /// Reads the regular file `name`, at most `max` bytes (a larger file is an error).
     pub fn read(&self, name: &str, max: usize) -> std::io::Result<Vec<u8>> {
         // O_NONBLOCK: opening a FIFO must not wait for a writer.
-        let f = self.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        let f = self.open(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
         let meta = f.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::new(
@@ -141,32 +125,22 @@ impl Dir {
 
     /// Replaces `name` with `content` (mode `mode`): written to a temporary file beside it,
     /// then renamed over it, so a link in its place is replaced, not followed.
-    pub fn write(&self, name: &str, content: &[u8], mode: libc::mode_t) -> std::io::Result<()> {
+    pub fn write(&self, name: &str, content: &[u8], mode: u32) -> std::io::Result<()> {
+        let name = component(name)?;
         let tmp = format!(".{name}.berth-tmp");
-        let c_tmp = cstr(&tmp)?;
-        // SAFETY: valid fd and C string; a leftover temporary file may not exist.
-        unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
-        let mut f = self.open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, mode)?;
+        // A leftover temporary file may or may not be there.
+        let _ = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let mut f = self.open(&tmp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
         f.write_all(content)?;
         f.sync_all()?;
         drop(f);
-        let c = cstr(name)?;
-        // SAFETY: both names are single components of this directory.
-        check(unsafe {
-            libc::renameat(
-                self.fd.as_raw_fd(),
-                c_tmp.as_ptr(),
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-            )
-        })?;
-        Ok(())
+        renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name).map_err(io)
     }
 
     /// Rewrites `name` in place (created when missing): for a file bind-mounted into a
     /// container by inode, where a renamed file would not be seen. A link is refused.
     pub fn rewrite(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
-        let mut f = self.open(name, libc::O_WRONLY | libc::O_CREAT, 0o644)?;
+        let mut f = self.open(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
         if !f.metadata()?.is_file() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -180,24 +154,15 @@ impl Dir {
 
     /// Whether `name` exists (as anything, links included, which are not followed).
     pub fn exists(&self, name: &str) -> bool {
-        let Ok(c) = cstr(name) else { return false };
-        // SAFETY: valid fd, C string and out pointer.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::fstatat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            ) == 0
-        }
+        component(name)
+            .is_ok_and(|n| fstatat(self.fd.as_fd(), n, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok())
     }
 
     /// The unix socket `name`, as a path that names its inode (`/proc/self/fd/N`) and the
     /// descriptor that keeps that path valid: connect to the path while holding the
     /// descriptor. Anything but a socket (a link to one included) is an error.
     pub fn socket(&self, name: &str) -> std::io::Result<(OwnedFd, PathBuf)> {
-        let f = self.open(name, libc::O_PATH, 0)?;
+        let f = self.open(name, OFlag::O_PATH, 0)?;
         // O_PATH descriptors support fstat.
         let meta = f.metadata()?;
         use std::os::unix::fs::FileTypeExt;
@@ -216,7 +181,7 @@ impl Dir {
 /// A link (or a non-directory) where a path had to be followed: say so plainly.
 fn refused(path: &Path, e: std::io::Error) -> std::io::Error {
     match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => std::io::Error::new(
+        Some(e) if e == Errno::ELOOP as i32 || e == Errno::ENOTDIR as i32 => std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
                 "{}: refusing a symbolic link or unexpected file type (not followed)",
@@ -256,8 +221,7 @@ mod tests {
     fn a_fifo_is_not_read() {
         let t = tempfile::tempdir().unwrap();
         let d = Dir::root(t.path()).unwrap();
-        let p = CString::new(t.path().join("p").as_os_str().as_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&t.path().join("p"), Mode::from_bits_truncate(0o600)).unwrap();
         assert!(d.read("p", 100).is_err());
     }
 

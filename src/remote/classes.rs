@@ -9,6 +9,8 @@
 //!   process group of its own; monitor checks that it still runs and, when there is a probe,
 //!   that the probe passes; stop sends SIGTERM to the group, then SIGKILL at the timeout.
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -71,9 +73,9 @@ async fn run_to_end(
         Ok(Ok(s)) => Ok(s),
         Ok(Err(_)) => Ok(ExitStatus::from_raw(1 << 8)),
         Err(_) => {
-            // SAFETY: kill(2) on the process group the child leads.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            Ok(ExitStatus::from_raw(libc::SIGKILL))
+            // The process group the child leads.
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            Ok(ExitStatus::from_raw(Signal::SIGKILL as i32))
         }
     }
 }
@@ -217,12 +219,12 @@ impl Resource {
                     let Some(run) = run else {
                         return Ok(outcome(Rc::Success, "not running", start));
                     };
-                    // SAFETY: kill(2) on the command's own process group.
-                    unsafe { libc::kill(-run.pid, libc::SIGTERM) };
+                    // The command's own process group.
+                    let _ = killpg(Pid::from_raw(run.pid), Signal::SIGTERM);
                     match tokio::time::timeout(timeout, run.exited).await {
                         Ok(_) => Ok(outcome(Rc::Success, "", start)),
                         Err(_) => {
-                            unsafe { libc::kill(-run.pid, libc::SIGKILL) };
+                            let _ = killpg(Pid::from_raw(run.pid), Signal::SIGKILL);
                             Ok(outcome(Rc::Success, "killed at the stop timeout", start))
                         }
                     }

@@ -5,6 +5,8 @@
 //! the result read from the exit code. The timeout is enforced: an agent still running when
 //! it expires is killed with its whole process group.
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -243,10 +245,8 @@ impl Agent {
             },
             Ok(Err(_)) => Rc::ErrGeneric,
             Err(_) => {
-                // SAFETY: kill(2) on the process group the agent leads (process_group(0)).
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
+                // The process group the agent leads (process_group(0)).
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
                 Rc::TimedOut
             }
         };

@@ -35,9 +35,10 @@ impl Reaper {
     pub fn global() -> &'static Reaper {
         static REAPER: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
         REAPER.get_or_init(|| {
-            if std::process::id() != 1 {
-                // SAFETY: prctl with PR_SET_CHILD_SUBREAPER and an integer argument.
-                unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            if std::process::id() != 1
+                && let Err(e) = nix::sys::prctl::set_child_subreaper(true)
+            {
+                tracing::warn!("cannot become a child subreaper: {e}");
             }
             let reaper = Reaper {
                 state: Arc::new(Mutex::new(State::default())),
@@ -55,13 +56,19 @@ impl Reaper {
     /// again every 100 ms (in a container there is nearly always one: the service).
     fn reap_forever(&self) {
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid out pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-            if pid <= 0 {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
-            }
+            use nix::sys::wait::{WaitStatus, waitpid};
+            // The raw status `ExitStatus` is built from, as wait(2) encodes it.
+            let (pid, status) = match waitpid(None, None) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), (code & 0xff) << 8),
+                Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                    (pid.as_raw(), sig as i32 | if core { 0x80 } else { 0 })
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+            };
             // The spawner holds this lock from before fork until the child is registered,
             // so a status is never looked up before its waiter exists.
             let mut st = self.state.lock().expect("reaper lock");
