@@ -44,9 +44,7 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     let (revision, items) = store.list(&store.keys().root()).await?;
     let mut cache = Cache::default();
     cache.apply(&WatchEvent::Listed { revision, items });
-    let mut view = View::read(store.keys(), &cache);
-    view.refuse_overlaps();
-    view.keep_last_good();
+    let view = View::read(store.keys(), &cache);
     let leader = store
         .client()
         .leader(format!("{}election/controller", store.keys().root()))

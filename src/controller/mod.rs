@@ -202,9 +202,7 @@ impl Controller {
     /// Reads the cache, places, writes the assignments and statuses that changed, and
     /// cleans up after deleted bundles.
     async fn reconcile(&mut self) -> Result<(), StoreError> {
-        let mut view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
-        view.refuse_overlaps();
-        view.keep_last_good();
+        let view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
         let now = unix_now();
         let managed_bundles: Vec<Bundle> = view
             .bundles
@@ -336,33 +334,33 @@ impl Controller {
 
     /// Writes in transactions bounded by operations and bytes. A transaction etcd refuses
     /// is retried one write at a time, so that one bundle's write (too large, say) fails
-    /// alone and every other bundle is still written; the first such failure is returned
-    /// after the rest went through, so that the loop retries.
+    /// alone and every other one is still written; each write that still fails is logged
+    /// with its key, and the first is returned after the rest went through, so that the
+    /// loop retries. A conflict is the election guard gone: this leader is deposed, and
+    /// writes nothing more.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let guard = self.leader_key.as_deref();
         let mut first_err = None;
+        // Keeps a write's failure (logged with its key); a conflict ends the writing.
+        let mut failed = |w: &Write, e: StoreError| match e {
+            StoreError::TxnConflict { .. } => Err(e),
+            e => {
+                tracing::warn!(key = %w.key(), "controller write failed: {e}");
+                first_err.get_or_insert(e);
+                Ok(())
+            }
+        };
         for batch in batches(writes) {
-            let single = batch.len() == 1;
             let Err(e) = self.store.commit_guarded(batch.clone(), guard).await else {
                 continue;
             };
-            if single || matches!(e, StoreError::TxnConflict { .. }) {
-                // A conflict is the election guard: this leader is deposed, stop writing.
-                tracing::warn!("controller write failed: {e}");
-                if matches!(e, StoreError::TxnConflict { .. }) {
-                    return Err(e);
-                }
-                first_err.get_or_insert(e);
+            if batch.len() == 1 {
+                failed(&batch[0], e)?;
                 continue;
             }
             for w in batch {
-                let key = w.key().to_string();
-                if let Err(e) = self.store.commit_guarded(vec![w], guard).await {
-                    tracing::warn!(key = %key, "controller write failed: {e}");
-                    if matches!(e, StoreError::TxnConflict { .. }) {
-                        return Err(e);
-                    }
-                    first_err.get_or_insert(e);
+                if let Err(e) = self.store.commit_guarded(vec![w.clone()], guard).await {
+                    failed(&w, e)?;
                 }
             }
         }
@@ -432,7 +430,9 @@ impl Decoded {
 }
 
 impl View {
-    /// Reads everything berth keeps under the prefix from a cache (or a one-off list).
+    /// Reads everything berth keeps under the prefix from a cache (or a one-off list). A
+    /// bundle whose value cannot be used, or whose addresses overlap an older bundle's, is
+    /// in `invalid`, and in `bundles` as last placed when it has been placed.
     pub fn read(keys: &Keys, cache: &Cache) -> View {
         View::read_with(keys, cache, &mut Decoded::default())
     }
@@ -507,6 +507,8 @@ impl View {
                 }
             }
         }
+        v.refuse_overlaps();
+        v.keep_last_good();
         v
     }
 }
@@ -514,7 +516,7 @@ impl View {
 impl View {
     /// Refuses bundles whose replica addresses overlap a bundle written before them: they
     /// become invalid (and keep their last good value, see [`View::keep_last_good`]).
-    pub fn refuse_overlaps(&mut self) {
+    fn refuse_overlaps(&mut self) {
         let overlaps = crate::model::address_overlaps(
             self.bundles
                 .values()
@@ -535,7 +537,7 @@ impl View {
     /// assignment carries, the newest generation when several do): an unusable value leaves
     /// running replicas as they are. A last good value whose addresses collide with a valid
     /// bundle is not put back. An invalid bundle never placed stays out.
-    pub fn keep_last_good(&mut self) {
+    fn keep_last_good(&mut self) {
         for name in self.invalid.keys() {
             let good = self
                 .assignments

@@ -188,6 +188,7 @@ pub async fn run<E: Engine>(
     ));
     let (primitive_tx, primitive_rx) = tokio::sync::mpsc::unbounded_channel();
     let added = load_addresses(&cfg.state_dir);
+    let policy = HostPolicy::resolve(&cfg);
     let mut agent = Agent {
         keys: store.keys().clone(),
         store,
@@ -195,7 +196,8 @@ pub async fn run<E: Engine>(
         cfg,
         assignments: Cache::default(),
         assigned: BTreeMap::new(),
-        unusable: BTreeMap::new(),
+        unusable: BTreeSet::new(),
+        policy,
         decoded_at: BTreeMap::new(),
         synced: false,
         fenced: false,
@@ -270,9 +272,12 @@ struct Agent<E> {
     /// Each assignment key's last usable value, decoded and validated once per change (an
     /// unusable value keeps the last usable one: it is never taken as a removal).
     assigned: BTreeMap<String, Usable>,
-    /// Assignment keys whose current value cannot be used, with the reason; without a last
-    /// usable value, their bundle's containers are left exactly as they are.
-    unusable: BTreeMap<String, String>,
+    /// Assignment keys whose current value cannot be used; without a last usable value,
+    /// their bundle's containers are left exactly as they are.
+    unusable: BTreeSet<String>,
+    /// The host policy as it resolves on this host: the permitted host directories and the
+    /// state directory with their links resolved once, at start.
+    policy: HostPolicy,
     /// The mod revision each assignment key was decoded at.
     decoded_at: BTreeMap<String, i64>,
     /// The first list of assignments arrived: nothing reconciles before it.
@@ -480,7 +485,7 @@ impl<E: Engine> Agent<E> {
     fn decode_assignments(&mut self) {
         let items = &self.assignments.items;
         self.assigned.retain(|k, _| items.contains_key(k));
-        self.unusable.retain(|k, _| items.contains_key(k));
+        self.unusable.retain(|k| items.contains_key(k));
         self.decoded_at.retain(|k, _| items.contains_key(k));
         for (key, kv) in items {
             if self.decoded_at.get(key) == Some(&kv.mod_revision) {
@@ -502,8 +507,11 @@ impl<E: Engine> Agent<E> {
                             tracing::warn!(key = %key, "invalid bundle in assignment (keeping the last valid one): {why}");
                         }
                         // None to keep: its replicas report why, nothing starts, and
-                        // containers it had are left as they are.
+                        // containers it had are left as they are. Host policy is checked
+                        // here too, once per change (the controller placed by what this
+                        // node advertised; the agent checks again).
                         _ => {
+                            let refused = refused.or_else(|| self.policy.denied(&a.bundle));
                             self.assigned.insert(key.clone(), Usable { a, refused });
                         }
                     }
@@ -516,7 +524,7 @@ impl<E: Engine> Agent<E> {
                         "leaving its containers as they are"
                     };
                     tracing::warn!(key = %key, "unusable assignment ({kept}): {why}");
-                    self.unusable.insert(key.clone(), why);
+                    self.unusable.insert(key.clone());
                 }
             }
         }
@@ -646,7 +654,7 @@ impl<E: Engine> Agent<E> {
         let mut addrs = BTreeMap::new();
         let mut unmanaged = BTreeSet::new();
         let mut roles = BTreeMap::new();
-        for key in self.unusable.keys() {
+        for key in &self.unusable {
             if !self.assigned.contains_key(key) {
                 let bundle = self.keys.assignment_bundle(key, &self.cfg.name);
                 unmanaged.insert(bundle.unwrap_or_default().to_string());
@@ -657,9 +665,6 @@ impl<E: Engine> Agent<E> {
                 unmanaged.insert(a.bundle.name().to_string());
                 continue;
             }
-            // Host policy, checked again here (the controller placed by what this node
-            // advertised): a bundle asking for what this node does not permit runs nothing.
-            let denied = self.denied(&a.bundle);
             for &i in &a.replicas {
                 let k = ReplicaKey {
                     bundle: a.bundle.name().to_string(),
@@ -679,10 +684,9 @@ impl<E: Engine> Agent<E> {
                 let d = container::desired(&a.bundle, i, &self.cfg.state_dir, remote);
                 out.insert(
                     k,
-                    match (d, refused, &denied) {
-                        (Ok(_), Some(why), _) => Err(why.clone()),
-                        (Ok(_), None, Some(why)) => Err(why.clone()),
-                        (d, _, _) => d,
+                    match (d, refused) {
+                        (Ok(_), Some(why)) => Err(why.clone()),
+                        (d, _) => d,
                     },
                 );
             }
@@ -693,38 +697,6 @@ impl<E: Engine> Agent<E> {
             unmanaged,
             roles,
         }
-    }
-
-    /// Why this node does not run `b` (host policy), or None. Host directories are
-    /// checked as they resolve on this host (links in them followed), and the agent's own
-    /// state directory is never given to a container.
-    fn denied(&self, b: &crate::model::Bundle) -> Option<String> {
-        let mut needs = policy::needs(b);
-        let mut missing = Vec::new();
-        for d in &mut needs.source_dirs {
-            let real = resolve_existing(Path::new(d));
-            let state = resolve_existing(&self.cfg.state_dir);
-            if real.starts_with(&state) || state.starts_with(&real) {
-                missing.push(format!(
-                    "host directory {d}: it holds the node agent's state directory"
-                ));
-            }
-            *d = real.display().to_string();
-        }
-        let mut permits = self.cfg.permits.clone();
-        for p in &mut permits.source_dirs {
-            *p = resolve_existing(Path::new(p.as_str()))
-                .display()
-                .to_string();
-        }
-        missing.extend(permits.missing(&needs));
-        (!missing.is_empty()).then(|| {
-            format!(
-                "not permitted on node {}: {}",
-                self.cfg.name,
-                missing.join("; ")
-            )
-        })
     }
 
     /// For replicas seen for the first time: failure history from their status keys (a
@@ -1183,8 +1155,59 @@ impl Channel {
     }
 }
 
-/// An assignment as the agent keeps it: the bundle, and why it does not validate when it
-/// does not (its replicas then report that and nothing of it starts).
+/// The node's host policy as it resolves on this host (see [`policy`]).
+#[derive(Debug)]
+struct HostPolicy {
+    name: String,
+    /// The node's permits, host directory prefixes with their links resolved.
+    permits: Permits,
+    /// The agent's state directory, resolved: never given to a container.
+    state_dir: PathBuf,
+}
+
+impl HostPolicy {
+    fn resolve(cfg: &NodeConfig) -> HostPolicy {
+        let mut permits = cfg.permits.clone();
+        for p in &mut permits.source_dirs {
+            *p = resolve_existing(Path::new(p.as_str()))
+                .display()
+                .to_string();
+        }
+        HostPolicy {
+            name: cfg.name.clone(),
+            permits,
+            state_dir: resolve_existing(&cfg.state_dir),
+        }
+    }
+
+    /// Why this node does not run `b`, or None. Host directories are checked as they
+    /// resolve on this host (links in them followed).
+    fn denied(&self, b: &crate::model::Bundle) -> Option<String> {
+        let mut needs = policy::needs(b);
+        let mut missing = Vec::new();
+        for d in &mut needs.source_dirs {
+            let real = resolve_existing(Path::new(d));
+            if real.starts_with(&self.state_dir) || self.state_dir.starts_with(&real) {
+                missing.push(format!(
+                    "host directory {d}: it holds the node agent's state directory"
+                ));
+            }
+            *d = real.display().to_string();
+        }
+        missing.extend(self.permits.missing(&needs));
+        (!missing.is_empty()).then(|| {
+            format!(
+                "not permitted on node {}: {}",
+                self.name,
+                missing.join("; ")
+            )
+        })
+    }
+}
+
+/// An assignment as the agent keeps it: the bundle, and why it cannot run here when it
+/// cannot (it does not validate, or host policy refuses it: its replicas then report that
+/// and nothing of it starts).
 #[derive(Debug)]
 struct Usable {
     a: Assignment,

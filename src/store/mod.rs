@@ -523,8 +523,8 @@ impl Store {
         })
     }
 
-    /// Writes several keys, in transactions of at most [`TXN_OPS`] operations (etcd's
-    /// default limit is 128), so that many replica statuses cost a few round trips.
+    /// Writes several keys, in transactions under [`TXN_OPS`] operations and [`TXN_BYTES`]
+    /// bytes ([`batches`]), so that many replica statuses cost a few round trips.
     pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         let writes = items
             .into_iter()
@@ -534,24 +534,8 @@ impl Store {
                 expect: Expect::Any,
             })
             .collect();
-        for chunk in batches(writes) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Put { key, value, .. } => {
-                        Some(TxnOp::put(key.clone(), value.clone(), None))
-                    }
-                    Write::Delete { .. } => None,
-                })
-                .collect();
-            let first = chunk
-                .first()
-                .map(|w| w.key().to_string())
-                .unwrap_or_default();
-            self.kv()
-                .txn(Txn::new().and_then(ops))
-                .await
-                .map_err(Self::etcd("put", &first))?;
+        for batch in batches(writes) {
+            self.commit(batch).await?;
         }
         Ok(())
     }
