@@ -13,6 +13,7 @@ pub mod cib;
 pub mod cluster;
 pub mod duration;
 pub mod manifest;
+pub mod operation;
 pub mod options;
 pub mod policy;
 pub mod validate;

@@ -86,16 +86,6 @@ const ROLES: &[&str] = &[
     "Master",
     "Slave",
 ];
-const ON_FAIL: &[&str] = &[
-    "ignore",
-    "block",
-    "demote",
-    "stop",
-    "restart",
-    "standby",
-    "fence",
-    "restart-container",
-];
 
 /// Collects errors under a path.
 struct Check {
@@ -668,11 +658,14 @@ fn check_op(c: &mut Check, p: &str, op: &Operation) -> Option<u128> {
         );
     }
     if let Some(f) = &op.on_fail
-        && !ON_FAIL.contains(&f.as_str())
+        && super::operation::OnFail::parse(f).is_none()
     {
         c.fail(
             format!("{p}.onFail"),
-            format!("{f:?}: not an on-fail policy ({})", ON_FAIL.join(", ")),
+            format!(
+                "{f:?}: not an on-fail policy ({})",
+                super::operation::OnFail::words()
+            ),
         );
     }
     check_nvpairs(

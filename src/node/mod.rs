@@ -9,13 +9,23 @@
 //!   benchmarks (never for tests that claim Docker behaviour).
 //! - [`files`]: paths a container can write, walked without following links.
 //! - [`address`]: replica addresses on host interfaces, through netlink.
-//! - [`agent`]: the loop that reads, plans, acts and writes status.
+//! - [`assigned`]: this node's assignments, decoded once per change (pure).
+//! - [`core`]: the agent's per-replica memory and every decision it takes from it (pure):
+//!   failures and backoff, event interpretation, statuses to write, roles to ask for.
+//! - [`local`]: the agent's files on its host (replica directories, recorded addresses)
+//!   and the host policy as it resolves there.
+//! - [`link`]: the control-channel tasks, one pair per replica with a primitive.
+//! - [`agent`]: the shell: the loop that feeds the core and executes what it decides.
 
 pub mod address;
 pub mod agent;
+pub mod assigned;
 pub mod container;
+pub mod core;
 pub mod engine;
 pub mod files;
+pub mod link;
+pub mod local;
 pub mod plan;
 pub mod sim;
 

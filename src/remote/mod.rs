@@ -3,7 +3,10 @@
 //! - [`reaper`]: reaps every child (PID 1's duty), delivering the statuses of berth's own;
 //! - [`ocf`]: one action of an OCF resource agent, to the published API;
 //! - [`classes`]: ocf, lsb and berth's command class behind one `run(action)`;
-//! - [`supervisor`]: start, recurring monitors, on-fail, clean stop, exit codes;
+//! - [`ops`]: the primitive's operations, read once into typed timings and on-fail;
+//! - [`supervisor`]: start, recurring monitors, on-fail (every rule in its pure `decide`),
+//!   clean stop, exit codes;
+//! - [`state`]: the primitive's state shared by the supervisor, the channel and a file;
 //! - [`channel`]: the authenticated control channel the node agent reads;
 //! - [`attrs`]: `crm_attribute`, `crm_master` and `crm_node` for agents, which report their
 //!   promotion scores with them;
@@ -15,5 +18,7 @@ pub mod channel;
 pub mod classes;
 pub mod layout;
 pub mod ocf;
+pub mod ops;
 pub mod reaper;
+pub mod state;
 pub mod supervisor;

@@ -4,7 +4,7 @@
 //! Classes: ocf, lsb and berth's command class ([`super::classes`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::classes::Resource;
 use super::ocf::{Action, Rc};
+use super::ops::{Op, Ops, default_monitor};
 use super::reaper::Reaper;
-use crate::model::{Primitive, duration};
+use crate::model::Primitive;
+use crate::model::operation::OnFail;
 
 /// What the remote agent is told to supervise (a JSON file the node agent writes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,9 +126,6 @@ fn default_ocf_root() -> PathBuf {
     PathBuf::from("/usr/lib/ocf")
 }
 
-/// Pacemaker's default operation timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// The remote agent's exit codes.
 pub mod exit {
     /// Stopped cleanly on a signal.
@@ -158,222 +157,39 @@ pub enum Decision {
     RestartContainer,
 }
 
-/// The decision for a failed `op` whose on-fail is `policy`.
-pub fn decide(op: &str, policy: Option<&str>) -> Decision {
+/// The decision for a failed `op` whose on-fail is `policy`; `promoted` says whether the
+/// instance runs promoted. Every on-fail rule is here:
+/// - `stop`'s default is fence, which inside a container is a stop (as are `standby` and
+///   `fence`: there is no node to fence or put in standby);
+/// - `demote` applies to promote and to a promoted instance's operations (its monitor);
+///   elsewhere the default (restart) applies, as in Pacemaker.
+pub fn decide(op: Action, policy: Option<OnFail>, promoted: bool) -> Decision {
     match policy {
-        Some("ignore") => Decision::Ignore,
-        Some("block") => Decision::Block,
-        Some("stop") | Some("standby") | Some("fence") => Decision::Stop,
-        Some("demote") => Decision::Demote,
-        Some("restart-container") => Decision::RestartContainer,
-        Some(_) | None if op == "stop" => Decision::Stop,
+        Some(OnFail::Ignore) => Decision::Ignore,
+        Some(OnFail::Block) => Decision::Block,
+        Some(OnFail::Stop | OnFail::Standby | OnFail::Fence) => Decision::Stop,
+        Some(OnFail::RestartContainer) => Decision::RestartContainer,
+        Some(OnFail::Demote) if op == Action::Promote || promoted => Decision::Demote,
+        _ if op == Action::Stop => Decision::Stop,
         _ => Decision::Restart,
     }
 }
 
+/// Whether a recurring monitor's result means healthy: OCF's success, or for a promoted
+/// instance "running promoted" (8).
+pub fn monitor_ok(rc: Rc, promoted: bool) -> bool {
+    if promoted {
+        rc == Rc::RunningPromoted
+    } else {
+        rc == Rc::Success
+    }
+}
+
+pub use super::state::Shared;
 pub use crate::model::cluster::{OpRecord, Phase, PrimitiveState, Role};
-
-/// The primitive's state, shared between the supervisor, the control channel and (for a
-/// look after the container died) a state file.
-#[derive(Default)]
-pub struct Shared {
-    state: Mutex<PrimitiveState>,
-    changed: tokio::sync::Notify,
-    /// Signalled when the node agent asks for a role (kept in the state's `wanted_role`).
-    role_asked: tokio::sync::Notify,
-    /// Written (temp file, then rename) on every change, when set.
-    file: Option<PathBuf>,
-}
-
-impl Shared {
-    pub fn new(file: Option<PathBuf>) -> Shared {
-        Shared {
-            file,
-            ..Shared::default()
-        }
-    }
-
-    /// The current state.
-    pub fn get(&self) -> PrimitiveState {
-        self.state.lock().expect("state lock").clone()
-    }
-
-    /// Reads the current state in place (no copy of its history).
-    pub fn read<R>(&self, f: impl FnOnce(&PrimitiveState) -> R) -> R {
-        f(&self.state.lock().expect("state lock"))
-    }
-
-    fn role(&self) -> Option<Role> {
-        self.read(|st| st.role)
-    }
-
-    /// Changes the state, bumps its version, wakes watchers, writes the state file.
-    pub fn update(&self, f: impl FnOnce(&mut PrimitiveState)) {
-        self.change(true, f)
-    }
-
-    /// Changes the state; only a significant change bumps the version and wakes watchers
-    /// (a successful recurring monitor is recorded quietly, so that a healthy primitive
-    /// costs its watchers nothing).
-    pub fn change(&self, significant: bool, f: impl FnOnce(&mut PrimitiveState)) {
-        let snapshot = {
-            let mut st = self.state.lock().expect("state lock");
-            f(&mut st);
-            if significant {
-                st.version += 1;
-            }
-            st.clone()
-        };
-        if !significant {
-            return;
-        }
-        self.changed.notify_waiters();
-        if let Some(path) = &self.file {
-            let tmp = path.with_extension("tmp");
-            let json = serde_json::to_vec(&snapshot).expect("state serializes");
-            if let Err(e) = std::fs::write(&tmp, json).and_then(|_| std::fs::rename(&tmp, path)) {
-                tracing::warn!("writing {}: {e}", path.display());
-            }
-        }
-    }
-
-    /// Asks the supervisor to run the primitive in `role` (promoted or unpromoted). The
-    /// request is part of the reported state, so that the controller knows a promotion is
-    /// under way before it completes.
-    pub fn ask_role(&self, role: Role) {
-        self.update(|st| st.wanted_role = Some(role));
-        self.role_asked.notify_one();
-    }
-
-    fn wanted_role(&self) -> Option<Role> {
-        self.read(|st| st.wanted_role)
-    }
-
-    /// The state once its version is above `since`, or the current one after `max`.
-    pub async fn changed_since(&self, since: u64, max: Duration) -> PrimitiveState {
-        let deadline = tokio::time::Instant::now() + max;
-        loop {
-            let notified = self.changed.notified();
-            let st = self.get();
-            if st.version > since {
-                return st;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.get();
-            }
-        }
-    }
-}
 
 /// Operations kept in the history.
 const HISTORY: usize = 20;
-
-struct Op {
-    interval: Duration,
-    timeout: Duration,
-    on_fail: Option<String>,
-}
-
-fn op(p: &Primitive, name: &str) -> Op {
-    let o = p
-        .operations
-        .iter()
-        .find(|o| o.name == name && duration::parse(&o.interval).is_ok_and(|d| d.is_zero()));
-    Op {
-        interval: Duration::ZERO,
-        timeout: o
-            .and_then(|o| o.timeout.as_deref())
-            .and_then(|t| duration::parse(t).ok())
-            .unwrap_or(DEFAULT_TIMEOUT),
-        on_fail: o.and_then(|o| o.on_fail.clone()),
-    }
-}
-
-/// The recurring monitor when the primitive defines none at all (no `monitor` op with an
-/// interval, enabled or not): the one the agent's meta-data advertises, as `pcs resource
-/// create` adds it, or every 10 s with Pacemaker's 20 s timeout when it advertises none.
-async fn default_monitor(resource: &Resource, reaper: &Reaper) -> Op {
-    let advertised = match resource {
-        Resource::Ocf(_) => resource
-            .run(
-                reaper,
-                Action::MetaData,
-                Duration::from_secs(5),
-                Duration::ZERO,
-            )
-            .await
-            .ok()
-            .filter(|o| o.rc == Rc::Success)
-            .and_then(|o| advertised_monitor(&o.output)),
-        _ => None,
-    };
-    let (interval, timeout) = advertised.unwrap_or((Duration::from_secs(10), DEFAULT_TIMEOUT));
-    Op {
-        interval,
-        timeout,
-        on_fail: None,
-    }
-}
-
-/// The interval and timeout of the recurring monitor in an agent's meta-data (one for any
-/// role preferred over a role's own).
-fn advertised_monitor(xml: &str) -> Option<(Duration, Duration)> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut found: Option<(bool, Duration, Duration)> = None;
-    loop {
-        let e = match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => match crate::model::cib::element(&e) {
-                Ok(e) if e.name == "action" => e,
-                _ => continue,
-            },
-            Ok(Event::Eof) | Err(_) => break,
-            _ => continue,
-        };
-        let attr = |name: &str| {
-            e.attrs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if attr("name").as_deref() != Some("monitor") {
-            continue;
-        }
-        let Some(interval) = attr("interval")
-            .and_then(|i| duration::parse(&i).ok())
-            .filter(|d| !d.is_zero())
-        else {
-            continue;
-        };
-        let timeout = attr("timeout")
-            .and_then(|t| duration::parse(&t).ok())
-            .unwrap_or(DEFAULT_TIMEOUT);
-        let any_role = attr("role").is_none();
-        if found.is_none_or(|(had_any_role, _, _)| any_role && !had_any_role) {
-            found = Some((any_role, interval, timeout));
-        }
-    }
-    found.map(|(_, i, t)| (i, t))
-}
-
-fn monitors(p: &Primitive) -> Vec<Op> {
-    p.operations
-        .iter()
-        .filter(|o| o.name == "monitor" && o.enabled != Some(false))
-        .filter_map(|o| {
-            let interval = duration::parse(&o.interval).ok().filter(|d| !d.is_zero())?;
-            Some(Op {
-                interval,
-                timeout: o
-                    .timeout
-                    .as_deref()
-                    .and_then(|t| duration::parse(t).ok())
-                    .unwrap_or(DEFAULT_TIMEOUT),
-                on_fail: o.on_fail.clone(),
-            })
-        })
-        .collect()
-}
 
 /// Runs one `action` of the configured primitive, with the environment and the timeout
 /// supervision would give it (a monitor runs as a probe, interval 0); for
@@ -384,7 +200,7 @@ pub async fn run_once(
     action: Action,
 ) -> Result<super::ocf::Outcome, String> {
     let resource = Resource::new(cfg, agent_env(cfg))?;
-    let o = op(&cfg.primitive, action.as_str());
+    let o = Ops::for_action(&cfg.primitive, action);
     resource
         .run(reaper, action, o.timeout, Duration::ZERO)
         .await
@@ -422,9 +238,10 @@ pub async fn run(
             .clone()
             .map(|f| (f, cfg.instance.clone())),
     };
-    let (start, stop) = (op(p, "start"), op(p, "stop"));
+    let ops = Ops::of(p);
+    let (start, stop) = (&ops.start, &ops.stop);
     s.set(Phase::Starting);
-    if s.call(Action::Start, &start).await != Rc::Success {
+    if s.call(Action::Start, start).await != Rc::Success {
         s.set(Phase::Failed);
         return exit::START_FAILED;
     }
@@ -432,15 +249,11 @@ pub async fn run(
     if cfg.promotable {
         s.state.update(|st| st.role = Some(Role::Unpromoted));
         if s.state.wanted_role().is_some() {
-            s.state.role_asked.notify_one();
+            s.state.repeat_role_request();
         }
     }
-    let mut mons = monitors(p);
-    let has_monitor = p
-        .operations
-        .iter()
-        .any(|o| o.name == "monitor" && duration::parse(&o.interval).is_ok_and(|d| !d.is_zero()));
-    if !has_monitor {
+    let mut mons = ops.monitors.clone();
+    if !ops.has_monitor {
         mons.push(default_monitor(&s.resource, reaper).await);
     }
     let mut next: Vec<tokio::time::Instant> = mons
@@ -455,49 +268,38 @@ pub async fn run(
             .min_by_key(|(_, t)| **t)
             .map(|(i, t)| (i, *t));
         // A failed operation and its on-fail.
-        let failed: (&str, Rc, Option<String>) = tokio::select! {
+        let (action, rc, on_fail) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = s.state.role_asked.notified() => {
+            _ = s.state.role_asked() => {
                 let Some(want) = s.state.wanted_role() else { continue };
                 if s.state.role() == Some(want) {
                     continue;
                 }
-                let (action, op_name) = if want == Role::Promoted {
-                    (Action::Promote, "promote")
+                let (action, o) = if want == Role::Promoted {
+                    (Action::Promote, &ops.promote)
                 } else {
-                    (Action::Demote, "demote")
+                    (Action::Demote, &ops.demote)
                 };
-                let o = op(p, op_name);
-                let rc = s.call(action, &o).await;
+                let rc = s.call(action, o).await;
                 if rc == Rc::Success {
                     s.state.update(|st| st.role = Some(want));
                     continue;
                 }
-                (op_name, rc, o.on_fail)
+                (action, rc, o.on_fail)
             }
             _ = sleep_until(due.map(|d| d.1)), if monitoring => {
                 let Some((i, _)) = due else { continue };
                 let m = &mons[i];
                 next[i] = tokio::time::Instant::now() + m.interval;
                 let rc = s.call(Action::Monitor, m).await;
-                let promoted = s.state.role() == Some(Role::Promoted);
-                // OCF: a promoted instance's monitor answers 8 (running promoted).
-                if rc == Rc::Success && !promoted || rc == Rc::RunningPromoted && promoted {
+                if monitor_ok(rc, s.state.role() == Some(Role::Promoted)) {
                     continue;
                 }
-                ("monitor", rc, m.on_fail.clone())
+                (Action::Monitor, rc, m.on_fail)
             }
         };
-        let (op_name, rc, on_fail) = failed;
-        let mut decision = decide(op_name, on_fail.as_deref());
-        // Pacemaker: on-fail=demote applies to promote and to a promoted instance's monitor;
-        // elsewhere the default applies.
-        if decision == Decision::Demote
-            && op_name != "promote"
-            && s.state.role() != Some(Role::Promoted)
-        {
-            decision = Decision::Restart;
-        }
+        let decision = decide(action, on_fail, s.state.role() == Some(Role::Promoted));
+        let op_name = action.as_str();
         tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
         match decision {
             Decision::Ignore => {}
@@ -507,8 +309,8 @@ pub async fn run(
             }
             Decision::Restart => {
                 s.set(Phase::Failed);
-                s.call(Action::Stop, &stop).await;
-                if s.call(Action::Start, &start).await != Rc::Success {
+                s.call(Action::Stop, stop).await;
+                if s.call(Action::Start, start).await != Rc::Success {
                     s.set(Phase::Failed);
                     return exit::START_FAILED;
                 }
@@ -524,12 +326,12 @@ pub async fn run(
                 s.set(Phase::Started);
             }
             Decision::Stop => {
-                s.call(Action::Stop, &stop).await;
+                s.call(Action::Stop, stop).await;
                 monitoring = false;
                 s.set(Phase::Stopped);
             }
             Decision::Demote => {
-                if s.call(Action::Demote, &op(p, "demote")).await == Rc::Success {
+                if s.call(Action::Demote, &ops.demote).await == Rc::Success {
                     s.state.update(|st| {
                         st.role = Some(Role::Unpromoted);
                         st.wanted_role = None;
@@ -537,13 +339,13 @@ pub async fn run(
                 }
             }
             Decision::RestartContainer => {
-                s.call(Action::Stop, &stop).await;
+                s.call(Action::Stop, stop).await;
                 return exit::RESTART_CONTAINER;
             }
         }
     }
     s.set(Phase::Stopping);
-    let rc = s.call(Action::Stop, &stop).await;
+    let rc = s.call(Action::Stop, stop).await;
     s.set(Phase::Stopped);
     if rc == Rc::Success {
         exit::STOPPED
@@ -654,62 +456,51 @@ mod tests {
     }
 
     #[test]
-    fn the_advertised_monitor_is_read_from_meta_data() {
-        let md = |actions: &str| {
-            format!(
-                "<?xml version=\"1.0\"?><resource-agent name=\"x\"><actions>\
-                 <action name=\"start\" timeout=\"20s\"/>{actions}</actions></resource-agent>"
-            )
-        };
-        assert_eq!(
-            advertised_monitor(&md(
-                r#"<action name="monitor" timeout="30s" interval="10s"/>"#
-            )),
-            Some((Duration::from_secs(10), Duration::from_secs(30)))
-        );
-        // A promotable agent's per-role monitors: the first, unless one is for any role.
-        assert_eq!(
-            advertised_monitor(&md(
-                r#"<action name="monitor" depth="0" timeout="20s" interval="10s" role="Promoted"/>
-                   <action name="monitor" depth="0" timeout="20s" interval="11s" role="Unpromoted"/>"#
-            )),
-            Some((Duration::from_secs(10), Duration::from_secs(20)))
-        );
-        assert_eq!(
-            advertised_monitor(&md(
-                r#"<action name="monitor" interval="10s" role="Promoted"/>
-                   <action name="monitor" interval="7s"/>"#
-            )),
-            Some((Duration::from_secs(7), DEFAULT_TIMEOUT))
-        );
-        assert_eq!(
-            advertised_monitor(&md(
-                r#"<action name="monitor" timeout="20s" interval="0"/>"#
-            )),
-            None
-        );
-        assert_eq!(advertised_monitor("not xml <"), None);
+    fn on_fail_decisions_follow_pacemaker() {
+        use Action::{Demote, Monitor, Promote, Start, Stop};
+        // (failed op, on-fail, promoted, decision)
+        let rows = [
+            (Monitor, None, false, Decision::Restart),
+            (Start, None, false, Decision::Restart),
+            (Stop, None, false, Decision::Stop),
+            (Stop, Some(OnFail::Restart), false, Decision::Stop),
+            (Monitor, Some(OnFail::Ignore), false, Decision::Ignore),
+            (Monitor, Some(OnFail::Block), false, Decision::Block),
+            (Monitor, Some(OnFail::Stop), false, Decision::Stop),
+            (Monitor, Some(OnFail::Standby), false, Decision::Stop),
+            (Monitor, Some(OnFail::Fence), false, Decision::Stop),
+            (Monitor, Some(OnFail::Restart), false, Decision::Restart),
+            (
+                Monitor,
+                Some(OnFail::RestartContainer),
+                false,
+                Decision::RestartContainer,
+            ),
+            (Promote, Some(OnFail::Demote), false, Decision::Demote),
+            (Monitor, Some(OnFail::Demote), true, Decision::Demote),
+            (Monitor, Some(OnFail::Demote), false, Decision::Restart),
+            (Demote, Some(OnFail::Demote), false, Decision::Restart),
+            (Start, Some(OnFail::Demote), false, Decision::Restart),
+        ];
+        for (op, policy, promoted, d) in rows {
+            assert_eq!(
+                decide(op, policy, promoted),
+                d,
+                "{op:?} {policy:?} promoted={promoted}"
+            );
+        }
     }
 
     #[test]
-    fn on_fail_decisions_follow_pacemaker() {
-        assert_eq!(decide("monitor", None), Decision::Restart);
-        assert_eq!(
-            decide("stop", None),
-            Decision::Stop,
-            "stop's default is fence, done as stop"
-        );
-        for (policy, d) in [
-            ("ignore", Decision::Ignore),
-            ("block", Decision::Block),
-            ("stop", Decision::Stop),
-            ("standby", Decision::Stop),
-            ("fence", Decision::Stop),
-            ("restart", Decision::Restart),
-            ("demote", Decision::Demote),
-            ("restart-container", Decision::RestartContainer),
+    fn a_promoted_monitor_is_healthy_only_when_running_promoted() {
+        for (rc, promoted, ok) in [
+            (Rc::Success, false, true),
+            (Rc::RunningPromoted, true, true),
+            (Rc::Success, true, false),
+            (Rc::RunningPromoted, false, false),
+            (Rc::NotRunning, false, false),
         ] {
-            assert_eq!(decide("monitor", Some(policy)), d, "{policy}");
+            assert_eq!(monitor_ok(rc, promoted), ok, "{rc:?} promoted={promoted}");
         }
     }
 }

@@ -1,0 +1,459 @@
+//! The node agent's core: what it remembers about each replica between reconciles, and
+//! every decision it takes from that memory, with no I/O. The shell ([`super::agent`])
+//! feeds it what happened (engine events, primitive reports, results of its own calls,
+//! container lists, stored statuses) and executes what it returns: the plan's create,
+//! start and remove ([`super::plan`]), the statuses to write and delete, the roles to ask
+//! for, and when to come back.
+//!
+//! Time is an argument (`now`, and `unix` for timestamps in statuses), so every decision is
+//! a table test away.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use super::container::{DesiredContainer, LABEL_HASH};
+use super::engine::{EngineEvent, Observed};
+use super::plan::{Plan, ReplicaKey, key_of, plan};
+use crate::model::cluster::{Failure, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role};
+
+/// Each assigned replica's container, or why it cannot run here.
+pub type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
+
+/// Restart timing: the first failure restarts at once; further failures in a row wait
+/// `backoff`, doubling up to `max_backoff`; a container that ran `stable_after` starts
+/// afresh.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub stable_after: Duration,
+}
+
+/// What the core remembers about one replica.
+#[derive(Debug, Default, Clone)]
+struct Runtime {
+    restart_count: u32,
+    /// Failures in a row (reset when the container ran `stable_after`).
+    consecutive: u32,
+    fail_counts: BTreeMap<String, u32>,
+    last_failure: Option<Failure>,
+    started_at: Option<Instant>,
+    hold_until: Option<Instant>,
+    /// Why creating or starting failed last time, cleared by a success.
+    error: Option<String>,
+    /// The primitive as its remote agent last reported it.
+    primitive: Option<PrimitiveState>,
+}
+
+/// The result of a create-and-start or a start, as the core needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Running now, as this container.
+    Ok(String),
+    /// The name is still held by a container being removed: retried soon, not a failure.
+    NameConflict(String),
+    /// Failed: counted, and the restart held for the backoff.
+    Failed(String),
+}
+
+/// Status writes of one pass: new bytes per replica, and replicas that left this node
+/// (their keys are deleted only while they still hold the bytes this node wrote).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StatusWrites {
+    pub puts: Vec<(ReplicaKey, Vec<u8>)>,
+    pub gone: Vec<(ReplicaKey, Vec<u8>)>,
+}
+
+/// The node agent's memory and decisions.
+#[derive(Debug)]
+pub struct Core {
+    node: String,
+    timing: Timing,
+    runtime: BTreeMap<ReplicaKey, Runtime>,
+    /// Replicas whose history was read back from their status keys (after an agent restart,
+    /// or when a replica arrives from another node).
+    seeded: BTreeSet<ReplicaKey>,
+    /// Containers this agent is stopping itself: their `die` is not a failure.
+    expected_stops: HashSet<String>,
+    /// Running or not, per container, as the last `start`/`die` event said. Docker emits
+    /// `die` before its container list reflects it, so a list right after the event may
+    /// still show the container running; the event wins.
+    event_state: BTreeMap<String, bool>,
+    /// The status bytes last written per replica, to write only changes.
+    written: BTreeMap<ReplicaKey, Vec<u8>>,
+    /// When to reconcile again without an event (a restart hold running out).
+    wake_at: Option<Instant>,
+}
+
+impl Core {
+    pub fn new(node: impl Into<String>, timing: Timing) -> Core {
+        Core {
+            node: node.into(),
+            timing,
+            runtime: BTreeMap::new(),
+            seeded: BTreeSet::new(),
+            expected_stops: HashSet::new(),
+            event_state: BTreeMap::new(),
+            written: BTreeMap::new(),
+            wake_at: None,
+        }
+    }
+
+    /// When the shell must reconcile again even without an event.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.wake_at
+    }
+
+    /// Asks for a reconcile at `at` (or sooner, if one is due already).
+    pub fn requeue(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    /// The replicas of `desired` whose stored status has not been read back yet.
+    pub fn unseeded(&self, desired: &Desired) -> Vec<ReplicaKey> {
+        desired
+            .keys()
+            .filter(|k| !self.seeded.contains(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// A replica's stored status, read back once: its failures (on every node, for
+    /// migration-threshold) and, when this node wrote it, its restart count.
+    pub fn seed(&mut self, k: &ReplicaKey, stored: Option<&[u8]>) {
+        self.seeded.insert(k.clone());
+        let Some(bytes) = stored else { return };
+        let Ok(st) = serde_json::from_slice::<ReplicaStatus>(bytes) else {
+            return;
+        };
+        let rt = self.runtime.entry(k.clone()).or_default();
+        rt.fail_counts = st.fail_counts;
+        rt.last_failure = st.last_failure;
+        if st.node == self.node {
+            rt.restart_count = st.restart_count;
+            self.written.insert(k.clone(), bytes.to_vec());
+        }
+    }
+
+    /// The replica a not-expected `die` event is about: the shell reads what its remote
+    /// agent left behind for it before passing the event on.
+    pub fn failure_of(&self, ev: &EngineEvent) -> Option<ReplicaKey> {
+        if ev.action != "die" || self.expected_stops.contains(&ev.id) {
+            return None;
+        }
+        key_of_event(ev)
+    }
+
+    /// An engine event. `left` is the primitive state the replica's remote agent left in
+    /// its state file, for a `die` the core counts as a failure ([`Core::failure_of`]).
+    pub fn engine_event(
+        &mut self,
+        ev: &EngineEvent,
+        left: Option<PrimitiveState>,
+        now: Instant,
+        unix: u64,
+    ) {
+        let key = key_of_event(ev);
+        match ev.action.as_str() {
+            "start" => {
+                self.event_state.insert(ev.id.clone(), true);
+                if let Some(k) = key {
+                    self.runtime.entry(k).or_default().started_at = Some(now);
+                }
+            }
+            "die" => {
+                self.event_state.insert(ev.id.clone(), false);
+                if self.expected_stops.contains(&ev.id) {
+                    return;
+                }
+                let Some(k) = key else { return };
+                let code = ev.attributes.get("exitCode").cloned().unwrap_or_default();
+                let mut reason = format!("container {} exited with code {code}", short(&ev.id));
+                let left = left
+                    .map(PrimitiveState::bounded)
+                    .or_else(|| self.runtime.get(&k).and_then(|rt| rt.primitive.clone()));
+                if let Some(st) = left {
+                    let st = dead(st);
+                    reason.push_str(&failed_op(&st));
+                    self.runtime.entry(k.clone()).or_default().primitive = Some(st);
+                }
+                tracing::info!(replica = %k, "{reason}");
+                self.failed(&k, reason, now, unix);
+            }
+            "destroy" => {
+                self.event_state.remove(&ev.id);
+                self.expected_stops.remove(&ev.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A remote agent's report of its primitive.
+    pub fn primitive(&mut self, k: &ReplicaKey, st: PrimitiveState) {
+        if let Some(rt) = self.runtime.get_mut(k) {
+            rt.primitive = Some(st);
+        }
+    }
+
+    /// A container the shell stops itself (a plan's removal, fencing): its `die` is no
+    /// failure.
+    pub fn stopping(&mut self, id: &str) {
+        self.expected_stops.insert(id.to_string());
+    }
+
+    /// Fenced: nothing is due until the registration is back.
+    pub fn fenced(&mut self) {
+        self.wake_at = None;
+    }
+
+    /// A container list, with running state corrected by newer events; forgets the events
+    /// of containers no longer listed.
+    pub fn observe(&mut self, mut observed: Vec<Observed>) -> Vec<Observed> {
+        let listed: HashSet<&str> = observed.iter().map(|o| o.id.as_str()).collect();
+        self.event_state
+            .retain(|id, _| listed.contains(id.as_str()));
+        for o in &mut observed {
+            if let Some(up) = self.event_state.get(&o.id) {
+                o.running = *up;
+            }
+        }
+        observed
+    }
+
+    /// What must change on this host ([`plan`] with this core's restart holds); sets when
+    /// to come back.
+    pub fn plan(&mut self, desired: &Desired, observed: &[Observed], now: Instant) -> Plan {
+        let holds: BTreeMap<ReplicaKey, Instant> = self
+            .runtime
+            .iter()
+            .filter_map(|(k, rt)| rt.hold_until.map(|t| (k.clone(), t)))
+            .collect();
+        let p = plan(desired, observed, &holds, now);
+        self.wake_at = p.wake_at;
+        p
+    }
+
+    /// The outcome of creating and starting (`restart` false) or starting again (`restart`
+    /// true) a replica's container.
+    pub fn started(
+        &mut self,
+        k: &ReplicaKey,
+        result: Started,
+        restart: bool,
+        now: Instant,
+        unix: u64,
+    ) {
+        let reason = match result {
+            Started::Ok(id) => {
+                // Running now, whatever a list taken before the `start` event would say.
+                self.event_state.insert(id, true);
+                let rt = self.runtime.entry(k.clone()).or_default();
+                rt.error = None;
+                rt.hold_until = None;
+                if restart {
+                    rt.restart_count += 1;
+                }
+                return;
+            }
+            Started::NameConflict(reason) => {
+                let rt = self.runtime.entry(k.clone()).or_default();
+                rt.hold_until = Some(now + self.timing.backoff * 2);
+                reason
+            }
+            Started::Failed(reason) => {
+                self.failed(k, reason.clone(), now, unix);
+                reason
+            }
+        };
+        let rt = self.runtime.entry(k.clone()).or_default();
+        rt.error = Some(reason);
+        if let Some(hold) = rt.hold_until {
+            self.requeue(hold);
+        }
+    }
+
+    /// Counts a failure of a replica and holds its restart for the backoff.
+    fn failed(&mut self, k: &ReplicaKey, reason: String, now: Instant, unix: u64) {
+        let t = self.timing;
+        let rt = self.runtime.entry(k.clone()).or_default();
+        let stable = rt
+            .started_at
+            .is_some_and(|s| now.duration_since(s) >= t.stable_after);
+        rt.consecutive = if stable { 1 } else { rt.consecutive + 1 };
+        *rt.fail_counts.entry(self.node.clone()).or_default() += 1;
+        rt.last_failure = Some(Failure { reason, time: unix });
+        rt.started_at = None;
+        rt.hold_until = Some(now + restart_delay(t, rt.consecutive));
+    }
+
+    /// Each replica's status as it is now, and what to write: only statuses whose bytes
+    /// changed, and the replicas that left this node. A replica that cannot run records why
+    /// as its last failure.
+    pub fn statuses(
+        &mut self,
+        desired: &Desired,
+        addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+        observed: &[Observed],
+        now: Instant,
+        unix: u64,
+    ) -> StatusWrites {
+        let mut out = StatusWrites::default();
+        for (k, d) in desired {
+            let rt = self.runtime.entry(k.clone()).or_default();
+            if let Err(reason) = d
+                && rt.last_failure.as_ref().map(|f| &f.reason) != Some(reason)
+            {
+                rt.last_failure = Some(Failure {
+                    reason: reason.clone(),
+                    time: unix,
+                });
+            }
+            let status = status_of(&self.node, k, d, addrs, observed, rt, now);
+            let bytes = serde_json::to_vec(&status).expect("status serializes");
+            if self.written.get(k) != Some(&bytes) {
+                out.puts.push((k.clone(), bytes));
+            }
+        }
+        // Replicas that left this node: forgotten, and their status deleted unless another
+        // node has written it since (it then holds other bytes and is left alone).
+        let gone: Vec<ReplicaKey> = self
+            .written
+            .keys()
+            .filter(|k| !desired.contains_key(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            let bytes = self.written.remove(&k).unwrap_or_default();
+            self.runtime.remove(&k);
+            self.seeded.remove(&k);
+            out.gone.push((k, bytes));
+        }
+        out
+    }
+
+    /// The statuses the shell has written.
+    pub fn wrote(&mut self, puts: Vec<(ReplicaKey, Vec<u8>)>) {
+        self.written.extend(puts);
+    }
+
+    /// The role to ask each promotable replica's remote agent for: one started in a role
+    /// that is neither the one it must run in nor asked for already.
+    pub fn roles_to_ask(&self, roles: &BTreeMap<ReplicaKey, Role>) -> Vec<(ReplicaKey, Role)> {
+        roles
+            .iter()
+            .filter(|(k, role)| {
+                self.runtime
+                    .get(*k)
+                    .and_then(|rt| rt.primitive.as_ref())
+                    .is_some_and(|p| {
+                        let target = p.wanted_role.or(p.role);
+                        p.state == Phase::Started && p.role.is_some() && target != Some(**role)
+                    })
+            })
+            .map(|(k, r)| (k.clone(), *r))
+            .collect()
+    }
+}
+
+/// The delay before restarting after `consecutive` failures in a row.
+fn restart_delay(t: Timing, consecutive: u32) -> Duration {
+    if consecutive <= 1 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32 << (consecutive - 2).min(16);
+    (t.backoff * factor).min(t.max_backoff)
+}
+
+/// A replica's status from its container (the conforming one, running preferred).
+fn status_of(
+    node: &str,
+    k: &ReplicaKey,
+    d: &Result<DesiredContainer, String>,
+    addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
+    observed: &[Observed],
+    rt: &Runtime,
+    now: Instant,
+) -> ReplicaStatus {
+    let conforming = d.as_ref().ok().and_then(|d| {
+        let hash = d.hash();
+        let mut mine: Vec<&Observed> = observed
+            .iter()
+            .filter(|o| key_of(o).as_ref() == Some(k) && o.labels.get(LABEL_HASH) == Some(&hash))
+            .collect();
+        mine.sort_by_key(|o| !o.running);
+        mine.first().copied()
+    });
+    let held = rt.hold_until.is_some_and(|t| t > now);
+    let state = match (d, conforming) {
+        (Err(_), _) => ReplicaState::Failed,
+        (Ok(_), Some(o)) if o.running => ReplicaState::Running,
+        (Ok(_), _) if rt.error.is_some() || held => ReplicaState::Failed,
+        (Ok(_), Some(_)) => ReplicaState::Starting,
+        (Ok(_), None) => ReplicaState::Pending,
+    };
+    ReplicaStatus {
+        bundle: k.bundle.clone(),
+        index: k.index,
+        node: node.to_string(),
+        container_id: conforming.map(|o| o.id.clone()).unwrap_or_default(),
+        container_name: d.as_ref().map(|d| d.name.clone()).unwrap_or_default(),
+        state,
+        address: addrs.get(k).copied().flatten().map(|a| a.to_string()),
+        ports: d
+            .as_ref()
+            .map(|d| d.ports.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        restart_count: rt.restart_count,
+        fail_counts: rt.fail_counts.clone(),
+        last_failure: rt.last_failure.clone(),
+        generation: match (d, conforming) {
+            (Ok(d), Some(_)) => d.generation,
+            _ => 0,
+        },
+        primitive: rt.primitive.clone(),
+    }
+}
+
+/// The replica an engine event is about, from the labels it carries.
+fn key_of_event(ev: &EngineEvent) -> Option<ReplicaKey> {
+    key_of(&Observed {
+        id: ev.id.clone(),
+        name: String::new(),
+        labels: ev.attributes.clone(),
+        running: false,
+    })
+}
+
+/// A primitive whose container died: nothing runs in a dead container, so it is stopped
+/// (or failed) and holds no role, whatever its last report said.
+fn dead(mut st: PrimitiveState) -> PrimitiveState {
+    if st.state != Phase::Failed {
+        st.state = Phase::Stopped;
+    }
+    st.role = None;
+    st.wanted_role = None;
+    st
+}
+
+/// `: <action> <rc name> (<rc>): <first output line>` for the last failed operation.
+fn failed_op(st: &PrimitiveState) -> String {
+    let Some(op) = st.last.iter().rev().find(|o| o.rc != 0) else {
+        return String::new();
+    };
+    let out = op.output.lines().next().unwrap_or_default();
+    let out = if out.is_empty() {
+        String::new()
+    } else {
+        format!(": {out}")
+    };
+    format!(": {} {} ({}){out}", op.action, op.rc_name, op.rc)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

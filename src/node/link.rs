@@ -1,0 +1,224 @@
+//! The node agent's side of each replica's control channel: per replica with a primitive, a
+//! task long-polling its remote agent for reports and one asking it for roles, in order.
+//! The wire protocol itself is [`crate::remote::channel`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::core::Desired;
+use super::local::replica_files;
+use super::plan::ReplicaKey;
+use crate::model::cluster::{PrimitiveState, Role};
+use crate::remote::layout;
+
+/// A report from a replica's remote agent.
+pub type Report = (ReplicaKey, PrimitiveState);
+
+/// How the node agent reaches a replica's remote agent: the replica's host directory (the
+/// authkey in `config/`, the unix socket in `run/`) and, when the bundle sets control-port,
+/// a TCP address instead.
+#[derive(Debug, Clone, PartialEq)]
+struct Channel {
+    state_dir: PathBuf,
+    key: ReplicaKey,
+    tcp: Option<std::net::SocketAddrV4>,
+}
+
+/// A stream to a remote agent, over either transport.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+impl Channel {
+    /// A connection and the channel's key; none while the container is not up. The key is
+    /// read from the read-only `config/`; the socket in the container's `run/` is dialled
+    /// through its own inode, so a link planted in its place is never followed.
+    async fn connect(&self) -> Option<(Box<dyn Stream>, String)> {
+        let dir = replica_files(&self.state_dir, &self.key.bundle, self.key.index).ok()?;
+        let authkey = dir
+            .sub(layout::CONFIG_SUBDIR)
+            .and_then(|c| c.read(layout::AUTHKEY, 4096))
+            .ok()?;
+        let authkey = String::from_utf8(authkey).ok()?.trim().to_string();
+        let dial = async {
+            let s: Box<dyn Stream> = match self.tcp {
+                Some(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.ok()?),
+                None => {
+                    let (_fd, path) = dir
+                        .sub(layout::RUN_SUBDIR)
+                        .and_then(|r| r.socket(layout::CONTROL_SOCKET))
+                        .ok()?;
+                    Box::new(tokio::net::UnixStream::connect(path).await.ok()?)
+                }
+            };
+            Some(s)
+        };
+        let s = tokio::time::timeout(Duration::from_secs(5), dial)
+            .await
+            .ok()??;
+        Some((s, authkey))
+    }
+}
+
+/// A replica's control-channel tasks.
+struct Watcher {
+    token: CancellationToken,
+    /// The role to ask for; every send is one more request (the latest value wins).
+    role: tokio::sync::watch::Sender<Role>,
+    channel: Channel,
+}
+
+/// Every replica's control-channel tasks.
+pub struct Links {
+    state_dir: PathBuf,
+    watchers: BTreeMap<ReplicaKey, Watcher>,
+    reports: UnboundedSender<Report>,
+}
+
+impl Links {
+    /// Links whose reports arrive on `reports`.
+    pub fn new(state_dir: &Path, reports: UnboundedSender<Report>) -> Links {
+        Links {
+            state_dir: state_dir.to_path_buf(),
+            watchers: BTreeMap::new(),
+            reports,
+        }
+    }
+
+    /// Tasks for every replica with a primitive, and none for others (a replica whose
+    /// channel changed gets new ones).
+    pub fn converge(&mut self, desired: &Desired) {
+        let want: BTreeMap<ReplicaKey, Channel> = desired
+            .iter()
+            .filter_map(|(k, d)| {
+                let d = d.as_ref().ok()?;
+                d.remote_config.as_ref()?;
+                let ch = Channel {
+                    state_dir: self.state_dir.clone(),
+                    key: k.clone(),
+                    tcp: d.control_tcp,
+                };
+                Some((k.clone(), ch))
+            })
+            .collect();
+        self.watchers.retain(|k, w| {
+            let keep = want.get(k) == Some(&w.channel);
+            if !keep {
+                w.token.cancel();
+            }
+            keep
+        });
+        for (k, channel) in want {
+            if self.watchers.contains_key(&k) {
+                continue;
+            }
+            let token = CancellationToken::new();
+            // The initial value is never sent: only later ones are.
+            let (role, asked) = tokio::sync::watch::channel(Role::Unpromoted);
+            tokio::spawn(watch_primitive(
+                channel.clone(),
+                k.clone(),
+                self.reports.clone(),
+                token.clone(),
+            ));
+            tokio::spawn(ask_roles(channel.clone(), k.clone(), asked, token.clone()));
+            self.watchers.insert(
+                k,
+                Watcher {
+                    token,
+                    role,
+                    channel,
+                },
+            );
+        }
+    }
+
+    /// Asks a replica's remote agent for `role` (through its own task, in order, so that a
+    /// later request never overtakes an earlier one). No-op without a channel.
+    pub fn ask(&self, k: &ReplicaKey, role: Role) {
+        if let Some(w) = self.watchers.get(k) {
+            w.role.send_replace(role);
+        }
+    }
+
+    /// Stops every task.
+    pub fn stop(&mut self) {
+        for w in self.watchers.values() {
+            w.token.cancel();
+        }
+        self.watchers.clear();
+    }
+}
+
+/// Long-polls a replica's remote agent for changes of its primitive (the control channel's
+/// `watch`), reporting each; while the container is not up, retries every half second.
+async fn watch_primitive(
+    channel: Channel,
+    key: ReplicaKey,
+    tx: UnboundedSender<Report>,
+    token: CancellationToken,
+) {
+    let mut since = 0;
+    loop {
+        let attempt = async {
+            let (s, authkey) = channel.connect().await?;
+            crate::remote::channel::watch(s, &authkey, since).await.ok()
+        };
+        let got = tokio::select! {
+            _ = token.cancelled() => return,
+            got = attempt => got,
+        };
+        match got {
+            Some(st) => {
+                since = st.version;
+                if tx.send((key.clone(), st)).is_err() {
+                    return;
+                }
+            }
+            None => {
+                // A new remote agent (the container restarted) counts from 0 again.
+                since = 0;
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Sends a replica's remote agent each role asked for on `asked`, in order, retrying every
+/// half second while the channel is not up (a newer request replaces one not yet delivered).
+async fn ask_roles(
+    channel: Channel,
+    key: ReplicaKey,
+    mut asked: tokio::sync::watch::Receiver<Role>,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = asked.changed() => if r.is_err() { return },
+        }
+        loop {
+            let role = *asked.borrow_and_update();
+            let ask = async {
+                let (s, authkey) = channel.connect().await?;
+                crate::remote::channel::set_role(s, &authkey, role)
+                    .await
+                    .ok()
+            };
+            if ask.await.is_some() {
+                break;
+            }
+            tracing::warn!(replica = %key, %role, "could not ask for the role; retrying");
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
