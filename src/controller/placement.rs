@@ -286,27 +286,69 @@ fn scores(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<i64>> {
 /// Has this replica failed `migration-threshold` times on the node, within
 /// `failure-timeout` of the last failure? (Pacemaker: a threshold of 0 never bans.)
 fn banned(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> bool {
-    let Some(h) = hist else { return false };
+    ban(b, hist, node, now) != Ban::None
+}
+
+/// A replica's ban from a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ban {
+    None,
+    /// Until this second (failure-timeout after the last failure).
+    Until(u64),
+    /// Without a failure-timeout, until its failures are cleaned up.
+    Forever,
+}
+
+fn ban(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> Ban {
+    let Some(h) = hist else { return Ban::None };
     let Some(threshold) = b
         .spec
         .meta("migration-threshold")
         .and_then(parse_score)
         .filter(|t| *t > 0)
     else {
-        return false;
+        return Ban::None;
     };
     let count = i64::from(h.fail_counts.get(node).copied().unwrap_or(0));
     if count < threshold {
-        return false;
+        return Ban::None;
     }
-    let expired = match (
+    match (
         b.spec.meta("failure-timeout").map(duration::parse),
         h.last_failure,
     ) {
-        (Some(Ok(t)), Some(last)) if !t.is_zero() => now >= last.saturating_add(t.as_secs()),
-        _ => false,
-    };
-    !expired
+        (Some(Ok(t)), Some(last)) if !t.is_zero() => {
+            let end = last.saturating_add(t.as_secs());
+            if now >= end {
+                Ban::None
+            } else {
+                Ban::Until(end)
+            }
+        }
+        _ => Ban::Forever,
+    }
+}
+
+/// The next second at which a replica's ban from a node runs out (failure-timeout), when
+/// one will: placement may change then without any event.
+pub fn next_ban_end(
+    bundles: &[Bundle],
+    history: &BTreeMap<Replica, History>,
+    now: u64,
+) -> Option<u64> {
+    let by_name: BTreeMap<&str, &Bundle> = bundles.iter().map(|b| (b.name(), b)).collect();
+    history
+        .iter()
+        .filter_map(|((bundle, _), h)| Some((*by_name.get(bundle.as_str())?, h)))
+        .flat_map(|(b, h)| {
+            h.fail_counts
+                .keys()
+                .filter_map(move |node| match ban(b, Some(h), node, now) {
+                    Ban::Until(t) => Some(t),
+                    _ => None,
+                })
+        })
+        .min()
 }
 
 #[cfg(test)]

@@ -1,0 +1,170 @@
+//! The controller's reconcile as a pure function: the cluster as the cache shows it (and
+//! the stored values, to write only changes) in; the writes to make and when to come back
+//! out. The shell ([`super`]) commits the writes, retries a failure with backoff, and
+//! reconciles again at the time asked for.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::placement::{managed, next_ban_end, place};
+use super::status::{bundle_status, choose_promoted};
+use super::view::View;
+use crate::model::cluster::Assignment;
+use crate::model::{Bundle, BundleStatus, Condition};
+use crate::store::{Expect, Keys, Kv, Write};
+
+/// What one reconcile decided.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Assignments and statuses that changed, and keys of deleted bundles to drop.
+    pub writes: Vec<Write>,
+    /// When to reconcile again without an event (seconds since the Unix epoch): a
+    /// replica's ban from a node runs out then.
+    pub requeue_at: Option<u64>,
+}
+
+/// Places, and says which assignments and statuses to write (those whose stored bytes in
+/// `stored` differ) and which keys of deleted bundles to delete.
+pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u64) -> Outcome {
+    let managed_bundles: Vec<Bundle> = view
+        .bundles
+        .values()
+        .filter(|b| managed(b))
+        .cloned()
+        .collect();
+    let placement = place(
+        &managed_bundles,
+        &view.nodes,
+        &view.current,
+        &view.history,
+        now,
+    );
+    let mut writes = Vec::new();
+
+    // Assignments: placed replicas grouped per (node, bundle); unmanaged bundles keep
+    // theirs, marked unmanaged.
+    let mut desired: BTreeMap<(String, String), Assignment> = BTreeMap::new();
+    for (bundle, replicas) in &placement.placed {
+        let b = &view.bundles[bundle];
+        let promoted = choose_promoted(b, replicas, view);
+        for (i, node) in replicas {
+            desired
+                .entry((node.clone(), bundle.clone()))
+                .or_insert_with(|| Assignment {
+                    bundle: b.desired_with_generation(),
+                    replicas: Vec::new(),
+                    managed: true,
+                    promoted: vec![],
+                })
+                .replicas
+                .push(*i);
+            if promoted.contains(i) {
+                desired
+                    .get_mut(&(node.clone(), bundle.clone()))
+                    .expect("just inserted")
+                    .promoted
+                    .push(*i);
+            }
+        }
+    }
+    for ((node, bundle), a) in &view.assignments {
+        if let Some(b) = view.bundles.get(bundle)
+            && !managed(b)
+        {
+            let mut kept = a.clone();
+            kept.managed = false;
+            desired.insert((node.clone(), bundle.clone()), kept);
+        }
+    }
+    for ((node, bundle), a) in &desired {
+        let value = serde_json::to_vec(a).expect("an assignment serializes");
+        let key = keys.assignment(node, bundle);
+        if stored.get(&key).map(|kv| &kv.value) != Some(&value) {
+            writes.push(Write::Put {
+                key,
+                value,
+                expect: Expect::Any,
+            });
+        }
+    }
+    for (node, bundle) in view.assignments.keys() {
+        if !desired.contains_key(&(node.clone(), bundle.clone())) {
+            writes.push(Write::Delete {
+                key: keys.assignment(node, bundle),
+                expect: Expect::Any,
+            });
+        }
+    }
+
+    // Status of every bundle; one whose stored value cannot be used says why (with the
+    // rows of its last good value, when it has one).
+    let mut statuses: BTreeMap<&str, BundleStatus> = view
+        .bundles
+        .values()
+        .map(|b| (b.name(), bundle_status(b, &placement, view)))
+        .collect();
+    for (name, why) in &view.invalid {
+        let st = statuses.entry(name.as_str()).or_default();
+        st.invalid = Some(why.clone());
+        st.conditions.push(Condition {
+            kind: "Valid".into(),
+            status: "False".into(),
+            reason: "Invalid".into(),
+            message: why.clone(),
+        });
+    }
+    for (name, status) in &statuses {
+        let value = serde_json::to_vec(&status).expect("a status serializes");
+        let key = keys.bundle_status(name);
+        if stored.get(&key).map(|kv| &kv.value) != Some(&value) {
+            writes.push(Write::Put {
+                key,
+                value,
+                expect: Expect::Any,
+            });
+        }
+    }
+
+    // Deleted bundles: their assignments are gone (above). Replica keys of nodes that are
+    // offline have no agent left to drop them; once no replica key remains, the status
+    // goes too.
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
+    for ((bundle, i), st) in &view.statuses {
+        if !exists(bundle) && !online.contains(st.node.as_str()) {
+            writes.push(Write::Delete {
+                key: keys.replica(bundle, *i),
+                expect: Expect::Any,
+            });
+        }
+    }
+    for name in &view.status_keys {
+        let replicas_left = view
+            .statuses
+            .iter()
+            .any(|((b, _), st)| b == name && online.contains(st.node.as_str()));
+        if !exists(name) && !replicas_left {
+            writes.push(Write::Delete {
+                key: keys.bundle_status(name),
+                expect: Expect::Any,
+            });
+        }
+    }
+
+    Outcome {
+        writes,
+        requeue_at: next_ban_end(&managed_bundles, &view.history, now),
+    }
+}
+
+impl Bundle {
+    /// The bundle as an assignment carries it: desired state and its generation.
+    fn desired_with_generation(&self) -> Bundle {
+        let mut b = self.desired();
+        b.metadata.generation = self.metadata.generation;
+        b
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

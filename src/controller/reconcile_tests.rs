@@ -1,0 +1,272 @@
+//! Table tests of the controller's reconcile: each row one situation, named for what it
+//! proves. The cluster is a cache of stored values, as the watch would hold it.
+
+use super::*;
+use crate::model::cluster::{Failure, NodeInfo, ReplicaStatus};
+use crate::store::watch::Cache;
+
+fn keys() -> Keys {
+    Keys::new("/t/")
+}
+
+/// A cluster as stored: (key, JSON value).
+struct Cluster(Vec<(String, serde_json::Value)>);
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster(Vec::new())
+    }
+
+    fn bundle(mut self, name: &str, meta: serde_json::Value) -> Cluster {
+        self.0.push((
+            keys().bundle(name),
+            serde_json::json!({
+                "apiVersion": crate::model::API_VERSION,
+                "kind": crate::model::KIND,
+                "metadata": {"name": name},
+                "spec": {"docker": {"image": "busybox", "replicas": 1}, "metaAttributes": meta},
+            }),
+        ));
+        self
+    }
+
+    fn raw(mut self, key: String, value: serde_json::Value) -> Cluster {
+        self.0.push((key, value));
+        self
+    }
+
+    fn node(self, name: &str) -> Cluster {
+        let info = NodeInfo {
+            name: name.into(),
+            ..Default::default()
+        };
+        self.raw(keys().node(name), serde_json::to_value(info).unwrap())
+    }
+
+    fn replica(self, bundle: &str, node: &str, fails: u32, at: u64) -> Cluster {
+        let st = ReplicaStatus {
+            bundle: bundle.into(),
+            index: 0,
+            node: node.into(),
+            fail_counts: BTreeMap::from([(node.to_string(), fails)]),
+            last_failure: (fails > 0).then(|| Failure {
+                reason: "died".into(),
+                time: at,
+            }),
+            ..Default::default()
+        };
+        self.raw(keys().replica(bundle, 0), serde_json::to_value(st).unwrap())
+    }
+
+    fn cache(&self) -> Cache {
+        let mut c = Cache::default();
+        for (rev, (key, value)) in self.0.iter().enumerate() {
+            let value = if value.is_string() {
+                value.as_str().unwrap().as_bytes().to_vec()
+            } else {
+                serde_json::to_vec(value).unwrap()
+            };
+            c.items.insert(
+                key.clone(),
+                Kv {
+                    key: key.clone(),
+                    value,
+                    create_revision: rev as i64 + 1,
+                    mod_revision: rev as i64 + 1,
+                    version: 1,
+                    lease: 0,
+                },
+            );
+        }
+        c
+    }
+
+    fn reconcile(&self, now: u64) -> (Cache, Outcome) {
+        let cache = self.cache();
+        let view = View::read(&keys(), &cache);
+        let out = reconcile(&keys(), &view, &cache.items, now);
+        (cache, out)
+    }
+}
+
+fn puts(out: &Outcome) -> BTreeMap<String, serde_json::Value> {
+    out.writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Put { key, value, .. } => {
+                Some((key.clone(), serde_json::from_slice(value).unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn deletes(out: &Outcome) -> Vec<String> {
+    out.writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Delete { key, .. } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies an outcome's writes to a cache, as etcd would.
+fn apply(cache: &mut Cache, out: &Outcome) {
+    for w in &out.writes {
+        match w {
+            Write::Put { key, value, .. } => {
+                let kv = Kv {
+                    key: key.clone(),
+                    value: value.clone(),
+                    create_revision: 100,
+                    mod_revision: 100,
+                    version: 1,
+                    lease: 0,
+                };
+                cache.items.insert(key.clone(), kv);
+            }
+            Write::Delete { key, .. } => {
+                cache.items.remove(key);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_placed_replica_gets_its_assignment_and_the_bundle_its_status() {
+    let (_, out) = Cluster::new()
+        .node("n1")
+        .bundle("web", serde_json::json!([]))
+        .reconcile(1000);
+    let p = puts(&out);
+    let a = &p[&keys().assignment("n1", "web")];
+    assert_eq!(a["replicas"], serde_json::json!([0]));
+    assert_eq!(p[&keys().bundle_status("web")]["replicas"], 1);
+    assert_eq!(out.requeue_at, None, "nothing is due without an event");
+}
+
+#[test]
+fn a_second_pass_over_its_own_writes_writes_nothing() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    let view = View::read(&keys(), &cache);
+    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(again.writes.is_empty(), "{:?}", again.writes);
+}
+
+#[test]
+fn outcomes() {
+    let unmanaged = serde_json::json!([{"name": "is-managed", "value": "false"}]);
+    let stopped = serde_json::json!([{"name": "target-role", "value": "Stopped"}]);
+    let assigned = |node: &str| {
+        serde_json::json!({
+            "bundle": {
+                "apiVersion": crate::model::API_VERSION, "kind": crate::model::KIND,
+                "metadata": {"name": "web"},
+                "spec": {"docker": {"image": "busybox", "replicas": 1}},
+            },
+            "replicas": [0],
+        })
+        .as_object()
+        .map(|o| {
+            (
+                keys().assignment(node, "web"),
+                serde_json::Value::Object(o.clone()),
+            )
+        })
+        .unwrap()
+    };
+    let (k1, a1) = assigned("n1");
+    // (name, cluster, key expected written, every key expected deleted)
+    type Row = (&'static str, Cluster, Option<String>, Vec<String>);
+    let rows: Vec<Row> = vec![
+        (
+            "a stopped bundle's assignment is deleted",
+            Cluster::new()
+                .node("n1")
+                .bundle("web", stopped)
+                .raw(k1.clone(), a1.clone()),
+            None,
+            vec![k1.clone()],
+        ),
+        (
+            "an unmanaged bundle keeps its assignment, marked unmanaged",
+            Cluster::new()
+                .node("n1")
+                .bundle("web", unmanaged)
+                .raw(k1.clone(), a1.clone()),
+            Some(k1.clone()),
+            vec![],
+        ),
+        (
+            "a deleted bundle's assignment goes, and its replica key on an offline node",
+            Cluster::new()
+                .node("n1")
+                .raw(k1.clone(), a1.clone())
+                .replica("web", "gone", 0, 0),
+            None,
+            vec![k1.clone(), keys().replica("web", 0)],
+        ),
+        (
+            "an unreadable bundle is not a delete: its last good value stays placed",
+            Cluster::new()
+                .node("n1")
+                .raw(keys().bundle("web"), serde_json::json!("{not json"))
+                .raw(k1.clone(), a1.clone()),
+            Some(keys().bundle_status("web")),
+            vec![],
+        ),
+    ];
+    for (name, cluster, written, deleted) in rows {
+        let (_, out) = cluster.reconcile(1000);
+        let (p, d) = (puts(&out), deletes(&out));
+        if let Some(k) = &written {
+            assert!(p.contains_key(k), "{name}: {k} not written: {p:?}");
+        }
+        assert_eq!(d, deleted, "{name}");
+        if name.starts_with("an unmanaged") {
+            assert_eq!(p[&k1]["managed"], false, "{name}");
+        }
+        if name.starts_with("an unreadable") {
+            let st = &p[&keys().bundle_status("web")];
+            assert!(st["invalid"].is_string(), "{name}: {st}");
+        }
+    }
+}
+
+#[test]
+fn a_ban_that_runs_out_is_when_to_come_back() {
+    let meta = serde_json::json!([
+        {"name": "migration-threshold", "value": "1"},
+        {"name": "failure-timeout", "value": "60s"},
+    ]);
+    // (name, seconds since the failure, come back at)
+    let rows = [
+        ("banned: back when the ban ends", 10, Some(1060)),
+        ("the ban has run out: nothing due", 61, None),
+    ];
+    for (name, since, expect) in rows {
+        let now = 1000 + since;
+        let (_, out) = Cluster::new()
+            .node("n1")
+            .node("n2")
+            .bundle("web", meta.clone())
+            .replica("web", "n1", 1, 1000)
+            .reconcile(now);
+        assert_eq!(out.requeue_at, expect, "{name}");
+    }
+    let forever = serde_json::json!([{"name": "migration-threshold", "value": "1"}]);
+    let (_, out) = Cluster::new()
+        .node("n1")
+        .bundle("web", forever)
+        .replica("web", "n1", 1, 1000)
+        .reconcile(2000);
+    assert_eq!(
+        out.requeue_at, None,
+        "a ban without failure-timeout never runs out"
+    );
+}

@@ -1,0 +1,197 @@
+//! The cluster as the controller's cache shows it: bundles decoded once per write, nodes,
+//! assignments and replica statuses; unusable or overlapping bundles set aside with why, and
+//! their last good value kept.
+
+use std::collections::BTreeMap;
+
+use super::placement::{History, NodeView, Replica};
+use crate::model::cluster::{Assignment, NodeInfo, ReplicaStatus};
+use crate::model::{Bundle, BundleStatus};
+use crate::store::keys::Key;
+use crate::store::watch::Cache;
+use crate::store::{Keys, StoreError, decode_entry};
+
+/// The cluster as the cache shows it.
+pub struct View {
+    pub bundles: BTreeMap<String, Bundle>,
+    /// Bundles whose stored value cannot be used, and why. Such a value is never taken as a
+    /// delete: [`View::keep_last_good`] puts the last good value back into `bundles`.
+    pub invalid: BTreeMap<String, String>,
+    /// The mod revision of each bundle's spec key (to tell which of two was written later).
+    pub revisions: BTreeMap<String, i64>,
+    /// Online (registered) nodes.
+    pub nodes: Vec<NodeView>,
+    /// (node, bundle) → assignment.
+    pub assignments: BTreeMap<(String, String), Assignment>,
+    pub current: BTreeMap<Replica, String>,
+    pub statuses: BTreeMap<Replica, ReplicaStatus>,
+    pub history: BTreeMap<Replica, History>,
+    /// Bundles with a status key.
+    pub status_keys: Vec<String>,
+    /// Bundle statuses as the controller wrote them.
+    pub bundle_statuses: BTreeMap<String, BundleStatus>,
+}
+
+/// Bundle values decoded and validated, kept across reconciles: a value is parsed once per
+/// write of its key (its mod revision), not on every pass.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    items: BTreeMap<String, (i64, Result<Bundle, String>)>,
+}
+
+impl Decoded {
+    /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
+    fn get(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Bundle, String> {
+        if let Some((rev, got)) = self.items.get(&kv.key)
+            && *rev == kv.mod_revision
+        {
+            return got.clone();
+        }
+        let got = match decode_entry(keys, kv, None) {
+            Ok(b) => Ok(b.value),
+            Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.items
+            .insert(kv.key.clone(), (kv.mod_revision, got.clone()));
+        got
+    }
+
+    /// Forgets keys no longer in the cache.
+    fn retain(&mut self, cache: &Cache) {
+        self.items.retain(|k, _| cache.items.contains_key(k));
+    }
+}
+
+impl View {
+    /// Reads everything berth keeps under the prefix from a cache (or a one-off list). A
+    /// bundle whose value cannot be used, or whose addresses overlap an older bundle's, is
+    /// in `invalid`, and in `bundles` as last placed when it has been placed.
+    pub fn read(keys: &Keys, cache: &Cache) -> View {
+        View::read_with(keys, cache, &mut Decoded::default())
+    }
+
+    /// [`View::read`], decoding only the bundle values `decoded` has not seen at their
+    /// current revision.
+    pub fn read_with(keys: &Keys, cache: &Cache, decoded: &mut Decoded) -> View {
+        decoded.retain(cache);
+        let mut v = View {
+            bundles: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            revisions: BTreeMap::new(),
+            nodes: Vec::new(),
+            assignments: BTreeMap::new(),
+            current: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            history: BTreeMap::new(),
+            status_keys: Vec::new(),
+            bundle_statuses: BTreeMap::new(),
+        };
+        for (key, kv) in &cache.items {
+            let Some(parsed) = keys.parse(key) else {
+                continue;
+            };
+            match parsed {
+                Key::Bundle(name) => {
+                    v.revisions.insert(name.to_string(), kv.mod_revision);
+                    match decoded.get(keys, kv) {
+                        Ok(b) => {
+                            v.bundles.insert(name.to_string(), b);
+                        }
+                        Err(why) => {
+                            v.invalid.insert(name.to_string(), why);
+                        }
+                    }
+                }
+                Key::Node(_) => {
+                    if let Ok(n) = serde_json::from_slice::<NodeInfo>(&kv.value) {
+                        v.nodes.push(NodeView {
+                            name: n.name,
+                            labels: n.labels,
+                            permits: n.permits,
+                        });
+                    }
+                }
+                Key::Assignment { node, bundle } => {
+                    if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
+                        for i in &a.replicas {
+                            v.current.insert((bundle.to_string(), *i), node.to_string());
+                        }
+                        v.assignments
+                            .insert((node.to_string(), bundle.to_string()), a);
+                    }
+                }
+                Key::Replica { bundle, index: i } => {
+                    if let Ok(st) = serde_json::from_slice::<ReplicaStatus>(&kv.value) {
+                        v.history.insert(
+                            (bundle.to_string(), i),
+                            History {
+                                fail_counts: st.fail_counts.clone(),
+                                last_failure: st.last_failure.as_ref().map(|f| f.time),
+                            },
+                        );
+                        v.statuses.insert((bundle.to_string(), i), st);
+                    }
+                }
+                Key::BundleStatus(name) => {
+                    v.status_keys.push(name.to_string());
+                    if let Ok(st) = serde_json::from_slice::<BundleStatus>(&kv.value) {
+                        v.bundle_statuses.insert(name.to_string(), st);
+                    }
+                }
+            }
+        }
+        v.refuse_overlaps();
+        v.keep_last_good();
+        v
+    }
+}
+
+impl View {
+    /// Refuses bundles whose replica addresses overlap a bundle written before them: they
+    /// become invalid (and keep their last good value, see [`View::keep_last_good`]).
+    fn refuse_overlaps(&mut self) {
+        let overlaps = crate::model::address_overlaps(
+            self.bundles
+                .values()
+                .map(|b| (b, self.revisions.get(b.name()).copied().unwrap_or(0))),
+        );
+        for (newer, older) in overlaps {
+            self.bundles.remove(&newer);
+            self.invalid.insert(
+                newer,
+                format!(
+                    "spec.network.ipRangeStart: the replicas' addresses overlap bundle {older:?}'s"
+                ),
+            );
+        }
+    }
+
+    /// Puts back, for each invalid bundle, the value it was last placed with (the bundle an
+    /// assignment carries, the newest generation when several do): an unusable value leaves
+    /// running replicas as they are. A last good value whose addresses collide with a valid
+    /// bundle is not put back. An invalid bundle never placed stays out.
+    fn keep_last_good(&mut self) {
+        for name in self.invalid.keys() {
+            let good = self
+                .assignments
+                .iter()
+                .filter(|((_, b), _)| b == name)
+                .map(|(_, a)| &a.bundle)
+                .max_by_key(|b| b.metadata.generation);
+            if let Some(good) = good {
+                let collides = crate::model::address_overlaps(
+                    self.bundles
+                        .values()
+                        .map(|b| (b, 0))
+                        .chain(std::iter::once((good, 1))),
+                )
+                .iter()
+                .any(|(newer, _)| newer == name);
+                if !collides {
+                    self.bundles.insert(name.clone(), good.clone());
+                }
+            }
+        }
+    }
+}
