@@ -12,16 +12,20 @@
 //!   revision-based optimistic concurrency ([`store::Store`]), and the one watch helper
 //!   everything else uses ([`store::watch`]).
 //! - [`node`]: the node agent (`berth node`): registers under a lease, watches its
-//!   assignments, and converges the local Docker engine to them ([`node::plan`] decides,
-//!   [`node::engine`] acts through bollard).
-//! - [`controller`]: placement ([`controller::placement`], pure) and the leader-elected loop
-//!   that writes assignments and bundle status.
+//!   assignments, and converges the local Docker engine to them. Its pure core
+//!   ([`node::core`], [`node::assigned`], [`node::plan`]) decides; the shell
+//!   ([`node::agent`]) feeds it and acts through [`node::engine`] (bollard).
+//! - [`controller`]: placement ([`controller::placement`]) and reconcile
+//!   ([`controller::reconcile`]), both pure, and the leader-elected shell that commits
+//!   assignments and bundle status.
+//! - [`backoff`]: the one exponential backoff every retry uses.
 //! - [`chart`]: Helm-style charts rendered with gtmpl, releases kept in etcd.
 //! - [`remote`]: the remote agent (`berth remote`), PID 1 of each container of a bundle
 //!   with a primitive: reaper, resource classes, supervisor, control channel.
 //! - [`cli`]: the `berth` command: apply, get, describe, delete, watch, status, cib, chart,
 //!   and the daemons node, controller and up. Nothing below reaches up into it.
 
+pub mod backoff;
 pub mod chart;
 pub mod cli;
 pub mod controller;

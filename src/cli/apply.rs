@@ -174,34 +174,19 @@ pub async fn delete(store: &Store, args: &DeleteArgs, out: &mut impl Write) -> R
     Ok(())
 }
 
-/// A line diff (longest common subsequence): `- old` / `+ new` lines only.
+/// A line diff (`similar`'s Myers diff, linear in memory): `- old` / `+ new` lines only.
 fn diff_lines(before: &str, after: &str) -> Vec<String> {
-    let a: Vec<&str> = before.lines().collect();
-    let b: Vec<&str> = after.lines().collect();
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
+    similar::TextDiff::from_lines(before, after)
+        .iter_all_changes()
+        .filter_map(|c| {
+            let sign = match c.tag() {
+                similar::ChangeTag::Equal => return None,
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
             };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push(format!("- {}", a[i]));
-            i += 1;
-        } else {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        }
-    }
-    out
+            Some(format!("{sign} {}", c.value().trim_end_matches('\n')))
+        })
+        .collect()
 }
 
 #[cfg(test)]

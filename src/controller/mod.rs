@@ -20,13 +20,16 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
 use crate::store::{Keys, Store, StoreError, Write, batches};
 
-/// The first retry of a failed reconcile, and the longest wait between retries.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Retries of a failed reconcile: 100 ms, doubling up to 5 s.
+const RETRY: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -161,7 +164,8 @@ impl Controller {
         let mut resync = tokio::time::interval(self.cfg.resync);
         // A failed reconcile is retried with backoff (100 ms doubling to 5 s, reset by a
         // success), not left to the next event or resync.
-        let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+        // (when, retries so far)
+        let mut retry: Option<(tokio::time::Instant, u32)> = None;
         let mut requeue: Option<tokio::time::Instant> = None;
         loop {
             let retry_at = retry.map(|(at, _)| at);
@@ -198,9 +202,10 @@ impl Controller {
                 match self.commit(outcome.writes).await {
                     Ok(()) => retry = None,
                     Err(e) => {
-                        let wait = retry.map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
+                        let n = retry.map_or(0, |(_, n)| n + 1);
+                        let wait = RETRY.nth(n);
                         tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
-                        retry = Some((tokio::time::Instant::now() + wait, wait));
+                        retry = Some((tokio::time::Instant::now() + wait, n));
                     }
                 }
             }

@@ -361,8 +361,11 @@ fn restart_delay(t: Timing, consecutive: u32) -> Duration {
     if consecutive <= 1 {
         return Duration::ZERO;
     }
-    let factor = 1u32 << (consecutive - 2).min(16);
-    (t.backoff * factor).min(t.max_backoff)
+    let b = crate::backoff::Backoff {
+        first: t.backoff,
+        max: t.max_backoff,
+    };
+    b.nth(consecutive - 2)
 }
 
 /// A replica's status from its container (the conforming one, running preferred).

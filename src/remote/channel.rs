@@ -64,15 +64,11 @@ pub enum ChannelError {
     TimedOut(std::time::Duration),
 }
 
-/// Compares without stopping at the first difference, so that timing does not tell how
-/// much of a guessed key was right.
+/// Compares in constant time (`subtle`), so that timing does not tell how much of a
+/// guessed key was right.
 fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// A fresh authkey: 32 random bytes, hex.
