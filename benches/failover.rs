@@ -40,7 +40,7 @@ async fn all_on(p: &TestPrefix, store: &berth::store::Store, b: &str, node: &str
         && st
             .replica_rows
             .iter()
-            .all(|r| r.node == node && r.state == "running")
+            .all(|r| r.node == node && r.state == berth::model::cluster::ReplicaState::Running)
 }
 
 #[tokio::main]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApplyArgs, EtcdArgs, stop_on_signal};
 use crate::controller::{self, ControllerConfig, View};
+use crate::model::cluster::ReplicaState;
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Store, StoreConfig};
 
@@ -141,15 +142,16 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
                 .map(|a| format!(" ({a})"))
                 .unwrap_or_default();
             let (state, node, reason) = match row {
-                Some(r) => (r.state.as_str(), r.node.as_str(), r.reason.as_str()),
-                None => ("pending", "", "no controller has placed it yet"),
+                Some(r) => (r.state, r.node.as_str(), r.reason.as_str()),
+                None => (ReplicaState::Pending, "", "no controller has placed it yet"),
             };
+            // crm_mon's words.
             let word = match state {
-                "running" => "Started",
-                "failed" => "FAILED",
-                "stopped" => "Stopped",
-                "starting" => "Starting",
-                _ => "Pending",
+                ReplicaState::Running => "Started",
+                ReplicaState::Failed => "FAILED",
+                ReplicaState::Stopped => "Stopped",
+                ReplicaState::Starting => "Starting",
+                ReplicaState::Pending => "Pending",
             };
             let mut line = format!("    * {}{addr}\t({agent}):\t {word}", b.replica_name(i));
             if !node.is_empty() {
@@ -222,7 +224,7 @@ pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<
             for r in &st.replica_rows {
                 // A spec that cannot run never will; a replica that cannot be placed yet may
                 // be placed when a node joins, so it only shows in the progress line.
-                let hopeless = r.state == "failed" && r.reason.starts_with("spec.");
+                let hopeless = r.state == ReplicaState::Failed && r.reason.starts_with("spec.");
                 if hopeless {
                     if tty {
                         eprintln!();

@@ -453,7 +453,7 @@ fn describe_text(b: &Bundle) -> String {
                         format!("  {}", r.name),
                         none_if_empty(r.node.clone()),
                         none_if_empty(r.address.clone()),
-                        r.state.clone(),
+                        r.state.to_string(),
                         r.reason.clone(),
                     ]);
                 }

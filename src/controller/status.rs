@@ -111,12 +111,12 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
             .get(&(b.name().to_string(), i))
             .filter(|s| !node.is_empty() && s.node == node);
         let (state, reason) = match (running_wanted, st, pending.and_then(|p| p.get(&i))) {
-            (false, _, _) => ("stopped".to_string(), "target-role is Stopped".to_string()),
+            (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
             (_, _, Some(why)) => {
                 unplaced += 1;
-                ("pending".to_string(), why.clone())
+                (ReplicaState::Pending, why.clone())
             }
-            (_, None, _) => ("pending".to_string(), String::new()),
+            (_, None, _) => (ReplicaState::Pending, String::new()),
             (_, Some(s), _) => {
                 // Ready: running at this generation and, with a primitive, the primitive
                 // started by the remote agent.
@@ -134,10 +134,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
                     .last_failure
                     .as_ref()
                     .filter(|_| s.state == ReplicaState::Failed);
-                (
-                    s.state.as_str().to_string(),
-                    why.map(|f| f.reason.clone()).unwrap_or_default(),
-                )
+                (s.state, why.map(|f| f.reason.clone()).unwrap_or_default())
             }
         };
         rows.push(ReplicaRow {

@@ -6,20 +6,33 @@
 
 use std::time::Duration;
 
+/// Why a time value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty time value")]
+    Empty,
+    #[error("not an ISO 8601 duration: {0}")]
+    NotIso8601(String),
+    #[error("not a number with a unit (30s, 1m, 500ms): {0}")]
+    NotANumber(String),
+    #[error("unknown time unit {0:?} (ms, s, m, h)")]
+    UnknownUnit(String),
+}
+
 /// Parses a Pacemaker time value. The error says what is wrong, for a field-path message.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("empty time value".into());
+        return Err(DurationError::Empty);
     }
     if let Some(rest) = t.strip_prefix('P').or_else(|| t.strip_prefix('p')) {
-        return parse_iso8601(rest).ok_or_else(|| format!("not an ISO 8601 duration: {t}"));
+        return parse_iso8601(rest).ok_or_else(|| DurationError::NotIso8601(t.to_string()));
     }
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("not a number with a unit (30s, 1m, 500ms): {t}"))?;
+        .map_err(|_| DurationError::NotANumber(t.to_string()))?;
     let unit = unit.trim().to_ascii_lowercase();
     let d = match unit.as_str() {
         "" | "s" | "sec" => Duration::from_secs(n),
@@ -27,7 +40,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "us" | "usec" => Duration::from_micros(n),
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" | "hr" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("unknown time unit {other:?} (ms, s, m, h)")),
+        other => return Err(DurationError::UnknownUnit(other.to_string())),
     };
     Ok(d)
 }

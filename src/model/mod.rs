@@ -378,9 +378,9 @@ pub struct ReplicaRow {
     /// The node it is placed on; empty while pending.
     pub node: String,
     pub address: String,
-    /// pending, starting, running, failed, stopped (the node agent's word), or why it is
-    /// pending when it cannot be placed.
-    pub state: String,
+    /// pending, starting, running, failed or stopped: the node agent's word, or the
+    /// controller's while the replica is not placed (pending) or not wanted (stopped).
+    pub state: cluster::ReplicaState,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// The primitive's state (the remote agent's word); empty until it reports.

@@ -58,7 +58,7 @@ impl OnFail {
 
 impl Operation {
     /// The interval (`0`: not recurring).
-    pub fn interval(&self) -> Result<Duration, String> {
+    pub fn interval(&self) -> Result<Duration, duration::DurationError> {
         duration::parse(&self.interval)
     }
 

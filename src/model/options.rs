@@ -48,10 +48,44 @@ pub struct RunOptions {
     pub stop_timeout: Option<i64>,
 }
 
+/// Why a command line does not split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WordsError {
+    #[error("unterminated single quote")]
+    SingleQuote,
+    #[error("unterminated double quote")]
+    DoubleQuote,
+    #[error("trailing backslash")]
+    TrailingBackslash,
+}
+
+/// Why a bundle's `options` cannot be used, naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error(transparent)]
+    Words(#[from] WordsError),
+    #[error("{0:?}: not a flag (the image and command are set by the bundle)")]
+    NotAFlag(String),
+    #[error("{flag}: not allowed: {why}")]
+    NotAllowed { flag: String, why: &'static str },
+    #[error("{flag}: {value:?} is not true or false")]
+    NotBool { flag: String, value: String },
+    #[error("{0}: not supported by berth")]
+    Unsupported(String),
+    #[error("{0}: needs a value")]
+    NeedsValue(String),
+    #[error("{flag} {value}: {why}")]
+    BadValue {
+        flag: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
 /// Splits a command line into words as a POSIX shell would: whitespace separates, single
 /// quotes keep everything, double quotes keep everything but `\"` and `\\`, a backslash
 /// outside quotes escapes the next character. No variables, globs or substitutions.
-pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+pub fn split_words(line: &str) -> Result<Vec<String>, WordsError> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -70,7 +104,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated single quote".into()),
+                        None => return Err(WordsError::SingleQuote),
                     }
                 }
             }
@@ -85,10 +119,10 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                                 cur.push('\\');
                                 cur.push(c);
                             }
-                            None => return Err("unterminated double quote".into()),
+                            None => return Err(WordsError::DoubleQuote),
                         },
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated double quote".into()),
+                        None => return Err(WordsError::DoubleQuote),
                     }
                 }
             }
@@ -96,7 +130,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                 in_word = true;
                 match chars.next() {
                     Some(c) => cur.push(c),
-                    None => return Err("trailing backslash".into()),
+                    None => return Err(WordsError::TrailingBackslash),
                 }
             }
             c => {
@@ -174,7 +208,7 @@ const VALUE_FLAGS: &[&str] = &[
 ];
 
 /// Parses a `docker run` flag string. The error names the flag and why.
-pub fn parse(options: &str) -> Result<RunOptions, String> {
+pub fn parse(options: &str) -> Result<RunOptions, OptionError> {
     let words = split_words(options)?;
     let mut o = RunOptions::default();
     let mut i = 0;
@@ -182,9 +216,7 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
         let word = &words[i];
         i += 1;
         if !word.starts_with('-') || word == "-" {
-            return Err(format!(
-                "{word:?}: not a flag (the image and command are set by the bundle)"
-            ));
+            return Err(OptionError::NotAFlag(word.clone()));
         }
         let (flag, inline) = match word.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -197,14 +229,17 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
             _ => (word.clone(), None),
         };
         if let Some(why) = refused(&flag) {
-            return Err(format!("{flag}: not allowed: {why}"));
+            return Err(OptionError::NotAllowed { flag, why });
         }
         // Boolean flags take no value (but accept --flag=true|false).
-        let boolean = |inline: &Option<String>| -> Result<bool, String> {
+        let boolean = |inline: &Option<String>| -> Result<bool, OptionError> {
             match inline.as_deref() {
                 None | Some("true") => Ok(true),
                 Some("false") => Ok(false),
-                Some(v) => Err(format!("{flag}: {v:?} is not true or false")),
+                Some(v) => Err(OptionError::NotBool {
+                    flag: flag.clone(),
+                    value: v.to_string(),
+                }),
             }
         };
         match flag.as_str() {
@@ -223,20 +258,24 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
             _ => {}
         }
         if !VALUE_FLAGS.contains(&flag.as_str()) {
-            return Err(format!("{flag}: not supported by berth"));
+            return Err(OptionError::Unsupported(flag));
         }
         let value = match inline {
             Some(v) => v,
             None => {
                 let v = words
                     .get(i)
-                    .ok_or_else(|| format!("{flag}: needs a value"))?
+                    .ok_or_else(|| OptionError::NeedsValue(flag.clone()))?
                     .clone();
                 i += 1;
                 v
             }
         };
-        let bad = |why: &str| format!("{flag} {value}: {why}");
+        let bad = |why: &'static str| OptionError::BadValue {
+            flag: flag.clone(),
+            value: value.clone(),
+            why,
+        };
         match flag.as_str() {
             "-e" | "--env" => o.env.push(value),
             "-l" | "--label" => {
@@ -255,17 +294,15 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
             }
             "--cap-add" => o.cap_add.push(value),
             "--cap-drop" => o.cap_drop.push(value),
-            "-m" | "--memory" => o.memory = Some(parse_size(&value).map_err(|e| bad(&e))?),
+            "-m" | "--memory" => o.memory = Some(parse_size(&value).map_err(bad)?),
             "--memory-swap" => {
                 o.memory_swap = Some(if value == "-1" {
                     -1
                 } else {
-                    parse_size(&value).map_err(|e| bad(&e))?
+                    parse_size(&value).map_err(bad)?
                 })
             }
-            "--memory-reservation" => {
-                o.memory_reservation = Some(parse_size(&value).map_err(|e| bad(&e))?)
-            }
+            "--memory-reservation" => o.memory_reservation = Some(parse_size(&value).map_err(bad)?),
             "--cpus" => {
                 let cpus: f64 = value.parse().map_err(|_| bad("not a number"))?;
                 if !(cpus > 0.0 && cpus.is_finite()) {
@@ -292,7 +329,7 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
                 o.ulimits.insert(name.to_string(), (n(soft)?, n(hard)?));
             }
             "--security-opt" => o.security_opt.push(value),
-            "--shm-size" => o.shm_size = Some(parse_size(&value).map_err(|e| bad(&e))?),
+            "--shm-size" => o.shm_size = Some(parse_size(&value).map_err(bad)?),
             "--tmpfs" => {
                 let (path, opts) = value.split_once(':').unwrap_or((&value, ""));
                 if !path.starts_with('/') {
@@ -316,14 +353,14 @@ pub fn parse(options: &str) -> Result<RunOptions, String> {
             "--stop-timeout" => {
                 o.stop_timeout = Some(value.parse().map_err(|_| bad("not an integer"))?)
             }
-            other => return Err(format!("{other}: not supported by berth")),
+            _ => return Err(OptionError::Unsupported(flag)),
         }
     }
     Ok(o)
 }
 
 /// Docker's sizes: a number with an optional b, k, m or g suffix (powers of 1024).
-pub fn parse_size(v: &str) -> Result<i64, String> {
+pub fn parse_size(v: &str) -> Result<i64, &'static str> {
     let t = v.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').filter(|s| !s.is_empty()).unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
@@ -333,11 +370,9 @@ pub fn parse_size(v: &str) -> Result<i64, String> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| "not a size (like 512m or 2g)".to_string())?;
+    let n: f64 = num.parse().map_err(|_| "not a size (like 512m or 2g)")?;
     if n < 0.0 {
-        return Err("a size cannot be negative".into());
+        return Err("a size cannot be negative");
     }
     Ok((n * mult as f64) as i64)
 }
@@ -395,7 +430,7 @@ mod tests {
             ("image-name", "not a flag"),
         ] {
             let e = parse(opts).unwrap_err();
-            assert!(e.contains(why), "{opts}: {e}");
+            assert!(e.to_string().contains(why), "{opts}: {e}");
         }
     }
 }

@@ -93,10 +93,10 @@ struct Check {
 }
 
 impl Check {
-    fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    fn fail(&mut self, path: impl Into<String>, reason: impl std::fmt::Display) {
         self.errors.push(FieldError {
             path: path.into(),
-            reason: reason.into(),
+            reason: reason.to_string(),
         });
     }
 }
@@ -735,7 +735,9 @@ fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
         "resource-stickiness" | "priority" => parse_score(v)
             .map(|_| ())
             .ok_or_else(|| "not a score (an integer, INFINITY or -INFINITY)".into()),
-        "failure-timeout" | "remote-connect-timeout" => duration::parse(v).map(|_| ()),
+        "failure-timeout" | "remote-connect-timeout" => {
+            duration::parse(v).map(|_| ()).map_err(|e| e.to_string())
+        }
         _ => Ok(()),
     }
 }
