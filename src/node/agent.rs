@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::address;
 use super::assigned::{Assigned, Wanted};
+use super::config::{NodeConfig, NodeError};
 use super::container;
 use super::core::{Core, Desired, Started, StatusWrites, Timing};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
@@ -21,82 +21,9 @@ use super::link::{Links, Report};
 use super::local::{HostPolicy, left_state, load_addresses, prepare_files, save_addresses};
 use super::plan::{Action, ReplicaKey};
 use crate::model::cluster::{Capacity, NodeInfo, Role};
-use crate::model::policy::Permits;
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Keys, Store, StoreError};
-
-/// The node agent's settings. Defaults are documented on each field.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// The node's name: its key, its assignments prefix, and the ownership label of its
-    /// containers.
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// TTL of the registration lease (default 5 s; etcd counts whole seconds). It is renewed
-    /// every third of it.
-    pub lease_ttl: Duration,
-    /// Where per-replica files live (/etc/hosts copies): default `/var/lib/berth/node/<name>`.
-    pub state_dir: PathBuf,
-    /// A full reconcile this often even without events: the safety net, not the main path
-    /// (default 60 s).
-    pub resync: Duration,
-    /// First restart delay after repeated failures; it doubles up to `max_backoff`. The
-    /// first failure restarts at once (default 100 ms, max 30 s).
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    /// A container that ran this long before dying starts its backoff afresh (default 10 s).
-    pub stable_after: Duration,
-    /// The berth binary to bind-mount into containers of bundles with a primitive, where
-    /// `berth remote` runs as PID 1 (default: this executable). It must run in the bundle's
-    /// image: build it statically (scripts/build-image.sh) for images without glibc.
-    pub remote_binary: Option<PathBuf>,
-    /// What this node permits bundles (host policy): nothing privileged, and host
-    /// directories under `/srv` and `/var/log/pacemaker`, by default.
-    pub permits: Permits,
-}
-
-impl NodeConfig {
-    /// Defaults for a node named `name`.
-    pub fn new(name: impl Into<String>) -> NodeConfig {
-        let name = name.into();
-        NodeConfig {
-            state_dir: PathBuf::from("/var/lib/berth/node").join(&name),
-            name,
-            labels: BTreeMap::new(),
-            lease_ttl: Duration::from_secs(5),
-            resync: Duration::from_secs(60),
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(30),
-            stable_after: Duration::from_secs(10),
-            remote_binary: std::env::current_exe().ok(),
-            permits: Permits::default(),
-        }
-    }
-}
-
-/// Why the agent stopped. Set-up failures are fatal; everything after start is retried.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Another agent runs under this node name (its registration is live). Give up.
-    #[error(
-        "node {name:?} is already online ({key} is held by another agent's lease): stop that agent or choose another --name"
-    )]
-    NameTaken { name: String, key: String },
-    /// The node name is not a host name. Give up.
-    #[error("{0}")]
-    BadName(String),
-    #[error("cannot create the state directory {path}: {source}")]
-    StateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()

@@ -20,6 +20,7 @@
 pub mod address;
 pub mod agent;
 pub mod assigned;
+pub mod config;
 pub mod container;
 pub mod core;
 pub mod engine;
@@ -29,4 +30,5 @@ pub mod local;
 pub mod plan;
 pub mod sim;
 
-pub use agent::{NodeConfig, NodeError, run};
+pub use agent::run;
+pub use config::{NodeConfig, NodeError};

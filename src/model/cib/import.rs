@@ -1,0 +1,340 @@
+//! Import: a CIB (or any XML holding <bundle> elements) into bundles.
+
+use super::*;
+
+/// What an XML document held: its bundles, and warnings about what was ignored.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub bundles: Vec<Bundle>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads a `<bundle>` fragment, a `<resources>` section, or a whole `<cib>` (every bundle in
+/// its resources; anything else is ignored with a warning).
+pub fn import(text: &str) -> Result<Imported, XmlError> {
+    let root = parse_tree(text)?;
+    let mut out = Imported::default();
+    match root.name.as_str() {
+        "bundle" => out.bundles.push(bundle_from(&root)?),
+        "resources" => import_resources(&root, "resources", &mut out)?,
+        "cib" => {
+            for child in &root.children {
+                match child.name.as_str() {
+                    "configuration" => {
+                        for section in &child.children {
+                            if section.name == "resources" {
+                                import_resources(section, "cib/configuration/resources", &mut out)?;
+                            } else if !section.children.is_empty() {
+                                out.warnings.push(format!(
+                                    "ignored <{}>: only bundles are imported",
+                                    section.name
+                                ));
+                            }
+                        }
+                    }
+                    "status" => {}
+                    other => out.warnings.push(format!("ignored <{other}>")),
+                }
+            }
+        }
+        other => {
+            return err(
+                other,
+                "expected <bundle>, <resources> or <cib> as the root element",
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn import_resources(
+    el: &Element,
+    path: &str,
+    out: &mut Imported,
+) -> Result<(), XmlError> {
+    for r in &el.children {
+        if r.name == "bundle" {
+            out.bundles.push(bundle_from(r)?);
+        } else {
+            let id = r
+                .attrs
+                .iter()
+                .find(|(k, _)| k == "id")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("?");
+            out.warnings.push(format!(
+                "ignored <{} id={id:?}> in {path}: only bundles are imported",
+                r.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn bundle_from(el: &Element) -> Result<Bundle, XmlError> {
+    let mut a = Attrs::new(el, "bundle")?;
+    let id = a.req("id")?;
+    let path = format!("bundle[{id}]");
+    a.path = path.clone();
+    let mut spec = BundleSpec {
+        description: a.opt("description"),
+        ..BundleSpec::default()
+    };
+    a.finish()?;
+    let mut seen: Vec<&str> = Vec::new();
+    for child in &el.children {
+        let name = child.name.as_str();
+        let cpath = format!("{path}/{name}");
+        if seen.contains(&name) {
+            return err(&cpath, format!("more than one <{name}>"));
+        }
+        seen.push(name);
+        match name {
+            "docker" => spec.docker = Some(container_from(child, &cpath)?),
+            "podman" => spec.podman = Some(container_from(child, &cpath)?),
+            "rkt" => return err(&cpath, "rkt is not supported: use docker or podman"),
+            "network" => spec.network = Some(network_from(child, &cpath)?),
+            "storage" => {
+                Attrs::new(child, &cpath)?.finish()?;
+                for sm in &child.children {
+                    spec.storage_mappings.push(storage_from(sm, &cpath)?);
+                }
+            }
+            "primitive" => spec.primitive = Some(primitive_from(child, &cpath)?),
+            "meta_attributes" => {
+                (spec.meta_attributes_id, spec.meta_attributes) = nvset_from(child, &cpath, &id)?
+            }
+            "instance_attributes" => {
+                (spec.instance_attributes_id, spec.instance_attributes) =
+                    nvset_from(child, &cpath, &id)?
+            }
+            other => return err(&path, format!("unknown element <{other}>")),
+        }
+    }
+    if spec.docker.is_some() && spec.podman.is_some() {
+        return err(&path, "both <docker> and <podman>: choose one");
+    }
+    Ok(Bundle {
+        metadata: Metadata {
+            name: id,
+            ..Metadata::default()
+        },
+        ..Bundle::new("", spec)
+    })
+}
+
+pub(super) fn no_children(el: &Element, path: &str) -> Result<(), XmlError> {
+    match el.children.first() {
+        Some(c) => err(path, format!("unknown element <{}>", c.name)),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn container_from(el: &Element, path: &str) -> Result<ContainerSpec, XmlError> {
+    let mut a = Attrs::new(el, path)?;
+    let c = ContainerSpec {
+        image: a.req("image")?,
+        replicas: a.num("replicas")?,
+        replicas_per_host: a.num("replicas-per-host")?,
+        promoted_max: a.num("promoted-max")?,
+        masters: a.num("masters")?,
+        run_command: a.opt("run-command"),
+        network: a.opt("network"),
+        options: a.opt("options"),
+    };
+    a.finish()?;
+    no_children(el, path)?;
+    Ok(c)
+}
+
+pub(super) fn network_from(el: &Element, path: &str) -> Result<NetworkSpec, XmlError> {
+    let mut a = Attrs::new(el, path)?;
+    let mut n = NetworkSpec {
+        ip_range_start: a.opt("ip-range-start"),
+        host_netmask: a.num("host-netmask")?,
+        host_interface: a.opt("host-interface"),
+        control_port: a.num("control-port")?,
+        add_host: a.boolean("add-host")?,
+        port_mappings: Vec::new(),
+    };
+    a.finish()?;
+    for pm in &el.children {
+        if pm.name != "port-mapping" {
+            return err(path, format!("unknown element <{}>", pm.name));
+        }
+        let mut a = Attrs::new(pm, &format!("{path}/port-mapping"))?;
+        let id = a.req("id")?;
+        a.path = format!("{path}/port-mapping[{id}]");
+        n.port_mappings.push(PortMapping {
+            id,
+            port: a.num("port")?,
+            internal_port: a.num("internal-port")?,
+            range: a.opt("range"),
+        });
+        let p = a.path.clone();
+        a.finish()?;
+        no_children(pm, &p)?;
+    }
+    Ok(n)
+}
+
+pub(super) fn storage_from(el: &Element, path: &str) -> Result<StorageMapping, XmlError> {
+    if el.name != "storage-mapping" {
+        return err(path, format!("unknown element <{}>", el.name));
+    }
+    let mut a = Attrs::new(el, &format!("{path}/storage-mapping"))?;
+    let id = a.req("id")?;
+    a.path = format!("{path}/storage-mapping[{id}]");
+    let sm = StorageMapping {
+        id,
+        source_dir: a.opt("source-dir"),
+        source_dir_root: a.opt("source-dir-root"),
+        target_dir: a.req("target-dir")?,
+        options: a.opt("options"),
+    };
+    let p = a.path.clone();
+    a.finish()?;
+    no_children(el, &p)?;
+    Ok(sm)
+}
+
+pub(super) fn primitive_from(el: &Element, path: &str) -> Result<Primitive, XmlError> {
+    let mut a = Attrs::new(el, path)?;
+    let id = a.req("id")?;
+    let path = format!("{path}[{id}]");
+    a.path = path.clone();
+    let mut p = Primitive {
+        class: a.req("class")?,
+        provider: a.opt("provider"),
+        kind: a.req("type")?,
+        description: a.opt("description"),
+        id,
+        ..Primitive::default()
+    };
+    a.finish()?;
+    let mut seen: Vec<&str> = Vec::new();
+    for child in &el.children {
+        let name = child.name.as_str();
+        let cpath = format!("{path}/{name}");
+        if seen.contains(&name) {
+            return err(
+                &cpath,
+                format!("more than one <{name}> set is not supported"),
+            );
+        }
+        seen.push(name);
+        match name {
+            "instance_attributes" => {
+                (p.instance_attributes_id, p.instance_attributes) =
+                    nvset_from(child, &cpath, &p.id)?
+            }
+            "meta_attributes" => {
+                (p.meta_attributes_id, p.meta_attributes) = nvset_from(child, &cpath, &p.id)?
+            }
+            "utilization" => (p.utilization_id, p.utilization) = nvset_from(child, &cpath, &p.id)?,
+            "operations" => {
+                let mut a = Attrs::new(child, &cpath)?;
+                p.operations_id = a.opt("id");
+                a.finish()?;
+                for op in &child.children {
+                    p.operations.push(op_from(op, &cpath, &p.id)?);
+                }
+            }
+            other => return err(&path, format!("unknown element <{other}>")),
+        }
+    }
+    Ok(p)
+}
+
+pub(super) fn op_from(el: &Element, path: &str, prim: &str) -> Result<Operation, XmlError> {
+    if el.name != "op" {
+        return err(path, format!("unknown element <{}>", el.name));
+    }
+    let mut a = Attrs::new(el, &format!("{path}/op"))?;
+    let id = a.req("id")?;
+    let path = format!("{path}/op[{id}]");
+    a.path = path.clone();
+    let mut op = Operation {
+        name: a.req("name")?,
+        interval: a.req("interval")?,
+        timeout: a.opt("timeout"),
+        role: a.opt("role"),
+        on_fail: a.opt("on-fail"),
+        description: a.opt("description"),
+        start_delay: a.opt("start-delay"),
+        interval_origin: a.opt("interval-origin"),
+        enabled: a.boolean("enabled")?,
+        record_pending: a.boolean("record-pending")?,
+        ..Operation::default()
+    };
+    a.finish()?;
+    op.id = (id != op_id(prim, &op.name, &op.interval)).then_some(id);
+    let owner = op
+        .id
+        .clone()
+        .unwrap_or_else(|| op_id(prim, &op.name, &op.interval));
+    let mut seen: Vec<&str> = Vec::new();
+    for child in &el.children {
+        let name = child.name.as_str();
+        let cpath = format!("{path}/{name}");
+        if seen.contains(&name) {
+            return err(
+                &cpath,
+                format!("more than one <{name}> set is not supported"),
+            );
+        }
+        seen.push(name);
+        match name {
+            "instance_attributes" => {
+                (op.instance_attributes_id, op.instance_attributes) =
+                    nvset_from(child, &cpath, &owner)?
+            }
+            "meta_attributes" => {
+                (op.meta_attributes_id, op.meta_attributes) = nvset_from(child, &cpath, &owner)?
+            }
+            other => return err(&path, format!("unknown element <{other}>")),
+        }
+    }
+    Ok(op)
+}
+
+/// An attribute set: its id (None when it is the derived one) and its pairs.
+pub(super) fn nvset_from(
+    el: &Element,
+    path: &str,
+    owner: &str,
+) -> Result<(Option<String>, Vec<NvPair>), XmlError> {
+    let mut a = Attrs::new(el, path)?;
+    let set_id = a.req("id")?;
+    if a.opt("score").is_some() {
+        // A score only orders several sets; berth keeps one set per kind.
+        return err(
+            path,
+            "score on an attribute set is not supported (one set per kind)",
+        );
+    }
+    a.finish()?;
+    let derived = set_id_for(owner, &el.name);
+    let mut pairs = Vec::new();
+    for nv in &el.children {
+        match nv.name.as_str() {
+            "nvpair" => {}
+            "rule" => {
+                return err(
+                    path,
+                    "rules in attribute sets are not supported: berth applies values unconditionally",
+                );
+            }
+            other => return err(path, format!("unknown element <{other}>")),
+        }
+        let mut a = Attrs::new(nv, &format!("{path}/nvpair"))?;
+        let name = a.req("name")?;
+        a.path = format!("{path}/nvpair[{name}]");
+        let id = a.opt("id");
+        let value = a.opt("value");
+        a.finish()?;
+        let id = id.filter(|i| *i != nvpair_id(&set_id, &name));
+        pairs.push(NvPair { id, name, value });
+    }
+    Ok(((set_id != derived).then_some(set_id), pairs))
+}
