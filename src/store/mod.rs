@@ -7,9 +7,9 @@
 //! sit on top; [`watch`] is the one watch helper everything else uses.
 
 mod bundles;
-mod types;
 pub mod keys;
 pub mod lease;
+mod types;
 pub mod watch;
 
 pub use bundles::{decode_bundle, decode_entry, encode_bundle};
