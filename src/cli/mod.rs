@@ -144,6 +144,20 @@ pub enum Command {
         #[arg(long)]
         action: Option<String>,
     },
+    /// The node's watchdog (started by `berth node`): fences the node when its agent stops
+    /// vouching for it (killed, stopped, cut off from etcd).
+    #[command(hide = true)]
+    Watchdog {
+        /// The node agent's state directory (the socket `watchdog.sock` is made there).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The node's cgroup parent (`/berth/<node>`); without it only addresses are dropped.
+        #[arg(long)]
+        scope: Option<String>,
+        /// How long a freeze waits for the agent to thaw it before it kills.
+        #[arg(long, default_value = "60s")]
+        freeze_for: String,
+    },
     /// Everything on this host for a first run: etcd (reused when one answers), a
     /// controller and a node agent; applies the manifests given and waits for them.
     Up {
@@ -167,9 +181,21 @@ pub struct NodeArgs {
     /// A node label, key=value (repeatable); placement can select on labels.
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Registration lease TTL (whole seconds; Pacemaker time syntax: 5s, 10).
+    /// Registration lease TTL (whole seconds; Pacemaker time syntax: 5s, 10). The node
+    /// fences itself two thirds of it after its last renewal; its replicas move elsewhere
+    /// once it has passed.
     #[arg(long, default_value = "5s")]
     pub lease_ttl: String,
+    /// What Ctrl-C or SIGTERM does with this node's replicas: drain (stop them, then leave;
+    /// they move elsewhere) or maintenance (leave them running, unsupervised; the controller
+    /// keeps them here until the agent is back).
+    #[arg(long, value_enum, default_value = "drain")]
+    pub on_stop: crate::node::config::OnStop,
+    /// How long replicas fenced for a lease that could not be renewed stay frozen, waiting
+    /// for the lease to come back (etcd out of reach), before they are killed; 0 kills at
+    /// the fence. Longer rides out longer etcd outages without a restart.
+    #[arg(long, default_value = "60s")]
+    pub freeze_for: String,
     /// Per-replica state files (default `/var/lib/berth/node/<name>`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -365,6 +391,32 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
         Command::Remote { config, action } => remote(&config, action.as_deref()).await,
+        Command::Watchdog {
+            state_dir,
+            scope,
+            freeze_for,
+        } => {
+            let freeze_for = crate::model::duration::parse(&freeze_for)
+                .map_err(|e| anyhow::anyhow!("--freeze-for: {e}"))?;
+            let scope = match scope {
+                Some(s) => Some(
+                    crate::node::fence::Scope::for_parent(&s)
+                        .with_context(|| format!("--scope {s}: no cgroup hierarchy to fence in"))?,
+                ),
+                None => None,
+            };
+            // The agent's terminal is not the watchdog's: it stops only when told.
+            use tokio::signal::unix::{SignalKind, signal};
+            let _hup = signal(SignalKind::hangup());
+            let _int = signal(SignalKind::interrupt());
+            crate::node::watchdog::serve(crate::node::watchdog::WatchdogConfig {
+                state_dir,
+                scope,
+                freeze_for,
+            })
+            .await
+            .context("watchdog")
+        }
         Command::Up {
             files,
             name,
@@ -417,6 +469,14 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
     }
     cfg.lease_ttl = crate::model::duration::parse(&args.lease_ttl)
         .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?;
+    anyhow::ensure!(
+        !cfg.lease_ttl.is_zero() && cfg.lease_ttl.subsec_nanos() == 0,
+        "--lease-ttl {}: must be a whole number of seconds, at least 1 (etcd grants whole seconds)",
+        args.lease_ttl
+    );
+    cfg.freeze_for = crate::model::duration::parse(&args.freeze_for)
+        .map_err(|e| anyhow::anyhow!("--freeze-for: {e}"))?;
+    cfg.on_stop = args.on_stop;
     if let Some(d) = args.state_dir {
         cfg.state_dir = d;
     }

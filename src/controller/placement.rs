@@ -29,6 +29,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// What the node permits (host policy).
     pub permits: Permits,
+    /// Its agent left it in maintenance: the replicas it has stay, no new one goes there.
+    pub maintenance: bool,
 }
 
 /// One replica's failure history: failures per node, and when the last one happened
@@ -139,7 +141,12 @@ pub fn place(
             let (mut banned_loc, mut banned_fail, mut full) = (0, 0, 0);
             let mut refused: Option<&str> = None;
             let mut not_permitted = 0;
+            let mut in_maintenance = 0;
             for (n, node) in nodes.iter().enumerate() {
+                if node.maintenance {
+                    in_maintenance += 1;
+                    continue;
+                }
                 let score = score_at(&scores, n);
                 if score <= -INFINITY {
                     banned_loc += 1;
@@ -181,6 +188,9 @@ pub fn place(
                         );
                         if let Some(why) = refused {
                             r.push_str(&format!(", {not_permitted} not permitting {why}"));
+                        }
+                        if in_maintenance > 0 {
+                            r.push_str(&format!(", {in_maintenance} in maintenance"));
                         }
                         r
                     };

@@ -19,7 +19,7 @@ pub struct View {
     pub invalid: BTreeMap<String, String>,
     /// The mod revision of each bundle's spec key (to tell which of two was written later).
     pub revisions: BTreeMap<String, i64>,
-    /// Online (registered) nodes.
+    /// Online (registered) nodes, and nodes in maintenance (flagged).
     pub nodes: Vec<NodeView>,
     /// (node, bundle) → assignment.
     pub assignments: BTreeMap<(String, String), Assignment>,
@@ -87,6 +87,7 @@ impl View {
             status_keys: Vec::new(),
             bundle_statuses: BTreeMap::new(),
         };
+        let mut maintenance = Vec::new();
         for (key, kv) in &cache.items {
             let Some(parsed) = keys.parse(key) else {
                 continue;
@@ -109,6 +110,17 @@ impl View {
                             name: n.name,
                             labels: n.labels,
                             permits: n.permits,
+                            maintenance: false,
+                        });
+                    }
+                }
+                Key::Maintenance(_) => {
+                    if let Ok(n) = serde_json::from_slice::<NodeInfo>(&kv.value) {
+                        maintenance.push(NodeView {
+                            name: n.name,
+                            labels: n.labels,
+                            permits: n.permits,
+                            maintenance: true,
                         });
                     }
                 }
@@ -139,6 +151,13 @@ impl View {
                         v.bundle_statuses.insert(name.to_string(), st);
                     }
                 }
+            }
+        }
+        // A node in maintenance keeps its replicas while its agent is away; once the agent
+        // is back (registered), it is an online node like any other.
+        for m in maintenance {
+            if !v.nodes.iter().any(|n| n.name == m.name) {
+                v.nodes.push(m);
             }
         }
         v.refuse_overlaps();

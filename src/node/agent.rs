@@ -18,12 +18,16 @@ use super::container;
 use super::core::{Core, Desired, Started, StatusWrites, Timing};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::link::{Links, Report};
+use super::config::OnStop;
+use super::fence::Scope;
+use super::fencer::{FenceEvent, Fencer};
 use super::local::{HostPolicy, left_state, load_addresses, prepare_files, save_addresses};
+use super::watchdog::{Link, Request, Spawn};
 use super::plan::{Action, ReplicaKey};
 use crate::model::cluster::{Capacity, NodeInfo, Role};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
-use crate::store::{Keys, Store, StoreError};
+use crate::store::{Expect, Keys, Store, StoreError};
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -32,8 +36,10 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the agent until `shutdown` is cancelled; then deletes the node key (revokes the
-/// lease) and leaves the containers running, to be adopted by the next start.
+/// Runs the agent until `shutdown` is cancelled; then, as `cfg.on_stop` says, drains the
+/// node (stops its replicas, drops their addresses) or leaves it in maintenance (replicas
+/// left running, the node marked so the controller keeps them here), and deletes the node
+/// key (revokes the lease).
 pub async fn run<E: Engine>(
     store: Store,
     engine: E,
@@ -41,19 +47,24 @@ pub async fn run<E: Engine>(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     crate::model::validate::node_name(&cfg.name).map_err(NodeError::BadName)?;
+    // etcd grants whole seconds: a fraction would be granted rounded down while the fence
+    // counted with it.
+    if cfg.lease_ttl.is_zero() || cfg.lease_ttl.subsec_nanos() != 0 {
+        return Err(NodeError::BadLeaseTtl(cfg.lease_ttl));
+    }
     std::fs::create_dir_all(&cfg.state_dir).map_err(|source| NodeError::StateDir {
         path: cfg.state_dir.clone(),
         source,
     })?;
-    let (engine_name, cpus, memory) = engine.describe().await?;
+    let engine_info = engine.describe(&cfg.name).await?;
     let info = NodeInfo {
         name: cfg.name.clone(),
         labels: cfg.labels.clone(),
         capacity: Capacity {
-            cpus,
-            memory_bytes: memory,
+            cpus: engine_info.cpus,
+            memory_bytes: engine_info.memory,
         },
-        engine: engine_name,
+        engine: engine_info.name.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         permits: cfg.permits.clone(),
     };
@@ -63,12 +74,13 @@ pub async fn run<E: Engine>(
     // node's previous agent (killed, not stopped) lapses within its lease TTL, so the key
     // is waited out for two of ours before giving up.
     let deadline = tokio::time::Instant::now() + cfg.lease_ttl * 2 + Duration::from_secs(1);
-    let lease = loop {
+    let (lease, granted_at) = loop {
+        let sent = tokio::time::Instant::now();
         match store
             .create_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
             .await
         {
-            Ok(l) => break l,
+            Ok(l) => break (l, sent),
             Err(StoreError::AlreadyExists { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -85,17 +97,59 @@ pub async fn run<E: Engine>(
         }
     };
     tracing::info!(node = %cfg.name, "registered");
+    // Back from maintenance: the node is managed again.
+    let maintenance_key = store.keys().maintenance(&cfg.name);
+    if let Err(e) = store.delete(&maintenance_key, Expect::Any).await {
+        tracing::warn!("leaving maintenance: {e}");
+    }
     let lease = Arc::new(AtomicI64::new(lease));
-    let (renewed_tx, renewed) = watch::channel(tokio::time::Instant::now());
+    let (renewed_tx, renewed) = watch::channel(granted_at);
+    // The registration and the fence outlive the loop: a drain runs under the lease.
+    let leave = CancellationToken::new();
     let registration = tokio::spawn(register(
         store.clone(),
         node_key,
-        value,
+        value.clone(),
         cfg.lease_ttl,
         lease.clone(),
         renewed_tx,
-        shutdown.clone(),
+        leave.clone(),
     ));
+    let scope = engine_info
+        .cgroup_parent
+        .as_deref()
+        .and_then(Scope::for_parent);
+    let watchdog = match (&cfg.watchdog, &scope) {
+        (Some(binary), Some(_)) => Some(Link::start(Spawn {
+            binary: binary.clone(),
+            state_dir: cfg.state_dir.clone(),
+            scope: engine_info.cgroup_parent.clone(),
+            freeze_for: cfg.freeze_for,
+        })),
+        _ => {
+            tracing::warn!(
+                "no watchdog (no cgroup scope or no binary): nothing fences this node if the agent itself dies"
+            );
+            None
+        }
+    };
+    let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
+    // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried every
+    // third, so two have failed, and a third of the TTL is left to freeze the containers
+    // before etcd can expire the lease and the controller place the replicas elsewhere.
+    let fencer = tokio::spawn(
+        Fencer {
+            scope: scope.clone(),
+            state_dir: cfg.state_dir.clone(),
+            watchdog: watchdog.clone(),
+            fence_after: cfg.lease_ttl * 2 / 3,
+            freeze_for: cfg.freeze_for,
+            lease: lease.clone(),
+            renewed,
+            events: fence_tx,
+        }
+        .run(leave.clone()),
+    );
     let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
     let timing = Timing {
         backoff: cfg.backoff,
@@ -115,11 +169,33 @@ pub async fn run<E: Engine>(
         added: load_addresses(&cfg.state_dir),
         links: Links::new(&cfg.state_dir, reports_tx),
         observed: Vec::new(),
+        scope,
         cfg,
     };
-    agent.run(&shutdown, renewed, reports).await;
+    agent.run(&shutdown, fence_events, reports).await;
     agent.links.stop();
+    match agent.cfg.on_stop {
+        OnStop::Drain => {
+            tracing::info!(node = %agent.cfg.name, "draining: stopping every replica");
+            agent.remove_all(None).await;
+            agent.drop_stale_addresses(&BTreeMap::new()).await;
+        }
+        OnStop::Maintenance => {
+            tracing::info!(node = %agent.cfg.name, "leaving the replicas running: node in maintenance");
+            if let Err(e) = agent.store.put(&maintenance_key, value, Expect::Any).await {
+                tracing::error!("marking the node in maintenance: {e}");
+            }
+        }
+    }
+    // Drained, or in maintenance: nothing left to fence.
+    if let Some(w) = &watchdog
+        && !w.send_wait(Request::Exit, Duration::from_secs(2)).await
+    {
+        tracing::warn!("the watchdog did not answer; it fences the node at its deadline");
+    }
+    leave.cancel();
     let _ = registration.await;
+    let _ = fencer.await;
     if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
         tracing::warn!("could not delete the node key on shutdown: {e}");
     }
@@ -146,10 +222,11 @@ async fn register(
         loop {
             // Only while the name is free: another agent that took it meanwhile keeps it,
             // and this one stays fenced (it runs nothing without a registration).
+            let sent = tokio::time::Instant::now();
             match store.create_with_new_lease(&key, value.clone(), ttl).await {
                 Ok(new) => {
                     lease.store(new, Ordering::SeqCst);
-                    renewed.send_replace(tokio::time::Instant::now());
+                    renewed.send_replace(sent);
                     break;
                 }
                 Err(StoreError::AlreadyExists { .. }) => tracing::error!(
@@ -191,13 +268,15 @@ struct Agent<E> {
     /// This node's containers as the last reconcile left them (for status written between
     /// reconciles, when only a primitive's report changed).
     observed: Vec<Observed>,
+    /// The cgroup holding every container of this node (None: the engine fences).
+    scope: Option<Scope>,
 }
 
 impl<E: Engine> Agent<E> {
     async fn run(
         &mut self,
         shutdown: &CancellationToken,
-        mut renewed: watch::Receiver<tokio::time::Instant>,
+        mut fence_events: tokio::sync::mpsc::UnboundedReceiver<FenceEvent>,
         mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
     ) {
         let node = self.cfg.name.clone();
@@ -211,33 +290,40 @@ impl<E: Engine> Agent<E> {
         let mut assign = watch_assignments(&self.store, &self.keys);
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
-        // Fence two thirds of a TTL after the last renewal: a renewal is tried every third,
-        // so two have failed, and a third of the TTL is left to kill the containers before
-        // etcd can expire the lease and the controller place the replicas elsewhere.
-        let fence_after = self.cfg.lease_ttl * 2 / 3;
         loop {
             let wake = self.core.wake_at();
-            let fence_at = *renewed.borrow() + fence_after;
             let mut dirty = true;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                changed = renewed.changed() => {
-                    if changed.is_err() {
-                        return;
+                Some(ev) = fence_events.recv() => match ev {
+                    FenceEvent::Fenced => {
+                        dirty = false;
+                        self.fenced = true;
+                        self.core.fenced();
+                        if self.scope.is_none() {
+                            // Nothing froze them: the engine must remove them.
+                            self.remove_all(Some(Duration::ZERO)).await;
+                        }
                     }
-                    dirty = false;
-                    if self.fenced {
-                        tracing::warn!(node = %node, "registration renewed: unfencing, listing assignments afresh");
+                    FenceEvent::Killed => {
+                        dirty = false;
+                        self.fenced = true;
+                        self.core.fenced();
+                        self.remove_all(Some(Duration::ZERO)).await;
+                    }
+                    FenceEvent::Resumed => {
+                        tracing::warn!(node = %node, "lease renewed after a fence: running again");
+                        self.fenced = false;
+                    }
+                    FenceEvent::Relist => {
+                        dirty = false;
+                        tracing::warn!(node = %node, "registered anew: listing assignments afresh");
                         self.fenced = false;
                         self.synced = false;
                         self.assignments = Cache::default();
                         assign = watch_assignments(&self.store, &self.keys);
                     }
-                }
-                _ = tokio::time::sleep_until(fence_at), if !self.fenced => {
-                    self.fence().await;
-                    dirty = false;
-                }
+                },
                 ev = assign.next() => {
                     if let Some(ev) = ev {
                         self.on_assignment(ev);
@@ -296,30 +382,24 @@ impl<E: Engine> Agent<E> {
         self.ask_roles(&w.roles);
     }
 
-    /// The lease could not be renewed: remove every container of this node at once (no
-    /// grace period: the lease may expire soon and the replicas start elsewhere) and drop
-    /// their addresses, so that a replica never runs twice. berth's fencing.
-    async fn fence(&mut self) {
-        tracing::error!(node = %self.cfg.name, "lease not renewed in time: fencing (removing every replica)");
-        self.fenced = true;
-        self.core.fenced();
+    /// Removes every container of this node, all at once: with `stop_timeout` (zero for a
+    /// fence: the lease may expire soon and the replicas start elsewhere), or each
+    /// container's own (a drain).
+    async fn remove_all(&mut self, stop_timeout: Option<Duration>) {
         match self.engine.list(&self.cfg.name).await {
             Ok(owned) => {
-                for o in owned {
+                for o in &owned {
                     self.core.stopping(&o.id);
-                    if let Err(e) = self.engine.remove(&o.id, Some(Duration::ZERO)).await {
-                        tracing::warn!("fencing {}: {e}", o.name);
-                    }
                 }
+                let engine = &self.engine;
+                let removals = owned.iter().map(|o| async move {
+                    if let Err(e) = engine.remove(&o.id, stop_timeout).await {
+                        tracing::warn!("removing {}: {e}", o.name);
+                    }
+                });
+                futures::future::join_all(removals).await;
             }
-            Err(e) => tracing::error!("fencing: cannot list containers: {e}"),
-        }
-        let dropped = std::mem::take(&mut self.added);
-        save_addresses(&self.cfg.state_dir, &self.added);
-        for ip in dropped {
-            if let Err(e) = address::remove(ip).await {
-                tracing::warn!("fencing: {e}");
-            }
+            Err(e) => tracing::error!("cannot list containers to remove them: {e}"),
         }
     }
 

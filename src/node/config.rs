@@ -36,6 +36,28 @@ pub struct NodeConfig {
     /// What this node permits bundles (host policy): nothing privileged, and host
     /// directories under `/srv` and `/var/log/pacemaker`, by default.
     pub permits: Permits,
+    /// The berth binary run as the node's watchdog (`berth watchdog`, see
+    /// [`super::watchdog`]; default: this executable). None runs no watchdog: then nothing
+    /// fences the node when the agent itself is killed or stopped.
+    pub watchdog: Option<PathBuf>,
+    /// How long fenced replicas stay frozen waiting for the lease to come back (an etcd
+    /// outage) before they are killed (default 60 s; zero kills at the fence).
+    pub freeze_for: Duration,
+    /// What a clean stop does with the node's replicas (default: drain).
+    pub on_stop: OnStop,
+}
+
+/// What a clean stop of the agent (SIGTERM, Ctrl-C) does with the node's replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnStop {
+    /// Stop the replicas (with their stop timeouts), drop their addresses, then leave: the
+    /// controller places them elsewhere once the node is gone.
+    #[default]
+    Drain,
+    /// Leave the replicas running, unsupervised and unfenced, and mark the node in
+    /// maintenance (`<prefix>/maintenance/<node>`): the controller keeps them assigned here
+    /// until the agent is back (Pacemaker's node maintenance mode).
+    Maintenance,
 }
 
 impl NodeConfig {
@@ -53,6 +75,9 @@ impl NodeConfig {
             stable_after: Duration::from_secs(10),
             remote_binary: std::env::current_exe().ok(),
             permits: Permits::default(),
+            watchdog: std::env::current_exe().ok(),
+            freeze_for: Duration::from_secs(60),
+            on_stop: OnStop::Drain,
         }
     }
 }
@@ -72,6 +97,9 @@ pub enum NodeError {
     /// The node name is not a host name. Give up.
     #[error("{0}")]
     BadName(String),
+    /// `--lease-ttl` cannot be used. Give up.
+    #[error("lease TTL {0:?}: must be a whole number of seconds, at least 1")]
+    BadLeaseTtl(Duration),
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
         path: PathBuf,

@@ -87,10 +87,22 @@ impl EngineError {
     }
 }
 
+/// What the engine says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// `docker 20.10.24 (API 1.41)`.
+    pub name: String,
+    pub cpus: u32,
+    pub memory: u64,
+    /// The cgroup parent every container of the node is created in (its fence scope, see
+    /// [`super::fence`]); None when the engine has no cgroups to fence through.
+    pub cgroup_parent: Option<String>,
+}
+
 /// What the node agent needs of a container engine.
 pub trait Engine: Clone + Send + Sync + 'static {
-    /// `docker 20.10.24 (API 1.41)`, CPUs and memory.
-    fn describe(&self) -> impl Future<Output = Result<(String, u32, u64), EngineError>> + Send;
+    /// Name and version, CPUs, memory, and the node's cgroup parent.
+    fn describe(&self, node: &str) -> impl Future<Output = Result<EngineInfo, EngineError>> + Send;
     /// Every container this node owns (labels `managed-by=berth`, `node=<node>`), any state.
     fn list(&self, node: &str) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
     /// Creates a container; returns its id.
@@ -114,6 +126,8 @@ pub trait Engine: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The engine's cgroup driver (`cgroupfs`, `systemd`), read once at connect.
+    cgroup_driver: Option<String>,
 }
 
 impl DockerEngine {
@@ -134,7 +148,24 @@ impl DockerEngine {
         }
         .map_err(connect)?;
         let docker = docker.negotiate_version().await.map_err(connect)?;
-        Ok(DockerEngine { docker })
+        let cgroup_driver = docker
+            .info()
+            .await
+            .map_err(connect)?
+            .cgroup_driver
+            .map(|d| d.to_string())
+            .filter(|d| d == "cgroupfs" || d == "systemd");
+        Ok(DockerEngine {
+            docker,
+            cgroup_driver,
+        })
+    }
+
+    /// The node's cgroup parent under this engine's driver.
+    fn cgroup_parent(&self, node: &str) -> Option<String> {
+        self.cgroup_driver
+            .as_deref()
+            .map(|d| super::fence::cgroup_parent(d, node))
     }
 
     /// The bollard client, for tests and tools.
@@ -169,8 +200,12 @@ fn not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-/// The create body for a desired container.
-fn create_body(c: &DesiredContainer, node: &str) -> ContainerCreateBody {
+/// The create body for a desired container, in cgroup parent `cgroup_parent`.
+fn create_body(
+    c: &DesiredContainer,
+    node: &str,
+    cgroup_parent: Option<String>,
+) -> ContainerCreateBody {
     let o = &c.options;
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &c.ports {
@@ -201,6 +236,7 @@ fn create_body(c: &DesiredContainer, node: &str) -> ContainerCreateBody {
         cpu_shares: o.cpu_shares,
         cpuset_cpus: o.cpuset_cpus.clone(),
         pids_limit: o.pids_limit,
+        cgroup_parent,
         privileged: Some(o.privileged),
         readonly_rootfs: Some(o.read_only),
         init: o.init.then_some(true),
@@ -269,7 +305,7 @@ fn create_body(c: &DesiredContainer, node: &str) -> ContainerCreateBody {
 }
 
 impl Engine for DockerEngine {
-    async fn describe(&self) -> Result<(String, u32, u64), EngineError> {
+    async fn describe(&self, node: &str) -> Result<EngineInfo, EngineError> {
         let v = self
             .docker
             .version()
@@ -281,11 +317,12 @@ impl Engine for DockerEngine {
             v.version.unwrap_or_default(),
             v.api_version.unwrap_or_default()
         );
-        Ok((
-            engine,
-            info.ncpu.unwrap_or(0).max(0) as u32,
-            info.mem_total.unwrap_or(0).max(0) as u64,
-        ))
+        Ok(EngineInfo {
+            name: engine,
+            cpus: info.ncpu.unwrap_or(0).max(0) as u32,
+            memory: info.mem_total.unwrap_or(0).max(0) as u64,
+            cgroup_parent: self.cgroup_parent(node),
+        })
     }
 
     async fn list(&self, node: &str) -> Result<Vec<Observed>, EngineError> {
@@ -327,7 +364,7 @@ impl Engine for DockerEngine {
         };
         let resp = self
             .docker
-            .create_container(Some(opts), create_body(c, node))
+            .create_container(Some(opts), create_body(c, node, self.cgroup_parent(node)))
             .await
             .map_err(call("create", &c.name))?;
         Ok(resp.id)

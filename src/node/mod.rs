@@ -15,6 +15,10 @@
 //! - [`local`]: the agent's files on its host (replica directories, recorded addresses)
 //!   and the host policy as it resolves there.
 //! - [`link`]: the control-channel tasks, one pair per replica with a primitive.
+//! - [`fence`]: fencing without the engine: the node's containers in one cgroup scope,
+//!   frozen, thawed and killed through the cgroup filesystem; addresses dropped.
+//! - [`fencer`]: the agent's fence task (fires on time from its own task).
+//! - [`watchdog`]: the process beside the agent that fences when the agent stops vouching.
 //! - [`agent`]: the shell: the loop that feeds the core and executes what it decides.
 
 pub mod address;
@@ -24,11 +28,14 @@ pub mod config;
 pub mod container;
 pub mod core;
 pub mod engine;
+pub mod fence;
+pub mod fencer;
 pub mod files;
 pub mod link;
 pub mod local;
 pub mod plan;
 pub mod sim;
+pub mod watchdog;
 
 pub use agent::run;
 pub use config::{NodeConfig, NodeError};

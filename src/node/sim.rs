@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use super::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
-use super::engine::{Engine, EngineError, EngineEvent, Observed};
+use super::engine::{Engine, EngineError, EngineEvent, EngineInfo, Observed};
 
 /// One simulated container.
 #[derive(Debug, Clone)]
@@ -128,8 +128,13 @@ fn owned_by(labels: &BTreeMap<String, String>, node: &str) -> bool {
 }
 
 impl Engine for SimEngine {
-    async fn describe(&self) -> Result<(String, u32, u64), EngineError> {
-        Ok(("simulated engine".into(), 2, 24 << 30))
+    async fn describe(&self, _node: &str) -> Result<EngineInfo, EngineError> {
+        Ok(EngineInfo {
+            name: "simulated engine".into(),
+            cpus: 2,
+            memory: 24 << 30,
+            cgroup_parent: None,
+        })
     }
 
     async fn list(&self, node: &str) -> Result<Vec<Observed>, EngineError> {

@@ -56,6 +56,12 @@ impl Keys {
         format!("{}{node}", self.nodes())
     }
 
+    /// `<prefix>/maintenance/<node>`: a node whose agent left it in maintenance (its
+    /// replicas still run there, unsupervised); the value is its last registration.
+    pub fn maintenance(&self, node: &str) -> String {
+        format!("{}/maintenance/{node}", self.prefix)
+    }
+
     /// `<prefix>/assignments/<node>/`: what one node must run; its agent watches this.
     pub fn assignments(&self, node: &str) -> String {
         format!("{}/assignments/{node}/", self.prefix)
@@ -116,6 +122,7 @@ impl Keys {
             ["bundles", name] if !name.is_empty() => Key::Bundle(name),
             ["status", "bundles", name] if !name.is_empty() => Key::BundleStatus(name),
             ["nodes", name] if !name.is_empty() => Key::Node(name),
+            ["maintenance", name] if !name.is_empty() => Key::Maintenance(name),
             ["assignments", node, bundle] if !node.is_empty() && !bundle.is_empty() => {
                 Key::Assignment { node, bundle }
             }
@@ -134,6 +141,7 @@ pub enum Key<'k> {
     Bundle(&'k str),
     BundleStatus(&'k str),
     Node(&'k str),
+    Maintenance(&'k str),
     Assignment { node: &'k str, bundle: &'k str },
     Replica { bundle: &'k str, index: u32 },
 }
@@ -171,6 +179,10 @@ mod tests {
                 bundle: "web",
                 index: 2
             })
+        );
+        assert_eq!(
+            k.parse(&k.maintenance("n1")),
+            Some(Key::Maintenance("n1"))
         );
         assert_eq!(k.parse("/berth/replicas/web/x"), None);
         assert_eq!(k.parse("/berth/assignments/n1"), None);

@@ -18,9 +18,11 @@ pub enum LeaseEnd {
     Shutdown,
 }
 
-/// Renews lease `id` every third of `ttl` and publishes the instant of each successful
-/// renewal on `renewed`. Each renewal must answer within a third of the TTL, so a partition
-/// is noticed long before the lease could expire.
+/// Renews lease `id` every third of `ttl` and publishes, for each successful renewal, the
+/// instant its request was *sent* on `renewed` (etcd restarts the TTL when it receives the
+/// request, which is after the send: counting from the send never overestimates what is
+/// left). Each renewal must answer within a third of the TTL, so a partition is noticed long
+/// before the lease could expire.
 pub async fn keep_alive(
     store: &Store,
     id: i64,
@@ -38,11 +40,12 @@ pub async fn keep_alive(
                 .ok()?
                 .ok()?;
             loop {
+                let sent = Instant::now();
                 timeout(every, keeper.keep_alive()).await.ok()?.ok()?;
                 match timeout(every, stream.message()).await.ok()?.ok()? {
                     Some(r) if r.ttl() > 0 => {
-                        last_ok = Instant::now();
-                        renewed.send_replace(last_ok);
+                        last_ok = sent;
+                        renewed.send_replace(sent);
                     }
                     // TTL 0: etcd no longer knows the lease.
                     _ => return Some(LeaseEnd::Lost),

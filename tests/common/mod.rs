@@ -2,6 +2,8 @@
 //! binary, etcdctl, and a TCP proxy that can cut a client off from etcd.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Several real Docker hosts on this machine, on one LAN: the multi-host test harness (the
+# Rust module tests/common/hosts.rs drives it) and `scripts/cluster.sh` stand on it.
+#
+#   hosts.sh up N [IMAGE...]   make a LAN and N hosts; prints the LAN's number K
+#   hosts.sh down K            tear LAN K down: every daemon, process, namespace, link, mount
+#   hosts.sh kill-host K I     power host I off: every process on it dies, its LAN link drops
+#   hosts.sh kill-dockerd K I  kill -9 only host I's dockerd and containerd
+#   hosts.sh cut K I PORT...   host I can no longer reach the LAN's etcd (TCP PORT on .1)
+#   hosts.sh heal K I          undo cut
+#   hosts.sh fill K I DIR      fill the filesystem holding DIR on host I (a small tmpfs mounted there)
+#
+# LAN K is the bridge `bl<K>` with 10.231.K.1/24 (the machine's side: etcd listens there),
+# host I is the network namespace `bl<K>h<I>` with `lan0` = 10.231.K.(10+I)/24, and a client
+# namespace `bl<K>c` has 10.231.K.2 for reaching replica addresses as a LAN client does.
+# Each host runs its own dockerd (entered with `nsenter --net` only, so cgroups stay
+# visible; a private mount namespace whose tmpfs holds its exec-root), its own data-root,
+# docker0 subnet 10.232.I.0/24 and containerd namespace, its socket at
+# /run/berth-hosts/<K>/h<I>/docker.sock. Test images are copied in with docker save | load.
+# Traffic stays on the bridge and in these namespaces: nothing leaves the machine.
+set -euo pipefail
+
+RUN=/run/berth-hosts
+DATA=/var/lib/berth-hosts
+log() { printf 'hosts: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root (network namespaces, dockerd)"
+
+lan_of() { echo "bl$1"; }
+ns_of() { echo "bl$1h$2"; }
+
+wait_for() { # wait_for WHAT SECONDS CMD...
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "$what did not come up in ${secs}s"; return 1; }
+    sleep 0.1
+  done
+}
+
+# Kills every process in the cgroups below DIR (relative to each v1 hierarchy, or v2):
+# freeze, SIGKILL, thaw, so nothing forks away meanwhile.
+kill_cgroup() {
+  local rel=$1 c f
+  if [ -d /sys/fs/cgroup/freezer ]; then
+    c=/sys/fs/cgroup/freezer/$rel
+    [ -d "$c" ] || return 0
+    echo FROZEN >"$c/freezer.state" 2>/dev/null || true
+    find "$c" -name cgroup.procs | while read -r f; do
+      xargs -r kill -9 <"$f" 2>/dev/null || true
+    done
+    echo THAWED >"$c/freezer.state" 2>/dev/null || true
+  else
+    c=/sys/fs/cgroup/$rel
+    [ -d "$c" ] || return 0
+    echo 1 >"$c/cgroup.kill" 2>/dev/null || true
+  fi
+}
+
+# Removes the empty cgroup directories below REL in every hierarchy.
+rm_cgroup() {
+  local rel=$1 h
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [ -d "$h$rel" ] && find "$h$rel" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+# Every process whose network namespace is NS's (agents, dockerd, containerd, helpers).
+procs_in_ns() {
+  local ino p
+  ino=$(stat -L -c %i "/var/run/netns/$1" 2>/dev/null) || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$ino" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# Kills host I of LAN K: its processes, its containers (their cgroups: the node agent's
+# scope /berth/<node>, named after the host, and dockerd's default /berth-hosts/K/hI).
+kill_host_procs() {
+  local k=$1 i=$2 ns pids
+  ns=$(ns_of "$k" "$i")
+  pids=$(procs_in_ns "$ns")
+  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+  # dockerd's managed containerd and its shims live in the netns too; containers in theirs.
+  kill_cgroup "berth/$ns"
+  kill_cgroup "berth-hosts/$k/h$i"
+}
+
+up() {
+  local n=$1; shift
+  local k=1
+  mkdir -p "$RUN"
+  # mkdir claims a number atomically: parallel test runs each get their own LAN.
+  until [ ! -e "/sys/class/net/$(lan_of $k)" ] && mkdir "$RUN/$k" 2>/dev/null; do
+    k=$((k + 1))
+    [ "$k" -le 250 ] || die "no free LAN number"
+  done
+  local lan; lan=$(lan_of $k)
+  echo "$n" >"$RUN/$k/hosts"
+  ip link add "$lan" type bridge
+  ip addr add "10.231.$k.1/24" dev "$lan"
+  ip link set "$lan" up
+  # The machine's dockerd sets FORWARD to DROP and br_netfilter sends bridged frames
+  # through it: let the LAN's own traffic pass.
+  iptables -I FORWARD -i "$lan" -o "$lan" -j ACCEPT
+  attach() { # attach NS LINK ADDR
+    ip netns add "$1"
+    ip link add "$2" type veth peer name "$2p"
+    ip link set "$2p" netns "$1"
+    ip -n "$1" link set "$2p" name lan0
+    ip -n "$1" addr add "$3/24" dev lan0
+    ip -n "$1" link set lan0 up
+    ip -n "$1" link set lo up
+    ip link set "$2" master "$lan"
+    ip link set "$2" up
+  }
+  attach "$(lan_of $k)c" "$(lan_of $k)c" "10.231.$k.2"
+  local i
+  for i in $(seq 1 "$n"); do
+    local ns dir data
+    ns=$(ns_of $k "$i")
+    dir="$RUN/$k/h$i"
+    data="$DATA/$k/h$i"
+    mkdir -p "$dir/exec" "$data"
+    attach "$ns" "$ns" "10.231.$k.$((10 + i))"
+    # dockerd in the host's network namespace only; a private mount namespace whose tmpfs
+    # holds the exec-root (containerd's socket, the netns bind mounts).
+    setsid nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private \
+      sh -c "mount -t tmpfs tmpfs '$dir/exec' && exec dockerd \
+        --host 'unix://$dir/docker.sock' --data-root '$data' --exec-root '$dir/exec' \
+        --pidfile '$dir/dockerd.pid' --bip 10.232.$i.1/24 \
+        --containerd-namespace 'bl$k-h$i' --containerd-plugins-namespace 'bl$k-h$i-plugins' \
+        --cgroup-parent '/berth-hosts/$k/h$i'" \
+      >"$dir/dockerd.log" 2>&1 </dev/null &
+  done
+  for i in $(seq 1 "$n"); do
+    local dir="$RUN/$k/h$i"
+    wait_for "dockerd of host $i" 60 docker -H "unix://$dir/docker.sock" info ||
+      { tail -20 "$dir/dockerd.log" >&2; down "$k"; exit 1; }
+  done
+  local img
+  for img in "$@"; do
+    for i in $(seq 1 "$n"); do
+      docker save "$img" | docker -H "unix://$RUN/$k/h$i/docker.sock" load -q >/dev/null
+    done
+  done
+  echo "$k"
+}
+
+down() {
+  local k=$1 n i
+  [ -d "$RUN/$k" ] || [ -e "/sys/class/net/$(lan_of "$k")" ] || return 0
+  n=$(cat "$RUN/$k/hosts" 2>/dev/null || echo 0)
+  for i in $(seq 1 "$n"); do
+    kill_host_procs "$k" "$i"
+  done
+  # Wait for the killed processes to be gone before removing what they held.
+  for i in $(seq 1 "$n"); do
+    local ns; ns=$(ns_of "$k" "$i")
+    wait_for "host $i's processes to exit" 10 test -z "$(procs_in_ns "$ns")" || true
+    umount "$RUN/$k/h$i/fill" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    ip link del "$ns" 2>/dev/null || true
+    rm_cgroup "berth/$ns"
+  done
+  rm_cgroup "berth-hosts/$k"
+  rm_cgroup "berth-hosts"
+  local c; c="$(lan_of "$k")c"
+  ip netns del "$c" 2>/dev/null || true
+  ip link del "$c" 2>/dev/null || true
+  iptables -D FORWARD -i "$(lan_of "$k")" -o "$(lan_of "$k")" -j ACCEPT 2>/dev/null || true
+  ip link del "$(lan_of "$k")" 2>/dev/null || true
+  # The data-roots hold overlay mounts only inside the dead mount namespaces: plain files now.
+  rm -rf "${DATA:?}/$k" "${RUN:?}/$k"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  up) [ $# -ge 1 ] || die "usage: hosts.sh up N [IMAGE...]"; up "$@" ;;
+  down) [ $# -eq 1 ] || die "usage: hosts.sh down K"; down "$1" ;;
+  kill-host)
+    [ $# -eq 2 ] || die "usage: hosts.sh kill-host K I"
+    kill_host_procs "$1" "$2"
+    ip -n "$(ns_of "$1" "$2")" link set lan0 down
+    ;;
+  kill-dockerd)
+    [ $# -eq 2 ] || die "usage: hosts.sh kill-dockerd K I"
+    pid=$(cat "$RUN/$1/h$2/dockerd.pid")
+    # Its managed containerd is its child; the shims (and containers) stay, as on a real host.
+    pkill -9 -P "$pid" containerd 2>/dev/null || true
+    kill -9 "$pid"
+    ;;
+  cut)
+    [ $# -ge 3 ] || die "usage: hosts.sh cut K I PORT..."
+    k=$1 i=$2; shift 2
+    for port in "$@"; do
+      ip netns exec "$(ns_of "$k" "$i")" iptables -I OUTPUT -d "10.231.$k.1" -p tcp --dport "$port" -j DROP
+      ip netns exec "$(ns_of "$k" "$i")" iptables -I INPUT -s "10.231.$k.1" -p tcp --sport "$port" -j DROP
+    done
+    ;;
+  heal)
+    [ $# -eq 2 ] || die "usage: hosts.sh heal K I"
+    ns=$(ns_of "$1" "$2")
+    for chain in OUTPUT INPUT; do
+      ip netns exec "$ns" iptables -S "$chain" | grep -- "10.231.$1.1/32" | grep -- '-j DROP' |
+        sed "s/^-A /-D /" | while read -r rule; do
+          # shellcheck disable=SC2086
+          ip netns exec "$ns" iptables $rule
+        done
+    done
+    ;;
+  fill)
+    [ $# -eq 3 ] || die "usage: hosts.sh fill K I DIR"
+    mkdir -p "$3"
+    mount -t tmpfs -o size=1m tmpfs "$3"
+    dd if=/dev/zero of="$3/fill" bs=64k 2>/dev/null || true
+    ;;
+  *) die "usage: hosts.sh up|down|kill-host|kill-dockerd|cut|heal|fill …" ;;
+esac

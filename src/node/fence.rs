@@ -1,0 +1,284 @@
+//! Fencing without the engine. Every container of a node is created in one cgroup, the
+//! node's *scope* (`/berth/<node>` under Docker's cgroupfs driver, `berth.slice` under the
+//! systemd driver), so the whole node can be frozen, thawed and killed with a few writes to
+//! the cgroup filesystem, whatever state dockerd or the agent's own loop is in: a hung engine
+//! cannot delay a fence. Freezing is the fence (a frozen process serves nothing and writes
+//! nothing); a freeze that the lease outlived is undone, one it did not is turned into a kill.
+//! The node agent's fence task and the watchdog process ([`super::watchdog`]) both fence
+//! through here.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::address;
+use super::local::load_addresses;
+
+/// Where a cgroup filesystem is mounted on a host that runs Docker.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup parent a node's containers are created in, for the engine's cgroup driver.
+/// Under the systemd driver a parent must be a slice name; every agent on that engine shares
+/// it (one node per engine is the real-host case).
+pub fn cgroup_parent(driver: &str, node: &str) -> String {
+    if driver == "systemd" {
+        "berth.slice".to_string()
+    } else {
+        format!("/berth/{node}")
+    }
+}
+
+/// Which cgroup interface the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// cgroup v1: the freezer hierarchy (`freezer.state`), processes killed one by one.
+    V1,
+    /// cgroup v2: `cgroup.freeze` and `cgroup.kill`.
+    V2,
+}
+
+/// A node's scope: the cgroup holding every one of its containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The scope's directory in the freezer hierarchy (v1) or the unified one (v2).
+    dir: PathBuf,
+    version: Version,
+}
+
+/// Why a fence step failed. The fence is retried until it succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: still {left} process(es) after {tries} kill rounds")]
+    Survivors {
+        path: PathBuf,
+        left: usize,
+        tries: u32,
+    },
+}
+
+impl Scope {
+    /// The scope for cgroup parent `parent` on this host (`None` when the host has neither a
+    /// v2 unified hierarchy nor a v1 freezer: then only the engine can fence).
+    pub fn for_parent(parent: &str) -> Option<Scope> {
+        Scope::under(Path::new(CGROUP_ROOT), parent)
+    }
+
+    fn under(root: &Path, parent: &str) -> Option<Scope> {
+        let rel = parent.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+            return None;
+        }
+        if root.join("cgroup.controllers").exists() {
+            Some(Scope {
+                dir: root.join(rel),
+                version: Version::V2,
+            })
+        } else if root.join("freezer").is_dir() {
+            Some(Scope {
+                dir: root.join("freezer").join(rel),
+                version: Version::V1,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The scope's directory (v1: in the freezer hierarchy).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), FenceError> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).map_err(|source| FenceError::Io {
+            op: "write",
+            path,
+            source,
+        })
+    }
+
+    /// Freezes every process of the node's containers (and any container created later in
+    /// the scope). A scope that does not exist yet holds nothing: done.
+    pub fn freeze(&self) -> Result<(), FenceError> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        match self.version {
+            Version::V1 => self.write("freezer.state", "FROZEN"),
+            Version::V2 => self.write("cgroup.freeze", "1"),
+        }
+    }
+
+    /// Undoes [`Scope::freeze`].
+    pub fn thaw(&self) -> Result<(), FenceError> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        match self.version {
+            Version::V1 => self.write("freezer.state", "THAWED"),
+            Version::V2 => self.write("cgroup.freeze", "0"),
+        }
+    }
+
+    /// Is the scope frozen (as far as its own state file says)?
+    pub fn frozen(&self) -> bool {
+        let (file, want) = match self.version {
+            Version::V1 => ("freezer.state", "FROZEN"),
+            Version::V2 => ("cgroup.freeze", "1"),
+        };
+        std::fs::read_to_string(self.dir.join(file)).is_ok_and(|s| s.trim() == want)
+    }
+
+    /// Every process id in the scope and the cgroups below it.
+    pub fn processes(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                // Cgroup directories are real directories; nothing here is a link.
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        out
+    }
+
+    /// Kills every process in the scope without a grace period, and keeps at it until none
+    /// is left: freeze (nothing forks away), SIGKILL each, thaw (v1 delivers the kill on
+    /// thaw); v2 writes `cgroup.kill`. Leaves the scope thawed and empty.
+    pub fn kill(&self) -> Result<(), FenceError> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        const TRIES: u32 = 100;
+        for _ in 0..TRIES {
+            if self.version == Version::V2 && self.write("cgroup.kill", "1").is_ok() {
+                // Killed; thawing lets the frozen ones die.
+            } else {
+                self.freeze()?;
+                for pid in self.processes() {
+                    // Gone already is fine.
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            self.thaw()?;
+            let until = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < until {
+                if self.processes().is_empty() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Err(FenceError::Survivors {
+            path: self.dir.clone(),
+            left: self.processes().len(),
+            tries: TRIES,
+        })
+    }
+}
+
+/// The fence itself: freezes the node's scope and removes the replica addresses this node
+/// added (recorded in `<state dir>/addresses.json`), so nothing of a replica serves or is
+/// reachable here. Retries the freeze until it holds (bounded by `within`); the addresses
+/// go whatever the freeze did.
+pub async fn freeze_node(scope: Option<&Scope>, state_dir: &Path, within: Duration) {
+    if let Some(s) = scope {
+        let until = Instant::now() + within;
+        loop {
+            match s.freeze() {
+                Ok(()) => break,
+                Err(e) if Instant::now() < until => {
+                    tracing::error!("fence: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    tracing::error!("fence: {e}; giving up on freezing");
+                    break;
+                }
+            }
+        }
+    }
+    drop_addresses(state_dir).await;
+}
+
+/// Kills the node's scope (see [`Scope::kill`]) on a blocking thread, and drops the
+/// addresses.
+pub async fn kill_node(scope: Option<&Scope>, state_dir: &Path) {
+    if let Some(s) = scope {
+        let s = s.clone();
+        match tokio::task::spawn_blocking(move || s.kill()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("fence: {e}"),
+            Err(e) => tracing::error!("fence: kill task: {e}"),
+        }
+    }
+    drop_addresses(state_dir).await;
+}
+
+/// Removes every address the node's record lists (it stays recorded: the agent adds back
+/// what its replicas still need, and forgets the rest).
+pub async fn drop_addresses(state_dir: &Path) {
+    let addrs: Vec<Ipv4Addr> = load_addresses(state_dir).into_iter().collect();
+    for ip in addrs {
+        if let Err(e) = address::remove(ip).await {
+            tracing::warn!("fence: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_follows_the_driver() {
+        assert_eq!(cgroup_parent("cgroupfs", "n1"), "/berth/n1");
+        assert_eq!(cgroup_parent("systemd", "n1"), "berth.slice");
+    }
+
+    #[test]
+    fn scope_picks_the_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(Scope::under(root.path(), "/berth/n1"), None);
+        std::fs::create_dir(root.path().join("freezer")).unwrap();
+        let v1 = Scope::under(root.path(), "/berth/n1").unwrap();
+        assert_eq!(v1.version, Version::V1);
+        assert_eq!(v1.dir(), root.path().join("freezer/berth/n1"));
+        std::fs::write(root.path().join("cgroup.controllers"), "").unwrap();
+        let v2 = Scope::under(root.path(), "berth.slice").unwrap();
+        assert_eq!(v2.version, Version::V2);
+        assert_eq!(v2.dir(), root.path().join("berth.slice"));
+        assert_eq!(Scope::under(root.path(), "/berth/../etc"), None);
+        assert_eq!(Scope::under(root.path(), "/"), None);
+    }
+
+    #[test]
+    fn a_scope_not_yet_made_holds_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("freezer")).unwrap();
+        let s = Scope::under(root.path(), "/berth/none").unwrap();
+        s.freeze().unwrap();
+        s.thaw().unwrap();
+        s.kill().unwrap();
+        assert!(s.processes().is_empty());
+        assert!(!s.frozen());
+    }
+}

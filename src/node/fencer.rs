@@ -1,0 +1,151 @@
+//! The node agent's fence task: a task of its own, so that the fence fires on time whatever
+//! the agent's loop is waiting for (a Docker call can block for minutes, an etcd call for
+//! as long as the network hangs). It counts from the *send* time of the last successful
+//! renewal; two thirds of the TTL later it fences ([`fence::freeze_node`]), arms the
+//! watchdog after every renewal, and after a fence decides between thawing (the same lease
+//! was renewed: etcd was only out of reach) and killing (the lease was lost, or the freeze
+//! lasted `freeze_for`). The loop hears the outcome as [`FenceEvent`]s.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::fence::{self, Scope};
+use super::watchdog::{Link, Request};
+
+/// What the fence task tells the agent's loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceEvent {
+    /// The node is frozen and its addresses dropped: change nothing until told otherwise.
+    Fenced,
+    /// The same lease was renewed after a fence: the containers run again (thawed, or, when
+    /// they were killed, to be created again); reconcile.
+    Resumed,
+    /// Every container was killed: remove them through the engine and stay fenced.
+    Killed,
+    /// A new lease replaced the lost one: list the assignments afresh.
+    Relist,
+}
+
+/// The task's inputs.
+pub struct Fencer {
+    pub scope: Option<Scope>,
+    pub state_dir: PathBuf,
+    pub watchdog: Option<Link>,
+    /// Fence this long after the last renewal was sent (two thirds of the TTL).
+    pub fence_after: Duration,
+    /// How long a freeze may wait for the lease before it becomes a kill.
+    pub freeze_for: Duration,
+    /// The current lease, replaced by the registration task when it registers again.
+    pub lease: Arc<AtomicI64>,
+    pub renewed: watch::Receiver<Instant>,
+    pub events: mpsc::UnboundedSender<FenceEvent>,
+}
+
+/// Where the task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Live,
+    Frozen { at: Instant },
+    Killed,
+}
+
+impl Fencer {
+    /// Runs until `shutdown`, or until the registration task ends.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut lease = self.lease.load(Ordering::SeqCst);
+        let mut state = State::Live;
+        let first = *self.renewed.borrow_and_update();
+        self.arm(first);
+        loop {
+            let deadline = *self.renewed.borrow() + self.fence_after;
+            let kill_at = match state {
+                State::Frozen { at } => Some(at + self.freeze_for),
+                _ => None,
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = self.renewed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let sent = *self.renewed.borrow_and_update();
+                    self.arm(sent);
+                    let now_lease = self.lease.load(Ordering::SeqCst);
+                    if now_lease != lease {
+                        // The lease was lost: the controller may have placed the replicas
+                        // elsewhere already. Whatever runs here dies before anything else.
+                        lease = now_lease;
+                        if state != State::Killed {
+                            self.kill().await;
+                        }
+                        state = State::Live;
+                        self.emit(FenceEvent::Relist);
+                    } else if state != State::Live {
+                        if matches!(state, State::Frozen { .. }) {
+                            tracing::warn!("lease renewed after a fence: thawing");
+                            if let Some(s) = &self.scope
+                                && let Err(e) = s.thaw()
+                            {
+                                tracing::error!("thaw: {e}");
+                            }
+                            if let Some(w) = &self.watchdog {
+                                w.send(Request::Thaw);
+                            }
+                        }
+                        state = State::Live;
+                        self.emit(FenceEvent::Resumed);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if state == State::Live => {
+                    tracing::error!("lease not renewed in time: fencing (freezing every replica, dropping addresses)");
+                    fence::freeze_node(self.scope.as_ref(), &self.state_dir, self.fence_after / 4).await;
+                    self.emit(FenceEvent::Fenced);
+                    if self.freeze_for.is_zero() || self.scope.is_none() {
+                        self.kill().await;
+                        state = State::Killed;
+                    } else {
+                        state = State::Frozen { at: Instant::now() };
+                    }
+                }
+                _ = sleep_until(kill_at) => {
+                    tracing::error!("frozen for {:?} without the lease coming back: killing", self.freeze_for);
+                    self.kill().await;
+                    state = State::Killed;
+                }
+            }
+        }
+    }
+
+    fn emit(&self, e: FenceEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Tells the watchdog how long this renewal vouches for the node.
+    fn arm(&self, sent: Instant) {
+        if let Some(w) = &self.watchdog {
+            let left = (sent + self.fence_after).saturating_duration_since(Instant::now());
+            w.send(Request::Arm(left));
+        }
+    }
+
+    async fn kill(&self) {
+        if let Some(w) = &self.watchdog {
+            w.send(Request::Kill);
+        }
+        fence::kill_node(self.scope.as_ref(), &self.state_dir).await;
+        self.emit(FenceEvent::Killed);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,418 @@
+//! Several real Docker hosts on this machine (scripts/hosts.sh): each a network namespace
+//! with its own dockerd, all on one bridge (the LAN) where a private etcd listens; berth node
+//! agents run as processes inside the hosts' network namespaces, controllers on the
+//! machine. Faults are one call each. Everything is torn down on drop, also when the test
+//! fails.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hosts.sh");
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn script(args: &[&str]) -> String {
+    let o = Command::new("bash")
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .expect("bash");
+    assert!(
+        o.status.success(),
+        "hosts.sh {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A LAN of Docker hosts with an etcd on it.
+pub struct Lan {
+    /// The LAN's number: bridge `bl<k>`, subnet 10.231.<k>.0/24.
+    pub k: u32,
+    pub hosts: u32,
+    pub prefix: String,
+    etcd: Option<Child>,
+    agents: Vec<Option<Child>>,
+    controllers: Vec<Option<Child>>,
+    /// Agents' state directories and logs.
+    pub dir: tempfile::TempDir,
+}
+
+/// How a fault stops an agent.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    Kill9,
+    SigStop,
+    SigTerm,
+}
+
+impl Lan {
+    /// `hosts` hosts with `images` loaded, and an etcd at 10.231.<k>.1:2379.
+    pub fn up(hosts: u32, images: &[&str]) -> Lan {
+        let mut args = vec!["up".to_string(), hosts.to_string()];
+        args.extend(images.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let k: u32 = script(&argv).parse().expect("hosts.sh up prints the LAN number");
+        let dir = tempfile::tempdir().unwrap();
+        let mut lan = Lan {
+            k,
+            hosts,
+            prefix: format!("/berth-multihost-{k}"),
+            etcd: None,
+            agents: (0..=hosts).map(|_| None).collect(),
+            controllers: Vec::new(),
+            dir,
+        };
+        let ip = lan.gateway();
+        let data = lan.dir.path().join("etcd");
+        let log = std::fs::File::create(lan.dir.path().join("etcd.log")).unwrap();
+        lan.etcd = Some(
+            Command::new("etcd")
+                .args(["--name", "lan", "--data-dir"])
+                .arg(&data)
+                .args(["--listen-client-urls", &format!("http://{ip}:2379")])
+                .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
+                .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+                .args(["--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+                .args(["--initial-cluster", &format!("lan=http://{ip}:2380")])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("etcd must be installed (scripts/setup.sh)"),
+        );
+        let until = Instant::now() + Duration::from_secs(20);
+        while !Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &lan.etcd_endpoint(), "endpoint", "health"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(Instant::now() < until, "the LAN's etcd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        lan
+    }
+
+    /// 10.231.<k>.1: the machine's side of the LAN.
+    pub fn gateway(&self) -> String {
+        format!("10.231.{}.1", self.k)
+    }
+
+    /// An address on the LAN for replicas: 10.231.<k>.<last>.
+    pub fn address(&self, last: u8) -> String {
+        format!("10.231.{}.{last}", self.k)
+    }
+
+    pub fn etcd_endpoint(&self) -> String {
+        format!("http://{}:2379", self.gateway())
+    }
+
+    /// Host `i`'s node name (its network namespace's name).
+    pub fn node(&self, i: u32) -> String {
+        format!("bl{}h{i}", self.k)
+    }
+
+    fn socket(&self, i: u32) -> String {
+        format!("unix:///run/berth-hosts/{}/h{i}/docker.sock", self.k)
+    }
+
+    /// A store on the LAN's etcd under the test's prefix.
+    pub async fn store(&self) -> berth::store::Store {
+        let cfg = berth::store::StoreConfig::default()
+            .with_endpoints(&self.etcd_endpoint())
+            .with_prefix(&self.prefix);
+        super::connect_checked(&cfg).await
+    }
+
+    /// The docker CLI against host `i`; None when it fails.
+    pub fn docker(&self, i: u32, args: &[&str]) -> Option<String> {
+        let o = Command::new("docker")
+            .arg("-H")
+            .arg(self.socket(i))
+            .args(args)
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// Starts host `i`'s node agent (inside its network namespace) with `extra` flags.
+    pub fn start_agent(&mut self, i: u32, extra: &[&str]) {
+        let state = self.dir.path().join(format!("state-h{i}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("agent-h{i}.log")))
+            .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.node(i)))
+            .arg(BERTH)
+            .args(["node", "--name", &self.node(i), "--docker-host", &self.socket(i)])
+            .arg("--state-dir")
+            .arg(&state)
+            .args(extra)
+            .env("BERTH_ETCD", self.etcd_endpoint())
+            .env("BERTH_PREFIX", &self.prefix)
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nsenter");
+        self.agents[i as usize] = Some(child);
+    }
+
+    /// Host `i`'s agent's log so far.
+    pub fn agent_log(&self, i: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent-h{i}.log"))).unwrap_or_default()
+    }
+
+    /// The agent's process id (nsenter execs berth, so it is the child's).
+    pub fn agent_pid(&self, i: u32) -> i32 {
+        self.agents[i as usize].as_ref().expect("agent running").id() as i32
+    }
+
+    /// Stops host `i`'s agent as `how` says (SIGTERM waits for the clean stop).
+    pub fn stop_agent(&mut self, i: u32, how: Stop) {
+        let pid = self.agent_pid(i);
+        let sig = match how {
+            Stop::Kill9 => libc::SIGKILL,
+            Stop::SigStop => libc::SIGSTOP,
+            Stop::SigTerm => libc::SIGTERM,
+        };
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        if !matches!(how, Stop::SigStop) {
+            let mut c = self.agents[i as usize].take().unwrap();
+            let until = Instant::now() + Duration::from_secs(60);
+            while c.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < until, "agent {i} did not exit");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Lets a SIGSTOPped agent run again.
+    pub fn continue_agent(&self, i: u32) {
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(self.agent_pid(i), libc::SIGCONT) }, 0);
+    }
+
+    /// Starts a controller on the machine (outside the hosts).
+    pub fn start_controller(&mut self, name: &str) -> usize {
+        let log = std::fs::File::create(self.dir.path().join(format!("controller-{name}.log")))
+            .unwrap();
+        let child = Command::new(BERTH)
+            .args(["controller", "--name", name])
+            .env("BERTH_ETCD", self.etcd_endpoint())
+            .env("BERTH_PREFIX", &self.prefix)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.controllers.push(Some(child));
+        self.controllers.len() - 1
+    }
+
+    /// Runs the berth CLI against the LAN's etcd and the test's prefix.
+    pub fn berth(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(BERTH)
+            .args(args)
+            .env("BERTH_ETCD", self.etcd_endpoint())
+            .env("BERTH_PREFIX", &self.prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Powers host `i` off: agent, watchdog, dockerd, containerd and containers die, its LAN
+    /// link goes down.
+    pub fn kill_host(&mut self, i: u32) {
+        script(&["kill-host", &self.k.to_string(), &i.to_string()]);
+        if let Some(mut c) = self.agents[i as usize].take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// kill -9 of host `i`'s dockerd and containerd only.
+    pub fn kill_dockerd(&self, i: u32) {
+        script(&["kill-dockerd", &self.k.to_string(), &i.to_string()]);
+    }
+
+    /// Host `i` can no longer reach etcd (packets dropped), while everything on it runs.
+    pub fn cut(&self, i: u32) {
+        script(&["cut", &self.k.to_string(), &i.to_string(), "2379"]);
+    }
+
+    pub fn heal(&self, i: u32) {
+        script(&["heal", &self.k.to_string(), &i.to_string()]);
+    }
+
+    /// How many containers are live on host `i`: with processes in berth's scope for the
+    /// node (or in the host dockerd's default cgroup parent, should one escape it) and not
+    /// frozen. Read from the cgroup filesystem only, so it answers whatever state the
+    /// host's engine or agent is in.
+    pub fn live_on(&self, i: u32) -> usize {
+        live_on(self.k, i)
+    }
+
+    /// Does `http://ip:port/` answer from the LAN's client namespace (within `timeout`)?
+    pub fn serves(&self, ip: &str, port: u16, timeout: Duration) -> bool {
+        let ns = format!("/var/run/netns/bl{}c", self.k);
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let f = std::fs::File::open(&ns).unwrap();
+                // SAFETY: setns on an open namespace descriptor; this thread only.
+                assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+                http_get(addr, timeout)
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Samples every 50 ms, on a thread in the LAN's client namespace, which hosts run a
+    /// live copy and whether `http://ip:port/` answers, until the sampler is stopped.
+    pub fn sampler(&self, ip: &str, port: u16) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ns = format!("/var/run/netns/bl{}c", self.k);
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let (k, hosts) = (self.k, self.hosts);
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns).unwrap();
+            // SAFETY: setns on an open namespace descriptor; this thread only.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let t0 = Instant::now();
+            let mut out = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let at = Instant::now();
+                let live = (1..=hosts).map(|i| live_on(k, i)).collect();
+                let serving = http_get(addr, Duration::from_millis(150));
+                out.push(Sample {
+                    at: at - t0,
+                    live,
+                    serving,
+                });
+                std::thread::sleep(Duration::from_millis(50).saturating_sub(at.elapsed()));
+            }
+            out
+        });
+        Sampler {
+            stop,
+            thread: Some(thread),
+            t0: Instant::now(),
+        }
+    }
+}
+
+/// See [`Lan::live_on`].
+fn live_on(k: u32, i: u32) -> usize {
+    let parents = [format!("/berth/bl{k}h{i}"), format!("/berth-hosts/{k}/h{i}")];
+        parents
+            .iter()
+            .filter_map(|p| berth::node::fence::Scope::for_parent(p))
+            .flat_map(|scope| {
+                std::fs::read_dir(scope.dir())
+                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                    .unwrap_or_else(|_| Vec::<PathBuf>::new())
+            })
+            .filter(|d| {
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                let state = std::fs::read_to_string(d.join("freezer.state"))
+                    .or_else(|_| std::fs::read_to_string(d.join("cgroup.freeze")))
+                    .unwrap_or_default();
+                !procs.trim().is_empty() && !matches!(state.trim(), "FROZEN" | "FREEZING" | "1")
+            })
+            .count()
+}
+
+/// One sample: since the sampler started, live copies per host (index 0 is host 1), and
+/// whether the LAN client got an HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Duration,
+    pub live: Vec<usize>,
+    pub serving: bool,
+}
+
+impl Sample {
+    /// Live copies on all hosts together.
+    pub fn copies(&self) -> usize {
+        self.live.iter().sum()
+    }
+}
+
+/// A running sampler; [`Sampler::finish`] stops it and returns the samples.
+pub struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Sample>>>,
+    t0: Instant,
+}
+
+impl Sampler {
+    /// The sampler's clock now (to mark when a fault was injected).
+    pub fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn http_get(addr: std::net::SocketAddr, timeout: Duration) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for c in self.agents.iter_mut().chain(self.controllers.iter_mut()).flatten() {
+            // A stopped agent must be continued to die of SIGKILL promptly; kill works anyway.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Watchdogs run in the hosts' namespaces: hosts.sh down kills them with the rest.
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .args(["down", &self.k.to_string()])
+            .status();
+        if let Some(mut e) = self.etcd.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
+        if std::thread::panicking() {
+            for i in 1..=self.hosts {
+                eprintln!("--- agent h{i} log ---\n{}", self.agent_log(i));
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The multi-host fault suite: two real Docker hosts (network namespaces, each with its own
+//! dockerd) on one LAN with etcd on it, a controller, one node agent per host, and a
+//! one-replica bundle at a LAN address. For each fault: the replica serves again from the
+//! other host (seen from a client on the LAN), and at no sample (every 50 ms) is a live copy
+//! on both hosts at once. Times and overlaps are printed for BENCHMARKS.md.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hosts::{Lan, Sample, Stop};
+
+const TTL: &str = "3s";
+
+fn bundle_yaml(lan: &Lan) -> String {
+    format!(
+        "apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: web
+spec:
+  docker:
+    image: berth-test/httpd:1
+    replicas: 1
+    options: --stop-timeout 1
+  network:
+    ipRangeStart: {}
+    hostNetmask: 24
+    hostInterface: lan0
+    portMappings:
+      - id: http
+        port: 8080
+        internalPort: 80
+",
+        lan.address(100)
+    )
+}
+
+/// A LAN of two hosts, agents on both (with `agent_flags`), a controller, and the bundle
+/// serving; returns the host running it.
+fn setup(agent_flags: &[&str]) -> (Lan, u32) {
+    common::test_image();
+    let mut lan = Lan::up(2, &["berth-test/httpd:1"]);
+    let mut flags = vec!["--lease-ttl", TTL];
+    flags.extend_from_slice(agent_flags);
+    lan.start_agent(1, &flags);
+    lan.start_agent(2, &flags);
+    lan.start_controller("c1");
+    let o = lan.berth(&["apply", "-f", "-"], Some(&bundle_yaml(&lan)));
+    assert!(
+        o.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ip = lan.address(100);
+    let until = Instant::now() + Duration::from_secs(60);
+    let host = loop {
+        let on: Vec<u32> = (1..=2).filter(|&i| lan.live_on(i) > 0).collect();
+        if on.len() == 1 && lan.serves(&ip, 8080, Duration::from_millis(300)) {
+            break on[0];
+        }
+        assert!(
+            Instant::now() < until,
+            "the replica did not come up serving on one host: live {:?}\n{}\n{}",
+            (1..=2).map(|i| lan.live_on(i)).collect::<Vec<_>>(),
+            lan.agent_log(1),
+            lan.agent_log(2)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (lan, host)
+}
+
+/// What a fault run measured.
+#[derive(Debug)]
+struct Outcome {
+    /// From the fault to the first sample where the other host runs it and it serves.
+    failover: Option<Duration>,
+    /// The most live copies seen at once.
+    most_copies: usize,
+    samples: usize,
+}
+
+fn measure(samples: &[Sample], fault_at: Duration, other: u32) -> Outcome {
+    let failover = samples
+        .iter()
+        .find(|s| s.at >= fault_at && s.live[other as usize - 1] > 0 && s.serving)
+        .map(|s| s.at - fault_at);
+    Outcome {
+        failover,
+        most_copies: samples.iter().map(Sample::copies).max().unwrap_or(0),
+        samples: samples.len(),
+    }
+}
+
+/// Injects `fault` on the host running the replica, samples until the other host serves it
+/// and `settle` longer, and checks the replica moved with never two live copies.
+fn failover(name: &str, agent_flags: &[&str], fault: impl FnOnce(&mut Lan, u32)) -> Lan {
+    let (mut lan, from) = setup(agent_flags);
+    let other = 3 - from;
+    let ip = lan.address(100);
+    let sampler = lan.sampler(&ip, 8080);
+    std::thread::sleep(Duration::from_millis(300));
+    let fault_at = sampler.now();
+    fault(&mut lan, from);
+    let until = Instant::now() + Duration::from_secs(40);
+    while !(lan.live_on(other) > 0 && lan.serves(&ip, 8080, Duration::from_millis(300))) {
+        assert!(
+            Instant::now() < until,
+            "{name}: the replica never served from host {other}\n{}\n{}",
+            lan.agent_log(from),
+            lan.agent_log(other)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Watch a while longer: a late second copy counts too.
+    std::thread::sleep(Duration::from_secs(3));
+    let samples = sampler.finish();
+    let o = measure(&samples, fault_at, other);
+    println!(
+        "fault {name}: serving from the other host after {:?}; most live copies at once {} ({} samples)",
+        o.failover, o.most_copies, o.samples
+    );
+    assert!(o.failover.is_some(), "{name}: no sample saw the failover");
+    assert_eq!(
+        o.most_copies,
+        1,
+        "{name}: two live copies at once: {:?}",
+        samples.iter().filter(|s| s.copies() > 1).take(5).collect::<Vec<_>>()
+    );
+    lan
+}
+
+#[test]
+fn agent_killed_with_sigkill_its_watchdog_fences_before_the_replica_moves() {
+    failover("agent kill -9", &[], |lan, h| lan.stop_agent(h, Stop::Kill9));
+}
+
+#[test]
+fn agent_stopped_with_sigstop_is_fenced_and_stays_fenced_when_continued() {
+    let mut moved_from = 0;
+    let lan = failover("agent SIGSTOP", &[], |lan, h| {
+        lan.stop_agent(h, Stop::SigStop);
+        moved_from = h;
+    });
+    // Continued: it finds its lease gone, kills the frozen copy and runs nothing.
+    lan.continue_agent(moved_from);
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert_eq!(
+            lan.live_on(moved_from),
+            0,
+            "a continued agent's old copy came back to life"
+        );
+        assert_eq!(lan.live_on(3 - moved_from), 1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn host_cut_off_from_etcd_is_fenced_and_rejoins_without_a_second_copy() {
+    let mut cut = 0;
+    let lan = failover("cut off from etcd", &[], |lan, h| {
+        lan.cut(h);
+        cut = h;
+    });
+    lan.heal(cut);
+    // It registers again and runs nothing: the replica lives on the other host only.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        assert_eq!(lan.live_on(cut), 0, "the healed host runs the replica again");
+        assert_eq!(lan.live_on(3 - cut), 1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lan.agent_log(cut).contains("registered anew"),
+        "the healed agent did not register anew:\n{}",
+        lan.agent_log(cut)
+    );
+}
+
+#[test]
+fn host_killed_its_replica_serves_from_the_other_host() {
+    failover("host killed", &[], |lan, h| lan.kill_host(h));
+}
+
+#[test]
+fn agent_drained_on_sigterm_its_replica_moves_without_overlap() {
+    failover("agent drained (SIGTERM)", &[], |lan, h| {
+        lan.stop_agent(h, Stop::SigTerm)
+    });
+}
+
+#[test]
+fn agent_left_in_maintenance_keeps_its_replica_and_adopts_it_again() {
+    let (mut lan, from) = setup(&["--on-stop", "maintenance"]);
+    let id = lan
+        .docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"])
+        .unwrap();
+    lan.stop_agent(from, Stop::SigTerm);
+    // Longer than the lease TTL: the replica stays where it is, running and serving.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert_eq!(lan.live_on(from), 1, "the replica stopped in maintenance");
+        assert_eq!(lan.live_on(3 - from), 0, "the replica moved in maintenance");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(lan.serves(&lan.address(100), 8080, Duration::from_millis(500)));
+    lan.start_agent(from, &["--lease-ttl", TTL, "--on-stop", "maintenance"]);
+    // Back: the same container is adopted, not replaced.
+    let until = Instant::now() + Duration::from_secs(20);
+    let store_rt = tokio::runtime::Runtime::new().unwrap();
+    let store = store_rt.block_on(lan.store());
+    loop {
+        let key = store.keys().maintenance(&lan.node(from));
+        if store_rt.block_on(store.get(&key)).unwrap().is_none() {
+            break;
+        }
+        assert!(Instant::now() < until, "the node stayed in maintenance");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        lan.docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"]),
+        Some(id),
+        "the container was replaced"
+    );
+    assert_eq!(lan.live_on(3 - from), 0);
+}
+
+#[test]
+fn dockerd_killed_the_replica_keeps_serving_where_it_is() {
+    let (lan, from) = setup(&[]);
+    let ip = lan.address(100);
+    let sampler = lan.sampler(&ip, 8080);
+    lan.kill_dockerd(from);
+    std::thread::sleep(Duration::from_secs(8));
+    let samples = sampler.finish();
+    let down = samples.iter().filter(|s| !s.serving).count();
+    println!(
+        "fault dockerd killed: {down} of {} samples not serving; most live copies {}",
+        samples.len(),
+        samples.iter().map(Sample::copies).max().unwrap_or(0)
+    );
+    assert!(samples.iter().all(|s| s.copies() == 1 && s.live[from as usize - 1] == 1));
+    assert_eq!(down, 0, "the replica stopped serving when only dockerd died");
+}
