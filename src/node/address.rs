@@ -121,7 +121,38 @@ pub async fn ensure(a: &Address, ours: bool) -> Result<bool, AddressError> {
         .execute()
         .await
         .map_err(|e| nl("add", e))?;
+    announce(&h, index, a.ip).await;
     Ok(true)
+}
+
+/// Announces a newly added address on the LAN with gratuitous ARP (see [`super::arp`]):
+/// the first at once, the rest in the background. A failure is logged: the address works,
+/// clients only find it later.
+async fn announce(h: &rtnetlink::Handle, index: u32, ip: Ipv4Addr) {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut links = h.link().get().match_index(index).execute();
+    let mac = match links.try_next().await {
+        Ok(Some(l)) => l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(m) if m.len() == 6 => <[u8; 6]>::try_from(m.as_slice()).ok(),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let Some(mac) = mac else {
+        tracing::warn!(%ip, "no hardware address on the interface: not announced");
+        return;
+    };
+    tokio::spawn(async move {
+        for n in 0..super::arp::REPEAT {
+            if n > 0 {
+                tokio::time::sleep(super::arp::INTERVAL).await;
+            }
+            if let Err(e) = super::arp::announce(index, mac, ip) {
+                tracing::warn!(%ip, "gratuitous ARP: {e}");
+                return;
+            }
+        }
+    });
 }
 
 /// Removes the address from whatever interface holds it (nothing for loopback).

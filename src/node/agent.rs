@@ -99,8 +99,10 @@ pub async fn run<E: Engine>(
     tracing::info!(node = %cfg.name, "registered");
     // Back from maintenance: the node is managed again.
     let maintenance_key = store.keys().maintenance(&cfg.name);
-    if let Err(e) = store.delete(&maintenance_key, Expect::Any).await {
-        tracing::warn!("leaving maintenance: {e}");
+    match store.delete(&maintenance_key, Expect::Any).await {
+        Ok(_) => tracing::info!(node = %cfg.name, "out of maintenance"),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => tracing::warn!("leaving maintenance: {e}"),
     }
     let lease = Arc::new(AtomicI64::new(lease));
     let (renewed_tx, renewed) = watch::channel(granted_at);

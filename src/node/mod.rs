@@ -8,7 +8,8 @@
 //! - [`sim`]: a simulated engine in memory, for the agent's unit tests and scale
 //!   benchmarks (never for tests that claim Docker behaviour).
 //! - [`files`]: paths a container can write, walked without following links.
-//! - [`address`]: replica addresses on host interfaces, through netlink.
+//! - [`address`]: replica addresses on host interfaces, through netlink; [`arp`]: their
+//!   gratuitous ARP announcements.
 //! - [`assigned`]: this node's assignments, decoded once per change (pure).
 //! - [`core`]: the agent's per-replica memory and every decision it takes from it (pure):
 //!   failures and backoff, event interpretation, statuses to write, roles to ask for.
@@ -22,6 +23,7 @@
 //! - [`agent`]: the shell: the loop that feeds the core and executes what it decides.
 
 pub mod address;
+pub mod arp;
 pub mod agent;
 pub mod assigned;
 pub mod config;
