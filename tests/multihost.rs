@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::hosts::{Lan, Sample, Stop};
+use common::hosts::{Lan, Sample, Signal};
 
 const TTL: &str = "3s";
 
@@ -126,21 +126,27 @@ fn failover(name: &str, agent_flags: &[&str], fault: impl FnOnce(&mut Lan, u32))
         o.most_copies,
         1,
         "{name}: two live copies at once: {:?}",
-        samples.iter().filter(|s| s.copies() > 1).take(5).collect::<Vec<_>>()
+        samples
+            .iter()
+            .filter(|s| s.copies() > 1)
+            .take(5)
+            .collect::<Vec<_>>()
     );
     lan
 }
 
 #[test]
 fn agent_killed_with_sigkill_its_watchdog_fences_before_the_replica_moves() {
-    failover("agent kill -9", &[], |lan, h| lan.stop_agent(h, Stop::Kill9));
+    failover("agent kill -9", &[], |lan, h| {
+        lan.stop_agent(h, Signal::Kill9)
+    });
 }
 
 #[test]
 fn agent_stopped_with_sigstop_is_fenced_and_stays_fenced_when_continued() {
     let mut moved_from = 0;
     let lan = failover("agent SIGSTOP", &[], |lan, h| {
-        lan.stop_agent(h, Stop::SigStop);
+        lan.stop_agent(h, Signal::Stop);
         moved_from = h;
     });
     // Continued: it finds its lease gone, kills the frozen copy and runs nothing.
@@ -168,7 +174,11 @@ fn host_cut_off_from_etcd_is_fenced_and_rejoins_without_a_second_copy() {
     // It registers again and runs nothing: the replica lives on the other host only.
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
-        assert_eq!(lan.live_on(cut), 0, "the healed host runs the replica again");
+        assert_eq!(
+            lan.live_on(cut),
+            0,
+            "the healed host runs the replica again"
+        );
         assert_eq!(lan.live_on(3 - cut), 1);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -187,7 +197,7 @@ fn host_killed_its_replica_serves_from_the_other_host() {
 #[test]
 fn agent_drained_on_sigterm_its_replica_moves_without_overlap() {
     failover("agent drained (SIGTERM)", &[], |lan, h| {
-        lan.stop_agent(h, Stop::SigTerm)
+        lan.stop_agent(h, Signal::Term)
     });
 }
 
@@ -197,7 +207,7 @@ fn agent_left_in_maintenance_keeps_its_replica_and_adopts_it_again() {
     let id = lan
         .docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"])
         .unwrap();
-    lan.stop_agent(from, Stop::SigTerm);
+    lan.stop_agent(from, Signal::Term);
     // Longer than the lease TTL: the replica stays where it is, running and serving.
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
@@ -242,6 +252,13 @@ fn dockerd_killed_the_replica_keeps_serving_where_it_is() {
         samples.len(),
         samples.iter().map(Sample::copies).max().unwrap_or(0)
     );
-    assert!(samples.iter().all(|s| s.copies() == 1 && s.live[from as usize - 1] == 1));
-    assert_eq!(down, 0, "the replica stopped serving when only dockerd died");
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.copies() == 1 && s.live[from as usize - 1] == 1)
+    );
+    assert_eq!(
+        down, 0,
+        "the replica stopped serving when only dockerd died"
+    );
 }

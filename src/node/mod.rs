@@ -23,8 +23,8 @@
 //! - [`agent`]: the shell: the loop that feeds the core and executes what it decides.
 
 pub mod address;
-pub mod arp;
 pub mod agent;
+pub mod arp;
 pub mod assigned;
 pub mod config;
 pub mod container;

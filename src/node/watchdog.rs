@@ -196,8 +196,10 @@ pub async fn serve(cfg: WatchdogConfig) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     let mut guard = Guard::default();
-    let mut conn: Option<(BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf)> =
-        None;
+    let mut conn: Option<(
+        BufReader<tokio::net::unix::OwnedReadHalf>,
+        tokio::net::unix::OwnedWriteHalf,
+    )> = None;
     let mut seen_agent = false;
     loop {
         let due = guard.due(cfg.freeze_for);
@@ -346,8 +348,10 @@ async fn link_task(
     spawn: Spawn,
     mut rx: mpsc::UnboundedReceiver<(Request, Option<tokio::sync::oneshot::Sender<()>>)>,
 ) {
-    let mut conn: Option<(BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf)> =
-        None;
+    let mut conn: Option<(
+        BufReader<tokio::net::unix::OwnedReadHalf>,
+        tokio::net::unix::OwnedWriteHalf,
+    )> = None;
     // The last arm, re-sent to a new connection before anything else.
     let mut last_arm: Option<(Instant, Duration)> = None;
     while let Some((req, done)) = rx.recv().await {
@@ -396,7 +400,10 @@ async fn link_task(
 
 /// Sends one request and reads its `ok` (within a second).
 async fn exchange(
-    c: &mut (BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf),
+    c: &mut (
+        BufReader<tokio::net::unix::OwnedReadHalf>,
+        tokio::net::unix::OwnedWriteHalf,
+    ),
     r: Request,
 ) -> bool {
     let io = async {

@@ -180,10 +180,7 @@ mod tests {
                 index: 2
             })
         );
-        assert_eq!(
-            k.parse(&k.maintenance("n1")),
-            Some(Key::Maintenance("n1"))
-        );
+        assert_eq!(k.parse(&k.maintenance("n1")), Some(Key::Maintenance("n1")));
         assert_eq!(k.parse("/berth/replicas/web/x"), None);
         assert_eq!(k.parse("/berth/assignments/n1"), None);
         assert_eq!(k.parse("/other/bundles/web"), None);

@@ -42,10 +42,10 @@ pub struct Lan {
 
 /// How a fault stops an agent.
 #[derive(Debug, Clone, Copy)]
-pub enum Stop {
+pub enum Signal {
     Kill9,
-    SigStop,
-    SigTerm,
+    Stop,
+    Term,
 }
 
 impl Lan {
@@ -54,7 +54,9 @@ impl Lan {
         let mut args = vec!["up".to_string(), hosts.to_string()];
         args.extend(images.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let k: u32 = script(&argv).parse().expect("hosts.sh up prints the LAN number");
+        let k: u32 = script(&argv)
+            .parse()
+            .expect("hosts.sh up prints the LAN number");
         let dir = tempfile::tempdir().unwrap();
         let mut lan = Lan {
             k,
@@ -75,7 +77,10 @@ impl Lan {
                 .args(["--listen-client-urls", &format!("http://{ip}:2379")])
                 .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
                 .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
-                .args(["--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://{ip}:2380"),
+                ])
                 .args(["--initial-cluster", &format!("lan=http://{ip}:2380")])
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -150,7 +155,13 @@ impl Lan {
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.node(i)))
             .arg(BERTH)
-            .args(["node", "--name", &self.node(i), "--docker-host", &self.socket(i)])
+            .args([
+                "node",
+                "--name",
+                &self.node(i),
+                "--docker-host",
+                &self.socket(i),
+            ])
             .arg("--state-dir")
             .arg(&state)
             .args(extra)
@@ -172,20 +183,23 @@ impl Lan {
 
     /// The agent's process id (nsenter execs berth, so it is the child's).
     pub fn agent_pid(&self, i: u32) -> i32 {
-        self.agents[i as usize].as_ref().expect("agent running").id() as i32
+        self.agents[i as usize]
+            .as_ref()
+            .expect("agent running")
+            .id() as i32
     }
 
     /// Stops host `i`'s agent as `how` says (SIGTERM waits for the clean stop).
-    pub fn stop_agent(&mut self, i: u32, how: Stop) {
+    pub fn stop_agent(&mut self, i: u32, how: Signal) {
         let pid = self.agent_pid(i);
         let sig = match how {
-            Stop::Kill9 => libc::SIGKILL,
-            Stop::SigStop => libc::SIGSTOP,
-            Stop::SigTerm => libc::SIGTERM,
+            Signal::Kill9 => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Term => libc::SIGTERM,
         };
         // SAFETY: kill(2) on the pid of our own child.
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-        if !matches!(how, Stop::SigStop) {
+        if !matches!(how, Signal::Stop) {
             let mut c = self.agents[i as usize].take().unwrap();
             let until = Instant::now() + Duration::from_secs(60);
             while c.try_wait().unwrap().is_none() {
@@ -203,8 +217,8 @@ impl Lan {
 
     /// Starts a controller on the machine (outside the hosts).
     pub fn start_controller(&mut self, name: &str) -> usize {
-        let log = std::fs::File::create(self.dir.path().join(format!("controller-{name}.log")))
-            .unwrap();
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("controller-{name}.log"))).unwrap();
         let child = Command::new(BERTH)
             .args(["controller", "--name", name])
             .env("BERTH_ETCD", self.etcd_endpoint())
@@ -325,23 +339,31 @@ impl Lan {
 
 /// See [`Lan::live_on`].
 fn live_on(k: u32, i: u32) -> usize {
-    let parents = [format!("/berth/bl{k}h{i}"), format!("/berth-hosts/{k}/h{i}")];
-        parents
-            .iter()
-            .filter_map(|p| berth::node::fence::Scope::for_parent(p))
-            .flat_map(|scope| {
-                std::fs::read_dir(scope.dir())
-                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-                    .unwrap_or_else(|_| Vec::<PathBuf>::new())
-            })
-            .filter(|d| {
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                let state = std::fs::read_to_string(d.join("freezer.state"))
-                    .or_else(|_| std::fs::read_to_string(d.join("cgroup.freeze")))
-                    .unwrap_or_default();
-                !procs.trim().is_empty() && !matches!(state.trim(), "FROZEN" | "FREEZING" | "1")
-            })
-            .count()
+    let parents = [
+        format!("/berth/bl{k}h{i}"),
+        format!("/berth-hosts/{k}/h{i}"),
+    ];
+    parents
+        .iter()
+        .filter_map(|p| berth::node::fence::Scope::for_parent(p))
+        .flat_map(|scope| {
+            std::fs::read_dir(scope.dir())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_else(|_| Vec::<PathBuf>::new())
+        })
+        .filter(|d| {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            let state = std::fs::read_to_string(d.join("freezer.state"))
+                .or_else(|_| std::fs::read_to_string(d.join("cgroup.freeze")))
+                .unwrap_or_default();
+            !procs.trim().is_empty() && !matches!(state.trim(), "FROZEN" | "FREEZING" | "1")
+        })
+        .count()
 }
 
 /// One sample: since the sampler started, live copies per host (index 0 is host 1), and
@@ -395,7 +417,12 @@ fn http_get(addr: std::net::SocketAddr, timeout: Duration) -> bool {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for c in self.agents.iter_mut().chain(self.controllers.iter_mut()).flatten() {
+        for c in self
+            .agents
+            .iter_mut()
+            .chain(self.controllers.iter_mut())
+            .flatten()
+        {
             // A stopped agent must be continued to die of SIGKILL promptly; kill works anyway.
             let _ = c.kill();
             let _ = c.wait();

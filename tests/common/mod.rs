@@ -413,6 +413,13 @@ impl TestNode {
             .expect("dockerd is not reachable: run scripts/setup.sh");
         let mut cfg = berth::node::NodeConfig::new(&self.name);
         cfg.remote_binary = Some(self.remote.clone());
+        // The watchdog is berth's, not this test binary's.
+        cfg.watchdog = Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")));
+        // A clean stop leaves the containers to be adopted, as the tests of adoption need.
+        cfg.on_stop = berth::node::config::OnStop::Maintenance;
+        // Test nodes share one engine, where a replica's container name is the same on every
+        // node: a frozen copy would hold the name its new node needs. Kill at the fence.
+        cfg.freeze_for = Duration::ZERO;
         cfg.lease_ttl = Duration::from_secs(self.ttl);
         cfg.state_dir = self.state_dir.path().to_path_buf();
         if let Some(p) = &self.permits {
@@ -431,7 +438,7 @@ impl TestNode {
         )));
     }
 
-    /// Stops the agent (containers keep running), as a clean shutdown does.
+    /// Stops the agent leaving the node in maintenance (containers keep running).
     pub async fn stop(&mut self) {
         self.token.cancel();
         if let Some(t) = self.task.take() {
