@@ -487,3 +487,51 @@ async fn a_node_name_that_is_not_a_host_name_is_refused() {
     let (_, kvs) = p.store().await.list(&p.prefix).await.unwrap();
     assert!(kvs.is_empty(), "nothing was registered");
 }
+
+/// The fence acts on the cgroup alone: every container of a node is in its scope
+/// (`/berth/<node>`), which freezes (no answer), thaws (answers again) and kills (the
+/// container dies, and its agent restarts it) without the engine being asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_containers_live_in_its_scope_which_freezes_thaws_and_kills_them() {
+    use berth::node::fence::{Scope, cgroup_parent};
+    let f = fixture("scope", 39, 1).await;
+    f.assign(&f.bundle, &[0]).await;
+    f.running(1, "the replica running", |_| true).await;
+    let scope = Scope::for_parent(&cgroup_parent("cgroupfs", &f.node.name))
+        .expect("this host has a cgroup hierarchy to fence through");
+    let id = inspect(&f.container(0), "{{.Id}}");
+    assert!(
+        scope.dir().join(&id).is_dir(),
+        "the container is not in the node's scope {}",
+        scope.dir().display()
+    );
+    assert!(!scope.processes().is_empty());
+    let answers = || async {
+        tokio::time::timeout(Duration::from_millis(500), async {
+            let mut s = tokio::net::TcpStream::connect("127.0.39.10:8080")
+                .await
+                .ok()?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok()?;
+            buf.starts_with(b"HTTP/1.").then_some(())
+        })
+        .await
+        .ok()
+        .flatten()
+    };
+    eventually(WAIT, "the replica to answer", answers).await;
+    scope.freeze().unwrap();
+    eventually(WAIT, "the scope to be frozen", || async {
+        scope.frozen().then_some(())
+    })
+    .await;
+    assert!(answers().await.is_none(), "a frozen replica answered");
+    scope.thaw().unwrap();
+    eventually(WAIT, "the thawed replica to answer", answers).await;
+    scope.kill().unwrap();
+    assert!(scope.processes().is_empty());
+    // The engine saw it die: the agent counts the failure and starts it again.
+    f.running(1, "the killed replica restarted", |s| s.restart_count == 1)
+        .await;
+}

@@ -24,6 +24,8 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
         let mut cfg = berth::node::NodeConfig::new("sim1");
         cfg.state_dir = state.path().to_path_buf();
         cfg.lease_ttl = Duration::from_secs(2);
+        // Stopped to be restarted: the containers stay for the next agent to adopt.
+        cfg.on_stop = berth::node::config::OnStop::Maintenance;
         let store = store.clone();
         let engine = engine.clone();
         tokio::spawn(async move { berth::node::run(store, engine, cfg, token).await })

@@ -277,6 +277,9 @@ pub async fn up(
     let engine = crate::node::engine::DockerEngine::connect(None).await?;
     let mut ncfg = crate::node::NodeConfig::new(&name);
     ncfg.state_dir = data_dir.join("node");
+    // A first run's Ctrl-C leaves the replicas serving (node in maintenance); the next
+    // `berth up` adopts them.
+    ncfg.on_stop = crate::node::config::OnStop::Maintenance;
     let node_task = tokio::spawn(crate::node::run(
         store.clone(),
         engine,
@@ -316,7 +319,7 @@ pub async fn up(
     }
     stop_on_signal(shutdown.clone()).await;
     eprintln!(
-        "stopping: controller, node agent (containers keep running){}",
+        "stopping: controller, node agent (node left in maintenance: its containers keep running, and the next `berth up` adopts them){}",
         if child.is_some() { ", etcd" } else { "" }
     );
     let _ = ctl_task.await;

@@ -86,8 +86,14 @@ async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressErr
 /// Adds the address unless it is there (or loopback). Returns whether it added it. An
 /// address already on the interface is taken as the agent's only when `ours` (the agent
 /// added it before, maybe before a restart); otherwise it belongs to the host, and is
-/// refused: removing it later would break the host.
-pub async fn ensure(a: &Address, ours: bool) -> Result<bool, AddressError> {
+/// refused: removing it later would break the host. `before_add` runs just before an
+/// address is added (the agent records it there, so that a fence that strikes between the
+/// add and the agent's next step still knows to drop it).
+pub async fn ensure(
+    a: &Address,
+    ours: bool,
+    before_add: impl FnOnce(),
+) -> Result<bool, AddressError> {
     if a.ip.is_loopback() {
         return Ok(false);
     }
@@ -116,6 +122,7 @@ pub async fn ensure(a: &Address, ours: bool) -> Result<bool, AddressError> {
             Err(AddressError::HostOwned { ip: a.ip })
         };
     }
+    before_add();
     h.address()
         .add(index, IpAddr::V4(a.ip), a.netmask)
         .execute()

@@ -578,22 +578,21 @@ impl<E: Engine> Agent<E> {
     /// Adds each replica's address (an address the host had before is refused: the
     /// replica reports why and does not start).
     async fn ensure_addresses(&mut self, desired: &mut Desired) {
-        let mut changed = false;
         for d in desired.values_mut() {
             let Ok(c) = d else { continue };
             let Some(a) = c.address.clone() else { continue };
-            match address::ensure(&a, self.added.contains(&a.ip)).await {
-                Ok(true) => {
-                    self.added.insert(a.ip);
-                    changed = true;
-                }
-                Ok(false) => {}
+            let ours = self.added.contains(&a.ip);
+            // Recorded before it is added: a fence drops every recorded address.
+            let (added, dir) = (&mut self.added, &self.cfg.state_dir);
+            let record = || {
+                added.insert(a.ip);
+                save_addresses(dir, added);
+            };
+            match address::ensure(&a, ours, record).await {
+                Ok(_) => {}
                 Err(e @ address::AddressError::HostOwned { .. }) => *d = Err(e.to_string()),
                 Err(e) => tracing::warn!(replica = %c.name, "{e}"),
             }
-        }
-        if changed {
-            save_addresses(&self.cfg.state_dir, &self.added);
         }
     }
 
