@@ -262,3 +262,32 @@ fn dockerd_killed_the_replica_keeps_serving_where_it_is() {
         "the replica stopped serving when only dockerd died"
     );
 }
+
+#[test]
+fn leading_controller_killed_a_standby_leads_and_nothing_restarts() {
+    let (mut lan, from) = setup(&[]);
+    let id = lan
+        .docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"])
+        .unwrap();
+    lan.start_controller("c2");
+    // c1 took the lead first (it placed the replica); it dies without resigning.
+    lan.kill_controller(0);
+    // A change only a leader can act on: a second replica, on the other host.
+    let two = bundle_yaml(&lan).replace("replicas: 1", "replicas: 2");
+    let o = lan.berth(&["apply", "-f", "-"], Some(&two));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let until = Instant::now() + Duration::from_secs(30);
+    while lan.live_on(3 - from) == 0 {
+        assert!(
+            Instant::now() < until,
+            "no standby controller placed the new replica"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        lan.docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"]),
+        Some(id),
+        "the running replica was replaced when the leader changed"
+    );
+    assert_eq!(lan.live_on(from), 1);
+}

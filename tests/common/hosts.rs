@@ -232,6 +232,14 @@ impl Lan {
         self.controllers.len() - 1
     }
 
+    /// kill -9 of controller `n` (in start order).
+    pub fn kill_controller(&mut self, n: usize) {
+        if let Some(mut c) = self.controllers[n].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Runs the berth CLI against the LAN's etcd and the test's prefix.
     pub fn berth(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         use std::io::Write;

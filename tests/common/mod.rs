@@ -474,6 +474,20 @@ impl Drop for TestNode {
         for id in ids.split_whitespace() {
             let _ = docker_try(&["rm", "-f", id]);
         }
+        // The node's (now empty) cgroup scope, in every hierarchy.
+        remove_scope(&format!("berth/{}", self.name));
+    }
+}
+
+/// Removes the empty cgroup directories `rel` (a node's scope) in every hierarchy.
+pub fn remove_scope(rel: &str) {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(rel)];
+    if let Ok(hs) = std::fs::read_dir(root) {
+        dirs.extend(hs.flatten().map(|h| h.path().join(rel)));
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
     }
 }
 
