@@ -3,7 +3,8 @@
 # replicas move: scripts/hosts.sh makes the hosts (network namespaces, each with its own
 # dockerd, on one bridge, the LAN), then this runs an etcd on the LAN, a controller, one
 # `berth node` per host, and applies the seed bundle (one replica per host, at LAN addresses
-# 10.231.K.112…, port 80, on each host's lan0).
+# 10.231.K.112…, port 80, on each host's lan0). The seed has 3 replicas: with fewer hosts the
+# rest stay pending (one per host).
 #
 #   bash scripts/cluster.sh up [N]    (default 3 hosts)
 #   bash scripts/cluster.sh down
@@ -18,7 +19,7 @@ up() {
   [ ! -e "$STATE/lan" ] || { log "already up (LAN $(cat "$STATE/lan")); run: $0 down"; exit 1; }
   bash scripts/setup.sh
   cargo build --quiet
-  bash scripts/build-test-image.sh --ocf "$BERTH" pcmk:httpd >/dev/null
+  bash scripts/build-test-image.sh --ocf "$BERTH" pcmk:httpd >/dev/null 2>&1
   if [ ! -e /srv/www ]; then
     mkdir -p /srv/www
     echo '<h1>berth: httpd-bundle</h1>' >/srv/www/index.html
