@@ -16,7 +16,7 @@
 //! agent's own state directory, never mounted into a container), answered by `ok`:
 //! `arm <ms>`, `thaw`, `kill`, `disarm`, `exit`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -416,11 +416,6 @@ async fn exchange(
         tokio::time::timeout(Duration::from_secs(1), io).await,
         Ok(Some(()))
     )
-}
-
-/// The socket path for a state directory.
-pub fn socket(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET)
 }
 
 #[cfg(test)]
