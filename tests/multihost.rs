@@ -291,3 +291,136 @@ fn leading_controller_killed_a_standby_leads_and_nothing_restarts() {
     );
     assert_eq!(lan.live_on(from), 1);
 }
+
+/// Where each replica of `web` runs: (host, container id) for replica 0 and 1.
+fn web_containers(lan: &Lan) -> Vec<(u32, String)> {
+    (0..2)
+        .map(|r| {
+            let name = format!("web-docker-{r}");
+            (1..=2)
+                .find_map(|i| {
+                    lan.docker(i, &["inspect", "-f", "{{.Id}}", &name])
+                        .map(|id| (i, id))
+                })
+                .unwrap_or_else(|| panic!("{name} runs nowhere"))
+        })
+        .collect()
+}
+
+/// Every CLI call succeeds while a member is down (each is a fresh process, whose first
+/// request goes to the first endpoint given).
+fn cli_calls_succeed(lan: &Lan, what: &str) {
+    for n in 0..10 {
+        let args: &[&str] = if n % 2 == 0 {
+            &["get", "bundles"]
+        } else {
+            &["status"]
+        };
+        let o = lan.berth(args, None);
+        assert!(
+            o.status.success(),
+            "{what}: berth {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+fn wait_live_total(lan: &Lan, want: usize, what: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while (1..=2).map(|i| lan.live_on(i)).sum::<usize>() != want {
+        assert!(
+            Instant::now() < until,
+            "{what}: never {want} live containers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn etcd_members_lost_one_at_a_time_nothing_restarts_and_every_request_succeeds() {
+    common::test_image();
+    let mut lan = Lan::up_with_etcd(2, &["berth-test/httpd:1"], 3);
+    // Riding out a leader election needs it to end before the fence: two thirds of the TTL
+    // after the last renewal sent, which can be a sixth before the leader died. etcd's
+    // elections take one to a few seconds (election timeout 1 s, randomised up to 2 s, then
+    // a vote), so 8 s (5.3 s to the fence) rather than the 5 s default (see README).
+    lan.start_agent(1, &["--lease-ttl", "8s"]);
+    lan.start_agent(2, &["--lease-ttl", "8s"]);
+    lan.start_controller("c1");
+    let web = bundle_yaml(&lan).replace("replicas: 1", "replicas: 2");
+    let o = lan.berth(&["apply", "-f", "-"], Some(&web));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (lan.address(100), lan.address(101));
+    let until = Instant::now() + Duration::from_secs(60);
+    while !(lan.live_on(1) == 1
+        && lan.live_on(2) == 1
+        && lan.serves(&a, 8080, Duration::from_millis(300))
+        && lan.serves(&b, 8080, Duration::from_millis(300)))
+    {
+        assert!(Instant::now() < until, "web did not come up on both hosts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = web_containers(&lan);
+    let sampler = lan.sampler(&a, 8080);
+
+    // The member every berth process tries first.
+    lan.kill_etcd(0);
+    cli_calls_succeed(&lan, "member 0 down");
+    // Daemons still act: a new bundle is placed, started and reported.
+    let other = bundle_yaml(&lan)
+        .replace("name: web", "name: other")
+        .replace(&lan.address(100), &lan.address(110));
+    let o = lan.berth(
+        &["apply", "-f", "-", "--wait", "--timeout", "30s"],
+        Some(&other),
+    );
+    assert!(
+        o.status.success(),
+        "apply --wait with member 0 down: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    wait_live_total(&lan, 3, "member 0 down");
+    lan.start_etcd(0);
+    lan.wait_etcd_healthy();
+    // The faults are independent: a lease TTL of quiet before the next one.
+    std::thread::sleep(Duration::from_secs(8));
+
+    // The leader: the cluster elects another while requests are in flight.
+    let leader = lan.etcd_leader();
+    lan.kill_etcd(leader);
+    cli_calls_succeed(&lan, "leader down");
+    let o = lan.berth(&["delete", "bundle", "other"], None);
+    assert!(
+        o.status.success(),
+        "delete with the leader down: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    wait_live_total(&lan, 2, "leader down");
+    lan.start_etcd(leader);
+    lan.wait_etcd_healthy();
+    // Longer than a lease TTL after the last fault.
+    std::thread::sleep(Duration::from_secs(9));
+    let samples = sampler.finish();
+
+    let paused = samples
+        .iter()
+        .filter(|s| s.live.contains(&0) || !s.serving)
+        .count();
+    println!(
+        "etcd members lost: {paused} of {} samples with a host's replicas not live or web \
+         not serving",
+        samples.len()
+    );
+    assert_eq!(
+        paused,
+        0,
+        "a replica was fenced or stopped serving: {:?}",
+        samples
+            .iter()
+            .filter(|s| s.live.contains(&0) || !s.serving)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(web_containers(&lan), before, "a web replica was replaced");
+}

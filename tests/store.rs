@@ -88,13 +88,18 @@ impl Watcher {
         let proxy = Proxy::start(endpoint.to_string()).await;
         let mut cfg = p.config().with_endpoints(&proxy.addr.to_string());
         cfg.keep_alive = Duration::from_millis(500);
+        cfg.keep_alive_timeout = Duration::from_millis(500);
         let behind = connect_checked(&cfg).await;
         let wcfg = WatchConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
         };
         let w = Watcher {
-            events: Box::pin(watch_prefix(behind.client(), root.to_string(), wcfg)),
+            events: Box::pin(watch_prefix(
+                behind.members().clone(),
+                root.to_string(),
+                wcfg,
+            )),
             cache: Cache::default(),
             seen: Vec::new(),
             lists: 0,
@@ -213,7 +218,8 @@ async fn watch_relists_after_compaction() {
     put(&direct, format!("{root}k1"), b"new").await;
     let last = put(&direct, format!("{root}k3"), b"v").await;
     // Compact past every revision the watcher has seen: it cannot resume, only re-list.
-    direct.client().compact(last, None).await.unwrap();
+    let (_, client) = direct.members().current().await;
+    client.unwrap().compact(last, None).await.unwrap();
     proxy.restore();
     w.follow(&snapshot(&direct, &root).await).await;
     assert_eq!(w.lists, 2, "the compaction forces exactly one re-list");

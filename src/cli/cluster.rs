@@ -46,9 +46,13 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     let mut cache = Cache::default();
     cache.apply(&WatchEvent::Listed { revision, items });
     let view = View::read(store.keys(), &cache);
+    let election = format!("{}election/controller", store.keys().root());
     let leader = store
-        .client()
-        .leader(format!("{}election/controller", store.keys().root()))
+        .members()
+        .call(|mut c| {
+            let election = election.clone();
+            async move { c.leader(election).await }
+        })
         .await
         .ok()
         .and_then(|r| {
@@ -180,7 +184,7 @@ pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<
         gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
     }
     let mut events = Box::pin(watch_prefix(
-        store.client(),
+        store.members().clone(),
         store.keys().statuses(),
         WatchConfig::default(),
     ));

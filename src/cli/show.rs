@@ -155,7 +155,7 @@ async fn get_watch(store: &Store, args: &GetArgs, out: &mut impl Write) -> Resul
     }
     let mut cache = Cache::default();
     let mut events = Box::pin(watch_prefix(
-        store.client(),
+        store.members().clone(),
         keys.root(),
         WatchConfig::default(),
     ));
@@ -471,7 +471,7 @@ pub async fn watch(store: &Store, output: WatchOutput, out: &mut impl Write) -> 
     let keys = store.keys().clone();
     let root = keys.root();
     let mut events = Box::pin(watch_prefix(
-        store.client(),
+        store.members().clone(),
         root.clone(),
         WatchConfig::default(),
     ));

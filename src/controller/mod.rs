@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::store::lease::{LeaseEnd, keep_alive};
+use crate::store::lease::keep_alive;
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
 use crate::store::{Keys, Store, StoreError, Write, batches};
 
@@ -92,20 +92,31 @@ pub async fn run(
         };
         let (renewed_tx, _renewed) = watch::channel(tokio::time::Instant::now());
         let leading = CancellationToken::new();
+        // Stops the keep-alive when this round ends (shutdown, or a failed campaign).
+        let round = shutdown.child_token();
         let lease_task = {
-            let (store, shutdown, leading) = (store.clone(), shutdown.clone(), leading.clone());
+            let (store, round, leading) = (store.clone(), round.clone(), leading.clone());
             let ttl = cfg.lease_ttl;
             tokio::spawn(async move {
-                let end = keep_alive(&store, lease, ttl, &renewed_tx, &shutdown).await;
+                let end = keep_alive(&store, lease, ttl, &renewed_tx, &round).await;
                 leading.cancel();
                 end
             })
         };
-        let mut client = store.client();
         tracing::info!(name = %cfg.name, "campaigning for leadership");
+        let campaign = store.members().call(|mut c| {
+            let (election, name) = (election.clone(), cfg.name.clone());
+            async move { c.campaign(election, name, lease).await }
+        });
         let won = tokio::select! {
             _ = leading.cancelled() => None,
-            r = client.campaign(election.clone(), cfg.name.clone(), lease) => r.ok(),
+            r = campaign => match r {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(name = %cfg.name, "controller: campaign: {e}");
+                    None
+                }
+            },
         };
         if let Some(resp) = won {
             tracing::info!(name = %cfg.name, "leading");
@@ -115,18 +126,26 @@ pub async fn run(
                 .map(|k| String::from_utf8_lossy(k.key()).into_owned());
             c.lead(&leading).await;
             if let Some(key) = resp.leader().cloned() {
-                let _ = client
-                    .resign(Some(etcd_client::ResignOptions::new().with_leader(key)))
+                let _ = store
+                    .members()
+                    .call(|mut c| {
+                        let key = key.clone();
+                        async move {
+                            c.resign(Some(etcd_client::ResignOptions::new().with_leader(key)))
+                                .await
+                        }
+                    })
                     .await;
             }
             tracing::info!(name = %cfg.name, "no longer leading");
         }
         leading.cancel();
-        if lease_task.await.ok() == Some(LeaseEnd::Shutdown) || shutdown.is_cancelled() {
-            let _ = store.revoke_lease(lease).await;
+        round.cancel();
+        let _ = lease_task.await;
+        let _ = store.revoke_lease(lease).await;
+        if shutdown.is_cancelled() {
             return Ok(());
         }
-        let _ = store.revoke_lease(lease).await;
     }
 }
 
@@ -156,7 +175,7 @@ impl Controller {
 
     async fn lead(&mut self, leading: &CancellationToken) {
         let mut events = Box::pin(watch_prefix(
-            self.store.client(),
+            self.store.members().clone(),
             self.keys.root(),
             WatchConfig::default(),
         ));

@@ -137,8 +137,9 @@ pub async fn run<E: Engine>(
     };
     let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
     // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried every
-    // third, so two have failed, and a third of the TTL is left to freeze the containers
-    // before etcd can expire the lease and the controller place the replicas elsewhere.
+    // sixth, so several have failed (or waited out an etcd leader election), and a third of
+    // the TTL is left to freeze the containers before etcd can expire the lease and the
+    // controller place the replicas elsewhere.
     let fencer = tokio::spawn(
         Fencer {
             scope: scope.clone(),
@@ -284,7 +285,7 @@ impl<E: Engine> Agent<E> {
         let node = self.cfg.name.clone();
         let watch_assignments = |store: &Store, keys: &Keys| {
             Box::pin(watch_prefix(
-                store.client(),
+                store.members().clone(),
                 keys.assignments(&node),
                 WatchConfig::default(),
             ))

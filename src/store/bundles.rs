@@ -12,11 +12,7 @@ impl Store {
             TxnOp::get(spec_key.clone(), None),
             TxnOp::get(status_key, None),
         ]);
-        let resp = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(Self::etcd("get", &spec_key))?;
+        let resp = self.txn(txn).await.map_err(Self::etcd("get", &spec_key))?;
         let mut got = resp.op_responses().into_iter().map(|r| match r {
             TxnOpResponse::Get(g) => g.kvs().first().map(Kv::from),
             _ => None,
@@ -30,10 +26,10 @@ impl Store {
     /// reads, whatever the number of bundles).
     pub async fn list_bundles(&self) -> Result<BundleList, StoreError> {
         let (bundles, statuses) = (self.keys.bundles(), self.keys.statuses());
-        let (revision, specs) = list_paged(&self.client, &bundles, None)
+        let (revision, specs) = list_paged(&self.members, &bundles, None)
             .await
             .map_err(Self::etcd("list", &bundles))?;
-        let (_, statuses) = list_paged(&self.client, &statuses, Some(revision))
+        let (_, statuses) = list_paged(&self.members, &statuses, Some(revision))
             .await
             .map_err(Self::etcd("list", &statuses))?;
         let status_of = |name: &str| {

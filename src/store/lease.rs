@@ -18,11 +18,15 @@ pub enum LeaseEnd {
     Shutdown,
 }
 
-/// Renews lease `id` every third of `ttl` and publishes, for each successful renewal, the
+/// Renews lease `id` every sixth of `ttl` (each renewal may take up to a third to be answered:
+/// a renewal sent to a follower while the etcd cluster elects a new leader is answered once it
+/// has one, which takes one to two seconds with etcd's defaults; renewing every sixth leaves
+/// that long before the fence, two thirds of a TTL after the last renewal sent) and publishes, for each successful renewal, the
 /// instant its request was *sent* on `renewed` (etcd restarts the TTL when it receives the
 /// request, which is after the send: counting from the send never overestimates what is
-/// left). Each renewal must answer within a third of the TTL, so a partition is noticed long
-/// before the lease could expire.
+/// left). A member that does not answer within a third of the TTL, or breaks the stream, is
+/// left for the next one ([`super::Members`]), so a partition is noticed long before the lease
+/// could expire.
 pub async fn keep_alive(
     store: &Store,
     id: i64,
@@ -30,35 +34,51 @@ pub async fn keep_alive(
     renewed: &watch::Sender<Instant>,
     shutdown: &CancellationToken,
 ) -> LeaseEnd {
-    let every = ttl / 3;
-    let mut client = store.client();
+    let every = ttl / 6;
+    let answer = ttl / 3;
+    let members = store.members();
     let mut last_ok = Instant::now();
     loop {
+        // Each session opens on the preferred member; a failed one marks it failed, so the
+        // next session opens on another.
+        let (member, client) = members.current().await;
         let session = async {
-            let (mut keeper, mut stream) = timeout(every, client.lease_keep_alive(id))
+            let mut client = client.map_err(|e| e.to_string())?;
+            let (mut keeper, mut stream) = timeout(answer, client.lease_keep_alive(id))
                 .await
-                .ok()?
-                .ok()?;
+                .map_err(|_| "open timed out".to_string())?
+                .map_err(|e| format!("open: {e}"))?;
             loop {
                 let sent = Instant::now();
-                timeout(every, keeper.keep_alive()).await.ok()?.ok()?;
-                match timeout(every, stream.message()).await.ok()?.ok()? {
+                timeout(answer, keeper.keep_alive())
+                    .await
+                    .map_err(|_| "send timed out".to_string())?
+                    .map_err(|e| format!("send: {e}"))?;
+                match timeout(answer, stream.message())
+                    .await
+                    .map_err(|_| "no answer in time".to_string())?
+                    .map_err(|e| format!("answer: {e}"))?
+                {
                     Some(r) if r.ttl() > 0 => {
                         last_ok = sent;
                         renewed.send_replace(sent);
                     }
                     // TTL 0: etcd no longer knows the lease.
-                    _ => return Some(LeaseEnd::Lost),
+                    _ => return Ok(LeaseEnd::Lost),
                 }
                 tokio::time::sleep(every).await;
             }
         };
-        let ended = tokio::select! {
+        let ended: Result<LeaseEnd, String> = tokio::select! {
             _ = shutdown.cancelled() => return LeaseEnd::Shutdown,
             ended = session => ended,
         };
-        if let Some(end) = ended {
-            return end;
+        match ended {
+            Ok(end) => return end,
+            Err(why) => {
+                tracing::info!(member = %members.url(member), lease = id, "lease keep-alive: {why}");
+                members.failed(member);
+            }
         }
         // The session failed (etcd unreachable or slow): retry until the lease must have
         // expired.
@@ -67,7 +87,7 @@ pub async fn keep_alive(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return LeaseEnd::Shutdown,
-            _ = tokio::time::sleep(every / 4) => {}
+            _ = tokio::time::sleep(every / 2) => {}
         }
     }
 }

@@ -9,6 +9,7 @@
 mod bundles;
 pub mod keys;
 pub mod lease;
+pub mod members;
 mod types;
 pub mod watch;
 
@@ -26,6 +27,7 @@ use etcd_client::{
 use crate::model::manifest::{self, ParseError};
 use crate::model::{Bundle, BundleStatus, ValidationErrors, validate::validate};
 pub use keys::Keys;
+pub use members::Members;
 
 /// Operations per transaction when writing or reading many keys (etcd's default
 /// `--max-txn-ops` is 128).
@@ -70,9 +72,10 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Every key under `prefix` in pages of [`LIST_PAGE`] keys, all read at one revision (the
-/// first page's, or `revision`), so that a list of any size fits the message limits.
+/// first page's, or `revision`), so that a list of any size fits the message limits. Each
+/// page goes to the preferred member (another one if it cannot be reached).
 pub async fn list_paged(
-    client: &Client,
+    members: &Members,
     prefix: &str,
     revision: Option<i64>,
 ) -> Result<(i64, Vec<Kv>), etcd_client::Error> {
@@ -87,7 +90,12 @@ pub async fn list_paged(
         if rev > 0 {
             opts = opts.with_revision(rev);
         }
-        let resp = kv(client).get(from.clone(), Some(opts)).await?;
+        let resp = members
+            .call(|c| {
+                let (from, opts) = (from.clone(), opts.clone());
+                async move { kv(&c).get(from, Some(opts)).await }
+            })
+            .await?;
         if rev == 0 {
             rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         }
@@ -143,9 +151,12 @@ pub struct StoreConfig {
     pub key_file: Option<PathBuf>,
     /// How long to wait for a connection before an operation fails.
     pub connect_timeout: Duration,
-    /// HTTP/2 keep-alive: a connection that does not answer a ping within this time is
-    /// dropped, so a silent network partition ends a watch instead of hanging it.
+    /// HTTP/2 keep-alive while a stream is open: a ping after this long without traffic
+    /// (etcd refuses pings more often than every 5 s by default), and a connection that does
+    /// not answer it within `keep_alive_timeout` is dropped, so a silent network partition
+    /// ends a watch instead of hanging it.
     pub keep_alive: Duration,
+    pub keep_alive_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -158,7 +169,8 @@ impl Default for StoreConfig {
             cert_file: None,
             key_file: None,
             connect_timeout: Duration::from_secs(3),
-            keep_alive: Duration::from_secs(3),
+            keep_alive: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -202,17 +214,18 @@ impl StoreConfig {
     }
 }
 
-/// One etcd client under one prefix. Cloning is cheap (the client is a shared channel).
+/// The etcd members under one prefix. Cloning is cheap (clients are shared channels).
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    members: Members,
     keys: Keys,
     endpoints: String,
 }
 
 impl Store {
     /// Connects (lazily: an unreachable etcd shows up as an error on the first operation,
-    /// after the connect timeout).
+    /// after the connect timeout). With several endpoints, requests go to one member at a
+    /// time and fail over to the next ([`Members`]).
     pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
         let endpoints = cfg.urls().join(",");
         let setup = |reason: String| StoreError::Setup {
@@ -221,8 +234,14 @@ impl Store {
         };
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(cfg.connect_timeout)
-            .with_keep_alive(cfg.keep_alive, cfg.keep_alive)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive(cfg.keep_alive, cfg.keep_alive_timeout)
+            // etcd refuses pings on a connection without streams (and more often than its
+            // --grpc-keepalive-min-time, 5 s) with GoAway(too_many_pings): ping only while a
+            // watch or keep-alive is open, which is what must notice a silent partition.
+            .with_keep_alive_while_idle(false)
+            // A member cut off from the others answers Unavailable instead of holding a
+            // watch or keep-alive it cannot serve, so the request moves to another member.
+            .with_require_leader(true);
         if let Some((u, p)) = &cfg.user {
             opts = opts.with_user(u, p);
         }
@@ -245,11 +264,11 @@ impl Store {
             }
             opts = opts.with_tls(tls);
         }
-        let client = Client::connect(cfg.urls(), Some(opts))
-            .await
-            .map_err(|e| setup(e.to_string()))?;
+        if cfg.endpoints.is_empty() {
+            return Err(setup("no endpoint given".into()));
+        }
         Ok(Store {
-            client,
+            members: Members::new(cfg.urls(), opts),
             keys: Keys::new(&cfg.prefix),
             endpoints,
         })
@@ -265,9 +284,19 @@ impl Store {
         &self.endpoints
     }
 
-    /// The underlying client, for the watch helper and leases.
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// The etcd members, for the watch helper, leases and elections.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// A request to the preferred member, failed over to the others when it cannot be
+    /// reached ([`Members::call`]), with the KV client's decode limit raised.
+    async fn kv_call<T, F, Fut>(&self, op: F) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.members.call(|c| op(kv(&c))).await
     }
 
     fn etcd(op: &'static str, key: &str) -> impl FnOnce(etcd_client::Error) -> StoreError {
@@ -279,8 +308,10 @@ impl Store {
     pub async fn revision(&self) -> Result<i64, StoreError> {
         let key = self.keys.root();
         let resp = self
-            .kv()
-            .get(key.clone(), Some(GetOptions::new().with_count_only()))
+            .kv_call(|mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
             .await
             .map_err(Self::etcd("get", &key))?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
@@ -289,8 +320,7 @@ impl Store {
     /// One key, if present.
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
         let resp = self
-            .kv()
-            .get(key, None)
+            .kv_call(|mut kv| async move { kv.get(key, None).await })
             .await
             .map_err(Self::etcd("get", key))?;
         Ok(resp.kvs().first().map(Kv::from))
@@ -299,14 +329,18 @@ impl Store {
     /// Every key under a prefix, with the revision it was read at (in pages, all at that
     /// one revision).
     pub async fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), StoreError> {
-        list_paged(&self.client, prefix, None)
+        list_paged(&self.members, prefix, None)
             .await
             .map_err(Self::etcd("list", prefix))
     }
 
-    /// The KV client, with the decode limit raised to [`MAX_MESSAGE`].
-    fn kv(&self) -> etcd_client::KvClient {
-        kv(&self.client)
+    /// Runs one transaction ([`Store::kv_call`]).
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        self.kv_call(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
     }
 
     /// Writes a value if the key is as expected; returns the new mod revision.
@@ -345,7 +379,7 @@ impl Store {
             .when(when)
             .and_then(vec![op])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.kv().txn(txn).await.map_err(Self::etcd(op_name, key))?;
+        let resp = self.txn(txn).await.map_err(Self::etcd(op_name, key))?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         if resp.succeeded() {
             if op_name == "delete"
@@ -401,7 +435,6 @@ impl Store {
         for chunk in keys.chunks(TXN_OPS) {
             let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
             let resp = self
-                .kv()
                 .txn(Txn::new().and_then(ops))
                 .await
                 .map_err(Self::etcd("get", &chunk[0]))?;
@@ -419,11 +452,7 @@ impl Store {
         let txn = Txn::new()
             .when(vec![Compare::value(key, CompareOp::Equal, value.to_vec())])
             .and_then(vec![TxnOp::delete(key, None)]);
-        let resp = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(Self::etcd("delete", key))?;
+        let resp = self.txn(txn).await.map_err(Self::etcd("delete", key))?;
         Ok(resp.succeeded())
     }
 
@@ -444,7 +473,7 @@ impl Store {
                 value,
                 Some(etcd_client::PutOptions::new().with_lease(lease)),
             )]);
-        let resp = self.kv().txn(txn).await;
+        let resp = self.txn(txn).await;
         match resp {
             Ok(r) if r.succeeded() => Ok(lease),
             other => {
@@ -459,10 +488,10 @@ impl Store {
 
     /// Grants a lease of `ttl` (whole seconds, at least 1); returns its id.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let ttl = ttl.as_secs().max(1) as i64;
         let resp = self
-            .client
-            .clone()
-            .lease_grant(ttl.as_secs().max(1) as i64, None)
+            .members
+            .call(|mut c| async move { c.lease_grant(ttl, None).await })
             .await
             .map_err(Self::etcd("lease grant", ""))?;
         Ok(resp.id())
@@ -470,9 +499,8 @@ impl Store {
 
     /// Revokes a lease: every key under it is deleted at once.
     pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
-        self.client
-            .clone()
-            .lease_revoke(lease)
+        self.members
+            .call(|mut c| async move { c.lease_revoke(lease).await })
             .await
             .map_err(Self::etcd("lease revoke", &lease.to_string()))?;
         Ok(())
@@ -523,7 +551,6 @@ impl Store {
             .unwrap_or_default()
             .to_string();
         let resp = self
-            .kv()
             .txn(Txn::new().when(when).and_then(ops))
             .await
             .map_err(Self::etcd("commit", &first))?;

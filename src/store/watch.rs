@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, WatchOptions, WatchStream};
+use etcd_client::{EventType, WatchOptions, WatchStream};
 use futures::Stream;
 
-use super::Kv;
+use super::{Kv, Members};
 
 /// What a watch reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,15 +66,16 @@ impl Default for WatchConfig {
 enum State {
     /// Must list the prefix (at start, and after a compaction).
     List,
-    /// Listed up to `rev`; `stream` is open, or None after a drop.
+    /// Listed up to `rev`; `stream` is open (on member `member`), or None after a drop.
     Watch {
         rev: i64,
         stream: Option<Box<WatchStream>>,
+        member: usize,
     },
 }
 
 struct Machine {
-    client: Client,
+    members: Members,
     prefix: String,
     cfg: WatchConfig,
     state: State,
@@ -84,13 +85,14 @@ struct Machine {
 }
 
 /// Watches every key under `prefix`: yields one [`WatchEvent::Listed`] first, then changes.
+/// The watch runs on the preferred member and moves to the next when that one fails.
 pub fn watch_prefix(
-    client: Client,
+    members: Members,
     prefix: impl Into<String>,
     cfg: WatchConfig,
 ) -> impl Stream<Item = Result<WatchEvent, WatchError>> + Send + 'static {
     let m = Machine {
-        client,
+        members,
         prefix: prefix.into(),
         cfg,
         state: State::List,
@@ -123,7 +125,7 @@ impl Machine {
             }
             match &mut self.state {
                 State::List => {
-                    let resp = super::list_paged(&self.client, &self.prefix, None).await;
+                    let resp = super::list_paged(&self.members, &self.prefix, None).await;
                     let resp = match resp {
                         Ok(r) => r,
                         Err(source) => {
@@ -139,10 +141,13 @@ impl Machine {
                     self.state = State::Watch {
                         rev: revision,
                         stream: None,
+                        member: 0,
                     };
                     return Ok(WatchEvent::Listed { revision, items });
                 }
-                State::Watch { rev, stream: None } => {
+                State::Watch {
+                    rev, stream: None, ..
+                } => {
                     let from = *rev + 1;
                     // Fragmented: a revision with more events than one message holds
                     // arrives in pieces instead of failing the stream.
@@ -150,17 +155,27 @@ impl Machine {
                         .with_prefix()
                         .with_start_revision(from)
                         .with_fragment();
-                    match super::watcher(&self.client)
-                        .watch(self.prefix.clone(), Some(opts))
-                        .await
-                    {
+                    let (member, client) = self.members.current().await;
+                    let opened = match client {
+                        Ok(c) => {
+                            super::watcher(&c)
+                                .watch(self.prefix.clone(), Some(opts))
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match opened {
                         Ok(s) => {
                             self.state = State::Watch {
                                 rev: from - 1,
                                 stream: Some(Box::new(s)),
+                                member,
                             }
                         }
                         Err(source) => {
+                            if super::members::unreachable(&source) {
+                                self.members.failed(member);
+                            }
                             self.failed();
                             return Err(WatchError::Watch {
                                 prefix: self.prefix.clone(),
@@ -173,6 +188,7 @@ impl Machine {
                 State::Watch {
                     rev,
                     stream: Some(s),
+                    member,
                 } => match s.message().await {
                     Ok(Some(resp)) => {
                         self.backoff = None;
@@ -203,9 +219,11 @@ impl Machine {
                     }
                     Ok(None) | Err(_) => {
                         let at = *rev;
+                        self.members.failed(*member);
                         self.state = State::Watch {
                             rev: at,
                             stream: None,
+                            member: *member,
                         };
                         self.failed();
                         return Err(WatchError::Dropped {

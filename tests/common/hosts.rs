@@ -33,7 +33,8 @@ pub struct Lan {
     pub k: u32,
     pub hosts: u32,
     pub prefix: String,
-    etcd: Option<Child>,
+    /// The etcd members (None: killed).
+    etcd: Vec<Option<Child>>,
     agents: Vec<Option<Child>>,
     controllers: Vec<Option<Child>>,
     /// Agents' state directories and logs.
@@ -51,6 +52,12 @@ pub enum Signal {
 impl Lan {
     /// `hosts` hosts with `images` loaded, and an etcd at 10.231.<k>.1:2379.
     pub fn up(hosts: u32, images: &[&str]) -> Lan {
+        Lan::up_with_etcd(hosts, images, 1)
+    }
+
+    /// `hosts` hosts with `images` loaded, and an etcd cluster of `members` members on the
+    /// LAN's gateway address (member m: client port 2379 + 100·m, peer port 2380 + 100·m).
+    pub fn up_with_etcd(hosts: u32, images: &[&str], members: u32) -> Lan {
         let mut args = vec!["up".to_string(), hosts.to_string()];
         args.extend(images.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -62,42 +69,106 @@ impl Lan {
             k,
             hosts,
             prefix: format!("/berth-multihost-{k}"),
-            etcd: None,
+            etcd: (0..members).map(|_| None).collect(),
             agents: (0..=hosts).map(|_| None).collect(),
             controllers: Vec::new(),
             dir,
         };
-        let ip = lan.gateway();
-        let data = lan.dir.path().join("etcd");
-        let log = std::fs::File::create(lan.dir.path().join("etcd.log")).unwrap();
-        lan.etcd = Some(
-            Command::new("etcd")
-                .args(["--name", "lan", "--data-dir"])
-                .arg(&data)
-                .args(["--listen-client-urls", &format!("http://{ip}:2379")])
-                .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
-                .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
-                .args([
-                    "--initial-advertise-peer-urls",
-                    &format!("http://{ip}:2380"),
-                ])
-                .args(["--initial-cluster", &format!("lan=http://{ip}:2380")])
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("etcd must be installed (scripts/setup.sh)"),
-        );
-        let until = Instant::now() + Duration::from_secs(20);
+        for m in 0..members {
+            lan.start_etcd(m);
+        }
+        lan.wait_etcd_healthy();
+        lan
+    }
+
+    /// Member `m`'s client and peer ports.
+    fn etcd_ports(m: u32) -> (u32, u32) {
+        (2379 + 100 * m, 2380 + 100 * m)
+    }
+
+    /// Starts etcd member `m` (again, after [`Lan::kill_etcd`]: same data, same cluster).
+    pub fn start_etcd(&mut self, m: u32) {
+        let ip = self.gateway();
+        let peers: Vec<String> = (0..self.etcd.len() as u32)
+            .map(|n| format!("lan{n}=http://{ip}:{}", Lan::etcd_ports(n).1))
+            .collect();
+        let (client, peer) = Lan::etcd_ports(m);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("etcd{m}.log")))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &format!("lan{m}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("etcd{m}")))
+            .args(["--listen-client-urls", &format!("http://{ip}:{client}")])
+            .args(["--advertise-client-urls", &format!("http://{ip}:{client}")])
+            .args(["--listen-peer-urls", &format!("http://{ip}:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://{ip}:{peer}"),
+            ])
+            .args(["--initial-cluster", &peers.join(",")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd must be installed (scripts/setup.sh)");
+        self.etcd[m as usize] = Some(child);
+    }
+
+    /// kill -9 of etcd member `m`.
+    pub fn kill_etcd(&mut self, m: u32) {
+        if let Some(mut c) = self.etcd[m as usize].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until every running member answers healthy (a quorum has a leader).
+    pub fn wait_etcd_healthy(&self) {
+        let ip = self.gateway();
+        let running: Vec<String> = (0..self.etcd.len() as u32)
+            .filter(|&m| self.etcd[m as usize].is_some())
+            .map(|m| format!("http://{ip}:{}", Lan::etcd_ports(m).0))
+            .collect();
+        let until = Instant::now() + Duration::from_secs(30);
         while !Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &lan.etcd_endpoint(), "endpoint", "health"])
+            .args(["--endpoints", &running.join(","), "endpoint", "health"])
             .output()
             .is_ok_and(|o| o.status.success())
         {
             assert!(Instant::now() < until, "the LAN's etcd did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        lan
+    }
+
+    /// The member that leads the etcd cluster now.
+    pub fn etcd_leader(&self) -> u32 {
+        let ip = self.gateway();
+        for m in 0..self.etcd.len() as u32 {
+            if self.etcd[m as usize].is_none() {
+                continue;
+            }
+            let o = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &format!("http://{ip}:{}", Lan::etcd_ports(m).0),
+                    "endpoint",
+                    "status",
+                    "-w",
+                    "json",
+                ])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            let status = &v[0]["Status"];
+            if status["leader"].is_u64() && status["leader"] == status["header"]["member_id"] {
+                return m;
+            }
+        }
+        panic!("no etcd member leads");
     }
 
     /// 10.231.<k>.1: the machine's side of the LAN.
@@ -110,8 +181,13 @@ impl Lan {
         format!("10.231.{}.{last}", self.k)
     }
 
+    /// Every member's client URL, comma-separated (what `--etcd` takes).
     pub fn etcd_endpoint(&self) -> String {
-        format!("http://{}:2379", self.gateway())
+        let ip = self.gateway();
+        (0..self.etcd.len() as u32)
+            .map(|m| format!("http://{ip}:{}", Lan::etcd_ports(m).0))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Host `i`'s node name (its network namespace's name).
@@ -279,7 +355,12 @@ impl Lan {
 
     /// Host `i` can no longer reach etcd (packets dropped), while everything on it runs.
     pub fn cut(&self, i: u32) {
-        script(&["cut", &self.k.to_string(), &i.to_string(), "2379"]);
+        let ports: Vec<String> = (0..self.etcd.len() as u32)
+            .map(|m| Lan::etcd_ports(m).0.to_string())
+            .collect();
+        let mut args = vec!["cut".to_string(), self.k.to_string(), i.to_string()];
+        args.extend(ports);
+        script(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     pub fn heal(&self, i: u32) {
@@ -440,13 +521,25 @@ impl Drop for Lan {
             .arg(SCRIPT)
             .args(["down", &self.k.to_string()])
             .status();
-        if let Some(mut e) = self.etcd.take() {
+        for mut e in self.etcd.iter_mut().filter_map(Option::take) {
             let _ = e.kill();
             let _ = e.wait();
         }
         if std::thread::panicking() {
             for i in 1..=self.hosts {
                 eprintln!("--- agent h{i} log ---\n{}", self.agent_log(i));
+            }
+            for m in 0..self.etcd.len() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("etcd{m}.log")))
+                    .unwrap_or_default();
+                let leadership: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("elected leader") || l.contains("lost leader"))
+                    .collect();
+                eprintln!(
+                    "--- etcd member {m}: leadership ---\n{}",
+                    leadership.join("\n")
+                );
             }
         }
     }

@@ -406,6 +406,7 @@ impl TestNode {
         if let Some(e) = &self.endpoint {
             scfg = scfg.with_endpoints(e);
             scfg.keep_alive = Duration::from_millis(500);
+            scfg.keep_alive_timeout = Duration::from_millis(500);
         }
         let store = berth::store::Store::connect(&scfg).await.unwrap();
         let engine = berth::node::engine::DockerEngine::connect(None)
