@@ -8,7 +8,9 @@
 #   hosts.sh kill-dockerd K I  kill -9 only host I's dockerd and containerd
 #   hosts.sh cut K I PORT...   host I can no longer reach the LAN's etcd (TCP PORT on .1)
 #   hosts.sh heal K I          undo cut
-#   hosts.sh fill K I DIR      fill the filesystem holding DIR on host I (a small tmpfs mounted there)
+#   hosts.sh disk K I          prints where host I's small disk (an 8 MiB tmpfs) is mounted
+#   hosts.sh fill K I          fill host I's disk: every write on it fails with ENOSPC
+#   hosts.sh unfill K I        free host I's disk again
 #
 # LAN K is the bridge `bl<K>` with 10.231.K.1/24 (the machine's side: etcd listens there),
 # host I is the network namespace `bl<K>h<I>` with `lan0` = 10.231.K.(10+I)/24, and a client
@@ -122,7 +124,10 @@ up() {
     ns=$(ns_of $k "$i")
     dir="$RUN/$k/h$i"
     data="$DATA/$k/h$i"
-    mkdir -p "$dir/exec" "$data"
+    mkdir -p "$dir/exec" "$dir/disk" "$data"
+    # The host's small disk, mounted before dockerd's mount namespace copies the mounts, so
+    # both sides see the same filesystem (for sourceDirRoot and state dirs; see `disk`).
+    mount -t tmpfs -o size=8m,mode=0755 berth-disk "$dir/disk"
     attach "$ns" "$ns" "10.231.$k.$((10 + i))"
     # dockerd in the host's network namespace only; a private mount namespace whose tmpfs
     # holds the exec-root (containerd's socket, the netns bind mounts).
@@ -159,7 +164,7 @@ down() {
   for i in $(seq 1 "$n"); do
     local ns; ns=$(ns_of "$k" "$i")
     wait_for "host $i's processes to exit" 10 test -z "$(procs_in_ns "$ns")" || true
-    umount "$RUN/$k/h$i/fill" 2>/dev/null || true
+    umount "$RUN/$k/h$i/disk" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ip link del "$ns" 2>/dev/null || true
     rm_cgroup "berth/$ns"
@@ -211,11 +216,21 @@ case "$cmd" in
         done
     done
     ;;
-  fill)
-    [ $# -eq 3 ] || die "usage: hosts.sh fill K I DIR"
-    mkdir -p "$3"
-    mount -t tmpfs -o size=1m tmpfs "$3"
-    dd if=/dev/zero of="$3/fill" bs=64k 2>/dev/null || true
+  disk)
+    [ $# -eq 2 ] || die "usage: hosts.sh disk K I"
+    d="$RUN/$1/h$2/disk"
+    mountpoint -q "$d" || die "host $2 of LAN $1 has no disk"
+    echo "$d"
     ;;
-  *) die "usage: hosts.sh up|down|kill-host|kill-dockerd|cut|heal|fill …" ;;
+  fill)
+    [ $# -eq 2 ] || die "usage: hosts.sh fill K I"
+    d="$RUN/$1/h$2/disk"
+    mountpoint -q "$d" || die "host $2 of LAN $1 has no disk"
+    dd if=/dev/zero of="$d/.fill" bs=64k 2>/dev/null || true
+    ;;
+  unfill)
+    [ $# -eq 2 ] || die "usage: hosts.sh unfill K I"
+    rm -f "$RUN/$1/h$2/disk/.fill"
+    ;;
+  *) die "usage: hosts.sh up|down|kill-host|kill-dockerd|cut|heal|disk|fill|unfill …" ;;
 esac

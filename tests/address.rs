@@ -86,14 +86,14 @@ fn replica_addresses_are_added_to_the_holding_interface_and_removed() {
             .unwrap();
         rt.block_on(async {
             (
-                address::ensure(&by_network, false, || {}).await.unwrap(),
-                address::ensure(&by_network, true, || {}).await.unwrap(),
-                address::ensure(&named, false, || {}).await.unwrap(),
-                address::ensure(&missing, false, || {})
+                address::ensure(&by_network, false, || Ok(())).await.unwrap(),
+                address::ensure(&by_network, true, || Ok(())).await.unwrap(),
+                address::ensure(&named, false, || Ok(())).await.unwrap(),
+                address::ensure(&missing, false, || Ok(()))
                     .await
                     .unwrap_err()
                     .to_string(),
-                address::ensure(&host_own, false, || {})
+                address::ensure(&host_own, false, || Ok(()))
                     .await
                     .unwrap_err()
                     .to_string(),
@@ -152,5 +152,5 @@ fn loopback_addresses_need_nothing() {
         netmask: 24,
         interface: Some("lo".into()),
     };
-    assert!(!rt.block_on(address::ensure(&lo, false, || {})).unwrap());
+    assert!(!rt.block_on(address::ensure(&lo, false, || Ok(()))).unwrap());
 }

@@ -424,3 +424,80 @@ fn etcd_members_lost_one_at_a_time_nothing_restarts_and_every_request_succeeds()
     );
     assert_eq!(web_containers(&lan), before, "a web replica was replaced");
 }
+
+#[test]
+fn a_full_disk_refuses_a_replica_there_with_the_reason_and_it_starts_once_freed() {
+    common::test_image();
+    let mut lan = Lan::up(2, &["berth-test/httpd:1"]);
+    let disk = lan.disk(2);
+    let flags = ["--lease-ttl", TTL, "--allow-source-dir", disk.as_str()];
+    lan.start_agent(1, &flags);
+    lan.start_controller("c1");
+    // A per-replica directory under the disk, and no /etc/hosts copy: the address is the
+    // first thing the agent must write down on the full disk.
+    let web = bundle_yaml(&lan).replace(
+        "    portMappings:",
+        "    addHost: false\n    portMappings:",
+    ) + &format!(
+        "  storageMappings:\n    - id: data\n      sourceDirRoot: {disk}/src\n      targetDir: /data\n"
+    );
+    let o = lan.berth(&["apply", "-f", "-"], Some(&web));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ip = lan.address(100);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !(lan.live_on(1) == 1 && lan.serves(&ip, 8080, Duration::from_millis(300))) {
+        assert!(Instant::now() < until, "web did not come up on host 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lan.state_on_disk(2);
+    lan.start_agent(2, &flags);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&lan.berth(&["status"], None).stdout)
+        .contains(&lan.node(2))
+    {
+        assert!(Instant::now() < until, "host 2's agent did not register");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lan.fill(2);
+    let t0 = Instant::now();
+    // The replica must move to host 2, whose agent cannot record the address it would add.
+    lan.kill_host(1);
+    let until = Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        let o = lan.berth(&["describe", "bundle", "web"], None);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if text.contains("No space left on device") {
+            break text;
+        }
+        assert!(
+            Instant::now() < until,
+            "no replica reported the full disk:\n{text}\n{}",
+            lan.agent_log(2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("full disk: refused with the reason after {:?}", t0.elapsed());
+    assert!(reason.contains("cannot record"), "{reason}");
+    let on_lan0 = std::process::Command::new("ip")
+        .args(["-n", &lan.node(2), "-4", "addr", "show", "lan0"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&on_lan0.stdout).contains(&format!("{ip}/")),
+        "the address was added without being recorded"
+    );
+    assert_eq!(lan.live_on(2), 0, "the replica started without its address");
+    // Space again: it starts, serving, on host 2.
+    lan.unfill(2);
+    let t1 = Instant::now();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !(lan.live_on(2) == 1 && lan.serves(&ip, 8080, Duration::from_millis(300))) {
+        assert!(
+            Instant::now() < until,
+            "web did not start on host 2 once its disk had space\n{}",
+            lan.agent_log(2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("full disk: serving on host 2 {:?} after space was freed", t1.elapsed());
+}

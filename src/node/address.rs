@@ -30,6 +30,8 @@ pub enum AddressError {
         "{ip}: already an address of this host that berth did not add; refusing to take it over"
     )]
     HostOwned { ip: Ipv4Addr },
+    #[error("{ip}: not added: cannot record it in the state directory (a fence must be able to drop it): {reason}")]
+    NotRecorded { ip: Ipv4Addr, reason: String },
 }
 
 fn handle() -> Result<rtnetlink::Handle, AddressError> {
@@ -88,11 +90,12 @@ async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressErr
 /// added it before, maybe before a restart); otherwise it belongs to the host, and is
 /// refused: removing it later would break the host. `before_add` runs just before an
 /// address is added (the agent records it there, so that a fence that strikes between the
-/// add and the agent's next step still knows to drop it).
+/// add and the agent's next step still knows to drop it); when it fails, the address is not
+/// added ([`AddressError::NotRecorded`]).
 pub async fn ensure(
     a: &Address,
     ours: bool,
-    before_add: impl FnOnce(),
+    before_add: impl FnOnce() -> Result<(), String>,
 ) -> Result<bool, AddressError> {
     if a.ip.is_loopback() {
         return Ok(false);
@@ -122,7 +125,7 @@ pub async fn ensure(
             Err(AddressError::HostOwned { ip: a.ip })
         };
     }
-    before_add();
+    before_add().map_err(|reason| AddressError::NotRecorded { ip: a.ip, reason })?;
     h.address()
         .add(index, IpAddr::V4(a.ip), a.netmask)
         .execute()

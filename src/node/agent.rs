@@ -486,6 +486,8 @@ impl<E: Engine> Agent<E> {
     }
 
     async fn reconcile(&mut self) {
+        /// How soon a replica refused for a condition of this host is tried again.
+        const LOCAL_RETRY: Duration = Duration::from_secs(2);
         let Wanted {
             containers: mut desired,
             addrs,
@@ -504,6 +506,7 @@ impl<E: Engine> Agent<E> {
         // Files first: a container must find its directories and /etc/hosts at start, and
         // running ones get the current replica list. A replica whose files cannot be
         // prepared safely (a link where a directory must be) does not run.
+        let ready = desired.values().filter(|d| d.is_ok()).count();
         for d in desired.values_mut() {
             if let Ok(c) = d
                 && let Err(e) = prepare_files(&self.cfg.state_dir, c)
@@ -514,7 +517,13 @@ impl<E: Engine> Agent<E> {
         // Addresses before containers: a port is published on the replica's address, so the
         // address must be there when the container starts.
         self.ensure_addresses(&mut desired).await;
+        let refused = desired.values().filter(|d| d.is_ok()).count() < ready;
         let p = self.core.plan(&desired, &observed, Instant::now());
+        // What this host refused (a full disk, a link, a host's own address) can change
+        // without any event: look again soon.
+        if refused {
+            self.core.requeue(Instant::now() + LOCAL_RETRY);
+        }
         self.act(p.actions, &desired).await;
         self.drop_stale_addresses(&addrs).await;
         match self.list(&unmanaged).await {
@@ -585,13 +594,21 @@ impl<E: Engine> Agent<E> {
             let ours = self.added.contains(&a.ip);
             // Recorded before it is added: a fence drops every recorded address.
             let (added, dir) = (&mut self.added, &self.cfg.state_dir);
+            // An address that cannot be recorded (a full disk) is not added: the replica
+            // reports why and does not start.
             let record = || {
                 added.insert(a.ip);
-                save_addresses(dir, added);
+                save_addresses(dir, added).map_err(|e| {
+                    added.remove(&a.ip);
+                    e.to_string()
+                })
             };
             match address::ensure(&a, ours, record).await {
                 Ok(_) => {}
-                Err(e @ address::AddressError::HostOwned { .. }) => *d = Err(e.to_string()),
+                Err(
+                    e @ (address::AddressError::HostOwned { .. }
+                    | address::AddressError::NotRecorded { .. }),
+                ) => *d = Err(e.to_string()),
                 Err(e) => tracing::warn!(replica = %c.name, "{e}"),
             }
         }
@@ -612,7 +629,9 @@ impl<E: Engine> Agent<E> {
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        save_addresses(&self.cfg.state_dir, &self.added);
+        if let Err(e) = save_addresses(&self.cfg.state_dir, &self.added) {
+            tracing::warn!("recording added addresses: {e}");
+        }
     }
 
     /// Writes the statuses the core says changed, and deletes those of replicas that left

@@ -81,12 +81,10 @@ pub fn load_addresses(state_dir: &Path) -> BTreeSet<Ipv4Addr> {
 
 /// Records the addresses this agent added in `<state dir>/addresses.json`, so that an agent
 /// restarted on this node adopts them (and removes them when their replicas leave) instead
-/// of taking them for the host's own.
-pub fn save_addresses(state_dir: &Path, added: &BTreeSet<Ipv4Addr>) {
+/// of taking them for the host's own, and so that a fence drops them all.
+pub fn save_addresses(state_dir: &Path, added: &BTreeSet<Ipv4Addr>) -> std::io::Result<()> {
     let value = serde_json::to_vec(added).expect("addresses serialize");
-    if let Err(e) = Dir::root(state_dir).and_then(|d| d.write(ADDRESSES, &value, 0o644)) {
-        tracing::warn!("recording added addresses: {e}");
-    }
+    Dir::root(state_dir).and_then(|d| d.write(ADDRESSES, &value, 0o644))
 }
 
 /// The node's host policy as it resolves on this host (see [`policy`]).

@@ -36,6 +36,8 @@ pub struct Lan {
     /// The etcd members (None: killed).
     etcd: Vec<Option<Child>>,
     agents: Vec<Option<Child>>,
+    /// Hosts whose agent keeps its state directory on the host's small disk.
+    state_on_disk: Vec<bool>,
     controllers: Vec<Option<Child>>,
     /// Agents' state directories and logs.
     pub dir: tempfile::TempDir,
@@ -71,6 +73,7 @@ impl Lan {
             prefix: format!("/berth-multihost-{k}"),
             etcd: (0..members).map(|_| None).collect(),
             agents: (0..=hosts).map(|_| None).collect(),
+            state_on_disk: vec![false; hosts as usize + 1],
             controllers: Vec::new(),
             dir,
         };
@@ -220,9 +223,32 @@ impl Lan {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 
+    /// Host `i`'s small disk (an 8 MiB tmpfs that its dockerd sees too).
+    pub fn disk(&self, i: u32) -> String {
+        script(&["disk", &self.k.to_string(), &i.to_string()])
+    }
+
+    /// Fills host `i`'s disk: every write there fails with ENOSPC.
+    pub fn fill(&self, i: u32) {
+        script(&["fill", &self.k.to_string(), &i.to_string()]);
+    }
+
+    pub fn unfill(&self, i: u32) {
+        script(&["unfill", &self.k.to_string(), &i.to_string()]);
+    }
+
+    /// Host `i`'s agent keeps its state directory on the host's disk from its next start.
+    pub fn state_on_disk(&mut self, i: u32) {
+        self.state_on_disk[i as usize] = true;
+    }
+
     /// Starts host `i`'s node agent (inside its network namespace) with `extra` flags.
     pub fn start_agent(&mut self, i: u32, extra: &[&str]) {
-        let state = self.dir.path().join(format!("state-h{i}"));
+        let state = if self.state_on_disk[i as usize] {
+            PathBuf::from(self.disk(i)).join("state")
+        } else {
+            self.dir.path().join(format!("state-h{i}"))
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
