@@ -86,7 +86,9 @@ fn replica_addresses_are_added_to_the_holding_interface_and_removed() {
             .unwrap();
         rt.block_on(async {
             (
-                address::ensure(&by_network, false, || Ok(())).await.unwrap(),
+                address::ensure(&by_network, false, || Ok(()))
+                    .await
+                    .unwrap(),
                 address::ensure(&by_network, true, || Ok(())).await.unwrap(),
                 address::ensure(&named, false, || Ok(())).await.unwrap(),
                 address::ensure(&missing, false, || Ok(()))

@@ -98,7 +98,7 @@ pub async fn run(
             let (store, round, leading) = (store.clone(), round.clone(), leading.clone());
             let ttl = cfg.lease_ttl;
             tokio::spawn(async move {
-                let end = keep_alive(&store, lease, ttl, &renewed_tx, &round).await;
+                let end = keep_alive(&store, lease, ttl, Some(ttl), &renewed_tx, &round).await;
                 leading.cancel();
                 end
             })

@@ -30,7 +30,9 @@ pub enum AddressError {
         "{ip}: already an address of this host that berth did not add; refusing to take it over"
     )]
     HostOwned { ip: Ipv4Addr },
-    #[error("{ip}: not added: cannot record it in the state directory (a fence must be able to drop it): {reason}")]
+    #[error(
+        "{ip}: not added: cannot record it in the state directory (a fence must be able to drop it): {reason}"
+    )]
     NotRecorded { ip: Ipv4Addr, reason: String },
 }
 

@@ -218,7 +218,7 @@ async fn register(
 ) {
     loop {
         let id = lease.load(Ordering::SeqCst);
-        if keep_alive(&store, id, ttl, &renewed, &shutdown).await == LeaseEnd::Shutdown {
+        if keep_alive(&store, id, ttl, None, &renewed, &shutdown).await == LeaseEnd::Shutdown {
             return;
         }
         tracing::warn!(lease = id, "registration lease lost; registering again");

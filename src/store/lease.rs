@@ -12,7 +12,8 @@ use super::Store;
 /// Why [`keep_alive`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseEnd {
-    /// etcd said the lease is gone, or no renewal succeeded for a whole TTL (so it is).
+    /// etcd said the lease is gone, or (with a `give_up` time) no renewal succeeded for
+    /// that long.
     Lost,
     /// The shutdown token was cancelled.
     Shutdown,
@@ -27,10 +28,17 @@ pub enum LeaseEnd {
 /// left). A member that does not answer within a third of the TTL, or breaks the stream, is
 /// left for the next one ([`super::Members`]), so a partition is noticed long before the lease
 /// could expire.
+///
+/// `give_up`: after this long without a successful renewal the lease counts as lost without
+/// etcd saying so (the controller gives up leadership after a TTL). Without it, renewals go
+/// on until etcd answers: an etcd that was down or out of reach may still hold the lease (a
+/// restarted etcd gives every lease a full TTL again), and only etcd can tell. The node
+/// agent does this, frozen by its fence meanwhile.
 pub async fn keep_alive(
     store: &Store,
     id: i64,
     ttl: Duration,
+    give_up: Option<Duration>,
     renewed: &watch::Sender<Instant>,
     shutdown: &CancellationToken,
 ) -> LeaseEnd {
@@ -44,11 +52,22 @@ pub async fn keep_alive(
         let (member, client) = members.current().await;
         let session = async {
             let mut client = client.map_err(|e| e.to_string())?;
-            let (mut keeper, mut stream) = timeout(answer, client.lease_keep_alive(id))
-                .await
-                .map_err(|_| "open timed out".to_string())?
-                .map_err(|e| format!("open: {e}"))?;
+            // Opening the stream renews once (etcd-client sends the first request and reads
+            // its answer: a TTL of 0 is its "lease not found").
+            let sent = Instant::now();
+            let (mut keeper, mut stream) = match timeout(answer, client.lease_keep_alive(id)).await
+            {
+                Err(_) => return Err("open timed out".to_string()),
+                Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
+                    return Ok(LeaseEnd::Lost);
+                }
+                Ok(Err(e)) => return Err(format!("open: {e}")),
+                Ok(Ok(opened)) => opened,
+            };
+            last_ok = sent;
+            renewed.send_replace(sent);
             loop {
+                tokio::time::sleep(every).await;
                 let sent = Instant::now();
                 timeout(answer, keeper.keep_alive())
                     .await
@@ -66,7 +85,6 @@ pub async fn keep_alive(
                     // TTL 0: etcd no longer knows the lease.
                     _ => return Ok(LeaseEnd::Lost),
                 }
-                tokio::time::sleep(every).await;
             }
         };
         let ended: Result<LeaseEnd, String> = tokio::select! {
@@ -80,9 +98,8 @@ pub async fn keep_alive(
                 members.failed(member);
             }
         }
-        // The session failed (etcd unreachable or slow): retry until the lease must have
-        // expired.
-        if last_ok.elapsed() >= ttl {
+        // The session failed (etcd unreachable or slow): retry (until `give_up`).
+        if give_up.is_some_and(|g| last_ok.elapsed() >= g) {
             return LeaseEnd::Lost;
         }
         tokio::select! {
