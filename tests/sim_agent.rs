@@ -102,3 +102,52 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
     token.cancel();
     agent.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_replicas_are_removed_together_not_one_after_another() {
+    let p = TestPrefix::new("simpar");
+    let store = p.store().await;
+    let engine = SimEngine::new();
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = berth::node::NodeConfig::new("simpar1");
+    cfg.state_dir = state.path().to_path_buf();
+    cfg.on_stop = berth::node::config::OnStop::Maintenance;
+    let token = CancellationToken::new();
+    let agent = tokio::spawn(berth::node::run(
+        store.clone(),
+        engine.clone(),
+        cfg,
+        token.clone(),
+    ));
+    let b = httpd_bundle("simpar", 8, 8, 130);
+    let key = store.keys().assignment("simpar1", b.name());
+    let assignment = Assignment {
+        bundle: b.clone(),
+        replicas: (0..8).collect(),
+        managed: true,
+        promoted: vec![],
+    };
+    store
+        .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)
+        .await
+        .unwrap();
+    eventually(WAIT, "eight simulated containers running", || async {
+        let c = engine.containers();
+        (c.len() == 8 && c.values().all(|(running, _)| *running)).then_some(())
+    })
+    .await;
+    // Each removal waits out a stop grace, as containers that ignore SIGTERM do.
+    engine.set_remove_latency(Duration::from_millis(300));
+    store.delete(&key, Expect::Any).await.unwrap();
+    eventually(WAIT, "every container removed", || async {
+        engine.containers().is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        engine.most_concurrent_removals(),
+        8,
+        "the eight removals did not run at once"
+    );
+    token.cancel();
+    agent.await.unwrap().unwrap();
+}

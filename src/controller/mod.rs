@@ -237,8 +237,9 @@ impl Controller {
     /// with its key, and the first is returned after the rest went through, so that the
     /// loop retries. A conflict is the election guard gone: this leader is deposed, and
     /// writes nothing more.
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let guard = self.leader_key.as_deref();
+    async fn commit(&mut self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let guard = self.leader_key.clone();
+        let guard = guard.as_deref();
         let mut first_err = None;
         // Keeps a write's failure (logged with its key); a conflict ends the writing.
         let mut failed = |w: &Write, e: StoreError| match e {
@@ -249,17 +250,25 @@ impl Controller {
                 Ok(())
             }
         };
+        // What was written goes into the cache at once: the next pass must not write it
+        // again while the watch is still catching up (at 30,000 replicas it lags by
+        // seconds, and passes that rewrite it kept the controller busy forever).
         for batch in batches(writes) {
-            let Err(e) = self.store.commit_guarded(batch.clone(), guard).await else {
-                continue;
+            let e = match self.store.commit_guarded(batch.clone(), guard).await {
+                Ok(rev) => {
+                    self.cache.wrote(&batch, rev);
+                    continue;
+                }
+                Err(e) => e,
             };
             if batch.len() == 1 {
                 failed(&batch[0], e)?;
                 continue;
             }
             for w in batch {
-                if let Err(e) = self.store.commit_guarded(vec![w.clone()], guard).await {
-                    failed(&w, e)?;
+                match self.store.commit_guarded(vec![w.clone()], guard).await {
+                    Ok(rev) => self.cache.wrote(std::slice::from_ref(&w), rev),
+                    Err(e) => failed(&w, e)?,
                 }
             }
         }

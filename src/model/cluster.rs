@@ -143,6 +143,13 @@ pub struct OpRecord {
     pub output: String,
 }
 
+impl OpRecord {
+    /// OCF success: 0, or 8 (running promoted) from a monitor of a promoted instance.
+    pub fn succeeded(&self) -> bool {
+        self.rc == 0 || (self.rc == 8 && self.action == "monitor")
+    }
+}
+
 /// A primitive's state and recent operations, as the remote agent reports them on its
 /// control channel (and the node agent copies into the replica status).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::address;
 use super::assigned::{Assigned, Wanted};
@@ -106,9 +107,11 @@ pub async fn run<E: Engine>(
     }
     let lease = Arc::new(AtomicI64::new(lease));
     let (renewed_tx, renewed) = watch::channel(granted_at);
-    // The registration and the fence outlive the loop: a drain runs under the lease.
+    // The registration and the fence outlive the loop: a drain runs under the lease. They
+    // are aborted with this future (an agent embedded in a process and dropped renews
+    // nothing any more, as a dead one would).
     let leave = CancellationToken::new();
-    let registration = tokio::spawn(register(
+    let registration = AbortOnDropHandle::new(tokio::spawn(register(
         store.clone(),
         node_key,
         value.clone(),
@@ -116,7 +119,7 @@ pub async fn run<E: Engine>(
         lease.clone(),
         renewed_tx,
         leave.clone(),
-    ));
+    )));
     let scope = engine_info
         .cgroup_parent
         .as_deref()
@@ -140,7 +143,7 @@ pub async fn run<E: Engine>(
     // sixth, so several have failed (or waited out an etcd leader election), and a third of
     // the TTL is left to freeze the containers before etcd can expire the lease and the
     // controller place the replicas elsewhere.
-    let fencer = tokio::spawn(
+    let fencer = AbortOnDropHandle::new(tokio::spawn(
         Fencer {
             scope: scope.clone(),
             state_dir: cfg.state_dir.clone(),
@@ -152,7 +155,7 @@ pub async fn run<E: Engine>(
             events: fence_tx,
         }
         .run(leave.clone()),
-    );
+    ));
     let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
     let timing = Timing {
         backoff: cfg.backoff,
@@ -185,8 +188,20 @@ pub async fn run<E: Engine>(
         }
         OnStop::Maintenance => {
             tracing::info!(node = %agent.cfg.name, "leaving the replicas running: node in maintenance");
-            if let Err(e) = agent.store.put(&maintenance_key, value, Expect::Any).await {
-                tracing::error!("marking the node in maintenance: {e}");
+            // Only while the registration holds: a node whose lease is gone has been fenced,
+            // and its replicas may run elsewhere already.
+            let registration = agent.store.keys().node(&agent.cfg.name);
+            let mark = vec![crate::store::Write::Put {
+                key: maintenance_key,
+                value,
+                expect: Expect::Any,
+            }];
+            match agent.store.commit_guarded(mark, Some(&registration)).await {
+                Ok(_) => {}
+                Err(StoreError::TxnConflict { .. }) => tracing::error!(
+                    "not marking the node in maintenance: its registration is gone (fenced)"
+                ),
+                Err(e) => tracing::error!("marking the node in maintenance: {e}"),
             }
         }
     }
@@ -538,37 +553,69 @@ impl<E: Engine> Agent<E> {
     }
 
     async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {
+        /// Engine calls in flight at once: independent replicas are created, started and
+        /// removed together, so removing ten costs one stop grace, not ten.
+        const PARALLEL: usize = 16;
         let node = self.cfg.name.clone();
-        for action in actions {
-            let (key, result, restart) = match action {
-                Action::Remove {
-                    id,
-                    name,
-                    stop_timeout,
-                    why,
-                } => {
-                    tracing::info!(container = %name, "removing: {why}");
-                    self.core.stopping(&id);
-                    if let Err(e) = self.engine.remove(&id, stop_timeout).await {
-                        tracing::warn!("{e}");
-                    }
-                    continue;
-                }
-                Action::Create(k) => {
-                    let Some(Ok(d)) = desired.get(&k) else {
-                        continue;
-                    };
-                    let result = match self.engine.create(d, &node).await {
-                        Ok(id) => self.engine.start(&id).await.map(|()| id),
-                        Err(e) => Err(e),
-                    };
-                    (k, result, false)
-                }
-                Action::Start { key, id } => {
-                    let result = self.engine.start(&id).await.map(|()| id);
-                    (key, result, true)
-                }
+        for a in &actions {
+            if let Action::Remove { id, .. } = a {
+                self.core.stopping(id);
+            }
+        }
+        // The actions on one container name (an outdated copy removed, then its
+        // replacement created) stay in order; different names run side by side.
+        let mut lanes: BTreeMap<String, Vec<Action>> = BTreeMap::new();
+        for a in actions {
+            let name = match &a {
+                Action::Remove { name, .. } => name.clone(),
+                Action::Create(k) | Action::Start { key: k, .. } => desired
+                    .get(k)
+                    .and_then(|d| d.as_ref().ok())
+                    .map(|d| d.name.clone())
+                    .unwrap_or_else(|| k.to_string()),
             };
+            lanes.entry(name).or_default().push(a);
+        }
+        let engine = &self.engine;
+        let node = &node;
+        let outcomes: Vec<Vec<(ReplicaKey, Result<String, EngineError>, bool)>> =
+            futures::stream::iter(lanes.into_values().map(|lane| async move {
+                let mut out = Vec::new();
+                for action in lane {
+                    match action {
+                        Action::Remove {
+                            id,
+                            name,
+                            stop_timeout,
+                            why,
+                        } => {
+                            tracing::info!(container = %name, "removing: {why}");
+                            if let Err(e) = engine.remove(&id, stop_timeout).await {
+                                tracing::warn!("{e}");
+                            }
+                        }
+                        Action::Create(k) => {
+                            let Some(Ok(d)) = desired.get(&k) else {
+                                continue;
+                            };
+                            let result = match engine.create(d, node).await {
+                                Ok(id) => engine.start(&id).await.map(|()| id),
+                                Err(e) => Err(e),
+                            };
+                            out.push((k, result, false));
+                        }
+                        Action::Start { key, id } => {
+                            let result = engine.start(&id).await.map(|()| id);
+                            out.push((key, result, true));
+                        }
+                    }
+                }
+                out
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (key, result, restart) in outcomes.into_iter().flatten() {
             let started = match result {
                 Ok(id) => Started::Ok(id),
                 Err(e) => {

@@ -262,7 +262,7 @@ pub fn desired(
         ports,
         binds,
         address,
-        stop_timeout_secs: options.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
+        stop_timeout_secs: options.stop_timeout.unwrap_or_else(|| stop_grace(spec)),
         options,
         remote_config,
         dirs,
@@ -270,6 +270,20 @@ pub fn desired(
         generation: bundle.metadata.generation.unwrap_or(0),
         control_tcp,
     })
+}
+
+/// The stop grace of a bundle that sets no `--stop-timeout`: with a primitive, its stop
+/// operation's timeout and a margin (the remote agent, PID 1, stops the primitive on SIGTERM
+/// and exits; Docker must not kill it halfway), otherwise Docker's 10 s.
+fn stop_grace(spec: &crate::model::BundleSpec) -> i64 {
+    const MARGIN_SECS: u64 = 5;
+    match &spec.primitive {
+        Some(p) => {
+            let stop = crate::remote::ops::Ops::for_action(p, crate::remote::ocf::Action::Stop);
+            i64::try_from(stop.timeout.as_secs() + MARGIN_SECS).unwrap_or(i64::MAX)
+        }
+        None => DEFAULT_STOP_TIMEOUT_SECS,
+    }
 }
 
 /// /etc/hosts for every replica of a bundle: localhost, then each replica's address and name

@@ -80,8 +80,10 @@ pub struct Core {
     /// `die` before its container list reflects it, so a list right after the event may
     /// still show the container running; the event wins.
     event_state: BTreeMap<String, bool>,
-    /// The status bytes last written per replica, to write only changes.
-    written: BTreeMap<ReplicaKey, Vec<u8>>,
+    /// The status last written per replica: its bytes (a replica that leaves has its key
+    /// deleted only while it holds them) and its quiet form ([`quiet`]), to write only
+    /// changes that matter.
+    written: BTreeMap<ReplicaKey, Written>,
     /// When to reconcile again without an event (a restart hold running out).
     wake_at: Option<Instant>,
 }
@@ -132,7 +134,7 @@ impl Core {
         rt.last_failure = st.last_failure;
         if st.node == self.node {
             rt.restart_count = st.restart_count;
-            self.written.insert(k.clone(), bytes.to_vec());
+            self.written.insert(k.clone(), Written::new(bytes.to_vec()));
         }
     }
 
@@ -310,8 +312,8 @@ impl Core {
                 });
             }
             let status = status_of(&self.node, k, d, addrs, observed, rt, now);
-            let bytes = serde_json::to_vec(&status).expect("status serializes");
-            if self.written.get(k) != Some(&bytes) {
+            if self.written.get(k).map(|w| &w.quiet) != Some(&quiet(&status)) {
+                let bytes = serde_json::to_vec(&status).expect("status serializes");
                 out.puts.push((k.clone(), bytes));
             }
         }
@@ -324,7 +326,7 @@ impl Core {
             .cloned()
             .collect();
         for k in gone {
-            let bytes = self.written.remove(&k).unwrap_or_default();
+            let bytes = self.written.remove(&k).map(|w| w.bytes).unwrap_or_default();
             self.runtime.remove(&k);
             self.seeded.remove(&k);
             out.gone.push((k, bytes));
@@ -334,7 +336,8 @@ impl Core {
 
     /// The statuses the shell has written.
     pub fn wrote(&mut self, puts: Vec<(ReplicaKey, Vec<u8>)>) {
-        self.written.extend(puts);
+        self.written
+            .extend(puts.into_iter().map(|(k, b)| (k, Written::new(b))));
     }
 
     /// The role to ask each promotable replica's remote agent for: one started in a role
@@ -354,6 +357,35 @@ impl Core {
             .map(|(k, r)| (k.clone(), *r))
             .collect()
     }
+}
+
+/// A status as written: its bytes, and its quiet form.
+#[derive(Debug)]
+struct Written {
+    bytes: Vec<u8>,
+    quiet: Vec<u8>,
+}
+
+impl Written {
+    fn new(bytes: Vec<u8>) -> Written {
+        let quiet = serde_json::from_slice::<ReplicaStatus>(&bytes)
+            .map(|st| quiet(&st))
+            .unwrap_or_default();
+        Written { bytes, quiet }
+    }
+}
+
+/// A status without what changes while nothing happens: the primitive report's version and
+/// its successful recurring monitors. A status is written only when this changes, so a
+/// healthy, idle cluster writes nothing (a monitor that succeeds is the absence of news; the
+/// records go along with the next write that matters).
+fn quiet(st: &ReplicaStatus) -> Vec<u8> {
+    let mut st = st.clone();
+    if let Some(p) = &mut st.primitive {
+        p.version = 0;
+        p.last.retain(|op| !(op.interval_ms > 0 && op.succeeded()));
+    }
+    serde_json::to_vec(&st).expect("status serializes")
 }
 
 /// The delay before restarting after `consecutive` failures in a row.

@@ -442,3 +442,46 @@ fn roles_are_asked_for_started_replicas_not_in_or_asked_for_that_role() {
         assert_eq!(core.roles_to_ask(&roles), expect, "{name}");
     }
 }
+
+#[test]
+fn successful_recurring_monitors_are_not_news_and_a_failed_one_is() {
+    let op = |action: &str, interval_ms, rc, at| OpRecord {
+        action: action.into(),
+        interval_ms,
+        rc,
+        rc_name: String::new(),
+        at,
+        took_ms: 3,
+        output: String::new(),
+    };
+    let report = |version, last: Vec<OpRecord>| PrimitiveState {
+        version,
+        state: Phase::Started,
+        last: last.into(),
+        ..Default::default()
+    };
+    let mut core = Core::new(NODE, timing());
+    let now = Instant::now();
+    let observed = [listed(0, "c0", true)];
+    let started = vec![op("start", 0, 0, 1)];
+    core.runtime.entry(key(0)).or_default();
+    core.primitive(&key(0), report(1, started.clone()));
+    let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, 1);
+    assert_eq!(w.puts.len(), 1);
+    core.wrote(w.puts);
+    // Monitors every 10 s, all fine, each report a new version: nothing to write.
+    let mut last = started.clone();
+    for (v, at) in [(2, 11), (3, 21), (4, 31)] {
+        last.push(op("monitor", 10_000, 0, at));
+        core.primitive(&key(0), report(v, last.clone()));
+        let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, at);
+        assert!(w.puts.is_empty(), "a successful monitor was written");
+    }
+    // A failed monitor is news.
+    last.push(op("monitor", 10_000, 7, 41));
+    core.primitive(&key(0), report(5, last.clone()));
+    let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, 41);
+    let written = status(&w, &key(0));
+    let ops = &written.primitive.expect("primitive").last;
+    assert_eq!(ops.len(), 5, "the write carries the monitors it skipped");
+}

@@ -33,6 +33,11 @@ struct State {
     next_id: u64,
     /// Calls made, per operation (`create`, `start`, `remove`), for tests and benchmarks.
     calls: BTreeMap<&'static str, u64>,
+    /// How long a removal takes (a container's stop grace), default none.
+    remove_latency: Duration,
+    /// Removals in progress now, and the most at once.
+    removing: u64,
+    most_removing: u64,
 }
 
 /// The simulated engine. Clones share one engine (as node agents sharing a host would).
@@ -105,6 +110,17 @@ impl SimEngine {
             .values()
             .map(|c| (c.name.clone(), (c.running, c.spec.clone())))
             .collect()
+    }
+
+    /// Every removal takes `d` from now on (as a container that ignores SIGTERM waits out
+    /// its stop grace).
+    pub fn set_remove_latency(&self, d: Duration) {
+        self.state().remove_latency = d;
+    }
+
+    /// The most removals that were in progress at once.
+    pub fn most_concurrent_removals(&self) -> u64 {
+        self.state().most_removing
     }
 
     /// How many times each operation was called.
@@ -196,6 +212,16 @@ impl Engine for SimEngine {
     }
 
     async fn remove(&self, id: &str, _stop_timeout: Option<Duration>) -> Result<(), EngineError> {
+        let latency = {
+            let mut st = self.state();
+            st.removing += 1;
+            st.most_removing = st.most_removing.max(st.removing);
+            st.remove_latency
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.state().removing -= 1;
         let gone = {
             let mut st = self.state();
             *st.calls.entry("remove").or_default() += 1;

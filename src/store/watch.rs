@@ -246,6 +246,40 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Applies writes this process committed at `revision`, before their events come back
+    /// through the watch (which then applies the same again): a writer that reads its own
+    /// cache does not write the same values twice while the watch lags behind.
+    pub fn wrote(&mut self, writes: &[super::Write], revision: i64) {
+        for w in writes {
+            match w {
+                super::Write::Put { key, value, .. } => {
+                    let kv = self.items.entry(key.clone()).or_insert_with(|| Kv {
+                        key: key.clone(),
+                        value: Vec::new(),
+                        create_revision: revision,
+                        mod_revision: 0,
+                        version: 0,
+                        lease: 0,
+                    });
+                    if kv.mod_revision < revision {
+                        kv.value = value.clone();
+                        kv.mod_revision = revision;
+                        kv.version += 1;
+                    }
+                }
+                super::Write::Delete { key, .. } => {
+                    if self
+                        .items
+                        .get(key)
+                        .is_some_and(|kv| kv.mod_revision < revision)
+                    {
+                        self.items.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies one event: a list replaces everything, a put inserts, a delete removes.
     pub fn apply(&mut self, ev: &WatchEvent) {
         match ev {

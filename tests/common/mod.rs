@@ -447,8 +447,8 @@ impl TestNode {
         }
     }
 
-    /// Kills the agent's loop without a clean shutdown (its registration keeps trying to
-    /// renew: cut its proxy too, to make the node vanish).
+    /// Kills the agent without a clean shutdown: its registration is no longer renewed, and
+    /// nothing fences (its containers stay, as a dead agent's would).
     pub fn crash(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();

@@ -1,0 +1,243 @@
+//! The control plane at scale (issue 14), against the real etcd: NODES node agents on the
+//! **simulated engine** (`node::sim`, one engine per node, as separate hosts), in this
+//! process and sharing one etcd connection, and one `berth controller` process. BUNDLES
+//! bundles of 3 replicas are written at once; measured: time until every replica reports
+//! running (from empty), keys written and requests made per replica placed, the
+//! controller's resident memory, etcd writes and CPU while nothing changes (30 s), and the
+//! time until every replica runs again after 10% of the nodes die (their agents stop
+//! renewing; leases expire after the TTL, 5 s).
+//!
+//! Run: `bash scripts/setup.sh && NODES=1000 BUNDLES=10000 cargo bench --bench scale`
+//! (defaults: 100 nodes, 1,000 bundles).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::model::Bundle;
+use berth::model::cluster::{ReplicaState, ReplicaStatus};
+use berth::node::sim::SimEngine;
+use berth::store::{Store, encode_bundle};
+use common::{TestPrefix, etcd_endpoint};
+use tokio_util::sync::CancellationToken;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bundle(i: usize) -> Bundle {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": berth::model::API_VERSION,
+        "kind": berth::model::KIND,
+        "metadata": {"name": format!("b{i:05}")},
+        "spec": {"docker": {"image": "busybox", "replicas": 3}},
+    }))
+    .expect("a valid bundle")
+}
+
+/// Replicas reported running on nodes not in `dead`.
+async fn running(store: &Store, dead: &BTreeSet<String>) -> usize {
+    let prefix = format!("{}replicas/", store.keys().root());
+    let Ok((_, items)) = store.list(&prefix).await else {
+        return 0;
+    };
+    items
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<ReplicaStatus>(&kv.value).ok())
+        .filter(|s| s.state == ReplicaState::Running && !dead.contains(&s.node))
+        .count()
+}
+
+/// From etcd's /metrics: handled gRPC requests, and keys put (each key of a transaction
+/// counts).
+fn etcd_counts() -> (u64, u64) {
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", etcd_endpoint())])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let sum = |name: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    (sum("grpc_server_handled_total"), sum("etcd_mvcc_put_total"))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+async fn wait_running(store: &Store, want: usize, dead: &BTreeSet<String>, what: &str) {
+    let until = Instant::now() + Duration::from_secs(600);
+    loop {
+        let n = running(store, dead).await;
+        if n >= want {
+            return;
+        }
+        assert!(Instant::now() < until, "{what}: {n} of {want} running");
+        eprintln!("scale: {what}: {n} of {want} running");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let nodes = env("NODES", 100);
+    let bundles = env("BUNDLES", 1000);
+    let replicas = bundles * 3;
+    let p = TestPrefix::new("scale");
+    let store = p.store().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for n in 0..nodes {
+        let name = format!("sim{n:04}");
+        let mut cfg = berth::node::NodeConfig::new(&name);
+        cfg.state_dir = state.path().join(&name);
+        cfg.on_stop = berth::node::config::OnStop::Maintenance;
+        let token = CancellationToken::new();
+        let task = tokio::spawn(berth::node::run(
+            store.clone(),
+            SimEngine::new(),
+            cfg,
+            token.clone(),
+        ));
+        agents.push((name, token, task));
+    }
+    let until = Instant::now() + Duration::from_secs(120);
+    while store.list(&store.keys().nodes()).await.unwrap().1.len() < nodes {
+        assert!(Instant::now() < until, "the simulated nodes did not register");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("scale: {nodes} nodes registered");
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["controller", "--name", "scale"])
+        .env("BERTH_ETCD", etcd_endpoint())
+        .env("BERTH_PREFIX", p.prefix.trim_end_matches('/'))
+        .stdout(Stdio::null())
+        .stderr(match std::env::var_os("SCALE_CONTROLLER_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("controller log")),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .expect("berth controller");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (req0, put0) = etcd_counts();
+    let t = Instant::now();
+    let items = (0..bundles)
+        .map(|i| {
+            let b = bundle(i);
+            (store.keys().bundle(b.name()), encode_bundle(&b))
+        })
+        .collect();
+    store.put_many(items).await.unwrap();
+    let written = t.elapsed();
+    eprintln!("scale: {bundles} bundles written in {written:.2?}");
+    wait_running(&store, replicas, &BTreeSet::new(), "from empty").await;
+    let converge = t.elapsed();
+    let (req1, put1) = etcd_counts();
+    // Keys written and requests made placing them: less the bundle writes themselves.
+    let writes = (put1 - put0).saturating_sub(bundles as u64) as f64 / replicas as f64;
+    let requests = (req1 - req0) as f64 / replicas as f64;
+
+    eprintln!("scale: converged in {converge:.2?}; idle for 35 s");
+    // Idle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let me = std::process::id();
+    let (rev_i, cpu_c, cpu_a) = (
+        store.revision().await.unwrap(),
+        cpu_secs(controller.id()),
+        cpu_secs(me),
+    );
+    // What is written while idle, by kind of key (it should be nothing).
+    let kinds = {
+        use berth::store::watch::{WatchConfig, WatchEvent, watch_prefix};
+        use futures::StreamExt;
+        let root = store.keys().root();
+        let mut events = Box::pin(watch_prefix(
+            store.members().clone(),
+            root.clone(),
+            WatchConfig::default(),
+        ));
+        let mut kinds: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.next()).await {
+            let key = match ev {
+                Ok(WatchEvent::Put(kv)) => kv.key,
+                Ok(WatchEvent::Deleted { key, .. }) => key,
+                _ => continue,
+            };
+            let rest = key.strip_prefix(&root).unwrap_or(&key);
+            let kind = rest.split('/').next().unwrap_or_default().to_string();
+            let e = kinds.entry(kind).or_insert((0, key.clone()));
+            e.0 += 1;
+        }
+        kinds
+    };
+    let idle_writes = store.revision().await.unwrap() - rev_i;
+    let idle_cpu_c = cpu_secs(controller.id()) - cpu_c;
+    let idle_cpu_a = cpu_secs(me) - cpu_a;
+    let controller_rss = rss_mib(controller.id());
+    let agents_rss = rss_mib(me);
+
+    // 10% of the nodes die: their agents stop renewing (aborted, not stopped cleanly).
+    let dead: BTreeSet<String> = agents
+        .iter()
+        .step_by(10)
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    if !kinds.is_empty() {
+        eprintln!("scale: written while idle, by kind (count, one key): {kinds:?}");
+    }
+    let t = Instant::now();
+    for (name, _, task) in &agents {
+        if dead.contains(name) {
+            task.abort();
+        }
+    }
+    wait_running(&store, replicas, &dead, "after 10% of the nodes died").await;
+    let reconverge = t.elapsed();
+
+    println!(
+        "scale: {nodes} simulated nodes, {bundles} bundles ({replicas} replicas): written in \
+         {written:.2?}; all running {converge:.2?} after the write; {writes:.2} keys written and \
+         {requests:.2} etcd requests per replica placed; idle 30 s: {idle_writes} writes, \
+         controller CPU {idle_cpu_c:.2} s, agents' CPU {idle_cpu_a:.2} s; RSS controller \
+         {controller_rss:.0} MiB, {nodes} agents {agents_rss:.0} MiB; {} nodes died → all \
+         running elsewhere {reconverge:.2?} later (lease TTL 5 s)",
+        dead.len()
+    );
+    let _ = controller.kill();
+    let _ = controller.wait();
+    for (_, token, _) in &agents {
+        token.cancel();
+    }
+    for (_, _, task) in agents {
+        let _ = task.await;
+    }
+}
