@@ -92,11 +92,25 @@ fn cpu_secs(pid: u32) -> f64 {
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
+/// Bundles whose stored status says all 3 replicas are ready.
+async fn ready_bundles(store: &Store) -> usize {
+    let Ok((_, items)) = store.list(&store.keys().statuses()).await else {
+        return 0;
+    };
+    items
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<berth::model::BundleStatus>(&kv.value).ok())
+        .filter(|s| s.ready_replicas == 3)
+        .count()
+}
+
+/// Waits until `want` replicas run on live nodes and every bundle's status says so (what
+/// `berth get` shows).
 async fn wait_running(store: &Store, want: usize, dead: &BTreeSet<String>, what: &str) {
     let until = Instant::now() + Duration::from_secs(600);
     loop {
         let n = running(store, dead).await;
-        if n >= want {
+        if n >= want && ready_bundles(store).await * 3 >= want {
             return;
         }
         assert!(Instant::now() < until, "{what}: {n} of {want} running");
@@ -130,7 +144,10 @@ async fn main() {
     }
     let until = Instant::now() + Duration::from_secs(120);
     while store.list(&store.keys().nodes()).await.unwrap().1.len() < nodes {
-        assert!(Instant::now() < until, "the simulated nodes did not register");
+        assert!(
+            Instant::now() < until,
+            "the simulated nodes did not register"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("scale: {nodes} nodes registered");
@@ -185,10 +202,25 @@ async fn main() {
             WatchConfig::default(),
         ));
         let mut kinds: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+        let mut seen: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        let mut shown = false;
         let until = tokio::time::Instant::now() + Duration::from_secs(30);
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.next()).await {
             let key = match ev {
-                Ok(WatchEvent::Put(kv)) => kv.key,
+                Ok(WatchEvent::Put(kv)) => {
+                    if let Some(before) = seen.insert(kv.key.clone(), kv.value.clone())
+                        && !shown
+                    {
+                        shown = true;
+                        eprintln!(
+                            "scale: {} written again while idle:\n  before {}\n  after  {}",
+                            kv.key,
+                            String::from_utf8_lossy(&before),
+                            String::from_utf8_lossy(&kv.value)
+                        );
+                    }
+                    kv.key
+                }
                 Ok(WatchEvent::Deleted { key, .. }) => key,
                 _ => continue,
             };

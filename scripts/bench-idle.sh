@@ -49,4 +49,8 @@ c1=$(cpu)
 kill "$watcher"
 writes=$(grep -cE '^(PUT|DELETE)$' "$data/watch" || true)
 rss=$(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$up/status")
+if [ "$writes" -gt 0 ]; then
+  echo "written while idle (event, key, value):"
+  grep -A2 -E '^(PUT|DELETE)$' "$data/watch" | cut -c1-600
+fi
 echo "idle ${IDLE} s with 3 monitored replicas: $writes etcd writes; berth up (controller + node agent) CPU $(python3 -c "print(round($c1 - $c0, 2))") s; RSS $rss"

@@ -576,7 +576,9 @@ fn fuzz_controller_view() {
         put("nodes/n0", node.clone());
         let k = key_names[b.len() % key_names.len()];
         put(k, b.to_vec());
-        let cache = Cache { items, revision: 2 };
+        let mut cache = Cache::default();
+        cache.items = items;
+        cache.revision = 2;
         let view = berth::controller::View::read(&keys, &cache);
         assert!(
             view.bundles.contains_key("good"),

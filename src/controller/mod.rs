@@ -46,8 +46,9 @@ pub struct ControllerConfig {
     /// Leadership lease TTL (default 5 s): a standby takes over this long after a leader
     /// dies.
     pub lease_ttl: Duration,
-    /// A full reconcile this often without events (default 10 s): failure-timeout expiry
-    /// needs a clock, the rest is event driven.
+    /// A full reconcile this often without events (default 10 s), skipped when nothing
+    /// changed since the last successful one (failure-timeout expiry comes back by itself,
+    /// through the reconcile's requeue time; the rest is event driven).
     pub resync: Duration,
 }
 
@@ -186,12 +187,17 @@ impl Controller {
         // (when, retries so far)
         let mut retry: Option<(tokio::time::Instant, u32)> = None;
         let mut requeue: Option<tokio::time::Instant> = None;
+        // The cache revision the last successful pass saw: a resync with nothing new since
+        // (no event, no retry, no requeue due) is skipped, so an idle controller does no
+        // work (a pass over 10,000 bundles costs seconds of CPU).
+        let mut passed_at: Option<i64> = None;
         loop {
             let retry_at = retry.map(|(at, _)| at);
+            let mut timer = false;
             tokio::select! {
                 _ = leading.cancelled() => return,
-                _ = sleep_until(retry_at), if retry_at.is_some() => {}
-                _ = sleep_until(requeue), if requeue.is_some() => {}
+                _ = sleep_until(retry_at), if retry_at.is_some() => timer = true,
+                _ = sleep_until(requeue), if requeue.is_some() => timer = true,
                 ev = events.next() => {
                     let mut take = |ev: Option<Result<_, _>>| match ev {
                         Some(Ok(ev)) => {
@@ -210,6 +216,9 @@ impl Controller {
                 }
                 _ = resync.tick() => {}
             }
+            if !timer && passed_at == Some(self.cache.revision) {
+                continue;
+            }
             if synced && !leading.is_cancelled() {
                 let view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
                 let now = unix_now();
@@ -218,8 +227,12 @@ impl Controller {
                 requeue = outcome.requeue_at.map(|at| {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
+                let seen = self.cache.revision;
                 match self.commit(outcome.writes).await {
-                    Ok(()) => retry = None,
+                    Ok(()) => {
+                        retry = None;
+                        passed_at = Some(seen);
+                    }
                     Err(e) => {
                         let n = retry.map_or(0, |(_, n)| n + 1);
                         let wait = RETRY.nth(n);

@@ -578,7 +578,9 @@ impl<E: Engine> Agent<E> {
         }
         let engine = &self.engine;
         let node = &node;
-        let outcomes: Vec<Vec<(ReplicaKey, Result<String, EngineError>, bool)>> =
+        /// A replica's create-and-start (restart false) or start (true), and its outcome.
+        type Outcome = (ReplicaKey, Result<String, EngineError>, bool);
+        let outcomes: Vec<Vec<Outcome>> =
             futures::stream::iter(lanes.into_values().map(|lane| async move {
                 let mut out = Vec::new();
                 for action in lane {

@@ -376,14 +376,16 @@ impl Written {
 }
 
 /// A status without what changes while nothing happens: the primitive report's version and
-/// its successful recurring monitors. A status is written only when this changes, so a
-/// healthy, idle cluster writes nothing (a monitor that succeeds is the absence of news; the
-/// records go along with the next write that matters).
+/// its operations that succeeded (what they did shows in the state, role and restarts; a
+/// recurring monitor that succeeds is the absence of news, and a success falling out of the
+/// bounded history is none either). A status is written only when this changes, so a
+/// healthy, idle cluster writes nothing; the records go along with the next write that
+/// matters.
 fn quiet(st: &ReplicaStatus) -> Vec<u8> {
     let mut st = st.clone();
     if let Some(p) = &mut st.primitive {
         p.version = 0;
-        p.last.retain(|op| !(op.interval_ms > 0 && op.succeeded()));
+        p.last.retain(|op| !op.succeeded());
     }
     serde_json::to_vec(&st).expect("status serializes")
 }

@@ -477,11 +477,16 @@ fn successful_recurring_monitors_are_not_news_and_a_failed_one_is() {
         let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, at);
         assert!(w.puts.is_empty(), "a successful monitor was written");
     }
+    // The start record falls out of the bounded history: no news either.
+    last.remove(0);
+    core.primitive(&key(0), report(5, last.clone()));
+    let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, 35);
+    assert!(w.puts.is_empty(), "an evicted success was written");
     // A failed monitor is news.
     last.push(op("monitor", 10_000, 7, 41));
-    core.primitive(&key(0), report(5, last.clone()));
+    core.primitive(&key(0), report(6, last.clone()));
     let w = core.statuses(&want(&[0]), &BTreeMap::new(), &observed, now, 41);
     let written = status(&w, &key(0));
     let ops = &written.primitive.expect("primitive").last;
-    assert_eq!(ops.len(), 5, "the write carries the monitors it skipped");
+    assert_eq!(ops.len(), 4, "the write carries the monitors it skipped");
 }

@@ -243,6 +243,9 @@ pub struct Cache {
     pub items: BTreeMap<String, Kv>,
     /// The revision the copy reflects.
     pub revision: i64,
+    /// Keys this process deleted ([`Cache::wrote`]) whose delete event has not come back
+    /// yet, with the delete's revision: an older put of them arriving meanwhile is stale.
+    deleted: BTreeMap<String, i64>,
 }
 
 impl Cache {
@@ -274,13 +277,16 @@ impl Cache {
                         .is_some_and(|kv| kv.mod_revision < revision)
                     {
                         self.items.remove(key);
+                        self.deleted.insert(key.clone(), revision);
                     }
                 }
             }
         }
     }
 
-    /// Applies one event: a list replaces everything, a put inserts, a delete removes.
+    /// Applies one event: a list replaces everything, a put inserts, a delete removes. An
+    /// event older than what the copy holds for its key (this process's own write got there
+    /// first, [`Cache::wrote`]) changes nothing.
     pub fn apply(&mut self, ev: &WatchEvent) {
         match ev {
             WatchEvent::Listed { revision, items } => {
@@ -289,15 +295,91 @@ impl Cache {
                     .map(|kv| (kv.key.clone(), kv.clone()))
                     .collect();
                 self.revision = *revision;
+                self.deleted.clear();
             }
             WatchEvent::Put(kv) => {
                 self.revision = self.revision.max(kv.mod_revision);
+                if let Some(&at) = self.deleted.get(&kv.key) {
+                    if kv.mod_revision < at {
+                        return;
+                    }
+                    self.deleted.remove(&kv.key);
+                }
+                if self
+                    .items
+                    .get(&kv.key)
+                    .is_some_and(|held| held.mod_revision > kv.mod_revision)
+                {
+                    return;
+                }
                 self.items.insert(kv.key.clone(), kv.clone());
             }
             WatchEvent::Deleted { key, revision } => {
                 self.revision = self.revision.max(*revision);
+                if self.deleted.get(key).is_some_and(|at| at <= revision) {
+                    self.deleted.remove(key);
+                }
+                if self
+                    .items
+                    .get(key)
+                    .is_some_and(|held| held.mod_revision > *revision)
+                {
+                    return;
+                }
                 self.items.remove(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Expect, Write};
+
+    fn kv(key: &str, value: &str, rev: i64) -> Kv {
+        Kv {
+            key: key.into(),
+            value: value.into(),
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+            lease: 0,
+        }
+    }
+
+    #[test]
+    fn own_writes_are_not_undone_by_late_events() {
+        let mut c = Cache::default();
+        c.apply(&WatchEvent::Put(kv("a", "x", 10)));
+        let put = |v: &str| Write::Put {
+            key: "a".into(),
+            value: v.into(),
+            expect: Expect::Any,
+        };
+        c.wrote(&[put("y")], 20);
+        c.wrote(&[put("z")], 30);
+        // The watch lags: the event of the write at 20 comes after the one at 30 was made.
+        c.apply(&WatchEvent::Put(kv("a", "y", 20)));
+        assert_eq!(c.items["a"].value, b"z");
+        c.apply(&WatchEvent::Put(kv("a", "z", 30)));
+        assert_eq!(c.items["a"].mod_revision, 30);
+        // A delete of our own, then a late put from before it: still deleted.
+        c.wrote(
+            &[Write::Delete {
+                key: "a".into(),
+                expect: Expect::Any,
+            }],
+            40,
+        );
+        c.apply(&WatchEvent::Put(kv("a", "z", 35)));
+        assert!(!c.items.contains_key("a"));
+        c.apply(&WatchEvent::Deleted {
+            key: "a".into(),
+            revision: 40,
+        });
+        // A later put by someone else is applied.
+        c.apply(&WatchEvent::Put(kv("a", "new", 50)));
+        assert_eq!(c.items["a"].value, b"new");
     }
 }
