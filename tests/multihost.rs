@@ -347,7 +347,7 @@ fn etcd_members_lost_one_at_a_time_nothing_restarts_and_every_request_succeeds()
     common::test_image();
     let mut lan = Lan::up_with_etcd(2, &["berth-test/httpd:1"], 3);
     // Riding out a leader election needs it to end before the fence: two thirds of the TTL
-    // after the last renewal sent, which can be a sixth before the leader died. etcd's
+    // after the last renewal sent, which can be a quarter before the leader died. etcd's
     // elections take one to a few seconds (election timeout 1 s, randomised up to 2 s, then
     // a vote), so 8 s (5.3 s to the fence) rather than the 5 s default (see README).
     lan.start_agent(1, &["--lease-ttl", "8s"]);

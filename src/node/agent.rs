@@ -140,7 +140,7 @@ pub async fn run<E: Engine>(
     };
     let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
     // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried every
-    // sixth, so several have failed (or waited out an etcd leader election), and a third of
+    // quarter, so two have failed (or waited out an etcd leader election), and a third of
     // the TTL is left to freeze the containers before etcd can expire the lease and the
     // controller place the replicas elsewhere.
     let fencer = AbortOnDropHandle::new(tokio::spawn(

@@ -16,7 +16,7 @@ pub struct NodeConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// TTL of the registration lease (default 5 s; etcd counts whole seconds). It is renewed
-    /// every sixth of it.
+    /// every quarter of it.
     pub lease_ttl: Duration,
     /// Where per-replica files live (/etc/hosts copies): default `/var/lib/berth/node/<name>`.
     pub state_dir: PathBuf,

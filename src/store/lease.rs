@@ -19,10 +19,13 @@ pub enum LeaseEnd {
     Shutdown,
 }
 
-/// Renews lease `id` every sixth of `ttl` (each renewal may take up to a third to be answered:
-/// a renewal sent to a follower while the etcd cluster elects a new leader is answered once it
-/// has one, which takes one to two seconds with etcd's defaults; renewing every sixth leaves
-/// that long before the fence, two thirds of a TTL after the last renewal sent) and publishes, for each successful renewal, the
+/// Renews lease `id` every quarter of `ttl` (each renewal may take up to a third to be
+/// answered: a renewal sent to a follower while the etcd cluster elects a new leader is
+/// answered once it has one, which takes one to two seconds with etcd's defaults; renewing
+/// every quarter leaves five twelfths of the TTL for that before the fence, two thirds of a
+/// TTL after the last renewal sent; renewing more often would ride out longer elections but
+/// make a dead node's lease expire later after its death) and publishes, for each successful
+/// renewal, the
 /// instant its request was *sent* on `renewed` (etcd restarts the TTL when it receives the
 /// request, which is after the send: counting from the send never overestimates what is
 /// left). A member that does not answer within a third of the TTL, or breaks the stream, is
@@ -42,7 +45,7 @@ pub async fn keep_alive(
     renewed: &watch::Sender<Instant>,
     shutdown: &CancellationToken,
 ) -> LeaseEnd {
-    let every = ttl / 6;
+    let every = ttl / 4;
     let answer = ttl / 3;
     let members = store.members();
     let mut last_ok = Instant::now();
