@@ -108,23 +108,23 @@ impl Scope {
     /// Freezes every process of the node's containers (and any container created later in
     /// the scope). A scope that does not exist yet holds nothing: done.
     pub fn freeze(&self) -> Result<(), FenceError> {
-        if !self.dir.is_dir() {
-            return Ok(());
-        }
-        match self.version {
-            Version::V1 => self.write("freezer.state", "FROZEN"),
-            Version::V2 => self.write("cgroup.freeze", "1"),
-        }
+        self.set_frozen(true)
     }
 
     /// Undoes [`Scope::freeze`].
     pub fn thaw(&self) -> Result<(), FenceError> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), FenceError> {
         if !self.dir.is_dir() {
             return Ok(());
         }
-        match self.version {
-            Version::V1 => self.write("freezer.state", "THAWED"),
-            Version::V2 => self.write("cgroup.freeze", "0"),
+        match (self.version, frozen) {
+            (Version::V1, true) => self.write("freezer.state", "FROZEN"),
+            (Version::V1, false) => self.write("freezer.state", "THAWED"),
+            (Version::V2, true) => self.write("cgroup.freeze", "1"),
+            (Version::V2, false) => self.write("cgroup.freeze", "0"),
         }
     }
 

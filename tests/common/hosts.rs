@@ -84,6 +84,20 @@ impl Lan {
         lan
     }
 
+    /// A log file in the LAN's directory, appended to (a restarted process adds to it).
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(name))
+            .unwrap()
+    }
+
+    /// Member `m`'s client URL.
+    fn etcd_url(&self, m: u32) -> String {
+        format!("http://{}:{}", self.gateway(), Lan::etcd_ports(m).0)
+    }
+
     /// Member `m`'s client and peer ports.
     fn etcd_ports(m: u32) -> (u32, u32) {
         (2379 + 100 * m, 2380 + 100 * m)
@@ -96,11 +110,7 @@ impl Lan {
             .map(|n| format!("lan{n}=http://{ip}:{}", Lan::etcd_ports(n).1))
             .collect();
         let (client, peer) = Lan::etcd_ports(m);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("etcd{m}.log")))
-            .unwrap();
+        let log = self.log(&format!("etcd{m}.log"));
         let child = Command::new("etcd")
             .args(["--name", &format!("lan{m}"), "--data-dir"])
             .arg(self.dir.path().join(format!("etcd{m}")))
@@ -129,10 +139,9 @@ impl Lan {
 
     /// Waits until every running member answers healthy (a quorum has a leader).
     pub fn wait_etcd_healthy(&self) {
-        let ip = self.gateway();
         let running: Vec<String> = (0..self.etcd.len() as u32)
             .filter(|&m| self.etcd[m as usize].is_some())
-            .map(|m| format!("http://{ip}:{}", Lan::etcd_ports(m).0))
+            .map(|m| self.etcd_url(m))
             .collect();
         let until = Instant::now() + Duration::from_secs(30);
         while !Command::new("etcdctl")
@@ -148,7 +157,6 @@ impl Lan {
 
     /// The member that leads the etcd cluster now.
     pub fn etcd_leader(&self) -> u32 {
-        let ip = self.gateway();
         for m in 0..self.etcd.len() as u32 {
             if self.etcd[m as usize].is_none() {
                 continue;
@@ -157,7 +165,7 @@ impl Lan {
                 .env("ETCDCTL_API", "3")
                 .args([
                     "--endpoints",
-                    &format!("http://{ip}:{}", Lan::etcd_ports(m).0),
+                    &self.etcd_url(m),
                     "endpoint",
                     "status",
                     "-w",
@@ -186,9 +194,8 @@ impl Lan {
 
     /// Every member's client URL, comma-separated (what `--etcd` takes).
     pub fn etcd_endpoint(&self) -> String {
-        let ip = self.gateway();
         (0..self.etcd.len() as u32)
-            .map(|m| format!("http://{ip}:{}", Lan::etcd_ports(m).0))
+            .map(|m| self.etcd_url(m))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -249,11 +256,7 @@ impl Lan {
         } else {
             self.dir.path().join(format!("state-h{i}"))
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("agent-h{i}.log")))
-            .unwrap();
+        let log = self.log(&format!("agent-h{i}.log"));
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.node(i)))
             .arg(BERTH)
