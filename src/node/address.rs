@@ -87,7 +87,8 @@ async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressErr
     Err(AddressError::NoNetwork { ip: a.ip })
 }
 
-/// Adds the address unless it is there (or loopback). Returns whether it added it. An
+/// Adds the address unless it is there (or loopback). Returns the address it added, to be
+/// announced once the replica's container has started ([`Added::announce`]), or `None`. An
 /// address already on the interface is taken as the agent's only when `ours` (the agent
 /// added it before, maybe before a restart); otherwise it belongs to the host, and is
 /// refused: removing it later would break the host. `before_add` runs just before an
@@ -98,9 +99,9 @@ pub async fn ensure(
     a: &Address,
     ours: bool,
     before_add: impl FnOnce() -> Result<(), String>,
-) -> Result<bool, AddressError> {
+) -> Result<Option<Added>, AddressError> {
     if a.ip.is_loopback() {
-        return Ok(false);
+        return Ok(None);
     }
     let h = handle()?;
     let index = interface(&h, a).await?;
@@ -122,7 +123,7 @@ pub async fn ensure(
         .is_some()
     {
         return if ours {
-            Ok(false)
+            Ok(None)
         } else {
             Err(AddressError::HostOwned { ip: a.ip })
         };
@@ -133,13 +134,37 @@ pub async fn ensure(
         .execute()
         .await
         .map_err(|e| nl("add", e))?;
-    announce(&h, index, a.ip).await;
-    Ok(true)
+    tracing::debug!(ip = %a.ip, "address added");
+    Ok(Some(Added { index, ip: a.ip }))
 }
 
-/// Announces a newly added address on the LAN with gratuitous ARP (see [`super::arp`]):
-/// the first at once, the rest in the background. A failure is logged: the address works,
-/// clients only find it later.
+/// An address [`ensure`] added, not yet announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    index: u32,
+    pub ip: Ipv4Addr,
+}
+
+impl Added {
+    /// Announces the address on the LAN with gratuitous ARP (see [`super::arp`]): the first
+    /// at once, the rest in the background. A failure is logged: the address works, clients
+    /// only find it later.
+    ///
+    /// Call it after the replica's container started, not when the address is added:
+    /// clients that learn the new host too early send it connections that Docker's port
+    /// mapping already forwards to a container whose network is not up yet; the host's ARP
+    /// for the container then fails and is retried only a second later (the kernel's
+    /// retrans_time), and every connection waits for that.
+    pub async fn announce(self) {
+        let Ok(h) = handle() else {
+            tracing::warn!(ip = %self.ip, "no netlink: not announced");
+            return;
+        };
+        announce(&h, self.index, self.ip).await;
+        tracing::debug!(ip = %self.ip, "address announced");
+    }
+}
+
 async fn announce(h: &rtnetlink::Handle, index: u32, ip: Ipv4Addr) {
     use rtnetlink::packet_route::link::LinkAttribute;
     let mut links = h.link().get().match_index(index).execute();

@@ -531,7 +531,7 @@ impl<E: Engine> Agent<E> {
         }
         // Addresses before containers: a port is published on the replica's address, so the
         // address must be there when the container starts.
-        self.ensure_addresses(&mut desired).await;
+        let added = self.ensure_addresses(&mut desired).await;
         let refused = desired.values().filter(|d| d.is_ok()).count() < ready;
         let p = self.core.plan(&desired, &observed, Instant::now());
         // What this host refused (a full disk, a link, a host's own address) can change
@@ -539,7 +539,15 @@ impl<E: Engine> Agent<E> {
         if refused {
             self.core.requeue(Instant::now() + LOCAL_RETRY);
         }
+        let n = p.actions.len();
         self.act(p.actions, &desired).await;
+        if n > 0 {
+            tracing::debug!("reconcile: {n} engine actions done");
+        }
+        // Announced once the containers behind them run (see [`address::Added::announce`]).
+        for a in added {
+            a.announce().await;
+        }
         self.drop_stale_addresses(&addrs).await;
         match self.list(&unmanaged).await {
             Ok(after) => {
@@ -557,6 +565,9 @@ impl<E: Engine> Agent<E> {
         /// removed together, so removing ten costs one stop grace, not ten.
         const PARALLEL: usize = 16;
         let node = self.cfg.name.clone();
+        if !actions.is_empty() {
+            tracing::debug!("acting: {actions:?}");
+        }
         for a in &actions {
             if let Action::Remove { id, .. } = a {
                 self.core.stopping(id);
@@ -635,8 +646,9 @@ impl<E: Engine> Agent<E> {
     }
 
     /// Adds each replica's address (an address the host had before is refused: the
-    /// replica reports why and does not start).
-    async fn ensure_addresses(&mut self, desired: &mut Desired) {
+    /// replica reports why and does not start). Returns those added, not yet announced.
+    async fn ensure_addresses(&mut self, desired: &mut Desired) -> Vec<address::Added> {
+        let mut added_now = Vec::new();
         for d in desired.values_mut() {
             let Ok(c) = d else { continue };
             let Some(a) = c.address.clone() else { continue };
@@ -653,7 +665,7 @@ impl<E: Engine> Agent<E> {
                 })
             };
             match address::ensure(&a, ours, record).await {
-                Ok(_) => {}
+                Ok(added) => added_now.extend(added),
                 Err(
                     e @ (address::AddressError::HostOwned { .. }
                     | address::AddressError::NotRecorded { .. }),
@@ -661,6 +673,7 @@ impl<E: Engine> Agent<E> {
                 Err(e) => tracing::warn!(replica = %c.name, "{e}"),
             }
         }
+        added_now
     }
 
     /// Removes the addresses this agent added (or adopted) that no replica here needs.

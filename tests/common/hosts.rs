@@ -272,7 +272,7 @@ impl Lan {
             .args(extra)
             .env("BERTH_ETCD", self.etcd_endpoint())
             .env("BERTH_PREFIX", &self.prefix)
-            .env("BERTH_LOG", "info")
+            .env("BERTH_LOG", log_filter("info"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -326,6 +326,7 @@ impl Lan {
             std::fs::File::create(self.dir.path().join(format!("controller-{name}.log"))).unwrap();
         let child = Command::new(BERTH)
             .args(["controller", "--name", name])
+            .env("BERTH_LOG", log_filter("warn"))
             .env("BERTH_ETCD", self.etcd_endpoint())
             .env("BERTH_PREFIX", &self.prefix)
             .stdin(Stdio::null())
@@ -453,6 +454,12 @@ impl Lan {
             t0: Instant::now(),
         }
     }
+}
+
+/// The log filter for the daemons a test starts: `BERTH_TEST_LOG` when set (for example
+/// `info,berth=debug` to see when each step of a failover happened), else `default`.
+fn log_filter(default: &str) -> String {
+    std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| default.to_string())
 }
 
 /// See [`Lan::live_on`].
