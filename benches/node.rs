@@ -102,6 +102,7 @@ async fn main() {
                 replicas: (0..n).collect(),
                 managed: true,
                 promoted: vec![],
+                held: vec![],
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -137,6 +138,7 @@ async fn main() {
         replicas: vec![0],
         managed: true,
         promoted: vec![],
+        held: vec![],
     };
     let key = store.keys().assignment(&node, b.name());
     store

@@ -507,6 +507,11 @@ fn fuzz_cluster_values() {
         replicas: vec![0, 1, 2],
         managed: true,
         promoted: vec![1],
+        // A replica held on an older spec during a rollout.
+        held: vec![berth::model::cluster::Held {
+            bundle: seed.clone(),
+            replicas: vec![2],
+        }],
     };
     let mut corpus = vec![serde_json::to_vec(&assignment).expect("serializes")];
     corpus.extend(corpus_dir("cluster"));

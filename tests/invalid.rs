@@ -189,6 +189,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
             replicas: vec![0],
             managed: true,
             promoted: vec![],
+            held: vec![],
         })
         .unwrap()
     };

@@ -77,6 +77,7 @@ impl Fixture {
             replicas: replicas.to_vec(),
             managed: true,
             promoted: vec![],
+            held: vec![],
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

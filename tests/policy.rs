@@ -141,6 +141,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         replicas: vec![0],
         managed: true,
         promoted: vec![],
+        held: vec![],
     };
     store
         .put(

@@ -39,6 +39,7 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
         replicas,
         managed: true,
         promoted: vec![],
+        held: vec![],
     };
     store
         .put(
@@ -126,6 +127,7 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
         replicas: (0..8).collect(),
         managed: true,
         promoted: vec![],
+        held: vec![],
     };
     store
         .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)

@@ -8,6 +8,7 @@
 
 pub mod placement;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod view;
 
@@ -228,6 +229,13 @@ impl Controller {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
                 let seen = self.cache.revision;
+                if !outcome.writes.is_empty() {
+                    tracing::debug!(
+                        revision = seen,
+                        "reconcile: {} writes",
+                        outcome.writes.len()
+                    );
+                }
                 match self.commit(outcome.writes).await {
                     Ok(()) => {
                         retry = None;

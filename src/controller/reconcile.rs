@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::{managed, next_ban_end, place};
+use super::rollout;
 use super::status::{bundle_status, choose_promoted};
 use super::view::View;
-use crate::model::cluster::Assignment;
+use crate::model::cluster::{Assignment, Held};
+use crate::model::rollout::RolloutStatus;
 use crate::model::{Bundle, BundleStatus, Condition};
 use crate::store::{Expect, Keys, Kv, Write};
 
@@ -40,31 +42,44 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     );
     let mut writes = Vec::new();
 
-    // Assignments: placed replicas grouped per (node, bundle); unmanaged bundles keep
-    // theirs, marked unmanaged.
+    // Assignments: placed replicas grouped per (node, bundle), each running the spec its
+    // bundle's rollout says; unmanaged bundles keep theirs, marked unmanaged.
     let mut desired: BTreeMap<(String, String), Assignment> = BTreeMap::new();
+    let mut rollouts: BTreeMap<&str, RolloutStatus> = BTreeMap::new();
+    let mut requeue_at = next_ban_end(&managed_bundles, &view.history, now);
     for (bundle, replicas) in &placement.placed {
         let b = &view.bundles[bundle];
-        let promoted = choose_promoted(b, replicas, view);
+        let target = b.desired_with_generation();
+        let rollout = rollout::decide(keys, &target, replicas, view, stored, now);
+        let promoted = choose_promoted(b, replicas, view, &rollout.demote);
         for (i, node) in replicas {
-            desired
+            let a = desired
                 .entry((node.clone(), bundle.clone()))
                 .or_insert_with(|| Assignment {
-                    bundle: b.desired_with_generation(),
+                    bundle: target.clone(),
                     replicas: Vec::new(),
                     managed: true,
                     promoted: vec![],
-                })
-                .replicas
-                .push(*i);
+                    held: vec![],
+                });
+            a.replicas.push(*i);
             if promoted.contains(i) {
-                desired
-                    .get_mut(&(node.clone(), bundle.clone()))
-                    .expect("just inserted")
-                    .promoted
-                    .push(*i);
+                a.promoted.push(*i);
+            }
+            if let Some(spec) = rollout.held.get(i) {
+                match a.held.iter_mut().find(|h| h.bundle == *spec) {
+                    Some(h) => h.replicas.push(*i),
+                    None => a.held.push(Held {
+                        bundle: spec.clone(),
+                        replicas: vec![*i],
+                    }),
+                }
             }
         }
+        if let Some(at) = rollout.requeue_at {
+            requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
+        }
+        rollouts.insert(b.name(), rollout.status);
     }
     for ((node, bundle), a) in &view.assignments {
         if let Some(b) = view.bundles.get(bundle)
@@ -100,7 +115,11 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let mut statuses: BTreeMap<&str, BundleStatus> = view
         .bundles
         .values()
-        .map(|b| (b.name(), bundle_status(b, &placement, view)))
+        .map(|b| {
+            let mut st = bundle_status(b, &placement, view);
+            st.rollout = rollouts.remove(b.name());
+            (b.name(), st)
+        })
         .collect();
     for (name, why) in &view.invalid {
         let st = statuses.entry(name.as_str()).or_default();
@@ -150,15 +169,58 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         }
     }
 
-    Outcome {
-        writes,
-        requeue_at: next_ban_end(&managed_bundles, &view.history, now),
+    spec_history(keys, view, stored, &mut writes);
+
+    Outcome { writes, requeue_at }
+}
+
+/// The specs of the last [`HISTORY`] generations of each bundle, for `berth rollout undo`
+/// and a rollback: the current one written when first seen, the oldest beyond the limit
+/// deleted; a deleted bundle's history goes with it, and so does its rollout pause.
+fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes: &mut Vec<Write>) {
+    let delete = |key: String| Write::Delete {
+        key,
+        expect: Expect::Any,
+    };
+    for b in view.bundles.values() {
+        let Some(g) = b.metadata.generation else {
+            continue;
+        };
+        let kept = view.spec_generations.get(b.name());
+        if !kept.is_some_and(|k| k.contains(&g)) {
+            let value =
+                serde_json::to_vec(&b.desired_with_generation()).expect("a bundle serializes");
+            writes.push(Write::Put {
+                key: keys.spec_at(b.name(), g),
+                value,
+                expect: Expect::Any,
+            });
+        }
+        let all: BTreeSet<i64> = kept.into_iter().flatten().copied().chain([g]).collect();
+        let surplus = all.len().saturating_sub(HISTORY);
+        for old in all.into_iter().take(surplus) {
+            writes.push(delete(keys.spec_at(b.name(), old)));
+        }
+    }
+    let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
+    for (name, gens) in &view.spec_generations {
+        if !exists(name) {
+            writes.extend(gens.iter().map(|g| delete(keys.spec_at(name, *g))));
+        }
+    }
+    for name in &view.paused {
+        if !exists(name) && stored.contains_key(&keys.rollout(name)) {
+            writes.push(delete(keys.rollout(name)));
+        }
     }
 }
 
+/// How many generations of a bundle's spec the history keeps.
+pub const HISTORY: usize = 10;
+
 impl Bundle {
     /// The bundle as an assignment carries it: desired state and its generation.
-    fn desired_with_generation(&self) -> Bundle {
+    pub(crate) fn desired_with_generation(&self) -> Bundle {
         let mut b = self.desired();
         b.metadata.generation = self.metadata.generation;
         b

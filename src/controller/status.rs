@@ -11,7 +11,14 @@ use crate::model::{Bundle, BundleStatus, Condition, ReplicaRow};
 /// For a promotable bundle, the replicas to run promoted: at most promoted-max, among those
 /// whose primitive has started on the node they are placed on; the ones promoted now keep
 /// it (no flapping), then the lowest ordinals. (The agents report no promotion scores yet.)
-pub fn choose_promoted(b: &Bundle, placed: &BTreeMap<u32, String>, view: &View) -> BTreeSet<u32> {
+/// Replicas in `demote` are not chosen (a rollout moves their promotion elsewhere before
+/// it replaces them).
+pub fn choose_promoted(
+    b: &Bundle,
+    placed: &BTreeMap<u32, String>,
+    view: &View,
+    demote: &BTreeSet<u32>,
+) -> BTreeSet<u32> {
     if b.spec.promoted_max() == 0 {
         return BTreeSet::new();
     }
@@ -27,6 +34,7 @@ pub fn choose_promoted(b: &Bundle, placed: &BTreeMap<u32, String>, view: &View) 
                 ordinal: *i,
                 primitive: st.primitive.as_ref()?,
                 asked,
+                eligible: !demote.contains(i),
             })
         })
         .collect();
@@ -40,6 +48,9 @@ pub struct Candidate<'a> {
     pub primitive: &'a PrimitiveState,
     /// The controller's assignment already asks for it to be promoted.
     pub asked: bool,
+    /// False for a replica whose promotion a rollout moves elsewhere: it is not chosen,
+    /// but counts as holding its promotion until it gives it up.
+    pub eligible: bool,
 }
 
 impl Candidate<'_> {
@@ -66,7 +77,7 @@ impl Candidate<'_> {
 pub fn pick_promoted(max: usize, replicas: &[Candidate]) -> BTreeSet<u32> {
     let started: Vec<&Candidate> = replicas
         .iter()
-        .filter(|c| c.primitive.state == Phase::Started)
+        .filter(|c| c.primitive.state == Phase::Started && c.eligible)
         .collect();
     let scored = started.iter().any(|c| c.primitive.score.is_some());
     let mut ranked: Vec<(std::cmp::Reverse<i64>, bool, u32)> = started
@@ -204,6 +215,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
         conditions,
         replica_rows: rows,
         invalid: None,
+        rollout: None,
     }
 }
 
@@ -228,6 +240,7 @@ mod tests {
                 ordinal: i as u32,
                 primitive: p,
                 asked: false,
+                eligible: true,
             })
             .collect();
         pick_promoted(max, &rs).into_iter().collect()
@@ -311,11 +324,13 @@ mod tests {
                 ordinal: 0,
                 primitive: &rs[0],
                 asked: false,
+                eligible: true,
             },
             Candidate {
                 ordinal: 1,
                 primitive: &rs[1],
                 asked: true,
+                eligible: true,
             },
         ];
         assert_eq!(pick_promoted(1, &cs), BTreeSet::new());

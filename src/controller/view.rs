@@ -2,10 +2,11 @@
 //! assignments and replica statuses; unusable or overlapping bundles set aside with why, and
 //! their last good value kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::{History, NodeView, Replica};
 use crate::model::cluster::{Assignment, NodeInfo, ReplicaStatus};
+use crate::model::rollout::RolloutControl;
 use crate::model::{Bundle, BundleStatus};
 use crate::store::keys::Key;
 use crate::store::watch::Cache;
@@ -30,6 +31,11 @@ pub struct View {
     pub status_keys: Vec<String>,
     /// Bundle statuses as the controller wrote them.
     pub bundle_statuses: BTreeMap<String, BundleStatus>,
+    /// Bundles whose rollout is paused (`berth rollout pause`).
+    pub paused: BTreeSet<String>,
+    /// Per bundle, the generations whose spec the history keeps (the values are read from
+    /// the cache only when needed: a rollback).
+    pub spec_generations: BTreeMap<String, BTreeSet<i64>>,
 }
 
 /// Bundle values decoded and validated, kept across reconciles: a value is parsed once per
@@ -86,6 +92,8 @@ impl View {
             history: BTreeMap::new(),
             status_keys: Vec::new(),
             bundle_statuses: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            spec_generations: BTreeMap::new(),
         };
         let mut maintenance = Vec::new();
         for (key, kv) in &cache.items {
@@ -144,6 +152,19 @@ impl View {
                         );
                         v.statuses.insert((bundle.to_string(), i), st);
                     }
+                }
+                Key::Rollout(name) => {
+                    let paused =
+                        serde_json::from_slice::<RolloutControl>(&kv.value).is_ok_and(|c| c.paused);
+                    if paused {
+                        v.paused.insert(name.to_string());
+                    }
+                }
+                Key::SpecHistory { bundle, generation } => {
+                    v.spec_generations
+                        .entry(bundle.to_string())
+                        .or_default()
+                        .insert(generation);
                 }
                 Key::BundleStatus(name) => {
                     v.status_keys.push(name.to_string());

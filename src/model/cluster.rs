@@ -47,6 +47,28 @@ pub struct Assignment {
     /// promoted; the others run unpromoted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promoted: Vec<u32>,
+    /// Replicas that run another spec than `bundle` during a rollout: an older one not
+    /// replaced yet (or gone back to), each with the ordinals that run it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+}
+
+/// Replicas of an assignment held on another spec than the assignment's (a rollout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// The spec they run, its generation included.
+    pub bundle: Bundle,
+    pub replicas: Vec<u32>,
+}
+
+impl Assignment {
+    /// The spec replica `i` runs: its held one, else the assignment's.
+    pub fn spec_of(&self, i: u32) -> &Bundle {
+        self.held
+            .iter()
+            .find(|h| h.replicas.contains(&i))
+            .map_or(&self.bundle, |h| &h.bundle)
+    }
 }
 
 fn yes() -> bool {
@@ -126,6 +148,14 @@ pub struct ReplicaStatus {
     /// The primitive, as the replica's remote agent last reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primitive: Option<PrimitiveState>,
+    /// When this agent last started the replica's container (seconds since the Unix
+    /// epoch); 0 when it did not (a container it adopted).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub started_at: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One operation as the history records it.

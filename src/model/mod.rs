@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod operation;
 pub mod options;
 pub mod policy;
+pub mod rollout;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -341,6 +342,9 @@ pub struct BundleStatus {
     /// them (the rows above) until the value is fixed or deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+    /// The rollout of the bundle's latest spec (see [`rollout`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<rollout::RolloutStatus>,
 }
 
 /// Bundles whose replica addresses overlap an older one's: (the newer, the older), where

@@ -69,9 +69,14 @@ impl Assigned {
             let bundle = bundle_of(key).unwrap_or_default();
             match usable_assignment(bundle, &kv.value) {
                 Ok(a) => {
-                    let refused = crate::model::validate::validate(&a.bundle)
-                        .err()
-                        .map(|e| e.to_string());
+                    // The assignment's spec and the older ones replicas are held on.
+                    let specs =
+                        || std::iter::once(&a.bundle).chain(a.held.iter().map(|h| &h.bundle));
+                    let refused = specs().find_map(|b| {
+                        crate::model::validate::validate(b)
+                            .err()
+                            .map(|e| e.to_string())
+                    });
                     match (&refused, self.usable.get(key)) {
                         // A bundle that does not validate: the last valid value stays.
                         (Some(why), Some(last)) if last.refused.is_none() => {
@@ -81,7 +86,7 @@ impl Assigned {
                         // containers it had are left as they are. Host policy is checked
                         // here too (the controller placed by what this node advertised).
                         _ => {
-                            let refused = refused.or_else(|| denied(&a.bundle));
+                            let refused = refused.or_else(|| specs().find_map(&denied));
                             self.usable.insert(key.clone(), Usable { a, refused });
                         }
                     }
@@ -120,7 +125,9 @@ impl Assigned {
                     bundle: a.bundle.name().to_string(),
                     index: i,
                 };
-                w.addrs.insert(k.clone(), spec.replica_address(i));
+                // During a rollout, a replica may run an older spec than the assignment's.
+                let runs = a.spec_of(i);
+                w.addrs.insert(k.clone(), runs.spec.replica_address(i));
                 if spec.promoted_max() > 0 {
                     let role = if a.promoted.contains(&i) {
                         Role::Promoted
@@ -129,7 +136,7 @@ impl Assigned {
                     };
                     w.roles.insert(k.clone(), role);
                 }
-                let d = match (container::desired(&a.bundle, i, state_dir, remote), refused) {
+                let d = match (container::desired(runs, i, state_dir, remote), refused) {
                     (Ok(_), Some(why)) => Err(why.clone()),
                     (d, _) => d,
                 };

@@ -39,6 +39,8 @@ struct Runtime {
     fail_counts: BTreeMap<String, u32>,
     last_failure: Option<Failure>,
     started_at: Option<Instant>,
+    /// When this agent last started the container (Unix seconds; 0: never, adopted).
+    started_unix: u64,
     hold_until: Option<Instant>,
     /// Why creating or starting failed last time, cleared by a success.
     error: Option<String>,
@@ -134,6 +136,7 @@ impl Core {
         rt.last_failure = st.last_failure;
         if st.node == self.node {
             rt.restart_count = st.restart_count;
+            rt.started_unix = st.started_at;
             self.written.insert(k.clone(), Written::new(bytes.to_vec()));
         }
     }
@@ -253,6 +256,7 @@ impl Core {
                 let rt = self.runtime.entry(k.clone()).or_default();
                 rt.error = None;
                 rt.hold_until = None;
+                rt.started_unix = unix;
                 if restart {
                     rt.restart_count += 1;
                 }
@@ -449,6 +453,7 @@ fn status_of(
             _ => 0,
         },
         primitive: rt.primitive.clone(),
+        started_at: rt.started_unix,
     }
 }
 

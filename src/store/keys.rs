@@ -82,6 +82,22 @@ impl Keys {
         format!("{}{i}", self.replicas(bundle))
     }
 
+    /// `<prefix>/rollouts/<bundle>`: a bundle's rollout paused by `berth rollout pause`.
+    pub fn rollout(&self, bundle: &str) -> String {
+        format!("{}/rollouts/{bundle}", self.prefix)
+    }
+
+    /// `<prefix>/history/<bundle>/`: the specs of a bundle's recent generations.
+    pub fn spec_history(&self, bundle: &str) -> String {
+        format!("{}/history/{bundle}/", self.prefix)
+    }
+
+    /// `<prefix>/history/<bundle>/<generation>`, zero-padded to 10 digits so that keys sort
+    /// in generation order.
+    pub fn spec_at(&self, bundle: &str, generation: i64) -> String {
+        format!("{}{generation:010}", self.spec_history(bundle))
+    }
+
     /// `<prefix>/releases/`: every chart release's history.
     pub fn all_releases(&self) -> String {
         format!("{}/releases/", self.prefix)
@@ -130,6 +146,11 @@ impl Keys {
                 bundle,
                 index: i.parse().ok()?,
             },
+            ["rollouts", name] if !name.is_empty() => Key::Rollout(name),
+            ["history", bundle, g] if !bundle.is_empty() => Key::SpecHistory {
+                bundle,
+                generation: g.parse().ok()?,
+            },
             _ => return None,
         })
     }
@@ -144,6 +165,8 @@ pub enum Key<'k> {
     Maintenance(&'k str),
     Assignment { node: &'k str, bundle: &'k str },
     Replica { bundle: &'k str, index: u32 },
+    Rollout(&'k str),
+    SpecHistory { bundle: &'k str, generation: i64 },
 }
 
 /// The single path segment after `dir`, if `key` is directly under it.
@@ -181,6 +204,15 @@ mod tests {
             })
         );
         assert_eq!(k.parse(&k.maintenance("n1")), Some(Key::Maintenance("n1")));
+        assert_eq!(k.parse(&k.rollout("web")), Some(Key::Rollout("web")));
+        assert_eq!(k.spec_at("web", 3), "/berth/history/web/0000000003");
+        assert_eq!(
+            k.parse(&k.spec_at("web", 3)),
+            Some(Key::SpecHistory {
+                bundle: "web",
+                generation: 3
+            })
+        );
         assert_eq!(k.parse("/berth/replicas/web/x"), None);
         assert_eq!(k.parse("/berth/assignments/n1"), None);
         assert_eq!(k.parse("/other/bundles/web"), None);

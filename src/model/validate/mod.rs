@@ -87,6 +87,11 @@ pub const KNOWN_META: &[&str] = &[
     "notify",
     "globally-unique",
     "description",
+    // berth's own (Pacemaker ignores meta attributes it does not know): the rollout.
+    crate::model::rollout::MAX_UNAVAILABLE,
+    crate::model::rollout::PARTITION,
+    crate::model::rollout::MIN_READY,
+    crate::model::rollout::FAILURE_ACTION,
 ];
 
 const ROLES: &[&str] = &[

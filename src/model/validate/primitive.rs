@@ -183,7 +183,7 @@ pub(super) fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
         "failure-timeout" | "remote-connect-timeout" => {
             duration::parse(v).map(|_| ()).map_err(|e| e.to_string())
         }
-        _ => Ok(()),
+        _ => crate::model::rollout::check(name, v),
     }
 }
 
