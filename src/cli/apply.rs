@@ -106,7 +106,7 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
             .iter()
             .map(|b| b.name().to_string())
             .collect();
-        super::cluster::wait(store, &names, timeout).await?;
+        super::cluster::wait_rollouts(store, &names, timeout, false).await?;
     }
     Ok(())
 }

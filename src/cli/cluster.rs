@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use crate::model::rollout::RolloutState;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -170,10 +171,17 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// `apply --wait`: waits until every named bundle's status reports all replicas ready at
-/// the applied generation; fails on a replica that cannot be placed or whose spec cannot
-/// run, or at the timeout, with the reason.
-pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<()> {
+/// `apply --wait` and `rollout status`: waits until every named bundle's rollout of the
+/// applied generation is complete (every replica from the partition on runs it and is
+/// ready); fails on a replica that cannot be placed or whose spec cannot run, on a rollout
+/// paused or rolled back, with `failed_ends` on a failed one, or at the timeout, with the
+/// reason.
+pub async fn wait_rollouts(
+    store: &Store,
+    names: &[String],
+    timeout: Duration,
+    failed_ends: bool,
+) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut gens = Vec::new();
     for n in names {
@@ -221,9 +229,31 @@ pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<
                 parts.push(format!("{n}: waiting for the controller"));
                 continue;
             };
-            parts.push(format!("{n}: {}/{} ready", st.ready_replicas, st.replicas));
-            if st.ready_replicas < st.replicas {
-                done = false;
+            match st.rollout.as_ref().filter(|r| r.generation >= *generation) {
+                Some(r) => {
+                    parts.push(rollout_line(n, r));
+                    let ends = match r.state {
+                        RolloutState::Complete | RolloutState::Progressing => false,
+                        RolloutState::Failed => failed_ends,
+                        RolloutState::Paused | RolloutState::RolledBack => true,
+                    };
+                    if ends {
+                        if tty {
+                            eprintln!();
+                        }
+                        bail!("bundle {n}: rollout {}: {}", r.state, r.reason);
+                    }
+                    if r.state != RolloutState::Complete {
+                        done = false;
+                    }
+                }
+                // Stopped, or a controller without rollouts: every replica ready.
+                None => {
+                    parts.push(format!("{n}: {}/{} ready", st.ready_replicas, st.replicas));
+                    if st.ready_replicas < st.replicas {
+                        done = false;
+                    }
+                }
             }
             for r in &st.replica_rows {
                 // A spec that cannot run never will; a replica that cannot be placed yet may
@@ -252,6 +282,21 @@ pub async fn wait(store: &Store, names: &[String], timeout: Duration) -> Result<
             return Ok(());
         }
     }
+}
+
+/// One line of a rollout's progress.
+pub fn rollout_line(name: &str, r: &crate::model::rollout::RolloutStatus) -> String {
+    let mut line = format!(
+        "{name}: generation {} {}: {} updated, {} ready, {} unavailable (at most {})",
+        r.generation, r.state, r.updated, r.ready, r.unavailable, r.max_unavailable
+    );
+    if !r.step.is_empty() {
+        line.push_str(&format!("; {}", r.step));
+    }
+    if !r.reason.is_empty() {
+        line.push_str(&format!("; {}", r.reason));
+    }
+    line
 }
 
 /// `berth up`: a local etcd (reused when one answers), a controller and a node agent in this

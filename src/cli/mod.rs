@@ -5,6 +5,7 @@
 mod apply;
 mod chart;
 mod cluster;
+mod rollout;
 mod show;
 mod table;
 
@@ -133,6 +134,9 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// A bundle's rollout: status, pause, resume, undo, history (as kubectl rollout).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// The remote agent: supervise a bundle's primitive inside its container (as PID 1).
     Remote {
         /// The JSON file naming the primitive to supervise (written by the node agent).
@@ -390,6 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Rollout(cmd) => rollout::run(&cli.etcd.store().await?, cmd, out).await,
         Command::Remote { config, action } => remote(&config, action.as_deref()).await,
         Command::Watchdog {
             state_dir,

@@ -446,6 +446,12 @@ fn describe_text(b: &Bundle) -> String {
                     c.kind, c.status, c.reason, c.message
                 ));
             }
+            if let Some(r) = &st.rollout {
+                t.push_str(&format!(
+                    "Rollout:      {}\n",
+                    super::cluster::rollout_line(b.name(), r)
+                ));
+            }
             if !st.replica_rows.is_empty() {
                 let mut rows = Table::new(vec!["  REPLICA", "NODE", "ADDRESS", "STATE", "REASON"]);
                 for r in &st.replica_rows {

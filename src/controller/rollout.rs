@@ -150,8 +150,10 @@ pub fn decide(
             Readiness::Ready
         }
     };
+    // A replica failing at this generation (its agent reports the generation it works to).
     let failure_of = |i: u32| -> Option<String> {
-        let st = status_of(i).filter(|s| s.state == ReplicaState::Failed)?;
+        let st = status_of(i)
+            .filter(|s| s.state == ReplicaState::Failed && s.generation == generation)?;
         let why = st
             .last_failure
             .as_ref()

@@ -41,6 +41,10 @@ struct Runtime {
     started_at: Option<Instant>,
     /// When this agent last started the container (Unix seconds; 0: never, adopted).
     started_unix: u64,
+    /// The hash of the container spec last planned for: a new spec starts afresh, with no
+    /// restart hold or error carried over from the old one (a rollout away from a broken
+    /// image must not wait out the broken one's backoff).
+    spec_hash: Option<String>,
     hold_until: Option<Instant>,
     /// Why creating or starting failed last time, cleared by a success.
     error: Option<String>,
@@ -229,6 +233,19 @@ impl Core {
     /// What must change on this host ([`plan`] with this core's restart holds); sets when
     /// to come back.
     pub fn plan(&mut self, desired: &Desired, observed: &[Observed], now: Instant) -> Plan {
+        for (k, d) in desired {
+            let Ok(d) = d else { continue };
+            let hash = d.hash();
+            let rt = self.runtime.entry(k.clone()).or_default();
+            if rt.spec_hash.as_ref() != Some(&hash) {
+                if rt.spec_hash.is_some() {
+                    rt.hold_until = None;
+                    rt.error = None;
+                    rt.consecutive = 0;
+                }
+                rt.spec_hash = Some(hash);
+            }
+        }
         let holds: BTreeMap<ReplicaKey, Instant> = self
             .runtime
             .iter()
@@ -448,10 +465,9 @@ fn status_of(
         restart_count: rt.restart_count,
         fail_counts: rt.fail_counts.clone(),
         last_failure: rt.last_failure.clone(),
-        generation: match (d, conforming) {
-            (Ok(d), Some(_)) => d.generation,
-            _ => 0,
-        },
+        // The generation the agent works to: its container's, or the one it is failing to
+        // create (so that a failure names the spec that failed).
+        generation: d.as_ref().map(|d| d.generation).unwrap_or(0),
         primitive: rt.primitive.clone(),
         started_at: rt.started_unix,
     }

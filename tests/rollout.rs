@@ -1,0 +1,314 @@
+//! Rolling updates against a real etcd and dockerd: every replica's HTTP answer sampled every
+//! 50 ms through a rollout. Never fewer than `replicas - maxUnavailable` serve; a broken image
+//! pauses the rollout with the reason and leaves the old replicas serving; undo restores
+//! them; a promotable bundle's promoted replica is replaced last.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use berth::model::Bundle;
+use berth::model::cluster::{Phase, Role};
+use berth::model::rollout::{RolloutState, RolloutStatus};
+use common::{
+    TestController, TestNode, TestPrefix, berth, docker, eventually, httpd_bundle, ocf_bundle,
+    ocf_test_image, replica_status, stderr, stdout, test_image,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Samples every replica's HTTP answer every 50 ms until stopped: (time since start, how
+/// many answered).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Duration, usize)>>,
+}
+
+fn http_ok(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(addr) = addr.parse() else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
+}
+
+impl Sampler {
+    fn start(addrs: Vec<String>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut out = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let up = addrs.iter().filter(|a| http_ok(a)).count();
+                out.push((at - t0, up));
+                std::thread::sleep(Duration::from_millis(50).saturating_sub(at.elapsed()));
+            }
+            out
+        });
+        Sampler { stop, thread }
+    }
+
+    fn finish(self) -> Vec<(Duration, usize)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+struct Cluster {
+    p: TestPrefix,
+    store: berth::store::Store,
+    _node: TestNode,
+    _ctl: TestController,
+    tag: String,
+}
+
+async fn cluster(test: &str) -> Cluster {
+    let p = TestPrefix::new(test);
+    let store = p.store().await;
+    let tag = format!("{test}{}", std::process::id() % 100_000);
+    let node = TestNode::start(&p, &format!("{tag}-n")).await;
+    eventually(WAIT, "the node to register", || async {
+        store.get(&store.keys().node(&node.name)).await.unwrap()
+    })
+    .await;
+    let ctl = TestController::start(&p, "ctl").await;
+    Cluster {
+        p,
+        store,
+        _node: node,
+        _ctl: ctl,
+        tag,
+    }
+}
+
+impl Cluster {
+    /// `berth apply -f -` of `b` (with `--wait` when asked); panics on failure.
+    fn apply(&self, b: &Bundle, wait: bool) {
+        let yaml = String::from_utf8(berth::store::encode_bundle(b)).unwrap();
+        let mut args = vec!["apply", "-f", "-"];
+        if wait {
+            args.extend(["--wait", "--timeout", "90s"]);
+        }
+        let o = berth(&self.p, &args, Some(&yaml));
+        assert!(o.status.success(), "apply: {}{}", stdout(&o), stderr(&o));
+    }
+
+    async fn rollout(&self, name: &str) -> Option<RolloutStatus> {
+        let kv = self
+            .store
+            .get(&self.store.keys().bundle_status(name))
+            .await
+            .unwrap()?;
+        serde_json::from_slice::<berth::model::BundleStatus>(&kv.value)
+            .ok()?
+            .rollout
+    }
+}
+
+fn addresses(b: &Bundle) -> Vec<String> {
+    (0..b.spec.replicas())
+        .map(|i| format!("{}:8080", b.spec.replica_address(i).unwrap()))
+        .collect()
+}
+
+fn image_of(container: &str) -> String {
+    docker(&["inspect", "-f", "{{.Config.Image}}", container])
+}
+
+fn fewest(samples: &[(Duration, usize)]) -> usize {
+    samples.iter().map(|s| s.1).min().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_rolls_out_one_replica_at_a_time_never_fewer_than_two_serving() {
+    test_image();
+    let c = cluster("roll").await;
+    // 3 replicas; scripts/bench-rollout.sh sets more for BENCHMARKS.md.
+    let n: u32 = std::env::var("BERTH_ROLLOUT_REPLICAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut b = httpd_bundle(&format!("{}-web", c.tag), n, n, 140);
+    c.apply(&b, true);
+    let sampler = Sampler::start(addresses(&b));
+    std::thread::sleep(Duration::from_millis(300));
+    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd:2".into();
+    let t0 = Instant::now();
+    // --wait waits for the rollout.
+    c.apply(&b, true);
+    let took = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = sampler.finish();
+    for i in 0..n {
+        assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:2");
+    }
+    let r = c.rollout(b.name()).await.unwrap();
+    assert_eq!(
+        (r.state, r.updated, r.ready),
+        (RolloutState::Complete, n, n)
+    );
+    assert_eq!(
+        fewest(&samples) as u32,
+        n - 1,
+        "replicas - maxUnavailable serving at every sample, and one replaced at a time"
+    );
+    assert_eq!(samples.last().unwrap().1 as u32, n);
+    println!(
+        "rollout of {n} replicas: {:.2} s in all, {:.2} s per replica; fewest serving {} in {} samples",
+        took.as_secs_f64(),
+        took.as_secs_f64() / f64::from(n),
+        fewest(&samples),
+        samples.len()
+    );
+    let o = berth(&c.p, &["rollout", "history", b.name()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = stdout(&o);
+    assert!(
+        history.contains("berth-test/httpd:1") && history.contains("berth-test/httpd:2"),
+        "{history}"
+    );
+    c.store
+        .delete_bundle(b.name(), berth::store::Expect::Any)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_image_pauses_the_rollout_with_the_reason_and_undo_restores_it() {
+    test_image();
+    let c = cluster("rollbad").await;
+    let mut b = httpd_bundle(&format!("{}-web", c.tag), 3, 3, 141);
+    c.apply(&b, true);
+    let sampler = Sampler::start(addresses(&b));
+    b.spec.docker.as_mut().unwrap().image = "berth-test/no-such-image:1".into();
+    // apply --wait gives up on a failed rollout only at its timeout: no wait here.
+    c.apply(&b, false);
+    let r = eventually(WAIT, "the rollout to fail", || async {
+        c.rollout(b.name())
+            .await
+            .filter(|r| r.state == RolloutState::Failed)
+    })
+    .await;
+    assert!(
+        r.reason.starts_with(&format!("{}: ", b.replica_name(2))),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("no-such-image"), "{}", r.reason);
+    // `rollout status` says so and fails.
+    let o = berth(&c.p, &["rollout", "status", b.name()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("rollout failed"), "{}", stderr(&o));
+    // Nothing more is replaced: the two others keep the old image and serve.
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..2 {
+        assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");
+    }
+    let o = berth(&c.p, &["rollout", "undo", b.name()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = berth(
+        &c.p,
+        &["rollout", "status", b.name(), "--timeout", "90s"],
+        None,
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = sampler.finish();
+    for i in 0..3 {
+        assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");
+    }
+    assert!(fewest(&samples) >= 2, "fewer than two served at some point");
+    assert_eq!(samples.last().unwrap().1, 3);
+    c.store
+        .delete_bundle(b.name(), berth::store::Expect::Any)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotable_bundle_replaces_its_promoted_replica_last() {
+    ocf_test_image();
+    // A second tag of the OCF image: a change that replaces the containers.
+    docker(&["tag", "berth-test/httpd-ocf:1", "berth-test/httpd-ocf:2"]);
+    let c = cluster("rollprom").await;
+    let mut b = ocf_bundle(&format!("{}-db", c.tag), 3, 142, "berth", "stateful");
+    b.spec.docker.as_mut().unwrap().promoted_max = Some(1);
+    c.apply(&b, false);
+    let store = &c.store;
+    let name = b.name().to_string();
+    let roles = || async {
+        let mut r = Vec::new();
+        for i in 0..3 {
+            let p = replica_status(store, &name, i).await?.primitive?;
+            r.push((p.state == Phase::Started).then_some(p.role)?);
+        }
+        Some(r)
+    };
+    let first = eventually(WAIT, "one replica promoted", || async {
+        let r = roles().await?;
+        let promoted: Vec<u32> = (0..3)
+            .filter(|i| r[*i as usize] == Some(Role::Promoted))
+            .collect();
+        (promoted.len() == 1).then(|| promoted[0])
+    })
+    .await;
+    let ids: Vec<String> = (0..3)
+        .map(|i| docker(&["inspect", "-f", "{{.Id}}", &b.container_name(i)]))
+        .collect();
+    b.spec.docker.as_mut().unwrap().image = "berth-test/httpd-ocf:2".into();
+    c.apply(&b, false);
+    // Watch the order in which containers are replaced, and the promoted count.
+    let mut order: Vec<u32> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(150);
+    loop {
+        for i in 0..3u32 {
+            let id = common::docker_try(&["inspect", "-f", "{{.Id}}", &b.container_name(i)]);
+            if id.is_some_and(|id| id != ids[i as usize]) && !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        if let Some(r) = roles().await {
+            let promoted = r.iter().filter(|x| **x == Some(Role::Promoted)).count();
+            assert!(promoted <= 1, "more than promoted-max promoted: {r:?}");
+        }
+        let done = c
+            .rollout(&name)
+            .await
+            .is_some_and(|r| r.generation >= 2 && r.state == RolloutState::Complete);
+        if done && order.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the rollout did not complete: replaced {order:?}, {:?}",
+            c.rollout(&name).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("promoted replica {first}; containers replaced in the order {order:?}");
+    assert_eq!(
+        order.last(),
+        Some(&first),
+        "the promoted replica ({first}) replaced last: {order:?}"
+    );
+    // And one is promoted again.
+    eventually(WAIT, "one replica promoted after the rollout", || async {
+        let r = roles().await?;
+        (r.iter().filter(|x| **x == Some(Role::Promoted)).count() == 1).then_some(())
+    })
+    .await;
+    c.store
+        .delete_bundle(&name, berth::store::Expect::Any)
+        .await
+        .unwrap();
+}
