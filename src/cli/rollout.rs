@@ -57,7 +57,8 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             }
             let timeout = crate::model::duration::parse(&timeout)
                 .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-            super::cluster::wait_rollouts(store, &[name.clone()], timeout, true).await?;
+            super::cluster::wait_rollouts(store, std::slice::from_ref(&name), timeout, true)
+                .await?;
             writeln!(out, "bundle {name} successfully rolled out")?;
             Ok(())
         }
