@@ -546,7 +546,10 @@ fn a_bundle_changed_while_a_host_is_cut_off_converges_everywhere_after_healing()
         std::thread::sleep(Duration::from_millis(50));
     }
     // A change that replaces every container (generation 2), made while host 1 is away.
-    let v2 = v1.replace("--stop-timeout 1", "--stop-timeout 2");
+    // Its replica cannot be placed meanwhile (one per host), which uses up the default
+    // rollout budget (one unavailable): allowing two lets host 2's replica be replaced now.
+    let v2 = v1.replace("--stop-timeout 1", "--stop-timeout 2")
+        + "  metaAttributes:\n    - {name: berth-max-unavailable, value: \"2\"}\n";
     let o = lan.berth(&["apply", "-f", "-"], Some(&v2));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let until = Instant::now() + Duration::from_secs(30);

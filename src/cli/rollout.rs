@@ -35,7 +35,8 @@ pub enum RolloutCommand {
         #[arg(long = "to-revision", visible_alias = "to-generation")]
         to: Option<i64>,
     },
-    /// The generations whose spec is kept (the last 10), for `undo`.
+    /// The generations whose spec is kept (the current one and the last 10 before it that
+    /// were rolled out), for `undo`.
     History { name: String },
 }
 
@@ -94,7 +95,10 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             let current = current(store, &name).await?;
             let now = current.metadata.generation.unwrap_or(0);
             let mut t = Table::new(vec!["GENERATION", "IMAGE", "REPLICAS", ""]);
-            for b in history(store, &name).await? {
+            let mut kept = history(store, &name).await?;
+            kept.retain(|b| b.metadata.generation.is_some_and(|g| g < now));
+            kept.push(current);
+            for b in kept {
                 let g = b.metadata.generation.unwrap_or(0);
                 t.row(vec![
                     g.to_string(),

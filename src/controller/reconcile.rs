@@ -174,32 +174,48 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     Outcome { writes, requeue_at }
 }
 
-/// The specs of the last [`HISTORY`] generations of each bundle, for `berth rollout undo`
-/// and a rollback: the current one written when first seen, the oldest beyond the limit
-/// deleted; a deleted bundle's history goes with it, and so does its rollout pause.
+/// The specs of a bundle's earlier generations, for `berth rollout undo` and a rollback:
+/// when an assignment still carries a generation older than the bundle's (a change is being
+/// rolled out), that spec is written, at most [`HISTORY`] kept (the oldest deleted). A
+/// bundle never changed has none (its spec is its key). A deleted bundle's history goes
+/// with it, and so does its rollout pause.
 fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes: &mut Vec<Write>) {
     let delete = |key: String| Write::Delete {
         key,
         expect: Expect::Any,
     };
-    for b in view.bundles.values() {
-        let Some(g) = b.metadata.generation else {
+    let mut older: BTreeMap<&str, BTreeMap<i64, &Bundle>> = BTreeMap::new();
+    for ((_, name), a) in &view.assignments {
+        let Some(now) = view.bundles.get(name).and_then(|b| b.metadata.generation) else {
             continue;
         };
-        let kept = view.spec_generations.get(b.name());
-        if !kept.is_some_and(|k| k.contains(&g)) {
-            let value =
-                serde_json::to_vec(&b.desired_with_generation()).expect("a bundle serializes");
-            writes.push(Write::Put {
-                key: keys.spec_at(b.name(), g),
-                value,
-                expect: Expect::Any,
-            });
+        for spec in std::iter::once(&a.bundle).chain(a.held.iter().map(|h| &h.bundle)) {
+            if let Some(g) = spec.metadata.generation.filter(|g| *g < now) {
+                older.entry(name.as_str()).or_default().insert(g, spec);
+            }
         }
-        let all: BTreeSet<i64> = kept.into_iter().flatten().copied().chain([g]).collect();
+    }
+    for (name, specs) in older {
+        let kept = view.spec_generations.get(name);
+        for (g, spec) in &specs {
+            if !kept.is_some_and(|k| k.contains(g)) {
+                let value = serde_json::to_vec(spec).expect("a bundle serializes");
+                writes.push(Write::Put {
+                    key: keys.spec_at(name, *g),
+                    value,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        let all: BTreeSet<i64> = kept
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(specs.keys().copied())
+            .collect();
         let surplus = all.len().saturating_sub(HISTORY);
         for old in all.into_iter().take(surplus) {
-            writes.push(delete(keys.spec_at(b.name(), old)));
+            writes.push(delete(keys.spec_at(name, old)));
         }
     }
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
@@ -215,7 +231,7 @@ fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes:
     }
 }
 
-/// How many generations of a bundle's spec the history keeps.
+/// How many earlier generations of a bundle's spec the history keeps.
 pub const HISTORY: usize = 10;
 
 impl Bundle {

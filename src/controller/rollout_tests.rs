@@ -278,6 +278,26 @@ fn max_unavailable_replaces_that_many_at_once() {
 }
 
 #[test]
+fn a_replica_that_cannot_be_placed_uses_up_the_budget() {
+    // Two replicas, one per node, one node: the second is pending, so one is unavailable
+    // already and replacing the running one would leave none.
+    let mut s = Sim::new(1);
+    let mut b = bundle_json("img:1", 2, &[]);
+    b["spec"]["docker"]["replicasPerHost"] = serde_json::json!(1);
+    s.apply(b.clone());
+    s.settle(10);
+    b["spec"]["docker"]["image"] = serde_json::json!("img:2");
+    s.apply(b);
+    s.settle(10);
+    assert_eq!(s.images(), vec!["img:1"]);
+    let r = s.rollout();
+    assert_eq!(
+        (r.state, r.unavailable, r.updated),
+        (RolloutState::Progressing, 1, 0)
+    );
+}
+
+#[test]
 fn a_partition_keeps_the_lower_ordinals_on_the_old_spec() {
     let mut s = Sim::new(1);
     s.apply(bundle_json("img:1", 3, &[]));
