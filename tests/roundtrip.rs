@@ -280,3 +280,35 @@ proptest! {
         prop_assert_eq!(cib::import(&xml).unwrap().bundles, bs);
     }
 }
+
+/// The rollout strategy is berth's own meta attributes: exported into the CIB's
+/// `<meta_attributes>` (Pacemaker ignores names it does not know) and read back the same.
+#[test]
+fn the_rollout_strategy_round_trips_through_the_cib() {
+    use berth::model::rollout::{FAILURE_ACTION, MAX_UNAVAILABLE, MIN_READY, PARTITION, Strategy};
+    let yaml = format!(
+        "apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: web
+spec:
+  docker:
+    image: httpd
+    replicas: 4
+  metaAttributes:
+    - {{name: {MAX_UNAVAILABLE}, value: \"2\"}}
+    - {{name: {PARTITION}, value: \"1\"}}
+    - {{name: {MIN_READY}, value: 5s}}
+    - {{name: {FAILURE_ACTION}, value: rollback}}
+"
+    );
+    let b = manifest::parse(&yaml).unwrap().bundles.remove(0);
+    berth::model::validate::validate(&b).unwrap();
+    let xml = cib::export_bundle(&b);
+    for name in [MAX_UNAVAILABLE, PARTITION, MIN_READY, FAILURE_ACTION] {
+        assert!(xml.contains(&format!("name=\"{name}\"")), "{xml}");
+    }
+    let back = cib::import(&xml).unwrap().bundles.remove(0);
+    assert_eq!(Strategy::of(&back.spec), Strategy::of(&b.spec));
+    assert_eq!(Strategy::of(&back.spec).max_unavailable, 2);
+}
