@@ -155,6 +155,11 @@ async fn main() {
         .args(["controller", "--name", "scale"])
         .env("BERTH_ETCD", etcd_endpoint())
         .env("BERTH_PREFIX", p.prefix.trim_end_matches('/'))
+        // BERTH_LOG=berth::controller=debug shows each pass's cost (with SCALE_CONTROLLER_LOG).
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(match std::env::var_os("SCALE_CONTROLLER_LOG") {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("controller log")),

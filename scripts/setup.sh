@@ -73,6 +73,7 @@ else
     --listen-client-urls "http://$ETCD_ENDPOINT" --advertise-client-urls "http://$ETCD_ENDPOINT" \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster berth-local=http://127.0.0.1:2380 \
+    --auto-compaction-mode periodic --auto-compaction-retention 30m \
     >"$LOG_DIR/etcd.log" 2>&1 &
   wait_for etcd 60 env ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINT" endpoint health
 fi

@@ -221,9 +221,15 @@ impl Controller {
                 continue;
             }
             if synced && !leading.is_cancelled() {
+                let started = std::time::Instant::now();
                 let view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
+                let read = started.elapsed();
                 let now = unix_now();
                 let outcome = reconcile::reconcile(&self.keys, &view, &self.cache.items, now);
+                tracing::debug!(
+                    "reconcile pass: view read in {read:?}, decided in {:?}",
+                    started.elapsed() - read
+                );
                 // A ban running out changes placement without an event: come back then.
                 requeue = outcome.requeue_at.map(|at| {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))

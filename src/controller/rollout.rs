@@ -122,12 +122,14 @@ pub fn decide(
             a.replicas.contains(i).then(|| (*i, a.spec_of(*i)))
         })
         .collect();
-    let status_of = |i: u32| -> Option<&ReplicaStatus> {
-        let node = placed.get(&i)?;
-        view.statuses
-            .get(&(name.to_string(), i))
-            .filter(|s| &s.node == node)
-    };
+    // The replicas' statuses from the nodes they are placed on (one range of the map).
+    let statuses: BTreeMap<u32, &ReplicaStatus> = view
+        .statuses
+        .range((name.to_string(), 0)..=(name.to_string(), u32::MAX))
+        .filter(|((_, i), s)| placed.get(i) == Some(&s.node))
+        .map(|((_, i), s)| (*i, s))
+        .collect();
+    let status_of = |i: u32| statuses.get(&i).copied();
     let readiness = |i: u32, runs: &Bundle| -> Readiness {
         let Some(st) = status_of(i) else {
             return Readiness::Down;
