@@ -69,8 +69,8 @@ pub fn managed(b: &Bundle) -> bool {
 }
 
 /// Decides where every replica runs.
-pub fn place(
-    bundles: &[Bundle],
+pub fn place<B: std::borrow::Borrow<Bundle>>(
+    bundles: &[B],
     nodes: &[NodeView],
     current: &BTreeMap<Replica, String>,
     history: &BTreeMap<Replica, History>,
@@ -86,7 +86,7 @@ pub fn place(
     let mut load = vec![0u32; nodes.len()];
     let policies = Policies::of(&nodes);
     let mut out = Placement::default();
-    let mut order: Vec<&Bundle> = bundles.iter().collect();
+    let mut order: Vec<&Bundle> = bundles.iter().map(|b| b.borrow()).collect();
     order.sort_by(|a, b| a.name().cmp(b.name()));
 
     // First pass: every replica that can stay, stays, and counts toward the load, so that
@@ -341,12 +341,15 @@ fn ban(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> Ban {
 
 /// The next second at which a replica's ban from a node runs out (failure-timeout), when
 /// one will: placement may change then without any event.
-pub fn next_ban_end(
-    bundles: &[Bundle],
+pub fn next_ban_end<B: std::borrow::Borrow<Bundle>>(
+    bundles: &[B],
     history: &BTreeMap<Replica, History>,
     now: u64,
 ) -> Option<u64> {
-    let by_name: BTreeMap<&str, &Bundle> = bundles.iter().map(|b| (b.name(), b)).collect();
+    let by_name: BTreeMap<&str, &Bundle> = bundles
+        .iter()
+        .map(|b| (b.borrow().name(), b.borrow()))
+        .collect();
     history
         .iter()
         .filter_map(|((bundle, _), h)| Some((*by_name.get(bundle.as_str())?, h)))

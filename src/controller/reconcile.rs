@@ -24,15 +24,10 @@ pub struct Outcome {
     pub requeue_at: Option<u64>,
 }
 
-/// Places, and says which assignments and statuses to write (those whose stored bytes in
-/// `stored` differ) and which keys of deleted bundles to delete.
+/// Places, and says which assignments and statuses to write (those whose stored values, as
+/// the view decoded them, differ) and which keys of deleted bundles to delete.
 pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u64) -> Outcome {
-    let managed_bundles: Vec<Bundle> = view
-        .bundles
-        .values()
-        .filter(|b| managed(b))
-        .cloned()
-        .collect();
+    let managed_bundles: Vec<&Bundle> = view.bundles.values().filter(|b| managed(b)).collect();
     let t0 = std::time::Instant::now();
     let mut phases: Vec<(&str, std::time::Duration)> = Vec::new();
     let mut phase = |name: &'static str| phases.push((name, t0.elapsed()));
@@ -89,19 +84,20 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         if let Some(b) = view.bundles.get(bundle)
             && !managed(b)
         {
-            let mut kept = a.clone();
+            let mut kept = (**a).clone();
             kept.managed = false;
             desired.insert((node.clone(), bundle.clone()), kept);
         }
     }
     phase("rollouts");
+    // Compared with the stored values as decoded (a value that does not decode is
+    // rewritten): only what changed is serialized.
     for ((node, bundle), a) in &desired {
-        let value = serde_json::to_vec(a).expect("an assignment serializes");
-        let key = keys.assignment(node, bundle);
-        if stored.get(&key).map(|kv| &kv.value) != Some(&value) {
+        let held = view.assignments.get(&(node.clone(), bundle.clone()));
+        if held.is_none_or(|h| **h != *a) {
             writes.push(Write::Put {
-                key,
-                value,
+                key: keys.assignment(node, bundle),
+                value: serde_json::to_vec(a).expect("an assignment serializes"),
                 expect: Expect::Any,
             });
         }
@@ -138,12 +134,11 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         });
     }
     for (name, status) in &statuses {
-        let value = serde_json::to_vec(&status).expect("a status serializes");
-        let key = keys.bundle_status(name);
-        if stored.get(&key).map(|kv| &kv.value) != Some(&value) {
+        let held = view.bundle_statuses.get(*name);
+        if held.is_none_or(|h| **h != *status) {
             writes.push(Write::Put {
-                key,
-                value,
+                key: keys.bundle_status(name),
+                value: serde_json::to_vec(&status).expect("a status serializes"),
                 expect: Expect::Any,
             });
         }

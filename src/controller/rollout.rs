@@ -127,7 +127,7 @@ pub fn decide(
         .statuses
         .range((name.to_string(), 0)..=(name.to_string(), u32::MAX))
         .filter(|((_, i), s)| placed.get(i) == Some(&s.node))
-        .map(|((_, i), s)| (*i, s))
+        .map(|((_, i), s)| (*i, &**s))
         .collect();
     let status_of = |i: u32| statuses.get(&i).copied();
     let readiness = |i: u32, runs: &Bundle| -> Readiness {

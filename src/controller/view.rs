@@ -3,6 +3,7 @@
 //! their last good value kept.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::placement::{History, NodeView, Replica};
 use crate::model::cluster::{Assignment, NodeInfo, ReplicaStatus};
@@ -23,14 +24,15 @@ pub struct View {
     /// Online (registered) nodes, and nodes in maintenance (flagged).
     pub nodes: Vec<NodeView>,
     /// (node, bundle) → assignment.
-    pub assignments: BTreeMap<(String, String), Assignment>,
+    /// (Shared with the decode memo: a pass copies no value.)
+    pub assignments: BTreeMap<(String, String), Arc<Assignment>>,
     pub current: BTreeMap<Replica, String>,
-    pub statuses: BTreeMap<Replica, ReplicaStatus>,
+    pub statuses: BTreeMap<Replica, Arc<ReplicaStatus>>,
     pub history: BTreeMap<Replica, History>,
     /// Bundles with a status key.
     pub status_keys: Vec<String>,
     /// Bundle statuses as the controller wrote them.
-    pub bundle_statuses: BTreeMap<String, BundleStatus>,
+    pub bundle_statuses: BTreeMap<String, Arc<BundleStatus>>,
     /// Bundles whose rollout is paused (`berth rollout pause`).
     pub paused: BTreeSet<String>,
     /// Per bundle, the generations whose spec the history keeps (the values are read from
@@ -50,9 +52,9 @@ pub struct Decoded {
 #[derive(Debug)]
 enum Value {
     Bundle(Result<Bundle, String>),
-    Assignment(Option<Assignment>),
-    Replica(Option<ReplicaStatus>),
-    Status(Option<BundleStatus>),
+    Assignment(Option<Arc<Assignment>>),
+    Replica(Option<Arc<ReplicaStatus>>),
+    Status(Option<Arc<BundleStatus>>),
 }
 
 impl Decoded {
@@ -84,8 +86,8 @@ impl Decoded {
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(kv: &crate::store::Kv) -> Option<T> {
-        serde_json::from_slice(&kv.value).ok()
+    fn json<T: serde::de::DeserializeOwned>(kv: &crate::store::Kv) -> Option<Arc<T>> {
+        serde_json::from_slice(&kv.value).ok().map(Arc::new)
     }
 
     /// Forgets keys no longer in the cache.
