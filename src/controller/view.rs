@@ -51,7 +51,7 @@ pub struct Decoded {
 /// One decoded value; `None` (or the error) when it does not decode.
 #[derive(Debug)]
 enum Value {
-    Bundle(Result<Bundle, String>),
+    Bundle(Box<Result<Bundle, String>>),
     Assignment(Option<Arc<Assignment>>),
     Replica(Option<Arc<ReplicaStatus>>),
     Status(Option<Arc<BundleStatus>>),
@@ -74,14 +74,14 @@ impl Decoded {
     /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
     fn bundle(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Bundle, String> {
         let got = self.memo(kv, || {
-            Value::Bundle(match decode_entry(keys, kv, None) {
+            Value::Bundle(Box::new(match decode_entry(keys, kv, None) {
                 Ok(b) => Ok(b.value),
                 Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
                 Err(e) => Err(e.to_string()),
-            })
+            }))
         });
         match got {
-            Value::Bundle(b) => b.clone(),
+            Value::Bundle(b) => (**b).clone(),
             _ => Err("not a bundle".into()),
         }
     }
