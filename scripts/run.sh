@@ -17,4 +17,5 @@ if [ ! -e /srv/www ]; then
   mkdir -p /srv/www
   echo '<h1>berth: httpd-bundle</h1>' > /srv/www/index.html
 fi
-exec target/debug/berth up -f manifests/httpd-bundle.yaml
+# Arguments go to `berth up` (--name, --data-dir).
+exec target/debug/berth up -f manifests/httpd-bundle.yaml "$@"

@@ -61,7 +61,9 @@ if docker info >/dev/null 2>&1; then
   log "dockerd already running"
 else
   log "starting dockerd (log: $LOG_DIR/dockerd.log)"
-  nohup dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
+  # Its own session (setsid): Ctrl-C in the terminal that ran this (scripts/run.sh, say)
+  # reaches the foreground's process group only, not dockerd or etcd.
+  setsid -f dockerd >"$LOG_DIR/dockerd.log" 2>&1 </dev/null
   wait_for dockerd 60 docker info
 fi
 
@@ -69,12 +71,12 @@ if ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINT" endpoint health >/dev/null
   log "etcd already reachable at $ETCD_ENDPOINT"
 else
   log "starting etcd on $ETCD_ENDPOINT (data: $ETCD_DATA, log: $LOG_DIR/etcd.log)"
-  nohup etcd --name berth-local --data-dir "$ETCD_DATA" \
+  setsid -f etcd --name berth-local --data-dir "$ETCD_DATA" \
     --listen-client-urls "http://$ETCD_ENDPOINT" --advertise-client-urls "http://$ETCD_ENDPOINT" \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster berth-local=http://127.0.0.1:2380 \
     --auto-compaction-mode periodic --auto-compaction-retention 30m \
-    >"$LOG_DIR/etcd.log" 2>&1 &
+    >"$LOG_DIR/etcd.log" 2>&1 </dev/null
   wait_for etcd 60 env ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINT" endpoint health
 fi
 log "ready: dockerd and etcd ($ETCD_ENDPOINT)"

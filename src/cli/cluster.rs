@@ -323,6 +323,10 @@ pub async fn up(
         None => hostname()?,
     };
     let shutdown = CancellationToken::new();
+    // Ctrl-C is a clean stop from here on, also while the manifests are being waited for
+    // (without a handler, it would kill the node agent on the spot, and its watchdog would
+    // fence the replicas).
+    let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
     let engine = crate::node::engine::DockerEngine::connect(None).await?;
     let mut ncfg = crate::node::NodeConfig::new(&name);
     ncfg.state_dir = data_dir.join("node");
@@ -360,13 +364,15 @@ pub async fn up(
             timeout: "5m".into(),
         };
         let mut out = std::io::stdout();
-        if let Err(e) = super::apply::apply(&store, &args, &mut out).await {
-            eprintln!("error: {e:#}");
-        } else {
-            status(&store, &mut out).await?;
+        tokio::select! {
+            r = super::apply::apply(&store, &args, &mut out) => match r {
+                Err(e) => eprintln!("error: {e:#}"),
+                Ok(()) => status(&store, &mut out).await?,
+            },
+            _ = shutdown.cancelled() => {}
         }
     }
-    stop_on_signal(shutdown.clone()).await;
+    let _ = signals.await;
     eprintln!(
         "stopping: controller, node agent (node left in maintenance: its containers keep running, and the next `berth up` adopts them){}",
         if child.is_some() { ", etcd" } else { "" }

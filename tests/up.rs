@@ -1,0 +1,134 @@
+//! The first run (`scripts/run.sh`: setup, build, `berth up` with the seed) in a terminal,
+//! driven in a pseudo-terminal (tmux) and stopped with Ctrl-C. berth stops cleanly and says what it leaves; the replicas keep serving and
+//! etcd and dockerd keep running (real etcd and dockerd).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{TestPrefix, docker_try, remove_scope, test_image};
+
+fn tmux(args: &[&str]) -> bool {
+    Command::new("tmux")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("tmux is needed for this test (apt install tmux): {e}"))
+        .success()
+}
+
+fn serves(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) =
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut buf = [0u8; 12];
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_exact(&mut buf).is_ok()
+        && buf.starts_with(b"HTTP/1.")
+}
+
+/// Removes what the test's node left: its session, containers and cgroup scope.
+struct Cleanup {
+    session: String,
+    node: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+        let ids = docker_try(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.io/node={}", self.node),
+        ])
+        .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = docker_try(&["rm", "-f", id]);
+        }
+        remove_scope(&format!("berth/{}", self.node));
+    }
+}
+
+#[test]
+fn ctrl_c_on_berth_up_stops_berth_and_leaves_replicas_etcd_and_dockerd_running() {
+    test_image();
+    let p = TestPrefix::new("up");
+    let node = format!("up{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let session = format!("berth-{node}");
+    let _cleanup = Cleanup {
+        session: session.clone(),
+        node: node.clone(),
+    };
+    // The README's first command, in a terminal, on this test's prefix and node name.
+    let cmd = format!(
+        "cd {} && exec env BERTH_ETCD={} BERTH_PREFIX={} bash scripts/run.sh --name {node} --data-dir {} >{} 2>&1",
+        env!("CARGO_MANIFEST_DIR"),
+        p.endpoint,
+        p.prefix,
+        dir.path().join("data").display(),
+        log.display()
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd
+    ]));
+    // The seed's replicas.
+    let addrs: Vec<String> = (112..115).map(|i| format!("127.0.2.{i}:80")).collect();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let until = Instant::now() + Duration::from_secs(240);
+    while !(addrs.iter().all(|a| serves(a)) && read_log().contains("converged")) {
+        assert!(
+            Instant::now() < until,
+            "the replicas did not serve:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Ctrl-C, as a user types it in the terminal.
+    assert!(tmux(&["send-keys", "-t", &session, "C-c"]));
+    let until = Instant::now() + Duration::from_secs(30);
+    while tmux(&["has-session", "-t", &session]) {
+        assert!(
+            Instant::now() < until,
+            "berth up did not stop on Ctrl-C:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = read_log();
+    assert!(
+        said.contains("stopping: controller, node agent (node left in maintenance: its containers keep running"),
+        "{said}"
+    );
+    // For a while after: every replica serves, dockerd and etcd answer.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for a in &addrs {
+            assert!(serves(a), "{a} stopped serving after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(docker_try(&["info", "--format", "{{.ServerVersion}}"]).is_some());
+    let etcd = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &p.endpoint, "endpoint", "health"])
+        .output()
+        .unwrap();
+    assert!(etcd.status.success(), "etcd stopped");
+}
