@@ -22,6 +22,8 @@ command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+# The first-run test drives scripts/run.sh in a pseudo-terminal.
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
