@@ -491,3 +491,61 @@ async fn watch_and_get_w_stream_changes() {
         let _ = c.wait();
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
+    let p = TestPrefix::new("complete");
+    for shell in ["bash", "zsh", "fish"] {
+        let o = berth(&p, &["completion", shell], None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let script = stdout(&o);
+        assert!(
+            script.contains("rollout") && script.contains("describe"),
+            "{shell}: {script}"
+        );
+    }
+    let o = berth(&p, &["completion", "tcsh"], None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid value 'tcsh'"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let o = berth(&p, &["man", "--dir", dir.path().to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(dir.path().join("berth-rollout-undo.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(page.contains("to\\-revision"), "{page}");
+    assert!(dir.path().join("berth.1").exists());
+    assert!(dir.path().join("berth-apply.1").exists());
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let p = TestPrefix::new("logjson");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    let o = cmd
+        .env("BERTH_ETCD", &p.endpoint)
+        .env("BERTH_PREFIX", &p.prefix)
+        .env("BERTH_LOG", "debug")
+        .args(["--log-format", "json", "get", "bundles"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Every line but the command's own message to the user is a log line.
+    let lines: Vec<String> = stderr(&o)
+        .lines()
+        .filter(|l| !l.starts_with("No bundles found"))
+        .map(str::to_string)
+        .collect();
+    assert!(!lines.is_empty(), "no log lines at debug");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::model::Bundle;
 use crate::model::manifest::{self, Parsed};
@@ -25,8 +25,23 @@ use crate::store::{DEFAULT_ENDPOINT, DEFAULT_PREFIX, Store, StoreConfig};
 pub struct Cli {
     #[command(flatten)]
     pub etcd: EtcdArgs,
+    /// Log lines on stderr as text or as one JSON object each (for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "BERTH_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where etcd is, and how to authenticate.
@@ -134,6 +149,13 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completion { shell: clap_complete::Shell },
+    /// Write man pages (berth.1 and one per command) into a directory.
+    Man {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// A bundle's rollout: status, pause, resume, undo, history (as kubectl rollout).
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
@@ -335,13 +357,16 @@ pub fn main() -> ExitCode {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -394,6 +419,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Completion { shell } => {
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut buf);
+            std::io::Write::write_all(out, &buf)?;
+            Ok(())
+        }
+        Command::Man { dir } => man_pages(&dir, out),
         Command::Rollout(cmd) => rollout::run(&cli.etcd.store().await?, cmd, out).await,
         Command::Remote { config, action } => remote(&config, action.as_deref()).await,
         Command::Watchdog {
@@ -582,6 +615,31 @@ pub(crate) async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
         _ = token.cancelled() => {}
     }
     token.cancel();
+}
+
+/// `berth man`: a page for berth and one for each command (and subcommand), from the same
+/// clap definitions as `--help`.
+fn man_pages(dir: &std::path::Path, out: &mut impl std::io::Write) -> Result<()> {
+    fn write_page(
+        dir: &std::path::Path,
+        name: &str,
+        cmd: clap::Command,
+        out: &mut impl std::io::Write,
+    ) -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone().name(name.to_string())).render(&mut buf)?;
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(out, "{}", path.display())?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write_page(dir, &format!("{name}-{}", sub.get_name()), sub.clone(), out)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    write_page(dir, "berth", cmd, out)
 }
 
 /// Reads and parses manifests from files, directories (their *.yaml, *.yml, *.json and *.xml
