@@ -289,3 +289,128 @@ async fn a_bundle_outside_the_release_is_not_taken_over() {
     let (_, releases) = store.list(&store.keys().all_releases()).await.unwrap();
     assert!(releases.is_empty());
 }
+
+/// A chart written the way `helm create` scaffolds one (its _helpers.tpl: name, fullname,
+/// chart label, labels), adapted to a bundle, plus Sprig's string, list, dict, math,
+/// encoding, regex, semver and hash functions and `tpl`: it renders to the expected bundle.
+#[test]
+fn a_chart_with_helm_create_helpers_and_sprig_functions_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(
+        d.join("Chart.yaml"),
+        "apiVersion: v2\nname: webapp\nversion: 1.4.2+build.7\nappVersion: \"2.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("values.yaml"),
+        "nameOverride: \"\"\nfullnameOverride: \"\"\nreplicaCount: 2\nimage:\n  repository: berth-test/httpd\n  tag: \"\"\ntags: [b, a, b, c]\ngreeting: \"hello {{ .Release.Name }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("templates/_helpers.tpl"),
+        r#"{{- define "webapp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "webapp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "webapp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "webapp.labels" -}}
+chart: {{ include "webapp.chart" . }}
+app: {{ include "webapp.name" . }}
+{{- if .Chart.AppVersion }}
+version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+managed-by: {{ .Release.Service }}
+{{- end }}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("templates/bundle.yaml"),
+        r#"apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: {{ include "webapp.fullname" . }}
+  labels:
+    {{- include "webapp.labels" . | nindent 4 }}
+  annotations:
+    tags: {{ .Values.tags | sortAlpha | uniq | join "," | quote }}
+    first: {{ first .Values.tags | quote }}
+    snake: {{ "fooBar baz" | snakecase | quote }}
+    sum: {{ add 1 2 3 | quote }}
+    hash: {{ sha256sum "abc" | trunc 12 | quote }}
+    match: {{ regexMatch "^[a-z]+$" "abc" | quote }}
+    newer: {{ semverCompare ">=1.2.0 <2" .Chart.Version | quote }}
+    json: {{ (fromJson "{\"a\": 2}").a | quote }}
+    keys: {{ keys (dict "z" 1 "y" 2) | join "," | quote }}
+    greeting: {{ tpl .Values.greeting . | quote }}
+spec:
+  docker:
+    image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+    replicas: {{ .Values.replicaCount | int }}
+"#,
+    )
+    .unwrap();
+    let p = TestPrefix::new("helmcreate");
+    let o = berth(
+        &p,
+        &["chart", "template", "shop", d.to_str().unwrap()],
+        None,
+    );
+    let out = ok(&o);
+    let b = berth::model::manifest::parse(&out)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"))
+        .bundles
+        .remove(0);
+    assert_eq!(b.name(), "shop-webapp");
+    let label = |k: &str| b.metadata.labels.get(k).cloned().unwrap_or_default();
+    assert_eq!(label("chart"), "webapp-1.4.2_build.7");
+    assert_eq!(label("app"), "webapp");
+    assert_eq!(label("version"), "2.0");
+    assert_eq!(label("managed-by"), "berth");
+    let ann = |k: &str| b.metadata.annotations.get(k).cloned().unwrap_or_default();
+    assert_eq!(ann("tags"), "a,b,c");
+    assert_eq!(ann("first"), "b");
+    assert_eq!(ann("snake"), "foo_bar_baz");
+    assert_eq!(ann("sum"), "6");
+    assert_eq!(ann("hash"), "ba7816bf8f01");
+    assert_eq!(ann("match"), "true");
+    assert_eq!(ann("newer"), "true");
+    assert_eq!(ann("json"), "2");
+    assert_eq!(ann("keys"), "y,z");
+    assert_eq!(ann("greeting"), "hello shop");
+    assert_eq!(b.spec.container().1.image, "berth-test/httpd:2.0");
+    assert_eq!(b.spec.replicas(), 2);
+
+    // What reaches outside the chart is refused, naming the function and why.
+    std::fs::write(
+        d.join("templates/extra.yaml"),
+        "{{ lookup \"v1\" \"Secret\" \"ns\" \"name\" }}\n",
+    )
+    .unwrap();
+    let o = berth(
+        &p,
+        &["chart", "template", "shop", d.to_str().unwrap()],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("lookup: not available"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -470,6 +470,23 @@ fn fuzz_chart_templates() {
     corpus.push(b"{{ indent 2000000000 \"x\" }}".to_vec());
     corpus.push(b"{{ nindent 999999999999 \"x\" }}".to_vec());
     corpus.push(b"{{ printf \"%999999999d\" 1 }}".to_vec());
+    // Sprig's functions with hostile arguments (sizes, recursion, bad expressions).
+    for t in [
+        "{{ repeat 999999999 \"xy\" }}",
+        "{{ until 999999999 }}",
+        "{{ substr -5 999 \"abc\" }}{{ substr 9 2 \"abc\" }}",
+        "{{ trunc -99 \"abc\" }}{{ trunc 99999999999 \"abc\" }}",
+        "{{ regexMatch \"(((a*)*)*)*$\" \"aaaaaaaaaaaaaaaaaaaa!\" }}{{ regexMatch \"(\" \"a\" }}",
+        "{{ div 1 0 }}{{ mod 1 0 }}{{ mul 9223372036854775807 2 }}",
+        "{{ div -9223372036854775808 -1 }}",
+        "{{ semverCompare \"~>=1 || ^x\" \"v1.x\" }}{{ semver \"\" }}",
+        "{{ tpl \"{{ tpl . . }}\" \"{{ tpl . . }}\" }}",
+        "{{ round 1.5 99999 }}{{ fromYaml \"a: [\" }}{{ fromJson \"{\" }}{{ b64dec \"%%\" }}",
+        "{{ join \",\" (splitList \"\" .Values.s) }}{{ replace \"\" \"x\" \"abc\" }}",
+        "{{ merge (dict \"a\" (dict \"b\" 1)) (dict \"a\" (dict \"c\" 2)) | toJson }}",
+    ] {
+        corpus.push(t.as_bytes().to_vec());
+    }
     corpus
         .push(b"{{ range $i, $e := .Values.l }}{{ range $.Values.l }}x{{ end }}{{ end }}".to_vec());
     let values = serde_json::json!({

@@ -5,7 +5,7 @@ use super::*;
 /// Functions added to gtmpl's builtins (which already give printf, and, or, not, len,
 /// index, eq, ne, lt, le, gt, ge, print, println, html, js, urlquery, call).
 pub(super) fn funcs() -> Vec<(&'static str, Func)> {
-    vec![
+    let mut all = vec![
         ("default", default as Func),
         ("quote", quote),
         ("toYaml", to_yaml),
@@ -21,7 +21,9 @@ pub(super) fn funcs() -> Vec<(&'static str, Func)> {
         ("list", list),
         ("dict", dict),
         ("printf", printf),
-    ]
+    ];
+    all.extend(super::sprig::funcs());
+    all
 }
 
 /// gtmpl's printf, with the format checked first: gtmpl panics on widths it cannot pad to

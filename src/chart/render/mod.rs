@@ -14,6 +14,7 @@ use gtmpl::{Context, Func, FuncError, Template, Value};
 
 mod funcs;
 mod scan;
+mod sprig;
 
 use funcs::*;
 pub use funcs::{from_json, to_json};
