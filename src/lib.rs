@@ -29,6 +29,7 @@ pub mod backoff;
 pub mod chart;
 pub mod cli;
 pub mod controller;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod remote;

@@ -26,7 +26,11 @@ pub fn hostname() -> Result<String> {
 }
 
 /// `berth controller`: campaigns, leads, stops on SIGINT/SIGTERM.
-pub async fn controller(store: Store, name: Option<String>) -> Result<()> {
+pub async fn controller(
+    store: Store,
+    name: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let name = match name {
         Some(n) => n,
         None => format!("{}-{}", hostname()?, std::process::id()),
@@ -37,7 +41,9 @@ pub async fn controller(store: Store, name: Option<String>) -> Result<()> {
         "berth controller {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
     );
-    controller::run(store, ControllerConfig::new(name), shutdown).await?;
+    let mut cfg = ControllerConfig::new(name);
+    cfg.metrics = metrics;
+    controller::run(store, cfg, shutdown).await?;
     Ok(())
 }
 
@@ -306,6 +312,7 @@ pub async fn up(
     files: Vec<String>,
     node: Option<String>,
     data_dir: std::path::PathBuf,
+    metrics: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let cfg = etcd.config()?;
     let mut child = None;
@@ -333,6 +340,7 @@ pub async fn up(
     // A first run's Ctrl-C leaves the replicas serving (node in maintenance); the next
     // `berth up` adopts them.
     ncfg.on_stop = crate::node::config::OnStop::Maintenance;
+    ncfg.metrics = metrics;
     let node_task = tokio::spawn(crate::node::run(
         store.clone(),
         engine,

@@ -38,6 +38,44 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where a daemon serves Prometheus metrics, /healthz and /readyz.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Address for /metrics, /healthz and /readyz (loopback by default: other hosts
+    /// reach it only when you choose an address they can reach).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Serve no metrics or health endpoints.
+    #[arg(long, conflicts_with = "metrics_address")]
+    pub no_metrics: bool,
+}
+
+/// The default metrics address of `berth controller`; `berth node` (and `berth up`) use the
+/// next port.
+pub const CONTROLLER_METRICS: &str = "127.0.0.1:9461";
+pub const NODE_METRICS: &str = "127.0.0.1:9462";
+
+impl MetricsArgs {
+    /// The address to serve on, or None (`--no-metrics`); `default` when none is given.
+    fn address_or(&self, default: &str) -> Option<std::net::SocketAddr> {
+        if self.no_metrics {
+            return None;
+        }
+        Some(
+            self.metrics_address
+                .unwrap_or_else(|| default.parse().expect("a valid default address")),
+        )
+    }
+
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.address_or(CONTROLLER_METRICS)
+    }
+
+    pub fn node_address(&self) -> Option<std::net::SocketAddr> {
+        self.address_or(NODE_METRICS)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -146,6 +184,8 @@ pub enum Command {
         /// Name in the election (default: host name and pid).
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
@@ -196,6 +236,9 @@ pub enum Command {
         /// etcd data (when berth up starts it) and node state.
         #[arg(long, default_value = "/var/lib/berth/up")]
         data_dir: PathBuf,
+        /// One server for the controller's and the node's metrics (the node's address).
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
 }
 
@@ -204,6 +247,8 @@ pub struct NodeArgs {
     /// The node's name (default: the host name).
     #[arg(long, env = "BERTH_NODE_NAME")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// A node label, key=value (repeatable); placement can select on labels.
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -417,7 +462,9 @@ async fn run(cli: Cli) -> Result<()> {
             let store = cli.etcd.store().await?;
             node(store, args).await
         }
-        Command::Controller { name } => cluster::controller(cli.etcd.store().await?, name).await,
+        Command::Controller { name, metrics } => {
+            cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
+        }
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
         Command::Completion { shell } => {
             // Into memory first: the generator panics on a write error (a closed pipe).
@@ -459,7 +506,8 @@ async fn run(cli: Cli) -> Result<()> {
             files,
             name,
             data_dir,
-        } => cluster::up(&cli.etcd, files, name, data_dir).await,
+            metrics,
+        } => cluster::up(&cli.etcd, files, name, data_dir, metrics.node_address()).await,
         Command::Cib(CibCommand::Import { file, output }) => show::cib_import(&file, output, out),
         Command::Cib(CibCommand::Export {
             names,
@@ -486,6 +534,7 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
         None => cluster::hostname().context("give --name")?,
     };
     let mut cfg = NodeConfig::new(&name);
+    cfg.metrics = args.metrics.node_address();
     cfg.permits.privileged = args.allow_privileged;
     cfg.permits.host_namespaces = args.allow_host_namespaces;
     cfg.permits.devices = args.allow_devices;

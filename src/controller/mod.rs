@@ -51,6 +51,8 @@ pub struct ControllerConfig {
     /// changed since the last successful one (failure-timeout expiry comes back by itself,
     /// through the reconcile's requeue time; the rest is event driven).
     pub resync: Duration,
+    /// Where to serve /metrics, /healthz and /readyz (none by default; the CLI gives one).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ControllerConfig {
@@ -59,6 +61,7 @@ impl ControllerConfig {
             name: name.into(),
             lease_ttl: Duration::from_secs(5),
             resync: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }
@@ -78,13 +81,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let election = format!("{}election/controller", store.keys().root());
+    // Ready while it can campaign or lead (etcd answers): a standby is ready to take over.
+    let ready = crate::metrics::Ready::default();
+    crate::metrics::spawn(cfg.metrics, ready.clone());
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
         let lease = match store.grant_lease(cfg.lease_ttl).await {
-            Ok(l) => l,
+            Ok(l) => {
+                ready.set(true);
+                l
+            }
             Err(e) => {
+                ready.set(false);
                 tracing::warn!("controller: {e}");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -235,6 +245,8 @@ impl Controller {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
                 let seen = self.cache.revision;
+                let metrics = crate::metrics::get();
+                metrics.reconciles.inc();
                 if !outcome.writes.is_empty() {
                     tracing::debug!(
                         revision = seen,
@@ -242,7 +254,11 @@ impl Controller {
                         outcome.writes.len()
                     );
                 }
-                match self.commit(outcome.writes).await {
+                let committed = self.commit(outcome.writes).await;
+                metrics
+                    .reconcile_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match committed {
                     Ok(()) => {
                         retry = None;
                         passed_at = Some(seen);

@@ -57,6 +57,9 @@ pub async fn run<E: Engine>(
         path: cfg.state_dir.clone(),
         source,
     })?;
+    // Ready once registered (a node that cannot register serves 503 on /readyz).
+    let ready = crate::metrics::Ready::default();
+    crate::metrics::spawn(cfg.metrics, ready.clone());
     let engine_info = engine.describe(&cfg.name).await?;
     let info = NodeInfo {
         name: cfg.name.clone(),
@@ -98,6 +101,7 @@ pub async fn run<E: Engine>(
         }
     };
     tracing::info!(node = %cfg.name, "registered");
+    ready.set(true);
     // Back from maintenance: the node is managed again.
     let maintenance_key = store.keys().maintenance(&cfg.name);
     match store.delete(&maintenance_key, Expect::Any).await {
@@ -315,6 +319,7 @@ impl<E: Engine> Agent<E> {
                 _ = shutdown.cancelled() => return,
                 Some(ev) = fence_events.recv() => match ev {
                     FenceEvent::Fenced => {
+                        crate::metrics::get().fences.inc();
                         dirty = false;
                         self.fenced = true;
                         self.core.fenced();
@@ -488,7 +493,10 @@ impl<E: Engine> Agent<E> {
     /// This node's containers, less those of unmanaged bundles (left exactly as they are),
     /// with the running state the latest events reported.
     async fn list(&mut self, unmanaged: &BTreeSet<String>) -> Result<Vec<Observed>, EngineError> {
-        let listed = self.engine.list(&self.cfg.name).await?;
+        let t = std::time::Instant::now();
+        let listed = self.engine.list(&self.cfg.name).await;
+        crate::metrics::get().engine("list", t.elapsed());
+        let listed = listed?;
         let mine = listed
             .into_iter()
             .filter(|o| {
@@ -551,6 +559,12 @@ impl<E: Engine> Agent<E> {
         self.drop_stale_addresses(&addrs).await;
         match self.list(&unmanaged).await {
             Ok(after) => {
+                let metrics = crate::metrics::get();
+                let running = after.iter().filter(|o| o.running).count();
+                let refused = desired.values().filter(|d| d.is_err()).count();
+                metrics.set_replicas("running", running);
+                metrics.set_replicas("refused", refused);
+                metrics.set_replicas("assigned", desired.len());
                 self.write_status(&desired, &addrs, &after).await;
                 self.observed = after;
             }
@@ -603,22 +617,34 @@ impl<E: Engine> Agent<E> {
                             why,
                         } => {
                             tracing::info!(container = %name, "removing: {why}");
+                            let t = std::time::Instant::now();
                             if let Err(e) = engine.remove(&id, stop_timeout).await {
                                 tracing::warn!("{e}");
                             }
+                            crate::metrics::get().engine("remove", t.elapsed());
                         }
                         Action::Create(k) => {
                             let Some(Ok(d)) = desired.get(&k) else {
                                 continue;
                             };
-                            let result = match engine.create(d, node).await {
-                                Ok(id) => engine.start(&id).await.map(|()| id),
+                            let t = std::time::Instant::now();
+                            let created = engine.create(d, node).await;
+                            crate::metrics::get().engine("create", t.elapsed());
+                            let result = match created {
+                                Ok(id) => {
+                                    let t = std::time::Instant::now();
+                                    let r = engine.start(&id).await.map(|()| id);
+                                    crate::metrics::get().engine("start", t.elapsed());
+                                    r
+                                }
                                 Err(e) => Err(e),
                             };
                             out.push((k, result, false));
                         }
                         Action::Start { key, id } => {
+                            let t = std::time::Instant::now();
                             let result = engine.start(&id).await.map(|()| id);
+                            crate::metrics::get().engine("start", t.elapsed());
                             out.push((key, result, true));
                         }
                     }
@@ -630,7 +656,12 @@ impl<E: Engine> Agent<E> {
             .await;
         for (key, result, restart) in outcomes.into_iter().flatten() {
             let started = match result {
-                Ok(id) => Started::Ok(id),
+                Ok(id) => {
+                    if restart {
+                        crate::metrics::get().restarts.inc();
+                    }
+                    Started::Ok(id)
+                }
                 Err(e) => {
                     tracing::warn!(replica = %key, "{e}");
                     if e.is_name_conflict() {

@@ -45,6 +45,8 @@ pub struct NodeConfig {
     pub freeze_for: Duration,
     /// What a clean stop does with the node's replicas (default: drain).
     pub on_stop: OnStop,
+    /// Where to serve /metrics, /healthz and /readyz (none by default; the CLI gives one).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a clean stop of the agent (SIGTERM, Ctrl-C) does with the node's replicas.
@@ -78,6 +80,7 @@ impl NodeConfig {
             watchdog: std::env::current_exe().ok(),
             freeze_for: Duration::from_secs(60),
             on_stop: OnStop::Drain,
+            metrics: None,
         }
     }
 }

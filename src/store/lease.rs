@@ -69,6 +69,7 @@ pub async fn keep_alive(
             };
             last_ok = sent;
             renewed.send_replace(sent);
+            crate::metrics::get().renewed();
             loop {
                 tokio::time::sleep(every).await;
                 let sent = Instant::now();
@@ -84,6 +85,7 @@ pub async fn keep_alive(
                     Some(r) if r.ttl() > 0 => {
                         last_ok = sent;
                         renewed.send_replace(sent);
+                        crate::metrics::get().renewed();
                     }
                     // TTL 0: etcd no longer knows the lease.
                     _ => return Ok(LeaseEnd::Lost),

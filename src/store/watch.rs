@@ -226,6 +226,7 @@ impl Machine {
                             member: *member,
                         };
                         self.failed();
+                        crate::metrics::get().watch_restarts.inc();
                         return Err(WatchError::Dropped {
                             prefix: self.prefix.clone(),
                             at,

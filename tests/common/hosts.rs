@@ -325,7 +325,8 @@ impl Lan {
         let log =
             std::fs::File::create(self.dir.path().join(format!("controller-{name}.log"))).unwrap();
         let child = Command::new(BERTH)
-            .args(["controller", "--name", name])
+            // Several run on this machine: none takes the default metrics port.
+            .args(["controller", "--name", name, "--no-metrics"])
             .env("BERTH_LOG", log_filter("warn"))
             .env("BERTH_ETCD", self.etcd_endpoint())
             .env("BERTH_PREFIX", &self.prefix)
