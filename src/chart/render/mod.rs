@@ -145,6 +145,29 @@ mod tests {
     }
 
     #[test]
+    fn tpl_text_gets_the_checks_a_template_file_gets() {
+        // Found by the fuzzer: gtmpl never returned on this.
+        let e = render(
+            &[("t", r#"{{ tpl "{{ tpl . ." "{{ }tpl . . }}" }}"#)],
+            "t",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("tpl"), "{e}");
+        let e = render(
+            &[("t", r#"{{ tpl "{{ define \"x\" }}{{ end }}" . }}"#)],
+            "t",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("may not define templates"), "{e}");
+        assert_eq!(
+            render(&[("t", r#"{{ tpl "a{{ .x }}" . }}"#)], "t", json!({"x": 1})).unwrap(),
+            "a1"
+        );
+    }
+
+    #[test]
     fn sprig_functions() {
         let t = r#"{{ default 3 .Values.n }} {{ default 3 .Values.missing }} {{ quote .Values.s }} {{ upper "a" }}{{ lower "B" }} [{{ trim "  x " }}] {{ b64enc "hi" }} {{ ternary "y" "n" .Values.flag }} {{ printf "%d-%s" 5 "z" }}
 {{- $d := dict "a" 1 "b" (list 1 2) }}

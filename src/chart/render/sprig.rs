@@ -961,6 +961,14 @@ fn semver_compare(args: &[Value]) -> Result<Value, FuncError> {
 fn tpl(args: &[Value]) -> Result<Value, FuncError> {
     arity("tpl", args, 2)?;
     let src = text(&args[0]);
+    // The same checks as a template file gets before gtmpl sees it (gtmpl hangs or panics
+    // on some malformed text); no templates defined in it (they could call themselves).
+    let refused = |e: RenderError| err(format!("tpl: {e}"));
+    scan("tpl", &src, &mut Calls::new()).map_err(refused)?;
+    let src = mark_required("tpl", &src).map_err(refused)?;
+    if find_word(&src, "define").is_some() || find_word(&src, "block").is_some() {
+        return Err(err("tpl: the text may not define templates"));
+    }
     let mut named = SOURCES
         .with(|s| s.borrow().clone())
         .ok_or_else(|| err("tpl: no chart is rendering"))?;
