@@ -549,3 +549,111 @@ async fn log_format_json_writes_one_json_object_per_line() {
         );
     }
 }
+
+/// `berth plan` against a live cluster (real etcd, a controller placing onto registered
+/// nodes): what losing a node or applying a change would do, and nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_what_a_lost_node_or_a_change_would_do_and_writes_nothing() {
+    let p = TestPrefix::new("plan");
+    let store = p.store().await;
+    for n in ["n1", "n2", "n3"] {
+        let info = berth::model::cluster::NodeInfo {
+            name: n.into(),
+            ..Default::default()
+        };
+        store
+            .put(
+                &store.keys().node(n),
+                serde_json::to_vec(&info).unwrap(),
+                berth::store::Expect::Any,
+            )
+            .await
+            .unwrap();
+    }
+    let web = "apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: web
+spec:
+  docker:
+    image: img:1
+    replicas: 2
+";
+    let o = berth(&p, &["apply", "-f", "-"], Some(web));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ctl = common::TestController::start(&p, "ctl").await;
+    let placed = common::eventually(
+        std::time::Duration::from_secs(20),
+        "two replicas placed",
+        || async {
+            let (_, a) = store
+                .list(&format!("{}/assignments/", p.prefix))
+                .await
+                .unwrap();
+            (a.len() == 2).then_some(a)
+        },
+    )
+    .await;
+    let node_of = |i: u32| {
+        placed
+            .iter()
+            .find(|kv| {
+                serde_json::from_slice::<berth::model::cluster::Assignment>(&kv.value)
+                    .unwrap()
+                    .replicas
+                    .contains(&i)
+            })
+            .map(|kv| kv.key.split('/').rev().nth(1).unwrap().to_string())
+            .unwrap()
+    };
+    let (n0, n1) = (node_of(0), node_of(1));
+    let spare = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| *n != n0 && *n != n1)
+        .unwrap();
+    // Nothing else writes from here on: every revision change would be the plan's.
+    ctl.stop().await;
+    let before = store.revision().await.unwrap();
+
+    let o = berth(&p, &["plan", "--node-down", &n0], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("* Move     web-0 ( {n0} -> {spare} )")),
+        "{}",
+        stdout(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("web.yaml");
+    std::fs::write(
+        &changed,
+        web.replace("img:1", "img:2")
+            .replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    let o = berth(&p, &["plan", "-f", changed.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in [
+        format!("* Replace  web-0 ( {n0} )"),
+        format!("* Replace  web-1 ( {n1} )"),
+        format!("* Start    web-2 ( {spare} )"),
+    ] {
+        assert!(text.contains(&want), "{want} in:\n{text}");
+    }
+    // Bad input: an unknown node, an invalid manifest.
+    let o = berth(&p, &["plan", "--node-down", "nope"], None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--node-down nope: no such node"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&changed, web.replace("replicas: 2", "replicas: -2")).unwrap();
+    let o = berth(&p, &["plan", "-f", changed.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert_eq!(
+        store.revision().await.unwrap(),
+        before,
+        "plan wrote something"
+    );
+}

@@ -27,15 +27,15 @@ impl Change {
     }
 }
 
-/// Parses and validates every manifest first; writes only when all of them pass, so a bad
-/// file never leaves half of a set applied.
-pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Result<()> {
-    let parsed = read_manifests(&args.files)?;
+/// The bundles in manifest files, parsed and validated (warnings printed): an error when
+/// there are none, a name is given twice, or any is invalid (each field and reason).
+pub(super) fn checked(files: &[String]) -> Result<Vec<crate::model::Bundle>> {
+    let parsed = read_manifests(files)?;
     for w in &parsed.warnings {
         eprintln!("warning: {w}");
     }
     if parsed.bundles.is_empty() {
-        bail!("no bundles found in {}", args.files.join(", "));
+        bail!("no bundles found in {}", files.join(", "));
     }
     let dups = duplicate_names(&parsed.bundles);
     if !dups.is_empty() {
@@ -49,11 +49,18 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
     if !invalid.is_empty() {
         bail!("nothing applied:\n  {}", invalid.join("\n  "));
     }
-    let overlaps = address_conflicts(store, &parsed.bundles).await?;
+    Ok(parsed.bundles)
+}
+
+/// Parses and validates every manifest first; writes only when all of them pass, so a bad
+/// file never leaves half of a set applied.
+pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Result<()> {
+    let bundles = checked(&args.files)?;
+    let overlaps = address_conflicts(store, &bundles).await?;
     if !overlaps.is_empty() {
         bail!("nothing applied:\n  {}", overlaps.join("\n  "));
     }
-    for b in &parsed.bundles {
+    for b in &bundles {
         let b = b.desired();
         let key = store.keys().bundle(b.name());
         let current = store.get(&key).await?;
@@ -101,11 +108,7 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
         out.flush()?;
         let timeout = crate::model::duration::parse(&args.timeout)
             .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-        let names: Vec<String> = parsed
-            .bundles
-            .iter()
-            .map(|b| b.name().to_string())
-            .collect();
+        let names: Vec<String> = bundles.iter().map(|b| b.name().to_string()).collect();
         super::cluster::wait_rollouts(store, &names, timeout, false).await?;
     }
     Ok(())

@@ -177,6 +177,50 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// `berth plan`: the changes applying `files` and losing the `down` nodes would make, as the
+/// controller would place them now. Reads the cluster once; writes nothing.
+pub async fn plan(
+    store: &Store,
+    files: &[String],
+    down: &[String],
+    out: &mut impl Write,
+) -> Result<()> {
+    if files.is_empty() && down.is_empty() {
+        bail!("nothing to plan: give manifests (-f) or lost nodes (--node-down)");
+    }
+    let applied = if files.is_empty() {
+        Vec::new()
+    } else {
+        super::apply::checked(files)?
+    };
+    let (revision, items) = store.list(&store.keys().root()).await?;
+    let mut cache = Cache::default();
+    cache.apply(&WatchEvent::Listed { revision, items });
+    let view = View::read(store.keys(), &cache);
+    let down: BTreeSet<String> = down.iter().cloned().collect();
+    for n in &down {
+        if !view.nodes.iter().any(|v| &v.name == n) {
+            bail!("--node-down {n}: no such node online");
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let changes = crate::controller::whatif::what_if(&view, &applied, &down, now);
+    writeln!(
+        out,
+        "Transition Summary (at revision {revision}; nothing written):"
+    )?;
+    if changes.is_empty() {
+        writeln!(out, "  no changes")?;
+    }
+    for c in &changes {
+        writeln!(out, "  * {c}")?;
+    }
+    Ok(())
+}
+
 /// `apply --wait` and `rollout status`: waits until every named bundle's rollout of the
 /// applied generation is complete (every replica from the partition on runs it and is
 /// ready); fails on a replica that cannot be placed or whose spec cannot run, on a rollout

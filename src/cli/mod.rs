@@ -189,6 +189,16 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// What applying manifests or losing nodes would do (start, stop, move, replace,
+    /// promote), from the live cluster and the controller's own placement; writes nothing.
+    Plan {
+        /// Manifests as `apply -f` takes them.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// A node to take as lost (repeatable).
+        #[arg(long = "node-down", value_name = "NAME")]
+        node_down: Vec<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completion { shell: clap_complete::Shell },
     /// Write man pages (berth.1 and one per command) into a directory.
@@ -466,6 +476,9 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
         }
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Plan { files, node_down } => {
+            cluster::plan(&cli.etcd.store().await?, &files, &node_down, out).await
+        }
         Command::Completion { shell } => {
             // Into memory first: the generator panics on a write error (a closed pipe).
             let mut buf = Vec::new();

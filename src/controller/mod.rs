@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod rollout;
 pub mod status;
 pub mod view;
+pub mod whatif;
 
 pub use status::{Candidate, pick_promoted};
 pub use view::{Decoded, View};
