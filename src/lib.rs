@@ -26,6 +26,16 @@
 //!   and the daemons node, controller and up. Nothing below reaches up into it.
 
 pub mod backoff;
+
+/// Seconds since the Unix epoch (0 on a clock set before it): the one wall-clock reading
+/// the parts record and compare (failure times, start times, bans, releases).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 pub mod chart;
 pub mod cli;
 pub mod controller;

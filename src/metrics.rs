@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -110,18 +109,14 @@ pub fn get() -> &'static Metrics {
 }
 
 impl Metrics {
-    /// Records an etcd request's latency.
-    pub fn etcd(&self, op: &str, took: Duration) {
-        self.etcd_seconds
-            .get_or_create(&vec![("op".into(), op.into())])
-            .observe(took.as_secs_f64());
+    /// Runs an etcd request, recording its latency under `op`.
+    pub async fn etcd<T>(&self, op: &str, request: impl Future<Output = T>) -> T {
+        timed(&self.etcd_seconds, "op", op, request).await
     }
 
-    /// Records an engine call's latency.
-    pub fn engine(&self, call: &str, took: Duration) {
-        self.engine_seconds
-            .get_or_create(&vec![("call".into(), call.into())])
-            .observe(took.as_secs_f64());
+    /// Runs an engine call, recording its latency under `call`.
+    pub async fn engine<T>(&self, call: &str, request: impl Future<Output = T>) -> T {
+        timed(&self.engine_seconds, "call", call, request).await
     }
 
     /// Sets the node's replica count in one state.
@@ -147,6 +142,20 @@ impl Metrics {
             .expect("writing to a String");
         out
     }
+}
+
+async fn timed<T>(
+    family: &Family<Labels, Histogram, fn() -> Histogram>,
+    label: &str,
+    value: &str,
+    f: impl Future<Output = T>,
+) -> T {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    family
+        .get_or_create(&vec![(label.into(), value.into())])
+        .observe(started.elapsed().as_secs_f64());
+    out
 }
 
 /// Whether the daemon is ready (for `/readyz`).

@@ -29,7 +29,7 @@ fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-/// Polls until `f` holds (10 s), or fails with `what`.
+/// Polls until `f` holds (15 s), or fails with `what`.
 fn until(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(15);
     while !f() {

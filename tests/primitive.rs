@@ -43,33 +43,10 @@ async fn started(store: &berth::store::Store, b: &str, i: u32) -> ReplicaStatus 
     .await
 }
 
-/// A cluster of one registered node and a controller, under the test's own prefix.
-struct Cluster {
-    p: TestPrefix,
-    store: berth::store::Store,
-    node: TestNode,
-    _ctl: TestController,
-    tag: String,
-}
-
-async fn cluster(test: &str) -> Cluster {
+/// A cluster of one registered node and a controller, with the OCF test image built.
+async fn cluster(test: &str) -> common::OneNode {
     ocf_test_image();
-    let p = TestPrefix::new(test);
-    let store = p.store().await;
-    let tag = format!("{test}{}", std::process::id() % 100_000);
-    let node = TestNode::start(&p, &format!("{tag}-n")).await;
-    eventually(WAIT, "the node to register", || async {
-        store.get(&store.keys().node(&node.name)).await.unwrap()
-    })
-    .await;
-    let ctl = TestController::start(&p, "ctl").await;
-    Cluster {
-        p,
-        store,
-        node,
-        _ctl: ctl,
-        tag,
-    }
+    common::one_node(test).await
 }
 
 /// The seed manifest, `manifests/httpd-bundle.yaml`, with only what keeps a test apart

@@ -13,8 +13,8 @@ use berth::model::Bundle;
 use berth::model::cluster::{Phase, Role};
 use berth::model::rollout::{RolloutState, RolloutStatus};
 use common::{
-    TestController, TestNode, TestPrefix, berth, docker, eventually, httpd_bundle, ocf_bundle,
-    ocf_test_image, replica_status, stderr, stdout, test_image,
+    OneNode, berth, docker, eventually, http_ok, httpd_bundle, ocf_bundle, ocf_test_image,
+    replica_status, stderr, stdout, test_image,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,20 +26,6 @@ struct Sampler {
     thread: std::thread::JoinHandle<Vec<(Duration, usize)>>,
 }
 
-fn http_ok(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(addr) = addr.parse() else { return false };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
-}
-
 impl Sampler {
     fn start(addrs: Vec<String>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
@@ -49,7 +35,10 @@ impl Sampler {
             let mut out = Vec::new();
             while !flag.load(Ordering::SeqCst) {
                 let at = Instant::now();
-                let up = addrs.iter().filter(|a| http_ok(a)).count();
+                let up = addrs
+                    .iter()
+                    .filter(|a| http_ok(a.parse().unwrap(), Duration::from_millis(200)))
+                    .count();
                 out.push((at - t0, up));
                 std::thread::sleep(Duration::from_millis(50).saturating_sub(at.elapsed()));
             }
@@ -64,34 +53,17 @@ impl Sampler {
     }
 }
 
-struct Cluster {
-    p: TestPrefix,
-    store: berth::store::Store,
-    _node: TestNode,
-    _ctl: TestController,
-    tag: String,
+async fn cluster(test: &str) -> OneNode {
+    common::one_node(test).await
 }
 
-async fn cluster(test: &str) -> Cluster {
-    let p = TestPrefix::new(test);
-    let store = p.store().await;
-    let tag = format!("{test}{}", std::process::id() % 100_000);
-    let node = TestNode::start(&p, &format!("{tag}-n")).await;
-    eventually(WAIT, "the node to register", || async {
-        store.get(&store.keys().node(&node.name)).await.unwrap()
-    })
-    .await;
-    let ctl = TestController::start(&p, "ctl").await;
-    Cluster {
-        p,
-        store,
-        _node: node,
-        _ctl: ctl,
-        tag,
+impl OneNode {
+    /// The berth CLI, waited for without holding up the runtime that runs this test's node
+    /// agent and controller (`apply --wait` and `rollout status` wait on them).
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        tokio::task::block_in_place(|| berth(&self.p, args, stdin))
     }
-}
 
-impl Cluster {
     /// `berth apply -f -` of `b` (with `--wait` when asked); panics on failure.
     fn apply(&self, b: &Bundle, wait: bool) {
         let yaml = String::from_utf8(berth::store::encode_bundle(b)).unwrap();
@@ -99,7 +71,7 @@ impl Cluster {
         if wait {
             args.extend(["--wait", "--timeout", "90s"]);
         }
-        let o = berth(&self.p, &args, Some(&yaml));
+        let o = self.cli(&args, Some(&yaml));
         assert!(o.status.success(), "apply: {}{}", stdout(&o), stderr(&o));
     }
 
@@ -141,13 +113,13 @@ async fn a_new_image_rolls_out_one_replica_at_a_time_never_fewer_than_two_servin
     let mut b = httpd_bundle(&format!("{}-web", c.tag), n, n, 140);
     c.apply(&b, true);
     let sampler = Sampler::start(addresses(&b));
-    std::thread::sleep(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     b.spec.docker.as_mut().unwrap().image = "berth-test/httpd:2".into();
     let t0 = Instant::now();
     // --wait waits for the rollout.
     c.apply(&b, true);
     let took = t0.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let samples = sampler.finish();
     for i in 0..n {
         assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:2");
@@ -170,7 +142,7 @@ async fn a_new_image_rolls_out_one_replica_at_a_time_never_fewer_than_two_servin
         fewest(&samples),
         samples.len()
     );
-    let o = berth(&c.p, &["rollout", "history", b.name()], None);
+    let o = c.cli(&["rollout", "history", b.name()], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let history = stdout(&o);
     assert!(
@@ -206,23 +178,22 @@ async fn a_broken_image_pauses_the_rollout_with_the_reason_and_undo_restores_it(
     );
     assert!(r.reason.contains("no-such-image"), "{}", r.reason);
     // `rollout status` says so and fails.
-    let o = berth(&c.p, &["rollout", "status", b.name()], None);
+    let o = c.cli(&["rollout", "status", b.name()], None);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("rollout failed"), "{}", stderr(&o));
     // Nothing more is replaced: the two others keep the old image and serve.
-    std::thread::sleep(Duration::from_secs(2));
-    for i in 0..2 {
-        assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");
+    let window = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < window {
+        for i in 0..2 {
+            assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let o = berth(&c.p, &["rollout", "undo", b.name()], None);
+    let o = c.cli(&["rollout", "undo", b.name()], None);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = berth(
-        &c.p,
-        &["rollout", "status", b.name(), "--timeout", "90s"],
-        None,
-    );
+    let o = c.cli(&["rollout", "status", b.name(), "--timeout", "90s"], None);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    std::thread::sleep(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let samples = sampler.finish();
     for i in 0..3 {
         assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");

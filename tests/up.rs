@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestPrefix, docker_try, remove_scope, test_image};
+use common::{TestPrefix, docker_try, test_image};
 
 fn tmux(args: &[&str]) -> bool {
     Command::new("tmux")
@@ -18,17 +18,7 @@ fn tmux(args: &[&str]) -> bool {
 }
 
 fn serves(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) =
-        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-    let mut buf = [0u8; 12];
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
-        && s.read_exact(&mut buf).is_ok()
-        && buf.starts_with(b"HTTP/1.")
+    common::http_ok(addr.parse().unwrap(), Duration::from_millis(300))
 }
 
 /// Removes what the test's node left: its session, containers and cgroup scope.
@@ -42,17 +32,7 @@ impl Drop for Cleanup {
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &self.session])
             .status();
-        let ids = docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=berth.io/node={}", self.node),
-        ])
-        .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = docker_try(&["rm", "-f", id]);
-        }
-        remove_scope(&format!("berth/{}", self.node));
+        common::remove_node(&self.node);
     }
 }
 

@@ -4,7 +4,6 @@
 //! not at all.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -54,12 +53,7 @@ pub struct Release {
     pub updated: u64,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now as now;
 
 /// Every revision of a release, oldest first, with each record's mod revision.
 pub async fn history(store: &Store, name: &str) -> Result<Vec<(Release, i64)>, ChartError> {

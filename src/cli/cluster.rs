@@ -48,11 +48,16 @@ pub async fn controller(
 }
 
 /// `berth status`: the cluster the way crm_mon shows it.
-pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
+/// The whole prefix read once, as the controller sees it, and the revision it was read at.
+async fn read_view(store: &Store) -> Result<(i64, View)> {
     let (revision, items) = store.list(&store.keys().root()).await?;
     let mut cache = Cache::default();
     cache.apply(&WatchEvent::Listed { revision, items });
-    let view = View::read(store.keys(), &cache);
+    Ok((revision, View::read(store.keys(), &cache)))
+}
+
+pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
+    let (_, view) = read_view(store).await?;
     let election = format!("{}election/controller", store.keys().root());
     let leader = store
         .members()
@@ -193,21 +198,14 @@ pub async fn plan(
     } else {
         super::apply::checked(files)?
     };
-    let (revision, items) = store.list(&store.keys().root()).await?;
-    let mut cache = Cache::default();
-    cache.apply(&WatchEvent::Listed { revision, items });
-    let view = View::read(store.keys(), &cache);
+    let (revision, view) = read_view(store).await?;
     let down: BTreeSet<String> = down.iter().cloned().collect();
     for n in &down {
         if !view.nodes.iter().any(|v| &v.name == n) {
             bail!("--node-down {n}: no such node online");
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let changes = crate::controller::whatif::what_if(&view, &applied, &down, now);
+    let changes = crate::controller::whatif::what_if(&view, &applied, &down, crate::unix_now());
     writeln!(
         out,
         "Transition Summary (at revision {revision}; nothing written):"

@@ -65,10 +65,7 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
         }
         RolloutCommand::Pause { name } => {
             current(store, &name).await?;
-            let since = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let since = crate::unix_now();
             let control = RolloutControl {
                 paused: true,
                 since,

@@ -16,7 +16,7 @@ pub mod whatif;
 pub use status::{Candidate, pick_promoted};
 pub use view::{Decoded, View};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -67,12 +67,7 @@ impl ControllerConfig {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now;
 
 /// Campaigns for leadership and leads until `shutdown`; a controller that loses its lease
 /// stops acting and campaigns again.

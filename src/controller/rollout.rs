@@ -185,12 +185,22 @@ pub fn decide(
     } else {
         None
     };
+    // The newest earlier spec, read (from a replica, or decoded from the history) only when
+    // a rollback or a new replica below the partition needs it, not on every pass.
+    let previous = std::cell::OnceCell::new();
+    let previous = || {
+        previous
+            .get_or_init(|| {
+                previous_generation(name, generation, &current, view)
+                    .and_then(|g| spec_at(keys, name, g, &current, stored))
+            })
+            .as_ref()
+    };
     if let Some(why) = &failed
         && strategy.failure_action == FailureAction::Rollback
-        && let Some(g) = previous_generation(name, generation, &current, view)
-        && let Some(prev) = spec_at(keys, name, g, &current, stored)
+        && let Some(prev) = previous()
     {
-        rolled_back = Some((prev, why.clone()));
+        rolled_back = Some((prev.clone(), why.clone()));
     }
     let goal: &Bundle = rolled_back.as_ref().map_or(target, |(b, _)| b);
     let partition = if rolled_back.is_some() {
@@ -204,13 +214,11 @@ pub fn decide(
     // Each placed replica's spec: the goal, or what it runs.
     let mut runs: BTreeMap<u32, &Bundle> = BTreeMap::new();
     let mut candidates: Vec<(u32, &Bundle)> = Vec::new();
-    let previous = previous_generation(name, generation, &current, view)
-        .and_then(|g| spec_at(keys, name, g, &current, stored));
     for &i in placed.keys() {
         match current.get(&i) {
             // New here: below the partition, the previous spec when there is one.
             None => {
-                let keep = (i < partition).then_some(previous.as_ref()).flatten();
+                let keep = if i < partition { previous() } else { None };
                 runs.insert(i, keep.unwrap_or(goal));
             }
             Some(cur) if same_container(cur, goal, i) => {
@@ -295,24 +303,17 @@ pub fn decide(
 
     // The status.
     let at_goal = |i: u32| runs.get(&i).is_some_and(|b| std::ptr::eq(*b, goal));
-    let updated = (0..n).filter(|i| at_goal(*i)).count() as u32;
-    let ready = (0..n)
-        .filter(|i| {
-            at_goal(*i)
-                && current.get(i).is_some_and(|cur| {
-                    same_container(cur, goal, *i)
-                        && cur.metadata.generation == goal.metadata.generation
-                        && readiness(*i, cur) == Readiness::Ready
-                })
-        })
-        .count() as u32;
-    let done = (partition..n).all(|i| {
+    // Assigned the goal already (its node has it) and ready at it.
+    let ready_at_goal = |i: u32| {
         at_goal(i)
             && current.get(&i).is_some_and(|cur| {
                 cur.metadata.generation == goal.metadata.generation
                     && readiness(i, cur) == Readiness::Ready
             })
-    });
+    };
+    let updated = (0..n).filter(|i| at_goal(*i)).count() as u32;
+    let ready = (0..n).filter(|i| ready_at_goal(*i)).count() as u32;
+    let done = (partition..n).all(ready_at_goal);
     if steps.is_empty() && !done {
         let waiting: Vec<String> = (partition..n)
             .filter(|i| at_goal(*i))

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -30,12 +30,7 @@ use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Expect, Keys, Store, StoreError};
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now;
 
 /// Runs the agent until `shutdown` is cancelled; then, as `cfg.on_stop` says, drains the
 /// node (stops its replicas, drops their addresses) or leaves it in maintenance (replicas
@@ -493,10 +488,10 @@ impl<E: Engine> Agent<E> {
     /// This node's containers, less those of unmanaged bundles (left exactly as they are),
     /// with the running state the latest events reported.
     async fn list(&mut self, unmanaged: &BTreeSet<String>) -> Result<Vec<Observed>, EngineError> {
-        let t = std::time::Instant::now();
-        let listed = self.engine.list(&self.cfg.name).await;
-        crate::metrics::get().engine("list", t.elapsed());
-        let listed = listed?;
+        let metrics = crate::metrics::get();
+        let listed = metrics
+            .engine("list", self.engine.list(&self.cfg.name))
+            .await?;
         let mine = listed
             .into_iter()
             .filter(|o| {
@@ -603,6 +598,7 @@ impl<E: Engine> Agent<E> {
         }
         let engine = &self.engine;
         let node = &node;
+        let metrics = crate::metrics::get();
         /// A replica's create-and-start (restart false) or start (true), and its outcome.
         type Outcome = (ReplicaKey, Result<String, EngineError>, bool);
         let outcomes: Vec<Vec<Outcome>> =
@@ -617,34 +613,31 @@ impl<E: Engine> Agent<E> {
                             why,
                         } => {
                             tracing::info!(container = %name, "removing: {why}");
-                            let t = std::time::Instant::now();
-                            if let Err(e) = engine.remove(&id, stop_timeout).await {
+                            let removed =
+                                metrics.engine("remove", engine.remove(&id, stop_timeout));
+                            if let Err(e) = removed.await {
                                 tracing::warn!("{e}");
                             }
-                            crate::metrics::get().engine("remove", t.elapsed());
                         }
                         Action::Create(k) => {
                             let Some(Ok(d)) = desired.get(&k) else {
                                 continue;
                             };
-                            let t = std::time::Instant::now();
-                            let created = engine.create(d, node).await;
-                            crate::metrics::get().engine("create", t.elapsed());
-                            let result = match created {
-                                Ok(id) => {
-                                    let t = std::time::Instant::now();
-                                    let r = engine.start(&id).await.map(|()| id);
-                                    crate::metrics::get().engine("start", t.elapsed());
-                                    r
-                                }
-                                Err(e) => Err(e),
-                            };
+                            let result =
+                                match metrics.engine("create", engine.create(d, node)).await {
+                                    Ok(id) => metrics
+                                        .engine("start", engine.start(&id))
+                                        .await
+                                        .map(|()| id),
+                                    Err(e) => Err(e),
+                                };
                             out.push((k, result, false));
                         }
                         Action::Start { key, id } => {
-                            let t = std::time::Instant::now();
-                            let result = engine.start(&id).await.map(|()| id);
-                            crate::metrics::get().engine("start", t.elapsed());
+                            let result = metrics
+                                .engine("start", engine.start(&id))
+                                .await
+                                .map(|()| id);
                             out.push((key, result, true));
                         }
                     }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -369,10 +369,7 @@ impl Supervisor<'_> {
 
     /// Runs one action and records it.
     async fn call(&self, action: Action, op: &Op) -> Rc {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let at = crate::unix_now();
         let (rc, took, output) = match self
             .resource
             .run(self.reaper, action, op.timeout, op.interval)

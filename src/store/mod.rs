@@ -90,15 +90,11 @@ pub async fn list_paged(
         if rev > 0 {
             opts = opts.with_revision(rev);
         }
-        let started = std::time::Instant::now();
-        let resp = members
-            .call(|c| {
-                let (from, opts) = (from.clone(), opts.clone());
-                async move { kv(&c).get(from, Some(opts)).await }
-            })
-            .await;
-        crate::metrics::get().etcd("list", started.elapsed());
-        let resp = resp?;
+        let page = members.call(|c| {
+            let (from, opts) = (from.clone(), opts.clone());
+            async move { kv(&c).get(from, Some(opts)).await }
+        });
+        let resp = crate::metrics::get().etcd("list", page).await?;
         if rev == 0 {
             rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         }
@@ -299,10 +295,9 @@ impl Store {
         F: Fn(etcd_client::KvClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let started = std::time::Instant::now();
-        let r = self.members.call(|c| op(kv(&c))).await;
-        crate::metrics::get().etcd("kv", started.elapsed());
-        r
+        crate::metrics::get()
+            .etcd("kv", self.members.call(|c| op(kv(&c))))
+            .await
     }
 
     fn etcd(op: &'static str, key: &str) -> impl FnOnce(etcd_client::Error) -> StoreError {

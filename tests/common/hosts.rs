@@ -415,7 +415,7 @@ impl Lan {
                 let f = std::fs::File::open(&ns).unwrap();
                 // SAFETY: setns on an open namespace descriptor; this thread only.
                 assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-                http_get(addr, timeout)
+                super::http_ok(addr, timeout)
             })
             .join()
             .unwrap()
@@ -439,7 +439,7 @@ impl Lan {
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
                 let at = Instant::now();
                 let live = (1..=hosts).map(|i| live_on(k, i)).collect();
-                let serving = http_get(addr, Duration::from_millis(150));
+                let serving = super::http_ok(addr, Duration::from_millis(150));
                 out.push(Sample {
                     at: at - t0,
                     live,
@@ -525,20 +525,6 @@ impl Sampler {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread.take().unwrap().join().unwrap()
     }
-}
-
-fn http_get(addr: std::net::SocketAddr, timeout: Duration) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
 }
 
 impl Drop for Lan {

@@ -465,19 +465,39 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.token.cancel();
-        let ids = docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=berth.io/node={}", self.name),
-        ])
-        .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = docker_try(&["rm", "-f", id]);
-        }
-        // The node's (now empty) cgroup scope, in every hierarchy.
-        remove_scope(&format!("berth/{}", self.name));
+        remove_node(&self.name);
     }
+}
+
+/// Removes what a test's node left on the shared engine: its containers (by their node
+/// label) and its (then empty) cgroup scope, in every hierarchy.
+pub fn remove_node(node: &str) {
+    let ids = docker_try(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=berth.io/node={node}"),
+    ])
+    .unwrap_or_default();
+    for id in ids.split_whitespace() {
+        let _ = docker_try(&["rm", "-f", id]);
+    }
+    remove_scope(&format!("berth/{node}"));
+}
+
+/// An HTTP answer from `addr` within `timeout` (connect, send a GET, read a status line).
+pub fn http_ok(addr: std::net::SocketAddr, timeout: Duration) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
 }
 
 /// Removes the empty cgroup directories `rel` (a node's scope) in every hierarchy.
@@ -489,6 +509,36 @@ pub fn remove_scope(rel: &str) {
     }
     for d in dirs {
         let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// A cluster of one registered node agent and a controller (both in this process), under
+/// the test's own prefix; `tag` keeps its names apart from other tests'.
+pub struct OneNode {
+    pub p: TestPrefix,
+    pub store: Store,
+    pub node: TestNode,
+    pub ctl: TestController,
+    pub tag: String,
+}
+
+/// Starts a [`OneNode`] cluster for `test`, once its node has registered.
+pub async fn one_node(test: &str) -> OneNode {
+    let p = TestPrefix::new(test);
+    let store = p.store().await;
+    let tag = format!("{test}{}", std::process::id() % 100_000);
+    let node = TestNode::start(&p, &format!("{tag}-n")).await;
+    eventually(Duration::from_secs(40), "the node to register", || async {
+        store.get(&store.keys().node(&node.name)).await.unwrap()
+    })
+    .await;
+    let ctl = TestController::start(&p, "ctl").await;
+    OneNode {
+        p,
+        store,
+        node,
+        ctl,
+        tag,
     }
 }
 

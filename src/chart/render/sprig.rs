@@ -184,28 +184,32 @@ fn trunc(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(kept))
 }
 
+/// A function of (a pattern, a string) that returns a string.
+fn on_text(
+    name: &str,
+    args: &[Value],
+    f: impl Fn(&str, &str) -> String,
+) -> Result<Value, FuncError> {
+    arity(name, args, 2)?;
+    Ok(Value::String(f(&text(&args[0]), &text(&args[1]))))
+}
+
 fn trim_suffix(args: &[Value]) -> Result<Value, FuncError> {
-    arity("trimSuffix", args, 2)?;
-    let (suf, s) = (text(&args[0]), text(&args[1]));
-    Ok(Value::String(
-        s.strip_suffix(suf.as_str()).unwrap_or(&s).to_string(),
-    ))
+    on_text("trimSuffix", args, |suf, s| {
+        s.strip_suffix(suf).unwrap_or(s).to_string()
+    })
 }
 
 fn trim_prefix(args: &[Value]) -> Result<Value, FuncError> {
-    arity("trimPrefix", args, 2)?;
-    let (pre, s) = (text(&args[0]), text(&args[1]));
-    Ok(Value::String(
-        s.strip_prefix(pre.as_str()).unwrap_or(&s).to_string(),
-    ))
+    on_text("trimPrefix", args, |pre, s| {
+        s.strip_prefix(pre).unwrap_or(s).to_string()
+    })
 }
 
 fn trim_all(args: &[Value]) -> Result<Value, FuncError> {
-    arity("trimAll", args, 2)?;
-    let (cut, s) = (text(&args[0]), text(&args[1]));
-    Ok(Value::String(
-        s.trim_matches(|c| cut.contains(c)).to_string(),
-    ))
+    on_text("trimAll", args, |cut, s| {
+        s.trim_matches(|c| cut.contains(c)).to_string()
+    })
 }
 
 fn replace(args: &[Value]) -> Result<Value, FuncError> {
@@ -217,19 +221,26 @@ fn replace(args: &[Value]) -> Result<Value, FuncError> {
     bounded("replace", s.replace(&old, &new))
 }
 
+/// A test of (a pattern, a string).
+fn test_text(
+    name: &str,
+    args: &[Value],
+    f: impl Fn(&str, &str) -> bool,
+) -> Result<Value, FuncError> {
+    arity(name, args, 2)?;
+    Ok(Value::Bool(f(&text(&args[0]), &text(&args[1]))))
+}
+
 fn contains(args: &[Value]) -> Result<Value, FuncError> {
-    arity("contains", args, 2)?;
-    Ok(Value::Bool(text(&args[1]).contains(&text(&args[0]))))
+    test_text("contains", args, |sub, s| s.contains(sub))
 }
 
 fn has_prefix(args: &[Value]) -> Result<Value, FuncError> {
-    arity("hasPrefix", args, 2)?;
-    Ok(Value::Bool(text(&args[1]).starts_with(&text(&args[0]))))
+    test_text("hasPrefix", args, |pre, s| s.starts_with(pre))
 }
 
 fn has_suffix(args: &[Value]) -> Result<Value, FuncError> {
-    arity("hasSuffix", args, 2)?;
-    Ok(Value::Bool(text(&args[1]).ends_with(&text(&args[0]))))
+    test_text("hasSuffix", args, |suf, s| s.ends_with(suf))
 }
 
 fn repeat(args: &[Value]) -> Result<Value, FuncError> {
@@ -269,34 +280,29 @@ fn nospace(args: &[Value]) -> Result<Value, FuncError> {
     ))
 }
 
-fn title(args: &[Value]) -> Result<Value, FuncError> {
-    arity("title", args, 1)?;
+/// `s` with the first letter of each word upper-cased (`upper`) or lower-cased.
+fn word_starts(s: &str, upper: bool) -> String {
     let mut out = String::new();
     let mut start = true;
-    for c in text(&args[0]).chars() {
-        if start {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
+    for c in s.chars() {
+        match (start, upper) {
+            (true, true) => out.extend(c.to_uppercase()),
+            (true, false) => out.extend(c.to_lowercase()),
+            (false, _) => out.push(c),
         }
         start = c.is_whitespace();
     }
-    Ok(Value::String(out))
+    out
+}
+
+fn title(args: &[Value]) -> Result<Value, FuncError> {
+    arity("title", args, 1)?;
+    Ok(Value::String(word_starts(&text(&args[0]), true)))
 }
 
 fn untitle(args: &[Value]) -> Result<Value, FuncError> {
     arity("untitle", args, 1)?;
-    let mut out = String::new();
-    let mut start = true;
-    for c in text(&args[0]).chars() {
-        if start {
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-        start = c.is_whitespace();
-    }
-    Ok(Value::String(out))
+    Ok(Value::String(word_starts(&text(&args[0]), false)))
 }
 
 /// Words of an identifier: split at `_`, `-`, spaces and lower-to-upper changes.
@@ -324,22 +330,22 @@ fn words(s: &str) -> Vec<String> {
     out
 }
 
-fn snakecase(args: &[Value]) -> Result<Value, FuncError> {
-    arity("snakecase", args, 1)?;
+/// The words of the one argument, lower-cased and joined by `sep`.
+fn lower_words(name: &str, args: &[Value], sep: &str) -> Result<Value, FuncError> {
+    arity(name, args, 1)?;
     let w: Vec<String> = words(&text(&args[0]))
         .iter()
         .map(|w| w.to_lowercase())
         .collect();
-    Ok(Value::String(w.join("_")))
+    Ok(Value::String(w.join(sep)))
+}
+
+fn snakecase(args: &[Value]) -> Result<Value, FuncError> {
+    lower_words("snakecase", args, "_")
 }
 
 fn kebabcase(args: &[Value]) -> Result<Value, FuncError> {
-    arity("kebabcase", args, 1)?;
-    let w: Vec<String> = words(&text(&args[0]))
-        .iter()
-        .map(|w| w.to_lowercase())
-        .collect();
-    Ok(Value::String(w.join("-")))
+    lower_words("kebabcase", args, "-")
 }
 
 fn camelcase(args: &[Value]) -> Result<Value, FuncError> {
@@ -595,30 +601,26 @@ fn values(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Array(k.into_iter().map(|k| m[k].clone()).collect()))
 }
 
-fn pick(args: &[Value]) -> Result<Value, FuncError> {
+/// A dict with only the named keys (`keep`), or without them.
+fn select(name: &str, args: &[Value], keep: bool) -> Result<Value, FuncError> {
     let Some((d, names)) = args.split_first() else {
-        return Err(FuncError::AtLeastXArgs("pick".into(), 1));
+        return Err(FuncError::AtLeastXArgs(name.into(), 1));
     };
     let names: Vec<String> = names.iter().map(text).collect();
     Ok(Value::Map(
-        map(d, "pick")?
+        map(d, name)?
             .into_iter()
-            .filter(|(k, _)| names.contains(k))
+            .filter(|(k, _)| names.contains(k) == keep)
             .collect(),
     ))
 }
 
+fn pick(args: &[Value]) -> Result<Value, FuncError> {
+    select("pick", args, true)
+}
+
 fn omit(args: &[Value]) -> Result<Value, FuncError> {
-    let Some((d, names)) = args.split_first() else {
-        return Err(FuncError::AtLeastXArgs("omit".into(), 1));
-    };
-    let names: Vec<String> = names.iter().map(text).collect();
-    Ok(Value::Map(
-        map(d, "omit")?
-            .into_iter()
-            .filter(|(k, _)| !names.contains(k))
-            .collect(),
-    ))
+    select("omit", args, false)
 }
 
 /// Deep merge of `src` into `dst`; `overwrite` lets `src` win on keys both have.
