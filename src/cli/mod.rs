@@ -289,6 +289,11 @@ pub struct NodeArgs {
     /// images without this host's C library.
     #[arg(long)]
     pub remote_binary: Option<PathBuf>,
+    /// Copy the remote-agent binary into `<state-dir>/.bin/berth` at start and mount that
+    /// copy: for an agent run in a container, whose own files are not the host's (berth's
+    /// image sets it).
+    #[arg(long, env = "BERTH_COPY_REMOTE_BINARY")]
+    pub copy_remote_binary: bool,
     /// Host policy: let bundles run privileged (`--privileged`, unconfined security
     /// options). Off by default.
     #[arg(long)]
@@ -417,7 +422,8 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -588,6 +594,7 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
         );
         cfg.remote_binary = Some(bin);
     }
+    cfg.install_remote_binary = args.copy_remote_binary;
     let engine = DockerEngine::connect(args.docker_host.as_deref()).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -39,7 +39,7 @@ use crate::unix_now;
 pub async fn run<E: Engine>(
     store: Store,
     engine: E,
-    cfg: NodeConfig,
+    mut cfg: NodeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     crate::model::validate::node_name(&cfg.name).map_err(NodeError::BadName)?;
@@ -52,6 +52,18 @@ pub async fn run<E: Engine>(
         path: cfg.state_dir.clone(),
         source,
     })?;
+    if cfg.install_remote_binary
+        && let Some(from) = cfg.remote_binary.take()
+    {
+        let to = cfg
+            .state_dir
+            .join(super::files::REMOTE_BIN_SUBDIR)
+            .join("berth");
+        let installed = super::files::install_remote_binary(&cfg.state_dir, &from)
+            .map_err(|source| NodeError::RemoteBinary { from, to, source })?;
+        tracing::info!(path = %installed.display(), "remote agent binary copied into the state directory (--copy-remote-binary)");
+        cfg.remote_binary = Some(installed);
+    }
     // Ready once registered (a node that cannot register serves 503 on /readyz).
     let ready = crate::metrics::Ready::default();
     crate::metrics::spawn(cfg.metrics, ready.clone());

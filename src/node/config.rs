@@ -33,6 +33,12 @@ pub struct NodeConfig {
     /// `berth remote` runs as PID 1 (default: this executable). It must run in the bundle's
     /// image: build it statically (scripts/build-image.sh) for images without glibc.
     pub remote_binary: Option<PathBuf>,
+    /// Copy `remote_binary` into `<state_dir>/.bin/berth` at start and mount that copy (off
+    /// by default; berth's image turns it on). For an agent run in a container: a path inside
+    /// its container is not a host path (Docker would create an empty directory at it on
+    /// the host and mount that), while the state directory is mounted from the host at the
+    /// same path, so the copy is a host file.
+    pub install_remote_binary: bool,
     /// What this node permits bundles (host policy): nothing privileged, and host
     /// directories under `/srv` and `/var/log/pacemaker`, by default.
     pub permits: Permits,
@@ -76,6 +82,7 @@ impl NodeConfig {
             max_backoff: Duration::from_secs(30),
             stable_after: Duration::from_secs(10),
             remote_binary: std::env::current_exe().ok(),
+            install_remote_binary: false,
             permits: Permits::default(),
             watchdog: std::env::current_exe().ok(),
             freeze_for: Duration::from_secs(60),
@@ -103,6 +110,13 @@ pub enum NodeError {
     /// `--lease-ttl` cannot be used. Give up.
     #[error("lease TTL {0:?}: must be a whole number of seconds, at least 1")]
     BadLeaseTtl(Duration),
+    #[error("cannot copy the remote agent {from} into {to}: {source}")]
+    RemoteBinary {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
         path: PathBuf,

@@ -29,6 +29,37 @@ pub fn cgroup_parent(driver: &str, node: &str) -> String {
     }
 }
 
+fn read_self_cgroup() -> String {
+    std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default()
+}
+
+/// Whether the fence can reach the engine's containers through the cgroup filesystem at
+/// `root`, for a process whose `/proc/self/cgroup` reads `text`: the process's own cgroup
+/// is found below `root` at the path that file names, and the hierarchy is writable. An agent
+/// in a container without the host's cgroups fails one or the other: under cgroup v1 `root`
+/// holds only the container's own cgroup (its path, `/docker/<id>`, is not below it), and
+/// under v2 the container's own namespace is mounted read-only.
+fn cgroups_reachable_at(root: &Path, text: &str) -> bool {
+    // The hierarchy the fence writes to ([`Scope::under`]): v2's, or v1's freezer.
+    let hierarchy = if root.join("cgroup.controllers").exists() {
+        root.to_path_buf()
+    } else {
+        root.join("freezer")
+    };
+    let v2 = hierarchy == root;
+    let own = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let mine = match controllers {
+            "" => v2,
+            c => !v2 && c.split(',').any(|c| c == "freezer"),
+        };
+        mine.then(|| hierarchy.join(path.trim_start_matches('/')))
+    });
+    own.is_some_and(|dir| dir.is_dir())
+        && nix::unistd::access(&hierarchy, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
 /// Which cgroup interface the host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -68,6 +99,12 @@ impl Scope {
     /// The scope for cgroup parent `parent` on this host (`None` when the host has neither a
     /// v2 unified hierarchy nor a v1 freezer: then only the engine can fence).
     pub fn for_parent(parent: &str) -> Option<Scope> {
+        if !cgroups_reachable_at(Path::new(CGROUP_ROOT), &read_self_cgroup()) {
+            tracing::warn!(
+                "the cgroup filesystem at {CGROUP_ROOT} is not the engine's or not writable here: this agent cannot freeze or kill the node's scope {parent}, and fences by dropping addresses only (in a container, run it with --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup)"
+            );
+            return None;
+        }
         Scope::under(Path::new(CGROUP_ROOT), parent)
     }
 
@@ -252,6 +289,30 @@ mod tests {
     fn parent_follows_the_driver() {
         assert_eq!(cgroup_parent("cgroupfs", "n1"), "/berth/n1");
         assert_eq!(cgroup_parent("systemd", "n1"), "berth.slice");
+    }
+
+    #[test]
+    fn the_fence_needs_the_engines_cgroups_writable() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "freezer").unwrap();
+        std::fs::create_dir_all(v2.path().join("system.slice/docker-ab.scope")).unwrap();
+        assert!(cgroups_reachable_at(
+            v2.path(),
+            "0::/system.slice/docker-ab.scope\n"
+        ));
+        assert!(cgroups_reachable_at(v2.path(), "0::/\n"));
+        assert!(!cgroups_reachable_at(v2.path(), "0::/other\n"));
+        let v1 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v1.path().join("freezer/docker/ab")).unwrap();
+        let hybrid = "7:cpu,cpuacct:/docker/ab\n3:freezer:/docker/ab\n0::/docker/ab\n";
+        assert!(cgroups_reachable_at(v1.path(), hybrid));
+        // v1 in a container without the host's hierarchy: its own path is not below the
+        // root it sees.
+        assert!(!cgroups_reachable_at(
+            v1.path(),
+            "3:freezer:/docker/cd\n0::/docker/cd\n"
+        ));
+        assert!(!cgroups_reachable_at(v1.path(), ""));
     }
 
     #[test]

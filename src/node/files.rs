@@ -192,6 +192,25 @@ fn refused(path: &Path, e: std::io::Error) -> std::io::Error {
     }
 }
 
+/// The directory under a node's state directory that holds the copy of the remote agent
+/// binary (a name no bundle can have: bundle names do not start with a dot).
+pub const REMOTE_BIN_SUBDIR: &str = ".bin";
+
+/// Copies the file `from` to `<state_dir>/.bin/berth` (mode 0755, written beside and renamed
+/// into place; left alone when it already holds the same bytes) and returns that path.
+/// Containers started earlier keep the inode they mounted.
+pub fn install_remote_binary(state_dir: &Path, from: &Path) -> std::io::Result<PathBuf> {
+    let bytes = std::fs::read(from)?;
+    let dir = Dir::root(state_dir)?.sub(REMOTE_BIN_SUBDIR)?;
+    let same = dir
+        .read("berth", bytes.len())
+        .is_ok_and(|have| have == bytes);
+    if !same {
+        dir.write("berth", &bytes, 0o755)?;
+    }
+    Ok(dir.path().join("berth"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +255,33 @@ mod tests {
         drop(l);
         symlink(t.path().join("s"), t.path().join("link")).unwrap();
         assert!(d.socket("link").is_err());
+    }
+
+    #[test]
+    fn the_remote_binary_is_copied_once_and_a_planted_link_is_replaced() {
+        let state = tempfile::tempdir().unwrap();
+        let src = state.path().join("src-berth");
+        std::fs::write(&src, b"binary v1").unwrap();
+        let to = install_remote_binary(state.path(), &src).unwrap();
+        assert_eq!(to, state.path().join(".bin/berth"));
+        assert_eq!(std::fs::read(&to).unwrap(), b"binary v1");
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(
+            std::fs::metadata(&to).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // The same bytes: left alone (same inode).
+        let ino = std::fs::metadata(&to).unwrap().ino();
+        install_remote_binary(state.path(), &src).unwrap();
+        assert_eq!(std::fs::metadata(&to).unwrap().ino(), ino);
+        // A link in its place is replaced, its target untouched.
+        let target = state.path().join("host-file");
+        std::fs::write(&target, b"host").unwrap();
+        std::fs::remove_file(&to).unwrap();
+        std::os::unix::fs::symlink(&target, &to).unwrap();
+        install_remote_binary(state.path(), &src).unwrap();
+        assert!(std::fs::symlink_metadata(&to).unwrap().is_file());
+        assert_eq!(std::fs::read(&target).unwrap(), b"host");
+        assert_eq!(std::fs::read(&to).unwrap(), b"binary v1");
     }
 }
