@@ -358,6 +358,7 @@ fn hostile() -> Vec<Vec<u8>> {
         format!("{}{}", "[".repeat(deep), "]".repeat(deep)).into_bytes(),
         format!("{}1{}", "{\"a\":".repeat(deep), "}".repeat(deep)).into_bytes(),
         "- ".repeat(deep).into_bytes(),
+        format!("a: {}1{}", "{b: ".repeat(deep), "}".repeat(deep)).into_bytes(),
         "a:\n".repeat(1000).into_bytes(),
         format!("{}{}", "<a>".repeat(deep), "</a>".repeat(deep)).into_bytes(),
         format!("<cib>{}", "<bundle>".repeat(deep)).into_bytes(),
@@ -615,5 +616,38 @@ fn fuzz_controller_view() {
             0,
         );
         assert!(p.placed.contains_key("good") || p.pending.contains_key("good"));
+    });
+}
+
+/// Chart packages and repository indexes come from the network. The input is the tar inside
+/// the package (gzipped here, so that mutations reach the tar reader rather than breaking
+/// gzip's checksum), and is also read as a package and as an index as it is.
+#[test]
+fn fuzz_chart_packages_and_indexes() {
+    use berth::chart::repo;
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = repo::package(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/httpd"),
+        dir.path(),
+    )
+    .unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::read(&pkg).unwrap().as_slice()),
+        &mut tar,
+    )
+    .unwrap();
+    let index = repo::index(dir.path(), Some("http://127.0.0.1:1/")).unwrap();
+    let mut corpus = vec![tar, serde_yaml::to_string(&index).unwrap().into_bytes()];
+    corpus.extend(hostile());
+    fuzz("chart package", corpus, |b| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b).unwrap();
+        let _ = repo::load_package(&gz.finish().unwrap(), "fuzz.tgz");
+        let _ = repo::load_package(b, "fuzz.tgz");
+        if let Ok(idx) = repo::parse_index(b, "fuzz") {
+            let _ = idx.find("httpd", None);
+            let _ = idx.find("httpd", Some(">=0.1, <1"));
+        }
     });
 }

@@ -9,6 +9,7 @@
 
 pub mod release;
 pub mod render;
+pub mod repo;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -78,10 +79,10 @@ fn load_err(path: &Path, reason: impl ToString) -> ChartError {
     }
 }
 
-/// Reads a YAML file as JSON (so that values merge and validate in one shape).
-fn yaml_file(path: &Path) -> Result<Json, ChartError> {
-    let text = std::fs::read_to_string(path).map_err(|e| load_err(path, e))?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| load_err(path, e))?;
+/// YAML text as JSON (so that values merge and validate in one shape); null is `{}`.
+fn yaml_json(path: &Path, text: &str) -> Result<Json, ChartError> {
+    manifest::check_flow_depth(text).map_err(|e| load_err(path, e))?;
+    let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| load_err(path, e))?;
     let j = serde_json::to_value(v).map_err(|e| load_err(path, e))?;
     Ok(if j.is_null() {
         Json::Object(Default::default())
@@ -90,11 +91,71 @@ fn yaml_file(path: &Path) -> Result<Json, ChartError> {
     })
 }
 
+/// Reads a YAML file as JSON.
+fn yaml_file(path: &Path) -> Result<Json, ChartError> {
+    let text = std::fs::read_to_string(path).map_err(|e| load_err(path, e))?;
+    yaml_json(path, &text)
+}
+
+/// Whether a chart file is one the loader reads: the metadata, values, schema, and the
+/// templates directly in `templates/` (`.yaml`, `.yml`, `.tpl`).
+fn chart_file(rel: &str) -> bool {
+    matches!(rel, "Chart.yaml" | "values.yaml" | "values.schema.json")
+        || rel.strip_prefix("templates/").is_some_and(|name| {
+            !name.contains('/')
+                && [".yaml", ".yml", ".tpl"]
+                    .iter()
+                    .any(|ext| name.len() > ext.len() && name.ends_with(ext))
+        })
+}
+
 /// Loads a chart directory laid out as Helm's.
 pub fn load(dir: &Path) -> Result<Chart, ChartError> {
-    let meta_path = dir.join("Chart.yaml");
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| load_err(&meta_path, e))?;
-    let meta: ChartMeta = serde_yaml::from_str(&text).map_err(|e| load_err(&meta_path, e))?;
+    let mut files = std::collections::BTreeMap::new();
+    for rel in ["Chart.yaml", "values.yaml", "values.schema.json"] {
+        let path = dir.join(rel);
+        if rel == "Chart.yaml" || path.exists() {
+            files.insert(
+                rel.to_string(),
+                std::fs::read(&path).map_err(|e| load_err(&path, e))?,
+            );
+        }
+    }
+    let tdir = dir.join("templates");
+    if tdir.is_dir() {
+        for e in std::fs::read_dir(&tdir).map_err(|e| load_err(&tdir, e))? {
+            let path = e.map_err(|e| load_err(&tdir, e))?.path();
+            let rel = format!(
+                "templates/{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            if path.is_file() && chart_file(&rel) {
+                files.insert(rel, std::fs::read(&path).map_err(|e| load_err(&path, e))?);
+            }
+        }
+    }
+    from_files(dir, &files)
+}
+
+/// Loads a chart from its files (path relative to the chart → content); `origin` (a
+/// directory or an archive) names them in errors.
+pub fn from_files(
+    origin: &Path,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Chart, ChartError> {
+    let text = |rel: &str| -> Result<Option<String>, ChartError> {
+        files
+            .get(rel)
+            .map(|b| {
+                String::from_utf8(b.clone())
+                    .map_err(|_| load_err(&origin.join(rel), "not UTF-8 text"))
+            })
+            .transpose()
+    };
+    let meta_path = origin.join("Chart.yaml");
+    let text_meta = text("Chart.yaml")?.ok_or_else(|| load_err(&meta_path, "missing"))?;
+    manifest::check_flow_depth(&text_meta).map_err(|e| load_err(&meta_path, e))?;
+    let meta: ChartMeta = serde_yaml::from_str(&text_meta).map_err(|e| load_err(&meta_path, e))?;
     if meta.api_version != "v2" {
         return Err(load_err(
             &meta_path,
@@ -107,45 +168,26 @@ pub fn load(dir: &Path) -> Result<Chart, ChartError> {
     if meta.dependencies.is_some() {
         return Err(load_err(&meta_path, "dependencies are not supported"));
     }
-    let values_path = dir.join("values.yaml");
-    let values = if values_path.exists() {
-        yaml_file(&values_path)?
-    } else {
-        Json::Object(Default::default())
+    let values = match text("values.yaml")? {
+        Some(t) => yaml_json(&origin.join("values.yaml"), &t)?,
+        None => Json::Object(Default::default()),
     };
-    let schema_path = dir.join("values.schema.json");
-    let schema = if schema_path.exists() {
-        let text = std::fs::read_to_string(&schema_path).map_err(|e| load_err(&schema_path, e))?;
-        Some(serde_json::from_str(&text).map_err(|e| load_err(&schema_path, e))?)
-    } else {
-        None
+    let schema = match text("values.schema.json")? {
+        Some(t) => Some(
+            serde_json::from_str(&t)
+                .map_err(|e| load_err(&origin.join("values.schema.json"), e))?,
+        ),
+        None => None,
     };
-    let tdir = dir.join("templates");
     let mut templates = Vec::new();
-    if tdir.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&tdir)
-            .map_err(|e| load_err(&tdir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "tpl")
-                    )
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| load_err(&f, e))?;
-            let name = format!(
-                "templates/{}",
-                f.file_name().unwrap_or_default().to_string_lossy()
-            );
-            templates.push((name, text));
-        }
+    for rel in files
+        .keys()
+        .filter(|r| r.starts_with("templates/") && chart_file(r))
+    {
+        templates.push((rel.clone(), text(rel)?.unwrap_or_default()));
     }
     Ok(Chart {
-        dir: dir.to_path_buf(),
+        dir: origin.to_path_buf(),
         meta,
         values,
         templates,

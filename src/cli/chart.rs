@@ -7,29 +7,35 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::table::Table;
-use crate::chart::{self, release};
+use crate::chart::{self, release, repo};
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum ChartCommand {
     /// Print the manifests a chart renders for a release (nothing is written).
+    #[command(disable_version_flag = true)]
     Template {
         release: String,
-        chart: PathBuf,
+        #[command(flatten)]
+        chart: ChartArg,
         #[command(flatten)]
         values: ValuesArgs,
     },
     /// Install a chart as a new release.
+    #[command(disable_version_flag = true)]
     Install {
         release: String,
-        chart: PathBuf,
+        #[command(flatten)]
+        chart: ChartArg,
         #[command(flatten)]
         values: ValuesArgs,
     },
     /// Upgrade a release to a chart (and values): applies the difference.
+    #[command(disable_version_flag = true)]
     Upgrade {
         release: String,
-        chart: PathBuf,
+        #[command(flatten)]
+        chart: ChartArg,
         #[command(flatten)]
         values: ValuesArgs,
         /// Install the release if it does not exist.
@@ -51,6 +57,69 @@ pub enum ChartCommand {
     List,
     /// Show every revision of a release.
     History { release: String },
+    /// Package a chart directory as `<name>-<version>.tgz` (Helm's layout).
+    Package {
+        dir: PathBuf,
+        /// Where to write the package.
+        #[arg(short = 'd', long, default_value = ".")]
+        destination: PathBuf,
+    },
+    /// Download a chart from a repository (its digest checked against the index).
+    #[command(disable_version_flag = true)]
+    Pull {
+        /// REPOSITORY/CHART.
+        chart: String,
+        /// An exact version or a semver range (default: the latest release).
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(short = 'd', long, default_value = ".")]
+        destination: PathBuf,
+        /// Unpack it into `<destination>/<chart>/` instead of keeping the .tgz.
+        #[arg(long)]
+        untar: bool,
+    },
+    /// Chart repositories: add, list, update, remove, and index a directory of packages.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+/// `berth chart repo …`. The list is `repositories.yaml` (`BERTH_REPOSITORY_CONFIG`, default
+/// `~/.config/berth/repositories.yaml`); indexes are cached in `BERTH_REPOSITORY_CACHE`
+/// (default `~/.cache/berth/repository`).
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Add a repository (its index.yaml is fetched and read first).
+    Add {
+        name: String,
+        url: String,
+        /// Replace a repository already added under that name with another URL.
+        #[arg(long)]
+        force_update: bool,
+    },
+    /// List the repositories added.
+    List,
+    /// Fetch the indexes again (all, or those named).
+    Update { names: Vec<String> },
+    /// Remove a repository and its cached index.
+    Remove { name: String },
+    /// Write `<dir>/index.yaml` for the packages (`*.tgz`) in a directory.
+    Index {
+        dir: PathBuf,
+        /// The URL the repository is served at (default: URLs relative to the index).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Which chart: a chart directory, a package (`.tgz`), or REPOSITORY/CHART from a repository
+/// added with `berth chart repo add`.
+#[derive(Debug, Args)]
+pub struct ChartArg {
+    pub chart: String,
+    /// For REPOSITORY/CHART: an exact version or a semver range (default: the latest
+    /// release).
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 /// Values on top of the chart's values.yaml: -f files, then --set, later ones winning.
@@ -64,32 +133,42 @@ pub struct ValuesArgs {
     pub set: Vec<String>,
 }
 
-fn load(chart: &std::path::Path, v: &ValuesArgs) -> Result<(chart::Chart, serde_json::Value)> {
-    let c = chart::load(chart)?;
+/// The chart an argument names: a directory, a package file, else REPOSITORY/CHART.
+async fn resolve(arg: &ChartArg) -> Result<chart::Chart> {
+    let path = std::path::Path::new(&arg.chart);
+    if path.exists() {
+        anyhow::ensure!(
+            arg.version.is_none(),
+            "--version: only for a chart from a repository ({} is a local chart)",
+            arg.chart
+        );
+        return Ok(if path.is_dir() {
+            chart::load(path)?
+        } else {
+            let bytes =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            repo::load_package(&bytes, &arg.chart)?
+        });
+    }
+    let (entry, bytes) = repo::Repos::from_env()
+        .download(&arg.chart, arg.version.as_deref())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (and no chart directory or package at {:?})", arg.chart)
+        })?;
+    Ok(repo::load_package(
+        &bytes,
+        &format!("{}-{}", arg.chart, entry.version),
+    )?)
+}
+
+async fn load(arg: &ChartArg, v: &ValuesArgs) -> Result<(chart::Chart, serde_json::Value)> {
+    let c = resolve(arg).await?;
     let values = chart::values(&c, &v.files, &v.set)?;
     Ok((c, values))
 }
 
-pub(super) fn time(secs: u64) -> String {
-    // UTC, as `date -u +%FT%TZ` prints it, without a date crate.
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let (y, mo, d) = civil(days as i64);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days.
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+pub(super) use crate::utc_time as time;
 
 /// Runs a chart command; `store` is connected only for the verbs that need etcd.
 pub async fn run(
@@ -103,7 +182,7 @@ pub async fn run(
             chart,
             values,
         } => {
-            let (c, v) = load(&chart, &values)?;
+            let (c, v) = load(&chart, &values).await?;
             write!(out, "{}", release::template(&c, &release, &v)?.manifest)?;
         }
         ChartCommand::Install {
@@ -111,7 +190,7 @@ pub async fn run(
             chart,
             values,
         } => {
-            let (c, v) = load(&chart, &values)?;
+            let (c, v) = load(&chart, &values).await?;
             let r = release::install(&store().await?, &c, &release, v).await?;
             summary(out, &r)?;
         }
@@ -121,7 +200,7 @@ pub async fn run(
             values,
             install,
         } => {
-            let (c, v) = load(&chart, &values)?;
+            let (c, v) = load(&chart, &values).await?;
             let r = release::upgrade(&store().await?, &c, &release, v, install).await?;
             summary(out, &r)?;
         }
@@ -184,6 +263,88 @@ pub async fn run(
                 ]);
             }
             t.print(out, true)?;
+        }
+        ChartCommand::Package { dir, destination } => {
+            let path = repo::package(&dir, &destination)?;
+            writeln!(out, "packaged {}", path.display())?;
+        }
+        ChartCommand::Pull {
+            chart,
+            version,
+            destination,
+            untar,
+        } => {
+            let (entry, bytes) = repo::Repos::from_env()
+                .download(&chart, version.as_deref())
+                .await?;
+            let origin = format!("{chart}-{}", entry.version);
+            let path = if untar {
+                repo::untar(&bytes, &origin, &destination)?
+            } else {
+                // Read before it is kept: a package berth cannot load is not written.
+                repo::load_package(&bytes, &origin)?;
+                let path = destination.join(format!("{}-{}.tgz", entry.name, entry.version));
+                std::fs::create_dir_all(&destination)?;
+                std::fs::write(&path, &bytes)?;
+                path
+            };
+            writeln!(
+                out,
+                "pulled {} {} to {}",
+                entry.name,
+                entry.version,
+                path.display()
+            )?;
+        }
+        ChartCommand::Repo(cmd) => repo_command(cmd, out).await?,
+    }
+    Ok(())
+}
+
+async fn repo_command(cmd: RepoCommand, out: &mut impl Write) -> Result<()> {
+    let repos = repo::Repos::from_env();
+    match cmd {
+        RepoCommand::Add {
+            name,
+            url,
+            force_update,
+        } => {
+            let idx = repos.add(&name, &url, force_update).await?;
+            let charts: usize = idx.entries.values().map(Vec::len).sum();
+            writeln!(
+                out,
+                "\"{name}\" has been added to your repositories ({charts} chart versions)"
+            )?;
+        }
+        RepoCommand::List => {
+            let f = repos.read()?;
+            anyhow::ensure!(!f.repositories.is_empty(), "no repositories to show");
+            let mut t = Table::new(vec!["NAME", "URL"]);
+            for r in f.repositories {
+                t.row(vec![r.name, r.url]);
+            }
+            t.print(out, true)?;
+        }
+        RepoCommand::Update { names } => {
+            for n in repos.update(&names).await? {
+                writeln!(
+                    out,
+                    "...Successfully got an update from the \"{n}\" chart repository"
+                )?;
+            }
+        }
+        RepoCommand::Remove { name } => {
+            repos.remove(&name)?;
+            writeln!(out, "\"{name}\" has been removed from your repositories")?;
+        }
+        RepoCommand::Index { dir, url } => {
+            let idx = repo::index(&dir, url.as_deref())?;
+            let charts: usize = idx.entries.values().map(Vec::len).sum();
+            writeln!(
+                out,
+                "wrote {} ({charts} chart versions)",
+                dir.join("index.yaml").display()
+            )?;
         }
     }
     Ok(())

@@ -775,3 +775,14 @@ fn duplicate_names(bundles: &[Bundle]) -> Vec<&str> {
     dups.dedup();
     dups
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command tree (unique names and flags, …), which it
+    /// otherwise runs only when that subcommand is parsed in a debug build.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -47,6 +47,36 @@ pub enum ParseError {
     },
     #[error(transparent)]
     Xml(#[from] XmlError),
+    /// Nested deeper than [`MAX_FLOW_DEPTH`].
+    #[error("{0}")]
+    TooDeep(String),
+}
+
+/// The deepest flow nesting (`{`, `[`) accepted in YAML: libyaml's scanner takes time
+/// quadratic in it (20,000 levels take seconds, 100,000 minutes), and no real document
+/// comes near.
+pub const MAX_FLOW_DEPTH: usize = 256;
+
+/// Refuses YAML whose flow collections nest deeper than [`MAX_FLOW_DEPTH`], before a YAML
+/// parser sees it. Brackets are counted wherever they are, quoted ones included: an
+/// over-count that only a pathological document reaches.
+pub fn check_flow_depth(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!(
+                        "nested deeper than {MAX_FLOW_DEPTH} levels of {{ and ["
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Bundles read from one text, with warnings about what was ignored (CIB sections).
@@ -93,6 +123,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             })
         }
         Format::Yaml => {
+            check_flow_depth(text).map_err(ParseError::TooDeep)?;
             let mut bundles = Vec::new();
             for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
                 let yaml_err = |path: String, source| ParseError::Yaml {
@@ -159,6 +190,15 @@ impl fmt::Display for Format {
 mod tests {
     use super::super::fixtures::seed;
     use super::*;
+
+    #[test]
+    fn deep_flow_yaml_is_refused_before_the_parser() {
+        let deep = format!("a: {}1{}", "{b: ".repeat(100_000), "}".repeat(100_000));
+        let e = parse(&deep).unwrap_err().to_string();
+        assert!(e.contains("nested deeper than 256"), "{e}");
+        let ok = format!("a: {}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(check_flow_depth(&ok).is_ok());
+    }
 
     #[test]
     fn yaml_multi_document_and_json_array() {

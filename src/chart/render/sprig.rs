@@ -811,7 +811,9 @@ fn from_json_text(args: &[Value]) -> Result<Value, FuncError> {
 
 fn from_yaml(args: &[Value]) -> Result<Value, FuncError> {
     arity("fromYaml", args, 1)?;
-    serde_yaml::from_str::<serde_json::Value>(&text(&args[0]))
+    let t = text(&args[0]);
+    crate::model::manifest::check_flow_depth(&t).map_err(|e| err(format!("fromYaml: {e}")))?;
+    serde_yaml::from_str::<serde_json::Value>(&t)
         .map(from_json)
         .map_err(|e| err(format!("fromYaml: {e}")))
 }
