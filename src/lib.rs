@@ -60,6 +60,7 @@ fn civil(z: i64) -> (i64, u32, u32) {
 pub mod chart;
 pub mod cli;
 pub mod controller;
+pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod node;

@@ -189,6 +189,16 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// Events (what happened to bundles, replicas and nodes, and why), oldest first; they
+    /// expire an hour after their last repeat.
+    Events {
+        /// Only these: `bundle/NAME` (with its replicas), `replica/NAME`, `node/NAME`, or
+        /// a bundle's name.
+        object: Option<String>,
+        /// Then print each new or repeated event as it is written.
+        #[arg(short, long)]
+        watch: bool,
+    },
     /// What applying manifests or losing nodes would do (start, stop, move, replace,
     /// promote), from the live cluster and the controller's own placement; writes nothing.
     Plan {
@@ -482,6 +492,9 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
         }
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Events { object, watch } => {
+            show::events(&cli.etcd.store().await?, object.as_deref(), watch, out).await
+        }
         Command::Plan { files, node_down } => {
             cluster::plan(&cli.etcd.store().await?, &files, &node_down, out).await
         }

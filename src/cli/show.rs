@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::events::Event;
 use anyhow::{Result, anyhow, bail};
 use futures::StreamExt;
 
@@ -291,6 +292,121 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
             }
         }
         t.print(out, true)?;
+    }
+    // The bundle's and its replicas' events, as kubectl describe ends.
+    let events: Vec<Event> = crate::events::list(store)
+        .await?
+        .into_iter()
+        .filter(|e| e.bundle() == Some(name))
+        .collect();
+    writeln!(out, "Events:")?;
+    if events.is_empty() {
+        writeln!(out, "  <none>")?;
+    } else {
+        let now = crate::unix_now();
+        let mut t = Table::new(vec!["  TYPE", "REASON", "AGE", "FROM", "OBJECT", "MESSAGE"]);
+        for e in events {
+            t.row(vec![
+                format!("  {:?}", e.kind),
+                e.reason.clone(),
+                age_text(now, &e),
+                e.source.clone(),
+                e.object.clone(),
+                e.message.clone(),
+            ]);
+        }
+        t.print(out, true)?;
+    }
+    Ok(())
+}
+
+/// kubectl's age column: `30s`, or `5m (x12 over 1h)` for repeats.
+fn age_text(now: u64, e: &Event) -> String {
+    let last = crate::events::age(now, e.last_timestamp);
+    if e.count > 1 {
+        format!(
+            "{last} (x{} over {})",
+            e.count,
+            crate::events::age(now, e.first_timestamp)
+        )
+    } else {
+        last
+    }
+}
+
+/// `berth events [-w] [OBJECT]`: events, oldest first (OBJECT: `bundle/NAME` with its
+/// replicas, `replica/NAME`, `node/NAME`, or a bundle's name); `-w` then prints each new or
+/// repeated one as it is written.
+pub async fn events(
+    store: &Store,
+    object: Option<&str>,
+    watch: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let wanted = |e: &Event| match object {
+        None => true,
+        Some(o) => match o.split_once('/') {
+            Some(("bundle", b)) => e.bundle() == Some(b),
+            Some(_) => e.object == o,
+            None => e.bundle() == Some(o),
+        },
+    };
+    let mut t = Table::new(vec![
+        "LAST SEEN",
+        "TYPE",
+        "REASON",
+        "OBJECT",
+        "SOURCE",
+        "MESSAGE",
+    ]);
+    let row = |e: &Event, now: u64| {
+        vec![
+            age_text(now, e),
+            format!("{:?}", e.kind),
+            e.reason.clone(),
+            e.object.clone(),
+            e.source.clone(),
+            e.message.clone(),
+        ]
+    };
+    let now = crate::unix_now();
+    let listed: Vec<Event> = crate::events::list(store).await?;
+    let shown: Vec<&Event> = listed.iter().filter(|e| wanted(e)).collect();
+    if shown.is_empty() && !watch {
+        writeln!(out, "No events found.")?;
+        return Ok(());
+    }
+    for e in shown {
+        t.row(row(e, now));
+    }
+    t.print(out, true)?;
+    out.flush()?;
+    if !watch {
+        return Ok(());
+    }
+    let mut events = Box::pin(watch_prefix(
+        store.members().clone(),
+        store.keys().events(),
+        WatchConfig::default(),
+    ));
+    while let Some(ev) = events.next().await {
+        let WatchEvent::Put(kv) = (match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+        }) else {
+            continue;
+        };
+        let Ok(e) = serde_json::from_slice::<Event>(&kv.value) else {
+            continue;
+        };
+        if wanted(&e) {
+            let cells = row(&e, crate::unix_now());
+            writeln!(out, "{}", cells.join("   "))?;
+            out.flush()?;
+        }
     }
     Ok(())
 }

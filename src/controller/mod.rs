@@ -33,6 +33,26 @@ const RETRY: Backoff = Backoff {
     max: Duration::from_secs(5),
 };
 
+/// A watch event without the keys under `prefix` (None when nothing is left of it).
+fn without_prefix(
+    ev: crate::store::watch::WatchEvent,
+    prefix: &str,
+) -> Option<crate::store::watch::WatchEvent> {
+    use crate::store::watch::WatchEvent;
+    match ev {
+        WatchEvent::Listed {
+            revision,
+            mut items,
+        } => {
+            items.retain(|kv| !kv.key.starts_with(prefix));
+            Some(WatchEvent::Listed { revision, items })
+        }
+        WatchEvent::Put(kv) if kv.key.starts_with(prefix) => None,
+        WatchEvent::Deleted { ref key, .. } if key.starts_with(prefix) => None,
+        ev => Some(ev),
+    }
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -167,17 +187,23 @@ struct Controller {
     leader_key: Option<String>,
     /// Bundle values decoded once per write, not once per reconcile.
     decoded: Decoded,
+    events: crate::events::Recorder,
 }
 
 impl Controller {
     fn new(store: Store, cfg: ControllerConfig) -> Self {
         Controller {
             keys: store.keys().clone(),
-            store,
-            cfg,
             cache: Cache::default(),
             leader_key: None,
             decoded: Decoded::default(),
+            events: crate::events::Recorder::spawn(
+                store.clone(),
+                format!("controller/{}", cfg.name),
+                crate::events::EventConfig::default(),
+            ),
+            store,
+            cfg,
         }
     }
 
@@ -206,8 +232,14 @@ impl Controller {
                 _ = sleep_until(retry_at), if retry_at.is_some() => timer = true,
                 _ = sleep_until(requeue), if requeue.is_some() => timer = true,
                 ev = events.next() => {
+                    let events_prefix = self.keys.events();
                     let mut take = |ev: Option<Result<_, _>>| match ev {
+                        // Events are not the controller's input: they neither fill its
+                        // cache nor wake a pass.
                         Some(Ok(ev)) => {
+                            let Some(ev) = without_prefix(ev, &events_prefix) else {
+                                return;
+                            };
                             if matches!(ev, crate::store::watch::WatchEvent::Listed { .. }) {
                                 synced = true;
                             }
@@ -250,7 +282,13 @@ impl Controller {
                         outcome.writes.len()
                     );
                 }
+                let notes = outcome.events;
                 let committed = self.commit(outcome.writes).await;
+                if committed.is_ok() {
+                    for (kind, reason, object, message) in notes {
+                        self.events.record(kind, reason, object, message);
+                    }
+                }
                 metrics
                     .reconcile_seconds
                     .observe(started.elapsed().as_secs_f64());

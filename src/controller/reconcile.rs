@@ -22,7 +22,15 @@ pub struct Outcome {
     /// When to reconcile again without an event (seconds since the Unix epoch): a
     /// replica's ban from a node runs out then.
     pub requeue_at: Option<u64>,
+    /// What this pass changes, as events ([`crate::events`]): replicas scheduled and moved,
+    /// replicas that newly cannot be placed, bundles newly invalid, nodes whose replicas
+    /// are taken away because they went offline. Each is a change against what the view
+    /// holds, so that a pass that changes nothing records nothing.
+    pub events: Vec<Note>,
 }
+
+/// An event the controller records: type, reason, object, message.
+pub type Note = (crate::events::EventType, &'static str, String, String);
 
 /// Places, and says which assignments and statuses to write (those whose stored values, as
 /// the view decoded them, differ) and which keys of deleted bundles to delete.
@@ -133,8 +141,10 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             message: why.clone(),
         });
     }
+    let mut events = placement_events(view, &placement.placed);
     for (name, status) in &statuses {
         let held = view.bundle_statuses.get(*name);
+        status_events(name, held.map(|h| &**h), status, &mut events);
         if held.is_none_or(|h| **h != *status) {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
@@ -180,7 +190,77 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     phase("history");
     tracing::debug!("reconcile phases (cumulative): {phases:?}");
 
-    Outcome { writes, requeue_at }
+    Outcome {
+        writes,
+        requeue_at,
+        events,
+    }
+}
+
+/// Replicas placed where the view does not have them yet: Scheduled, or Rescheduled from
+/// the node they were on (NodeLost for a node that is gone, once per node).
+fn placement_events(view: &View, placed: &BTreeMap<String, BTreeMap<u32, String>>) -> Vec<Note> {
+    use crate::events::EventType::{Normal, Warning};
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut out = Vec::new();
+    let mut lost: BTreeMap<&str, usize> = BTreeMap::new();
+    for (bundle, replicas) in placed {
+        for (i, node) in replicas {
+            let object = format!("replica/{bundle}-{i}");
+            match view.current.get(&(bundle.clone(), *i)) {
+                None => out.push((Normal, "Scheduled", object, format!("assigned to {node}"))),
+                Some(was) if was != node => {
+                    let why = if online.contains(was.as_str()) {
+                        String::new()
+                    } else {
+                        *lost.entry(was.as_str()).or_default() += 1;
+                        " (offline)".to_string()
+                    };
+                    out.push((
+                        Normal,
+                        "Rescheduled",
+                        object,
+                        format!("moved from {was}{why} to {node}"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (node, n) in lost {
+        out.push((
+            Warning,
+            "NodeLost",
+            format!("node/{node}"),
+            format!("offline: {n} replica(s) moved elsewhere"),
+        ));
+    }
+    out
+}
+
+/// Changes of a bundle's status worth an event: newly invalid, a replica that newly
+/// cannot be placed (or for a new reason).
+fn status_events(name: &str, held: Option<&BundleStatus>, new: &BundleStatus, out: &mut Vec<Note>) {
+    use crate::events::EventType::Warning;
+    if let Some(why) = &new.invalid
+        && held.and_then(|h| h.invalid.as_ref()) != Some(why)
+    {
+        out.push((Warning, "Invalid", format!("bundle/{name}"), why.clone()));
+    }
+    for row in &new.replica_rows {
+        if row.state != crate::model::cluster::ReplicaState::Pending || row.reason.is_empty() {
+            continue;
+        }
+        let before = held.and_then(|h| h.replica_rows.iter().find(|r| r.index == row.index));
+        if before.is_none_or(|b| b.state != row.state || b.reason != row.reason) {
+            out.push((
+                Warning,
+                "FailedScheduling",
+                format!("replica/{}", row.name),
+                row.reason.clone(),
+            ));
+        }
+    }
 }
 
 /// The specs of a bundle's earlier generations, for `berth rollout undo` and a rollback:

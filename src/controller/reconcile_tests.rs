@@ -270,3 +270,77 @@ fn a_ban_that_runs_out_is_when_to_come_back() {
         "a ban without failure-timeout never runs out"
     );
 }
+
+fn reasons(out: &Outcome) -> Vec<(&'static str, String, String)> {
+    out.events
+        .iter()
+        .map(|(_, r, o, m)| (*r, o.clone(), m.clone()))
+        .collect()
+}
+
+#[test]
+fn events_say_what_a_pass_changed_and_a_pass_without_changes_says_nothing() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    assert_eq!(
+        reasons(&out),
+        [("Scheduled", "replica/web-0".into(), "assigned to n1".into())]
+    );
+    apply(&mut cache, &out);
+    let again = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(again.events.is_empty(), "{:?}", again.events);
+
+    // n1 goes, n2 comes: the replica moves, and the lost node is named once.
+    cache.items.remove(&keys().node("n1"));
+    let info = NodeInfo {
+        name: "n2".into(),
+        ..Default::default()
+    };
+    let kv = Kv {
+        key: keys().node("n2"),
+        value: serde_json::to_vec(&info).unwrap(),
+        create_revision: 101,
+        mod_revision: 101,
+        version: 1,
+        lease: 0,
+    };
+    cache.items.insert(kv.key.clone(), kv);
+    let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(
+        reasons(&moved),
+        [
+            (
+                "Rescheduled",
+                "replica/web-0".into(),
+                "moved from n1 (offline) to n2".into()
+            ),
+            (
+                "NodeLost",
+                "node/n1".into(),
+                "offline: 1 replica(s) moved elsewhere".into()
+            ),
+        ]
+    );
+
+    // No node at all: the replica cannot be placed, said once.
+    cache.items.remove(&keys().node("n2"));
+    apply(&mut cache, &moved);
+    let pending = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let r = reasons(&pending);
+    assert!(
+        r.iter()
+            .any(|(reason, o, _)| *reason == "FailedScheduling" && o == "replica/web-0"),
+        "{r:?}"
+    );
+    apply(&mut cache, &pending);
+    let again = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(
+        !reasons(&again)
+            .iter()
+            .any(|(r, _, _)| *r == "FailedScheduling"),
+        "{:?}",
+        again.events
+    );
+}

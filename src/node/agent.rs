@@ -25,6 +25,7 @@ use super::link::{Links, Report};
 use super::local::{HostPolicy, left_state, load_addresses, prepare_files, save_addresses};
 use super::plan::{Action, ReplicaKey};
 use super::watchdog::{Link, Request, Spawn};
+use crate::model::cluster::ReplicaStatus;
 use crate::model::cluster::{Capacity, NodeInfo, Role};
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
@@ -173,6 +174,7 @@ pub async fn run<E: Engine>(
         max_backoff: cfg.max_backoff,
         stable_after: cfg.stable_after,
     };
+    let store_for_events = store.clone();
     let mut agent = Agent {
         keys: store.keys().clone(),
         store,
@@ -187,6 +189,12 @@ pub async fn run<E: Engine>(
         links: Links::new(&cfg.state_dir, reports_tx),
         observed: Vec::new(),
         scope,
+        events: crate::events::Recorder::spawn(
+            store_for_events,
+            format!("node/{}", cfg.name),
+            crate::events::EventConfig::default(),
+        ),
+        last_status: BTreeMap::new(),
         cfg,
     };
     agent.run(&shutdown, fence_events, reports).await;
@@ -299,6 +307,9 @@ struct Agent<E> {
     observed: Vec<Observed>,
     /// The cgroup holding every container of this node (None: the engine fences).
     scope: Option<Scope>,
+    events: crate::events::Recorder,
+    /// Each replica's status as last written, to tell what changed (for events).
+    last_status: BTreeMap<ReplicaKey, ReplicaStatus>,
 }
 
 impl<E: Engine> Agent<E> {
@@ -327,6 +338,7 @@ impl<E: Engine> Agent<E> {
                 Some(ev) = fence_events.recv() => match ev {
                     FenceEvent::Fenced => {
                         crate::metrics::get().fences.inc();
+                        self.events.warning("Fenced", format!("node/{node}"), "registration lease not renewed in time: replicas frozen and their addresses dropped");
                         dirty = false;
                         self.fenced = true;
                         self.core.fenced();
@@ -336,6 +348,7 @@ impl<E: Engine> Agent<E> {
                         }
                     }
                     FenceEvent::Killed => {
+                        self.events.warning("Fenced", format!("node/{node}"), "the lease ran out while frozen: replicas killed");
                         dirty = false;
                         self.fenced = true;
                         self.core.fenced();
@@ -343,11 +356,13 @@ impl<E: Engine> Agent<E> {
                     }
                     FenceEvent::Resumed => {
                         tracing::warn!(node = %node, "lease renewed after a fence: running again");
+                        self.events.normal("Unfenced", format!("node/{node}"), "lease renewed after a fence: running again");
                         self.fenced = false;
                     }
                     FenceEvent::Relist => {
                         dirty = false;
                         tracing::warn!(node = %node, "registered anew: listing assignments afresh");
+                        self.events.normal("Registered", format!("node/{node}"), "registered anew under a new lease");
                         self.fenced = false;
                         self.synced = false;
                         self.assignments = Cache::default();
@@ -611,6 +626,7 @@ impl<E: Engine> Agent<E> {
         let engine = &self.engine;
         let node = &node;
         let metrics = crate::metrics::get();
+        let events = &self.events;
         /// A replica's create-and-start (restart false) or start (true), and its outcome.
         type Outcome = (ReplicaKey, Result<String, EngineError>, bool);
         let outcomes: Vec<Vec<Outcome>> =
@@ -621,14 +637,31 @@ impl<E: Engine> Agent<E> {
                         Action::Remove {
                             id,
                             name,
+                            replica,
                             stop_timeout,
                             why,
                         } => {
                             tracing::info!(container = %name, "removing: {why}");
                             let removed =
                                 metrics.engine("remove", engine.remove(&id, stop_timeout));
-                            if let Err(e) = removed.await {
-                                tracing::warn!("{e}");
+                            let object = match &replica {
+                                Some(k) => format!("replica/{k}"),
+                                None => format!("node/{node}"),
+                            };
+                            match removed.await {
+                                Ok(()) => events.normal(
+                                    "Killed",
+                                    object,
+                                    format!("container {name} stopped and removed: {why}"),
+                                ),
+                                Err(e) => {
+                                    tracing::warn!("{e}");
+                                    events.warning(
+                                        "FailedKill",
+                                        object,
+                                        format!("removing container {name}: {e}"),
+                                    );
+                                }
                             }
                         }
                         Action::Create(k) => {
@@ -660,10 +693,22 @@ impl<E: Engine> Agent<E> {
             .collect()
             .await;
         for (key, result, restart) in outcomes.into_iter().flatten() {
+            let object = format!("replica/{key}");
             let started = match result {
                 Ok(id) => {
                     if restart {
                         crate::metrics::get().restarts.inc();
+                        self.events.normal(
+                            "Restarted",
+                            object,
+                            format!("container restarted on {node}"),
+                        );
+                    } else {
+                        self.events.normal(
+                            "Started",
+                            object,
+                            format!("container created and started on {node}"),
+                        );
                     }
                     Started::Ok(id)
                 }
@@ -672,6 +717,7 @@ impl<E: Engine> Agent<E> {
                     if e.is_name_conflict() {
                         Started::NameConflict(e.to_string())
                     } else {
+                        self.events.warning("FailedStart", object, e.to_string());
                         Started::Failed(e.to_string())
                     }
                 }
@@ -743,6 +789,19 @@ impl<E: Engine> Agent<E> {
         let StatusWrites { puts, gone } =
             self.core
                 .statuses(desired, addrs, observed, Instant::now(), unix_now());
+        for (k, bytes) in &puts {
+            let Ok(new) = serde_json::from_slice::<ReplicaStatus>(bytes) else {
+                continue;
+            };
+            for (kind, reason, message) in status_events(self.last_status.get(k), &new) {
+                self.events
+                    .record(kind, reason, format!("replica/{k}"), message);
+            }
+            self.last_status.insert(k.clone(), new);
+        }
+        for (k, _) in &gone {
+            self.last_status.remove(k);
+        }
         if !puts.is_empty() {
             let items = puts
                 .iter()
@@ -762,9 +821,98 @@ impl<E: Engine> Agent<E> {
     }
 }
 
+/// What changed between a replica's last written status and its new one, as events: the
+/// primitive promoted or demoted, failed (a new failure recorded), or recovered by its
+/// agent (its restart count rose).
+fn status_events(
+    old: Option<&ReplicaStatus>,
+    new: &ReplicaStatus,
+) -> Vec<(crate::events::EventType, &'static str, String)> {
+    use crate::events::EventType::{Normal, Warning};
+    use crate::model::cluster::Role;
+    let mut out = Vec::new();
+    let role = |s: Option<&ReplicaStatus>| s.and_then(|s| s.primitive.as_ref()?.role);
+    match (role(old), role(Some(new))) {
+        (was, Some(Role::Promoted)) if was != Some(Role::Promoted) => {
+            out.push((Normal, "Promoted", format!("promoted on {}", new.node)))
+        }
+        (Some(Role::Promoted), Some(Role::Unpromoted)) => {
+            out.push((Normal, "Demoted", format!("demoted on {}", new.node)))
+        }
+        _ => {}
+    }
+    if let Some(f) = &new.last_failure
+        && old.and_then(|o| o.last_failure.as_ref()) != Some(f)
+    {
+        out.push((Warning, "Failed", f.reason.clone()));
+    }
+    let restarts = |s: Option<&ReplicaStatus>| {
+        s.and_then(|s| s.primitive.as_ref())
+            .map_or(0, |p| p.restarts)
+    };
+    if restarts(Some(new)) > restarts(old) {
+        let last = new
+            .primitive
+            .as_ref()
+            .and_then(|p| p.last.iter().rev().find(|op| !op.succeeded()))
+            .map(|op| format!(": {} {} ({})", op.action, op.rc_name, op.output.trim()))
+            .unwrap_or_default();
+        out.push((
+            Warning,
+            "Unhealthy",
+            format!("the primitive failed and was recovered{last}"),
+        ));
+    }
+    out
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => futures::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_events;
+    use crate::model::cluster::{Failure, PrimitiveState, ReplicaStatus, Role};
+
+    fn st(role: Option<Role>, restarts: u32, failure: Option<u64>) -> ReplicaStatus {
+        ReplicaStatus {
+            node: "n1".into(),
+            last_failure: failure.map(|time| Failure {
+                reason: "exited with 1".into(),
+                time,
+            }),
+            primitive: Some(PrimitiveState {
+                role,
+                restarts,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn reasons(old: Option<&ReplicaStatus>, new: &ReplicaStatus) -> Vec<&'static str> {
+        status_events(old, new)
+            .into_iter()
+            .map(|(_, r, _)| r)
+            .collect()
+    }
+
+    #[test]
+    fn status_changes_are_events_and_the_same_status_is_none() {
+        let unpromoted = st(Some(Role::Unpromoted), 0, None);
+        let promoted = st(Some(Role::Promoted), 0, None);
+        assert_eq!(reasons(Some(&unpromoted), &promoted), ["Promoted"]);
+        assert_eq!(reasons(Some(&promoted), &unpromoted), ["Demoted"]);
+        assert!(reasons(Some(&promoted), &promoted).is_empty());
+        assert!(reasons(None, &unpromoted).is_empty());
+        let failed = st(Some(Role::Unpromoted), 0, Some(5));
+        assert_eq!(reasons(Some(&unpromoted), &failed), ["Failed"]);
+        assert!(reasons(Some(&failed), &failed).is_empty());
+        let recovered = st(Some(Role::Unpromoted), 1, Some(5));
+        assert_eq!(reasons(Some(&failed), &recovered), ["Unhealthy"]);
     }
 }

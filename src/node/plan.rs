@@ -30,6 +30,8 @@ pub enum Action {
     Remove {
         id: String,
         name: String,
+        /// The replica it was (from its labels), for the event.
+        replica: Option<ReplicaKey>,
         stop_timeout: Option<Duration>,
         why: &'static str,
     },
@@ -73,6 +75,7 @@ pub fn plan(
         let remove = |why, stop: Option<i64>| Action::Remove {
             id: o.id.clone(),
             name: o.name.clone(),
+            replica: key.clone(),
             stop_timeout: stop.map(|s| Duration::from_secs(s.max(0) as u64)),
             why,
         };

@@ -99,6 +99,16 @@ impl Keys {
     }
 
     /// `<prefix>/releases/`: every chart release's history.
+    /// Every event: `<p>/events/`.
+    pub fn events(&self) -> String {
+        format!("{}/events/", self.prefix)
+    }
+
+    /// An event, by `<kind>/<name>/<id>` (see [`crate::events`]).
+    pub fn event(&self, rel: &str) -> String {
+        format!("{}/events/{rel}", self.prefix)
+    }
+
     pub fn all_releases(&self) -> String {
         format!("{}/releases/", self.prefix)
     }

@@ -487,6 +487,23 @@ impl Store {
         }
     }
 
+    /// Writes keys under a lease, in one transaction (a few keys: events).
+    pub async fn put_leased(
+        &self,
+        items: Vec<(String, Vec<u8>)>,
+        lease: i64,
+    ) -> Result<(), StoreError> {
+        let first = items.first().map(|(k, _)| k.clone()).unwrap_or_default();
+        let ops: Vec<TxnOp> = items
+            .into_iter()
+            .map(|(k, v)| TxnOp::put(k, v, Some(etcd_client::PutOptions::new().with_lease(lease))))
+            .collect();
+        self.txn(Txn::new().and_then(ops))
+            .await
+            .map_err(Self::etcd("put", &first))?;
+        Ok(())
+    }
+
     /// Grants a lease of `ttl` (whole seconds, at least 1); returns its id.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
         let ttl = ttl.as_secs().max(1) as i64;

@@ -1,0 +1,393 @@
+//! Events, as Kubernetes records them: what happened to an object (a bundle, a replica, a
+//! node), why, who saw it, when first and last, and how many times. The controller and the
+//! node agents record them through a [`Recorder`]; they are written to
+//! `<prefix>/events/<kind>/<name>/<id>` under a lease, so that they expire (1 h after their
+//! last write by default), and read by `berth events` and `berth describe`.
+//!
+//! Recording never blocks and never fails the caller: notes go through a bounded channel (a
+//! full channel drops the note) to a task that writes them. Repeats of one event (same
+//! object, reason and message from the same source) are counted into one key, written at
+//! most once per [`EventConfig::min_interval`]; all writes share a budget
+//! ([`EventConfig::per_second`], [`EventConfig::burst`]); so a crash loop updates one key's
+//! count every few seconds instead of flooding etcd. A write that fails is kept and tried
+//! again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::store::Store;
+
+/// Normal or Warning, as Kubernetes' event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// One event as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// One word: Scheduled, Started, Killed, Restarted, FailedStart, Fenced, Promoted, …
+    pub reason: String,
+    /// `bundle/<name>`, `replica/<name>` or `node/<name>`.
+    pub object: String,
+    pub message: String,
+    /// Who recorded it: `controller/<name>` or `node/<name>`.
+    pub source: String,
+    /// Seconds since the Unix epoch.
+    pub first_timestamp: u64,
+    pub last_timestamp: u64,
+    pub count: u32,
+}
+
+impl Event {
+    /// The key's last part: the same for every repeat of this event from this source.
+    pub fn id(&self) -> String {
+        let h = Sha256::digest(format!(
+            "{}\0{}\0{}",
+            self.source, self.reason, self.message
+        ));
+        h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The bundle this event is about, for a bundle or a replica (`<bundle>-<ordinal>`).
+    pub fn bundle(&self) -> Option<&str> {
+        match self.object.split_once('/')? {
+            ("bundle", b) => Some(b),
+            ("replica", r) => r
+                .rsplit_once('-')
+                .filter(|(_, i)| !i.is_empty() && i.bytes().all(|c| c.is_ascii_digit()))
+                .map(|(b, _)| b),
+            _ => None,
+        }
+    }
+}
+
+/// How events are kept and limited.
+#[derive(Debug, Clone, Copy)]
+pub struct EventConfig {
+    /// How long an event lives after its last write (default 1 h).
+    pub ttl: Duration,
+    /// One event's repeats are written at most this often (default 10 s).
+    pub min_interval: Duration,
+    /// Writes per second across all events of this recorder (default 5), and how many may
+    /// go at once (default 20).
+    pub per_second: u32,
+    pub burst: u32,
+    /// The most distinct events held in memory (default 1,000); the oldest goes first.
+    pub max_held: usize,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig {
+            ttl: Duration::from_secs(3600),
+            min_interval: Duration::from_secs(10),
+            per_second: 5,
+            burst: 20,
+            max_held: 1000,
+        }
+    }
+}
+
+/// What a part records: cheap to clone, never blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    tx: Option<mpsc::Sender<Note>>,
+}
+
+#[derive(Debug)]
+struct Note {
+    kind: EventType,
+    reason: &'static str,
+    object: String,
+    message: String,
+    at: u64,
+}
+
+/// The notes the channel holds before new ones are dropped.
+const CHANNEL: usize = 1024;
+
+impl Recorder {
+    /// A recorder that records nothing (simulations, tests of the pure parts).
+    pub fn disabled() -> Recorder {
+        Recorder::default()
+    }
+
+    /// Starts the writer task for `source` (`controller/<name>`, `node/<name>`).
+    pub fn spawn(store: Store, source: String, cfg: EventConfig) -> Recorder {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::spawn(writer(store, source, cfg, rx));
+        Recorder { tx: Some(tx) }
+    }
+
+    pub fn normal(
+        &self,
+        reason: &'static str,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.record(EventType::Normal, reason, object.into(), message.into());
+    }
+
+    pub fn warning(
+        &self,
+        reason: &'static str,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.record(EventType::Warning, reason, object.into(), message.into());
+    }
+
+    /// Records `kind` (for callers holding an [`EventType`]).
+    pub fn record(&self, kind: EventType, reason: &'static str, object: String, message: String) {
+        let Some(tx) = &self.tx else { return };
+        // Bounded: a message is an engine error or an agent's output at most.
+        let message: String = message.chars().take(1024).collect();
+        let _ = tx.try_send(Note {
+            kind,
+            reason,
+            object,
+            message,
+            at: crate::unix_now(),
+        });
+    }
+}
+
+/// An event held by the writer: the value, whether it has news to write, and when it was
+/// last written.
+struct Held {
+    event: Event,
+    dirty: bool,
+    written: Option<Instant>,
+}
+
+async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Receiver<Note>) {
+    let keys = store.keys().clone();
+    let mut held: BTreeMap<String, Held> = BTreeMap::new();
+    let mut lease: Option<(i64, Instant)> = None;
+    let mut tokens = cfg.burst as f64;
+    let mut refilled = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut open = true;
+    while open || held.values().any(|h| h.dirty) {
+        tokio::select! {
+            note = rx.recv(), if open => match note {
+                Some(n) => take(&mut held, &source, n, cfg.max_held),
+                None => open = false,
+            },
+            _ = tick.tick() => {}
+        }
+        // Refill the budget, then write what is due within it.
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * cfg.per_second as f64)
+            .min(cfg.burst as f64);
+        refilled = now;
+        let due: Vec<String> = held
+            .iter()
+            .filter(|(_, h)| h.dirty && h.written.is_none_or(|w| now >= w + cfg.min_interval))
+            .map(|(k, _)| k.clone())
+            .take(tokens as usize)
+            .collect();
+        if due.is_empty() {
+            if !open {
+                // Closed with only repeats waiting out their interval: write them now.
+                if held.values().any(|h| h.dirty) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        }
+        // A lease per sixth of the TTL: each event lives between 5/6 TTL and the TTL after
+        // its last write, and no keep-alive runs.
+        let lease_id = match lease {
+            Some((id, at)) if now < at + cfg.ttl / 6 => id,
+            _ => match store.grant_lease(cfg.ttl).await {
+                Ok(id) => {
+                    lease = Some((id, now));
+                    id
+                }
+                Err(e) => {
+                    tracing::debug!("events: {e}");
+                    continue;
+                }
+            },
+        };
+        let writes: Vec<(String, Vec<u8>)> = due
+            .iter()
+            .map(|k| {
+                let value = serde_json::to_vec(&held[k].event).expect("an event serializes");
+                (keys.event(k), value)
+            })
+            .collect();
+        tokens -= writes.len() as f64;
+        match store.put_leased(writes, lease_id).await {
+            Ok(_) => {
+                for k in &due {
+                    if let Some(h) = held.get_mut(k) {
+                        h.dirty = false;
+                        h.written = Some(now);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("events: {e}");
+                lease = None;
+            }
+        }
+        // Forget what has expired in etcd anyway.
+        held.retain(|_, h| h.dirty || h.written.is_none_or(|w| now < w + cfg.ttl));
+    }
+}
+
+/// Counts a note into what is held (the oldest dropped when full).
+fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, max: usize) {
+    let mut event = Event {
+        kind: n.kind,
+        reason: n.reason.to_string(),
+        object: n.object,
+        message: n.message,
+        source: source.to_string(),
+        first_timestamp: n.at,
+        last_timestamp: n.at,
+        count: 1,
+    };
+    let key = format!("{}/{}", event.object, event.id());
+    match held.get_mut(&key) {
+        Some(h) => {
+            h.event.count = h.event.count.saturating_add(1);
+            h.event.last_timestamp = n.at;
+            h.dirty = true;
+        }
+        None => {
+            if held.len() >= max
+                && let Some(oldest) = held
+                    .iter()
+                    .min_by_key(|(_, h)| h.event.last_timestamp)
+                    .map(|(k, _)| k.clone())
+            {
+                held.remove(&oldest);
+            }
+            event.count = 1;
+            held.insert(
+                key,
+                Held {
+                    event,
+                    dirty: true,
+                    written: None,
+                },
+            );
+        }
+    }
+}
+
+/// Every stored event (under `<prefix>/events/`), oldest last-seen first; values that do
+/// not decode are skipped.
+pub async fn list(store: &Store) -> Result<Vec<Event>, crate::store::StoreError> {
+    let (_, kvs) = store.list(&store.keys().events()).await?;
+    let mut out: Vec<Event> = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    out.sort_by_key(|e: &Event| (e.last_timestamp, e.first_timestamp));
+    Ok(out)
+}
+
+/// How long ago `then` was, as kubectl prints ages (`5s`, `3m`, `2h`, `4d`).
+pub fn age(now: u64, then: u64) -> String {
+    let s = now.saturating_sub(then);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(reason: &'static str, object: &str, message: &str, at: u64) -> Note {
+        Note {
+            kind: EventType::Warning,
+            reason,
+            object: object.into(),
+            message: message.into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn repeats_are_counted_into_one_event() {
+        let mut held = BTreeMap::new();
+        for at in 0..50 {
+            take(
+                &mut held,
+                "node/n1",
+                note("FailedStart", "replica/web-1", "no such image", at),
+                10,
+            );
+        }
+        take(
+            &mut held,
+            "node/n1",
+            note("Started", "replica/web-1", "started", 60),
+            10,
+        );
+        assert_eq!(held.len(), 2);
+        let failed = held
+            .values()
+            .find(|h| h.event.reason == "FailedStart")
+            .unwrap();
+        assert_eq!(failed.event.count, 50);
+        assert_eq!(
+            (failed.event.first_timestamp, failed.event.last_timestamp),
+            (0, 49)
+        );
+    }
+
+    #[test]
+    fn the_oldest_event_goes_when_full() {
+        let mut held = BTreeMap::new();
+        for i in 0..5u64 {
+            take(
+                &mut held,
+                "c",
+                note("Scheduled", &format!("replica/web-{i}"), "m", i),
+                3,
+            );
+        }
+        let objects: Vec<&str> = held.values().map(|h| h.event.object.as_str()).collect();
+        assert_eq!(objects.len(), 3);
+        assert!(!objects.contains(&"replica/web-0") && objects.contains(&"replica/web-4"));
+    }
+
+    #[test]
+    fn an_event_knows_its_bundle() {
+        let e = |object: &str| Event {
+            kind: EventType::Normal,
+            reason: "r".into(),
+            object: object.into(),
+            message: String::new(),
+            source: "s".into(),
+            first_timestamp: 0,
+            last_timestamp: 0,
+            count: 1,
+        };
+        assert_eq!(e("replica/web-x-12").bundle(), Some("web-x"));
+        assert_eq!(e("bundle/web").bundle(), Some("web"));
+        assert_eq!(e("node/n1").bundle(), None);
+        assert_eq!(e("replica/web-").bundle(), None);
+        assert_eq!(age(100, 40), "60s");
+        assert_eq!(age(10_000, 0), "2h");
+    }
+}
