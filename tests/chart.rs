@@ -358,6 +358,12 @@ metadata:
     json: {{ (fromJson "{\"a\": 2}").a | quote }}
     keys: {{ keys (dict "z" 1 "y" 2) | join "," | quote }}
     greeting: {{ tpl .Values.greeting . | quote }}
+    day: {{ toDate "2006-01-02" "2026-11-30" | dateModify "36h" | date "Mon Jan 2" | quote }}
+    epoch: {{ unixEpoch 86400 | quote }}
+    year: {{ now | date "2006" | quote }}
+    took: {{ duration 3723 | quote }}
+    sha1: {{ sha1sum "abc" | trunc 8 | quote }}
+    adler: {{ adler32sum "abc" | quote }}
 spec:
   docker:
     image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
@@ -393,6 +399,16 @@ spec:
     assert_eq!(ann("json"), "2");
     assert_eq!(ann("keys"), "y,z");
     assert_eq!(ann("greeting"), "hello shop");
+    assert_eq!(ann("day"), "Tue Dec 1");
+    assert_eq!(ann("epoch"), "86400");
+    assert!(
+        ann("year").parse::<u32>().is_ok_and(|y| y >= 2026),
+        "{}",
+        ann("year")
+    );
+    assert_eq!(ann("took"), "1h2m3s");
+    assert_eq!(ann("sha1"), "a9993e36");
+    assert_eq!(ann("adler"), "38600999");
     assert_eq!(b.spec.container().1.image, "berth-test/httpd:2.0");
     assert_eq!(b.spec.replicas(), 2);
 

@@ -23,6 +23,7 @@ pub(super) fn funcs() -> Vec<(&'static str, Func)> {
         ("printf", printf),
     ];
     all.extend(super::sprig::funcs());
+    all.extend(super::dates::funcs());
     all
 }
 

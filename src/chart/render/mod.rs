@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use gtmpl::{Context, Func, FuncError, Template, Value};
 
+mod dates;
 mod funcs;
 mod scan;
 mod sprig;

@@ -1,5 +1,6 @@
 //! Sprig's and Helm's template functions beyond the first set in [`super::funcs`]: the
-//! string, list, dict, math, encoding, regex, semver and crypto-hash families, `tpl` and
+//! string, list, dict, math, encoding, regex, semver and crypto-hash families (dates are in
+//! [`super::dates`]), `tpl` and
 //! `fromYaml`/`fromJson`. Each checks its arguments and fails with a message naming the
 //! function. Functions that reach outside the chart (`lookup`, `env`, `getHostByName`, file
 //! access) are defined only to fail with that reason.
@@ -83,6 +84,9 @@ pub(super) fn funcs() -> Vec<(&'static str, Func)> {
         ("fromJson", from_json_text),
         ("fromYaml", from_yaml),
         ("sha256sum", sha256sum),
+        ("sha512sum", sha512sum),
+        ("sha1sum", sha1sum),
+        ("adler32sum", adler32sum),
         // Regular expressions.
         ("regexMatch", regex_match),
         ("regexFind", regex_find),
@@ -818,13 +822,36 @@ fn from_yaml(args: &[Value]) -> Result<Value, FuncError> {
         .map_err(|e| err(format!("fromYaml: {e}")))
 }
 
-fn sha256sum(args: &[Value]) -> Result<Value, FuncError> {
-    use sha2::Digest as _;
-    arity("sha256sum", args, 1)?;
-    let d = sha2::Sha256::digest(text(&args[0]).as_bytes());
+/// A digest of the argument's text as lower-case hex.
+fn hex_digest<D: sha2::Digest>(name: &str, args: &[Value]) -> Result<Value, FuncError> {
+    arity(name, args, 1)?;
+    let d = D::digest(text(&args[0]).as_bytes());
     Ok(Value::String(
         d.iter().map(|b| format!("{b:02x}")).collect(),
     ))
+}
+
+fn sha256sum(args: &[Value]) -> Result<Value, FuncError> {
+    hex_digest::<sha2::Sha256>("sha256sum", args)
+}
+
+fn sha512sum(args: &[Value]) -> Result<Value, FuncError> {
+    hex_digest::<sha2::Sha512>("sha512sum", args)
+}
+
+fn sha1sum(args: &[Value]) -> Result<Value, FuncError> {
+    hex_digest::<sha1::Sha1>("sha1sum", args)
+}
+
+/// Adler-32 as Sprig prints it: the checksum in decimal.
+fn adler32sum(args: &[Value]) -> Result<Value, FuncError> {
+    arity("adler32sum", args, 1)?;
+    let (mut a, mut b) = (1u32, 0u32);
+    for byte in text(&args[0]).bytes() {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    Ok(Value::String(((b << 16) | a).to_string()))
 }
 
 // Regular expressions ---------------------------------------------------------------------
