@@ -284,7 +284,11 @@ fn chunks(layout: &str) -> Vec<Chunk> {
 fn format(t: Instant, layout: &str) -> String {
     let p = t.parts();
     let mut s = String::new();
-    let h12 = if p.hour.is_multiple_of(12) { 12 } else { p.hour % 12 };
+    let h12 = if p.hour.is_multiple_of(12) {
+        12
+    } else {
+        p.hour % 12
+    };
     for c in chunks(layout) {
         match c {
             Chunk::Text(ch) => s.push(ch),
@@ -853,7 +857,10 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-30T00:00:00Z");
         let later = date_modify(&[s("-1.5h"), t.clone()]).unwrap();
         assert_eq!(later.to_string(), "2026-11-29T22:30:00Z");
-        assert_eq!(unix_epoch(std::slice::from_ref(&t)).unwrap().to_string(), "1795996800");
+        assert_eq!(
+            unix_epoch(std::slice::from_ref(&t)).unwrap().to_string(),
+            "1795996800"
+        );
         assert_eq!(
             to_date(&[s("2006"), s("x")]).unwrap().to_string(),
             "0001-01-01T00:00:00Z"
