@@ -312,3 +312,73 @@ spec:
     assert_eq!(Strategy::of(&back.spec), Strategy::of(&b.spec));
     assert_eq!(Strategy::of(&back.spec).max_unavailable, 2);
 }
+
+/// A bundle as OpenStack deployments write them (TripleO's galera): docker options with the
+/// host's IPC namespace, privileged, a user, a log driver and environment; `masters`;
+/// the primitive's clone meta attributes with their older names. It imports, validates,
+/// promotes as many as `masters` says, and survives export and import again.
+#[test]
+fn an_openstack_style_bundle_imports_and_round_trips() {
+    let xml = r#"<cib><configuration><resources>
+  <bundle id="galera-bundle">
+    <meta_attributes id="galera-bundle-meta_attributes">
+      <nvpair id="galera-bundle-meta_attributes-promotable" name="promotable" value="true"/>
+      <nvpair id="galera-bundle-meta_attributes-clone-max" name="clone-max" value="3"/>
+    </meta_attributes>
+    <docker image="cluster.common.tag/mariadb:pcmklatest" masters="3" network="host"
+      options="--ipc=host --privileged=true --user=root --log-driver=journald -e KOLLA_CONFIG_STRATEGY=COPY_ALWAYS"
+      replicas="3" run-command="/bin/bash /usr/local/bin/kolla_start"/>
+    <network control-port="3123"/>
+    <storage>
+      <storage-mapping id="mysql-cfg-files" options="ro" source-dir="/var/lib/kolla/config_files/mysql.json" target-dir="/var/lib/kolla/config_files/config.json"/>
+      <storage-mapping id="mysql-log" options="rw" source-dir="/var/log/containers/mysql" target-dir="/var/log/mysql"/>
+    </storage>
+    <primitive class="ocf" id="galera" provider="heartbeat" type="galera">
+      <instance_attributes id="galera-instance_attributes">
+        <nvpair id="galera-instance_attributes-enable_creation" name="enable_creation" value="true"/>
+        <nvpair id="galera-instance_attributes-wsrep_cluster_address" name="wsrep_cluster_address" value="gcomm://a,b,c"/>
+      </instance_attributes>
+      <meta_attributes id="galera-meta_attributes">
+        <nvpair id="galera-meta_attributes-container-attribute-target" name="container-attribute-target" value="host"/>
+        <nvpair id="galera-meta_attributes-master-max" name="master-max" value="3"/>
+        <nvpair id="galera-meta_attributes-ordered" name="ordered" value="true"/>
+        <nvpair id="galera-meta_attributes-notify" name="notify" value="true"/>
+      </meta_attributes>
+      <operations>
+        <op id="galera-promote-interval-0s" interval="0s" name="promote" on-fail="block" timeout="300s"/>
+        <op id="galera-monitor-interval-10s" interval="10s" name="monitor" role="Master" timeout="30s"/>
+      </operations>
+    </primitive>
+  </bundle>
+</resources></configuration></cib>"#;
+    let imported = cib::import(xml).unwrap();
+    let b = &imported.bundles[0];
+    berth::model::validate::validate(b).unwrap();
+    assert_eq!(b.spec.promoted_max(), 3);
+    assert_eq!(b.spec.replicas(), 3);
+    let o = berth::model::options::parse(b.spec.container().1.options.as_deref().unwrap()).unwrap();
+    assert_eq!(o.ipc.as_deref(), Some("host"));
+    assert!(o.privileged);
+    let needs = berth::model::policy::needs(b);
+    assert!(needs.privileged && needs.host_namespaces.contains(&"ipc".to_string()));
+    let again = cib::import(&cib::export_bundle(b)).unwrap().bundles.remove(0);
+    assert_eq!(&again, b);
+}
+
+/// Clone meta attributes name how many are promoted when the container element does not.
+#[test]
+fn promotion_comes_from_clone_meta_attributes_when_the_container_sets_none() {
+    let with = |meta: &str| {
+        let yaml = format!(
+            "apiVersion: berth.io/v1alpha1\nkind: Bundle\nmetadata: {{name: db}}\nspec:\n  docker: {{image: x, replicas: 3}}\n  metaAttributes: [{meta}]\n"
+        );
+        let b = manifest::parse(&yaml).unwrap().bundles.remove(0);
+        berth::model::validate::validate(&b).map(|()| b.spec.promoted_max())
+    };
+    assert_eq!(with("{name: promoted-max, value: \"2\"}").unwrap(), 2);
+    assert_eq!(with("{name: master-max, value: \"1\"}").unwrap(), 1);
+    assert_eq!(with("{name: promotable, value: \"true\"}").unwrap(), 1);
+    assert_eq!(with("{name: clone-max, value: \"3\"}").unwrap(), 0);
+    let e = with("{name: promoted-max, value: many}").unwrap_err().to_string();
+    assert!(e.contains("spec.metaAttributes[0].value") && e.contains("not a count"), "{e}");
+}

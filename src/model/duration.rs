@@ -19,6 +19,48 @@ pub enum DurationError {
     UnknownUnit(String),
 }
 
+/// A Go duration (`1h30m`, `-1.5h`, `300ms`, as Docker's flags and Sprig take them) in
+/// nanoseconds.
+pub fn parse_go(s: &str) -> Result<i128, String> {
+    let bad = || format!("{s:?} is not a duration (like 1h30m, -1.5h, 300ms)");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += number * unit;
+        rest = &rest[u..];
+    }
+    if total > 9.2e18 {
+        return Err(format!("{s:?}: a duration over 292 years"));
+    }
+    Ok(if neg { -(total as i128) } else { total as i128 })
+}
+
 /// Parses a Pacemaker time value. The error says what is wrong, for a field-path message.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();

@@ -474,10 +474,25 @@ impl BundleSpec {
         self.container().0
     }
 
-    /// `promoted-max` (or its alias `masters`), 0 when unset.
+    /// `promoted-max` (or its alias `masters`) of the container element; when it sets
+    /// neither, the clone meta attribute `promoted-max` (or the older `master-max`) of the
+    /// bundle, then of its primitive, and 1 for `promotable=true` alone (a promotable clone's
+    /// default); 0 otherwise.
     pub fn promoted_max(&self) -> u32 {
         let c = self.container().1;
-        c.promoted_max.or(c.masters).unwrap_or(0)
+        if let Some(n) = c.promoted_max.or(c.masters) {
+            return n;
+        }
+        let prim = self.primitive.as_ref();
+        let meta = |name: &str| self.meta(name).or_else(|| prim.and_then(|p| p.meta(name)));
+        if let Some(n) = meta("promoted-max")
+            .or_else(|| meta("master-max"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return n;
+        }
+        let promotable = meta("promotable").and_then(validate::parse_bool);
+        u32::from(promotable == Some(true))
     }
 
     /// `replicas`, defaulting as Pacemaker does: `promoted-max` if positive, else 1.
@@ -609,6 +624,15 @@ impl Primitive {
             Some(p) => format!("{}:{}:{}", self.class, p, self.kind),
             None => format!("{}:{}", self.class, self.kind),
         }
+    }
+
+    /// A meta attribute's value (the last one set, as Pacemaker takes it).
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.meta_attributes
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+            .and_then(|p| p.value.as_deref())
     }
 }
 

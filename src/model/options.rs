@@ -46,6 +46,40 @@ pub struct RunOptions {
     pub devices: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    // Added after containers were created with this struct's hash (node::container):
+    // left out of it when unset, so that those containers are not replaced.
+    /// `--ipc`, `--pid`, `--uts`, `--userns`: a namespace mode (`host`, `private`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns: Option<String>,
+    /// `--hostname`: replaces the replica's name as the host name (Pacemaker passes the
+    /// options after its own, so the user's wins there too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `--health-cmd` (run by a shell), `--no-healthcheck`, and the timings (nanoseconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_cmd: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_healthcheck: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_interval: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_timeout: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_start_period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
 }
 
 /// Why a command line does not split into words.
@@ -150,7 +184,10 @@ fn refused(flag: &str) -> Option<&'static str> {
     Some(match flag {
         "--restart" => "berth restarts containers itself (with backoff, counting failures)",
         "--name" => "berth names containers <bundle>-docker-<i>",
-        "-h" | "--hostname" => "berth sets the host name to the replica name",
+        "--env-file" => {
+            "a file on the host running berth's command, not on the nodes: put the variables in -e/--env"
+        }
+        "--cidfile" => "a file on the host: berth records containers in etcd",
         "-p" | "--publish" | "-P" | "--publish-all" | "--expose" => {
             "use a port-mapping (spec.network.portMappings)"
         }
@@ -205,6 +242,20 @@ const VALUE_FLAGS: &[&str] = &[
     "--device",
     "--stop-signal",
     "--stop-timeout",
+    "--ipc",
+    "--pid",
+    "--uts",
+    "--userns",
+    "-h",
+    "--hostname",
+    "--health-cmd",
+    "--health-interval",
+    "--health-timeout",
+    "--health-start-period",
+    "--health-retries",
+    "--cpu-period",
+    "--cpu-quota",
+    "--oom-score-adj",
 ];
 
 /// Parses a `docker run` flag string. The error names the flag and why.
@@ -253,6 +304,10 @@ pub fn parse(options: &str) -> Result<RunOptions, OptionError> {
             }
             "--init" => {
                 o.init = boolean(&inline)?;
+                continue;
+            }
+            "--no-healthcheck" => {
+                o.no_healthcheck = boolean(&inline)?;
                 continue;
             }
             _ => {}
@@ -353,8 +408,99 @@ pub fn parse(options: &str) -> Result<RunOptions, OptionError> {
             "--stop-timeout" => {
                 o.stop_timeout = Some(value.parse().map_err(|_| bad("not an integer"))?)
             }
+            "--ipc" | "--pid" | "--uts" | "--userns" => {
+                let allowed: &[&str] = match flag.as_str() {
+                    "--ipc" => &["", "none", "private", "shareable", "host"],
+                    "--userns" => &["", "host"],
+                    _ => &["", "host"],
+                };
+                if value.starts_with("container:") {
+                    return Err(bad(
+                        "another container's namespace: berth places each replica on its own, and names its containers itself",
+                    ));
+                }
+                if !allowed.contains(&value.as_str()) {
+                    return Err(bad("not a namespace mode Docker takes here"));
+                }
+                let slot = match flag.as_str() {
+                    "--ipc" => &mut o.ipc,
+                    "--pid" => &mut o.pid,
+                    "--uts" => &mut o.uts,
+                    _ => &mut o.userns,
+                };
+                *slot = Some(value);
+            }
+            "-h" | "--hostname" => {
+                if value.is_empty()
+                    || value.len() > 253
+                    || !value.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                    })
+                {
+                    return Err(bad("not a host name"));
+                }
+                o.hostname = Some(value);
+            }
+            "--health-cmd" => o.health_cmd = Some(value),
+            "--health-interval" | "--health-timeout" | "--health-start-period" => {
+                let d = crate::model::duration::parse_go(&value)
+                    .ok()
+                    .filter(|d| *d >= 0)
+                    .ok_or_else(|| bad("not a duration (like 30s, 1m30s)"))?;
+                let nanos = i64::try_from(d).map_err(|_| bad("too long"))?;
+                match flag.as_str() {
+                    "--health-interval" => o.health_interval = Some(nanos),
+                    "--health-timeout" => o.health_timeout = Some(nanos),
+                    _ => o.health_start_period = Some(nanos),
+                }
+            }
+            "--health-retries" => {
+                o.health_retries = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| *n >= 0)
+                        .ok_or_else(|| bad("not a count"))?,
+                )
+            }
+            "--cpu-period" | "--cpu-quota" | "--oom-score-adj" => {
+                let n: i64 = value.parse().map_err(|_| bad("not an integer"))?;
+                match flag.as_str() {
+                    "--cpu-period" => o.cpu_period = Some(n),
+                    "--cpu-quota" => o.cpu_quota = Some(n),
+                    _ => {
+                        if !(-1000..=1000).contains(&n) {
+                            return Err(bad("must be between -1000 and 1000"));
+                        }
+                        o.oom_score_adj = Some(n)
+                    }
+                }
+            }
             _ => return Err(OptionError::Unsupported(flag)),
         }
+    }
+    if o.no_healthcheck && o.health_cmd.is_some() {
+        return Err(OptionError::BadValue {
+            flag: "--no-healthcheck".into(),
+            value: "true".into(),
+            why: "conflicts with --health-cmd",
+        });
+    }
+    if o.nano_cpus.is_some() && (o.cpu_period.is_some() || o.cpu_quota.is_some()) {
+        return Err(OptionError::BadValue {
+            flag: "--cpus".into(),
+            value: format!("{}", o.nano_cpus.unwrap_or_default() as f64 / 1e9),
+            why: "conflicts with --cpu-period and --cpu-quota (Docker takes one or the other)",
+        });
+    }
+    if o.hostname.is_some() && o.uts.as_deref() == Some("host") {
+        return Err(OptionError::BadValue {
+            flag: "--hostname".into(),
+            value: o.hostname.clone().unwrap_or_default(),
+            why: "conflicts with --uts host (the host's name is shared)",
+        });
     }
     Ok(o)
 }
@@ -411,6 +557,44 @@ mod tests {
         assert_eq!(o.security_opt, vec!["no-new-privileges"]);
         assert_eq!(o.shm_size, Some(64 << 20));
         assert_eq!(o.tmpfs["/run"], "size=1m");
+    }
+
+    #[test]
+    fn flags_openstack_deployments_use() {
+        let o = parse(
+            "--ipc=host --privileged=true --user=root --log-driver=journald \
+             -e KOLLA_CONFIG_STRATEGY=COPY_ALWAYS --pid host -h db-0 --health-cmd 'pg_isready' \
+             --health-interval 1m30s --health-retries 3 --oom-score-adj -500",
+        )
+        .unwrap();
+        assert_eq!(o.ipc.as_deref(), Some("host"));
+        assert_eq!(o.pid.as_deref(), Some("host"));
+        assert!(o.privileged);
+        assert_eq!(o.hostname.as_deref(), Some("db-0"));
+        assert_eq!(o.health_cmd.as_deref(), Some("pg_isready"));
+        assert_eq!(o.health_interval, Some(90_000_000_000));
+        assert_eq!(o.health_retries, Some(3));
+        assert_eq!(o.oom_score_adj, Some(-500));
+        for (opts, why) in [
+            (
+                "--env-file /etc/x.env",
+                "--env-file: not allowed: a file on the host",
+            ),
+            ("--ipc container:db", "another container's namespace"),
+            ("--ipc shared", "not a namespace mode"),
+            ("--hostname a_b", "not a host name"),
+            ("--health-interval soon", "not a duration"),
+            (
+                "--no-healthcheck --health-cmd true",
+                "conflicts with --health-cmd",
+            ),
+            ("--cpus 1 --cpu-quota 50000", "conflicts with --cpu-period"),
+            ("--uts host --hostname x", "conflicts with --uts host"),
+            ("--oom-score-adj 5000", "between -1000 and 1000"),
+        ] {
+            let e = parse(opts).unwrap_err().to_string();
+            assert!(e.contains(why), "{opts}: {e}");
+        }
     }
 
     #[test]

@@ -83,6 +83,16 @@ pub fn needs(b: &Bundle) -> Needs {
     if c.network.as_deref() == Some("host") {
         host_namespaces.push("network".to_string());
     }
+    for (name, mode) in [
+        ("ipc", &o.ipc),
+        ("pid", &o.pid),
+        ("uts", &o.uts),
+        ("user", &o.userns),
+    ] {
+        if mode.as_deref() == Some("host") {
+            host_namespaces.push(name.to_string());
+        }
+    }
     Needs {
         privileged: o.privileged
             || o.security_opt

@@ -200,6 +200,33 @@ fn not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// `--health-*` and `--no-healthcheck` as the create call takes them (`--health-cmd` is run
+/// by a shell, as the docker CLI runs it); None keeps the image's.
+fn health(o: &crate::model::options::RunOptions) -> Option<bollard::models::HealthConfig> {
+    let timing = o.health_interval.is_some()
+        || o.health_timeout.is_some()
+        || o.health_start_period.is_some()
+        || o.health_retries.is_some();
+    if !o.no_healthcheck && o.health_cmd.is_none() && !timing {
+        return None;
+    }
+    let test = if o.no_healthcheck {
+        Some(vec!["NONE".to_string()])
+    } else {
+        o.health_cmd
+            .as_ref()
+            .map(|c| vec!["CMD-SHELL".to_string(), c.clone()])
+    };
+    Some(bollard::models::HealthConfig {
+        test,
+        interval: o.health_interval,
+        timeout: o.health_timeout,
+        start_period: o.health_start_period,
+        retries: o.health_retries,
+        ..Default::default()
+    })
+}
+
 /// The create body for a desired container, in cgroup parent `cgroup_parent`.
 fn create_body(
     c: &DesiredContainer,
@@ -273,6 +300,13 @@ fn create_body(
                 })
                 .collect()
         }),
+        ipc_mode: o.ipc.clone(),
+        pid_mode: o.pid.clone(),
+        uts_mode: o.uts.clone(),
+        userns_mode: o.userns.clone(),
+        cpu_period: o.cpu_period,
+        cpu_quota: o.cpu_quota,
+        oom_score_adj: o.oom_score_adj,
         log_config: o.log_driver.as_ref().map(|d| HostConfigLogConfig {
             typ: Some(d.clone()),
             config: map(&o.log_opts),
@@ -283,7 +317,10 @@ fn create_body(
         image: Some(c.image.clone()),
         cmd: c.cmd.clone(),
         entrypoint: o.entrypoint.as_ref().map(|e| vec![e.clone()]),
-        hostname: Some(c.hostname.clone()),
+        // Under the host's UTS namespace the host's name is shared: none may be set.
+        hostname: (o.uts.as_deref() != Some("host"))
+            .then(|| o.hostname.clone().unwrap_or_else(|| c.hostname.clone())),
+        healthcheck: health(o),
         env: none_if_empty(&o.env),
         user: o.user.clone(),
         working_dir: o.workdir.clone(),

@@ -82,10 +82,22 @@ pub const KNOWN_META: &[&str] = &[
     "remote-addr",
     "remote-connect-timeout",
     "remote-allow-migrate",
+    "restart-type",
+    // Clone and promotable-clone meta attributes (Pacemaker Explained, "Clone Options"),
+    // with the older names. A bundle's replicas and replicas-per-host are its clone-max
+    // and clone-node-max, so those two are accepted and have no effect, as in Pacemaker.
     "ordered",
     "interleave",
     "notify",
     "globally-unique",
+    "clone-max",
+    "clone-node-max",
+    "clone-min",
+    "promotable",
+    "promoted-max",
+    "promoted-node-max",
+    "master-max",
+    "master-node-max",
     "description",
     // berth's own (Pacemaker ignores meta attributes it does not know): the rollout.
     crate::model::rollout::MAX_UNAVAILABLE,

@@ -170,9 +170,15 @@ pub(super) fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
             .then_some(())
             .ok_or_else(|| format!("not a role ({})", ROLES.join(", "))),
         "is-managed" | "maintenance" | "critical" | "allow-migrate" | "notify" | "interleave"
-        | "ordered" | "globally-unique" => parse_bool(v)
+        | "ordered" | "globally-unique" | "promotable" => parse_bool(v)
             .map(|_| ())
             .ok_or_else(|| "not a boolean (true, false, yes, no, on, off, 1, 0)".into()),
+        "clone-max" | "clone-node-max" | "clone-min" | "promoted-max" | "promoted-node-max"
+        | "master-max" | "master-node-max" => v
+            .trim()
+            .parse::<u32>()
+            .map(|_| ())
+            .map_err(|_| "not a count (a whole number >= 0)".into()),
         "migration-threshold" => parse_score(v)
             .filter(|n| *n >= 0)
             .map(|_| ())
