@@ -361,7 +361,10 @@ fn an_openstack_style_bundle_imports_and_round_trips() {
     assert!(o.privileged);
     let needs = berth::model::policy::needs(b);
     assert!(needs.privileged && needs.host_namespaces.contains(&"ipc".to_string()));
-    let again = cib::import(&cib::export_bundle(b)).unwrap().bundles.remove(0);
+    let again = cib::import(&cib::export_bundle(b))
+        .unwrap()
+        .bundles
+        .remove(0);
     assert_eq!(&again, b);
 }
 
@@ -379,6 +382,11 @@ fn promotion_comes_from_clone_meta_attributes_when_the_container_sets_none() {
     assert_eq!(with("{name: master-max, value: \"1\"}").unwrap(), 1);
     assert_eq!(with("{name: promotable, value: \"true\"}").unwrap(), 1);
     assert_eq!(with("{name: clone-max, value: \"3\"}").unwrap(), 0);
-    let e = with("{name: promoted-max, value: many}").unwrap_err().to_string();
-    assert!(e.contains("spec.metaAttributes[0].value") && e.contains("not a count"), "{e}");
+    let e = with("{name: promoted-max, value: many}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("spec.metaAttributes[0].value") && e.contains("not a count"),
+        "{e}"
+    );
 }
