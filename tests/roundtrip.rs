@@ -390,3 +390,57 @@ fn promotion_comes_from_clone_meta_attributes_when_the_container_sets_none() {
         "{e}"
     );
 }
+
+/// A CIB's `rsc_location` constraints become the bundles' locations (a node and a score,
+/// rules on `#uname` or a node attribute), are exported again as constraints, and what has
+/// no equivalent is reported and skipped.
+#[test]
+fn location_constraints_import_and_export() {
+    let xml = r##"<cib><configuration><resources>
+  <bundle id="web"><docker image="httpd" replicas="2"/></bundle>
+  <primitive id="vip" class="ocf" provider="heartbeat" type="IPaddr2"/>
+</resources><constraints>
+  <rsc_location id="web-prefers-n1" rsc="web" node="n1" score="100"/>
+  <rsc_location id="web-not-zone-b" rsc="web">
+    <rule id="r1" score="-INFINITY"><expression id="e1" attribute="zone" operation="eq" value="b"/></rule>
+  </rsc_location>
+  <rsc_location id="web-uname" rsc="web">
+    <rule id="r2" score="50"><expression id="e2" attribute="#uname" operation="eq" value="n3"/></rule>
+  </rsc_location>
+  <rsc_location id="web-promoted" rsc="web" role="Promoted" node="n2" score="10"/>
+  <rsc_location id="vip-n1" rsc="vip" node="n1" score="10"/>
+  <rsc_colocation id="web-with-db" rsc="web" with-rsc="db" score="INFINITY"/>
+</constraints></configuration></cib>"##;
+    let imported = cib::import(xml).unwrap();
+    let b = &imported.bundles[0];
+    berth::model::validate::validate(b).unwrap();
+    let locs: Vec<(Option<&str>, Option<&str>, &str)> = b
+        .spec
+        .locations
+        .iter()
+        .map(|l| (l.node.as_deref(), l.label.as_deref(), l.score.as_str()))
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            (Some("n1"), None, "100"),
+            (None, Some("zone=b"), "-INFINITY"),
+            (Some("n3"), None, "50")
+        ]
+    );
+    let warnings = imported.warnings.join("\n");
+    for says in [
+        "web-promoted",
+        "one role is not supported",
+        "vip-n1",
+        "not a bundle",
+        "rsc_colocation",
+    ] {
+        assert!(warnings.contains(says), "{says}: {warnings}");
+    }
+    let exported = cib::export_cib(&imported.bundles);
+    assert!(exported.contains("<rsc_location"), "{exported}");
+    let again = cib::import(&exported).unwrap();
+    assert_eq!(again.bundles[0].spec.locations, b.spec.locations);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+}

@@ -240,7 +240,44 @@ pub(super) fn render(root: &Out, decl: bool) -> String {
     s
 }
 
-/// One bundle as a Pacemaker `<bundle>` fragment.
+/// A bundle's locations as `rsc_location` constraints: a node and a score, or a rule on the
+/// node attribute a label names.
+fn locations_out(b: &Bundle) -> Vec<Out> {
+    let name = b.name();
+    b.spec
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let id = format!("location-{name}-{i}");
+            let c = Out::new("rsc_location").attr("id", &id).attr("rsc", name);
+            match (&l.node, &l.label) {
+                (Some(node), _) => c.attr("node", node).attr("score", &l.score),
+                (None, label) => {
+                    let (k, v) = label
+                        .as_deref()
+                        .and_then(|l| l.split_once('='))
+                        .unwrap_or_default();
+                    let expr = Out::new("expression")
+                        .attr("id", format!("{id}-rule-expr"))
+                        .attr("attribute", k)
+                        .attr("operation", "eq")
+                        .attr("value", v);
+                    let mut rule = Out::new("rule")
+                        .attr("id", format!("{id}-rule"))
+                        .attr("score", &l.score);
+                    rule.children.push(expr);
+                    let mut c = c;
+                    c.children.push(rule);
+                    c
+                }
+            }
+        })
+        .collect()
+}
+
+/// One bundle as a Pacemaker `<bundle>` fragment (its locations are constraints, outside
+/// it: [`export_cib`] writes them).
 pub fn export_bundle(b: &Bundle) -> String {
     render(&bundle_out(b), false)
 }
@@ -250,12 +287,16 @@ pub fn export_bundle(b: &Bundle) -> String {
 pub fn export_cib(bundles: &[Bundle]) -> String {
     let mut resources = Out::new("resources");
     resources.children.extend(bundles.iter().map(bundle_out));
+    let mut constraints = Out::new("constraints");
+    constraints
+        .children
+        .extend(bundles.iter().flat_map(locations_out));
     let mut config = Out::new("configuration");
     config.children = vec![
         Out::new("crm_config"),
         Out::new("nodes"),
         resources,
-        Out::new("constraints"),
+        constraints,
     ];
     let mut cib = Out::new("cib")
         .attr("validate-with", "pacemaker-3.10")

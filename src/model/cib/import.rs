@@ -1,6 +1,7 @@
 //! Import: a CIB (or any XML holding <bundle> elements) into bundles.
 
 use super::*;
+use crate::model::Location;
 
 /// What an XML document held: its bundles, and warnings about what was ignored.
 #[derive(Debug, Default)]
@@ -18,12 +19,15 @@ pub fn import(text: &str) -> Result<Imported, XmlError> {
         "bundle" => out.bundles.push(bundle_from(&root)?),
         "resources" => import_resources(&root, "resources", &mut out)?,
         "cib" => {
+            let mut constraints = Vec::new();
             for child in &root.children {
                 match child.name.as_str() {
                     "configuration" => {
                         for section in &child.children {
                             if section.name == "resources" {
                                 import_resources(section, "cib/configuration/resources", &mut out)?;
+                            } else if section.name == "constraints" {
+                                constraints.push(section);
                             } else if !section.children.is_empty() {
                                 out.warnings.push(format!(
                                     "ignored <{}>: only bundles are imported",
@@ -36,6 +40,10 @@ pub fn import(text: &str) -> Result<Imported, XmlError> {
                     other => out.warnings.push(format!("ignored <{other}>")),
                 }
             }
+            // After the resources: constraints name them.
+            for section in constraints {
+                import_constraints(section, &mut out);
+            }
         }
         other => {
             return err(
@@ -45,6 +53,115 @@ pub fn import(text: &str) -> Result<Imported, XmlError> {
         }
     }
     Ok(out)
+}
+
+fn attr_of<'e>(el: &'e Element, name: &str) -> Option<&'e str> {
+    el.attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The constraints berth keeps: `rsc_location` on an imported bundle, as its
+/// `spec.locations`. Any other constraint, or a form of `rsc_location` berth has no
+/// equivalent for, is reported and skipped (as resources other than bundles are).
+fn import_constraints(section: &Element, out: &mut Imported) {
+    for c in &section.children {
+        let id = attr_of(c, "id").unwrap_or("?");
+        let located = match c.name.as_str() {
+            "rsc_location" => location_from(c),
+            other => {
+                out.warnings.push(format!(
+                    "ignored <{other} id={id:?}>: only rsc_location constraints are imported"
+                ));
+                continue;
+            }
+        };
+        match located {
+            Ok((rsc, locations)) => match out.bundles.iter_mut().find(|b| b.name() == rsc) {
+                Some(b) => b.spec.locations.extend(locations),
+                None => out.warnings.push(format!(
+                    "ignored rsc_location {id:?}: {rsc:?} is not a bundle in this document"
+                )),
+            },
+            Err(why) => out
+                .warnings
+                .push(format!("ignored rsc_location {id:?}: {why}")),
+        }
+    }
+}
+
+/// One `rsc_location`: a node and a score, or rules of one `eq` expression each, on
+/// `#uname` (a node) or a node attribute (a label `attribute=value`).
+fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
+    let rsc = attr_of(c, "rsc")
+        .ok_or("no rsc (rsc-pattern and resource sets are not supported)")?
+        .to_string();
+    if let Some(role) = attr_of(c, "role") {
+        return Err(format!(
+            "role {role:?}: a location for one role is not supported"
+        ));
+    }
+    if attr_of(c, "resource-discovery").is_some_and(|d| d != "always") {
+        return Err("resource-discovery is not supported".into());
+    }
+    if let Some(node) = attr_of(c, "node") {
+        let score = attr_of(c, "score").ok_or("a node without a score")?;
+        return Ok((
+            rsc,
+            vec![Location {
+                node: Some(node.to_string()),
+                label: None,
+                score: score.to_string(),
+            }],
+        ));
+    }
+    let mut out = Vec::new();
+    for rule in &c.children {
+        if rule.name != "rule" {
+            return Err(format!("<{}> is not supported in it", rule.name));
+        }
+        if attr_of(rule, "role").is_some() {
+            return Err("a rule for one role is not supported".into());
+        }
+        let score = attr_of(rule, "score")
+            .ok_or("a rule without a score (score-attribute is not supported)")?;
+        let [expr] = rule.children.as_slice() else {
+            return Err("a rule of more than one expression is not supported".into());
+        };
+        let (Some(attribute), Some("eq"), Some(value)) = (
+            attr_of(expr, "attribute"),
+            attr_of(expr, "operation"),
+            attr_of(expr, "value"),
+        ) else {
+            return Err(format!(
+                "<{}> other than attribute eq value is not supported",
+                expr.name
+            ));
+        };
+        if expr.name != "expression"
+            || attr_of(expr, "value-source").is_some_and(|v| v != "literal")
+        {
+            return Err(format!("<{}> is not supported", expr.name));
+        }
+        out.push(if attribute == "#uname" {
+            Location {
+                node: Some(value.to_string()),
+                label: None,
+                score: score.to_string(),
+            }
+        } else {
+            Location {
+                node: None,
+                label: Some(format!("{attribute}={value}")),
+                score: score.to_string(),
+            }
+        });
+    }
+    if out.is_empty() {
+        return Err("neither a node nor a rule".into());
+    }
+    Ok((rsc, out))
 }
 
 pub(super) fn import_resources(
