@@ -190,7 +190,7 @@ pub enum Command {
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
     /// Events (what happened to bundles, replicas and nodes, and why), oldest first; they
-    /// expire an hour after their last repeat.
+    /// expire 50 to 60 minutes after their last write.
     Events {
         /// Only these: `bundle/NAME` (with its replicas), `replica/NAME`, `node/NAME`, or
         /// a bundle's name.
