@@ -84,6 +84,11 @@ pub struct EventConfig {
     pub burst: u32,
     /// The most distinct events held in memory (default 1,000); the oldest goes first.
     pub max_held: usize,
+    /// The most new events waiting for the write budget (default 100): past it, a new event
+    /// is dropped (counted in `berth_events_dropped_total`). A change that touches thousands
+    /// of replicas records the first of them, not a queue that trickles into etcd for
+    /// minutes after the cluster has settled.
+    pub max_pending: usize,
 }
 
 impl Default for EventConfig {
@@ -94,6 +99,7 @@ impl Default for EventConfig {
             per_second: 5,
             burst: 20,
             max_held: 1000,
+            max_pending: 100,
         }
     }
 }
@@ -181,7 +187,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
     while open || held.values().any(|h| h.dirty) {
         tokio::select! {
             note = rx.recv(), if open => match note {
-                Some(n) => take(&mut held, &source, n, cfg.max_held),
+                Some(n) => take(&mut held, &source, n, &cfg),
                 None => open = false,
             },
             _ = tick.tick() => {}
@@ -248,8 +254,10 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
     }
 }
 
-/// Counts a note into what is held (the oldest dropped when full).
-fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, max: usize) {
+/// Counts a note into what is held (the oldest dropped when full; a new one dropped when
+/// too many new ones wait already).
+fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, cfg: &EventConfig) {
+    let max = cfg.max_held;
     let mut event = Event {
         kind: n.kind,
         reason: n.reason.to_string(),
@@ -268,6 +276,17 @@ fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, max: usize) {
             h.dirty = true;
         }
         None => {
+            let pending = held.values().filter(|h| h.written.is_none()).count();
+            if pending >= cfg.max_pending {
+                crate::metrics::get().events_dropped.inc();
+                tracing::debug!(
+                    "events: {} new ones wait already; dropped {} {}",
+                    pending,
+                    event.reason,
+                    event.object
+                );
+                return;
+            }
             if held.len() >= max
                 && let Some(oldest) = held
                     .iter()
@@ -329,19 +348,23 @@ mod tests {
     #[test]
     fn repeats_are_counted_into_one_event() {
         let mut held = BTreeMap::new();
+        let cfg = EventConfig {
+            max_held: 10,
+            ..EventConfig::default()
+        };
         for at in 0..50 {
             take(
                 &mut held,
                 "node/n1",
                 note("FailedStart", "replica/web-1", "no such image", at),
-                10,
+                &cfg,
             );
         }
         take(
             &mut held,
             "node/n1",
             note("Started", "replica/web-1", "started", 60),
-            10,
+            &cfg,
         );
         assert_eq!(held.len(), 2);
         let failed = held
@@ -358,17 +381,53 @@ mod tests {
     #[test]
     fn the_oldest_event_goes_when_full() {
         let mut held = BTreeMap::new();
+        let cfg = EventConfig {
+            max_held: 3,
+            ..EventConfig::default()
+        };
         for i in 0..5u64 {
             take(
                 &mut held,
                 "c",
                 note("Scheduled", &format!("replica/web-{i}"), "m", i),
-                3,
+                &cfg,
             );
+            // Written: no longer waiting.
+            held.values_mut()
+                .for_each(|h| h.written = Some(Instant::now()));
         }
         let objects: Vec<&str> = held.values().map(|h| h.event.object.as_str()).collect();
         assert_eq!(objects.len(), 3);
         assert!(!objects.contains(&"replica/web-0") && objects.contains(&"replica/web-4"));
+    }
+
+    #[test]
+    fn new_events_past_the_backlog_are_dropped_repeats_still_count() {
+        let mut held = BTreeMap::new();
+        let cfg = EventConfig {
+            max_pending: 3,
+            ..EventConfig::default()
+        };
+        for i in 0..10u64 {
+            take(
+                &mut held,
+                "c",
+                note("Scheduled", &format!("replica/web-{i}"), "m", i),
+                &cfg,
+            );
+        }
+        assert_eq!(held.len(), 3);
+        take(
+            &mut held,
+            "c",
+            note("Scheduled", "replica/web-0", "m", 20),
+            &cfg,
+        );
+        let first = held
+            .values()
+            .find(|h| h.event.object == "replica/web-0")
+            .unwrap();
+        assert_eq!(first.event.count, 2);
     }
 
     #[test]

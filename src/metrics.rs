@@ -35,6 +35,8 @@ pub struct Metrics {
     pub restarts: Counter,
     /// Times this node fenced itself.
     pub fences: Counter,
+    /// Events dropped because too many new ones waited to be written.
+    pub events_dropped: Counter,
     /// When a lease (registration or leadership) was last renewed, Unix seconds.
     pub lease_renewed: Gauge<f64, AtomicU64>,
     /// Watches that dropped and resumed.
@@ -57,6 +59,7 @@ pub fn get() -> &'static Metrics {
             replicas: Family::default(),
             restarts: Counter::default(),
             fences: Counter::default(),
+            events_dropped: Counter::default(),
             lease_renewed: Gauge::default(),
             watch_restarts: Counter::default(),
             etcd_seconds: Family::new_with_constructor(seconds as fn() -> Histogram),
@@ -84,6 +87,11 @@ pub fn get() -> &'static Metrics {
             m.restarts.clone(),
         );
         registry.register("fences", "Times this node fenced itself", m.fences.clone());
+        registry.register(
+            "events_dropped",
+            "Events dropped because too many new ones waited to be written",
+            m.events_dropped.clone(),
+        );
         registry.register(
             "lease_renewed_timestamp_seconds",
             "When a lease was last renewed (Unix time)",
