@@ -84,7 +84,7 @@ pub struct EventConfig {
     pub burst: u32,
     /// The most distinct events held in memory (default 1,000); the oldest goes first.
     pub max_held: usize,
-    /// The most new events waiting for the write budget (default 100): past it, a new event
+    /// The most new events waiting for the write budget (default 20, one burst): past it, a new event
     /// is dropped (counted in `berth_events_dropped_total`). A change that touches thousands
     /// of replicas records the first of them, not a queue that trickles into etcd for
     /// minutes after the cluster has settled.
@@ -99,7 +99,7 @@ impl Default for EventConfig {
             per_second: 5,
             burst: 20,
             max_held: 1000,
-            max_pending: 100,
+            max_pending: 20,
         }
     }
 }
