@@ -39,13 +39,14 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let t0 = std::time::Instant::now();
     let mut phases: Vec<(&str, std::time::Duration)> = Vec::new();
     let mut phase = |name: &'static str| phases.push((name, t0.elapsed()));
-    let placement = place(
+    let mut placement = place(
         &managed_bundles,
         &view.nodes,
         &view.current,
         &view.history,
         now,
     );
+    hold_ordered(&mut placement, &managed_bundles, view);
     let mut writes = Vec::new();
 
     phase("placement");
@@ -197,6 +198,66 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     }
 }
 
+/// Pacemaker's `ordered=true`: a bundle's instances start one after another. A replica
+/// placed newly (not already assigned there) waits while a lower one is placed but not
+/// started yet (running, and its primitive started); it is left pending with that reason.
+/// A replica that cannot be placed at all does not hold the others up.
+fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
+    use crate::model::cluster::{Phase, ReplicaState};
+    for b in bundles {
+        let ordered = b
+            .spec
+            .meta("ordered")
+            .and_then(crate::model::validate::parse_bool)
+            .unwrap_or(false);
+        let Some(placed) = ordered
+            .then(|| placement.placed.get_mut(b.name()))
+            .flatten()
+        else {
+            continue;
+        };
+        let name = b.name().to_string();
+        let started = |i: u32, node: &str| {
+            view.statuses.get(&(name.clone(), i)).is_some_and(|s| {
+                s.node == node
+                    && s.state == ReplicaState::Running
+                    && (b.spec.primitive.is_none()
+                        || s.primitive
+                            .as_ref()
+                            .is_some_and(|p| p.state == Phase::Started))
+            })
+        };
+        let mut waiting_for: Option<u32> = None;
+        let mut held = Vec::new();
+        for (&i, node) in placed.iter() {
+            let assigned = view.current.get(&(name.clone(), i)) == Some(node);
+            if let Some(w) = waiting_for
+                && !assigned
+            {
+                held.push((i, b.replica_name(w)));
+                continue;
+            }
+            if waiting_for.is_none() && !started(i, node) {
+                waiting_for = Some(i);
+            }
+        }
+        for (i, first) in held {
+            placed.remove(&i);
+            placement
+                .pending
+                .entry(name.clone())
+                .or_default()
+                .insert(i, format!("{WAITING_FOR}{first} to start (ordered)"));
+        }
+        if placement.placed.get(&name).is_some_and(|p| p.is_empty()) {
+            placement.placed.remove(&name);
+        }
+    }
+}
+
+/// How the reason of a replica held back by `ordered` starts (not a scheduling failure).
+const WAITING_FOR: &str = "waiting for ";
+
 /// Replicas placed where the view does not have them yet: Scheduled, or Rescheduled from
 /// the node they were on (NodeLost for a node that is gone, once per node).
 fn placement_events(view: &View, placed: &BTreeMap<String, BTreeMap<u32, String>>) -> Vec<Note> {
@@ -248,7 +309,10 @@ fn status_events(name: &str, held: Option<&BundleStatus>, new: &BundleStatus, ou
         out.push((Warning, "Invalid", format!("bundle/{name}"), why.clone()));
     }
     for row in &new.replica_rows {
-        if row.state != crate::model::cluster::ReplicaState::Pending || row.reason.is_empty() {
+        if row.state != crate::model::cluster::ReplicaState::Pending
+            || row.reason.is_empty()
+            || row.reason.starts_with(WAITING_FOR)
+        {
             continue;
         }
         let before = held.and_then(|h| h.replica_rows.iter().find(|r| r.index == row.index));

@@ -344,3 +344,69 @@ fn events_say_what_a_pass_changed_and_a_pass_without_changes_says_nothing() {
         again.events
     );
 }
+
+#[test]
+fn ordered_instances_start_one_after_another() {
+    let bundle = serde_json::json!({
+        "apiVersion": crate::model::API_VERSION,
+        "kind": crate::model::KIND,
+        "metadata": {"name": "db"},
+        "spec": {
+            "docker": {"image": "busybox", "replicas": 3, "replicasPerHost": 3},
+            "metaAttributes": [{"name": "ordered", "value": "true"}],
+        },
+    });
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .raw(keys().bundle("db"), bundle)
+        .reconcile(1000);
+    let assigned = |out: &Outcome| puts(out)[&keys().assignment("n1", "db")]["replicas"].clone();
+    assert_eq!(assigned(&out), serde_json::json!([0]));
+    let rows = &puts(&out)[&keys().bundle_status("db")]["replicaRows"];
+    assert_eq!(rows[1]["reason"], "waiting for db-0 to start (ordered)");
+    assert!(
+        !out.events
+            .iter()
+            .any(|(_, r, _, _)| *r == "FailedScheduling"),
+        "waiting is not a scheduling failure: {:?}",
+        out.events
+    );
+    apply(&mut cache, &out);
+    // Still starting: nothing more.
+    let again = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(
+        !puts(&again).contains_key(&keys().assignment("n1", "db")),
+        "{:?}",
+        puts(&again)
+    );
+    // Replica 0 runs: replica 1 is assigned, 2 waits for it.
+    let running = |i: u32| {
+        let st = ReplicaStatus {
+            bundle: "db".into(),
+            index: i,
+            node: "n1".into(),
+            state: crate::model::cluster::ReplicaState::Running,
+            generation: 1,
+            ..Default::default()
+        };
+        Kv {
+            key: keys().replica("db", i),
+            value: serde_json::to_vec(&st).unwrap(),
+            create_revision: 200 + i as i64,
+            mod_revision: 200 + i as i64,
+            version: 1,
+            lease: 0,
+        }
+    };
+    let kv = running(0);
+    cache.items.insert(kv.key.clone(), kv);
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(assigned(&next), serde_json::json!([0, 1]));
+    let rows = &puts(&next)[&keys().bundle_status("db")]["replicaRows"];
+    assert_eq!(rows[2]["reason"], "waiting for db-1 to start (ordered)");
+    apply(&mut cache, &next);
+    let kv = running(1);
+    cache.items.insert(kv.key.clone(), kv);
+    let last = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(assigned(&last), serde_json::json!([0, 1, 2]));
+}
