@@ -179,6 +179,91 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
             writeln!(out, "{line}")?;
         }
     }
+    failures(&view, out)?;
+    Ok(())
+}
+
+/// crm_mon's "Migration Summary" (fail counts per node and replica, with the bundle's
+/// migration-threshold) and "Failed Resource Actions" (each replica's last failure, and
+/// its primitive's failed operations), shown when there are any.
+fn failures(view: &controller::view::View, out: &mut impl Write) -> Result<()> {
+    // node → (replica, threshold, count, last failure time)
+    let mut counts: std::collections::BTreeMap<&str, Vec<(String, String, u32, u64)>> =
+        Default::default();
+    let mut actions = Vec::new();
+    for ((bundle, i), st) in &view.statuses {
+        let Some(b) = view.bundles.get(bundle) else {
+            continue;
+        };
+        let replica = b.replica_name(*i);
+        let threshold = b
+            .spec
+            .meta("migration-threshold")
+            .unwrap_or("1000000")
+            .to_string();
+        let last = st.last_failure.as_ref().map_or(0, |f| f.time);
+        for (node, n) in st.fail_counts.iter().filter(|(_, n)| **n > 0) {
+            counts.entry(node.as_str()).or_default().push((
+                replica.clone(),
+                threshold.clone(),
+                *n,
+                last,
+            ));
+        }
+        if let Some(f) = &st.last_failure {
+            actions.push(format!(
+                "  * {replica} on {} '{}' at {}",
+                st.node,
+                f.reason,
+                super::chart::time(f.time)
+            ));
+        }
+        if let Some(p) = &st.primitive {
+            for op in p.last.iter().filter(|op| !op.succeeded()) {
+                actions.push(format!(
+                    "  * {replica}_{}_{} on {} '{}' ({}): last-rc-change='{}', exec={}ms{}",
+                    op.action,
+                    op.interval_ms,
+                    st.node,
+                    op.rc_name,
+                    op.rc,
+                    super::chart::time(op.at),
+                    op.took_ms,
+                    if op.output.trim().is_empty() {
+                        String::new()
+                    } else {
+                        let reason: String = op.output.trim().chars().take(200).collect();
+                        format!(", exitreason='{}'", reason.replace('\n', " "))
+                    }
+                ));
+            }
+        }
+    }
+    if !counts.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Migration Summary:")?;
+        for (node, rows) in counts {
+            writeln!(out, "  * Node: {node}:")?;
+            for (replica, threshold, n, last) in rows {
+                let when = if last > 0 {
+                    format!(" last-failure='{}'", super::chart::time(last))
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    out,
+                    "    * {replica}: migration-threshold={threshold} fail-count={n}{when}"
+                )?;
+            }
+        }
+    }
+    if !actions.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Failed Resource Actions:")?;
+        for a in actions {
+            writeln!(out, "{a}")?;
+        }
+    }
     Ok(())
 }
 
