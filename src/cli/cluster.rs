@@ -101,10 +101,25 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     )?;
     writeln!(out)?;
     writeln!(out, "Node List:")?;
+    // As crm_mon: nodes in standby on a line each, the other online ones together.
+    let standby: BTreeSet<&str> = view
+        .nodes
+        .iter()
+        .filter(|n| n.standby)
+        .map(|n| n.name.as_str())
+        .collect();
+    for n in &standby {
+        writeln!(out, "  * Node {n}: standby")?;
+    }
     writeln!(
         out,
         "  * Online: [ {} ]",
-        online.iter().copied().collect::<Vec<_>>().join(" ")
+        online
+            .iter()
+            .copied()
+            .filter(|n| !standby.contains(n))
+            .collect::<Vec<_>>()
+            .join(" ")
     )?;
     if !offline.is_empty() {
         writeln!(out, "  * OFFLINE: [ {} ]", offline.join(" "))?;
@@ -180,6 +195,36 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
         }
     }
     failures(&view, out)?;
+    Ok(())
+}
+
+/// `berth standby` / `unstandby`: sets or clears `<prefix>/standby/<node>`.
+pub async fn standby(store: &Store, node: &str, on: bool, out: &mut impl Write) -> Result<()> {
+    crate::model::validate::node_name(node).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = store.keys().standby(node);
+    if on {
+        let value = serde_json::json!({ "since": crate::unix_now() });
+        store
+            .put(
+                &key,
+                value.to_string().into_bytes(),
+                crate::store::Expect::Any,
+            )
+            .await?;
+        if store.get(&store.keys().node(node)).await?.is_none() {
+            writeln!(
+                out,
+                "warning: node {node} is not online; it stays in standby when it comes"
+            )?;
+        }
+        writeln!(
+            out,
+            "node/{node} in standby: its replicas move to other nodes"
+        )?;
+    } else {
+        store.delete(&key, crate::store::Expect::Any).await?;
+        writeln!(out, "node/{node} out of standby")?;
+    }
     Ok(())
 }
 

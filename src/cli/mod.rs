@@ -189,6 +189,11 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// Put a node in standby (pcs node standby): no replica runs there, and those it has
+    /// move to other nodes. Its agent keeps running.
+    Standby { node: String },
+    /// Take a node out of standby (pcs node unstandby).
+    Unstandby { node: String },
     /// Events (what happened to bundles, replicas and nodes, and why), oldest first; they
     /// expire 50 to 60 minutes after their last write.
     Events {
@@ -492,6 +497,12 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
         }
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Standby { node } => {
+            cluster::standby(&cli.etcd.store().await?, &node, true, out).await
+        }
+        Command::Unstandby { node } => {
+            cluster::standby(&cli.etcd.store().await?, &node, false, out).await
+        }
         Command::Events { object, watch } => {
             show::events(&cli.etcd.store().await?, object.as_deref(), watch, out).await
         }

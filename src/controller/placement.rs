@@ -31,6 +31,8 @@ pub struct NodeView {
     pub permits: Permits,
     /// Its agent left it in maintenance: the replicas it has stay, no new one goes there.
     pub maintenance: bool,
+    /// Put in standby (`berth standby`): no replica may run there; those it has move.
+    pub standby: bool,
 }
 
 /// One replica's failure history: failures per node, and when the last one happened
@@ -106,6 +108,7 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                 };
                 let here = per_node.entry(n).or_default();
                 if score_at(&scores, n) > -INFINITY
+                    && !nodes[n].standby
                     && denied_at(&denied, n).is_none()
                     && !banned(b, history.get(&key), &nodes[n].name, now)
                     && *here < rph
@@ -142,9 +145,14 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
             let mut refused: Option<&str> = None;
             let mut not_permitted = 0;
             let mut in_maintenance = 0;
+            let mut in_standby = 0;
             for (n, node) in nodes.iter().enumerate() {
                 if node.maintenance {
                     in_maintenance += 1;
+                    continue;
+                }
+                if node.standby {
+                    in_standby += 1;
                     continue;
                 }
                 let score = score_at(&scores, n);
@@ -191,6 +199,9 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                         }
                         if in_maintenance > 0 {
                             r.push_str(&format!(", {in_maintenance} in maintenance"));
+                        }
+                        if in_standby > 0 {
+                            r.push_str(&format!(", {in_standby} in standby"));
                         }
                         r
                     };

@@ -410,3 +410,45 @@ fn ordered_instances_start_one_after_another() {
     let last = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert_eq!(assigned(&last), serde_json::json!([0, 1, 2]));
 }
+
+#[test]
+fn a_node_in_standby_runs_nothing_and_its_replicas_move() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    let info = NodeInfo {
+        name: "n2".into(),
+        ..Default::default()
+    };
+    for (key, value, rev) in [
+        (keys().node("n2"), serde_json::to_vec(&info).unwrap(), 101),
+        (keys().standby("n1"), b"{}".to_vec(), 102),
+    ] {
+        let kv = Kv {
+            key: key.clone(),
+            value,
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            lease: 0,
+        };
+        cache.items.insert(key, kv);
+    }
+    let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let p = puts(&moved);
+    assert_eq!(
+        p[&keys().assignment("n2", "web")]["replicas"],
+        serde_json::json!([0])
+    );
+    assert!(deletes(&moved).contains(&keys().assignment("n1", "web")));
+    // With every node in standby, nothing runs, and the reason says so.
+    cache.items.remove(&keys().node("n2"));
+    let none = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let rows = &puts(&none)[&keys().bundle_status("web")]["replicaRows"];
+    assert!(
+        rows[0]["reason"].as_str().unwrap().contains("1 in standby"),
+        "{rows}"
+    );
+}

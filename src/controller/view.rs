@@ -123,6 +123,7 @@ impl View {
             spec_generations: BTreeMap::new(),
         };
         let mut maintenance = Vec::new();
+        let mut standby = BTreeSet::new();
         for (key, kv) in &cache.items {
             let Some(parsed) = keys.parse(key) else {
                 continue;
@@ -146,6 +147,7 @@ impl View {
                             labels: n.labels,
                             permits: n.permits,
                             maintenance: false,
+                            standby: false,
                         });
                     }
                 }
@@ -156,8 +158,12 @@ impl View {
                             labels: n.labels,
                             permits: n.permits,
                             maintenance: true,
+                            standby: false,
                         });
                     }
+                }
+                Key::Standby(name) => {
+                    standby.insert(name.to_string());
                 }
                 Key::Assignment { node, bundle } => {
                     let got = decoded.memo(kv, || Value::Assignment(Decoded::json(kv)));
@@ -213,6 +219,9 @@ impl View {
             if !v.nodes.iter().any(|n| n.name == m.name) {
                 v.nodes.push(m);
             }
+        }
+        for n in &mut v.nodes {
+            n.standby = standby.contains(&n.name);
         }
         v.refuse_overlaps();
         v.keep_last_good();

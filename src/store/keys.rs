@@ -99,6 +99,12 @@ impl Keys {
     }
 
     /// `<prefix>/releases/`: every chart release's history.
+    /// `<prefix>/standby/<node>`: a node put in standby (`berth standby`): no replica runs
+    /// there, those it has move elsewhere (Pacemaker's node standby).
+    pub fn standby(&self, node: &str) -> String {
+        format!("{}/standby/{node}", self.prefix)
+    }
+
     /// Every event: `<p>/events/`.
     pub fn events(&self) -> String {
         format!("{}/events/", self.prefix)
@@ -149,6 +155,7 @@ impl Keys {
             ["status", "bundles", name] if !name.is_empty() => Key::BundleStatus(name),
             ["nodes", name] if !name.is_empty() => Key::Node(name),
             ["maintenance", name] if !name.is_empty() => Key::Maintenance(name),
+            ["standby", name] if !name.is_empty() => Key::Standby(name),
             ["assignments", node, bundle] if !node.is_empty() && !bundle.is_empty() => {
                 Key::Assignment { node, bundle }
             }
@@ -173,6 +180,7 @@ pub enum Key<'k> {
     BundleStatus(&'k str),
     Node(&'k str),
     Maintenance(&'k str),
+    Standby(&'k str),
     Assignment { node: &'k str, bundle: &'k str },
     Replica { bundle: &'k str, index: u32 },
     Rollout(&'k str),
@@ -214,6 +222,7 @@ mod tests {
             })
         );
         assert_eq!(k.parse(&k.maintenance("n1")), Some(Key::Maintenance("n1")));
+        assert_eq!(k.parse(&k.standby("n1")), Some(Key::Standby("n1")));
         assert_eq!(k.parse(&k.rollout("web")), Some(Key::Rollout("web")));
         assert_eq!(k.spec_at("web", 3), "/berth/history/web/0000000003");
         assert_eq!(
