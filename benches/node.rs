@@ -103,6 +103,7 @@ async fn main() {
                 managed: true,
                 promoted: vec![],
                 held: vec![],
+                cleanup: 0,
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -139,6 +140,7 @@ async fn main() {
         managed: true,
         promoted: vec![],
         held: vec![],
+        cleanup: 0,
     };
     let key = store.keys().assignment(&node, b.name());
     store

@@ -530,6 +530,7 @@ fn fuzz_cluster_values() {
             bundle: seed.clone(),
             replicas: vec![2],
         }],
+        cleanup: 1_796_000_000,
     };
     let mut corpus = vec![serde_json::to_vec(&assignment).expect("serializes")];
     corpus.extend(corpus_dir("cluster"));

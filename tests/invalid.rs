@@ -190,6 +190,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
             managed: true,
             promoted: vec![],
             held: vec![],
+            cleanup: 0,
         })
         .unwrap()
     };

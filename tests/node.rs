@@ -78,6 +78,7 @@ impl Fixture {
             managed: true,
             promoted: vec![],
             held: vec![],
+            cleanup: 0,
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

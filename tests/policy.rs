@@ -142,6 +142,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         managed: true,
         promoted: vec![],
         held: vec![],
+        cleanup: 0,
     };
     store
         .put(

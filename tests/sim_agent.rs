@@ -40,6 +40,7 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
         managed: true,
         promoted: vec![],
         held: vec![],
+        cleanup: 0,
     };
     store
         .put(
@@ -128,6 +129,7 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
         managed: true,
         promoted: vec![],
         held: vec![],
+        cleanup: 0,
     };
     store
         .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)

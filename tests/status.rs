@@ -134,3 +134,71 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
     common::container_gone(&format!("{}-docker-0", b.name()), Duration::from_secs(30)).await;
     drop((n1, n2));
 }
+
+/// `berth cleanup BUNDLE` (crm_resource --cleanup): a replica banned from the only node by
+/// migration-threshold after it failed is placed and started again, and its fail counts are
+/// gone from `berth status` (real controller, node agent, etcd and dockerd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_forgets_failures_and_the_replica_runs_again() {
+    test_image();
+    let c = common::one_node("cleanup").await;
+    let data = tempfile::tempdir().unwrap();
+    let mut b = httpd_bundle(&format!("{}-flaky", c.tag), 1, 1, 159);
+    // Fails until the test creates /data/ok, then serves.
+    b.spec.docker.as_mut().unwrap().run_command = Some(
+        "/bin/sh -c 'test -e /data/ok && exec /bin/httpd -f -p 80 -h /var/www/html; exit 3'".into(),
+    );
+    b.spec.storage_mappings = vec![berth::model::StorageMapping {
+        id: "data".into(),
+        source_dir: Some(data.path().display().to_string()),
+        target_dir: "/data".into(),
+        ..Default::default()
+    }];
+    b.spec.meta_attributes.push(berth::model::NvPair {
+        id: None,
+        name: "migration-threshold".into(),
+        value: Some("1".into()),
+    });
+    c.store.put_bundle(&b, Expect::Absent).await.unwrap();
+    common::eventually(
+        Duration::from_secs(60),
+        "the replica banned after failing",
+        || async {
+            common::bundle_status(&c.store, b.name())
+                .await
+                .filter(|s| {
+                    s.replica_rows
+                        .first()
+                        .is_some_and(|r| r.reason.contains("over migration-threshold"))
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    std::fs::write(data.path().join("ok"), "").unwrap();
+    let o = tokio::task::block_in_place(|| berth(&c.p, &["cleanup", b.name()], None));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(stdout(&o).contains("failures cleaned up"), "{}", stdout(&o));
+    common::eventually(
+        Duration::from_secs(60),
+        "the replica running again",
+        || async {
+            common::replica_status(&c.store, b.name(), 0)
+                .await
+                .filter(|s| {
+                    s.state == berth::model::cluster::ReplicaState::Running
+                        && s.fail_counts.values().all(|n| *n == 0)
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    let out = stdout(&tokio::task::block_in_place(|| {
+        berth(&c.p, &["status"], None)
+    }));
+    assert!(!out.contains("Migration Summary:"), "{out}");
+    let o = tokio::task::block_in_place(|| berth(&c.p, &["cleanup", "no-such-bundle"], None));
+    assert!(!o.status.success() && common::stderr(&o).contains("not found"));
+    c.store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+    common::container_gone(&format!("{}-docker-0", b.name()), Duration::from_secs(30)).await;
+}

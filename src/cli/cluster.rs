@@ -198,6 +198,31 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// `berth cleanup BUNDLE`: records when its failures were cleaned up
+/// (`<prefix>/cleanup/<bundle>`); the controller stops counting earlier failures and the
+/// agents forget them.
+pub async fn cleanup(store: &Store, bundle: &str, out: &mut impl Write) -> Result<()> {
+    anyhow::ensure!(
+        store.get(&store.keys().bundle(bundle)).await?.is_some(),
+        "bundle {bundle:?} not found"
+    );
+    let value = crate::model::cluster::Cleanup {
+        at: crate::unix_now(),
+    };
+    store
+        .put(
+            &store.keys().cleanup(bundle),
+            serde_json::to_vec(&value)?,
+            crate::store::Expect::Any,
+        )
+        .await?;
+    writeln!(
+        out,
+        "bundle/{bundle}: failures cleaned up; its replicas are tried again"
+    )?;
+    Ok(())
+}
+
 /// `berth standby` / `unstandby`: sets or clears `<prefix>/standby/<node>`.
 pub async fn standby(store: &Store, node: &str, on: bool, out: &mut impl Write) -> Result<()> {
     crate::model::validate::node_name(node).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -194,6 +194,9 @@ pub enum Command {
     Standby { node: String },
     /// Take a node out of standby (pcs node unstandby).
     Unstandby { node: String },
+    /// Forget a bundle's failures so far and try its replicas again (crm_resource
+    /// --cleanup): fail counts, migration-threshold bans, restart backoff.
+    Cleanup { bundle: String },
     /// Events (what happened to bundles, replicas and nodes, and why), oldest first; they
     /// expire 50 to 60 minutes after their last write.
     Events {
@@ -499,6 +502,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
         Command::Standby { node } => {
             cluster::standby(&cli.etcd.store().await?, &node, true, out).await
+        }
+        Command::Cleanup { bundle } => {
+            cluster::cleanup(&cli.etcd.store().await?, &bundle, out).await
         }
         Command::Unstandby { node } => {
             cluster::standby(&cli.etcd.store().await?, &node, false, out).await

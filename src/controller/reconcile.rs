@@ -69,6 +69,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
                     managed: true,
                     promoted: vec![],
                     held: vec![],
+                    cleanup: view.cleanups.get(bundle.as_str()).copied().unwrap_or(0),
                 });
             a.replicas.push(*i);
             if promoted.contains(i) {
@@ -182,6 +183,16 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         if !replicas_left {
             writes.push(Write::Delete {
                 key: keys.bundle_status(name),
+                expect: Expect::Any,
+            });
+        }
+    }
+
+    // A deleted bundle's cleanup time goes with it.
+    for name in view.cleanups.keys() {
+        if !exists(name) {
+            writes.push(Write::Delete {
+                key: keys.cleanup(name),
                 expect: Expect::Any,
             });
         }

@@ -452,3 +452,38 @@ fn a_node_in_standby_runs_nothing_and_its_replicas_move() {
         "{rows}"
     );
 }
+
+#[test]
+fn a_cleanup_lifts_bans_from_failures_before_it() {
+    let meta = serde_json::json!([{"name": "migration-threshold", "value": "1"}]);
+    let banned = Cluster::new()
+        .node("n1")
+        .bundle("web", meta.clone())
+        .replica("web", "n1", 3, 500);
+    let (_, out) = banned.reconcile(1000);
+    let rows = &puts(&out)[&keys().bundle_status("web")]["replicaRows"];
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over migration-threshold"),
+        "{rows}"
+    );
+    let cleaned = Cluster::new()
+        .node("n1")
+        .bundle("web", meta.clone())
+        .replica("web", "n1", 3, 500)
+        .raw(keys().cleanup("web"), serde_json::json!({"at": 600}));
+    let (_, out) = cleaned.reconcile(1000);
+    let a = &puts(&out)[&keys().assignment("n1", "web")];
+    assert_eq!(a["replicas"], serde_json::json!([0]));
+    assert_eq!(a["cleanup"], 600, "the agents are told to forget too");
+    // A failure after the cleanup still counts.
+    let again = Cluster::new()
+        .node("n1")
+        .bundle("web", meta)
+        .replica("web", "n1", 3, 700)
+        .raw(keys().cleanup("web"), serde_json::json!({"at": 600}));
+    let (_, out) = again.reconcile(1000);
+    assert!(!puts(&out).contains_key(&keys().assignment("n1", "web")));
+}

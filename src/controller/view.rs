@@ -33,6 +33,9 @@ pub struct View {
     pub status_keys: Vec<String>,
     /// Bundle statuses as the controller wrote them.
     pub bundle_statuses: BTreeMap<String, Arc<BundleStatus>>,
+    /// When each bundle's failures were last cleaned up (`berth cleanup`, Unix seconds):
+    /// failures up to then no longer count (their histories are cleared here).
+    pub cleanups: BTreeMap<String, u64>,
     /// Bundles whose rollout is paused (`berth rollout pause`).
     pub paused: BTreeSet<String>,
     /// Per bundle, the generations whose spec the history keeps (the values are read from
@@ -121,6 +124,7 @@ impl View {
             bundle_statuses: BTreeMap::new(),
             paused: BTreeSet::new(),
             spec_generations: BTreeMap::new(),
+            cleanups: BTreeMap::new(),
         };
         let mut maintenance = Vec::new();
         let mut standby = BTreeSet::new();
@@ -164,6 +168,13 @@ impl View {
                 }
                 Key::Standby(name) => {
                     standby.insert(name.to_string());
+                }
+                Key::Cleanup(name) => {
+                    if let Ok(c) =
+                        serde_json::from_slice::<crate::model::cluster::Cleanup>(&kv.value)
+                    {
+                        v.cleanups.insert(name.to_string(), c.at);
+                    }
                 }
                 Key::Assignment { node, bundle } => {
                     let got = decoded.memo(kv, || Value::Assignment(Decoded::json(kv)));
@@ -222,6 +233,16 @@ impl View {
         }
         for n in &mut v.nodes {
             n.standby = standby.contains(&n.name);
+        }
+        // Failures a cleanup came after no longer count, whatever the statuses still say
+        // (a replica pending everywhere has no agent to rewrite its status).
+        for ((bundle, _), h) in v.history.iter_mut() {
+            if let Some(&at) = v.cleanups.get(bundle)
+                && h.last_failure.is_none_or(|t| t <= at)
+            {
+                h.fail_counts.clear();
+                h.last_failure = None;
+            }
         }
         v.refuse_overlaps();
         v.keep_last_good();

@@ -223,6 +223,7 @@ mod tests {
                 managed: true,
                 promoted: vec![],
                 held: vec![],
+                cleanup: 0,
             };
             items.push(kv(
                 keys.assignment(node, "web"),

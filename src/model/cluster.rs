@@ -51,6 +51,18 @@ pub struct Assignment {
     /// replaced yet (or gone back to), each with the ordinals that run it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<Held>,
+    /// When failures of these replicas were last cleaned up (`berth cleanup`, Unix
+    /// seconds; 0: never): the agent forgets its fail counts, failure and restart hold for
+    /// them once, when this rises.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleanup: u64,
+}
+
+/// `<prefix>/cleanup/<bundle>`: when `berth cleanup` last ran for the bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {
+    /// Unix seconds.
+    pub at: u64,
 }
 
 /// Replicas of an assignment held on another spec than the assignment's (a rollout).

@@ -538,8 +538,10 @@ impl<E: Engine> Agent<E> {
             addrs,
             unmanaged,
             roles,
+            cleanups,
         } = self.wanted();
         self.seed(&desired).await;
+        self.core.cleanup(&cleanups, Instant::now());
         let observed = match self.list(&unmanaged).await {
             Ok(o) => o,
             Err(e) => {

@@ -33,6 +33,8 @@ pub struct Wanted {
     pub unmanaged: BTreeSet<String>,
     /// The role each replica of a promotable bundle must run in.
     pub roles: BTreeMap<ReplicaKey, Role>,
+    /// When each replica's failures were last cleaned up (`berth cleanup`), where they were.
+    pub cleanups: BTreeMap<ReplicaKey, u64>,
 }
 
 /// The decoded assignments of one node.
@@ -128,6 +130,9 @@ impl Assigned {
                 // During a rollout, a replica may run an older spec than the assignment's.
                 let runs = a.spec_of(i);
                 w.addrs.insert(k.clone(), runs.spec.replica_address(i));
+                if a.cleanup > 0 {
+                    w.cleanups.insert(k.clone(), a.cleanup);
+                }
                 if spec.promoted_max() > 0 {
                     let role = if a.promoted.contains(&i) {
                         Role::Promoted

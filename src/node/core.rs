@@ -296,6 +296,30 @@ impl Core {
         }
     }
 
+    /// `berth cleanup` (crm_resource --cleanup): forgets the failures that happened up to
+    /// the cleanup's time (Unix seconds) — fail counts, last failure, backoff and restart
+    /// hold — so the replica is tried again at once. Failures after it stay (an agent
+    /// restarted later sees the same cleanup again and keeps them).
+    pub fn cleanup(&mut self, cleanups: &BTreeMap<ReplicaKey, u64>, now: Instant) {
+        for (k, &at) in cleanups {
+            let Some(rt) = self.runtime.get_mut(k) else {
+                continue;
+            };
+            let Some(f) = &rt.last_failure else { continue };
+            if f.time > at {
+                continue;
+            }
+            rt.fail_counts.clear();
+            rt.last_failure = None;
+            rt.consecutive = 0;
+            rt.error = None;
+            if rt.hold_until.is_some() {
+                rt.hold_until = None;
+                self.requeue(now);
+            }
+        }
+    }
+
     /// Counts a failure of a replica and holds its restart for the backoff.
     fn failed(&mut self, k: &ReplicaKey, reason: String, now: Instant, unix: u64) {
         let t = self.timing;

@@ -105,6 +105,12 @@ impl Keys {
         format!("{}/standby/{node}", self.prefix)
     }
 
+    /// `<prefix>/cleanup/<bundle>`: when its failures were last cleaned up (`berth
+    /// cleanup`).
+    pub fn cleanup(&self, bundle: &str) -> String {
+        format!("{}/cleanup/{bundle}", self.prefix)
+    }
+
     /// Every event: `<p>/events/`.
     pub fn events(&self) -> String {
         format!("{}/events/", self.prefix)
@@ -156,6 +162,7 @@ impl Keys {
             ["nodes", name] if !name.is_empty() => Key::Node(name),
             ["maintenance", name] if !name.is_empty() => Key::Maintenance(name),
             ["standby", name] if !name.is_empty() => Key::Standby(name),
+            ["cleanup", name] if !name.is_empty() => Key::Cleanup(name),
             ["assignments", node, bundle] if !node.is_empty() && !bundle.is_empty() => {
                 Key::Assignment { node, bundle }
             }
@@ -181,6 +188,7 @@ pub enum Key<'k> {
     Node(&'k str),
     Maintenance(&'k str),
     Standby(&'k str),
+    Cleanup(&'k str),
     Assignment { node: &'k str, bundle: &'k str },
     Replica { bundle: &'k str, index: u32 },
     Rollout(&'k str),
