@@ -130,6 +130,25 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
         !out.contains(&format!("Node {}: standby", n1.name)),
         "{out}"
     );
+    // `berth ban` (crm_resource --ban): off the node it runs on now, back to the other.
+    let said = cli(&["ban", b.name(), &n2.name]);
+    assert!(said.contains("banned from"), "{said}");
+    common::eventually(
+        Duration::from_secs(60),
+        "the replica back on the first node",
+        || on(n1.name.clone()),
+    )
+    .await;
+    let said = cli(&["clear", b.name()]);
+    assert!(said.contains("bans cleared"), "{said}");
+    assert!(
+        store
+            .get(&store.keys().bans(b.name()))
+            .await
+            .unwrap()
+            .is_none(),
+        "the bans key is gone"
+    );
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     common::container_gone(&format!("{}-docker-0", b.name()), Duration::from_secs(30)).await;
     drop((n1, n2));

@@ -198,6 +198,46 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// `berth ban BUNDLE NODE` (node given) adds NODE to `<prefix>/bans/<bundle>`; `berth
+/// clear BUNDLE` (none) deletes it.
+pub async fn ban(
+    store: &Store,
+    bundle: &str,
+    node: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let key = store.keys().bans(bundle);
+    let Some(node) = node else {
+        store.delete(&key, crate::store::Expect::Any).await?;
+        writeln!(out, "bundle/{bundle}: bans cleared")?;
+        return Ok(());
+    };
+    crate::model::validate::node_name(node).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        store.get(&store.keys().bundle(bundle)).await?.is_some(),
+        "bundle {bundle:?} not found"
+    );
+    // Read, add, write back only if nobody changed it meanwhile.
+    let held = store.get(&key).await?;
+    let mut bans: crate::model::cluster::Bans = held
+        .as_ref()
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .unwrap_or_default();
+    if !bans.nodes.iter().any(|n| n == node) {
+        bans.nodes.push(node.to_string());
+    }
+    let expect = match &held {
+        Some(kv) => crate::store::Expect::Revision(kv.mod_revision),
+        None => crate::store::Expect::Absent,
+    };
+    store.put(&key, serde_json::to_vec(&bans)?, expect).await?;
+    writeln!(
+        out,
+        "bundle/{bundle} banned from {node}: its replicas there move (berth clear {bundle} lifts it)"
+    )?;
+    Ok(())
+}
+
 /// `berth cleanup BUNDLE`: records when its failures were cleaned up
 /// (`<prefix>/cleanup/<bundle>`); the controller stops counting earlier failures and the
 /// agents forget them.

@@ -194,6 +194,11 @@ pub enum Command {
     Standby { node: String },
     /// Take a node out of standby (pcs node unstandby).
     Unstandby { node: String },
+    /// Keep a bundle off a node (crm_resource --ban): its replicas there move elsewhere,
+    /// until `berth clear`.
+    Ban { bundle: String, node: String },
+    /// Remove the bans `berth ban` set on a bundle (crm_resource --clear).
+    Clear { bundle: String },
     /// Forget a bundle's failures so far and try its replicas again (crm_resource
     /// --cleanup): fail counts, migration-threshold bans, restart backoff.
     Cleanup { bundle: String },
@@ -502,6 +507,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
         Command::Standby { node } => {
             cluster::standby(&cli.etcd.store().await?, &node, true, out).await
+        }
+        Command::Ban { bundle, node } => {
+            cluster::ban(&cli.etcd.store().await?, &bundle, Some(&node), out).await
+        }
+        Command::Clear { bundle } => {
+            cluster::ban(&cli.etcd.store().await?, &bundle, None, out).await
         }
         Command::Cleanup { bundle } => {
             cluster::cleanup(&cli.etcd.store().await?, &bundle, out).await

@@ -188,11 +188,19 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         }
     }
 
-    // A deleted bundle's cleanup time goes with it.
+    // A deleted bundle's cleanup time and bans go with it.
     for name in view.cleanups.keys() {
         if !exists(name) {
             writes.push(Write::Delete {
                 key: keys.cleanup(name),
+                expect: Expect::Any,
+            });
+        }
+    }
+    for name in &view.banned {
+        if !exists(name) {
+            writes.push(Write::Delete {
+                key: keys.bans(name),
                 expect: Expect::Any,
             });
         }

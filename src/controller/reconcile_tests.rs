@@ -487,3 +487,35 @@ fn a_cleanup_lifts_bans_from_failures_before_it() {
     let (_, out) = again.reconcile(1000);
     assert!(!puts(&out).contains_key(&keys().assignment("n1", "web")));
 }
+
+#[test]
+fn a_ban_moves_replicas_off_a_node_until_cleared() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    let first = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
+    let other = if first == "n1" { "n2" } else { "n1" };
+    let bans = crate::model::cluster::Bans {
+        nodes: vec![first.clone()],
+    };
+    let kv = Kv {
+        key: keys().bans("web"),
+        value: serde_json::to_vec(&bans).unwrap(),
+        create_revision: 300,
+        mod_revision: 300,
+        version: 1,
+        lease: 0,
+    };
+    cache.items.insert(kv.key.clone(), kv);
+    let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(
+        puts(&moved)[&keys().assignment(other, "web")]["replicas"],
+        serde_json::json!([0])
+    );
+    assert!(deletes(&moved).contains(&keys().assignment(&first, "web")));
+    // The bundle's own spec is left alone: the ban is the controller's, not written into it.
+    assert!(!puts(&moved).contains_key(&keys().bundle("web")));
+}

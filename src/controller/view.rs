@@ -36,6 +36,8 @@ pub struct View {
     /// When each bundle's failures were last cleaned up (`berth cleanup`, Unix seconds):
     /// failures up to then no longer count (their histories are cleared here).
     pub cleanups: BTreeMap<String, u64>,
+    /// Bundles with a `berth ban` key (its locations are added to the bundle above).
+    pub banned: BTreeSet<String>,
     /// Bundles whose rollout is paused (`berth rollout pause`).
     pub paused: BTreeSet<String>,
     /// Per bundle, the generations whose spec the history keeps (the values are read from
@@ -125,9 +127,11 @@ impl View {
             paused: BTreeSet::new(),
             spec_generations: BTreeMap::new(),
             cleanups: BTreeMap::new(),
+            banned: BTreeSet::new(),
         };
         let mut maintenance = Vec::new();
         let mut standby = BTreeSet::new();
+        let mut bans: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, kv) in &cache.items {
             let Some(parsed) = keys.parse(key) else {
                 continue;
@@ -168,6 +172,12 @@ impl View {
                 }
                 Key::Standby(name) => {
                     standby.insert(name.to_string());
+                }
+                Key::Bans(name) => {
+                    if let Ok(b) = serde_json::from_slice::<crate::model::cluster::Bans>(&kv.value)
+                    {
+                        bans.insert(name.to_string(), b.nodes);
+                    }
                 }
                 Key::Cleanup(name) => {
                     if let Ok(c) =
@@ -242,6 +252,20 @@ impl View {
             {
                 h.fail_counts.clear();
                 h.last_failure = None;
+            }
+        }
+        // `berth ban`: a -INFINITY location per banned node, as crm_resource's cli-ban
+        // constraints, on top of the bundle's own.
+        for (name, nodes) in bans {
+            v.banned.insert(name.clone());
+            if let Some(b) = v.bundles.get_mut(&name) {
+                b.spec
+                    .locations
+                    .extend(nodes.into_iter().map(|node| crate::model::Location {
+                        node: Some(node),
+                        label: None,
+                        score: "-INFINITY".into(),
+                    }));
             }
         }
         v.refuse_overlaps();

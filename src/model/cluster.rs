@@ -58,6 +58,12 @@ pub struct Assignment {
     pub cleanup: u64,
 }
 
+/// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bans {
+    pub nodes: Vec<String>,
+}
+
 /// `<prefix>/cleanup/<bundle>`: when `berth cleanup` last ran for the bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cleanup {

@@ -111,6 +111,12 @@ impl Keys {
         format!("{}/cleanup/{bundle}", self.prefix)
     }
 
+    /// `<prefix>/bans/<bundle>`: nodes `berth ban` keeps the bundle off (crm_resource
+    /// --ban's cli-ban constraints), until `berth clear`.
+    pub fn bans(&self, bundle: &str) -> String {
+        format!("{}/bans/{bundle}", self.prefix)
+    }
+
     /// Every event: `<p>/events/`.
     pub fn events(&self) -> String {
         format!("{}/events/", self.prefix)
@@ -163,6 +169,7 @@ impl Keys {
             ["maintenance", name] if !name.is_empty() => Key::Maintenance(name),
             ["standby", name] if !name.is_empty() => Key::Standby(name),
             ["cleanup", name] if !name.is_empty() => Key::Cleanup(name),
+            ["bans", name] if !name.is_empty() => Key::Bans(name),
             ["assignments", node, bundle] if !node.is_empty() && !bundle.is_empty() => {
                 Key::Assignment { node, bundle }
             }
@@ -189,6 +196,7 @@ pub enum Key<'k> {
     Maintenance(&'k str),
     Standby(&'k str),
     Cleanup(&'k str),
+    Bans(&'k str),
     Assignment { node: &'k str, bundle: &'k str },
     Replica { bundle: &'k str, index: u32 },
     Rollout(&'k str),
