@@ -55,7 +55,7 @@ impl Event {
             "{}\0{}\0{}",
             self.source, self.reason, self.message
         ));
-        h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        crate::hex(&h[..8])
     }
 
     /// The bundle this event is about, for a bundle or a replica (`<bundle>-<ordinal>`).
@@ -105,9 +105,9 @@ impl Default for EventConfig {
 }
 
 /// What a part records: cheap to clone, never blocks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
-    tx: Option<mpsc::Sender<Note>>,
+    tx: mpsc::Sender<Note>,
 }
 
 #[derive(Debug)]
@@ -123,16 +123,11 @@ struct Note {
 const CHANNEL: usize = 1024;
 
 impl Recorder {
-    /// A recorder that records nothing (simulations, tests of the pure parts).
-    pub fn disabled() -> Recorder {
-        Recorder::default()
-    }
-
     /// Starts the writer task for `source` (`controller/<name>`, `node/<name>`).
     pub fn spawn(store: Store, source: String, cfg: EventConfig) -> Recorder {
         let (tx, rx) = mpsc::channel(CHANNEL);
         tokio::spawn(writer(store, source, cfg, rx));
-        Recorder { tx: Some(tx) }
+        Recorder { tx }
     }
 
     pub fn normal(
@@ -155,10 +150,9 @@ impl Recorder {
 
     /// Records `kind` (for callers holding an [`EventType`]).
     pub fn record(&self, kind: EventType, reason: &'static str, object: String, message: String) {
-        let Some(tx) = &self.tx else { return };
         // Bounded: a message is an engine error or an agent's output at most.
         let message: String = message.chars().take(1024).collect();
-        let _ = tx.try_send(Note {
+        let _ = self.tx.try_send(Note {
             kind,
             reason,
             object,

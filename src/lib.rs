@@ -36,6 +36,11 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes as lower-case hex (digests, keys, ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `secs` since the epoch as UTC, the way `date -u +%FT%TZ` prints it (RFC 3339).
 pub fn utc_time(secs: u64) -> String {
     let days = secs / 86_400;

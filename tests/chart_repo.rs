@@ -241,35 +241,18 @@ async fn a_repository_built_by_package_and_index_installs_and_pulls_by_name() {
         std::fs::read(out_dir.join("httpd-0.1.0.tgz")).unwrap(),
         std::fs::read(repo.join("httpd-0.1.0.tgz")).unwrap()
     );
-    ok(&berth(
-        &p,
-        &home,
-        &[
-            "chart",
-            "pull",
-            "local/httpd",
-            "--untar",
-            "-d",
-            out_dir.to_str().unwrap(),
-        ],
-    ));
+    let untar = [
+        "chart",
+        "pull",
+        "local/httpd",
+        "--untar",
+        "-d",
+        out_dir.to_str().unwrap(),
+    ];
+    ok(&berth(&p, &home, &untar));
     let meta = std::fs::read_to_string(out_dir.join("httpd/Chart.yaml")).unwrap();
     assert!(meta.contains("version: 0.2.0"), "{meta}");
-    fails(
-        &berth(
-            &p,
-            &home,
-            &[
-                "chart",
-                "pull",
-                "local/httpd",
-                "--untar",
-                "-d",
-                out_dir.to_str().unwrap(),
-            ],
-        ),
-        "already exists",
-    );
+    fails(&berth(&p, &home, &untar), "already exists");
 
     // A package that does not match its digest is refused, and nothing is installed.
     std::fs::copy(repo.join("httpd-0.2.0.tgz"), repo.join("httpd-0.1.0.tgz")).unwrap();

@@ -70,10 +70,7 @@ fn err(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> ChartErr
 
 /// Lower-case hex SHA-256 of `bytes`, as an index's `digest`.
 pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(bytes))
 }
 
 fn now() -> String {

@@ -325,6 +325,17 @@ pub struct NvPair {
     pub value: Option<String>,
 }
 
+impl NvPair {
+    /// The value `name` has in `pairs`: the last one set, as Pacemaker takes it.
+    pub fn value_of<'p>(pairs: &'p [NvPair], name: &str) -> Option<&'p str> {
+        pairs
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+            .and_then(|p| p.value.as_deref())
+    }
+}
+
 /// Observed state of a bundle, written by berth only (its own etcd key).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -566,11 +577,7 @@ impl BundleSpec {
 
     /// A bundle meta attribute's value, by Pacemaker name (`target-role`, …).
     pub fn meta(&self, name: &str) -> Option<&str> {
-        self.meta_attributes
-            .iter()
-            .rev()
-            .find(|p| p.name == name)
-            .and_then(|p| p.value.as_deref())
+        NvPair::value_of(&self.meta_attributes, name)
     }
 }
 
@@ -628,11 +635,7 @@ impl Primitive {
 
     /// A meta attribute's value (the last one set, as Pacemaker takes it).
     pub fn meta(&self, name: &str) -> Option<&str> {
-        self.meta_attributes
-            .iter()
-            .rev()
-            .find(|p| p.name == name)
-            .and_then(|p| p.value.as_deref())
+        NvPair::value_of(&self.meta_attributes, name)
     }
 }
 

@@ -76,7 +76,7 @@ pub fn new_key() -> std::io::Result<String> {
     use std::io::Read;
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::hex(&b))
 }
 
 /// Answers one connection.

@@ -825,10 +825,9 @@ fn from_yaml(args: &[Value]) -> Result<Value, FuncError> {
 /// A digest of the argument's text as lower-case hex.
 fn hex_digest<D: sha2::Digest>(name: &str, args: &[Value]) -> Result<Value, FuncError> {
     arity(name, args, 1)?;
-    let d = D::digest(text(&args[0]).as_bytes());
-    Ok(Value::String(
-        d.iter().map(|b| format!("{b:02x}")).collect(),
-    ))
+    Ok(Value::String(crate::hex(&D::digest(
+        text(&args[0]).as_bytes(),
+    ))))
 }
 
 fn sha256sum(args: &[Value]) -> Result<Value, FuncError> {
