@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A fresh clone builds once: incremental state would only take disk (CI has run out of it).
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 # The statically linked berth (any image, any libc or none): one test runs it as the remote
