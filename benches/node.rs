@@ -104,6 +104,7 @@ async fn main() {
                 promoted: vec![],
                 held: vec![],
                 cleanup: 0,
+                stop_after: vec![],
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -141,6 +142,7 @@ async fn main() {
         promoted: vec![],
         held: vec![],
         cleanup: 0,
+        stop_after: vec![],
     };
     let key = store.keys().assignment(&node, b.name());
     store

@@ -393,6 +393,46 @@ async fn one_invalid_bundle_in_a_set_refuses_the_whole_set() {
     assert_eq!(store.revision().await.unwrap(), before);
 }
 
+/// A constraint naming a bundle that is neither stored nor in the same apply is refused
+/// with its field; with the other bundle in the same apply, or stored, it applies.
+#[tokio::test]
+async fn constraints_naming_an_unknown_bundle_are_refused_and_known_ones_apply() {
+    let etcd = PrivateEtcd::start().await;
+    let p = TestPrefix::on(&etcd.endpoint, "refs");
+    let store = p.store().await;
+    let app = SEED_YAML.replace("name: httpd-bundle", "name: app").replace(
+        "spec:\n",
+        "spec:\n  orders:\n    - first: db\n  colocations:\n    - with: db\n      score: INFINITY\n",
+    );
+    let db = SEED_YAML
+        .replace("name: httpd-bundle", "name: db")
+        .replace("127.0.2.112", "127.0.3.112");
+    let before = store.revision().await.unwrap();
+    let out = berth(&p, &["apply", "-f", "-"], Some(&app));
+    assert!(!out.status.success());
+    for says in [
+        "nothing applied",
+        "spec.orders[0].first: \"db\": no such bundle",
+        "spec.colocations[0].with: \"db\": no such bundle",
+    ] {
+        assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
+    }
+    assert_eq!(store.revision().await.unwrap(), before);
+    let out = berth(
+        &p,
+        &["apply", "-f", "-"],
+        Some(&format!("{app}\n---\n{db}")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Stored now: the app alone applies again (unchanged).
+    let out = berth(&p, &["apply", "-f", "-"], Some(&app));
+    assert!(
+        stdout(&out).contains("bundle/app unchanged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn unreachable_etcd_fails_with_a_clear_message() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))

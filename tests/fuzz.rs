@@ -531,6 +531,7 @@ fn fuzz_cluster_values() {
             replicas: vec![2],
         }],
         cleanup: 1_796_000_000,
+        stop_after: vec![],
     };
     let mut corpus = vec![serde_json::to_vec(&assignment).expect("serializes")];
     corpus.extend(corpus_dir("cluster"));

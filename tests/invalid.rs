@@ -191,6 +191,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
             promoted: vec![],
             held: vec![],
             cleanup: 0,
+            stop_after: vec![],
         })
         .unwrap()
     };

@@ -79,6 +79,7 @@ impl Fixture {
             promoted: vec![],
             held: vec![],
             cleanup: 0,
+            stop_after: vec![],
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

@@ -1,11 +1,13 @@
-//! Pacemaker's `ordered=true` on a bundle: its instances start one after another (real
-//! controller, node agent, etcd and dockerd).
+//! Ordering against a real controller, node agent, etcd and dockerd: Pacemaker's
+//! `ordered=true` on a bundle (its instances start one after another), and `rsc_order` with
+//! `rsc_colocation` between bundles (an app starts after and beside its database, and stops
+//! before it).
 
 mod common;
 
 use std::time::Duration;
 
-use berth::model::NvPair;
+use berth::model::{Colocation, NvPair, Order};
 use berth::store::Expect;
 use common::{docker, eventually, httpd_bundle, test_image};
 
@@ -64,5 +66,118 @@ async fn ordered_instances_start_one_after_another() {
     c.store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     for n in &names {
         common::container_gone(n, Duration::from_secs(30)).await;
+    }
+}
+
+/// The time of each Docker event of one kind (`die`, `destroy`, …) for these containers since
+/// `since` (Unix seconds), in nanoseconds: container name → time.
+fn event_times(
+    since: u64,
+    event: &str,
+    names: &[String],
+) -> std::collections::BTreeMap<String, u128> {
+    let until = berth::unix_now() + 1;
+    let out = docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        &format!("event={event}"),
+        "--format",
+        "{{.TimeNano}} {{.Actor.Attributes.name}}",
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let (t, name) = l.split_once(' ')?;
+            let t: u128 = t.parse().ok()?;
+            names
+                .iter()
+                .any(|n| n == name)
+                .then(|| (name.to_string(), t))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_starts_after_and_beside_its_database_and_stops_before_it() {
+    test_image();
+    let c = common::one_node("order").await;
+    let db = httpd_bundle(&format!("{}-db", c.tag), 2, 2, 160);
+    let mut app = httpd_bundle(&format!("{}-app", c.tag), 1, 1, 161);
+    app.spec.orders = vec![Order {
+        id: Some("db-then-app".into()),
+        first: db.name().to_string(),
+        ..Default::default()
+    }];
+    app.spec.colocations = vec![Colocation {
+        with: db.name().to_string(),
+        score: "INFINITY".into(),
+        ..Default::default()
+    }];
+    // The app first: it waits for a database that does not exist yet.
+    c.store.put_bundle(&app, Expect::Absent).await.unwrap();
+    let app_name = format!("{}-docker-0", app.name());
+    let reason = eventually(Duration::from_secs(20), "the app's pending row", || async {
+        let st = c.store.get_bundle(app.name()).await.ok()??.value.status?;
+        let row = st.replica_rows.first()?.clone();
+        (!row.reason.is_empty()).then_some(row.reason)
+    })
+    .await;
+    assert!(reason.contains("excluded by colocation"), "{reason}");
+    assert!(common::docker_try(&["inspect", &app_name]).is_none());
+
+    c.store.put_bundle(&db, Expect::Absent).await.unwrap();
+    let db_names: Vec<String> = (0..2)
+        .map(|i| format!("{}-docker-{i}", db.name()))
+        .collect();
+    let app_started = eventually(Duration::from_secs(60), "the app to run", || async {
+        let s = common::docker_try(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.StartedAt}}",
+            &app_name,
+        ])?;
+        let (running, at) = s.split_once(' ')?;
+        (running == "true").then(|| sortable(at))
+    })
+    .await;
+    let app_created = sortable(&docker(&["inspect", "-f", "{{.Created}}", &app_name]));
+    for n in &db_names {
+        let started = sortable(&docker(&["inspect", "-f", "{{.State.StartedAt}}", n]));
+        assert!(
+            app_created > started,
+            "{app_name} created at {app_created}, before {n} started at {started}"
+        );
+    }
+    assert!(app_started > app_created);
+    let addr = "127.0.161.10:8080".parse().unwrap();
+    eventually(Duration::from_secs(20), "the app to serve", || async {
+        common::http_ok(addr, Duration::from_secs(1)).then_some(())
+    })
+    .await;
+
+    // Both deleted, the database first: the app's container is gone before any database
+    // container dies.
+    let since = berth::unix_now().saturating_sub(1);
+    c.store.delete_bundle(db.name(), Expect::Any).await.unwrap();
+    c.store
+        .delete_bundle(app.name(), Expect::Any)
+        .await
+        .unwrap();
+    for n in db_names.iter().chain([&app_name]) {
+        common::container_gone(n, Duration::from_secs(30)).await;
+    }
+    let all: Vec<String> = db_names.iter().cloned().chain([app_name.clone()]).collect();
+    let destroyed = event_times(since, "destroy", &all);
+    let died = event_times(since, "die", &all);
+    let app_gone = destroyed[&app_name];
+    for n in &db_names {
+        assert!(
+            died[n] > app_gone,
+            "{n} died at {} ns, before {app_name} was removed at {app_gone} ns",
+            died[n]
+        );
     }
 }

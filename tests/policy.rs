@@ -143,6 +143,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         promoted: vec![],
         held: vec![],
         cleanup: 0,
+        stop_after: vec![],
     };
     store
         .put(

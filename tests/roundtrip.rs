@@ -236,6 +236,8 @@ fn bundle(with_labels: bool) -> impl Strategy<Value = Bundle> {
                             instance_attributes: ia,
                             instance_attributes_id: iaid,
                             locations: vec![],
+                            colocations: vec![],
+                            orders: vec![],
                         },
                     )
                 }
@@ -443,4 +445,82 @@ fn location_constraints_import_and_export() {
     let again = cib::import(&exported).unwrap();
     assert_eq!(again.bundles[0].spec.locations, b.spec.locations);
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+}
+
+/// A CIB's `rsc_colocation` and `rsc_order` constraints between bundles become the
+/// dependent bundle's colocations and orders (ids, roles, actions, kinds kept), export again
+/// as the same constraints, and what berth cannot honour, or what names a resource that is
+/// not a bundle, is reported and skipped.
+#[test]
+fn colocation_and_order_constraints_import_and_export() {
+    let xml = r##"<cib><configuration><resources>
+  <bundle id="galera-bundle"><docker image="galera" replicas="3" masters="3"/></bundle>
+  <bundle id="app"><docker image="app" replicas="2"/></bundle>
+  <bundle id="cache"><docker image="memcached" replicas="1"/></bundle>
+  <primitive id="ip-10" class="ocf" provider="heartbeat" type="IPaddr2"/>
+</resources><constraints>
+  <rsc_colocation id="app-with-galera" score="INFINITY" rsc="app" with-rsc="galera-bundle" with-rsc-role="Master"/>
+  <rsc_order id="galera-then-app" first="galera-bundle" first-action="promote" then="app" then-action="start" kind="Mandatory"/>
+  <rsc_order id="cache-then-app" first="cache" then="app" score="0" symmetrical="false"/>
+  <rsc_colocation id="cache-apart" rsc="cache" with-rsc="app" score="-INFINITY"/>
+  <rsc_colocation id="ip-with-app" rsc="ip-10" with-rsc="app" score="INFINITY"/>
+  <rsc_order id="serial" first="cache" then="galera-bundle" kind="Serialize"/>
+  <rsc_colocation id="set" score="INFINITY"><resource_set id="s1"><resource_ref id="app"/></resource_set></rsc_colocation>
+  <rsc_ticket id="t" rsc="app" ticket="ticketA"/>
+</constraints></configuration></cib>"##;
+    let imported = cib::import(xml).unwrap();
+    for b in &imported.bundles {
+        berth::model::validate::validate(b).unwrap();
+    }
+    let by = |name: &str| imported.bundles.iter().find(|b| b.name() == name).unwrap();
+    let app = by("app");
+    assert_eq!(app.spec.colocations.len(), 1);
+    let c = &app.spec.colocations[0];
+    assert_eq!(
+        (c.id.as_deref(), c.with.as_str(), c.score.as_str()),
+        (Some("app-with-galera"), "galera-bundle", "INFINITY")
+    );
+    assert_eq!(c.with_role(), Some(berth::model::cluster::Role::Promoted));
+    let orders: Vec<(&str, bool, bool, bool)> = app
+        .spec
+        .orders
+        .iter()
+        .map(|o| {
+            (
+                o.first.as_str(),
+                o.after_promote(),
+                o.mandatory(),
+                o.symmetrical(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        [
+            ("galera-bundle", true, true, true),
+            ("cache", false, false, false)
+        ]
+    );
+    assert_eq!(by("cache").spec.colocations[0].score, "-INFINITY");
+    assert!(by("galera-bundle").spec.orders.is_empty());
+    let warnings = imported.warnings.join("\n");
+    for says in [
+        "ip-with-app\": \"ip-10\" is not a bundle",
+        "serial\": kind: \"Serialize\": not supported",
+        "\"set\": resource sets are not supported",
+        "rsc_ticket",
+    ] {
+        assert!(warnings.contains(says), "{says}: {warnings}");
+    }
+    let exported = cib::export_cib(&imported.bundles);
+    let again = cib::import(&exported).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    for (a, b) in imported.bundles.iter().zip(&again.bundles) {
+        assert_eq!(a.spec.colocations, b.spec.colocations, "{exported}");
+        assert_eq!(a.spec.orders, b.spec.orders, "{exported}");
+    }
+    assert!(
+        exported.contains(r#"<rsc_order id="galera-then-app" first="galera-bundle" first-action="promote" then="app" then-action="start" kind="Mandatory"/>"#),
+        "{exported}"
+    );
 }

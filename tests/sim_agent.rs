@@ -41,6 +41,7 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
         promoted: vec![],
         held: vec![],
         cleanup: 0,
+        stop_after: vec![],
     };
     store
         .put(
@@ -130,6 +131,7 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
         promoted: vec![],
         held: vec![],
         cleanup: 0,
+        stop_after: vec![],
     };
     store
         .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)

@@ -56,7 +56,7 @@ pub(super) fn checked(files: &[String]) -> Result<Vec<crate::model::Bundle>> {
 /// file never leaves half of a set applied.
 pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let bundles = checked(&args.files)?;
-    let overlaps = address_conflicts(store, &bundles).await?;
+    let overlaps = conflicts(store, &bundles).await?;
     if !overlaps.is_empty() {
         bail!("nothing applied:\n  {}", overlaps.join("\n  "));
     }
@@ -115,8 +115,9 @@ pub async fn apply(store: &Store, args: &ApplyArgs, out: &mut impl Write) -> Res
 }
 
 /// Bundles of this apply whose replica addresses overlap a stored bundle's (other than its
-/// own stored value) or another's of the same apply: each refused with the field and why.
-async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Result<Vec<String>> {
+/// own stored value) or another's of the same apply, or whose constraints name a bundle
+/// that is neither stored nor applied now: each refused with the field and why.
+async fn conflicts(store: &Store, new: &[crate::model::Bundle]) -> Result<Vec<String>> {
     let stored = store.list_bundles().await?;
     let applying: std::collections::BTreeSet<&str> = new.iter().map(|b| b.name()).collect();
     let others: Vec<crate::model::Bundle> = stored
@@ -128,6 +129,12 @@ async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Resul
         .collect();
     // Stored bundles count as older than anything applied now; among the new ones, the
     // order of the files decides.
+    let known: std::collections::BTreeSet<&str> = others
+        .iter()
+        .map(|b| b.name())
+        .chain(applying.iter().copied())
+        .collect();
+    let unknown = crate::model::constraints::unknown_references(new, &known);
     let all = others.iter().map(|b| (b, 0)).chain(new.iter().zip(1..));
     Ok(crate::model::address_overlaps(all)
         .into_iter()
@@ -137,6 +144,7 @@ async fn address_conflicts(store: &Store, new: &[crate::model::Bundle]) -> Resul
                 "bundle {newer:?} is invalid: spec.network.ipRangeStart: the replicas' addresses overlap bundle {older:?}'s"
             )
         })
+        .chain(unknown)
         .collect())
 }
 

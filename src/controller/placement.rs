@@ -19,8 +19,7 @@ use std::collections::BTreeMap;
 use crate::model::validate::{parse_bool, parse_score};
 use crate::model::{Bundle, duration};
 
-/// Pacemaker's INFINITY score.
-pub const INFINITY: i64 = 1_000_000;
+pub use crate::model::validate::INFINITY;
 
 /// An online node as placement sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +32,9 @@ pub struct NodeView {
     pub maintenance: bool,
     /// Put in standby (`berth standby`): no replica may run there; those it has move.
     pub standby: bool,
+    /// Bundles with a replica that reports itself promoted here (for colocations with a
+    /// bundle's promoted replicas).
+    pub promoted: std::collections::BTreeSet<String>,
 }
 
 /// One replica's failure history: failures per node, and when the last one happened
@@ -88,8 +90,13 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
     let mut load = vec![0u32; nodes.len()];
     let policies = Policies::of(&nodes);
     let mut out = Placement::default();
-    let mut order: Vec<&Bundle> = bundles.iter().map(|b| b.borrow()).collect();
-    order.sort_by(|a, b| a.name().cmp(b.name()));
+    let order = placement_order(bundles);
+    // Where the bundles other bundles are colocated with have their replicas (node
+    // indices), filled as they are placed: they are placed first.
+    let mut colocated: BTreeMap<&str, Vec<usize>> = order
+        .iter()
+        .flat_map(|b| b.spec.colocations.iter().map(|c| (c.with.as_str(), vec![])))
+        .collect();
 
     // First pass: every replica that can stay, stays, and counts toward the load, so that
     // new replicas of any bundle see the real load.
@@ -128,7 +135,20 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         if !wanted_running(b) {
             continue;
         }
-        let scores = scores(b, &nodes);
+        let located = scores(b, &nodes);
+        let coloc = colocation_scores(b, &nodes, &colocated);
+        let scores = combined(&located, &coloc);
+        // A replica kept where a colocation no longer lets it be (the other bundle moved
+        // away, or came) is placed again.
+        if coloc.is_some() {
+            mine.retain(|_, n| {
+                let stays = score_at(&scores, *n) > -INFINITY;
+                if !stays {
+                    load[*n] -= 1;
+                }
+                stays
+            });
+        }
         let denied = policies.denied(b);
         let rph = b.spec.replicas_per_host();
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
@@ -141,7 +161,7 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
             }
             let hist = history.get(&(name.clone(), i));
             let mut best: Option<(usize, (i64, i64, i64))> = None;
-            let (mut banned_loc, mut banned_fail, mut full) = (0, 0, 0);
+            let (mut banned_loc, mut banned_coloc, mut banned_fail, mut full) = (0, 0, 0, 0);
             let mut refused: Option<&str> = None;
             let mut not_permitted = 0;
             let mut in_maintenance = 0;
@@ -157,7 +177,11 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                 }
                 let score = score_at(&scores, n);
                 if score <= -INFINITY {
-                    banned_loc += 1;
+                    if score_at(&located, n) <= -INFINITY {
+                        banned_loc += 1;
+                    } else {
+                        banned_coloc += 1;
+                    }
                     continue;
                 }
                 if let Some(why) = denied_at(&denied, n) {
@@ -194,6 +218,9 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                             "no node can take it: {} online, {banned_loc} banned by location, {banned_fail} over migration-threshold, {full} at replicas-per-host {rph}",
                             nodes.len()
                         );
+                        if banned_coloc > 0 {
+                            r.push_str(&format!(", {banned_coloc} excluded by colocation"));
+                        }
                         if let Some(why) = refused {
                             r.push_str(&format!(", {not_permitted} not permitting {why}"));
                         }
@@ -212,6 +239,9 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                 }
             }
         }
+        if let Some(at) = colocated.get_mut(b.name()) {
+            at.extend(mine.values().copied());
+        }
         if !mine.is_empty() {
             out.placed.insert(
                 name,
@@ -222,6 +252,116 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         }
     }
     out
+}
+
+/// The order bundles are placed in: by name, except that a bundle colocated with another
+/// comes after it (Pacemaker places the `with-rsc` first). A cycle is broken by name.
+fn placement_order<B: std::borrow::Borrow<Bundle>>(bundles: &[B]) -> Vec<&Bundle> {
+    let mut by_name: Vec<&Bundle> = bundles.iter().map(|b| b.borrow()).collect();
+    by_name.sort_by(|a, b| a.name().cmp(b.name()));
+    if by_name.iter().all(|b| b.spec.colocations.is_empty()) {
+        return by_name;
+    }
+    let index: std::collections::HashMap<&str, usize> = by_name
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.name(), i))
+        .collect();
+    // 0: not seen, 1: being visited, 2: done.
+    let mut state = vec![0u8; by_name.len()];
+    let mut out = Vec::with_capacity(by_name.len());
+    fn visit<'a>(
+        i: usize,
+        all: &[&'a Bundle],
+        index: &std::collections::HashMap<&str, usize>,
+        state: &mut [u8],
+        out: &mut Vec<&'a Bundle>,
+    ) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for c in &all[i].spec.colocations {
+            if let Some(&j) = index.get(c.with.as_str()) {
+                visit(j, all, index, state, out);
+            }
+        }
+        state[i] = 2;
+        out.push(all[i]);
+    }
+    for i in 0..by_name.len() {
+        visit(i, &by_name, &index, &mut state, &mut out);
+    }
+    out
+}
+
+/// Pacemaker's score addition: -INFINITY wins over anything, then INFINITY; else the sum,
+/// within ±INFINITY.
+pub fn add_scores(a: i64, b: i64) -> i64 {
+    if a <= -INFINITY || b <= -INFINITY {
+        -INFINITY
+    } else if a >= INFINITY || b >= INFINITY {
+        INFINITY
+    } else {
+        (a + b).clamp(-INFINITY, INFINITY)
+    }
+}
+
+/// Each node's score from the bundle's colocations (those that place replicas: not the
+/// ones for its promoted replica), given where the bundles it names have been placed; None
+/// when it has none. INFINITY: only where the other bundle runs (-INFINITY elsewhere);
+/// -INFINITY: never there; a finite score: added there. A bundle that does not run (or
+/// does not exist) runs nowhere.
+fn colocation_scores(
+    b: &Bundle,
+    nodes: &[&NodeView],
+    colocated: &BTreeMap<&str, Vec<usize>>,
+) -> Option<Vec<i64>> {
+    let placing: Vec<_> = b
+        .spec
+        .colocations
+        .iter()
+        .filter(|c| !c.for_promoted())
+        .collect();
+    if placing.is_empty() {
+        return None;
+    }
+    let mut out = vec![0i64; nodes.len()];
+    for c in placing {
+        let mut present = vec![false; nodes.len()];
+        for &n in colocated.get(c.with.as_str()).into_iter().flatten() {
+            present[n] = true;
+        }
+        if let Some(role) = c.with_role() {
+            let promoted = |n: usize| nodes[n].promoted.contains(&c.with);
+            for (n, p) in present.iter_mut().enumerate() {
+                *p = *p && (promoted(n) == (role == crate::model::cluster::Role::Promoted));
+            }
+        }
+        let s = c.score_value();
+        for (n, score) in out.iter_mut().enumerate() {
+            let here = match (s >= INFINITY, s <= -INFINITY, present[n]) {
+                (true, _, true) => 0,
+                (true, _, false) => -INFINITY,
+                (_, true, true) => -INFINITY,
+                (_, true, false) => 0,
+                (_, _, true) => s,
+                (_, _, false) => 0,
+            };
+            *score = add_scores(*score, here);
+        }
+    }
+    Some(out)
+}
+
+/// Location and colocation scores added (None when neither has any).
+fn combined(located: &Option<Vec<i64>>, coloc: &Option<Vec<i64>>) -> Option<Vec<i64>> {
+    match (located, coloc) {
+        (None, None) => None,
+        (Some(l), None) => Some(l.clone()),
+        (None, Some(c)) => Some(c.clone()),
+        (Some(l), Some(c)) => Some(l.iter().zip(c).map(|(a, b)| add_scores(*a, *b)).collect()),
+    }
 }
 
 /// The nodes' host policies, grouped: nodes permitting the same things share a class, so
@@ -619,5 +759,96 @@ mod tests {
         assert_eq!(p1, p2);
         let total: usize = p1.placed.values().map(BTreeMap::len).sum();
         assert_eq!(total, 60);
+    }
+
+    fn colocated(name: &str, replicas: u32, with: &str, score: &str) -> Bundle {
+        let mut b = bundle(name, replicas, 1);
+        b.spec.colocations = vec![crate::model::Colocation {
+            with: with.into(),
+            score: score.into(),
+            ..Default::default()
+        }];
+        b
+    }
+
+    #[test]
+    fn a_mandatory_colocation_places_only_beside_the_other_bundle_placed_first() {
+        // "a-app" sorts before "z-db" but is placed after it; one db replica on 4 nodes.
+        let app = colocated("a-app", 2, "z-db", "INFINITY");
+        let db = bundle("z-db", 1, 1);
+        let ns = nodes(&["n1", "n2", "n3", "n4"]);
+        let (none, nohist) = (BTreeMap::new(), BTreeMap::new());
+        let p = place(&[app.clone(), db.clone()], &ns, &none, &nohist, 0);
+        let db_node = p.placed["z-db"][&0].clone();
+        assert_eq!(p.placed["a-app"][&0], db_node);
+        assert!(
+            p.pending["a-app"][&1].contains("3 excluded by colocation"),
+            "{:?}",
+            p.pending
+        );
+        // The db moves (its node is lost): the app replica follows it.
+        let rest: Vec<NodeView> = ns.iter().filter(|n| n.name != db_node).cloned().collect();
+        let moved = place(&[app, db], &rest, &current(&p), &nohist, 0);
+        assert_ne!(moved.placed["z-db"][&0], db_node);
+        assert_eq!(moved.placed["a-app"][&0], moved.placed["z-db"][&0]);
+    }
+
+    #[test]
+    fn an_anti_colocation_keeps_off_and_a_finite_score_prefers() {
+        let db = bundle("db", 2, 1);
+        let ns = nodes(&["n1", "n2", "n3"]);
+        let (none, nohist) = (BTreeMap::new(), BTreeMap::new());
+        let away = colocated("app", 3, "db", "-INFINITY");
+        let p = place(&[away, db.clone()], &ns, &none, &nohist, 0);
+        let db_nodes = on(&p, "db");
+        assert_eq!(on(&p, "app").len(), 1);
+        assert!(!db_nodes.contains(&on(&p, "app")[0]), "{p:?}");
+        // A score of 50 beside db beats the emptier node.
+        let near = colocated("app", 1, "db", "50");
+        let p = place(&[near, db], &ns, &none, &nohist, 0);
+        assert!(on(&p, "db").contains(&on(&p, "app")[0]), "{p:?}");
+    }
+
+    #[test]
+    fn a_colocation_with_the_promoted_replica_follows_the_promotion() {
+        let mut app = colocated("app", 1, "db", "INFINITY");
+        app.spec.colocations[0].with_role = Some("Promoted".into());
+        let db = bundle("db", 2, 1);
+        let mut ns = nodes(&["n1", "n2", "n3"]);
+        let (none, nohist) = (BTreeMap::new(), BTreeMap::new());
+        // No db replica is promoted yet: the app waits.
+        let p = place(&[app.clone(), db.clone()], &ns, &none, &nohist, 0);
+        assert!(!p.placed.contains_key("app"), "{p:?}");
+        let promoted_on = p.placed["db"][&1].clone();
+        for n in &mut ns {
+            if n.name == promoted_on {
+                n.promoted.insert("db".into());
+            }
+        }
+        let p = place(&[app, db], &ns, &current(&p), &nohist, 0);
+        assert_eq!(p.placed["app"][&0], promoted_on);
+    }
+
+    #[test]
+    fn colocation_cycles_and_missing_bundles_do_not_break_placement() {
+        let a = colocated("a", 1, "b", "100");
+        let b = colocated("b", 1, "a", "100");
+        let ghost = colocated("c", 1, "nobody", "INFINITY");
+        let ns = nodes(&["n1", "n2"]);
+        let (none, nohist) = (BTreeMap::new(), BTreeMap::new());
+        let p = place(&[a, b, ghost], &ns, &none, &nohist, 0);
+        assert_eq!(on(&p, "a"), on(&p, "b"), "{p:?}");
+        assert!(
+            p.pending["c"][&0].contains("2 excluded by colocation"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn scores_add_as_pacemaker_adds_them() {
+        assert_eq!(add_scores(INFINITY, -INFINITY), -INFINITY);
+        assert_eq!(add_scores(INFINITY, -5), INFINITY);
+        assert_eq!(add_scores(999_999, 5), INFINITY);
+        assert_eq!(add_scores(-3, 5), 2);
     }
 }

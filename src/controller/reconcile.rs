@@ -47,6 +47,8 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         now,
     );
     hold_ordered(&mut placement, &managed_bundles, view);
+    hold_orders(&mut placement, &managed_bundles, view);
+    let stop_after = stop_after(&managed_bundles);
     let mut writes = Vec::new();
 
     phase("placement");
@@ -70,6 +72,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
                     promoted: vec![],
                     held: vec![],
                     cleanup: view.cleanups.get(bundle.as_str()).copied().unwrap_or(0),
+                    stop_after: stop_after.get(bundle.as_str()).cloned().unwrap_or_default(),
                 });
             a.replicas.push(*i);
             if promoted.contains(i) {
@@ -99,6 +102,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             desired.insert((node.clone(), bundle.clone()), kept);
         }
     }
+    keep_until_dependents_stop(&mut desired, &placement, view);
     phase("rollouts");
     // Compared with the stored values as decoded (a value that does not decode is
     // rewritten): only what changed is serialized.
@@ -222,7 +226,6 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
 /// started yet (running, and its primitive started); it is left pending with that reason.
 /// A replica that cannot be placed at all does not hold the others up.
 fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
-    use crate::model::cluster::{Phase, ReplicaState};
     for b in bundles {
         let ordered = b
             .spec
@@ -237,14 +240,9 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
         };
         let name = b.name().to_string();
         let started = |i: u32, node: &str| {
-            view.statuses.get(&(name.clone(), i)).is_some_and(|s| {
-                s.node == node
-                    && s.state == ReplicaState::Running
-                    && (b.spec.primitive.is_none()
-                        || s.primitive
-                            .as_ref()
-                            .is_some_and(|p| p.state == Phase::Started))
-            })
+            view.statuses
+                .get(&(name.clone(), i))
+                .is_some_and(|s| s.node == node && started(Some(b), s))
         };
         let mut waiting_for: Option<u32> = None;
         let mut held = Vec::new();
@@ -271,6 +269,181 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
         if placement.placed.get(&name).is_some_and(|p| p.is_empty()) {
             placement.placed.remove(&name);
         }
+    }
+}
+
+/// Pacemaker's `rsc_order` (this bundle `then`, another `first`): a replica placed newly
+/// waits while `first` has replicas placed but not started (or, after its promote, none
+/// promoted). With `interleave=true` it waits only for `first`'s replicas on its own node,
+/// when `first` has one there. A Mandatory order with `first` placed nowhere (stopped,
+/// unplaceable, or no such bundle) holds every replica, running ones too: they stop.
+fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
+    use crate::model::cluster::Role;
+    let mut holds: Vec<(String, u32, String)> = Vec::new();
+    for b in bundles {
+        if b.spec.orders.is_empty() {
+            continue;
+        }
+        let Some(placed) = placement.placed.get(b.name()) else {
+            continue;
+        };
+        let interleave = b
+            .spec
+            .meta("interleave")
+            .and_then(crate::model::validate::parse_bool)
+            .unwrap_or(false);
+        for o in &b.spec.orders {
+            let first: Vec<(u32, &String)> = placement
+                .placed
+                .get(&o.first)
+                .map(|p| p.iter().map(|(i, n)| (*i, n)).collect())
+                .unwrap_or_default();
+            let first_bundle = view.bundles.get(&o.first);
+            // Whether `first`'s replica i, placed on node, has done what this waits for.
+            let done = |i: u32, node: &str| {
+                view.statuses.get(&(o.first.clone(), i)).is_some_and(|s| {
+                    s.node == node
+                        && if o.after_promote() {
+                            s.primitive.as_ref().and_then(|p| p.role) == Some(Role::Promoted)
+                        } else {
+                            started(first_bundle, s)
+                        }
+                })
+            };
+            let what = if o.after_promote() {
+                "to be promoted"
+            } else {
+                "to start"
+            };
+            let why = format!(
+                "{WAITING_FOR}bundle {} {what} (order{})",
+                o.first,
+                o.id.as_deref()
+                    .map(|id| format!(" {id}"))
+                    .unwrap_or_default()
+            );
+            if first.is_empty() {
+                if o.mandatory() {
+                    holds.extend(
+                        placed
+                            .keys()
+                            .map(|i| (b.name().to_string(), *i, why.clone())),
+                    );
+                }
+                continue;
+            }
+            // Waiting for a promote: one promoted replica will do; for a start, all.
+            let ready = |scope: &[&(u32, &String)]| {
+                if o.after_promote() {
+                    scope.iter().any(|(i, n)| done(*i, n))
+                } else {
+                    scope.iter().all(|(i, n)| done(*i, n))
+                }
+            };
+            let everywhere: Vec<&(u32, &String)> = first.iter().collect();
+            let all_ready = ready(&everywhere);
+            for (i, node) in placed {
+                let assigned = view.current.get(&(b.name().to_string(), *i)) == Some(node);
+                if assigned {
+                    continue;
+                }
+                let local: Vec<&(u32, &String)> =
+                    first.iter().filter(|(_, n)| *n == node).collect();
+                let ok = if interleave && !local.is_empty() {
+                    ready(&local)
+                } else {
+                    all_ready
+                };
+                if !ok {
+                    holds.push((b.name().to_string(), *i, why.clone()));
+                }
+            }
+        }
+    }
+    for (bundle, i, why) in holds {
+        let Some(placed) = placement.placed.get_mut(&bundle) else {
+            continue;
+        };
+        if placed.remove(&i).is_some() {
+            placement
+                .pending
+                .entry(bundle.clone())
+                .or_default()
+                .insert(i, why);
+        }
+        if placed.is_empty() {
+            placement.placed.remove(&bundle);
+        }
+    }
+}
+
+/// Is this replica started: running, and its primitive started (when the bundle has one)?
+fn started(b: Option<&Bundle>, s: &crate::model::cluster::ReplicaStatus) -> bool {
+    use crate::model::cluster::{Phase, ReplicaState};
+    s.state == ReplicaState::Running
+        && (b.is_none_or(|b| b.spec.primitive.is_none())
+            || s.primitive
+                .as_ref()
+                .is_some_and(|p| p.state == Phase::Started))
+}
+
+/// Per bundle, the bundles with a symmetrical order after it (their replicas stop first).
+fn stop_after(bundles: &[&Bundle]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in bundles {
+        for o in b.spec.orders.iter().filter(|o| o.symmetrical()) {
+            let thens = out.entry(o.first.clone()).or_default();
+            if !thens.iter().any(|t| t == b.name()) {
+                thens.push(b.name().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A symmetrical order's stop half: an assignment this pass would take away or shrink is
+/// kept as it stands while a bundle it names in `stop_after` has replicas stopping (their
+/// status still on an online node where they are no longer placed).
+fn keep_until_dependents_stop(
+    desired: &mut BTreeMap<(String, String), Assignment>,
+    placement: &super::placement::Placement,
+    view: &View,
+) {
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let stopping = |then: &str| {
+        view.statuses
+            .range((then.to_string(), 0)..=(then.to_string(), u32::MAX))
+            .any(|((_, i), st)| {
+                online.contains(st.node.as_str())
+                    && st.state != crate::model::cluster::ReplicaState::Stopped
+                    && placement.placed.get(then).and_then(|p| p.get(i)) != Some(&st.node)
+            })
+    };
+    let mut kept = Vec::new();
+    for (key, held) in &view.assignments {
+        if held.stop_after.is_empty() || !held.managed {
+            continue;
+        }
+        let shrinks = desired
+            .get(key)
+            .is_none_or(|a| held.replicas.iter().any(|i| !a.replicas.contains(i)));
+        if shrinks && online.contains(key.0.as_str()) && held.stop_after.iter().any(|t| stopping(t))
+        {
+            kept.push((key.clone(), (**held).clone()));
+        }
+    }
+    // Never two copies: a replica kept where it was is not also placed elsewhere.
+    for ((node, bundle), a) in kept {
+        desired.retain(|(n, b), other| {
+            if b == &bundle && n != &node {
+                other.replicas.retain(|i| !a.replicas.contains(i));
+                other.promoted.retain(|i| !a.replicas.contains(i));
+                !other.replicas.is_empty()
+            } else {
+                true
+            }
+        });
+        desired.insert((node, bundle), a);
     }
 }
 

@@ -519,3 +519,262 @@ fn a_ban_moves_replicas_off_a_node_until_cleared() {
     // The bundle's own spec is left alone: the ban is the controller's, not written into it.
     assert!(!puts(&moved).contains_key(&keys().bundle("web")));
 }
+
+/// A bundle `name` of `replicas` (per host too) with extra spec fields.
+fn spec(name: &str, replicas: u32, extra: serde_json::Value) -> (String, serde_json::Value) {
+    let mut spec = serde_json::json!({
+        "docker": {"image": "busybox", "replicas": replicas, "replicasPerHost": replicas},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    (
+        keys().bundle(name),
+        serde_json::json!({
+            "apiVersion": crate::model::API_VERSION,
+            "kind": crate::model::KIND,
+            "metadata": {"name": name},
+            "spec": spec,
+        }),
+    )
+}
+
+/// Replica `bundle-i` running on a node, reporting a role when given one.
+fn running(bundle: &str, i: u32, node: &str, role: Option<&str>) -> Kv {
+    let mut st = serde_json::to_value(ReplicaStatus {
+        bundle: bundle.into(),
+        index: i,
+        node: node.into(),
+        state: crate::model::cluster::ReplicaState::Running,
+        generation: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    if let Some(role) = role {
+        st["primitive"] =
+            serde_json::json!({"state": "started", "role": role, "restarts": 0, "last": []});
+    }
+    Kv {
+        key: keys().replica(bundle, i),
+        value: serde_json::to_vec(&st).unwrap(),
+        create_revision: 300 + i as i64,
+        mod_revision: 300 + i as i64,
+        version: 1,
+        lease: 0,
+    }
+}
+
+fn put(cache: &mut Cache, kv: Kv) {
+    cache.items.insert(kv.key.clone(), kv);
+}
+
+fn assigned(out: &Outcome, node: &str, bundle: &str) -> Option<serde_json::Value> {
+    puts(out)
+        .get(&keys().assignment(node, bundle))
+        .map(|a| a["replicas"].clone())
+}
+
+#[test]
+fn an_ordered_bundle_starts_after_the_first_and_stops_before_it() {
+    let (k, v) = spec("db", 2, serde_json::json!({}));
+    let (ak, av) = spec(
+        "app",
+        1,
+        serde_json::json!({"orders": [{"id": "db-then-app", "first": "db"}]}),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .raw(k, v)
+        .raw(ak, av)
+        .reconcile(1000);
+    assert_eq!(assigned(&out, "n1", "db"), Some(serde_json::json!([0, 1])));
+    assert_eq!(assigned(&out, "n1", "app"), None);
+    let rows = &puts(&out)[&keys().bundle_status("app")]["replicaRows"];
+    assert_eq!(
+        rows[0]["reason"],
+        "waiting for bundle db to start (order db-then-app)"
+    );
+    assert!(
+        !reasons(&out)
+            .iter()
+            .any(|(r, _, _)| *r == "FailedScheduling"),
+        "{:?}",
+        out.events
+    );
+    // The db's assignment names the app as what stops first.
+    assert_eq!(
+        puts(&out)[&keys().assignment("n1", "db")]["stopAfter"],
+        serde_json::json!(["app"])
+    );
+    apply(&mut cache, &out);
+    // One of two db replicas started: still waiting; both: the app is assigned.
+    put(&mut cache, running("db", 0, "n1", None));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(assigned(&next, "n1", "app"), None);
+    put(&mut cache, running("db", 1, "n1", None));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(assigned(&next, "n1", "app"), Some(serde_json::json!([0])));
+    apply(&mut cache, &next);
+    put(&mut cache, running("app", 0, "n1", None));
+
+    // Both deleted at once: the app's assignment goes, the db's stays while the app's
+    // replica is still there, then goes.
+    cache.items.remove(&keys().bundle("db"));
+    cache.items.remove(&keys().bundle("app"));
+    let gone = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let dels = deletes(&gone);
+    assert!(dels.contains(&keys().assignment("n1", "app")), "{dels:?}");
+    assert!(!dels.contains(&keys().assignment("n1", "db")), "{dels:?}");
+    apply(&mut cache, &gone);
+    let still = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(!deletes(&still).contains(&keys().assignment("n1", "db")));
+    cache.items.remove(&keys().replica("app", 0));
+    let last = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(deletes(&last).contains(&keys().assignment("n1", "db")));
+}
+
+#[test]
+fn a_mandatory_order_stops_the_then_bundle_when_the_first_stops_and_an_optional_does_not() {
+    for (kind, app_runs) in [("Mandatory", false), ("Optional", true)] {
+        let (k, v) = spec(
+            "db",
+            1,
+            serde_json::json!({"metaAttributes": [{"name": "target-role", "value": "Stopped"}]}),
+        );
+        let (ak, av) = spec(
+            "app",
+            1,
+            serde_json::json!({"orders": [{"first": "db", "kind": kind}]}),
+        );
+        let (_, out) = Cluster::new()
+            .node("n1")
+            .raw(k, v)
+            .raw(ak, av)
+            .reconcile(1000);
+        assert_eq!(
+            assigned(&out, "n1", "app").is_some(),
+            app_runs,
+            "{kind}: {:?}",
+            puts(&out)
+        );
+    }
+}
+
+#[test]
+fn an_order_after_a_promote_waits_for_a_promoted_replica_and_interleave_for_the_local_one() {
+    let (k, v) = spec(
+        "db",
+        1,
+        serde_json::json!({"docker": {"image": "busybox", "replicas": 2, "promotedMax": 1}}),
+    );
+    let (ak, av) = spec(
+        "app",
+        1,
+        serde_json::json!({"orders": [{"first": "db", "firstAction": "promote"}]}),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .raw(k, v)
+        .raw(ak, av)
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    let db_on = |i: u32| {
+        if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
+            "n1"
+        } else {
+            "n2"
+        }
+    };
+    put(&mut cache, running("db", 0, db_on(0), Some("unpromoted")));
+    put(&mut cache, running("db", 1, db_on(1), Some("unpromoted")));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let app_assigned =
+        |o: &Outcome| assigned(o, "n1", "app").is_some() || assigned(o, "n2", "app").is_some();
+    assert!(!app_assigned(&next), "{:?}", puts(&next));
+    put(&mut cache, running("db", 1, db_on(1), Some("promoted")));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(app_assigned(&next), "{:?}", puts(&next));
+
+    // Interleaved: a replica waits only for the first's replica on its own node.
+    let (k, v) = spec(
+        "db",
+        1,
+        serde_json::json!({"docker": {"image": "busybox", "replicas": 2}}),
+    );
+    let (ak, av) = spec(
+        "app",
+        1,
+        serde_json::json!({
+            "docker": {"image": "busybox", "replicas": 2},
+            "metaAttributes": [{"name": "interleave", "value": "true"}],
+            "orders": [{"first": "db"}],
+            "colocations": [{"with": "db", "score": "INFINITY"}],
+        }),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .raw(k, v)
+        .raw(ak, av)
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    let on_n1 = assigned(&out, "n1", "db").unwrap()[0].as_u64().unwrap() as u32;
+    put(&mut cache, running("db", on_n1, "n1", None));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(assigned(&next, "n1", "app").is_some(), "{:?}", puts(&next));
+    assert!(assigned(&next, "n2", "app").is_none(), "{:?}", puts(&next));
+}
+
+#[test]
+fn a_replica_kept_for_the_stop_order_is_never_placed_twice() {
+    // db-0 on n1 must move (n1 goes to standby) while app, after it, is being stopped:
+    // db-0 stays on n1 until app's replica is gone, and is not assigned to n2 meanwhile.
+    let (k, v) = spec("db", 1, serde_json::json!({}));
+    let (ak, av) = spec("app", 1, serde_json::json!({"orders": [{"first": "db"}]}));
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .raw(k, v)
+        .raw(ak, av)
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    put(&mut cache, running("db", 0, "n1", None));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &next);
+    put(&mut cache, running("app", 0, "n1", None));
+    // n2 joins, n1 goes to standby: everything moves; app's replica still reports on n1.
+    let n2 = NodeInfo {
+        name: "n2".into(),
+        ..Default::default()
+    };
+    put(
+        &mut cache,
+        Kv {
+            key: keys().node("n2"),
+            value: serde_json::to_vec(&n2).unwrap(),
+            create_revision: 400,
+            mod_revision: 400,
+            version: 1,
+            lease: 0,
+        },
+    );
+    put(
+        &mut cache,
+        Kv {
+            key: keys().standby("n1"),
+            value: b"{}".to_vec(),
+            create_revision: 401,
+            mod_revision: 401,
+            version: 1,
+            lease: 0,
+        },
+    );
+    let moving = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(
+        deletes(&moving).contains(&keys().assignment("n1", "app")),
+        "{:?}",
+        moving.writes
+    );
+    assert!(!deletes(&moving).contains(&keys().assignment("n1", "db")));
+    assert_eq!(assigned(&moving, "n2", "db"), None, "{:?}", puts(&moving));
+}

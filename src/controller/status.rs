@@ -34,11 +34,38 @@ pub fn choose_promoted(
                 ordinal: *i,
                 primitive: st.primitive.as_ref()?,
                 asked,
-                eligible: !demote.contains(i),
+                eligible: !demote.contains(i) && may_be_promoted_on(b, node, view),
             })
         })
         .collect();
     pick_promoted(b.spec.promoted_max() as usize, &running)
+}
+
+/// Whether the bundle's colocations for its promoted replica (`role: Promoted`) let it be
+/// promoted on this node: with INFINITY only where the other bundle has a replica (in the
+/// role asked), with -INFINITY never there.
+fn may_be_promoted_on(b: &Bundle, node: &str, view: &View) -> bool {
+    b.spec
+        .colocations
+        .iter()
+        .filter(|c| c.for_promoted())
+        .all(|c| {
+            let on_node = view
+                .current
+                .range((c.with.clone(), 0)..=(c.with.clone(), u32::MAX))
+                .any(|(_, n)| n == node);
+            let promoted_here = view
+                .nodes
+                .iter()
+                .any(|n| n.name == node && n.promoted.contains(&c.with));
+            let present = on_node
+                && match c.with_role() {
+                    None => true,
+                    Some(Role::Promoted) => promoted_here,
+                    Some(Role::Unpromoted) => !promoted_here,
+                };
+            present == (c.score_value() > 0)
+        })
 }
 
 /// A placed replica of a promotable bundle, as [`pick_promoted`] weighs it.

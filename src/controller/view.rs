@@ -155,7 +155,7 @@ impl View {
                             labels: n.labels,
                             permits: n.permits,
                             maintenance: false,
-                            standby: false,
+                            ..Default::default()
                         });
                     }
                 }
@@ -166,7 +166,7 @@ impl View {
                             labels: n.labels,
                             permits: n.permits,
                             maintenance: true,
-                            standby: false,
+                            ..Default::default()
                         });
                     }
                 }
@@ -241,8 +241,19 @@ impl View {
                 v.nodes.push(m);
             }
         }
+        let mut promoted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for ((bundle, _), st) in &v.statuses {
+            if st.primitive.as_ref().and_then(|p| p.role)
+                == Some(crate::model::cluster::Role::Promoted)
+            {
+                promoted.entry(&st.node).or_default().push(bundle);
+            }
+        }
         for n in &mut v.nodes {
             n.standby = standby.contains(&n.name);
+            if let Some(bundles) = promoted.get(n.name.as_str()) {
+                n.promoted = bundles.iter().map(|b| b.to_string()).collect();
+            }
         }
         // Failures a cleanup came after no longer count, whatever the statuses still say
         // (a replica pending everywhere has no agent to rewrite its status).

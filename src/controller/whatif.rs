@@ -224,6 +224,7 @@ mod tests {
                 promoted: vec![],
                 held: vec![],
                 cleanup: 0,
+                stop_after: vec![],
             };
             items.push(kv(
                 keys.assignment(node, "web"),

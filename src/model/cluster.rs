@@ -56,6 +56,11 @@ pub struct Assignment {
     /// them once, when this rises.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cleanup: u64,
+    /// Bundles ordered after this one (a symmetrical `rsc_order` with this bundle first),
+    /// whose replicas stop before these: while one of theirs is stopping, the controller
+    /// keeps this assignment as it is. Kept here so that it holds after they are deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_after: Vec<String>,
 }
 
 /// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off.

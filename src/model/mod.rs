@@ -11,6 +11,7 @@
 
 pub mod cib;
 pub mod cluster;
+pub mod constraints;
 pub mod duration;
 pub mod manifest;
 pub mod operation;
@@ -107,6 +108,64 @@ pub struct BundleSpec {
     /// (by name or label) and a score; `-INFINITY` bans. Not part of `<bundle>` XML.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<Location>,
+    /// Colocations, Pacemaker's `rsc_colocation` constraints with this bundle as `rsc`:
+    /// where its replicas may run relative to another bundle's. Not part of `<bundle>` XML.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub colocations: Vec<Colocation>,
+    /// Start orders, Pacemaker's `rsc_order` constraints with this bundle as `then`: other
+    /// bundles this one starts after (and, symmetrically, stops before). Not part of
+    /// `<bundle>` XML.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<Order>,
+}
+
+/// One colocation (`rsc_colocation` with this bundle as `rsc`): a score for running on the
+/// nodes where `with` has replicas. `INFINITY` only there, `-INFINITY` never there, anything
+/// else a preference. `withRole: Promoted` counts only the nodes of `with`'s promoted
+/// replicas; `role: Promoted` constrains where this bundle's promoted replica may be instead
+/// of where its replicas run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Colocation {
+    /// The constraint's CIB id, kept for export (derived when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The other bundle (`with-rsc`).
+    pub with: String,
+    #[serde(deserialize_with = "score_text")]
+    pub score: String,
+    /// `rsc-role`: Started (any replica; the default) or Promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `with-rsc-role`: Started (any replica; the default), Promoted or Unpromoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_role: Option<String>,
+}
+
+/// One start order (`rsc_order` with this bundle as `then`): this bundle's replicas start
+/// once `first`'s are started (or, with `firstAction: promote`, once it has a promoted
+/// replica).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Order {
+    /// The constraint's CIB id, kept for export (derived when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The bundle that goes first.
+    pub first: String,
+    /// `first-action`: start (the default) or promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_action: Option<String>,
+    /// `then-action`: start (the default; the only one berth orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_action: Option<String>,
+    /// `kind`: Mandatory (the default: without `first` running, this bundle does not run)
+    /// or Optional (only an ordering when both start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `symmetrical` (default true): this bundle's replicas stop before `first`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symmetrical: Option<bool>,
 }
 
 /// One location preference: exactly one of `node` (a node name) or `label` (`key=value`

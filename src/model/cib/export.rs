@@ -276,6 +276,36 @@ fn locations_out(b: &Bundle) -> Vec<Out> {
         .collect()
 }
 
+/// A bundle's colocations and orders as `rsc_colocation` (it is `rsc`) and `rsc_order` (it
+/// is `then`) constraints, under the ids they were imported with (or derived ones).
+fn pairs_out(b: &Bundle) -> Vec<Out> {
+    let name = b.name();
+    let colocations = b.spec.colocations.iter().enumerate().map(|(i, c)| {
+        let id =
+            c.id.clone()
+                .unwrap_or_else(|| format!("colocation-{name}-{i}"));
+        Out::new("rsc_colocation")
+            .attr("id", id)
+            .attr("rsc", name)
+            .attr("with-rsc", &c.with)
+            .attr("score", &c.score)
+            .opt("rsc-role", c.role.as_ref())
+            .opt("with-rsc-role", c.with_role.as_ref())
+    });
+    let orders = b.spec.orders.iter().enumerate().map(|(i, o)| {
+        let id = o.id.clone().unwrap_or_else(|| format!("order-{name}-{i}"));
+        Out::new("rsc_order")
+            .attr("id", id)
+            .attr("first", &o.first)
+            .opt("first-action", o.first_action.as_ref())
+            .attr("then", name)
+            .opt("then-action", o.then_action.as_ref())
+            .opt("kind", o.kind.as_ref())
+            .opt("symmetrical", o.symmetrical)
+    });
+    colocations.chain(orders).collect()
+}
+
 /// One bundle as a Pacemaker `<bundle>` fragment (its locations are constraints, outside
 /// it: [`export_cib`] writes them).
 pub fn export_bundle(b: &Bundle) -> String {
@@ -291,6 +321,9 @@ pub fn export_cib(bundles: &[Bundle]) -> String {
     constraints
         .children
         .extend(bundles.iter().flat_map(locations_out));
+    constraints
+        .children
+        .extend(bundles.iter().flat_map(pairs_out));
     let mut config = Out::new("configuration");
     config.children = vec![
         Out::new("crm_config"),

@@ -1,7 +1,7 @@
 //! Import: a CIB (or any XML holding <bundle> elements) into bundles.
 
 use super::*;
-use crate::model::Location;
+use crate::model::{Colocation, Location, Order, constraints};
 
 /// What an XML document held: its bundles, and warnings about what was ignored.
 #[derive(Debug, Default)]
@@ -62,33 +62,155 @@ fn attr_of<'e>(el: &'e Element, name: &str) -> Option<&'e str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The constraints berth keeps: `rsc_location` on an imported bundle, as its
-/// `spec.locations`. Any other constraint, or a form of `rsc_location` berth has no
-/// equivalent for, is reported and skipped (as resources other than bundles are).
+/// The constraints berth keeps, between bundles of this document: `rsc_location` as the
+/// bundle's `spec.locations`, `rsc_colocation` as `rsc`'s `spec.colocations`, `rsc_order`
+/// as `then`'s `spec.orders`. Any other constraint, one naming a resource that is not a
+/// bundle here, or a form berth has no equivalent for, is reported and skipped (as
+/// resources other than bundles are).
 fn import_constraints(section: &Element, out: &mut Imported) {
     for c in &section.children {
         let id = attr_of(c, "id").unwrap_or("?");
-        let located = match c.name.as_str() {
-            "rsc_location" => location_from(c),
+        let kind = c.name.as_str();
+        let got = match kind {
+            "rsc_location" => location_from(c).map(|(rsc, l)| (rsc, Constraint::Locations(l))),
+            "rsc_colocation" => colocation_from(c).map(|(rsc, c)| (rsc, Constraint::Colocation(c))),
+            "rsc_order" => order_from(c).map(|(then, o)| (then, Constraint::Order(o))),
             other => {
                 out.warnings.push(format!(
-                    "ignored <{other} id={id:?}>: only rsc_location constraints are imported"
+                    "ignored <{other} id={id:?}>: only rsc_location, rsc_colocation and rsc_order constraints are imported"
                 ));
                 continue;
             }
         };
-        match located {
-            Ok((rsc, locations)) => match out.bundles.iter_mut().find(|b| b.name() == rsc) {
-                Some(b) => b.spec.locations.extend(locations),
-                None => out.warnings.push(format!(
-                    "ignored rsc_location {id:?}: {rsc:?} is not a bundle in this document"
-                )),
-            },
-            Err(why) => out
-                .warnings
-                .push(format!("ignored rsc_location {id:?}: {why}")),
+        let (owner, constraint) = match got {
+            Ok(got) => got,
+            Err(why) => {
+                out.warnings.push(format!("ignored {kind} {id:?}: {why}"));
+                continue;
+            }
+        };
+        let names: Vec<&str> = out.bundles.iter().map(|b| b.name()).collect();
+        let other = match &constraint {
+            Constraint::Locations(_) => None,
+            Constraint::Colocation(c) => Some(c.with.as_str()),
+            Constraint::Order(o) => Some(o.first.as_str()),
+        };
+        if let Some(missing) = std::iter::once(owner.as_str())
+            .chain(other)
+            .find(|r| !names.contains(r))
+        {
+            out.warnings.push(format!(
+                "ignored {kind} {id:?}: {missing:?} is not a bundle in this document"
+            ));
+            continue;
+        }
+        let b = out
+            .bundles
+            .iter_mut()
+            .find(|b| b.name() == owner)
+            .expect("checked above");
+        let problems = match &constraint {
+            Constraint::Locations(_) => vec![],
+            Constraint::Colocation(c) => constraints::colocation_problems(&owner, c, kind),
+            Constraint::Order(o) => constraints::order_problems(&owner, o, kind),
+        };
+        if let Some((field, why)) = problems.first() {
+            let field = field.trim_start_matches(kind).trim_start_matches('.');
+            out.warnings
+                .push(format!("ignored {kind} {id:?}: {field}: {why}"));
+            continue;
+        }
+        match constraint {
+            Constraint::Locations(l) => b.spec.locations.extend(l),
+            Constraint::Colocation(c) => b.spec.colocations.push(c),
+            Constraint::Order(o) => b.spec.orders.push(o),
         }
     }
+}
+
+/// One constraint as a bundle keeps it.
+enum Constraint {
+    Locations(Vec<Location>),
+    Colocation(Colocation),
+    Order(Order),
+}
+
+/// No resource sets, patterns or other attributes berth has no equivalent for.
+fn plain_pair(c: &Element, unsupported: &[&str]) -> Result<(), String> {
+    if c.children.iter().any(|ch| ch.name == "resource_set") {
+        return Err("resource sets are not supported".into());
+    }
+    if let Some(a) = unsupported.iter().find(|a| attr_of(c, a).is_some()) {
+        return Err(format!("{a} is not supported"));
+    }
+    if let Some(ch) = c.children.first() {
+        return Err(format!("<{}> is not supported in it", ch.name));
+    }
+    Ok(())
+}
+
+/// One `rsc_colocation` of two resources: (rsc, the colocation it keeps).
+fn colocation_from(c: &Element) -> Result<(String, Colocation), String> {
+    plain_pair(
+        c,
+        &[
+            "score-attribute",
+            "influence",
+            "rsc-instance",
+            "with-rsc-instance",
+        ],
+    )?;
+    if attr_of(c, "node-attribute").is_some_and(|a| a != "#uname") {
+        return Err("a node-attribute other than #uname is not supported".into());
+    }
+    let rsc = attr_of(c, "rsc").ok_or("no rsc")?.to_string();
+    let with = attr_of(c, "with-rsc").ok_or("no with-rsc")?.to_string();
+    let score = attr_of(c, "score").ok_or("no score")?.to_string();
+    Ok((
+        rsc,
+        Colocation {
+            id: attr_of(c, "id").map(str::to_string),
+            with,
+            score,
+            role: attr_of(c, "rsc-role").map(str::to_string),
+            with_role: attr_of(c, "with-rsc-role").map(str::to_string),
+        },
+    ))
+}
+
+/// One `rsc_order` of two resources: (then, the order it keeps). The deprecated score reads
+/// as Pacemaker reads it: 0 is Optional, anything else Mandatory.
+fn order_from(c: &Element) -> Result<(String, Order), String> {
+    plain_pair(c, &["first-instance", "then-instance", "require-all"])?;
+    let first = attr_of(c, "first").ok_or("no first")?.to_string();
+    let then = attr_of(c, "then").ok_or("no then")?.to_string();
+    let symmetrical = match attr_of(c, "symmetrical") {
+        None => None,
+        Some(v) => Some(
+            crate::model::validate::parse_bool(v)
+                .ok_or(format!("symmetrical {v:?}: not a boolean"))?,
+        ),
+    };
+    let kind = match (attr_of(c, "kind"), attr_of(c, "score")) {
+        (Some(k), _) => Some(k.to_string()),
+        (None, Some(s)) => match crate::model::validate::parse_score(s) {
+            Some(0) => Some("Optional".to_string()),
+            Some(_) => None,
+            None => return Err(format!("score {s:?}: not a score")),
+        },
+        (None, None) => None,
+    };
+    Ok((
+        then,
+        Order {
+            id: attr_of(c, "id").map(str::to_string),
+            first,
+            first_action: attr_of(c, "first-action").map(str::to_string),
+            then_action: attr_of(c, "then-action").map(str::to_string),
+            kind,
+            symmetrical,
+        },
+    ))
 }
 
 /// One `rsc_location`: a node and a score, or rules of one `eq` expression each, on

@@ -17,7 +17,7 @@ use ids::*;
 use network::*;
 pub use network::{MAX_REPLICAS, parse_range};
 use primitive::*;
-pub use primitive::{parse_bool, parse_score};
+pub use primitive::{INFINITY, parse_bool, parse_score};
 
 /// One refused field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +244,9 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
         false,
     );
     check_ids(&mut c, b);
+    for (field, why) in crate::model::constraints::check(b) {
+        c.fail(field, why);
+    }
     for (i, l) in spec.locations.iter().enumerate() {
         let p = format!("spec.locations[{i}]");
         match (&l.node, &l.label) {
@@ -302,7 +305,7 @@ fn check_name(c: &mut Check, name: &str, replicas: u32) {
 
 /// Why `name` is not a DNS label as berth uses them (lower-case letters, digits and '-',
 /// starting with a letter, not ending with '-'), or None.
-fn label_problem(name: &str) -> Option<String> {
+pub(crate) fn label_problem(name: &str) -> Option<String> {
     if let Some(bad) = name
         .chars()
         .find(|ch| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || *ch == '-'))

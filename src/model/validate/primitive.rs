@@ -202,9 +202,11 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Pacemaker's INFINITY score.
+pub const INFINITY: i64 = 1_000_000;
+
 /// Pacemaker's score: an integer, or ±INFINITY (1,000,000).
 pub fn parse_score(v: &str) -> Option<i64> {
-    const INFINITY: i64 = 1_000_000;
     match v.trim() {
         "INFINITY" | "+INFINITY" => Some(INFINITY),
         "-INFINITY" => Some(-INFINITY),
