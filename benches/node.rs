@@ -105,6 +105,7 @@ async fn main() {
                 held: vec![],
                 cleanup: 0,
                 stop_after: vec![],
+                notify: None,
             };
             let key = store.keys().assignment(&node, b.name());
             let t = Instant::now();
@@ -143,6 +144,7 @@ async fn main() {
         held: vec![],
         cleanup: 0,
         stop_after: vec![],
+        notify: None,
     };
     let key = store.keys().assignment(&node, b.name());
     store

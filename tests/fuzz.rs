@@ -532,6 +532,7 @@ fn fuzz_cluster_values() {
         }],
         cleanup: 1_796_000_000,
         stop_after: vec![],
+        notify: None,
     };
     let mut corpus = vec![serde_json::to_vec(&assignment).expect("serializes")];
     corpus.extend(corpus_dir("cluster"));

@@ -192,6 +192,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
             held: vec![],
             cleanup: 0,
             stop_after: vec![],
+            notify: None,
         })
         .unwrap()
     };

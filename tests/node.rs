@@ -80,6 +80,7 @@ impl Fixture {
             held: vec![],
             cleanup: 0,
             stop_after: vec![],
+            notify: None,
         };
         let key = self.store.keys().assignment(&self.node.name, bundle.name());
         self.store

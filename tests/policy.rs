@@ -144,6 +144,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         held: vec![],
         cleanup: 0,
         stop_after: vec![],
+        notify: None,
     };
     store
         .put(

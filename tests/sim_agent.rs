@@ -42,6 +42,7 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
         held: vec![],
         cleanup: 0,
         stop_after: vec![],
+        notify: None,
     };
     store
         .put(
@@ -132,6 +133,7 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
         held: vec![],
         cleanup: 0,
         stop_after: vec![],
+        notify: None,
     };
     store
         .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)

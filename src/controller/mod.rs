@@ -6,6 +6,7 @@
 //! - this file: the election, one watch of the whole prefix into a cache, and a reconcile
 //!   that reads the cache, places, and writes only what changed.
 
+pub mod notify;
 pub mod placement;
 pub mod reconcile;
 pub mod rollout;

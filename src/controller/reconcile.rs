@@ -73,6 +73,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
                     held: vec![],
                     cleanup: view.cleanups.get(bundle.as_str()).copied().unwrap_or(0),
                     stop_after: stop_after.get(bundle.as_str()).cloned().unwrap_or_default(),
+                    notify: None,
                 });
             a.replicas.push(*i);
             if promoted.contains(i) {
@@ -103,6 +104,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         }
     }
     keep_until_dependents_stop(&mut desired, &placement, view);
+    gate_notifications(&mut desired, view);
     phase("rollouts");
     // Compared with the stored values as decoded (a value that does not decode is
     // rewritten): only what changed is serialized.
@@ -444,6 +446,53 @@ fn keep_until_dependents_stop(
             }
         });
         desired.insert((node, bundle), a);
+    }
+}
+
+/// Bundles with `notify=true` change one operation at a time between notifications
+/// ([`super::notify::gate`]): their desired assignments are replaced by what the gate lets
+/// through this pass.
+fn gate_notifications(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
+    use super::notify::{PerNode, gate, wanted};
+    let notifying: BTreeSet<&str> = view
+        .bundles
+        .values()
+        .filter(|b| managed(b) && wanted(b))
+        .map(|b| b.name())
+        .collect();
+    if notifying.is_empty() {
+        return;
+    }
+    let mut want: BTreeMap<String, PerNode> = BTreeMap::new();
+    desired.retain(|(node, bundle), a| {
+        if notifying.contains(bundle.as_str()) {
+            want.entry(bundle.clone())
+                .or_default()
+                .insert(node.clone(), a.clone());
+            false
+        } else {
+            true
+        }
+    });
+    let mut have: BTreeMap<&str, PerNode> = BTreeMap::new();
+    for ((node, bundle), a) in &view.assignments {
+        if notifying.contains(bundle.as_str()) {
+            have.entry(bundle.as_str())
+                .or_default()
+                .insert(node.clone(), (**a).clone());
+        }
+    }
+    for name in notifying {
+        let b = &view.bundles[name];
+        let gated = gate(
+            b,
+            want.remove(name).unwrap_or_default(),
+            have.remove(name).unwrap_or_default(),
+            view,
+        );
+        for (node, a) in gated {
+            desired.insert((node, name.to_string()), a);
+        }
     }
 }
 

@@ -778,3 +778,100 @@ fn a_replica_kept_for_the_stop_order_is_never_placed_twice() {
     assert!(!deletes(&moving).contains(&keys().assignment("n1", "db")));
     assert_eq!(assigned(&moving, "n2", "db"), None, "{:?}", puts(&moving));
 }
+
+/// Replica `bundle-i` on `node`, its primitive started and having run notification
+/// `notified` (0: none).
+fn notified(bundle: &str, i: u32, node: &str, notified: u64) -> Kv {
+    let mut kv = running(bundle, i, node, None);
+    let mut st: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+    st["primitive"] = serde_json::json!({
+        "state": "started", "restarts": 0, "last": [], "notified": notified,
+    });
+    kv.value = serde_json::to_vec(&st).unwrap();
+    kv
+}
+
+#[test]
+fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
+    let (k, v) = spec(
+        "db",
+        2,
+        serde_json::json!({
+            "docker": {"image": "busybox", "replicas": 2, "replicasPerHost": 3},
+            "primitive": {"id": "db-st", "class": "ocf", "provider": "pacemaker", "type": "Stateful"},
+            "metaAttributes": [{"name": "notify", "value": "true"}],
+        }),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .raw(k.clone(), v.clone())
+        .reconcile(1000);
+    let a = |out: &Outcome| puts(out).get(&keys().assignment("n1", "db")).cloned();
+    let pass = |cache: &Cache| reconcile(&keys(), &View::read(&keys(), cache), &cache.items, 1000);
+    // Nothing runs yet: no one to tell, so the start goes ahead under a pre round.
+    let first = a(&out).unwrap();
+    assert_eq!(first["replicas"], serde_json::json!([0, 1]));
+    assert_eq!(first["notify"]["kind"], "pre");
+    assert_eq!(first["notify"]["operation"], "start");
+    assert_eq!(first["notify"]["vars"]["start_uname"], "db-0 db-1");
+    assert_eq!(first["notify"]["vars"]["active_uname"], " ");
+    apply(&mut cache, &out);
+    // Both started: the post round goes to both.
+    put(&mut cache, notified("db", 0, "n1", 0));
+    put(&mut cache, notified("db", 1, "n1", 0));
+    let out = pass(&cache);
+    let post = a(&out).unwrap();
+    assert_eq!(post["notify"]["kind"], "post");
+    assert_eq!(post["notify"]["id"], 2);
+    assert_eq!(post["notify"]["targets"], serde_json::json!([0, 1]));
+    apply(&mut cache, &out);
+    // Scaled to 3 before the post round was run: nothing moves until both ran it.
+    let (_, mut v3) = spec("db", 3, serde_json::json!({}));
+    v3["spec"] = v["spec"].clone();
+    v3["spec"]["docker"]["replicas"] = 3.into();
+    cache.items.get_mut(&k).unwrap().value = serde_json::to_vec(&v3).unwrap();
+    cache.items.get_mut(&k).unwrap().mod_revision += 1000;
+    assert_eq!(a(&pass(&cache)), None, "waits for the post round to be run");
+    put(&mut cache, notified("db", 0, "n1", 2));
+    put(&mut cache, notified("db", 1, "n1", 2));
+    let out = pass(&cache);
+    let pre = a(&out).unwrap();
+    assert_eq!(
+        pre["replicas"],
+        serde_json::json!([0, 1]),
+        "not started before the pre round"
+    );
+    assert_eq!(
+        (pre["notify"]["kind"].as_str(), pre["notify"]["id"].as_u64()),
+        (Some("pre"), Some(3))
+    );
+    assert_eq!(pre["notify"]["vars"]["start_resource"], "db-st:2");
+    assert_eq!(pre["notify"]["vars"]["active_uname"], "db-0 db-1");
+    assert_eq!(pre["notify"]["vars"]["inactive_resource"], "db-st:2");
+    apply(&mut cache, &out);
+    put(&mut cache, notified("db", 0, "n1", 3));
+    assert_eq!(
+        a(&pass(&cache)),
+        None,
+        "one target has not run the pre round"
+    );
+    put(&mut cache, notified("db", 1, "n1", 3));
+    let out = pass(&cache);
+    assert_eq!(a(&out).unwrap()["replicas"], serde_json::json!([0, 1, 2]));
+    apply(&mut cache, &out);
+    assert_eq!(
+        a(&pass(&cache)),
+        None,
+        "the new replica has not started yet"
+    );
+    put(&mut cache, notified("db", 2, "n1", 0));
+    let post = a(&pass(&cache)).unwrap();
+    assert_eq!(
+        (
+            post["notify"]["kind"].as_str(),
+            post["notify"]["id"].as_u64()
+        ),
+        (Some("post"), Some(4))
+    );
+    assert_eq!(post["notify"]["targets"], serde_json::json!([0, 1, 2]));
+}

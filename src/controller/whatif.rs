@@ -225,6 +225,7 @@ mod tests {
                 held: vec![],
                 cleanup: 0,
                 stop_after: vec![],
+                notify: None,
             };
             items.push(kv(
                 keys.assignment(node, "web"),

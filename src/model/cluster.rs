@@ -61,6 +61,33 @@ pub struct Assignment {
     /// keeps this assignment as it is. Kept here so that it holds after they are deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_after: Vec<String>,
+    /// For a bundle with `notify=true`: the clone notification round under way (or the last
+    /// one), which the node agent delivers to each of `targets` it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notification>,
+}
+
+/// One round of Pacemaker's clone notifications: a `notify` action run in every target
+/// replica's primitive with `OCF_RESKEY_CRM_meta_notify_type` = `kind`,
+/// `…_notify_operation` = `operation` and `…_notify_<name>` for each of `vars`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Rises with every round of the bundle; a primitive reports the last it ran
+    /// (`notified`).
+    pub id: u64,
+    /// `pre` or `post`.
+    pub kind: String,
+    /// `start`, `stop`, `promote` or `demote`.
+    pub operation: String,
+    /// The replicas to notify (ordinals).
+    pub targets: Vec<u32>,
+    /// `start_resource` → `db:1 db:2`, `active_uname` → `db-0`, … (empty lists are " ", as
+    /// Pacemaker passes them).
+    pub vars: BTreeMap<String, String>,
+    /// The replicas the operation acts on, and where (the controller's bookkeeping).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acts_on: Vec<(u32, String)>,
 }
 
 /// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off.
@@ -234,6 +261,10 @@ pub struct PrimitiveState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<i64>,
     pub last: VecDeque<OpRecord>,
+    /// The id of the last clone notification the primitive was given (0: none since the
+    /// container started).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notified: u64,
 }
 
 /// A primitive's phase, as the remote agent reports it (the same words as before it was typed:

@@ -425,6 +425,7 @@ impl<E: Engine> Agent<E> {
         self.write_status(&w.containers, &w.addrs, &observed).await;
         self.observed = observed;
         self.ask_roles(&w.roles);
+        self.send_notifies(&w.notifies);
     }
 
     /// Removes every container of this node, all at once: with `stop_timeout` (zero for a
@@ -479,6 +480,12 @@ impl<E: Engine> Agent<E> {
             .and_then(|k| left_state(&self.cfg.state_dir, &k.bundle, k.index));
         self.core
             .engine_event(&ev, left, Instant::now(), unix_now());
+    }
+
+    fn send_notifies(&self, n: &BTreeMap<ReplicaKey, crate::model::cluster::Notification>) {
+        for (k, n) in self.core.notifies_to_send(n) {
+            self.links.notify(&k, n);
+        }
     }
 
     fn ask_roles(&self, roles: &BTreeMap<ReplicaKey, Role>) {
@@ -539,6 +546,7 @@ impl<E: Engine> Agent<E> {
             unmanaged,
             roles,
             cleanups,
+            notifies,
         } = self.wanted();
         self.seed(&desired).await;
         self.core.cleanup(&cleanups, Instant::now());
@@ -596,6 +604,7 @@ impl<E: Engine> Agent<E> {
         }
         self.links.converge(&desired);
         self.ask_roles(&roles);
+        self.send_notifies(&notifies);
     }
 
     async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {

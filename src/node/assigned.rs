@@ -35,6 +35,8 @@ pub struct Wanted {
     pub roles: BTreeMap<ReplicaKey, Role>,
     /// When each replica's failures were last cleaned up (`berth cleanup`), where they were.
     pub cleanups: BTreeMap<ReplicaKey, u64>,
+    /// The clone notification each replica is a target of (`notify=true`).
+    pub notifies: BTreeMap<ReplicaKey, crate::model::cluster::Notification>,
 }
 
 /// The decoded assignments of one node.
@@ -132,6 +134,9 @@ impl Assigned {
                 w.addrs.insert(k.clone(), runs.spec.replica_address(i));
                 if a.cleanup > 0 {
                     w.cleanups.insert(k.clone(), a.cleanup);
+                }
+                if let Some(n) = a.notify.as_ref().filter(|n| n.targets.contains(&i)) {
+                    w.notifies.insert(k.clone(), n.clone());
                 }
                 if spec.promoted_max() > 0 {
                     let role = if a.promoted.contains(&i) {

@@ -385,6 +385,24 @@ impl Core {
             .extend(puts.into_iter().map(|(k, b)| (k, Written::new(b))));
     }
 
+    /// The clone notifications to deliver: each to a target whose primitive is started and
+    /// has not reported it run.
+    pub fn notifies_to_send<'n>(
+        &self,
+        notifies: &'n BTreeMap<ReplicaKey, crate::model::cluster::Notification>,
+    ) -> Vec<(ReplicaKey, &'n crate::model::cluster::Notification)> {
+        notifies
+            .iter()
+            .filter(|(k, n)| {
+                self.runtime
+                    .get(*k)
+                    .and_then(|rt| rt.primitive.as_ref())
+                    .is_some_and(|p| p.state == Phase::Started && p.notified < n.id)
+            })
+            .map(|(k, n)| (k.clone(), n))
+            .collect()
+    }
+
     /// The role to ask each promotable replica's remote agent for: one started in a role
     /// that is neither the one it must run in nor asked for already.
     pub fn roles_to_ask(&self, roles: &BTreeMap<ReplicaKey, Role>) -> Vec<(ReplicaKey, Role)> {

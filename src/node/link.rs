@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::core::Desired;
 use super::local::replica_files;
 use super::plan::ReplicaKey;
-use crate::model::cluster::{PrimitiveState, Role};
+use crate::model::cluster::{Notification, PrimitiveState, Role};
 use crate::remote::layout;
 
 /// A report from a replica's remote agent.
@@ -68,6 +68,8 @@ struct Watcher {
     token: CancellationToken,
     /// The role to ask for; every send is one more request (the latest value wins).
     role: tokio::sync::watch::Sender<Role>,
+    /// The clone notification to deliver (a new id is one more request).
+    notify: tokio::sync::watch::Sender<Option<Notification>>,
     channel: Channel,
 }
 
@@ -125,11 +127,19 @@ impl Links {
                 token.clone(),
             ));
             tokio::spawn(ask_roles(channel.clone(), k.clone(), asked, token.clone()));
+            let (notify, notifies) = tokio::sync::watch::channel(None);
+            tokio::spawn(send_notifies(
+                channel.clone(),
+                k.clone(),
+                notifies,
+                token.clone(),
+            ));
             self.watchers.insert(
                 k,
                 Watcher {
                     token,
                     role,
+                    notify,
                     channel,
                 },
             );
@@ -141,6 +151,20 @@ impl Links {
     pub fn ask(&self, k: &ReplicaKey, role: Role) {
         if let Some(w) = self.watchers.get(k) {
             w.role.send_replace(role);
+        }
+    }
+
+    /// Delivers a clone notification to a replica's remote agent (through its own task; a
+    /// notification already handed to it is not sent again). No-op without a channel.
+    pub fn notify(&self, k: &ReplicaKey, n: &Notification) {
+        if let Some(w) = self.watchers.get(k) {
+            w.notify.send_if_modified(|cur| {
+                let new = cur.as_ref().is_none_or(|c| c.id != n.id);
+                if new {
+                    *cur = Some(n.clone());
+                }
+                new
+            });
         }
     }
 
@@ -185,6 +209,40 @@ async fn watch_primitive(
                     _ = token.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
+            }
+        }
+    }
+}
+
+/// Sends a replica's remote agent each notification handed over on `asked`, retrying every
+/// half second while the channel is not up (a newer one replaces one not yet delivered).
+async fn send_notifies(
+    channel: Channel,
+    key: ReplicaKey,
+    mut asked: tokio::sync::watch::Receiver<Option<Notification>>,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = asked.changed() => if r.is_err() { return },
+        }
+        loop {
+            let Some(n) = asked.borrow_and_update().clone() else {
+                break;
+            };
+            let id = n.id;
+            let send = async {
+                let (s, authkey) = channel.connect().await?;
+                crate::remote::channel::notify(s, &authkey, n).await.ok()
+            };
+            if send.await.is_some() {
+                break;
+            }
+            tracing::warn!(replica = %key, id, "could not deliver the notification; retrying");
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
     }

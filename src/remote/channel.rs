@@ -27,6 +27,9 @@ pub struct Request {
     /// For `role`: promoted or unpromoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// For `notify`: the clone notification to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::model::cluster::Notification>,
 }
 
 /// What a request asks (the wire words are the lower-case names).
@@ -40,10 +43,17 @@ pub enum Verb {
     Watch,
     /// Run the primitive in `role`.
     Role,
+    /// Run a clone notification (`notify`) once.
+    Notify,
     /// A word this version does not know (answered with an error).
     #[serde(other)]
     Unknown,
 }
+
+/// The longest request line read (bytes).
+const MAX_REQUEST: u64 = 64 * 1024;
+/// The most variables a notification may carry (Pacemaker passes about 25).
+const MAX_NOTIFY_VARS: usize = 64;
 
 /// An error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,10 +97,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    // One request line, at most 4 KiB.
+    // One request line, at most 64 KiB (a notification lists every replica).
     let n = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        (&mut reader).take(4096).read_line(&mut line),
+        (&mut reader).take(MAX_REQUEST).read_line(&mut line),
     )
     .await
     .unwrap_or(Ok(0))?;
@@ -113,6 +123,15 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 _ => serde_json::to_string(&ErrorReply {
                     error: "role must be promoted or unpromoted".into(),
+                }),
+            },
+            Verb::Notify => match r.notify {
+                Some(n) if n.vars.len() <= MAX_NOTIFY_VARS => {
+                    state.ask_notify(n);
+                    serde_json::to_string(&state.get())
+                }
+                _ => serde_json::to_string(&ErrorReply {
+                    error: "notify needs a notification".into(),
                 }),
             },
             Verb::Watch => {
@@ -200,7 +219,7 @@ pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, Verb::Status, None, None).await
+    send(stream, Request::new(key, Verb::Status)).await
 }
 
 /// Waits for the primitive's state to change past version `since` (at most 25 s).
@@ -209,7 +228,9 @@ pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
     key: &str,
     since: u64,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, Verb::Watch, Some(since), None).await
+    let mut r = Request::new(key, Verb::Watch);
+    r.since = Some(since);
+    send(stream, r).await
 }
 
 /// Asks the remote agent to run the primitive promoted or unpromoted.
@@ -218,24 +239,41 @@ pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
     key: &str,
     role: Role,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, key, Verb::Role, None, Some(role.as_str())).await
+    let mut r = Request::new(key, Verb::Role);
+    r.role = Some(role.as_str().to_string());
+    send(stream, r).await
+}
+
+/// Asks the remote agent to run a clone notification (once: one it ran is not run again).
+pub async fn notify<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    n: crate::model::cluster::Notification,
+) -> Result<PrimitiveState, ChannelError> {
+    let mut r = Request::new(key, Verb::Notify);
+    r.notify = Some(n);
+    send(stream, r).await
+}
+
+impl Request {
+    fn new(key: &str, request: Verb) -> Request {
+        Request {
+            key: key.to_string(),
+            request,
+            since: None,
+            role: None,
+            notify: None,
+        }
+    }
 }
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    key: &str,
-    request: Verb,
-    since: Option<u64>,
-    role: Option<&str>,
+    req: Request,
 ) -> Result<PrimitiveState, ChannelError> {
     let mut reader = BufReader::new(stream);
-    let req = serde_json::to_string(&Request {
-        key: key.to_string(),
-        request,
-        since,
-        role: role.map(str::to_string),
-    })
-    .expect("requests serialize");
+    let request = req.request;
+    let req = serde_json::to_string(&req).expect("requests serialize");
     // The peer is inside a container: it gets a bounded time to answer (a watch is held up
     // to 25 s by design) and a bounded reply, and what it says is cut to size.
     let limit = if request == Verb::Watch {

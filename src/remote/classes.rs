@@ -139,9 +139,23 @@ impl Resource {
         timeout: Duration,
         interval: Duration,
     ) -> Result<Outcome, SpawnError> {
+        self.run_with(reaper, action, (timeout, interval), &[])
+            .await
+    }
+
+    /// [`Resource::run`] with more environment for this call (a notification's variables);
+    /// `timing` is the operation's timeout and interval.
+    pub async fn run_with(
+        &self,
+        reaper: &Reaper,
+        action: Action,
+        timing: (Duration, Duration),
+        env: &[(String, String)],
+    ) -> Result<Outcome, SpawnError> {
+        let (timeout, _) = timing;
         let start = Instant::now();
         match self {
-            Resource::Ocf(agent) => agent.run(reaper, action, timeout, interval).await,
+            Resource::Ocf(agent) => agent.run(reaper, action, timing, env).await,
             Resource::Lsb { script } => {
                 let verb = match action {
                     Action::Start => "start",

@@ -182,19 +182,21 @@ impl Agent {
             .join(&self.kind)
     }
 
-    /// Runs `action` with the operation's `timeout` and `interval`; kills the agent's process
+    /// Runs `action` with the operation's `timeout` and `interval` (and `extra` environment);
+    /// kills the agent's process
     /// group at the timeout. The child is waited for through the reaper (see [`Reaper`]).
     pub async fn run(
         &self,
         reaper: &Reaper,
         action: Action,
-        timeout: Duration,
-        interval: Duration,
+        (timeout, interval): (Duration, Duration),
+        extra: &[(String, String)],
     ) -> Result<Outcome, SpawnError> {
         let path = self.path();
         let mut cmd = std::process::Command::new(&path);
         cmd.arg(action.as_str())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra.iter().map(|(k, v)| (k, v)))
             .env("OCF_ROOT", &self.root)
             .env("OCF_FUNCTIONS_DIR", self.root.join("lib/heartbeat"))
             .env("OCF_RA_VERSION_MAJOR", "1")
@@ -338,8 +340,8 @@ mod tests {
                 .run(
                     reaper(),
                     Action::Monitor,
-                    Duration::from_secs(5),
-                    Duration::ZERO,
+                    (Duration::from_secs(5), Duration::ZERO),
+                    &[],
                 )
                 .await
                 .unwrap();
@@ -350,8 +352,8 @@ mod tests {
             .run(
                 reaper(),
                 Action::Monitor,
-                Duration::from_secs(5),
-                Duration::ZERO,
+                (Duration::from_secs(5), Duration::ZERO),
+                &[],
             )
             .await
             .unwrap();
@@ -366,8 +368,8 @@ mod tests {
             .run(
                 reaper(),
                 Action::Monitor,
-                Duration::from_secs(20),
-                Duration::from_secs(10),
+                (Duration::from_secs(20), Duration::from_secs(10)),
+                &[],
             )
             .await
             .unwrap();
@@ -388,8 +390,8 @@ mod tests {
             .run(
                 reaper(),
                 Action::Start,
-                Duration::from_millis(300),
-                Duration::ZERO,
+                (Duration::from_millis(300), Duration::ZERO),
+                &[],
             )
             .await
             .unwrap();
@@ -407,8 +409,8 @@ mod tests {
             a.run(
                 reaper(),
                 Action::Start,
-                Duration::from_secs(1),
-                Duration::ZERO
+                (Duration::from_secs(1), Duration::ZERO),
+                &[],
             )
             .await
             .is_err()

@@ -28,6 +28,7 @@ pub struct Ops {
     pub stop: Op,
     pub promote: Op,
     pub demote: Op,
+    pub notify: Op,
     /// The enabled recurring monitors.
     pub monitors: Vec<Op>,
     /// The primitive defines a recurring monitor (enabled or not): no default one is added.
@@ -54,6 +55,7 @@ impl Ops {
             stop: once(p, "stop"),
             promote: once(p, "promote"),
             demote: once(p, "demote"),
+            notify: once(p, "notify"),
             monitors,
             has_monitor: p.operations.iter().any(|o| o.is_recurring_monitor()),
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::model::cluster::{PrimitiveState, Role};
+use crate::model::cluster::{Notification, PrimitiveState, Role};
 
 /// The primitive's state, shared between the supervisor, the control channel and (for a
 /// look after the container died) a state file.
@@ -15,6 +15,10 @@ pub struct Shared {
     changed: tokio::sync::Notify,
     /// Signalled when the node agent asks for a role (kept in the state's `wanted_role`).
     role_asked: tokio::sync::Notify,
+    /// The clone notification the node agent asked for and the supervisor has not run yet
+    /// (the latest wins), and the signal that one came.
+    notify: Mutex<(Option<Notification>, u64)>,
+    notify_asked: tokio::sync::Notify,
     /// Written (temp file, then rename) on every change, when set.
     file: Option<PathBuf>,
 }
@@ -93,6 +97,32 @@ impl Shared {
     /// supervisor could act on it).
     pub fn repeat_role_request(&self) {
         self.role_asked.notify_one();
+    }
+
+    /// Asks the supervisor to run a clone notification. One it has already run or been asked
+    /// for (its id is not above `notified` or the last asked) is ignored, so a repeated
+    /// request runs nothing twice.
+    pub fn ask_notify(&self, n: Notification) {
+        let notified = self.read(|st| st.notified);
+        {
+            let mut slot = self.notify.lock().expect("notify lock");
+            if n.id <= notified.max(slot.1) {
+                return;
+            }
+            slot.1 = n.id;
+            slot.0 = Some(n);
+        }
+        self.notify_asked.notify_one();
+    }
+
+    /// Completes when a notification is asked for (see [`Shared::ask_notify`]).
+    pub fn notify_asked(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify_asked.notified()
+    }
+
+    /// The notification waiting to be run, taken.
+    pub fn take_notify(&self) -> Option<Notification> {
+        self.notify.lock().expect("notify lock").0.take()
     }
 
     /// The state once its version is above `since`, or the current one after `max`.

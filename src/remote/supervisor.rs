@@ -287,6 +287,12 @@ pub async fn run(
                 }
                 (action, rc, o.on_fail)
             }
+            _ = s.state.notify_asked() => {
+                if let Some(n) = s.state.take_notify() {
+                    s.notify(&n, &ops.notify).await;
+                }
+                continue;
+            }
             _ = sleep_until(due.map(|d| d.1)), if monitoring => {
                 let Some((i, _)) = due else { continue };
                 let m = &mons[i];
@@ -369,10 +375,47 @@ impl Supervisor<'_> {
 
     /// Runs one action and records it.
     async fn call(&self, action: Action, op: &Op) -> Rc {
+        self.call_with(action, op, &[]).await
+    }
+
+    /// Runs a clone notification (Pacemaker's `notify` action with the
+    /// `OCF_RESKEY_CRM_meta_notify_*` variables) and reports it run, whatever its result: a
+    /// failed notification is recorded, as Pacemaker logs it, and changes nothing else.
+    async fn notify(&self, n: &crate::model::cluster::Notification, op: &Op) {
+        let done = |kind: &str, operation: &str| {
+            if kind == "post" {
+                match operation {
+                    "stop" => "stopped".to_string(),
+                    o if o.ends_with('e') => format!("{o}d"),
+                    o => format!("{o}ed"),
+                }
+            } else {
+                operation.to_string()
+            }
+        };
+        let meta = |k: &str| format!("OCF_RESKEY_CRM_meta_notify_{k}");
+        let mut env: Vec<(String, String)> = vec![
+            (meta("type"), n.kind.clone()),
+            (meta("operation"), n.operation.clone()),
+            (meta("key_type"), n.kind.clone()),
+            (meta("key_operation"), done(&n.kind, &n.operation)),
+        ];
+        env.extend(
+            n.vars
+                .iter()
+                .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .map(|(k, v)| (meta(k), v.clone())),
+        );
+        self.call_with(Action::Notify, op, &env).await;
+        self.state.update(|st| st.notified = st.notified.max(n.id));
+    }
+
+    /// Runs one action with more environment and records it.
+    async fn call_with(&self, action: Action, op: &Op, env: &[(String, String)]) -> Rc {
         let at = crate::unix_now();
         let (rc, took, output) = match self
             .resource
-            .run(self.reaper, action, op.timeout, op.interval)
+            .run_with(self.reaper, action, (op.timeout, op.interval), env)
             .await
         {
             Ok(o) => (o.rc, o.took, o.output),
