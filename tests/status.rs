@@ -140,7 +140,19 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
     )
     .await;
     let said = cli(&["clear", b.name()]);
-    assert!(said.contains("bans cleared"), "{said}");
+    assert!(said.contains("bans and moves cleared"), "{said}");
+    // `berth move` (crm_resource --move): to the other node, and it stays there once the
+    // preference is cleared.
+    let said = cli(&["move", b.name(), &n2.name]);
+    assert!(said.contains("moving to"), "{said}");
+    common::eventually(
+        Duration::from_secs(60),
+        "the replica moved to the second node",
+        || on(n2.name.clone()),
+    )
+    .await;
+    let said = cli(&["clear", b.name()]);
+    assert!(said.contains("bans and moves cleared"), "{said}");
     assert!(
         store
             .get(&store.keys().bans(b.name()))
@@ -149,6 +161,7 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
             .is_none(),
         "the bans key is gone"
     );
+    assert!(on(n2.name.clone()).await.is_some(), "cleared, it stays");
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     common::container_gone(&format!("{}-docker-0", b.name()), Duration::from_secs(30)).await;
     drop((n1, n2));

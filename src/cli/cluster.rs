@@ -198,43 +198,73 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// `berth ban BUNDLE NODE` (node given) adds NODE to `<prefix>/bans/<bundle>`; `berth
-/// clear BUNDLE` (none) deletes it.
+/// What `berth ban`, `berth move` and `berth clear` do to `<prefix>/bans/<bundle>`.
+pub enum BanChange<'a> {
+    /// Keep the bundle off a node (crm_resource --ban).
+    Ban(&'a str),
+    /// Send one of its replicas to a node (crm_resource --move).
+    Move(&'a str),
+    /// Remove both (crm_resource --clear).
+    Clear,
+}
+
+/// `berth ban BUNDLE NODE` adds NODE to `<prefix>/bans/<bundle>`; `berth move BUNDLE NODE`
+/// sets its `prefer`; `berth clear BUNDLE` deletes it.
 pub async fn ban(
     store: &Store,
     bundle: &str,
-    node: Option<&str>,
+    change: BanChange<'_>,
     out: &mut impl Write,
 ) -> Result<()> {
     let key = store.keys().bans(bundle);
-    let Some(node) = node else {
-        store.delete(&key, crate::store::Expect::Any).await?;
-        writeln!(out, "bundle/{bundle}: bans cleared")?;
-        return Ok(());
+    let node = match change {
+        BanChange::Clear => {
+            store.delete(&key, crate::store::Expect::Any).await?;
+            writeln!(out, "bundle/{bundle}: bans and moves cleared")?;
+            return Ok(());
+        }
+        BanChange::Ban(n) | BanChange::Move(n) => n,
     };
     crate::model::validate::node_name(node).map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(
         store.get(&store.keys().bundle(bundle)).await?.is_some(),
         "bundle {bundle:?} not found"
     );
-    // Read, add, write back only if nobody changed it meanwhile.
+    // Read, change, write back only if nobody changed it meanwhile.
     let held = store.get(&key).await?;
     let mut bans: crate::model::cluster::Bans = held
         .as_ref()
         .and_then(|kv| serde_json::from_slice(&kv.value).ok())
         .unwrap_or_default();
-    if !bans.nodes.iter().any(|n| n == node) {
-        bans.nodes.push(node.to_string());
-    }
+    let said = match change {
+        BanChange::Move(_) => {
+            anyhow::ensure!(
+                !bans.nodes.iter().any(|n| n == node),
+                "bundle {bundle:?} is banned from {node}: berth clear {bundle} first"
+            );
+            bans.prefer = Some(node.to_string());
+            format!(
+                "bundle/{bundle} moving to {node}: one replica goes there and stays (berth clear {bundle} lifts the preference)"
+            )
+        }
+        _ => {
+            if !bans.nodes.iter().any(|n| n == node) {
+                bans.nodes.push(node.to_string());
+            }
+            if bans.prefer.as_deref() == Some(node) {
+                bans.prefer = None;
+            }
+            format!(
+                "bundle/{bundle} banned from {node}: its replicas there move (berth clear {bundle} lifts it)"
+            )
+        }
+    };
     let expect = match &held {
         Some(kv) => crate::store::Expect::Revision(kv.mod_revision),
         None => crate::store::Expect::Absent,
     };
     store.put(&key, serde_json::to_vec(&bans)?, expect).await?;
-    writeln!(
-        out,
-        "bundle/{bundle} banned from {node}: its replicas there move (berth clear {bundle} lifts it)"
-    )?;
+    writeln!(out, "{said}")?;
     Ok(())
 }
 

@@ -197,7 +197,11 @@ pub enum Command {
     /// Keep a bundle off a node (crm_resource --ban): its replicas there move elsewhere,
     /// until `berth clear`.
     Ban { bundle: String, node: String },
-    /// Remove the bans `berth ban` set on a bundle (crm_resource --clear).
+    /// Send one of a bundle's replicas to a node (crm_resource --move): a preference that
+    /// moves it there and keeps it there, until `berth clear`.
+    Move { bundle: String, node: String },
+    /// Remove the bans `berth ban` and the preference `berth move` set on a bundle
+    /// (crm_resource --clear).
     Clear { bundle: String },
     /// Forget a bundle's failures so far and try its replicas again (crm_resource
     /// --cleanup): fail counts, migration-threshold bans, restart backoff.
@@ -509,10 +513,16 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::standby(&cli.etcd.store().await?, &node, true, out).await
         }
         Command::Ban { bundle, node } => {
-            cluster::ban(&cli.etcd.store().await?, &bundle, Some(&node), out).await
+            let change = cluster::BanChange::Ban(&node);
+            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
+        }
+        Command::Move { bundle, node } => {
+            let change = cluster::BanChange::Move(&node);
+            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
         }
         Command::Clear { bundle } => {
-            cluster::ban(&cli.etcd.store().await?, &bundle, None, out).await
+            let change = cluster::BanChange::Clear;
+            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
         }
         Command::Cleanup { bundle } => {
             cluster::cleanup(&cli.etcd.store().await?, &bundle, out).await

@@ -500,6 +500,7 @@ fn a_ban_moves_replicas_off_a_node_until_cleared() {
     let other = if first == "n1" { "n2" } else { "n1" };
     let bans = crate::model::cluster::Bans {
         nodes: vec![first.clone()],
+        prefer: None,
     };
     let kv = Kv {
         key: keys().bans("web"),
@@ -874,4 +875,62 @@ fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
         (Some("post"), Some(4))
     );
     assert_eq!(post["notify"]["targets"], serde_json::json!([0, 1, 2]));
+}
+
+#[test]
+fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
+    let cluster = Cluster::new().node("n1").node("n2").node("n3").raw(
+        spec("web", 2, serde_json::json!({})).0,
+        {
+            let (_, mut v) = spec("web", 2, serde_json::json!({}));
+            v["spec"]["docker"]["replicasPerHost"] = 1.into();
+            v
+        },
+    );
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    let view = View::read(&keys(), &cache);
+    let on: BTreeSet<String> = view.current.values().cloned().collect();
+    let to = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| !on.contains(*n))
+        .unwrap();
+    let kept = view.current[&("web".to_string(), 0)].clone();
+    let bans = crate::model::cluster::Bans {
+        nodes: vec![],
+        prefer: Some(to.to_string()),
+    };
+    put(
+        &mut cache,
+        Kv {
+            key: keys().bans("web"),
+            value: serde_json::to_vec(&bans).unwrap(),
+            create_revision: 300,
+            mod_revision: 300,
+            version: 1,
+            lease: 0,
+        },
+    );
+    let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert_eq!(
+        puts(&moved)[&keys().assignment(to, "web")]["replicas"],
+        serde_json::json!([1]),
+        "the highest replica moves"
+    );
+    apply(&mut cache, &moved);
+    let view = View::read(&keys(), &cache);
+    assert_eq!(
+        view.current[&("web".to_string(), 0)],
+        kept,
+        "the other stays"
+    );
+    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(
+        !again
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::Put { key, .. } if key.contains("/assignments/"))),
+        "once it is there nothing more moves: {:?}",
+        again.writes
+    );
 }

@@ -131,7 +131,7 @@ impl View {
         };
         let mut maintenance = Vec::new();
         let mut standby = BTreeSet::new();
-        let mut bans: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut bans: BTreeMap<String, crate::model::cluster::Bans> = BTreeMap::new();
         for (key, kv) in &cache.items {
             let Some(parsed) = keys.parse(key) else {
                 continue;
@@ -176,7 +176,7 @@ impl View {
                 Key::Bans(name) => {
                     if let Ok(b) = serde_json::from_slice::<crate::model::cluster::Bans>(&kv.value)
                     {
-                        bans.insert(name.to_string(), b.nodes);
+                        bans.insert(name.to_string(), b);
                     }
                 }
                 Key::Cleanup(name) => {
@@ -267,16 +267,19 @@ impl View {
         }
         // `berth ban`: a -INFINITY location per banned node, as crm_resource's cli-ban
         // constraints, on top of the bundle's own.
-        for (name, nodes) in bans {
+        for (name, bans) in bans {
             v.banned.insert(name.clone());
             if let Some(b) = v.bundles.get_mut(&name) {
-                b.spec
-                    .locations
-                    .extend(nodes.into_iter().map(|node| crate::model::Location {
+                b.spec.locations.extend(bans.nodes.into_iter().map(|node| {
+                    crate::model::Location {
                         node: Some(node),
                         label: None,
                         score: "-INFINITY".into(),
-                    }));
+                    }
+                }));
+                if let Some(to) = bans.prefer {
+                    v.moving(&name, &to);
+                }
             }
         }
         v.refuse_overlaps();
@@ -286,6 +289,36 @@ impl View {
 }
 
 impl View {
+    /// `berth move` (crm_resource --move, a cli-prefer constraint): an INFINITY location for
+    /// the node and, while none of the bundle's replicas runs there and the node is online
+    /// and not in standby, its highest replica counted as placed nowhere, so that placement
+    /// sends it there (a running replica otherwise never moves for a better score). Once
+    /// one runs there, nothing more moves.
+    fn moving(&mut self, bundle: &str, to: &str) {
+        let Some(b) = self.bundles.get_mut(bundle) else {
+            return;
+        };
+        b.spec.locations.push(crate::model::Location {
+            node: Some(to.to_string()),
+            label: None,
+            score: "INFINITY".into(),
+        });
+        let range = (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX);
+        let there = self.current.range(range.clone()).any(|(_, n)| n == to);
+        let available = self.nodes.iter().any(|n| n.name == to && !n.standby);
+        if there || !available {
+            return;
+        }
+        if let Some(last) = self
+            .current
+            .range(range)
+            .map(|(k, _)| k.clone())
+            .next_back()
+        {
+            self.current.remove(&last);
+        }
+    }
+
     /// Refuses bundles whose replica addresses overlap a bundle written before them: they
     /// become invalid (and keep their last good value, see [`View::keep_last_good`]).
     fn refuse_overlaps(&mut self) {

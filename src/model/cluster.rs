@@ -90,10 +90,15 @@ pub struct Notification {
     pub acts_on: Vec<(u32, String)>,
 }
 
-/// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off.
+/// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off, and the node
+/// `berth move` sends one of its replicas to (crm_resource's cli-ban and cli-prefer
+/// constraints; `berth clear` removes both).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bans {
+    #[serde(default)]
     pub nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<String>,
 }
 
 /// `<prefix>/cleanup/<bundle>`: when `berth cleanup` last ran for the bundle.
