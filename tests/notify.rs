@@ -200,8 +200,7 @@ async fn notifications_reach_every_replica_in_pacemakers_order() {
 
     // A failure: the unpromoted replica's container is killed; with migration-threshold=1
     // it may not run here again, so it is stopped: the promoted one hears of it, before
-    // and after. (Its status, which holds the fail count, goes with it, so it may be placed
-    // again afterwards, with a start round of its own.)
+    // and after.
     let promoted_i: u32 = promoted[0].rsplit('-').next().unwrap().parse().unwrap();
     let victim = 1 - promoted_i;
     docker(&["kill", &b.container_name(victim)]);

@@ -934,3 +934,28 @@ fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
         again.writes
     );
 }
+
+#[test]
+fn a_ban_outlives_the_replica_status_its_node_agent_deletes() {
+    let meta = serde_json::json!([{"name": "migration-threshold", "value": "1"}]);
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .bundle("web", meta)
+        .replica("web", "n1", 1, 500)
+        .reconcile(1000);
+    let rows = &puts(&out)[&keys().bundle_status("web")]["replicaRows"];
+    assert_eq!(rows[0]["failCounts"], serde_json::json!({"n1": 1}), "{rows}");
+    apply(&mut cache, &out);
+    // Its agent stopped it and deleted its status: the failure still bans it from n1.
+    cache.items.remove(&keys().replica("web", 0));
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    assert!(
+        !puts(&next).contains_key(&keys().assignment("n1", "web")),
+        "{:?}",
+        puts(&next)
+    );
+    assert!(
+        !puts(&next).contains_key(&keys().bundle_status("web")),
+        "nothing changed: nothing written"
+    );
+}

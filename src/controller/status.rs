@@ -175,6 +175,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
                 (s.state, why.map(|f| f.reason.clone()).unwrap_or_default())
             }
         };
+        let hist = view.history.get(&(b.name().to_string(), i));
         rows.push(ReplicaRow {
             index: i,
             name: b.replica_name(i),
@@ -193,6 +194,8 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
                     Some(r) => format!("{} ({r})", p.state),
                 })
                 .unwrap_or_default(),
+            fail_counts: hist.map(|h| h.fail_counts.clone()).unwrap_or_default(),
+            last_failure: hist.and_then(|h| h.last_failure),
         });
     }
     let cond = |kind: &str, on: bool, reason: &str, message: String| Condition {

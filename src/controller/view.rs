@@ -255,6 +255,19 @@ impl View {
                 n.promoted = bundles.iter().map(|b| b.to_string()).collect();
             }
         }
+        // Failures the controller recorded in the bundle's status rows count too: a replica
+        // status goes when its replica leaves a node, and with it the history that bans it
+        // from there.
+        for (name, st) in &v.bundle_statuses {
+            for row in st.replica_rows.iter().filter(|r| !r.fail_counts.is_empty()) {
+                let h = v.history.entry((name.clone(), row.index)).or_default();
+                for (node, n) in &row.fail_counts {
+                    let c = h.fail_counts.entry(node.clone()).or_default();
+                    *c = (*c).max(*n);
+                }
+                h.last_failure = h.last_failure.max(row.last_failure);
+            }
+        }
         // Failures a cleanup came after no longer count, whatever the statuses still say
         // (a replica pending everywhere has no agent to rewrite its status).
         for ((bundle, _), h) in v.history.iter_mut() {

@@ -460,6 +460,14 @@ pub struct ReplicaRow {
     /// The primitive's state (the remote agent's word); empty until it reports.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub primitive: String,
+    /// Its failures per node and the time of the last one (Unix seconds), as the controller
+    /// counts them for migration-threshold: kept here too, so that they outlive the replica
+    /// status a node agent deletes when the replica leaves it (a replica banned from its
+    /// only node stays banned).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fail_counts: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<u64>,
 }
 
 /// A Kubernetes-style condition (Available, Progressing, Degraded).
