@@ -1,5 +1,6 @@
 //! Ordering against a real controller, node agent, etcd and dockerd: Pacemaker's
-//! `ordered=true` on a bundle (its instances start one after another), and `rsc_order` with
+//! `ordered=true` on a bundle (its instances start one after another, and stop in reverse),
+//! and `rsc_order` with
 //! `rsc_colocation` between bundles (an app starts after and beside its database, and stops
 //! before it).
 
@@ -20,7 +21,7 @@ fn sortable(at: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordered_instances_start_one_after_another() {
+async fn ordered_instances_start_one_after_another_and_stop_in_reverse() {
     test_image();
     let c = common::one_node("ordered").await;
     let mut b = httpd_bundle(&format!("{}-db", c.tag), 3, 3, 156);
@@ -63,9 +64,24 @@ async fn ordered_instances_start_one_after_another() {
             started[i - 1]
         );
     }
+    // Deleted: they stop one after another too, the highest first, each once the one above
+    // it is gone.
+    let since = berth::unix_now().saturating_sub(1);
     c.store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     for n in &names {
         common::container_gone(n, Duration::from_secs(30)).await;
+    }
+    let died = event_times(since, "die", &names);
+    let destroyed = event_times(since, "destroy", &names);
+    for i in 0..2 {
+        assert!(
+            died[&names[i]] > destroyed[&names[i + 1]],
+            "{} died at {} ns, before {} was removed at {} ns",
+            names[i],
+            died[&names[i]],
+            names[i + 1],
+            destroyed[&names[i + 1]]
+        );
     }
 }
 

@@ -104,6 +104,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         }
     }
     keep_until_dependents_stop(&mut desired, &placement, view);
+    stop_in_reverse_order(&mut desired, view);
     gate_notifications(&mut desired, view);
     phase("rollouts");
     // Compared with the stored values as decoded (a value that does not decode is
@@ -434,18 +435,93 @@ fn keep_until_dependents_stop(
             kept.push((key.clone(), (**held).clone()));
         }
     }
-    // Never two copies: a replica kept where it was is not also placed elsewhere.
     for ((node, bundle), a) in kept {
-        desired.retain(|(n, b), other| {
-            if b == &bundle && n != &node {
-                other.replicas.retain(|i| !a.replicas.contains(i));
-                other.promoted.retain(|i| !a.replicas.contains(i));
-                !other.replicas.is_empty()
-            } else {
-                true
-            }
+        keep_in_place(desired, &node, &bundle, &a, &a.replicas);
+    }
+}
+
+/// Keeps ordinals `keep` of the assignment `held` (of `bundle` on `node`) where they are this
+/// pass, and takes them out of the bundle's assignments on other nodes: never two copies.
+fn keep_in_place(
+    desired: &mut BTreeMap<(String, String), Assignment>,
+    node: &str,
+    bundle: &str,
+    held: &Assignment,
+    keep: &[u32],
+) {
+    desired.retain(|(n, b), other| {
+        if b == bundle && n != node {
+            other.replicas.retain(|i| !keep.contains(i));
+            other.promoted.retain(|i| !keep.contains(i));
+            !other.replicas.is_empty()
+        } else {
+            true
+        }
+    });
+    let a = desired
+        .entry((node.to_string(), bundle.to_string()))
+        .or_insert_with(|| Assignment {
+            replicas: vec![],
+            promoted: vec![],
+            ..held.clone()
         });
-        desired.insert((node, bundle), a);
+    for i in keep {
+        if !a.replicas.contains(i) {
+            a.replicas.push(*i);
+            if held.promoted.contains(i) {
+                a.promoted.push(*i);
+            }
+        }
+    }
+    a.replicas.sort_unstable();
+    a.promoted.sort_unstable();
+}
+
+/// Pacemaker's `ordered=true` for stops: a bundle's replicas stop one after another, the
+/// highest first. Of the replicas this pass takes off their (online) nodes, only the highest
+/// goes, and none while another of the bundle's is still stopping (its status still on an
+/// online node that no longer has it assigned); the rest stay where they are this pass. The
+/// bundle's spec comes from the assignment, so that a deleted bundle stops in order too.
+fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
+    use crate::model::cluster::ReplicaState;
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let ordered = |b: &Bundle| {
+        b.spec
+            .meta("ordered")
+            .and_then(crate::model::validate::parse_bool)
+            .unwrap_or(false)
+    };
+    let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
+    for ((node, bundle), held) in &view.assignments {
+        if !held.managed || !ordered(&held.bundle) || !online.contains(node.as_str()) {
+            continue;
+        }
+        let now = desired.get(&(node.clone(), bundle.clone()));
+        for i in &held.replicas {
+            if !now.is_some_and(|a| a.replicas.contains(i)) {
+                leaving
+                    .entry(bundle.as_str())
+                    .or_default()
+                    .push((*i, node.as_str(), held));
+            }
+        }
+    }
+    for (bundle, mut out) in leaving {
+        let stopping = view
+            .statuses
+            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
+            .any(|((_, i), st)| {
+                online.contains(st.node.as_str())
+                    && st.state != ReplicaState::Stopped
+                    && !view
+                        .assignments
+                        .get(&(st.node.clone(), bundle.to_string()))
+                        .is_some_and(|a| a.replicas.contains(i))
+            });
+        out.sort_by_key(|(i, _, _)| std::cmp::Reverse(*i));
+        for (i, node, held) in out.into_iter().skip(usize::from(!stopping)) {
+            keep_in_place(desired, node, bundle, held, &[i]);
+        }
     }
 }
 

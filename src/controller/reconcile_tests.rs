@@ -944,7 +944,11 @@ fn a_ban_outlives_the_replica_status_its_node_agent_deletes() {
         .replica("web", "n1", 1, 500)
         .reconcile(1000);
     let rows = &puts(&out)[&keys().bundle_status("web")]["replicaRows"];
-    assert_eq!(rows[0]["failCounts"], serde_json::json!({"n1": 1}), "{rows}");
+    assert_eq!(
+        rows[0]["failCounts"],
+        serde_json::json!({"n1": 1}),
+        "{rows}"
+    );
     apply(&mut cache, &out);
     // Its agent stopped it and deleted its status: the failure still bans it from n1.
     cache.items.remove(&keys().replica("web", 0));
@@ -958,4 +962,44 @@ fn a_ban_outlives_the_replica_status_its_node_agent_deletes() {
         !puts(&next).contains_key(&keys().bundle_status("web")),
         "nothing changed: nothing written"
     );
+}
+
+#[test]
+fn ordered_instances_stop_one_after_another_highest_first_also_when_deleted() {
+    let (k, v) = spec(
+        "db",
+        3,
+        serde_json::json!({"metaAttributes": [{"name": "ordered", "value": "true"}]}),
+    );
+    let mut cache = Cluster::new().node("n1").raw(k.clone(), v).cache();
+    let assigned_now = |cache: &Cache| {
+        View::read(&keys(), cache)
+            .assignments
+            .get(&("n1".to_string(), "db".to_string()))
+            .map(|a| a.replicas.clone())
+            .unwrap_or_default()
+    };
+    // Started one after another (ordered starts), all three run.
+    for i in 0..3 {
+        let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+        apply(&mut cache, &out);
+        put(&mut cache, running("db", i, "n1", None));
+    }
+    assert_eq!(assigned_now(&cache), [0, 1, 2]);
+    // Deleted: db-2 goes first; the others wait while it is still stopping.
+    cache.items.remove(&k);
+    let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &out);
+    assert_eq!(assigned_now(&cache), [0, 1]);
+    let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &out);
+    assert_eq!(assigned_now(&cache), [0, 1], "db-2 is still stopping");
+    cache.items.remove(&keys().replica("db", 2));
+    let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &out);
+    assert_eq!(assigned_now(&cache), [0]);
+    cache.items.remove(&keys().replica("db", 1));
+    let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &out);
+    assert!(assigned_now(&cache).is_empty());
 }
