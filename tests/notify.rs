@@ -58,6 +58,13 @@ fn told(envfile: &Path) -> Vec<Told> {
     out
 }
 
+/// Writes a new spec of a stored bundle.
+async fn update(store: &berth::store::Store, b: &berth::model::Bundle) {
+    let kv = store.get(&store.keys().bundle(b.name())).await.unwrap();
+    let rev = kv.expect("the bundle is stored").mod_revision;
+    store.put_bundle(b, Expect::Revision(rev)).await.unwrap();
+}
+
 fn shorts(envfile: &Path) -> Vec<String> {
     told(envfile).iter().map(Told::short).collect()
 }
@@ -140,15 +147,7 @@ async fn notifications_reach_every_replica_in_pacemakers_order() {
     // Scale up: the two active ones hear of the third before it starts, all three after.
     let mut three = b.clone();
     three.spec.docker.as_mut().unwrap().replicas = Some(3);
-    let kv = store
-        .get(&store.keys().bundle(&name))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .put_bundle(&three, Expect::Revision(kv.mod_revision))
-        .await
-        .unwrap();
+    update(store, &three).await;
     let scaled_up = [
         "post start",
         "pre promote",
@@ -174,15 +173,7 @@ async fn notifications_reach_every_replica_in_pacemakers_order() {
     assert_eq!(told(&env(2))[0].list("active_uname").len(), 2);
 
     // Scale down: all three hear of the stop before it, the two left after it.
-    let kv = store
-        .get(&store.keys().bundle(&name))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .put_bundle(&b, Expect::Revision(kv.mod_revision))
-        .await
-        .unwrap();
+    update(store, &b).await;
     let scaled_down = [&scaled_up[..], &["pre stop", "post stop"]].concat();
     for i in 0..2 {
         assert_eq!(

@@ -555,18 +555,27 @@ fn running(bundle: &str, i: u32, node: &str, role: Option<&str>) -> Kv {
         st["primitive"] =
             serde_json::json!({"state": "started", "role": role, "restarts": 0, "last": []});
     }
-    Kv {
-        key: keys().replica(bundle, i),
-        value: serde_json::to_vec(&st).unwrap(),
-        create_revision: 300 + i as i64,
-        mod_revision: 300 + i as i64,
-        version: 1,
-        lease: 0,
-    }
+    stored(
+        keys().replica(bundle, i),
+        serde_json::to_vec(&st).unwrap(),
+        300 + i as i64,
+    )
 }
 
 fn put(cache: &mut Cache, kv: Kv) {
     cache.items.insert(kv.key.clone(), kv);
+}
+
+/// A stored value at revision `rev`.
+fn stored(key: String, value: Vec<u8>, rev: i64) -> Kv {
+    Kv {
+        key,
+        value,
+        create_revision: rev,
+        mod_revision: rev,
+        version: 1,
+        lease: 0,
+    }
 }
 
 fn assigned(out: &Outcome, node: &str, bundle: &str) -> Option<serde_json::Value> {
@@ -750,25 +759,11 @@ fn a_replica_kept_for_the_stop_order_is_never_placed_twice() {
     };
     put(
         &mut cache,
-        Kv {
-            key: keys().node("n2"),
-            value: serde_json::to_vec(&n2).unwrap(),
-            create_revision: 400,
-            mod_revision: 400,
-            version: 1,
-            lease: 0,
-        },
+        stored(keys().node("n2"), serde_json::to_vec(&n2).unwrap(), 400),
     );
     put(
         &mut cache,
-        Kv {
-            key: keys().standby("n1"),
-            value: b"{}".to_vec(),
-            create_revision: 401,
-            mod_revision: 401,
-            version: 1,
-            lease: 0,
-        },
+        stored(keys().standby("n1"), b"{}".to_vec(), 401),
     );
     let moving = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert!(
@@ -902,14 +897,7 @@ fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
     };
     put(
         &mut cache,
-        Kv {
-            key: keys().bans("web"),
-            value: serde_json::to_vec(&bans).unwrap(),
-            create_revision: 300,
-            mod_revision: 300,
-            version: 1,
-            lease: 0,
-        },
+        stored(keys().bans("web"), serde_json::to_vec(&bans).unwrap(), 300),
     );
     let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert_eq!(

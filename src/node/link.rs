@@ -214,47 +214,49 @@ async fn watch_primitive(
     }
 }
 
-/// Sends a replica's remote agent each notification handed over on `asked`, retrying every
-/// half second while the channel is not up (a newer one replaces one not yet delivered).
+/// Sends a replica's remote agent each notification handed over on `asked` (see
+/// [`deliver`]).
 async fn send_notifies(
     channel: Channel,
     key: ReplicaKey,
-    mut asked: tokio::sync::watch::Receiver<Option<Notification>>,
+    asked: tokio::sync::watch::Receiver<Option<Notification>>,
     token: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            r = asked.changed() => if r.is_err() { return },
-        }
-        loop {
-            let Some(n) = asked.borrow_and_update().clone() else {
-                break;
-            };
-            let id = n.id;
-            let send = async {
-                let (s, authkey) = channel.connect().await?;
-                crate::remote::channel::notify(s, &authkey, n).await.ok()
-            };
-            if send.await.is_some() {
-                break;
-            }
-            tracing::warn!(replica = %key, id, "could not deliver the notification; retrying");
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
+    let send = async |ch: &Channel, n: Option<Notification>| {
+        let Some(n) = n else { return Some(()) };
+        let (s, authkey) = ch.connect().await?;
+        crate::remote::channel::notify(s, &authkey, n).await.ok()?;
+        Some(())
+    };
+    deliver(channel, key, asked, token, "the notification", send).await
 }
 
-/// Sends a replica's remote agent each role asked for on `asked`, in order, retrying every
-/// half second while the channel is not up (a newer request replaces one not yet delivered).
+/// Sends a replica's remote agent each role asked for on `asked` (see [`deliver`]).
 async fn ask_roles(
     channel: Channel,
     key: ReplicaKey,
-    mut asked: tokio::sync::watch::Receiver<Role>,
+    asked: tokio::sync::watch::Receiver<Role>,
     token: CancellationToken,
+) {
+    let send = async |ch: &Channel, role: Role| {
+        let (s, authkey) = ch.connect().await?;
+        crate::remote::channel::set_role(s, &authkey, role)
+            .await
+            .ok()?;
+        Some(())
+    };
+    deliver(channel, key, asked, token, "the role", send).await
+}
+
+/// Sends each value handed over on `asked` with `send`, in order, retrying every half
+/// second while the channel is not up (a newer value replaces one not yet delivered).
+async fn deliver<T: Clone>(
+    channel: Channel,
+    key: ReplicaKey,
+    mut asked: tokio::sync::watch::Receiver<T>,
+    token: CancellationToken,
+    what: &str,
+    send: impl AsyncFn(&Channel, T) -> Option<()>,
 ) {
     loop {
         tokio::select! {
@@ -262,17 +264,11 @@ async fn ask_roles(
             r = asked.changed() => if r.is_err() { return },
         }
         loop {
-            let role = *asked.borrow_and_update();
-            let ask = async {
-                let (s, authkey) = channel.connect().await?;
-                crate::remote::channel::set_role(s, &authkey, role)
-                    .await
-                    .ok()
-            };
-            if ask.await.is_some() {
+            let value = asked.borrow_and_update().clone();
+            if send(&channel, value).await.is_some() {
                 break;
             }
-            tracing::warn!(replica = %key, %role, "could not ask for the role; retrying");
+            tracing::warn!(replica = %key, "could not deliver {what}; retrying");
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
