@@ -98,7 +98,7 @@ async fn main() {
 
             let b = bundle(&format!("bench{n}r{round}"), n);
             let a = Assignment {
-                bundle: b.clone(),
+                bundle: b.clone().into(),
                 replicas: (0..n).collect(),
                 managed: true,
                 promoted: vec![],
@@ -137,7 +137,7 @@ async fn main() {
     // Killed → running again, measured on Docker's own state.
     let b = bundle("benchkill", 1);
     let a = Assignment {
-        bundle: b.clone(),
+        bundle: b.clone().into(),
         replicas: vec![0],
         managed: true,
         promoted: vec![],

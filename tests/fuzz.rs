@@ -521,13 +521,13 @@ fn fuzz_cluster_values() {
     let seed = berth::store::decode_bundle("httpd-bundle", &repo("manifests/httpd-bundle.yaml"))
         .expect("the seed manifest decodes");
     let assignment = berth::model::cluster::Assignment {
-        bundle: seed.clone(),
+        bundle: seed.clone().into(),
         replicas: vec![0, 1, 2],
         managed: true,
         promoted: vec![1],
         // A replica held on an older spec during a rollout.
         held: vec![berth::model::cluster::Held {
-            bundle: seed.clone(),
+            bundle: seed.clone().into(),
             replicas: vec![2],
         }],
         cleanup: 1_796_000_000,

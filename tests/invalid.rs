@@ -185,7 +185,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
     let a = httpd_bundle(&format!("{tag}-a"), 1, 3, 96);
     let assign = |b: &berth::model::Bundle| {
         serde_json::to_vec(&Assignment {
-            bundle: b.clone(),
+            bundle: b.clone().into(),
             replicas: vec![0],
             managed: true,
             promoted: vec![],

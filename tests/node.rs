@@ -73,7 +73,7 @@ fn bundle(name: &str, replicas: u32, net: u8, dir: &Path) -> Bundle {
 impl Fixture {
     async fn assign(&self, bundle: &Bundle, replicas: &[u32]) {
         let a = Assignment {
-            bundle: bundle.clone(),
+            bundle: bundle.clone().into(),
             replicas: replicas.to_vec(),
             managed: true,
             promoted: vec![],

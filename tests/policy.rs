@@ -137,7 +137,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         ..Default::default()
     }];
     let a = Assignment {
-        bundle: b.clone(),
+        bundle: b.clone().into(),
         replicas: vec![0],
         managed: true,
         promoted: vec![],

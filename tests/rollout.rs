@@ -13,8 +13,8 @@ use berth::model::Bundle;
 use berth::model::cluster::{Phase, Role};
 use berth::model::rollout::{RolloutState, RolloutStatus};
 use common::{
-    OneNode, berth, docker, eventually, http_ok, httpd_bundle, ocf_bundle, ocf_test_image,
-    replica_status, stderr, stdout, test_image,
+    OneNode, berth, docker, eventually, http_ok, httpd_bundle, ocf_bundle, ocf_test_image, stderr,
+    stdout, test_image,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -217,10 +217,18 @@ async fn a_promotable_bundle_replaces_its_promoted_replica_last() {
     c.apply(&b, false);
     let store = &c.store;
     let name = b.name().to_string();
+    // All three statuses from one read (one revision): read one by one, a promotion moving
+    // between the reads could show the old and the new holder both promoted.
     let roles = || async {
+        let prefix = format!("{}replicas/{name}/", store.keys().root());
+        let (_, items) = store.list(&prefix).await.ok()?;
         let mut r = Vec::new();
-        for i in 0..3 {
-            let p = replica_status(store, &name, i).await?.primitive?;
+        for i in 0..3u32 {
+            let key = store.keys().replica(&name, i);
+            let kv = items.iter().find(|kv| kv.key == key)?;
+            let st: berth::model::cluster::ReplicaStatus =
+                serde_json::from_slice(&kv.value).ok()?;
+            let p = st.primitive?;
             r.push((p.state == Phase::Started).then_some(p.role)?);
         }
         Some(r)

@@ -35,7 +35,7 @@ async fn the_agent_converges_a_simulated_engine_restarts_removes_and_adopts() {
     let b = httpd_bundle("simb", 3, 3, 120);
     let key = store.keys().assignment("sim1", b.name());
     let assign = |replicas: Vec<u32>| Assignment {
-        bundle: b.clone(),
+        bundle: b.clone().into(),
         replicas,
         managed: true,
         promoted: vec![],
@@ -126,7 +126,7 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
     let b = httpd_bundle("simpar", 8, 8, 130);
     let key = store.keys().assignment("simpar1", b.name());
     let assignment = Assignment {
-        bundle: b.clone(),
+        bundle: b.clone().into(),
         replicas: (0..8).collect(),
         managed: true,
         promoted: vec![],

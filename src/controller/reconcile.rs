@@ -59,14 +59,14 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let mut requeue_at = next_ban_end(&managed_bundles, &view.history, now);
     for (bundle, replicas) in &placement.placed {
         let b = &view.bundles[bundle];
-        let target = b.desired_with_generation();
+        let target = std::sync::Arc::new(b.desired_with_generation());
         let rollout = rollout::decide(keys, &target, replicas, view, stored, now);
         let promoted = choose_promoted(b, replicas, view, &rollout.demote);
         for (i, node) in replicas {
             let a = desired
                 .entry((node.clone(), bundle.clone()))
                 .or_insert_with(|| Assignment {
-                    bundle: target.clone(),
+                    bundle: std::sync::Arc::clone(&target),
                     replicas: Vec::new(),
                     managed: true,
                     promoted: vec![],
@@ -80,10 +80,10 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
                 a.promoted.push(*i);
             }
             if let Some(spec) = rollout.held.get(i) {
-                match a.held.iter_mut().find(|h| h.bundle == *spec) {
+                match a.held.iter_mut().find(|h| *h.bundle == *spec) {
                     Some(h) => h.replicas.push(*i),
                     None => a.held.push(Held {
-                        bundle: spec.clone(),
+                        bundle: std::sync::Arc::new(spec.clone()),
                         replicas: vec![*i],
                     }),
                 }

@@ -51,6 +51,9 @@ pub struct View {
 #[derive(Debug, Default)]
 pub struct Decoded {
     items: BTreeMap<String, (i64, Value)>,
+    /// One copy of each bundle spec the assignments carry: equal specs decoded from many
+    /// assignments (one per node) share it.
+    specs: std::collections::HashMap<String, Arc<Bundle>>,
 }
 
 /// One decoded value; `None` (or the error) when it does not decode.
@@ -98,6 +101,43 @@ impl Decoded {
     /// Forgets keys no longer in the cache.
     fn retain(&mut self, cache: &Cache) {
         self.items.retain(|k, _| cache.items.contains_key(k));
+        self.specs.retain(|_, b| Arc::strong_count(b) > 1);
+    }
+
+    /// The assignment in `kv`, decoded unless it was at this mod revision; its specs shared
+    /// with equal ones of other assignments.
+    fn assignment(&mut self, kv: &crate::store::Kv) -> Option<Arc<Assignment>> {
+        if let Some((rev, Value::Assignment(a))) = self.items.get(&kv.key)
+            && *rev == kv.mod_revision
+        {
+            return a.clone();
+        }
+        let a = serde_json::from_slice::<Assignment>(&kv.value)
+            .ok()
+            .map(|mut a| {
+                a.bundle = self.share(&a.bundle);
+                for h in &mut a.held {
+                    h.bundle = self.share(&h.bundle);
+                }
+                Arc::new(a)
+            });
+        self.items.insert(
+            kv.key.clone(),
+            (kv.mod_revision, Value::Assignment(a.clone())),
+        );
+        a
+    }
+
+    /// The shared copy of a spec equal to `b` (`b` becomes it when there is none).
+    fn share(&mut self, b: &Arc<Bundle>) -> Arc<Bundle> {
+        let key = format!("{}@{}", b.name(), b.metadata.generation.unwrap_or(0));
+        match self.specs.get(&key) {
+            Some(s) if **s == **b => s.clone(),
+            _ => {
+                self.specs.insert(key, b.clone());
+                b.clone()
+            }
+        }
     }
 }
 
@@ -187,9 +227,7 @@ impl View {
                     }
                 }
                 Key::Assignment { node, bundle } => {
-                    let got = decoded.memo(kv, || Value::Assignment(Decoded::json(kv)));
-                    if let Value::Assignment(Some(a)) = got {
-                        let a = a.clone();
+                    if let Some(a) = decoded.assignment(kv) {
                         for i in &a.replicas {
                             v.current.insert((bundle.to_string(), *i), node.to_string());
                         }
@@ -361,7 +399,7 @@ impl View {
                 .assignments
                 .iter()
                 .filter(|((_, b), _)| b == name)
-                .map(|(_, a)| &a.bundle)
+                .map(|(_, a)| &*a.bundle)
                 .max_by_key(|b| b.metadata.generation);
             if let Some(good) = good {
                 let collides = crate::model::address_overlaps(

@@ -218,7 +218,7 @@ mod tests {
         items.push(kv(keys.bundle("web"), crate::store::encode_bundle(&web)));
         for (node, i) in [("n1", 0), ("n2", 1)] {
             let a = Assignment {
-                bundle: web.clone(),
+                bundle: web.clone().into(),
                 replicas: vec![i],
                 managed: true,
                 promoted: vec![],

@@ -2,6 +2,7 @@
 //! per-node assignments, and observed replica status. Plain data, JSON in etcd.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,8 @@ pub struct Capacity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Assignment {
-    pub bundle: Bundle,
+    /// Shared: the assignments of one bundle, and the controller's passes, hold one copy.
+    pub bundle: Arc<Bundle>,
     pub replicas: Vec<u32>,
     /// False when the bundle's is-managed is false: the agent then leaves these replicas'
     /// containers exactly as they are.
@@ -112,7 +114,7 @@ pub struct Cleanup {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Held {
     /// The spec they run, its generation included.
-    pub bundle: Bundle,
+    pub bundle: Arc<Bundle>,
     pub replicas: Vec<u32>,
 }
 

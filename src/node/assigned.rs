@@ -75,7 +75,7 @@ impl Assigned {
                 Ok(a) => {
                     // The assignment's spec and the older ones replicas are held on.
                     let specs =
-                        || std::iter::once(&a.bundle).chain(a.held.iter().map(|h| &h.bundle));
+                        || std::iter::once(&*a.bundle).chain(a.held.iter().map(|h| &*h.bundle));
                     let refused = specs().find_map(|b| {
                         crate::model::validate::validate(b)
                             .err()
