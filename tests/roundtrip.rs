@@ -281,6 +281,63 @@ proptest! {
         let xml = cib::export_cib(&bs);
         prop_assert_eq!(cib::import(&xml).unwrap().bundles, bs);
     }
+
+    /// Colocations and orders between the bundles of a document, of every form berth keeps,
+    /// export as constraints and import back the same, with nothing reported.
+    #[test]
+    fn cib_constraints_round_trip(
+        mut bs in vec(bundle(false), 2..4),
+        picks in vec((0..4usize, 0..4usize, any::<bool>(), 0..4usize, any::<bool>()), 0..6),
+    ) {
+        // Distinct names that are valid references (the generator may repeat one, or end
+        // one with '-').
+        for (i, b) in bs.iter_mut().enumerate() {
+            b.metadata.name = format!("b{i}-{}", b.metadata.name.trim_end_matches('-'));
+        }
+        let n = bs.len();
+        let scores = ["INFINITY", "-INFINITY", "100", "-5"];
+        for (k, (a, b, colocate, form, flag)) in picks.into_iter().enumerate() {
+            let (a, b) = (a % n, b % n);
+            if a == b {
+                continue;
+            }
+            let other = bs[b].name().to_string();
+            if colocate {
+                let promoted = form == 3 && flag;
+                bs[a].spec.colocations.push(berth::model::Colocation {
+                    id: flag.then(|| format!("col-{k}")),
+                    with: other,
+                    score: if promoted { "INFINITY" } else { scores[form] }.into(),
+                    role: promoted.then(|| "Promoted".into()),
+                    with_role: (form == 1).then(|| "Unpromoted".into()),
+                });
+            } else {
+                bs[a].spec.orders.push(berth::model::Order {
+                    id: flag.then(|| format!("ord-{k}")),
+                    first: other,
+                    first_action: (form == 1).then(|| "promote".into()),
+                    then_action: (form == 2).then(|| "start".into()),
+                    kind: (form == 3).then(|| "Optional".into()),
+                    symmetrical: flag.then_some(form % 2 == 0),
+                });
+            }
+        }
+        let xml = cib::export_cib(&bs);
+        let back = cib::import(&xml).unwrap();
+        prop_assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+        for (b, again) in bs.iter().zip(&back.bundles) {
+            // Ids come back derived where there were none.
+            let ids = |c: &[berth::model::Colocation]| -> Vec<_> {
+                c.iter().map(|c| (c.with.clone(), c.score.clone(), c.role.clone(), c.with_role.clone())).collect()
+            };
+            prop_assert_eq!(ids(&b.spec.colocations), ids(&again.spec.colocations));
+            let os = |o: &[berth::model::Order]| -> Vec<_> {
+                o.iter().map(|o| (o.first.clone(), o.first_action.clone(), o.then_action.clone(), o.kind.clone(), o.symmetrical)).collect()
+            };
+            prop_assert_eq!(os(&b.spec.orders), os(&again.spec.orders));
+            prop_assert_eq!(cib::export_cib(&back.bundles), xml.clone());
+        }
+    }
 }
 
 /// The rollout strategy is berth's own meta attributes: exported into the CIB's
