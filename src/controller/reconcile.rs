@@ -150,7 +150,14 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             message: why.clone(),
         });
     }
-    let mut events = placement_events(view, &placement.placed);
+    // From what is written, not what placement wanted: a replica a notification round or a
+    // stop order holds back is scheduled once, when its assignment is written.
+    let mut assigned: BTreeMap<String, BTreeMap<u32, String>> = BTreeMap::new();
+    for ((node, bundle), a) in &desired {
+        let of = assigned.entry(bundle.clone()).or_default();
+        of.extend(a.replicas.iter().map(|i| (*i, node.clone())));
+    }
+    let mut events = placement_events(view, &assigned);
     for (name, status) in &statuses {
         let held = view.bundle_statuses.get(*name);
         status_events(name, held.map(|h| &**h), status, &mut events);

@@ -837,6 +837,16 @@ fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
         serde_json::json!([0, 1]),
         "not started before the pre round"
     );
+    let scheduled = |out: &Outcome| {
+        reasons(out)
+            .iter()
+            .any(|(r, o, _)| *r == "Scheduled" && o == "replica/db-2")
+    };
+    assert!(
+        !scheduled(&out),
+        "not scheduled while held: {:?}",
+        out.events
+    );
     assert_eq!(
         (pre["notify"]["kind"].as_str(), pre["notify"]["id"].as_u64()),
         (Some("pre"), Some(3))
@@ -854,6 +864,7 @@ fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
     put(&mut cache, notified("db", 1, "n1", 3));
     let out = pass(&cache);
     assert_eq!(a(&out).unwrap()["replicas"], serde_json::json!([0, 1, 2]));
+    assert!(scheduled(&out), "scheduled once assigned: {:?}", out.events);
     apply(&mut cache, &out);
     assert_eq!(
         a(&pass(&cache)),
