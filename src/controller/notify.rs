@@ -133,8 +133,16 @@ fn active(b: &Bundle, m: &PerNode, view: &View, online: &BTreeSet<&str>) -> BTre
         .collect()
 }
 
-/// Has every target that is still active run the round?
-fn ran(b: &Bundle, r: &Notification, active: &BTreeSet<u32>, view: &View) -> bool {
+/// How long a round waits for targets that do not report having run it (an agent that
+/// hangs past its notify timeout, a remote agent too old to know the verb): then it goes on
+/// without them, as Pacemaker goes on after a failed notify.
+pub const DEADLINE: u64 = 60;
+
+/// Has every target that is still active run the round (or has its deadline passed)?
+fn ran(b: &Bundle, r: &Notification, active: &BTreeSet<u32>, view: &View, now: u64) -> bool {
+    if r.at > 0 && now >= r.at.saturating_add(DEADLINE) {
+        return true;
+    }
     r.targets.iter().filter(|i| active.contains(i)).all(|i| {
         view.statuses
             .get(&(b.name().to_string(), *i))
@@ -231,8 +239,31 @@ fn with_round(mut m: PerNode, r: &Notification) -> PerNode {
     m
 }
 
-/// What to write for a bundle with notifications: see the module's description.
-pub fn gate(b: &Bundle, desired: PerNode, current: PerNode, view: &View) -> PerNode {
+/// What to write for a bundle with notifications (see the module's description), and when
+/// to come back if a round is waiting for its targets (its deadline).
+pub fn gate(
+    b: &Bundle,
+    desired: PerNode,
+    current: PerNode,
+    view: &View,
+    now: u64,
+) -> (PerNode, Option<u64>) {
+    let out = gate_at(b, desired, current, view, now);
+    let waiting = out
+        .values()
+        .filter_map(|a| a.notify.as_ref())
+        .max_by_key(|n| n.id)
+        .filter(|r| r.at > 0 && !ran(b, r, &active_in(b, &out, view), view, now))
+        .map(|r| r.at + DEADLINE);
+    (out, waiting)
+}
+
+fn active_in(b: &Bundle, m: &PerNode, view: &View) -> BTreeSet<u32> {
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    active(b, m, view, &online)
+}
+
+fn gate_at(b: &Bundle, desired: PerNode, current: PerNode, view: &View, now: u64) -> PerNode {
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
     let round = current
         .values()
@@ -241,7 +272,7 @@ pub fn gate(b: &Bundle, desired: PerNode, current: PerNode, view: &View) -> PerN
         .cloned();
     let now_active = active(b, &current, view, &online);
     if let Some(r) = round.as_ref().filter(|r| r.kind == "pre") {
-        if !ran(b, r, &now_active, view) {
+        if !ran(b, r, &now_active, view, now) {
             return current;
         }
         let applied = with_round(apply(&current, &desired, &r.operation, &r.acts_on), r);
@@ -254,13 +285,14 @@ pub fn gate(b: &Bundle, desired: PerNode, current: PerNode, view: &View) -> PerN
         let post = Notification {
             id: r.id + 1,
             kind: "post".into(),
+            at: now,
             targets: active(b, &current, view, &online).into_iter().collect(),
             ..r.clone()
         };
         return with_round(current, &post);
     }
     if let Some(r) = &round
-        && !ran(b, r, &now_active, view)
+        && !ran(b, r, &now_active, view, now)
     {
         return current;
     }
@@ -279,6 +311,7 @@ pub fn gate(b: &Bundle, desired: PerNode, current: PerNode, view: &View) -> PerN
         targets: now_active.iter().copied().collect(),
         vars: vars(b, &now_active, &promoted, &changes),
         acts_on: changes[op].clone(),
+        at: now,
     };
     if pre.targets.is_empty() {
         // Nobody to tell: the operation goes ahead in this pass.

@@ -105,7 +105,9 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     }
     keep_until_dependents_stop(&mut desired, &placement, view);
     stop_in_reverse_order(&mut desired, view);
-    gate_notifications(&mut desired, view);
+    if let Some(at) = gate_notifications(&mut desired, view, now) {
+        requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
+    }
     phase("rollouts");
     // Compared with the stored values as decoded (a value that does not decode is
     // rewritten): only what changed is serialized.
@@ -535,7 +537,11 @@ fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, v
 /// Bundles with `notify=true` change one operation at a time between notifications
 /// ([`super::notify::gate`]): their desired assignments are replaced by what the gate lets
 /// through this pass.
-fn gate_notifications(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
+fn gate_notifications(
+    desired: &mut BTreeMap<(String, String), Assignment>,
+    view: &View,
+    now: u64,
+) -> Option<u64> {
     use super::notify::{PerNode, gate, wanted};
     let notifying: BTreeSet<&str> = view
         .bundles
@@ -544,8 +550,9 @@ fn gate_notifications(desired: &mut BTreeMap<(String, String), Assignment>, view
         .map(|b| b.name())
         .collect();
     if notifying.is_empty() {
-        return;
+        return None;
     }
+    let mut wake: Option<u64> = None;
     let mut want: BTreeMap<String, PerNode> = BTreeMap::new();
     desired.retain(|(node, bundle), a| {
         if notifying.contains(bundle.as_str()) {
@@ -567,16 +574,21 @@ fn gate_notifications(desired: &mut BTreeMap<(String, String), Assignment>, view
     }
     for name in notifying {
         let b = &view.bundles[name];
-        let gated = gate(
+        let (gated, at) = gate(
             b,
             want.remove(name).unwrap_or_default(),
             have.remove(name).unwrap_or_default(),
             view,
+            now,
         );
         for (node, a) in gated {
             desired.insert((node, name.to_string()), a);
         }
+        if let Some(at) = at {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
     }
+    wake
 }
 
 /// How the reason of a replica held back by `ordered` starts (not a scheduling failure).

@@ -1002,3 +1002,47 @@ fn ordered_instances_stop_one_after_another_highest_first_also_when_deleted() {
     apply(&mut cache, &out);
     assert!(assigned_now(&cache).is_empty());
 }
+
+#[test]
+fn a_notification_round_no_target_runs_goes_on_after_its_deadline() {
+    let (k, v) = spec(
+        "db",
+        1,
+        serde_json::json!({
+            "docker": {"image": "busybox", "replicas": 1, "replicasPerHost": 3},
+            "primitive": {"id": "db-st", "class": "ocf", "provider": "pacemaker", "type": "Stateful"},
+            "metaAttributes": [{"name": "notify", "value": "true"}],
+        }),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .raw(k.clone(), v.clone())
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    put(&mut cache, notified("db", 0, "n1", 0));
+    let out = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    apply(&mut cache, &out);
+    // The post-start round went to db-0, which never reports it run (an agent too old to
+    // know the verb, say): a scale up waits, and says when it will stop waiting.
+    let mut v2 = v.clone();
+    v2["spec"]["docker"]["replicas"] = 2.into();
+    cache.items.get_mut(&k).unwrap().value = serde_json::to_vec(&v2).unwrap();
+    cache.items.get_mut(&k).unwrap().mod_revision += 1000;
+    let waiting = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1010);
+    assert!(
+        !puts(&waiting).contains_key(&keys().assignment("n1", "db")),
+        "{:?}",
+        puts(&waiting)
+    );
+    let deadline = 1000 + super::super::notify::DEADLINE;
+    assert_eq!(waiting.requeue_at, Some(deadline));
+    let after = reconcile(
+        &keys(),
+        &View::read(&keys(), &cache),
+        &cache.items,
+        deadline,
+    );
+    let a = &puts(&after)[&keys().assignment("n1", "db")];
+    assert_eq!(a["notify"]["kind"], "pre", "{a}");
+    assert_eq!(a["notify"]["operation"], "start", "{a}");
+}

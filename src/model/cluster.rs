@@ -90,6 +90,10 @@ pub struct Notification {
     /// The replicas the operation acts on, and where (the controller's bookkeeping).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acts_on: Vec<(u32, String)>,
+    /// When the round was sent (Unix seconds): targets that have not run it a while after
+    /// are no longer waited for.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at: u64,
 }
 
 /// `<prefix>/bans/<bundle>`: the nodes `berth ban` keeps a bundle off, and the node
