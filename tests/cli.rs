@@ -651,7 +651,21 @@ spec:
         .into_iter()
         .find(|n| *n != n0 && *n != n1)
         .unwrap();
-    // Nothing else writes from here on: every revision change would be the plan's.
+    // The controller's Scheduled events are written by a task of their own a moment after
+    // its pass: wait for both, so that nothing else writes from here on and every revision
+    // change would be the plan's.
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "both Scheduled events written",
+        || async {
+            let (_, ev) = store
+                .list(&format!("{}/events/replica/", p.prefix))
+                .await
+                .unwrap();
+            (ev.len() >= 2).then_some(())
+        },
+    )
+    .await;
     ctl.stop().await;
     let before = store.revision().await.unwrap();
 

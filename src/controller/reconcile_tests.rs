@@ -670,6 +670,21 @@ fn a_mandatory_order_stops_the_then_bundle_when_the_first_stops_and_an_optional_
     }
 }
 
+/// Two bundles placed on nodes n1 and n2, the pass's writes applied.
+fn on_two_nodes(
+    (k, v): (String, serde_json::Value),
+    (ak, av): (String, serde_json::Value),
+) -> (Cache, Outcome) {
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .raw(k, v)
+        .raw(ak, av)
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    (cache, out)
+}
+
 #[test]
 fn an_order_after_a_promote_waits_for_a_promoted_replica_and_interleave_for_the_local_one() {
     let (k, v) = spec(
@@ -682,13 +697,7 @@ fn an_order_after_a_promote_waits_for_a_promoted_replica_and_interleave_for_the_
         1,
         serde_json::json!({"orders": [{"first": "db", "firstAction": "promote"}]}),
     );
-    let (mut cache, out) = Cluster::new()
-        .node("n1")
-        .node("n2")
-        .raw(k, v)
-        .raw(ak, av)
-        .reconcile(1000);
-    apply(&mut cache, &out);
+    let (mut cache, out) = on_two_nodes((k, v), (ak, av));
     let db_on = |i: u32| {
         if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
             "n1"
@@ -722,13 +731,7 @@ fn an_order_after_a_promote_waits_for_a_promoted_replica_and_interleave_for_the_
             "colocations": [{"with": "db", "score": "INFINITY"}],
         }),
     );
-    let (mut cache, out) = Cluster::new()
-        .node("n1")
-        .node("n2")
-        .raw(k, v)
-        .raw(ak, av)
-        .reconcile(1000);
-    apply(&mut cache, &out);
+    let (mut cache, out) = on_two_nodes((k, v), (ak, av));
     let on_n1 = assigned(&out, "n1", "db").unwrap()[0].as_u64().unwrap() as u32;
     put(&mut cache, running("db", on_n1, "n1", None));
     let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
@@ -787,17 +790,22 @@ fn notified(bundle: &str, i: u32, node: &str, notified: u64) -> Kv {
     kv
 }
 
-#[test]
-fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
-    let (k, v) = spec(
+/// Bundle "db" of `replicas` (three per host), Pacemaker's Stateful, `notify=true`.
+fn notifying_db(replicas: u32) -> (String, serde_json::Value) {
+    spec(
         "db",
-        2,
+        replicas,
         serde_json::json!({
-            "docker": {"image": "busybox", "replicas": 2, "replicasPerHost": 3},
+            "docker": {"image": "busybox", "replicas": replicas, "replicasPerHost": 3},
             "primitive": {"id": "db-st", "class": "ocf", "provider": "pacemaker", "type": "Stateful"},
             "metaAttributes": [{"name": "notify", "value": "true"}],
         }),
-    );
+    )
+}
+
+#[test]
+fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
+    let (k, v) = notifying_db(2);
     let (mut cache, out) = Cluster::new()
         .node("n1")
         .raw(k.clone(), v.clone())
@@ -1005,15 +1013,7 @@ fn ordered_instances_stop_one_after_another_highest_first_also_when_deleted() {
 
 #[test]
 fn a_notification_round_no_target_runs_goes_on_after_its_deadline() {
-    let (k, v) = spec(
-        "db",
-        1,
-        serde_json::json!({
-            "docker": {"image": "busybox", "replicas": 1, "replicasPerHost": 3},
-            "primitive": {"id": "db-st", "class": "ocf", "provider": "pacemaker", "type": "Stateful"},
-            "metaAttributes": [{"name": "notify", "value": "true"}],
-        }),
-    );
+    let (k, v) = notifying_db(1);
     let (mut cache, out) = Cluster::new()
         .node("n1")
         .raw(k.clone(), v.clone())
