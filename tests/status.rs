@@ -161,6 +161,13 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
             .is_none(),
         "the bans key is gone"
     );
+    // Cleared, it stays: placement as the controller now sees the cluster (the bundle
+    // still prefers the first node by 100) moves nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("web.yaml");
+    std::fs::write(&manifest, berth::model::manifest::to_yaml(&[b.desired()])).unwrap();
+    let plan = cli(&["plan", "-f", manifest.to_str().unwrap()]);
+    assert!(plan.contains("no changes"), "{plan}");
     assert!(on(n2.name.clone()).await.is_some(), "cleared, it stays");
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
     common::container_gone(&format!("{}-docker-0", b.name()), Duration::from_secs(30)).await;

@@ -29,10 +29,10 @@ pub type PerNode = BTreeMap<String, Assignment>;
 
 /// Does the bundle ask for notifications (`notify=true` on it or on its primitive)?
 pub fn wanted(b: &Bundle) -> bool {
-    let on = |v: Option<&str>| v.and_then(crate::model::validate::parse_bool) == Some(true);
-    b.spec.primitive.is_some()
-        && (on(b.spec.meta("notify"))
-            || on(b.spec.primitive.as_ref().and_then(|p| p.meta("notify"))))
+    b.spec
+        .primitive
+        .as_ref()
+        .is_some_and(|p| b.spec.meta_true("notify") || p.meta_true("notify"))
 }
 
 /// The operations, in the order Pacemaker runs them within a transition.
@@ -248,29 +248,32 @@ pub fn gate(
     view: &View,
     now: u64,
 ) -> (PerNode, Option<u64>) {
-    let out = gate_at(b, desired, current, view, now);
-    let waiting = out
-        .values()
-        .filter_map(|a| a.notify.as_ref())
-        .max_by_key(|n| n.id)
-        .filter(|r| r.at > 0 && !ran(b, r, &active_in(b, &out, view), view, now))
+    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let out = gate_at(b, desired, current, view, &online, now);
+    let waiting = round_of(&out)
+        .filter(|r| r.at > 0 && !ran(b, r, &active(b, &out, view, &online), view, now))
         .map(|r| r.at + DEADLINE);
     (out, waiting)
 }
 
-fn active_in(b: &Bundle, m: &PerNode, view: &View) -> BTreeSet<u32> {
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
-    active(b, m, view, &online)
-}
-
-fn gate_at(b: &Bundle, desired: PerNode, current: PerNode, view: &View, now: u64) -> PerNode {
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
-    let round = current
-        .values()
+/// The round the assignments carry (the newest, should they differ).
+fn round_of(m: &PerNode) -> Option<Notification> {
+    m.values()
         .filter_map(|a| a.notify.as_ref())
         .max_by_key(|n| n.id)
-        .cloned();
-    let now_active = active(b, &current, view, &online);
+        .cloned()
+}
+
+fn gate_at(
+    b: &Bundle,
+    desired: PerNode,
+    current: PerNode,
+    view: &View,
+    online: &BTreeSet<&str>,
+    now: u64,
+) -> PerNode {
+    let round = round_of(&current);
+    let now_active = active(b, &current, view, online);
     if let Some(r) = round.as_ref().filter(|r| r.kind == "pre") {
         if !ran(b, r, &now_active, view, now) {
             return current;
@@ -279,14 +282,14 @@ fn gate_at(b: &Bundle, desired: PerNode, current: PerNode, view: &View, now: u64
         if applied != current {
             return applied;
         }
-        if !done(b, r, view, &online) {
+        if !done(b, r, view, online) {
             return current;
         }
         let post = Notification {
             id: r.id + 1,
             kind: "post".into(),
             at: now,
-            targets: active(b, &current, view, &online).into_iter().collect(),
+            targets: now_active.into_iter().collect(),
             ..r.clone()
         };
         return with_round(current, &post);

@@ -340,13 +340,13 @@ fn colocation_scores(
         }
         let s = c.score_value();
         for (n, score) in out.iter_mut().enumerate() {
-            let here = match (s >= INFINITY, s <= -INFINITY, present[n]) {
-                (true, _, true) => 0,
-                (true, _, false) => -INFINITY,
-                (_, true, true) => -INFINITY,
-                (_, true, false) => 0,
-                (_, _, true) => s,
-                (_, _, false) => 0,
+            // Beside it the score counts (INFINITY only as "allowed"); away from it only a
+            // mandatory colocation counts, as a ban.
+            let here = match (present[n], s >= INFINITY) {
+                (true, true) => 0,
+                (true, false) => s,
+                (false, true) => -INFINITY,
+                (false, false) => 0,
             };
             *score = add_scores(*score, here);
         }

@@ -239,11 +239,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
 /// A replica that cannot be placed at all does not hold the others up.
 fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
     for b in bundles {
-        let ordered = b
-            .spec
-            .meta("ordered")
-            .and_then(crate::model::validate::parse_bool)
-            .unwrap_or(false);
+        let ordered = b.spec.meta_true("ordered");
         let Some(placed) = ordered
             .then(|| placement.placed.get_mut(b.name()))
             .flatten()
@@ -299,11 +295,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
         let Some(placed) = placement.placed.get(b.name()) else {
             continue;
         };
-        let interleave = b
-            .spec
-            .meta("interleave")
-            .and_then(crate::model::validate::parse_bool)
-            .unwrap_or(false);
+        let interleave = b.spec.meta_true("interleave");
         for o in &b.spec.orders {
             let first: Vec<(u32, &String)> = placement
                 .placed
@@ -422,14 +414,16 @@ fn keep_until_dependents_stop(
     view: &View,
 ) {
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    // Not placed where it reports from: this pass, or an earlier one, takes it away.
     let stopping = |then: &str| {
-        view.statuses
-            .range((then.to_string(), 0)..=(then.to_string(), u32::MAX))
-            .any(|((_, i), st)| {
-                online.contains(st.node.as_str())
-                    && st.state != crate::model::cluster::ReplicaState::Stopped
-                    && placement.placed.get(then).and_then(|p| p.get(i)) != Some(&st.node)
-            })
+        still_stopping(view, &online, then, |i, node| {
+            placement
+                .placed
+                .get(then)
+                .and_then(|p| p.get(&i))
+                .map(String::as_str)
+                == Some(node)
+        })
     };
     let mut kept = Vec::new();
     for (key, held) in &view.assignments {
@@ -447,6 +441,23 @@ fn keep_until_dependents_stop(
     for ((node, bundle), a) in kept {
         keep_in_place(desired, &node, &bundle, &a, &a.replicas);
     }
+}
+
+/// Whether a replica of `bundle` is still stopping: its status, not stopped, is on an online
+/// node where `kept(ordinal, node)` says it no longer belongs.
+fn still_stopping(
+    view: &View,
+    online: &BTreeSet<&str>,
+    bundle: &str,
+    kept: impl Fn(u32, &str) -> bool,
+) -> bool {
+    view.statuses
+        .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
+        .any(|((_, i), st)| {
+            online.contains(st.node.as_str())
+                && st.state != crate::model::cluster::ReplicaState::Stopped
+                && !kept(*i, &st.node)
+        })
 }
 
 /// Keeps ordinals `keep` of the assignment `held` (of `bundle` on `node`) where they are this
@@ -492,17 +503,13 @@ fn keep_in_place(
 /// online node that no longer has it assigned); the rest stay where they are this pass. The
 /// bundle's spec comes from the assignment, so that a deleted bundle stops in order too.
 fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
-    use crate::model::cluster::ReplicaState;
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
-    let ordered = |b: &Bundle| {
-        b.spec
-            .meta("ordered")
-            .and_then(crate::model::validate::parse_bool)
-            .unwrap_or(false)
-    };
     let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
     for ((node, bundle), held) in &view.assignments {
-        if !held.managed || !ordered(&held.bundle) || !online.contains(node.as_str()) {
+        if !held.managed
+            || !held.bundle.spec.meta_true("ordered")
+            || !online.contains(node.as_str())
+        {
             continue;
         }
         let now = desired.get(&(node.clone(), bundle.clone()));
@@ -516,17 +523,12 @@ fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, v
         }
     }
     for (bundle, mut out) in leaving {
-        let stopping = view
-            .statuses
-            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
-            .any(|((_, i), st)| {
-                online.contains(st.node.as_str())
-                    && st.state != ReplicaState::Stopped
-                    && !view
-                        .assignments
-                        .get(&(st.node.clone(), bundle.to_string()))
-                        .is_some_and(|a| a.replicas.contains(i))
-            });
+        // No longer assigned where it reports from: an earlier pass let it go.
+        let stopping = still_stopping(view, &online, bundle, |i, node| {
+            view.assignments
+                .get(&(node.to_string(), bundle.to_string()))
+                .is_some_and(|a| a.replicas.contains(&i))
+        });
         out.sort_by_key(|(i, _, _)| std::cmp::Reverse(*i));
         for (i, node, held) in out.into_iter().skip(usize::from(!stopping)) {
             keep_in_place(desired, node, bundle, held, &[i]);

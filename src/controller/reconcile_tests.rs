@@ -68,14 +68,7 @@ impl Cluster {
             };
             c.items.insert(
                 key.clone(),
-                Kv {
-                    key: key.clone(),
-                    value,
-                    create_revision: rev as i64 + 1,
-                    mod_revision: rev as i64 + 1,
-                    version: 1,
-                    lease: 0,
-                },
+                Kv::first_write(key.clone(), value, rev as i64 + 1),
             );
         }
         c
@@ -116,14 +109,7 @@ fn apply(cache: &mut Cache, out: &Outcome) {
     for w in &out.writes {
         match w {
             Write::Put { key, value, .. } => {
-                let kv = Kv {
-                    key: key.clone(),
-                    value: value.clone(),
-                    create_revision: 100,
-                    mod_revision: 100,
-                    version: 1,
-                    lease: 0,
-                };
+                let kv = Kv::first_write(key.clone(), value.clone(), 100);
                 cache.items.insert(key.clone(), kv);
             }
             Write::Delete { key, .. } => {
@@ -298,14 +284,7 @@ fn events_say_what_a_pass_changed_and_a_pass_without_changes_says_nothing() {
         name: "n2".into(),
         ..Default::default()
     };
-    let kv = Kv {
-        key: keys().node("n2"),
-        value: serde_json::to_vec(&info).unwrap(),
-        create_revision: 101,
-        mod_revision: 101,
-        version: 1,
-        lease: 0,
-    };
+    let kv = Kv::first_write(keys().node("n2"), serde_json::to_vec(&info).unwrap(), 101);
     cache.items.insert(kv.key.clone(), kv);
     let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert_eq!(
@@ -389,14 +368,11 @@ fn ordered_instances_start_one_after_another() {
             generation: 1,
             ..Default::default()
         };
-        Kv {
-            key: keys().replica("db", i),
-            value: serde_json::to_vec(&st).unwrap(),
-            create_revision: 200 + i as i64,
-            mod_revision: 200 + i as i64,
-            version: 1,
-            lease: 0,
-        }
+        Kv::first_write(
+            keys().replica("db", i),
+            serde_json::to_vec(&st).unwrap(),
+            200 + i as i64,
+        )
     };
     let kv = running(0);
     cache.items.insert(kv.key.clone(), kv);
@@ -426,14 +402,7 @@ fn a_node_in_standby_runs_nothing_and_its_replicas_move() {
         (keys().node("n2"), serde_json::to_vec(&info).unwrap(), 101),
         (keys().standby("n1"), b"{}".to_vec(), 102),
     ] {
-        let kv = Kv {
-            key: key.clone(),
-            value,
-            create_revision: rev,
-            mod_revision: rev,
-            version: 1,
-            lease: 0,
-        };
+        let kv = Kv::first_write(key.clone(), value, rev);
         cache.items.insert(key, kv);
     }
     let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
@@ -502,14 +471,7 @@ fn a_ban_moves_replicas_off_a_node_until_cleared() {
         nodes: vec![first.clone()],
         prefer: None,
     };
-    let kv = Kv {
-        key: keys().bans("web"),
-        value: serde_json::to_vec(&bans).unwrap(),
-        create_revision: 300,
-        mod_revision: 300,
-        version: 1,
-        lease: 0,
-    };
+    let kv = Kv::first_write(keys().bans("web"), serde_json::to_vec(&bans).unwrap(), 300);
     cache.items.insert(kv.key.clone(), kv);
     let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert_eq!(
@@ -555,7 +517,7 @@ fn running(bundle: &str, i: u32, node: &str, role: Option<&str>) -> Kv {
         st["primitive"] =
             serde_json::json!({"state": "started", "role": role, "restarts": 0, "last": []});
     }
-    stored(
+    Kv::first_write(
         keys().replica(bundle, i),
         serde_json::to_vec(&st).unwrap(),
         300 + i as i64,
@@ -564,18 +526,6 @@ fn running(bundle: &str, i: u32, node: &str, role: Option<&str>) -> Kv {
 
 fn put(cache: &mut Cache, kv: Kv) {
     cache.items.insert(kv.key.clone(), kv);
-}
-
-/// A stored value at revision `rev`.
-fn stored(key: String, value: Vec<u8>, rev: i64) -> Kv {
-    Kv {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 0,
-    }
 }
 
 fn assigned(out: &Outcome, node: &str, bundle: &str) -> Option<serde_json::Value> {
@@ -762,11 +712,11 @@ fn a_replica_kept_for_the_stop_order_is_never_placed_twice() {
     };
     put(
         &mut cache,
-        stored(keys().node("n2"), serde_json::to_vec(&n2).unwrap(), 400),
+        Kv::first_write(keys().node("n2"), serde_json::to_vec(&n2).unwrap(), 400),
     );
     put(
         &mut cache,
-        stored(keys().standby("n1"), b"{}".to_vec(), 401),
+        Kv::first_write(keys().standby("n1"), b"{}".to_vec(), 401),
     );
     let moving = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert!(
@@ -916,7 +866,7 @@ fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
     };
     put(
         &mut cache,
-        stored(keys().bans("web"), serde_json::to_vec(&bans).unwrap(), 300),
+        Kv::first_write(keys().bans("web"), serde_json::to_vec(&bans).unwrap(), 300),
     );
     let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
     assert_eq!(

@@ -68,15 +68,7 @@ enum Value {
 impl Decoded {
     /// The value of `kv`, decoded by `decode` unless it was at this mod revision.
     fn memo(&mut self, kv: &crate::store::Kv, decode: impl FnOnce() -> Value) -> &Value {
-        let fresh = self
-            .items
-            .get(&kv.key)
-            .is_some_and(|(rev, _)| *rev == kv.mod_revision);
-        if !fresh {
-            self.items
-                .insert(kv.key.clone(), (kv.mod_revision, decode()));
-        }
-        &self.items[&kv.key].1
+        memo_in(&mut self.items, kv, decode)
     }
 
     /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
@@ -104,39 +96,57 @@ impl Decoded {
         self.specs.retain(|_, b| Arc::strong_count(b) > 1);
     }
 
-    /// The assignment in `kv`, decoded unless it was at this mod revision; its specs shared
-    /// with equal ones of other assignments.
+    /// The assignment in `kv` (see [`Decoded::memo`]), its specs shared with equal ones of
+    /// other assignments.
     fn assignment(&mut self, kv: &crate::store::Kv) -> Option<Arc<Assignment>> {
-        if let Some((rev, Value::Assignment(a))) = self.items.get(&kv.key)
-            && *rev == kv.mod_revision
-        {
-            return a.clone();
+        let specs = &mut self.specs;
+        let decode = || Value::Assignment(shared_assignment(kv, specs));
+        match memo_in(&mut self.items, kv, decode) {
+            Value::Assignment(a) => a.clone(),
+            _ => None,
         }
-        let a = serde_json::from_slice::<Assignment>(&kv.value)
-            .ok()
-            .map(|mut a| {
-                a.bundle = self.share(&a.bundle);
-                for h in &mut a.held {
-                    h.bundle = self.share(&h.bundle);
-                }
-                Arc::new(a)
-            });
-        self.items.insert(
-            kv.key.clone(),
-            (kv.mod_revision, Value::Assignment(a.clone())),
-        );
-        a
     }
+}
 
-    /// The shared copy of a spec equal to `b` (`b` becomes it when there is none).
-    fn share(&mut self, b: &Arc<Bundle>) -> Arc<Bundle> {
-        let key = format!("{}@{}", b.name(), b.metadata.generation.unwrap_or(0));
-        match self.specs.get(&key) {
-            Some(s) if **s == **b => s.clone(),
-            _ => {
-                self.specs.insert(key, b.clone());
-                b.clone()
-            }
+/// The value of `kv` in `items`, decoded by `decode` unless it was at this mod revision.
+fn memo_in<'a>(
+    items: &'a mut BTreeMap<String, (i64, Value)>,
+    kv: &crate::store::Kv,
+    decode: impl FnOnce() -> Value,
+) -> &'a Value {
+    let fresh = items
+        .get(&kv.key)
+        .is_some_and(|(rev, _)| *rev == kv.mod_revision);
+    if !fresh {
+        items.insert(kv.key.clone(), (kv.mod_revision, decode()));
+    }
+    &items[&kv.key].1
+}
+
+/// The assignment in `kv`, with its specs shared (see [`share`]).
+fn shared_assignment(
+    kv: &crate::store::Kv,
+    specs: &mut std::collections::HashMap<String, Arc<Bundle>>,
+) -> Option<Arc<Assignment>> {
+    let mut a = serde_json::from_slice::<Assignment>(&kv.value).ok()?;
+    a.bundle = share(specs, &a.bundle);
+    for h in &mut a.held {
+        h.bundle = share(specs, &h.bundle);
+    }
+    Some(Arc::new(a))
+}
+
+/// The shared copy of a spec equal to `b` (`b` becomes it when there is none).
+fn share(
+    specs: &mut std::collections::HashMap<String, Arc<Bundle>>,
+    b: &Arc<Bundle>,
+) -> Arc<Bundle> {
+    let key = format!("{}@{}", b.name(), b.metadata.generation.unwrap_or(0));
+    match specs.get(&key) {
+        Some(s) if **s == **b => s.clone(),
+        _ => {
+            specs.insert(key, b.clone());
+            b.clone()
         }
     }
 }

@@ -198,14 +198,7 @@ mod tests {
         let mut rev = 0;
         let mut kv = |key: String, value: Vec<u8>| {
             rev += 1;
-            crate::store::Kv {
-                key,
-                value,
-                create_revision: rev,
-                mod_revision: rev,
-                version: 1,
-                lease: 0,
-            }
+            crate::store::Kv::first_write(key, value, rev)
         };
         for n in ["n1", "n2", "n3"] {
             let info = NodeInfo {

@@ -646,6 +646,11 @@ impl BundleSpec {
     pub fn meta(&self, name: &str) -> Option<&str> {
         NvPair::value_of(&self.meta_attributes, name)
     }
+
+    /// Whether a boolean meta attribute (`ordered`, `interleave`, `notify`) is set true.
+    pub fn meta_true(&self, name: &str) -> bool {
+        self.meta(name).and_then(validate::parse_bool) == Some(true)
+    }
 }
 
 impl PortMapping {
@@ -703,6 +708,11 @@ impl Primitive {
     /// A meta attribute's value (the last one set, as Pacemaker takes it).
     pub fn meta(&self, name: &str) -> Option<&str> {
         NvPair::value_of(&self.meta_attributes, name)
+    }
+
+    /// Whether a boolean meta attribute is set true.
+    pub fn meta_true(&self, name: &str) -> bool {
+        self.meta(name).and_then(validate::parse_bool) == Some(true)
     }
 }
 

@@ -68,7 +68,7 @@ struct Watcher {
     token: CancellationToken,
     /// The role to ask for; every send is one more request (the latest value wins).
     role: tokio::sync::watch::Sender<Role>,
-    /// The clone notification to deliver (a new id is one more request).
+    /// The clone notification to deliver (every send is one more request).
     notify: tokio::sync::watch::Sender<Option<Notification>>,
     channel: Channel,
 }
@@ -154,17 +154,13 @@ impl Links {
         }
     }
 
-    /// Delivers a clone notification to a replica's remote agent (through its own task; a
-    /// notification already handed to it is not sent again). No-op without a channel.
+    /// Delivers a clone notification to a replica's remote agent (through its own task).
+    /// Sent again each time it is asked: the remote agent runs an id once, and one that came
+    /// up after the first delivery (a restarted container) still gets it. No-op without a
+    /// channel.
     pub fn notify(&self, k: &ReplicaKey, n: &Notification) {
         if let Some(w) = self.watchers.get(k) {
-            w.notify.send_if_modified(|cur| {
-                let new = cur.as_ref().is_none_or(|c| c.id != n.id);
-                if new {
-                    *cur = Some(n.clone());
-                }
-                new
-            });
+            w.notify.send_replace(Some(n.clone()));
         }
     }
 

@@ -382,23 +382,12 @@ impl Supervisor<'_> {
     /// `OCF_RESKEY_CRM_meta_notify_*` variables) and reports it run, whatever its result: a
     /// failed notification is recorded, as Pacemaker logs it, and changes nothing else.
     async fn notify(&self, n: &crate::model::cluster::Notification, op: &Op) {
-        let done = |kind: &str, operation: &str| {
-            if kind == "post" {
-                match operation {
-                    "stop" => "stopped".to_string(),
-                    o if o.ends_with('e') => format!("{o}d"),
-                    o => format!("{o}ed"),
-                }
-            } else {
-                operation.to_string()
-            }
-        };
         let meta = |k: &str| format!("OCF_RESKEY_CRM_meta_notify_{k}");
         let mut env: Vec<(String, String)> = vec![
             (meta("type"), n.kind.clone()),
             (meta("operation"), n.operation.clone()),
             (meta("key_type"), n.kind.clone()),
-            (meta("key_operation"), done(&n.kind, &n.operation)),
+            (meta("key_operation"), key_operation(&n.kind, &n.operation)),
         ];
         env.extend(
             n.vars
@@ -448,6 +437,17 @@ impl Supervisor<'_> {
     }
 }
 
+/// Pacemaker's `notify_key_operation`: the operation (`start`) before it, its past
+/// (`started`, `stopped`, `promoted`, `demoted`) after it.
+fn key_operation(kind: &str, operation: &str) -> String {
+    match (kind, operation) {
+        ("post", "stop") => "stopped".into(),
+        ("post", o) if o.ends_with('e') => format!("{o}d"),
+        ("post", o) => format!("{o}ed"),
+        (_, o) => o.into(),
+    }
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -493,6 +493,21 @@ mod tests {
             "{}",
             env["PATH"]
         );
+    }
+
+    #[test]
+    fn notifications_name_the_operation_as_pacemaker_does() {
+        let rows = [
+            ("pre", "start", "start"),
+            ("post", "start", "started"),
+            ("pre", "stop", "stop"),
+            ("post", "stop", "stopped"),
+            ("post", "promote", "promoted"),
+            ("post", "demote", "demoted"),
+        ];
+        for (kind, op, want) in rows {
+            assert_eq!(key_operation(kind, op), want, "{kind} {op}");
+        }
     }
 
     #[test]

@@ -17,6 +17,21 @@ pub struct Kv {
     pub lease: i64,
 }
 
+impl Kv {
+    /// A key as its first write left it at `revision` (version 1, no lease): what a cache
+    /// holds for a value written once; tests build their caches from these.
+    pub fn first_write(key: String, value: Vec<u8>, revision: i64) -> Kv {
+        Kv {
+            key,
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            lease: 0,
+        }
+    }
+}
+
 impl From<&etcd_client::KeyValue> for Kv {
     fn from(kv: &etcd_client::KeyValue) -> Self {
         Kv {
