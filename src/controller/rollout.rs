@@ -272,11 +272,10 @@ pub fn decide(
             continue;
         }
         let ready = readiness(i, cur) == Readiness::Ready;
-        // A replica that is down costs no availability to replace.
-        if ready && budget == 0 {
-            runs.insert(i, cur);
-            continue;
-        }
+        // Moving the promotion off a replica costs no availability, so it does not wait for
+        // the budget: a replica once kept out of the promotion choice stays out of it on
+        // every pass until it is replaced (taken back in while the budget was spent, it was
+        // promoted again after its demote, beside the replica promoted meanwhile).
         if ready && promotion_can_move {
             let promoted_elsewhere = placed.keys().any(|&j| {
                 j != i
@@ -293,6 +292,11 @@ pub fn decide(
                 budget = 0;
                 continue;
             }
+        }
+        // A replica that is down costs no availability to replace.
+        if ready && budget == 0 {
+            runs.insert(i, cur);
+            continue;
         }
         if ready {
             budget -= 1;
