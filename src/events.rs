@@ -258,14 +258,14 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
 /// "(combined from similar events): ", its object the latest one) and its key is returned.
 /// A node starting 30 replicas writes 10 events and one combined event, not 30.
 fn combine(held: &BTreeMap<String, Held>, event: &mut Event, cfg: &EventConfig) -> Option<String> {
-    let kind = event.object.split_once('/').map_or("", |(k, _)| k);
+    let kind = object_kind(&event.object);
     let similar = held
         .iter()
         .filter(|(k, h)| {
             !k.contains(COMBINED)
                 && h.event.kind == event.kind
                 && h.event.reason == event.reason
-                && h.event.object.split_once('/').map_or("", |(k, _)| k) == kind
+                && object_kind(&h.event.object) == kind
                 && h.event.first_timestamp + SIMILAR_WINDOW >= event.first_timestamp
         })
         .count();
@@ -278,6 +278,11 @@ fn combine(held: &BTreeMap<String, Held>, event: &mut Event, cfg: &EventConfig) 
         event.source, event.reason, event.kind
     ));
     Some(format!("{kind}/{COMBINED}/{}", crate::hex(&h[..8])))
+}
+
+/// `replica` of `replica/web-1`.
+fn object_kind(object: &str) -> &str {
+    object.split_once('/').map_or("", |(k, _)| k)
 }
 
 /// The name part of a combined event's key (`<kind>/~combined/<id>`): no object is named
