@@ -152,7 +152,17 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("scale: {nodes} nodes registered");
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_berth"))
+    // SCALE_CONTROLLER_WRAP runs the controller under a profiler ("heaptrack -o /tmp/c"):
+    // it is then stopped with SIGTERM, so that the profiler writes its data (and the RSS
+    // measured is the wrapper's).
+    let wrap: Vec<String> = std::env::var("SCALE_CONTROLLER_WRAP")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut controller = Command::new(wrap.first().map_or(env!("CARGO_BIN_EXE_berth"), |w| w))
+        .args(wrap.iter().skip(1))
+        .args(wrap.first().map(|_| env!("CARGO_BIN_EXE_berth")))
         .args(["controller", "--name", "scale"])
         .env("BERTH_ETCD", etcd_endpoint())
         .env("BERTH_PREFIX", p.prefix.trim_end_matches('/'))
@@ -273,7 +283,14 @@ async fn main() {
          running elsewhere {reconverge:.2?} later (lease TTL 5 s)",
         dead.len()
     );
-    let _ = controller.kill();
+    if wrap.is_empty() {
+        let _ = controller.kill();
+    } else {
+        // The controller is the wrapper's child.
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-x", "berth", "-P", &controller.id().to_string()])
+            .status();
+    }
     let _ = controller.wait();
     for (_, token, _) in &agents {
         token.cancel();

@@ -35,7 +35,12 @@ pub type Note = (crate::events::EventType, &'static str, String, String);
 /// Places, and says which assignments and statuses to write (those whose stored values, as
 /// the view decoded them, differ) and which keys of deleted bundles to delete.
 pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u64) -> Outcome {
-    let managed_bundles: Vec<&Bundle> = view.bundles.values().filter(|b| managed(b)).collect();
+    let managed_bundles: Vec<&Bundle> = view
+        .bundles
+        .values()
+        .map(|b| &**b)
+        .filter(|b| managed(b))
+        .collect();
     let t0 = std::time::Instant::now();
     let mut phases: Vec<(&str, std::time::Duration)> = Vec::new();
     let mut phase = |name: &'static str| phases.push((name, t0.elapsed()));
@@ -59,7 +64,13 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let mut requeue_at = next_ban_end(&managed_bundles, &view.history, now);
     for (bundle, replicas) in &placement.placed {
         let b = &view.bundles[bundle];
-        let target = std::sync::Arc::new(b.desired_with_generation());
+        // The copy the assignments already carry when it is the same (one copy per bundle
+        // lives on, not one more per pass).
+        let target = b.desired_with_generation();
+        let target = match view.placed_specs.get(bundle) {
+            Some(s) if **s == target => std::sync::Arc::clone(s),
+            _ => std::sync::Arc::new(target),
+        };
         let rollout = rollout::decide(keys, &target, replicas, view, stored, now);
         let promoted = choose_promoted(b, replicas, view, &rollout.demote);
         for (i, node) in replicas {
@@ -133,25 +144,6 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     phase("assignments");
     // Status of every bundle; one whose stored value cannot be used says why (with the
     // rows of its last good value, when it has one).
-    let mut statuses: BTreeMap<&str, BundleStatus> = view
-        .bundles
-        .values()
-        .map(|b| {
-            let mut st = bundle_status(b, &placement, view);
-            st.rollout = rollouts.remove(b.name());
-            (b.name(), st)
-        })
-        .collect();
-    for (name, why) in &view.invalid {
-        let st = statuses.entry(name.as_str()).or_default();
-        st.invalid = Some(why.clone());
-        st.conditions.push(Condition {
-            kind: "Valid".into(),
-            status: "False".into(),
-            reason: "Invalid".into(),
-            message: why.clone(),
-        });
-    }
     // From what is written, not what placement wanted: a replica a notification round or a
     // stop order holds back is scheduled once, when its assignment is written.
     let mut assigned: BTreeMap<String, BTreeMap<u32, String>> = BTreeMap::new();
@@ -160,10 +152,35 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         of.extend(a.replicas.iter().map(|i| (*i, node.clone())));
     }
     let mut events = placement_events(view, &assigned);
-    for (name, status) in &statuses {
-        let held = view.bundle_statuses.get(*name);
-        status_events(name, held.map(|h| &**h), status, &mut events);
-        if held.is_none_or(|h| **h != *status) {
+    // One bundle at a time: only the statuses that changed are kept, serialized (all of
+    // them at once cost tens of MB at 10,000 bundles).
+    let names: BTreeSet<&str> = view
+        .bundles
+        .keys()
+        .chain(view.invalid.keys())
+        .map(String::as_str)
+        .collect();
+    for name in names {
+        let mut status = match view.bundles.get(name) {
+            Some(b) => {
+                let mut st = bundle_status(b, &placement, view);
+                st.rollout = rollouts.remove(name);
+                st
+            }
+            None => BundleStatus::default(),
+        };
+        if let Some(why) = view.invalid.get(name) {
+            status.invalid = Some(why.clone());
+            status.conditions.push(Condition {
+                kind: "Valid".into(),
+                status: "False".into(),
+                reason: "Invalid".into(),
+                message: why.clone(),
+            });
+        }
+        let held = view.bundle_statuses.get(name);
+        status_events(name, held.map(|h| &**h), &status, &mut events);
+        if held.is_none_or(|h| **h != status) {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
                 value: serde_json::to_vec(&status).expect("a status serializes"),
@@ -302,7 +319,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
                 .get(&o.first)
                 .map(|p| p.iter().map(|(i, n)| (*i, n)).collect())
                 .unwrap_or_default();
-            let first_bundle = view.bundles.get(&o.first);
+            let first_bundle = view.bundles.get(&o.first).map(|b| &**b);
             // Whether `first`'s replica i, placed on node, has done what this waits for.
             let done = |i: u32, node: &str| {
                 view.statuses.get(&(o.first.clone(), i)).is_some_and(|s| {

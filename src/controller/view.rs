@@ -15,7 +15,9 @@ use crate::store::{Keys, StoreError, decode_entry};
 
 /// The cluster as the cache shows it.
 pub struct View {
-    pub bundles: BTreeMap<String, Bundle>,
+    /// (Shared with the decode memo: a pass copies no bundle, only those bans or a move
+    /// change.)
+    pub bundles: BTreeMap<String, Arc<Bundle>>,
     /// Bundles whose stored value cannot be used, and why. Such a value is never taken as a
     /// delete: [`View::keep_last_good`] puts the last good value back into `bundles`.
     pub invalid: BTreeMap<String, String>,
@@ -26,6 +28,9 @@ pub struct View {
     /// (node, bundle) → assignment.
     /// (Shared with the decode memo: a pass copies no value.)
     pub assignments: BTreeMap<(String, String), Arc<Assignment>>,
+    /// Per bundle, the spec its assignments carry (the newest generation when several
+    /// do): its last good value, and the copy a pass's new assignments share when equal.
+    pub placed_specs: BTreeMap<String, Arc<Bundle>>,
     pub current: BTreeMap<Replica, String>,
     pub statuses: BTreeMap<Replica, Arc<ReplicaStatus>>,
     pub history: BTreeMap<Replica, History>,
@@ -59,7 +64,7 @@ pub struct Decoded {
 /// One decoded value; `None` (or the error) when it does not decode.
 #[derive(Debug)]
 enum Value {
-    Bundle(Box<Result<Bundle, String>>),
+    Bundle(Result<Arc<Bundle>, String>),
     Assignment(Option<Arc<Assignment>>),
     Replica(Option<Arc<ReplicaStatus>>),
     Status(Option<Arc<BundleStatus>>),
@@ -72,16 +77,16 @@ impl Decoded {
     }
 
     /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
-    fn bundle(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Bundle, String> {
+    fn bundle(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Arc<Bundle>, String> {
         let got = self.memo(kv, || {
-            Value::Bundle(Box::new(match decode_entry(keys, kv, None) {
-                Ok(b) => Ok(b.value),
+            Value::Bundle(match decode_entry(keys, kv, None) {
+                Ok(b) => Ok(Arc::new(b.value)),
                 Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
                 Err(e) => Err(e.to_string()),
-            }))
+            })
         });
         match got {
-            Value::Bundle(b) => (**b).clone(),
+            Value::Bundle(b) => b.clone(),
             _ => Err("not a bundle".into()),
         }
     }
@@ -169,6 +174,7 @@ impl View {
             revisions: BTreeMap::new(),
             nodes: Vec::new(),
             assignments: BTreeMap::new(),
+            placed_specs: BTreeMap::new(),
             current: BTreeMap::new(),
             statuses: BTreeMap::new(),
             history: BTreeMap::new(),
@@ -240,6 +246,13 @@ impl View {
                     if let Some(a) = decoded.assignment(kv) {
                         for i in &a.replicas {
                             v.current.insert((bundle.to_string(), *i), node.to_string());
+                        }
+                        let newer = v
+                            .placed_specs
+                            .get(bundle)
+                            .is_none_or(|s| s.metadata.generation < a.bundle.metadata.generation);
+                        if newer {
+                            v.placed_specs.insert(bundle.to_string(), a.bundle.clone());
                         }
                         v.assignments
                             .insert((node.to_string(), bundle.to_string()), a);
@@ -331,13 +344,14 @@ impl View {
         for (name, bans) in bans {
             v.banned.insert(name.clone());
             if let Some(b) = v.bundles.get_mut(&name) {
-                b.spec.locations.extend(bans.nodes.into_iter().map(|node| {
-                    crate::model::Location {
+                Arc::make_mut(b)
+                    .spec
+                    .locations
+                    .extend(bans.nodes.into_iter().map(|node| crate::model::Location {
                         node: Some(node),
                         label: None,
                         score: "-INFINITY".into(),
-                    }
-                }));
+                    }));
                 if let Some(to) = bans.prefer {
                     v.moving(&name, &to);
                 }
@@ -359,11 +373,14 @@ impl View {
         let Some(b) = self.bundles.get_mut(bundle) else {
             return;
         };
-        b.spec.locations.push(crate::model::Location {
-            node: Some(to.to_string()),
-            label: None,
-            score: "INFINITY".into(),
-        });
+        Arc::make_mut(b)
+            .spec
+            .locations
+            .push(crate::model::Location {
+                node: Some(to.to_string()),
+                label: None,
+                score: "INFINITY".into(),
+            });
         let range = (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX);
         let there = self.current.range(range.clone()).any(|(_, n)| n == to);
         let available = self.nodes.iter().any(|n| n.name == to && !n.standby);
@@ -386,7 +403,7 @@ impl View {
         let overlaps = crate::model::address_overlaps(
             self.bundles
                 .values()
-                .map(|b| (b, self.revisions.get(b.name()).copied().unwrap_or(0))),
+                .map(|b| (&**b, self.revisions.get(b.name()).copied().unwrap_or(0))),
         );
         for (newer, older) in overlaps {
             self.bundles.remove(&newer);
@@ -405,18 +422,12 @@ impl View {
     /// bundle is not put back. An invalid bundle never placed stays out.
     fn keep_last_good(&mut self) {
         for name in self.invalid.keys() {
-            let good = self
-                .assignments
-                .iter()
-                .filter(|((_, b), _)| b == name)
-                .map(|(_, a)| &*a.bundle)
-                .max_by_key(|b| b.metadata.generation);
-            if let Some(good) = good {
+            if let Some(good) = self.placed_specs.get(name) {
                 let collides = crate::model::address_overlaps(
                     self.bundles
                         .values()
-                        .map(|b| (b, 0))
-                        .chain(std::iter::once((good, 1))),
+                        .map(|b| (&**b, 0))
+                        .chain(std::iter::once((&**good, 1))),
                 )
                 .iter()
                 .any(|(newer, _)| newer == name);

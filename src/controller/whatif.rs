@@ -78,9 +78,9 @@ impl std::fmt::Display for Change {
 /// The cluster `view` with `applied` bundles (new or changed) and without the nodes in
 /// `down`: the changes placement would make, bundle by bundle, in ordinal order.
 pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u64) -> Vec<Change> {
-    let mut bundles: BTreeMap<String, Bundle> = view.bundles.clone();
+    let mut bundles: BTreeMap<String, std::sync::Arc<Bundle>> = view.bundles.clone();
     for b in applied {
-        bundles.insert(b.name().to_string(), b.clone());
+        bundles.insert(b.name().to_string(), std::sync::Arc::new(b.clone()));
     }
     let nodes: Vec<_> = view
         .nodes
@@ -88,7 +88,11 @@ pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u6
         .filter(|n| !down.contains(&n.name))
         .cloned()
         .collect();
-    let managed_bundles: Vec<&Bundle> = bundles.values().filter(|b| managed(b)).collect();
+    let managed_bundles: Vec<&Bundle> = bundles
+        .values()
+        .map(|b| &**b)
+        .filter(|b| managed(b))
+        .collect();
     let placement = place(&managed_bundles, &nodes, &view.current, &view.history, now);
     let mut out = Vec::new();
     for b in managed_bundles {
