@@ -129,14 +129,23 @@ async fn main() {
     let store = p.store().await;
     let state = tempfile::tempdir().unwrap();
     let mut agents = Vec::new();
+    let per_connection = env("SCALE_AGENTS_PER_CONNECTION", 25).max(1);
+    let mut conn = store.clone();
     for n in 0..nodes {
         let name = format!("sim{n:04}");
         let mut cfg = berth::node::NodeConfig::new(&name);
         cfg.state_dir = state.path().join(&name);
         cfg.on_stop = berth::node::config::OnStop::Maintenance;
         let token = CancellationToken::new();
+        // A connection per group of agents (a real agent has its own): 1,000 agents'
+        // watches on one HTTP/2 connection can fill its 5 MiB flow-control window between
+        // them while each waits on a reply, and then nothing moves; one connection each
+        // costs this 2-core machine more than it costs the control plane measured.
+        if n % per_connection == 0 {
+            conn = p.store().await;
+        }
         let task = tokio::spawn(berth::node::run(
-            store.clone(),
+            conn.clone(),
             SimEngine::new(),
             cfg,
             token.clone(),

@@ -262,9 +262,12 @@ impl Controller {
             if synced && !leading.is_cancelled() {
                 let started = std::time::Instant::now();
                 let view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
+                self.decoded.release(&mut self.cache);
                 let read = started.elapsed();
                 let now = unix_now();
                 let outcome = reconcile::reconcile(&self.keys, &view, &self.cache.items, now);
+                // Not held while writing: the next pass reads a new one.
+                drop(view);
                 tracing::debug!(
                     "reconcile pass: view read in {read:?}, decided in {:?}",
                     started.elapsed() - read

@@ -234,7 +234,7 @@ fn vars(
 /// With `notify` set on every assignment of the map.
 fn with_round(mut m: PerNode, r: &Notification) -> PerNode {
     for a in m.values_mut() {
-        a.notify = Some(r.clone());
+        a.notify = Some(Box::new(r.clone()));
     }
     m
 }
@@ -259,7 +259,7 @@ pub fn gate(
 /// The round the assignments carry (the newest, should they differ).
 fn round_of(m: &PerNode) -> Option<Notification> {
     m.values()
-        .filter_map(|a| a.notify.as_ref())
+        .filter_map(|a| a.notify.as_deref())
         .max_by_key(|n| n.id)
         .cloned()
 }

@@ -64,9 +64,10 @@ pub struct Assignment {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_after: Vec<String>,
     /// For a bundle with `notify=true`: the clone notification round under way (or the last
-    /// one), which the node agent delivers to each of `targets` it runs.
+    /// one), which the node agent delivers to each of `targets` it runs. (Boxed: most
+    /// assignments have none, and the controller holds tens of thousands.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<Notification>,
+    pub notify: Option<Box<Notification>>,
 }
 
 /// One round of Pacemaker's clone notifications: a `notify` action run in every target

@@ -136,7 +136,7 @@ impl Assigned {
                     w.cleanups.insert(k.clone(), a.cleanup);
                 }
                 if let Some(n) = a.notify.as_ref().filter(|n| n.targets.contains(&i)) {
-                    w.notifies.insert(k.clone(), n.clone());
+                    w.notifies.insert(k.clone(), (**n).clone());
                 }
                 if spec.promoted_max() > 0 {
                     let role = if a.promoted.contains(&i) {
