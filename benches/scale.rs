@@ -42,17 +42,83 @@ fn bundle(i: usize) -> Bundle {
     .expect("a valid bundle")
 }
 
-/// Replicas reported running on nodes not in `dead`.
-async fn running(store: &Store, dead: &BTreeSet<String>) -> usize {
-    let prefix = format!("{}replicas/", store.keys().root());
-    let Ok((_, items)) = store.list(&prefix).await else {
-        return 0;
-    };
-    items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<ReplicaStatus>(&kv.value).ok())
-        .filter(|s| s.state == ReplicaState::Running && !dead.contains(&s.node))
-        .count()
+/// What the bench waits on, kept current by a watch (listing 30,000 statuses four times a
+/// second loaded etcd more than the control plane did): per replica key, the node it runs
+/// on when running; the bundles whose status says all 3 replicas are ready.
+#[derive(Default)]
+struct Progress {
+    running: std::collections::HashMap<String, Option<String>>,
+    ready: std::collections::HashSet<String>,
+}
+
+impl Progress {
+    fn put(&mut self, replicas: &str, statuses: &str, kv: &berth::store::Kv) {
+        if kv.key.starts_with(replicas) {
+            let on = serde_json::from_slice::<ReplicaStatus>(&kv.value)
+                .ok()
+                .filter(|s| s.state == ReplicaState::Running)
+                .map(|s| s.node);
+            self.running.insert(kv.key.clone(), on);
+        } else if kv.key.starts_with(statuses) {
+            let ready = serde_json::from_slice::<berth::model::BundleStatus>(&kv.value)
+                .is_ok_and(|s| s.ready_replicas == 3);
+            if ready {
+                self.ready.insert(kv.key.clone());
+            } else {
+                self.ready.remove(&kv.key);
+            }
+        }
+    }
+
+    /// Replicas reported running on nodes not in `dead`.
+    fn running(&self, dead: &BTreeSet<String>) -> usize {
+        self.running
+            .values()
+            .flatten()
+            .filter(|n| !dead.contains(*n))
+            .count()
+    }
+}
+
+/// Watches replica and bundle statuses into a [`Progress`] (only those: a watch of the
+/// whole prefix doubled what etcd sends).
+fn watch_progress(store: &Store) -> std::sync::Arc<std::sync::Mutex<Progress>> {
+    use berth::store::watch::{WatchConfig, WatchEvent, watch_prefix};
+    use futures::StreamExt;
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::default()));
+    let keys = store.keys();
+    let replicas = format!("{}replicas/", keys.root());
+    let statuses = keys.statuses().to_string();
+    for prefix in [replicas.clone(), statuses.clone()] {
+        let mut events = Box::pin(watch_prefix(
+            store.members().clone(),
+            prefix.clone(),
+            WatchConfig::default(),
+        ));
+        let shared = progress.clone();
+        let (replicas, statuses) = (replicas.clone(), statuses.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                let mut p = shared.lock().unwrap();
+                match ev {
+                    Ok(WatchEvent::Listed { items, .. }) => {
+                        p.running.retain(|k, _| !k.starts_with(&prefix));
+                        p.ready.retain(|k| !k.starts_with(&prefix));
+                        for kv in &items {
+                            p.put(&replicas, &statuses, kv);
+                        }
+                    }
+                    Ok(WatchEvent::Put(kv)) => p.put(&replicas, &statuses, &kv),
+                    Ok(WatchEvent::Deleted { key, .. }) => {
+                        p.running.remove(&key);
+                        p.ready.remove(&key);
+                    }
+                    Err(e) => eprintln!("scale: progress watch: {e}"),
+                }
+            }
+        });
+    }
+    progress
 }
 
 /// From etcd's /metrics: handled gRPC requests, and keys put (each key of a transaction
@@ -93,30 +159,30 @@ fn cpu_secs(pid: u32) -> f64 {
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
-/// Bundles whose stored status says all 3 replicas are ready.
-async fn ready_bundles(store: &Store) -> usize {
-    let Ok((_, items)) = store.list(&store.keys().statuses()).await else {
-        return 0;
-    };
-    items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<berth::model::BundleStatus>(&kv.value).ok())
-        .filter(|s| s.ready_replicas == 3)
-        .count()
-}
-
 /// Waits until `want` replicas run on live nodes and every bundle's status says so (what
 /// `berth get` shows).
-async fn wait_running(store: &Store, want: usize, dead: &BTreeSet<String>, what: &str) {
+async fn wait_running(
+    progress: &std::sync::Mutex<Progress>,
+    want: usize,
+    dead: &BTreeSet<String>,
+    what: &str,
+) {
     let until = Instant::now() + Duration::from_secs(600);
+    let mut said = Instant::now();
     loop {
-        let n = running(store, dead).await;
-        if n >= want && ready_bundles(store).await * 3 >= want {
+        let (n, ready) = {
+            let p = progress.lock().unwrap();
+            (p.running(dead), p.ready.len())
+        };
+        if n >= want && ready * 3 >= want {
             return;
         }
         assert!(Instant::now() < until, "{what}: {n} of {want} running");
-        eprintln!("scale: {what}: {n} of {want} running");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        if said.elapsed() >= Duration::from_secs(1) {
+            eprintln!("scale: {what}: {n} of {want} running, {ready} bundles ready");
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -189,6 +255,22 @@ async fn main() {
         .expect("berth controller");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    let progress = watch_progress(&store);
+    // CPU seconds of etcd (when it is a local process), the controller and this process
+    // (the agents), to see where the time goes.
+    let etcd_pid = Command::new("pgrep")
+        .args(["-x", "etcd"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok());
+    let cpus = || {
+        (
+            etcd_pid.map_or(0.0, cpu_secs),
+            cpu_secs(controller.id()),
+            cpu_secs(std::process::id()),
+        )
+    };
+    let cpu0 = cpus();
     let (req0, put0) = etcd_counts();
     let t = Instant::now();
     let items = (0..bundles)
@@ -200,8 +282,15 @@ async fn main() {
     store.put_many(items).await.unwrap();
     let written = t.elapsed();
     eprintln!("scale: {bundles} bundles written in {written:.2?}");
-    wait_running(&store, replicas, &BTreeSet::new(), "from empty").await;
+    wait_running(&progress, replicas, &BTreeSet::new(), "from empty").await;
     let converge = t.elapsed();
+    let cpu1 = cpus();
+    eprintln!(
+        "scale: CPU while converging: etcd {:.1} s, controller {:.1} s, agents and bench {:.1} s",
+        cpu1.0 - cpu0.0,
+        cpu1.1 - cpu0.1,
+        cpu1.2 - cpu0.2
+    );
     // Settling: an event's repeats (a combined event's count) are written at most every
     // 10 s, so the last of them lands up to 10 s after the change. They count as keys
     // written for the placement, and the idle window starts after them.
@@ -280,7 +369,7 @@ async fn main() {
             task.abort();
         }
     }
-    wait_running(&store, replicas, &dead, "after 10% of the nodes died").await;
+    wait_running(&progress, replicas, &dead, "after 10% of the nodes died").await;
     let reconverge = t.elapsed();
 
     println!(
