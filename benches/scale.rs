@@ -262,7 +262,12 @@ async fn main() {
         .args(["-x", "etcd"])
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok());
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
     let cpus = || {
         (
             etcd_pid.map_or(0.0, cpu_secs),

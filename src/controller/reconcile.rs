@@ -66,10 +66,16 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         let b = &view.bundles[bundle];
         // The copy the assignments already carry when it is the same (one copy per bundle
         // lives on, not one more per pass).
-        let target = b.desired_with_generation();
+        // (A spec as decoded has no status: it is its own desired state, shared.)
+        let target = match b.status {
+            None => std::sync::Arc::clone(b),
+            Some(_) => std::sync::Arc::new(b.desired_with_generation()),
+        };
         let target = match view.placed_specs.get(bundle) {
-            Some(s) if **s == target => std::sync::Arc::clone(s),
-            _ => std::sync::Arc::new(target),
+            Some(s) if std::sync::Arc::ptr_eq(s, &target) || **s == *target => {
+                std::sync::Arc::clone(s)
+            }
+            _ => target,
         };
         let rollout = rollout::decide(keys, &target, replicas, view, stored, now);
         let promoted = choose_promoted(b, replicas, view, &rollout.demote);

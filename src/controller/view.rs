@@ -77,10 +77,13 @@ impl Decoded {
     }
 
     /// The bundle in `kv` (a `bundles/<name>` key), or why it cannot be used.
+    /// (The spec is shared with the assignments that carry it, when equal: one copy per
+    /// bundle, not two.)
     fn bundle(&mut self, keys: &Keys, kv: &crate::store::Kv) -> Result<Arc<Bundle>, String> {
-        let got = self.memo(kv, || {
+        let specs = &mut self.specs;
+        let got = memo_in(&mut self.items, kv, || {
             Value::Bundle(match decode_entry(keys, kv, None) {
-                Ok(b) => Ok(Arc::new(b.value)),
+                Ok(b) => Ok(share(specs, &Arc::new(b.value))),
                 Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
                 Err(e) => Err(e.to_string()),
             })
@@ -95,9 +98,14 @@ impl Decoded {
         serde_json::from_slice(&kv.value).ok().map(Arc::new)
     }
 
-    /// Forgets keys no longer in the cache.
+    /// Forgets keys no longer in the cache: one walk of both, in key order (a lookup per
+    /// key compared the long shared prefix of 80,000 keys again and again).
     fn retain(&mut self, cache: &Cache) {
-        self.items.retain(|k, _| cache.items.contains_key(k));
+        let mut held = cache.items.keys().peekable();
+        self.items.retain(|k, _| {
+            while held.next_if(|c| *c < k).is_some() {}
+            held.peek().is_some_and(|c| *c == k)
+        });
         self.specs.retain(|_, b| Arc::strong_count(b) > 1);
     }
 
