@@ -145,6 +145,58 @@ fn a_second_pass_over_its_own_writes_writes_nothing() {
 }
 
 #[test]
+fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    let mut memo = crate::controller::Decoded::default();
+    let first = View::read_with(&keys(), &cache, &mut memo);
+    memo.release(&mut cache);
+    let assignment = keys().assignment("n1", "web");
+    let (status, spec) = (keys().bundle_status("web"), keys().bundle("web"));
+    assert!(
+        cache.items[&assignment].value.is_empty(),
+        "assignment bytes kept"
+    );
+    assert!(cache.items[&status].value.is_empty(), "status bytes kept");
+    assert!(
+        !cache.items[&spec].value.is_empty(),
+        "a spec keeps its bytes"
+    );
+    // The next pass sees the same, and so writes nothing.
+    let view = View::read_with(&keys(), &cache, &mut memo);
+    assert_eq!(view.assignments, first.assignments);
+    assert_eq!(view.bundle_statuses, first.bundle_statuses);
+    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(again.writes.is_empty(), "{:?}", again.writes);
+    // A key gone from the cache is gone from the memo too (it is not read back).
+    cache.items.remove(&assignment);
+    let view = View::read_with(&keys(), &cache, &mut memo);
+    assert!(view.assignments.is_empty(), "{:?}", view.assignments);
+    // A key written anew is decoded anew.
+    let mut written = first.assignments[&("n1".to_string(), "web".to_string())]
+        .as_ref()
+        .clone();
+    written.cleanup = 7;
+    cache.items.insert(
+        assignment.clone(),
+        Kv::first_write(
+            assignment.clone(),
+            serde_json::to_vec(&written).unwrap(),
+            200,
+        ),
+    );
+    let view = View::read_with(&keys(), &cache, &mut memo);
+    assert_eq!(
+        view.assignments[&("n1".to_string(), "web".to_string())].cleanup,
+        7
+    );
+}
+
+#[test]
 fn outcomes() {
     let unmanaged = serde_json::json!([{"name": "is-managed", "value": "false"}]);
     let stopped = serde_json::json!([{"name": "target-role", "value": "Stopped"}]);
