@@ -119,6 +119,17 @@ fn apply(cache: &mut Cache, out: &Outcome) {
     }
 }
 
+/// Nodes n1 and n2, bundle web (1 replica) placed, the pass's writes stored.
+fn web_placed_on_one_of_two() -> Cache {
+    let cluster = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .bundle("web", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    cache
+}
+
 #[test]
 fn a_placed_replica_gets_its_assignment_and_the_bundle_its_status() {
     let (_, out) = Cluster::new()
@@ -146,12 +157,7 @@ fn a_second_pass_over_its_own_writes_writes_nothing() {
 
 #[test]
 fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
-    let cluster = Cluster::new()
-        .node("n1")
-        .node("n2")
-        .bundle("web", serde_json::json!([]));
-    let (mut cache, out) = cluster.reconcile(1000);
-    apply(&mut cache, &out);
+    let mut cache = web_placed_on_one_of_two();
     let mut memo = crate::controller::Decoded::default();
     let first = View::read_with(&keys(), &cache, &mut memo);
     memo.release(&mut cache);
@@ -511,12 +517,7 @@ fn a_cleanup_lifts_bans_from_failures_before_it() {
 
 #[test]
 fn a_ban_moves_replicas_off_a_node_until_cleared() {
-    let cluster = Cluster::new()
-        .node("n1")
-        .node("n2")
-        .bundle("web", serde_json::json!([]));
-    let (mut cache, out) = cluster.reconcile(1000);
-    apply(&mut cache, &out);
+    let mut cache = web_placed_on_one_of_two();
     let first = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
     let other = if first == "n1" { "n2" } else { "n1" };
     let bans = crate::model::cluster::Bans {
