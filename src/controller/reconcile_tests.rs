@@ -161,7 +161,9 @@ fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
     let mut memo = crate::controller::Decoded::default();
     let first = View::read_with(&keys(), &cache, &mut memo);
     memo.release(&mut cache);
-    let assignment = keys().assignment("n1", "web");
+    let node = first.current[&("web".to_string(), 0)].clone();
+    let placed = (node.clone(), "web".to_string());
+    let assignment = keys().assignment(&node, "web");
     let (status, spec) = (keys().bundle_status("web"), keys().bundle("web"));
     assert!(
         cache.items[&assignment].value.is_empty(),
@@ -183,9 +185,7 @@ fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
     let view = View::read_with(&keys(), &cache, &mut memo);
     assert!(view.assignments.is_empty(), "{:?}", view.assignments);
     // A key written anew is decoded anew.
-    let mut written = first.assignments[&("n1".to_string(), "web".to_string())]
-        .as_ref()
-        .clone();
+    let mut written = first.assignments[&placed].as_ref().clone();
     written.cleanup = 7;
     cache.items.insert(
         assignment.clone(),
@@ -196,10 +196,7 @@ fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
         ),
     );
     let view = View::read_with(&keys(), &cache, &mut memo);
-    assert_eq!(
-        view.assignments[&("n1".to_string(), "web".to_string())].cleanup,
-        7
-    );
+    assert_eq!(view.assignments[&placed].cleanup, 7);
 }
 
 #[test]
