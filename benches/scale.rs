@@ -277,6 +277,7 @@ async fn main() {
     };
     let cpu0 = cpus();
     let (req0, put0) = etcd_counts();
+    let rev0 = store.revision().await.unwrap();
     let t = Instant::now();
     let items = (0..bundles)
         .map(|i| {
@@ -284,7 +285,7 @@ async fn main() {
             (store.keys().bundle(b.name()), encode_bundle(&b))
         })
         .collect();
-    store.put_many(items).await.unwrap();
+    let bundle_txns = store.put_many(items).await.unwrap() as i64;
     let written = t.elapsed();
     eprintln!("scale: {bundles} bundles written in {written:.2?}");
     wait_running(&progress, replicas, &BTreeSet::new(), "from empty").await;
@@ -305,6 +306,9 @@ async fn main() {
     // Keys written and requests made placing them: less the bundle writes themselves.
     let writes = (put1 - put0).saturating_sub(bundles as u64) as f64 / replicas as f64;
     let requests = (req1 - req0) as f64 / replicas as f64;
+    // Write transactions (etcd revisions: a transaction of many keys is one), less the
+    // bundle writes' own.
+    let revisions = (store.revision().await.unwrap() - rev0 - bundle_txns) as f64 / replicas as f64;
 
     // Idle.
     let me = std::process::id();
@@ -379,9 +383,9 @@ async fn main() {
 
     println!(
         "scale: {nodes} simulated nodes, {bundles} bundles ({replicas} replicas): written in \
-         {written:.2?}; all running {converge:.2?} after the write; {writes:.2} keys written and \
-         {requests:.2} etcd requests per replica placed; idle 30 s: {idle_writes} writes, \
-         controller CPU {idle_cpu_c:.2} s, agents' CPU {idle_cpu_a:.2} s; RSS controller \
+         {written:.2?}; all running {converge:.2?} after the write; {writes:.2} keys written in \
+         {revisions:.3} write transactions and {requests:.2} etcd requests per replica \
+         placed; idle 30 s: {idle_writes} writes, controller CPU {idle_cpu_c:.2} s, agents' CPU {idle_cpu_a:.2} s; RSS controller \
          {controller_rss:.0} MiB, {nodes} agents {agents_rss:.0} MiB; {} nodes died → all \
          running elsewhere {reconverge:.2?} later (lease TTL 5 s)",
         dead.len()

@@ -199,6 +199,8 @@ struct Controller {
     /// Bundle values decoded once per write, not once per reconcile.
     decoded: Decoded,
     events: crate::events::Recorder,
+    /// The bundles whose status the last pass held back ([`reconcile::Outcome::deferred`]).
+    deferred: std::collections::BTreeSet<String>,
 }
 
 impl Controller {
@@ -208,6 +210,7 @@ impl Controller {
             cache: Cache::default(),
             leader_key: None,
             decoded: Decoded::default(),
+            deferred: Default::default(),
             events: crate::events::Recorder::spawn(
                 store.clone(),
                 format!("controller/{}", cfg.name),
@@ -284,7 +287,8 @@ impl Controller {
             }
             if synced && !leading.is_cancelled() {
                 let started = std::time::Instant::now();
-                let view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
+                let mut view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
+                view.deferred = Some(std::mem::take(&mut self.deferred));
                 self.decoded.release(&mut self.cache);
                 let read = started.elapsed();
                 let now = unix_now();
@@ -300,6 +304,11 @@ impl Controller {
                 requeue = outcome.requeue_at.map(|at| {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
+                // Statuses held back are written by the next pass, event or not.
+                if !outcome.deferred.is_empty() {
+                    requeue = Some(tokio::time::Instant::now());
+                }
+                self.deferred = outcome.deferred;
                 let seen = self.cache.revision;
                 let metrics = crate::metrics::get();
                 metrics.reconciles.inc();

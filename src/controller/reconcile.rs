@@ -27,6 +27,14 @@ pub struct Outcome {
     /// are taken away because they went offline. Each is a change against what the view
     /// holds, so that a pass that changes nothing records nothing.
     pub events: Vec<Note>,
+    /// Bundles whose status this pass held back (only when [`View::deferred`] is set): a
+    /// bundle whose assignments this pass writes gets its status one pass later, from what
+    /// its agents did with them by then, not a status the same commit makes stale (from
+    /// empty, that was a "0 of 3 running" write for every bundle, followed at once by
+    /// "3 of 3": a third of the status writes, and commit time on the way to the agents).
+    /// A status is held back at most one pass in a row, and never one that records a
+    /// rollback (the rollout reads that back).
+    pub deferred: BTreeSet<String>,
 }
 
 /// An event the controller records: type, reason, object, message.
@@ -128,9 +136,12 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     phase("rollouts");
     // Compared with the stored values as decoded (a value that does not decode is
     // rewritten): only what changed is serialized.
+    // Bundles whose assignments this pass writes.
+    let mut moved: BTreeSet<&str> = BTreeSet::new();
     for ((node, bundle), a) in &desired {
         let held = view.assignments.get(&(node.clone(), bundle.clone()));
         if held.is_none_or(|h| **h != *a) {
+            moved.insert(bundle);
             writes.push(Write::Put {
                 key: keys.assignment(node, bundle),
                 value: serde_json::to_vec(a).expect("an assignment serializes"),
@@ -140,6 +151,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     }
     for (node, bundle) in view.assignments.keys() {
         if !desired.contains_key(&(node.clone(), bundle.clone())) {
+            moved.insert(bundle);
             writes.push(Write::Delete {
                 key: keys.assignment(node, bundle),
                 expect: Expect::Any,
@@ -160,6 +172,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let mut events = placement_events(view, &assigned);
     // One bundle at a time: only the statuses that changed are kept, serialized (all of
     // them at once cost tens of MB at 10,000 bundles).
+    let mut deferred = BTreeSet::new();
     let names: BTreeSet<&str> = view
         .bundles
         .keys()
@@ -185,8 +198,22 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             });
         }
         let held = view.bundle_statuses.get(name);
+        let changed = held.is_none_or(|h| **h != status);
+        let rollback =
+            |s: Option<&BundleStatus>| s.and_then(|s| s.rollout.as_ref()?.rolled_back_to);
+        if changed
+            && moved.contains(name)
+            && view
+                .deferred
+                .as_ref()
+                .is_some_and(|last| !last.contains(name))
+            && rollback(held.map(|h| &**h)) == rollback(Some(&status))
+        {
+            deferred.insert(name.to_string());
+            continue;
+        }
         status_events(name, held.map(|h| &**h), &status, &mut events);
-        if held.is_none_or(|h| **h != status) {
+        if changed {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
                 value: serde_json::to_vec(&status).expect("a status serializes"),
@@ -253,6 +280,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         writes,
         requeue_at,
         events,
+        deferred,
     }
 }
 

@@ -156,6 +156,45 @@ fn a_second_pass_over_its_own_writes_writes_nothing() {
 }
 
 #[test]
+fn the_controller_writes_a_moving_bundles_status_one_pass_after_its_assignments() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .bundle("web", serde_json::json!([]));
+    let mut cache = cluster.cache();
+    let status = keys().bundle_status("web");
+    // The pass that places: the assignment, not yet the status.
+    let mut view = View::read(&keys(), &cache);
+    view.deferred = Some(BTreeSet::new());
+    let first = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(puts(&first).contains_key(&keys().assignment("n1", "web")));
+    assert!(!puts(&first).contains_key(&status), "{:?}", first.writes);
+    assert_eq!(first.deferred, BTreeSet::from(["web".to_string()]));
+    apply(&mut cache, &first);
+    // The next pass writes it, and holds nothing back.
+    let mut view = View::read(&keys(), &cache);
+    view.deferred = Some(first.deferred);
+    let second = reconcile(&keys(), &view, &cache.items, 1000);
+    assert_eq!(puts(&second)[&status]["replicas"], 1, "{:?}", second.writes);
+    assert!(second.deferred.is_empty());
+    // Held back once, a status is written even while its assignments change again.
+    let moved = Cluster::new()
+        .node("n2")
+        .bundle("web", serde_json::json!([]));
+    let mut cache = moved.cache();
+    let mut view = View::read(&keys(), &cache);
+    view.deferred = Some(BTreeSet::from(["web".to_string()]));
+    let out = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(puts(&out).contains_key(&keys().assignment("n2", "web")));
+    assert!(puts(&out).contains_key(&status), "{:?}", out.writes);
+    assert!(out.deferred.is_empty());
+    // A one-off pass (no deferral set) writes both at once.
+    apply(&mut cache, &out);
+    let (_, once) = cluster.reconcile(1000);
+    assert!(puts(&once).contains_key(&status));
+    assert!(once.deferred.is_empty());
+}
+
+#[test]
 fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
     let mut cache = web_placed_on_one_of_two();
     let mut memo = crate::controller::Decoded::default();

@@ -819,7 +819,7 @@ impl<E: Engine> Agent<E> {
                 .map(|(k, v)| (self.keys.replica(&k.bundle, k.index), v.clone()))
                 .collect();
             match self.store.put_many(items).await {
-                Ok(()) => self.core.wrote(puts),
+                Ok(_) => self.core.wrote(puts),
                 Err(e) => tracing::warn!("writing replica status: {e}"),
             }
         }

@@ -414,8 +414,9 @@ impl Store {
     }
 
     /// Writes several keys, in transactions under [`TXN_OPS`] operations and [`TXN_BYTES`]
-    /// bytes ([`batches`]), so that many replica statuses cost a few round trips.
-    pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+    /// bytes ([`batches`]), so that many replica statuses cost a few round trips. Returns
+    /// how many transactions (etcd revisions) that took.
+    pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<usize, StoreError> {
         let writes = items
             .into_iter()
             .map(|(key, value)| Write::Put {
@@ -424,10 +425,12 @@ impl Store {
                 expect: Expect::Any,
             })
             .collect();
-        for batch in batches(writes) {
+        let batches = batches(writes);
+        let n = batches.len();
+        for batch in batches {
             self.commit(batch).await?;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Reads several keys, in transactions of at most [`TXN_OPS`] reads.
