@@ -152,6 +152,21 @@ impl Recorder {
         self.record(EventType::Warning, reason, object.into(), message.into());
     }
 
+    /// Records a Normal `reason` with `message` for each of `objects` (`replica/<name>`),
+    /// or, past [`SUMMARIZE`] of them, one for `whole` (`node/<name>`) that names them
+    /// ([`each_or_summary`]).
+    pub fn normal_each(
+        &self,
+        reason: &'static str,
+        whole: &str,
+        objects: Vec<String>,
+        message: &str,
+    ) {
+        for (object, message) in each_or_summary(whole, objects, message) {
+            self.record(EventType::Normal, reason, object, message);
+        }
+    }
+
     /// Records `kind` (for callers holding an [`EventType`]).
     pub fn record(&self, kind: EventType, reason: &'static str, object: String, message: String) {
         // Bounded: a message is an engine error or an agent's output at most.
@@ -164,6 +179,41 @@ impl Recorder {
             at: crate::unix_now(),
         });
     }
+}
+
+/// The most replicas one change records an event each for ([`each_or_summary`]).
+pub const SUMMARIZE: usize = 3;
+
+/// The events for one thing that happened to each of `objects` at once: one each, with
+/// `message`, for up to [`SUMMARIZE`] of them; past that, one event for `whole` (the node
+/// they are on) whose message counts them and names the first ten. A node agent starting
+/// 30 replicas records one event that says so, not ten of them and a combined eleventh
+/// naming only the last (and writes one key, not eleven).
+pub fn each_or_summary(whole: &str, objects: Vec<String>, message: &str) -> Vec<(String, String)> {
+    if objects.len() <= SUMMARIZE {
+        return objects
+            .into_iter()
+            .map(|o| (o, message.to_string()))
+            .collect();
+    }
+    const NAMED: usize = 10;
+    let names: Vec<&str> = objects
+        .iter()
+        .take(NAMED)
+        .map(|o| o.split_once('/').map_or(o.as_str(), |(_, n)| n))
+        .collect();
+    let more = match objects.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    vec![(
+        whole.to_string(),
+        format!(
+            "{message}: {} replicas ({}{more})",
+            objects.len(),
+            names.join(", ")
+        ),
+    )]
 }
 
 /// An event held by the writer: the value, whether it has news to write, and when it was
@@ -381,6 +431,24 @@ pub fn age(now: u64, then: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_few_replicas_get_an_event_each_many_one_for_their_node() {
+        let replicas = |n: usize| (0..n).map(|i| format!("replica/b{i}-0")).collect();
+        let few = each_or_summary("node/n1", replicas(3), "started on n1");
+        assert_eq!(few.len(), 3);
+        assert_eq!(few[2], ("replica/b2-0".into(), "started on n1".into()));
+        let many = each_or_summary("node/n1", replicas(12), "started on n1");
+        assert_eq!(
+            many,
+            [(
+                "node/n1".to_string(),
+                "started on n1: 12 replicas (b0-0, b1-0, b2-0, b3-0, b4-0, b5-0, b6-0, b7-0, \
+                 b8-0, b9-0 and 2 more)"
+                    .to_string()
+            )]
+        );
+    }
 
     fn note(reason: &'static str, object: &str, message: &str, at: u64) -> Note {
         Note {

@@ -252,3 +252,36 @@ async fn a_guarded_commit_writes_only_while_its_guard_key_exists() {
     store.commit_guarded(write(), Some(&guard)).await.unwrap();
     assert!(store.get(&key).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_prefix_delete_takes_every_key_under_it_and_no_sibling() {
+    use berth::store::Write;
+    let p = TestPrefix::new("delprefix");
+    let store = p.store().await;
+    let keys = store.keys().clone();
+    let mut items = Vec::new();
+    for node in ["n1", "n10"] {
+        for bundle in ["a", "b", "c"] {
+            items.push((keys.assignment(node, bundle), b"{}".to_vec()));
+        }
+    }
+    store.put_many(items).await.unwrap();
+    let mut cache = Cache::default();
+    for (key, value) in snapshot(&store, &keys.root()).await {
+        let kv = berth::store::Kv::first_write(key.clone(), value, 1);
+        cache.items.insert(key, kv);
+    }
+    let gone = [Write::DeletePrefix {
+        prefix: keys.assignments("n1"),
+    }];
+    let rev = store.commit(gone.to_vec()).await.unwrap();
+    cache.wrote(&gone, rev);
+    let left: Vec<String> = snapshot(&store, &keys.root()).await.into_keys().collect();
+    let want: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|b| keys.assignment("n10", b))
+        .collect();
+    assert_eq!(left, want, "n1's keys go, n10's stay");
+    // The writer's own cache agrees with etcd before the watch tells it.
+    assert_eq!(cache.items.keys().cloned().collect::<Vec<_>>(), want);
+}

@@ -115,6 +115,7 @@ fn apply(cache: &mut Cache, out: &Outcome) {
             Write::Delete { key, .. } => {
                 cache.items.remove(key);
             }
+            Write::DeletePrefix { prefix } => cache.items.retain(|k, _| !k.starts_with(prefix)),
         }
     }
 }
@@ -192,6 +193,45 @@ fn the_controller_writes_a_moving_bundles_status_one_pass_after_its_assignments(
     let (_, once) = cluster.reconcile(1000);
     assert!(puts(&once).contains_key(&status));
     assert!(once.deferred.is_empty());
+}
+
+#[test]
+fn a_node_gone_loses_its_assignments_in_one_prefix_delete() {
+    let cluster = Cluster::new()
+        .node("n1")
+        .node("n10")
+        .bundle("web", serde_json::json!([]))
+        .bundle("db", serde_json::json!([]))
+        .bundle("app", serde_json::json!([]));
+    let (mut cache, out) = cluster.reconcile(1000);
+    apply(&mut cache, &out);
+    // Everything goes to n10 in the end; n1 runs something now (3 bundles on 2 nodes).
+    let on_n1: Vec<String> = View::read(&keys(), &cache)
+        .assignments
+        .keys()
+        .filter(|(n, _)| n == "n1")
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert!(!on_n1.is_empty());
+    cache.items.remove(&keys().node("n1"));
+    let moved = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let prefix = keys().assignments("n1");
+    let gone: Vec<&Write> = moved
+        .writes
+        .iter()
+        .filter(|w| w.key().starts_with(&prefix))
+        .collect();
+    assert_eq!(
+        gone,
+        [&Write::DeletePrefix {
+            prefix: prefix.clone()
+        }],
+        "one operation for the node, whatever it ran"
+    );
+    apply(&mut cache, &moved);
+    let view = View::read(&keys(), &cache);
+    assert!(view.assignments.keys().all(|(n, _)| n == "n10"));
+    assert_eq!(view.assignments.len(), 3, "n10's own are kept");
 }
 
 #[test]

@@ -108,6 +108,9 @@ impl Sim {
                 Write::Delete { key, .. } => {
                     self.cache.items.remove(&key);
                 }
+                Write::DeletePrefix { prefix } => {
+                    self.cache.items.retain(|k, _| !k.starts_with(&prefix))
+                }
             }
         }
         self.agents();

@@ -703,23 +703,18 @@ impl<E: Engine> Agent<E> {
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
+        // (Replicas started, and restarted, in this pass: one event each, or one for the
+        // node when many.)
+        let (mut created, mut restarted) = (Vec::new(), Vec::new());
         for (key, result, restart) in outcomes.into_iter().flatten() {
             let object = format!("replica/{key}");
             let started = match result {
                 Ok(id) => {
                     if restart {
                         crate::metrics::get().restarts.inc();
-                        self.events.normal(
-                            "Restarted",
-                            object,
-                            format!("container restarted on {node}"),
-                        );
+                        restarted.push(object);
                     } else {
-                        self.events.normal(
-                            "Started",
-                            object,
-                            format!("container created and started on {node}"),
-                        );
+                        created.push(object);
                     }
                     Started::Ok(id)
                 }
@@ -736,6 +731,13 @@ impl<E: Engine> Agent<E> {
             self.core
                 .started(&key, started, restart, Instant::now(), unix_now());
         }
+        let whole = format!("node/{node}");
+        let restarted_msg = format!("container restarted on {node}");
+        self.events
+            .normal_each("Restarted", &whole, restarted, &restarted_msg);
+        let created_msg = format!("container created and started on {node}");
+        self.events
+            .normal_each("Started", &whole, created, &created_msg);
     }
 
     /// Adds each replica's address (an address the host had before is refused: the

@@ -555,6 +555,11 @@ impl Store {
                     ops.push(TxnOp::delete(key.clone(), None));
                     (key, expect)
                 }
+                Write::DeletePrefix { prefix } => {
+                    let range = etcd_client::DeleteOptions::new().with_prefix();
+                    ops.push(TxnOp::delete(prefix.clone(), Some(range)));
+                    continue;
+                }
             };
             match expect {
                 Expect::Absent => {

@@ -68,6 +68,11 @@ pub enum Write {
         key: String,
         expect: Expect,
     },
+    /// Every key under `prefix` (one operation, however many keys: a node gone takes its
+    /// assignments with one, not one per bundle). Only for keys one writer owns.
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 impl Write {
@@ -76,12 +81,15 @@ impl Write {
         match self {
             Write::Put { key, value, .. } => key.len() + value.len(),
             Write::Delete { key, .. } => key.len(),
+            Write::DeletePrefix { prefix } => prefix.len(),
         }
     }
 
+    /// The key written (a prefix delete's prefix).
     pub fn key(&self) -> &str {
         match self {
             Write::Put { key, .. } | Write::Delete { key, .. } => key,
+            Write::DeletePrefix { prefix } => prefix,
         }
     }
 }

@@ -281,6 +281,22 @@ impl Cache {
                         self.deleted.insert(key.clone(), revision);
                     }
                 }
+                super::Write::DeletePrefix { prefix } => {
+                    let gone: Vec<String> = self
+                        .items
+                        .range::<str, _>((
+                            std::ops::Bound::Included(prefix.as_str()),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                        .filter(|(_, kv)| kv.mod_revision < revision)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in gone {
+                        self.items.remove(&key);
+                        self.deleted.insert(key, revision);
+                    }
+                }
             }
         }
     }
