@@ -44,16 +44,20 @@ fn bundle(i: usize) -> Bundle {
 
 /// What the bench waits on, kept current by a watch (listing 30,000 statuses four times a
 /// second loaded etcd more than the control plane did): per replica key, the node it runs
-/// on when running; the bundles whose status says all 3 replicas are ready.
+/// on when running; the bundles whose status says all 3 replicas are ready; the node keys
+/// registered.
 #[derive(Default)]
 struct Progress {
     running: std::collections::HashMap<String, Option<String>>,
     ready: std::collections::HashSet<String>,
+    nodes: std::collections::HashSet<String>,
 }
 
 impl Progress {
     fn put(&mut self, replicas: &str, statuses: &str, kv: &berth::store::Kv) {
-        if kv.key.starts_with(replicas) {
+        if !kv.key.starts_with(replicas) && !kv.key.starts_with(statuses) {
+            self.nodes.insert(kv.key.clone());
+        } else if kv.key.starts_with(replicas) {
             let on = serde_json::from_slice::<ReplicaStatus>(&kv.value)
                 .ok()
                 .filter(|s| s.state == ReplicaState::Running)
@@ -80,8 +84,8 @@ impl Progress {
     }
 }
 
-/// Watches replica and bundle statuses into a [`Progress`] (only those: a watch of the
-/// whole prefix doubled what etcd sends).
+/// Watches replica and bundle statuses and node keys into a [`Progress`] (only those: a
+/// watch of the whole prefix doubled what etcd sends).
 fn watch_progress(store: &Store) -> std::sync::Arc<std::sync::Mutex<Progress>> {
     use berth::store::watch::{WatchConfig, WatchEvent, watch_prefix};
     use futures::StreamExt;
@@ -89,7 +93,7 @@ fn watch_progress(store: &Store) -> std::sync::Arc<std::sync::Mutex<Progress>> {
     let keys = store.keys();
     let replicas = format!("{}replicas/", keys.root());
     let statuses = keys.statuses().to_string();
-    for prefix in [replicas.clone(), statuses.clone()] {
+    for prefix in [replicas.clone(), statuses.clone(), keys.nodes()] {
         let mut events = Box::pin(watch_prefix(
             store.members().clone(),
             prefix.clone(),
@@ -104,6 +108,7 @@ fn watch_progress(store: &Store) -> std::sync::Arc<std::sync::Mutex<Progress>> {
                     Ok(WatchEvent::Listed { items, .. }) => {
                         p.running.retain(|k, _| !k.starts_with(&prefix));
                         p.ready.retain(|k| !k.starts_with(&prefix));
+                        p.nodes.retain(|k| !k.starts_with(&prefix));
                         for kv in &items {
                             p.put(&replicas, &statuses, kv);
                         }
@@ -112,6 +117,7 @@ fn watch_progress(store: &Store) -> std::sync::Arc<std::sync::Mutex<Progress>> {
                     Ok(WatchEvent::Deleted { key, .. }) => {
                         p.running.remove(&key);
                         p.ready.remove(&key);
+                        p.nodes.remove(&key);
                     }
                     Err(e) => eprintln!("scale: progress watch: {e}"),
                 }
@@ -378,8 +384,26 @@ async fn main() {
             task.abort();
         }
     }
+    // When the last of the dead nodes' leases ran out (their keys gone): the rest is
+    // berth's.
+    let expired = {
+        let progress = progress.clone();
+        let dead_keys: Vec<String> = dead.iter().map(|n| store.keys().node(n)).collect();
+        tokio::spawn(async move {
+            loop {
+                if !dead_keys
+                    .iter()
+                    .any(|k| progress.lock().unwrap().nodes.contains(k))
+                {
+                    return t.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
     wait_running(&progress, replicas, &dead, "after 10% of the nodes died").await;
     let reconverge = t.elapsed();
+    let expired = expired.await.unwrap();
 
     println!(
         "scale: {nodes} simulated nodes, {bundles} bundles ({replicas} replicas): written in \
@@ -387,7 +411,8 @@ async fn main() {
          {revisions:.3} write transactions and {requests:.2} etcd requests per replica \
          placed; idle 30 s: {idle_writes} writes, controller CPU {idle_cpu_c:.2} s, agents' CPU {idle_cpu_a:.2} s; RSS controller \
          {controller_rss:.0} MiB, {nodes} agents {agents_rss:.0} MiB; {} nodes died → all \
-         running elsewhere {reconverge:.2?} later (lease TTL 5 s)",
+         running elsewhere {reconverge:.2?} later (lease TTL 5 s; the last lease ran out \
+         after {expired:.2?})",
         dead.len()
     );
     if wrap.is_empty() {
