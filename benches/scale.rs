@@ -144,11 +144,16 @@ fn etcd_counts() -> (u64, u64) {
     (sum("grpc_server_handled_total"), sum("etcd_mvcc_put_total"))
 }
 
+/// Resident memory now (`VmRSS`) or at its peak so far (`VmHWM`), MiB.
 fn rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
@@ -367,6 +372,7 @@ async fn main() {
     let idle_cpu_c = cpu_secs(controller.id()) - cpu_c;
     let idle_cpu_a = cpu_secs(me) - cpu_a;
     let controller_rss = rss_mib(controller.id());
+    let controller_peak = proc_status_mib(controller.id(), "VmHWM:");
     let agents_rss = rss_mib(me);
 
     // 10% of the nodes die: their agents stop renewing (aborted, not stopped cleanly).
@@ -409,8 +415,9 @@ async fn main() {
         "scale: {nodes} simulated nodes, {bundles} bundles ({replicas} replicas): written in \
          {written:.2?}; all running {converge:.2?} after the write; {writes:.2} keys written in \
          {revisions:.3} write transactions and {requests:.2} etcd requests per replica \
-         placed; idle 30 s: {idle_writes} writes, controller CPU {idle_cpu_c:.2} s, agents' CPU {idle_cpu_a:.2} s; RSS controller \
-         {controller_rss:.0} MiB, {nodes} agents {agents_rss:.0} MiB; {} nodes died → all \
+         placed; idle 30 s: {idle_writes} writes, controller CPU {idle_cpu_c:.2} s, agents' \
+         CPU {idle_cpu_a:.2} s; RSS controller {controller_rss:.0} MiB (peak \
+         {controller_peak:.0} MiB), {nodes} agents {agents_rss:.0} MiB; {} nodes died → all \
          running elsewhere {reconverge:.2?} later (lease TTL 5 s; the last lease ran out \
          after {expired:.2?})",
         dead.len()

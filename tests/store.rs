@@ -239,7 +239,7 @@ async fn a_guarded_commit_writes_only_while_its_guard_key_exists() {
             expect: Expect::Any,
         }]
     };
-    let refused = store.commit_guarded(write(), Some(&guard)).await;
+    let refused = store.commit_guarded(&write(), Some(&guard)).await;
     assert!(
         matches!(refused, Err(StoreError::TxnConflict { .. })),
         "{refused:?}"
@@ -249,7 +249,7 @@ async fn a_guarded_commit_writes_only_while_its_guard_key_exists() {
         "nothing written without the guard"
     );
     put(&store, guard.clone(), b"me").await;
-    store.commit_guarded(write(), Some(&guard)).await.unwrap();
+    store.commit_guarded(&write(), Some(&guard)).await.unwrap();
     assert!(store.get(&key).await.unwrap().is_some());
 }
 
@@ -275,7 +275,7 @@ async fn a_prefix_delete_takes_every_key_under_it_and_no_sibling() {
         prefix: keys.assignments("n1"),
     }];
     let rev = store.commit(gone.to_vec()).await.unwrap();
-    cache.wrote(&gone, rev);
+    cache.wrote(gone.to_vec(), rev);
     let left: Vec<String> = snapshot(&store, &keys.root()).await.into_keys().collect();
     let want: Vec<String> = ["a", "b", "c"]
         .iter()

@@ -216,7 +216,7 @@ struct Controller {
     decoded: Decoded,
     events: crate::events::Recorder,
     /// The bundles whose status the last pass held back ([`reconcile::Outcome::deferred`]).
-    deferred: std::collections::BTreeSet<String>,
+    deferred: std::collections::BTreeMap<String, u32>,
 }
 
 impl Controller {
@@ -393,9 +393,9 @@ impl Controller {
         // again while the watch is still catching up (at 30,000 replicas it lags by
         // seconds, and passes that rewrite it kept the controller busy forever).
         for batch in batches(writes) {
-            let e = match self.store.commit_guarded(batch.clone(), guard).await {
+            let e = match self.store.commit_guarded(&batch, guard).await {
                 Ok(rev) => {
-                    self.cache.wrote(&batch, rev);
+                    self.cache.wrote(batch, rev);
                     continue;
                 }
                 Err(e) => e,
@@ -405,8 +405,8 @@ impl Controller {
                 continue;
             }
             for w in batch {
-                match self.store.commit_guarded(vec![w.clone()], guard).await {
-                    Ok(rev) => self.cache.wrote(std::slice::from_ref(&w), rev),
+                match self.store.commit_guarded(std::slice::from_ref(&w), guard).await {
+                    Ok(rev) => self.cache.wrote(vec![w], rev),
                     Err(e) => failed(&w, e)?,
                 }
             }

@@ -157,39 +157,57 @@ fn a_second_pass_over_its_own_writes_writes_nothing() {
 }
 
 #[test]
-fn the_controller_writes_a_moving_bundles_status_one_pass_after_its_assignments() {
+fn the_controller_writes_a_moving_bundles_status_after_its_agent_reported_or_two_passes() {
     let cluster = Cluster::new()
         .node("n1")
         .bundle("web", serde_json::json!([]));
     let mut cache = cluster.cache();
     let status = keys().bundle_status("web");
+    let pass = |cache: &Cache, last: BTreeMap<String, u32>| {
+        let mut view = View::read(&keys(), cache);
+        view.deferred = Some(last);
+        reconcile(&keys(), &view, &cache.items, 1000)
+    };
     // The pass that places: the assignment, not yet the status.
-    let mut view = View::read(&keys(), &cache);
-    view.deferred = Some(BTreeSet::new());
-    let first = reconcile(&keys(), &view, &cache.items, 1000);
+    let first = pass(&cache, BTreeMap::new());
     assert!(puts(&first).contains_key(&keys().assignment("n1", "web")));
     assert!(!puts(&first).contains_key(&status), "{:?}", first.writes);
-    assert_eq!(first.deferred, BTreeSet::from(["web".to_string()]));
+    assert_eq!(first.deferred, BTreeMap::from([("web".to_string(), 1)]));
     apply(&mut cache, &first);
-    // The next pass writes it, and holds nothing back.
-    let mut view = View::read(&keys(), &cache);
-    view.deferred = Some(first.deferred);
-    let second = reconcile(&keys(), &view, &cache.items, 1000);
-    assert_eq!(puts(&second)[&status]["replicas"], 1, "{:?}", second.writes);
-    assert!(second.deferred.is_empty());
-    // Held back once, a status is written even while its assignments change again.
-    let moved = Cluster::new()
-        .node("n2")
-        .bundle("web", serde_json::json!([]));
-    let mut cache = moved.cache();
-    let mut view = View::read(&keys(), &cache);
-    view.deferred = Some(BTreeSet::from(["web".to_string()]));
-    let out = reconcile(&keys(), &view, &cache.items, 1000);
-    assert!(puts(&out).contains_key(&keys().assignment("n2", "web")));
-    assert!(puts(&out).contains_key(&status), "{:?}", out.writes);
-    assert!(out.deferred.is_empty());
-    // A one-off pass (no deferral set) writes both at once.
-    apply(&mut cache, &out);
+    // No report from n1 yet: held once more, then written (pending) whatever the agent.
+    let second = pass(&cache, first.deferred.clone());
+    assert!(second.writes.is_empty(), "{:?}", second.writes);
+    assert_eq!(second.deferred, BTreeMap::from([("web".to_string(), 2)]));
+    let third = pass(&cache, second.deferred);
+    assert_eq!(
+        puts(&third)[&status]["readyReplicas"],
+        0,
+        "{:?}",
+        third.writes
+    );
+    assert!(third.deferred.is_empty());
+    // Reported running by the next pass: written at once, ready.
+    let mut reported = cache.clone();
+    let st = ReplicaStatus {
+        bundle: "web".into(),
+        index: 0,
+        node: "n1".into(),
+        state: crate::model::cluster::ReplicaState::Running,
+        generation: 1,
+        ..Default::default()
+    };
+    let key = keys().replica("web", 0);
+    let kv = Kv::first_write(key.clone(), serde_json::to_vec(&st).unwrap(), 200);
+    reported.items.insert(key, kv);
+    let ready = pass(&reported, first.deferred);
+    assert_eq!(
+        puts(&ready)[&status]["readyReplicas"],
+        1,
+        "{:?}",
+        ready.writes
+    );
+    assert!(ready.deferred.is_empty());
+    // A one-off pass (no deferral set) writes assignment and status at once.
     let (_, once) = cluster.reconcile(1000);
     assert!(puts(&once).contains_key(&status));
     assert!(once.deferred.is_empty());

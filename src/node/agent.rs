@@ -215,7 +215,7 @@ pub async fn run<E: Engine>(
                 value,
                 expect: Expect::Any,
             }];
-            match agent.store.commit_guarded(mark, Some(&registration)).await {
+            match agent.store.commit_guarded(&mark, Some(&registration)).await {
                 Ok(_) => {}
                 Err(StoreError::TxnConflict { .. }) => tracing::error!(
                     "not marking the node in maintenance: its registration is gone (fenced)"

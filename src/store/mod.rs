@@ -530,14 +530,14 @@ impl Store {
     /// Commits several writes at once: all of them, or (when any key is not as expected)
     /// none, reported as [`StoreError::TxnConflict`].
     pub async fn commit(&self, writes: Vec<Write>) -> Result<i64, StoreError> {
-        self.commit_guarded(writes, None).await
+        self.commit_guarded(&writes, None).await
     }
 
     /// [`Store::commit`], and only while `guard` exists: a leader passes its election key,
     /// which vanishes with its lease, so that a deposed leader cannot write.
     pub async fn commit_guarded(
         &self,
-        writes: Vec<Write>,
+        writes: &[Write],
         guard: Option<&str>,
     ) -> Result<i64, StoreError> {
         let mut when = Vec::new();
@@ -545,7 +545,7 @@ impl Store {
             when.push(Compare::create_revision(g, CompareOp::Greater, 0));
         }
         let mut ops = Vec::new();
-        for w in &writes {
+        for w in writes {
             let (key, expect) = match w {
                 Write::Put { key, value, expect } => {
                     ops.push(TxnOp::put(key.clone(), value.clone(), None));

@@ -252,12 +252,13 @@ pub struct Cache {
 impl Cache {
     /// Applies writes this process committed at `revision`, before their events come back
     /// through the watch (which then applies the same again): a writer that reads its own
-    /// cache does not write the same values twice while the watch lags behind.
-    pub fn wrote(&mut self, writes: &[super::Write], revision: i64) {
+    /// cache does not write the same values twice while the watch lags behind. The values
+    /// move into the cache (a pass's 30,000 assignments are not held twice).
+    pub fn wrote(&mut self, writes: Vec<super::Write>, revision: i64) {
         for w in writes {
             match w {
                 super::Write::Put { key, value, .. } => {
-                    let kv = self.items.entry(key.clone()).or_insert_with(|| Kv {
+                    let kv = self.items.entry(key).or_insert_with_key(|key| Kv {
                         key: key.clone(),
                         value: Vec::new(),
                         create_revision: revision,
@@ -266,7 +267,7 @@ impl Cache {
                         lease: 0,
                     });
                     if kv.mod_revision < revision {
-                        kv.value = value.clone();
+                        kv.value = value;
                         kv.mod_revision = revision;
                         kv.version += 1;
                     }
@@ -274,11 +275,11 @@ impl Cache {
                 super::Write::Delete { key, .. } => {
                     if self
                         .items
-                        .get(key)
+                        .get(&key)
                         .is_some_and(|kv| kv.mod_revision < revision)
                     {
-                        self.items.remove(key);
-                        self.deleted.insert(key.clone(), revision);
+                        self.items.remove(&key);
+                        self.deleted.insert(key, revision);
                     }
                 }
                 super::Write::DeletePrefix { prefix } => {
@@ -374,8 +375,8 @@ mod tests {
             value: v.into(),
             expect: Expect::Any,
         };
-        c.wrote(&[put("y")], 20);
-        c.wrote(&[put("z")], 30);
+        c.wrote(vec![put("y")], 20);
+        c.wrote(vec![put("z")], 30);
         // The watch lags: the event of the write at 20 comes after the one at 30 was made.
         c.apply(&WatchEvent::Put(kv("a", "y", 20)));
         assert_eq!(c.items["a"].value, b"z");
@@ -383,7 +384,7 @@ mod tests {
         assert_eq!(c.items["a"].mod_revision, 30);
         // A delete of our own, then a late put from before it: still deleted.
         c.wrote(
-            &[Write::Delete {
+            vec![Write::Delete {
                 key: "a".into(),
                 expect: Expect::Any,
             }],
