@@ -216,7 +216,7 @@ struct Controller {
     decoded: Decoded,
     events: crate::events::Recorder,
     /// The bundles whose status the last pass held back ([`reconcile::Outcome::deferred`]).
-    deferred: std::collections::BTreeMap<String, u32>,
+    deferred: std::collections::BTreeSet<String>,
 }
 
 impl Controller {
@@ -405,7 +405,11 @@ impl Controller {
                 continue;
             }
             for w in batch {
-                match self.store.commit_guarded(std::slice::from_ref(&w), guard).await {
+                match self
+                    .store
+                    .commit_guarded(std::slice::from_ref(&w), guard)
+                    .await
+                {
                     Ok(rev) => self.cache.wrote(vec![w], rev),
                     Err(e) => failed(&w, e)?,
                 }

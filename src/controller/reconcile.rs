@@ -27,27 +27,14 @@ pub struct Outcome {
     /// are taken away because they went offline. Each is a change against what the view
     /// holds, so that a pass that changes nothing records nothing.
     pub events: Vec<Note>,
-    /// Bundles whose status this pass held back, with how many passes in a row (only when
-    /// [`View::deferred`] is set): a bundle whose assignments this pass writes gets its
-    /// status a pass later, from what its agents did with them by then, not a status the
-    /// same commit makes stale (from empty, that was a "0 of 3 running" write for every
-    /// bundle, followed at once by "3 of 3": a third of the status writes, and commit time
-    /// on the way to the agents). While a replica it placed has no report from its node
-    /// yet, the status waits one pass more; never more than [`MAX_DEFERRED`] passes in a
-    /// row, and never a status that records a rollback (the rollout reads that back).
-    pub deferred: BTreeMap<String, u32>,
-}
-
-/// The most passes in a row a status is held back ([`Outcome::deferred`]).
-pub const MAX_DEFERRED: u32 = 2;
-
-/// Whether a replica of this status is placed on a node that has not reported it yet.
-fn awaits_agent(status: &BundleStatus) -> bool {
-    status.replica_rows.iter().any(|r| {
-        !r.node.is_empty()
-            && r.state == crate::model::cluster::ReplicaState::Pending
-            && r.reason.is_empty()
-    })
+    /// Bundles whose status this pass held back (only when [`View::deferred`] is set): a
+    /// bundle whose assignments this pass writes gets its status one pass later, from what
+    /// its agents did with them by then, not a status the same commit makes stale (from
+    /// empty, that was a "0 of 3 running" write for every bundle, followed at once by
+    /// "3 of 3": a third of the status writes, and commit time on the way to the agents).
+    /// A status is held back at most one pass in a row, and never one that records a
+    /// rollback (the rollout reads that back).
+    pub deferred: BTreeSet<String>,
 }
 
 /// An event the controller records: type, reason, object, message.
@@ -212,7 +199,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let mut events = placement_events(view, &assigned);
     // One bundle at a time: only the statuses that changed are kept, serialized (all of
     // them at once cost tens of MB at 10,000 bundles).
-    let mut deferred = BTreeMap::new();
+    let mut deferred = BTreeSet::new();
     let names: BTreeSet<&str> = view
         .bundles
         .keys()
@@ -242,20 +229,15 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         let rollback =
             |s: Option<&BundleStatus>| s.and_then(|s| s.rollout.as_ref()?.rolled_back_to);
         if changed
+            && moved.contains(name)
+            && view
+                .deferred
+                .as_ref()
+                .is_some_and(|last| !last.contains(name))
             && rollback(held.map(|h| &**h)) == rollback(Some(&status))
-            && let Some(last) = &view.deferred
         {
-            // Held back: first by a move, then (once more) while a replica it placed has
-            // no report from its node yet.
-            let times = last.get(name).copied().unwrap_or(0);
-            let hold = match times {
-                0 => moved.contains(name),
-                n => n < MAX_DEFERRED && awaits_agent(&status),
-            };
-            if hold {
-                deferred.insert(name.to_string(), times + 1);
-                continue;
-            }
+            deferred.insert(name.to_string());
+            continue;
         }
         status_events(name, held.map(|h| &**h), &status, &mut events);
         if changed {

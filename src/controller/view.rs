@@ -48,11 +48,11 @@ pub struct View {
     /// Per bundle, the generations whose spec the history keeps (the values are read from
     /// the cache only when needed: a rollback).
     pub spec_generations: BTreeMap<String, BTreeSet<i64>>,
-    /// Status writes held back (the controller sets this; `None`, as [`View::read`]
-    /// leaves it, writes every status in the pass that decides it): `Some` holds the
-    /// bundles the last pass held back and how many passes in a row. See
-    /// [`super::reconcile::Outcome::deferred`].
-    pub deferred: Option<BTreeMap<String, u32>>,
+    /// Status writes held back one pass (the controller sets this; `None`, as
+    /// [`View::read`] leaves it, writes every status in the pass that decides it):
+    /// `Some` holds the bundles the last pass held back, whose status this pass writes.
+    /// See [`super::reconcile::Outcome::deferred`].
+    pub deferred: Option<BTreeSet<String>>,
 }
 
 /// Values decoded (bundles also validated), kept across reconciles: a value is parsed once
