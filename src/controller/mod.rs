@@ -225,7 +225,7 @@ impl Controller {
             keys: store.keys().clone(),
             cache: Cache::default(),
             leader_key: None,
-            decoded: Decoded::default(),
+            decoded: Decoded::slim(),
             deferred: Default::default(),
             events: crate::events::Recorder::spawn(
                 store.clone(),

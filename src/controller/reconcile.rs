@@ -225,7 +225,8 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             });
         }
         let held = view.bundle_statuses.get(name);
-        let changed = held.is_none_or(|h| **h != status);
+        let value = serde_json::to_vec(&status).expect("a status serializes");
+        let changed = view.status_digests.get(name) != Some(&super::view::status_digest(&value));
         let rollback =
             |s: Option<&BundleStatus>| s.and_then(|s| s.rollout.as_ref()?.rolled_back_to);
         if changed
@@ -243,7 +244,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         if changed {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
-                value: serde_json::to_vec(&status).expect("a status serializes"),
+                value,
                 expect: Expect::Any,
             });
         }

@@ -258,6 +258,48 @@ fn a_node_gone_loses_its_assignments_in_one_prefix_delete() {
 }
 
 #[test]
+fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
+    let mut cache = web_placed_on_one_of_two();
+    let node = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
+    // A replica status with all a node agent reports; the bundle status as written.
+    let st = ReplicaStatus {
+        bundle: "web".into(),
+        index: 0,
+        node: node.clone(),
+        container_id: "f".repeat(64),
+        container_name: "berth-web-0".into(),
+        state: crate::model::cluster::ReplicaState::Running,
+        generation: 1,
+        ..Default::default()
+    };
+    let key = keys().replica("web", 0);
+    let kv = Kv::first_write(key.clone(), serde_json::to_vec(&st).unwrap(), 300);
+    cache.items.insert(key, kv);
+    // What the CLI reads (a full memo) has it all.
+    let shown = View::read(&keys(), &cache);
+    assert_eq!(shown.statuses[&("web".to_string(), 0)].container_id.len(), 64);
+    let mut slim = crate::controller::Decoded::slim();
+    let first = View::read_with(&keys(), &cache, &mut slim);
+    let out = reconcile(&keys(), &first, &cache.items, 1000);
+    assert!(!out.writes.is_empty(), "the replica's report changes the status");
+    // Stored as etcd would: at a new revision.
+    cache.wrote(out.writes, 400);
+    slim.release(&mut cache);
+    // Read back slim: the decisions' fields are there, the rest is not kept.
+    let view = View::read_with(&keys(), &cache, &mut slim);
+    let kept = &view.statuses[&("web".to_string(), 0)];
+    assert_eq!((kept.node.as_str(), kept.state), (node.as_str(), st.state));
+    assert!(kept.container_id.is_empty() && kept.container_name.is_empty());
+    let status = &view.bundle_statuses["web"];
+    assert!(status.conditions.is_empty(), "conditions are not kept");
+    assert_eq!(status.replica_rows.len(), 1);
+    assert!(status.rollout.is_some(), "the rollout is kept");
+    // A pass over that slim view writes nothing: statuses are told apart by their bytes.
+    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    assert!(again.writes.is_empty(), "{:?}", again.writes);
+}
+
+#[test]
 fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
     let mut cache = web_placed_on_one_of_two();
     let mut memo = crate::controller::Decoded::default();

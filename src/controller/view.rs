@@ -36,8 +36,12 @@ pub struct View {
     pub history: BTreeMap<Replica, History>,
     /// Bundles with a status key.
     pub status_keys: Vec<String>,
-    /// Bundle statuses as the controller wrote them.
+    /// Bundle statuses as the controller wrote them (as the controller's memo keeps them,
+    /// only what a pass reads back: see [`Decoded::slim`]).
     pub bundle_statuses: BTreeMap<String, Arc<BundleStatus>>,
+    /// A digest of each bundle status key's stored bytes ([`status_digest`]): a pass
+    /// writes a status whose bytes differ.
+    pub status_digests: BTreeMap<String, [u8; 16]>,
     /// When each bundle's failures were last cleaned up (`berth cleanup`, Unix seconds):
     /// failures up to then no longer count (their histories are cleared here).
     pub cleanups: BTreeMap<String, u64>,
@@ -64,6 +68,8 @@ pub struct Decoded {
     /// One copy of each bundle spec the assignments carry: equal specs decoded from many
     /// assignments (one per node) share it.
     specs: std::collections::HashMap<String, Arc<Bundle>>,
+    /// Keep of statuses only what the controller reads ([`Decoded::slim`]).
+    slim: bool,
 }
 
 /// One decoded value; `None` (or the error) when it does not decode.
@@ -72,10 +78,69 @@ enum Value {
     Bundle(Result<Arc<Bundle>, String>),
     Assignment(Option<Arc<Assignment>>),
     Replica(Option<Arc<ReplicaStatus>>),
-    Status(Option<Arc<BundleStatus>>),
+    Status(Option<Arc<BundleStatus>>, [u8; 16]),
+}
+
+/// What tells two stored bundle statuses apart: a digest of their bytes (the controller
+/// writes a status whose bytes differ from the stored ones).
+pub fn status_digest(bytes: &[u8]) -> [u8; 16] {
+    let h = <sha2::Sha256 as sha2::Digest>::digest(bytes);
+    let mut d = [0; 16];
+    d.copy_from_slice(&h[..16]);
+    d
+}
+
+/// A replica status as the controller reads it: what placement, statuses, promotion and
+/// rollouts use (node, state, generation, failures, primitive state, role and score, start
+/// time); the container's id, name, address, ports and the primitive's recent operations
+/// are the CLI's and the user's, not the controller's.
+fn slim_replica(mut st: ReplicaStatus) -> ReplicaStatus {
+    st.container_id = String::new();
+    st.container_name = String::new();
+    st.address = None;
+    st.ports = Vec::new();
+    if let Some(p) = &mut st.primitive {
+        p.last = Default::default();
+    }
+    st
+}
+
+/// A bundle status as the controller reads it back: whether it was invalid, each row's
+/// state, reason and failures (events, and history that outlives a replica's status), and
+/// the rollout (a rollback stands until the bundle changes). Its conditions, names, nodes
+/// and addresses are rebuilt every pass and told apart by [`status_digest`].
+fn slim_status(st: BundleStatus) -> BundleStatus {
+    BundleStatus {
+        invalid: st.invalid,
+        replica_rows: st
+            .replica_rows
+            .into_iter()
+            .map(|r| crate::model::ReplicaRow {
+                index: r.index,
+                state: r.state,
+                reason: r.reason,
+                fail_counts: r.fail_counts,
+                last_failure: r.last_failure,
+                ..Default::default()
+            })
+            .collect(),
+        rollout: st.rollout,
+        ..Default::default()
+    }
 }
 
 impl Decoded {
+    /// A memo for the controller: replica and bundle statuses keep only what a pass reads
+    /// (at 10,000 bundles, decoded statuses were the largest part of its memory). A view
+    /// read through it shows no conditions, container ids or operation histories: the CLI
+    /// reads through a full one ([`View::read`]).
+    pub fn slim() -> Decoded {
+        Decoded {
+            slim: true,
+            ..Decoded::default()
+        }
+    }
+
     /// The value of `kv`, decoded by `decode` unless it was at this mod revision.
     fn memo(&mut self, kv: &crate::store::Kv, decode: impl FnOnce() -> Value) -> &Value {
         memo_in(&mut self.items, kv, decode)
@@ -97,10 +162,6 @@ impl Decoded {
             Value::Bundle(b) => b.clone(),
             _ => Err("not a bundle".into()),
         }
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(kv: &crate::store::Kv) -> Option<Arc<T>> {
-        serde_json::from_slice(&kv.value).ok().map(Arc::new)
     }
 
     /// Forgets keys no longer in the cache: one walk of both, in key order (a lookup per
@@ -129,7 +190,7 @@ impl Decoded {
                 *rev == kv.mod_revision
                     && matches!(
                         v,
-                        Value::Assignment(_) | Value::Replica(_) | Value::Status(_)
+                        Value::Assignment(_) | Value::Replica(_) | Value::Status(..)
                     )
             });
             if held {
@@ -217,6 +278,7 @@ impl View {
             history: BTreeMap::new(),
             status_keys: Vec::new(),
             bundle_statuses: BTreeMap::new(),
+            status_digests: BTreeMap::new(),
             paused: BTreeSet::new(),
             spec_generations: BTreeMap::new(),
             cleanups: BTreeMap::new(),
@@ -297,7 +359,12 @@ impl View {
                     }
                 }
                 Key::Replica { bundle, index: i } => {
-                    let got = decoded.memo(kv, || Value::Replica(Decoded::json(kv)));
+                    let slim = decoded.slim;
+                    let got = decoded.memo(kv, || {
+                        let st = serde_json::from_slice::<ReplicaStatus>(&kv.value).ok();
+                        let st = if slim { st.map(slim_replica) } else { st };
+                        Value::Replica(st.map(Arc::new))
+                    });
                     if let Value::Replica(Some(st)) = got {
                         let st = st.clone();
                         v.history.insert(
@@ -325,10 +392,17 @@ impl View {
                 }
                 Key::BundleStatus(name) => {
                     v.status_keys.push(name.to_string());
-                    let got = decoded.memo(kv, || Value::Status(Decoded::json(kv)));
-                    if let Value::Status(Some(st)) = got {
-                        let st = st.clone();
-                        v.bundle_statuses.insert(name.to_string(), st);
+                    let slim = decoded.slim;
+                    let got = decoded.memo(kv, || {
+                        let st = serde_json::from_slice::<BundleStatus>(&kv.value).ok();
+                        let st = if slim { st.map(slim_status) } else { st };
+                        Value::Status(st.map(Arc::new), status_digest(&kv.value))
+                    });
+                    if let Value::Status(st, digest) = got {
+                        v.status_digests.insert(name.to_string(), *digest);
+                        if let Some(st) = st {
+                            v.bundle_statuses.insert(name.to_string(), st.clone());
+                        }
                     }
                 }
             }
