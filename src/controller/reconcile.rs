@@ -200,6 +200,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     // One bundle at a time: only the statuses that changed are kept, serialized (all of
     // them at once cost tens of MB at 10,000 bundles).
     let mut deferred = BTreeSet::new();
+    let mut buf = Vec::new();
     let names: BTreeSet<&str> = view
         .bundles
         .keys()
@@ -225,8 +226,10 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             });
         }
         let held = view.bundle_statuses.get(name);
-        let value = serde_json::to_vec(&status).expect("a status serializes");
-        let changed = view.status_digests.get(name) != Some(&super::view::status_digest(&value));
+        // (Serialized into one buffer, reused: copied out only when written.)
+        buf.clear();
+        serde_json::to_writer(&mut buf, &status).expect("a status serializes");
+        let changed = view.status_digests.get(name) != Some(&super::view::status_digest(&buf));
         let rollback =
             |s: Option<&BundleStatus>| s.and_then(|s| s.rollout.as_ref()?.rolled_back_to);
         if changed
@@ -244,7 +247,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         if changed {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
-                value,
+                value: buf.clone(),
                 expect: Expect::Any,
             });
         }

@@ -277,11 +277,17 @@ fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
     cache.items.insert(key, kv);
     // What the CLI reads (a full memo) has it all.
     let shown = View::read(&keys(), &cache);
-    assert_eq!(shown.statuses[&("web".to_string(), 0)].container_id.len(), 64);
+    assert_eq!(
+        shown.statuses[&("web".to_string(), 0)].container_id.len(),
+        64
+    );
     let mut slim = crate::controller::Decoded::slim();
     let first = View::read_with(&keys(), &cache, &mut slim);
     let out = reconcile(&keys(), &first, &cache.items, 1000);
-    assert!(!out.writes.is_empty(), "the replica's report changes the status");
+    assert!(
+        !out.writes.is_empty(),
+        "the replica's report changes the status"
+    );
     // Stored as etcd would: at a new revision.
     cache.wrote(out.writes, 400);
     slim.release(&mut cache);
