@@ -185,17 +185,8 @@ fn the_controller_writes_a_moving_bundles_status_one_pass_after_its_assignments(
     assert!(second.deferred.is_empty());
     // Or, reported running by then, ready at once.
     let mut reported = cache.clone();
-    let st = ReplicaStatus {
-        bundle: "web".into(),
-        index: 0,
-        node: "n1".into(),
-        state: crate::model::cluster::ReplicaState::Running,
-        generation: 1,
-        ..Default::default()
-    };
-    let key = keys().replica("web", 0);
-    let kv = Kv::first_write(key.clone(), serde_json::to_vec(&st).unwrap(), 200);
-    reported.items.insert(key, kv);
+    let kv = running("web", 0, "n1", None);
+    reported.items.insert(kv.key.clone(), kv);
     let ready = pass(&reported, first.deferred.clone());
     assert_eq!(
         puts(&ready)[&status]["readyReplicas"],
@@ -262,19 +253,12 @@ fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
     let mut cache = web_placed_on_one_of_two();
     let node = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
     // A replica status with all a node agent reports; the bundle status as written.
-    let st = ReplicaStatus {
-        bundle: "web".into(),
-        index: 0,
-        node: node.clone(),
-        container_id: "f".repeat(64),
-        container_name: "berth-web-0".into(),
-        state: crate::model::cluster::ReplicaState::Running,
-        generation: 1,
-        ..Default::default()
-    };
-    let key = keys().replica("web", 0);
-    let kv = Kv::first_write(key.clone(), serde_json::to_vec(&st).unwrap(), 300);
-    cache.items.insert(key, kv);
+    let mut kv = running("web", 0, &node, None);
+    let mut st: ReplicaStatus = serde_json::from_slice(&kv.value).unwrap();
+    st.container_id = "f".repeat(64);
+    st.container_name = "berth-web-0".into();
+    kv.value = serde_json::to_vec(&st).unwrap();
+    cache.items.insert(kv.key.clone(), kv);
     // What the CLI reads (a full memo) has it all.
     let shown = View::read(&keys(), &cache);
     assert_eq!(
