@@ -61,8 +61,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Gives the pages a pass freed back to the system (glibc keeps them otherwise: a pass over
-/// 30,000 replicas builds and drops tens of MB, and the holes it leaves stay resident).
 /// The CPU time this thread has used, where the platform tells.
 fn thread_cpu() -> Option<Duration> {
     #[cfg(unix)]
@@ -79,6 +77,8 @@ fn thread_cpu() -> Option<Duration> {
     None
 }
 
+/// Gives the pages a pass freed back to the system (glibc keeps them otherwise: a pass over
+/// 30,000 replicas builds and drops tens of MB, and the holes it leaves stay resident).
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
