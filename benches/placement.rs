@@ -128,16 +128,20 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
-    let mut decoded = berth::controller::Decoded::default();
-    let warm = berth::controller::View::read_with(&keys, &cache, &mut decoded);
-    assert_eq!(warm.bundles.len(), 10_000);
+    let mut tracked = berth::store::watch::Cache::tracking();
+    tracked.apply(&berth::store::watch::WatchEvent::Listed {
+        revision: 10_000,
+        items: cache.items.values().cloned().collect(),
+    });
+    let mut live = berth::controller::Live::slim();
+    assert_eq!(live.update(&keys, &mut tracked).bundles.len(), 10_000);
     let mut g = c.benchmark_group("controller view of 10000 stored bundles");
     g.sample_size(10);
     g.bench_function("decode every value (cold)", |b| {
         b.iter(|| berth::controller::View::read(&keys, &cache))
     });
-    g.bench_function("decoded once per write (warm)", |b| {
-        b.iter(|| berth::controller::View::read_with(&keys, &cache, &mut decoded))
+    g.bench_function("kept up to date (nothing changed)", |b| {
+        b.iter(|| live.update(&keys, &mut tracked).bundles.len())
     });
     g.finish();
 }

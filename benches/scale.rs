@@ -178,8 +178,12 @@ async fn wait_running(
     dead: &BTreeSet<String>,
     what: &str,
 ) {
-    let until = Instant::now() + Duration::from_secs(600);
+    let start = Instant::now();
+    let until = start + Duration::from_secs(600);
     let mut said = Instant::now();
+    // SCALE_TRACE=1: the counts every 100 ms, with the time since the wait began.
+    let trace = std::env::var_os("SCALE_TRACE").is_some();
+    let mut last = (usize::MAX, usize::MAX);
     loop {
         let (n, ready) = {
             let p = progress.lock().unwrap();
@@ -189,6 +193,13 @@ async fn wait_running(
             return;
         }
         assert!(Instant::now() < until, "{what}: {n} of {want} running");
+        if trace && last != (n, ready) {
+            last = (n, ready);
+            eprintln!(
+                "scale: {what}: {:.2?}: {n} running, {ready} ready",
+                start.elapsed()
+            );
+        }
         if said.elapsed() >= Duration::from_secs(1) {
             eprintln!("scale: {what}: {n} of {want} running, {ready} bundles ready");
             said = Instant::now();
@@ -385,6 +396,16 @@ async fn main() {
         eprintln!("scale: written while idle, by kind (count, one key): {kinds:?}");
     }
     let t = Instant::now();
+    if std::env::var_os("SCALE_TRACE").is_some() {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!(
+            "scale: killing {} agents at {:.3} (Unix s)",
+            dead.len(),
+            at.as_secs_f64()
+        );
+    }
     for (name, _, task) in &agents {
         if dead.contains(name) {
             task.abort();

@@ -15,7 +15,7 @@ pub mod view;
 pub mod whatif;
 
 pub use status::{Candidate, pick_promoted};
-pub use view::{Decoded, View};
+pub use view::{Live, View};
 
 use std::time::Duration;
 
@@ -84,6 +84,26 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// EXPERIMENT: allocator settings for the controller process.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters.
+    unsafe {
+        if let Some(n) = std::env::var("BERTH_ARENA_MAX")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            libc::mallopt(libc::M_ARENA_MAX, n);
+        }
+        if let Some(n) = std::env::var("BERTH_MMAP_THRESHOLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, n);
+        }
     }
 }
 
@@ -212,8 +232,8 @@ struct Controller {
     cache: Cache,
     /// This leader's election key: every write is guarded by its existence.
     leader_key: Option<String>,
-    /// Bundle values decoded once per write, not once per reconcile.
-    decoded: Decoded,
+    /// The cluster as the cache shows it, brought up to date key by key before each pass.
+    live: Live,
     events: crate::events::Recorder,
     /// The bundles whose status the last pass held back ([`reconcile::Outcome::deferred`]).
     deferred: std::collections::BTreeSet<String>,
@@ -223,9 +243,9 @@ impl Controller {
     fn new(store: Store, cfg: ControllerConfig) -> Self {
         Controller {
             keys: store.keys().clone(),
-            cache: Cache::default(),
+            cache: Cache::tracking(),
             leader_key: None,
-            decoded: Decoded::slim(),
+            live: Live::slim(),
             deferred: Default::default(),
             events: crate::events::Recorder::spawn(
                 store.clone(),
@@ -304,14 +324,11 @@ impl Controller {
             if synced && !leading.is_cancelled() {
                 let started = std::time::Instant::now();
                 let cpu = thread_cpu();
-                let mut view = View::read_with(&self.keys, &self.cache, &mut self.decoded);
+                let view = self.live.update(&self.keys, &mut self.cache);
                 view.deferred = Some(std::mem::take(&mut self.deferred));
-                self.decoded.release(&mut self.cache);
                 let read = started.elapsed();
                 let now = unix_now();
-                let outcome = reconcile::reconcile(&self.keys, &view, &self.cache.items, now);
-                // Not held while writing: the next pass reads a new one.
-                drop(view);
+                let outcome = reconcile::reconcile(&self.keys, view, &self.cache.items, now);
                 // The pass's own CPU (its wall time counts the cores it waited for too: with
                 // etcd and agents busy, passes of 0.4 s CPU took 1 s, and waiting as long
                 // again doubled that delay).
@@ -343,7 +360,9 @@ impl Controller {
                     );
                 }
                 let notes = outcome.events;
+                let writing = std::time::Instant::now();
                 let committed = self.commit(outcome.writes).await;
+                tracing::debug!("reconcile: committed in {:?}", writing.elapsed());
                 if committed.is_ok() {
                     for (kind, reason, object, message) in notes {
                         self.events.record(kind, reason, object, message);

@@ -249,7 +249,7 @@ fn a_node_gone_loses_its_assignments_in_one_prefix_delete() {
 }
 
 #[test]
-fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
+fn the_controllers_slim_view_keeps_what_a_pass_reads_and_rewrites_nothing() {
     let mut cache = web_placed_on_one_of_two();
     let node = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
     // A replica status with all a node agent reports; the bundle status as written.
@@ -259,24 +259,24 @@ fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
     st.container_name = "berth-web-0".into();
     kv.value = serde_json::to_vec(&st).unwrap();
     cache.items.insert(kv.key.clone(), kv);
-    // What the CLI reads (a full memo) has it all.
+    // What the CLI reads (a full view) has it all.
     let shown = View::read(&keys(), &cache);
     assert_eq!(
         shown.statuses[&("web".to_string(), 0)].container_id.len(),
         64
     );
-    let mut slim = crate::controller::Decoded::slim();
-    let first = View::read_with(&keys(), &cache, &mut slim);
-    let out = reconcile(&keys(), &first, &cache.items, 1000);
+    let mut cache = tracking(&cache);
+    let mut slim = crate::controller::Live::slim();
+    let first = slim.update(&keys(), &mut cache);
+    let out = reconcile(&keys(), first, &cache.items, 1000);
     assert!(
         !out.writes.is_empty(),
         "the replica's report changes the status"
     );
     // Stored as etcd would: at a new revision.
     cache.wrote(out.writes, 400);
-    slim.release(&mut cache);
     // Read back slim: the decisions' fields are there, the rest is not kept.
-    let view = View::read_with(&keys(), &cache, &mut slim);
+    let view = slim.update(&keys(), &mut cache);
     let kept = &view.statuses[&("web".to_string(), 0)];
     assert_eq!((kept.node.as_str(), kept.state), (node.as_str(), st.state));
     assert!(kept.container_id.is_empty() && kept.container_name.is_empty());
@@ -285,16 +285,34 @@ fn the_controllers_slim_memo_keeps_what_a_pass_reads_and_rewrites_nothing() {
     assert_eq!(status.replica_rows.len(), 1);
     assert!(status.rollout.is_some(), "the rollout is kept");
     // A pass over that slim view writes nothing: statuses are told apart by their bytes.
-    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    let again = reconcile(&keys(), view, &cache.items, 1000);
     assert!(again.writes.is_empty(), "{:?}", again.writes);
 }
 
+/// A cache holding what `from` holds, as listed at its revision, that keeps its changes
+/// (the controller's).
+fn tracking(from: &Cache) -> Cache {
+    let mut c = Cache::tracking();
+    c.apply(&crate::store::watch::WatchEvent::Listed {
+        revision: from
+            .items
+            .values()
+            .map(|kv| kv.mod_revision)
+            .max()
+            .unwrap_or(0),
+        items: from.items.values().cloned().collect(),
+    });
+    c
+}
+
 #[test]
-fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
-    let mut cache = web_placed_on_one_of_two();
-    let mut memo = crate::controller::Decoded::default();
-    let first = View::read_with(&keys(), &cache, &mut memo);
-    memo.release(&mut cache);
+fn a_live_view_that_dropped_the_bytes_it_decoded_reads_the_same() {
+    use crate::store::watch::WatchEvent;
+    let mut cache = tracking(&web_placed_on_one_of_two());
+    let mut live = crate::controller::Live::slim();
+    let first = live.update(&keys(), &mut cache);
+    let (first_assignments, first_statuses) =
+        (first.assignments.clone(), first.bundle_statuses.clone());
     let node = first.current[&("web".to_string(), 0)].clone();
     let placed = (node.clone(), "web".to_string());
     let assignment = keys().assignment(&node, "web");
@@ -308,29 +326,35 @@ fn a_memo_that_dropped_the_bytes_it_decoded_reads_the_same_view() {
         !cache.items[&spec].value.is_empty(),
         "a spec keeps its bytes"
     );
+    // The watch brings back a key as it holds it (same revision): nothing to read again.
+    let echo = Kv::first_write(assignment.clone(), b"{}".to_vec(), 100);
+    cache.apply(&WatchEvent::Put(echo));
+    assert!(cache.items[&assignment].value.is_empty(), "echo applied");
     // The next pass sees the same, and so writes nothing.
-    let view = View::read_with(&keys(), &cache, &mut memo);
-    assert_eq!(view.assignments, first.assignments);
-    assert_eq!(view.bundle_statuses, first.bundle_statuses);
-    let again = reconcile(&keys(), &view, &cache.items, 1000);
+    let view = live.update(&keys(), &mut cache);
+    assert_eq!(view.assignments, first_assignments);
+    assert_eq!(view.bundle_statuses, first_statuses);
+    let again = reconcile(&keys(), view, &cache.items, 1000);
     assert!(again.writes.is_empty(), "{:?}", again.writes);
-    // A key gone from the cache is gone from the memo too (it is not read back).
-    cache.items.remove(&assignment);
-    let view = View::read_with(&keys(), &cache, &mut memo);
+    // A key gone from the cache is gone from the view too.
+    cache.apply(&WatchEvent::Deleted {
+        key: assignment.clone(),
+        revision: 300,
+    });
+    let view = live.update(&keys(), &mut cache);
     assert!(view.assignments.is_empty(), "{:?}", view.assignments);
+    assert!(view.current.is_empty(), "{:?}", view.current);
     // A key written anew is decoded anew.
-    let mut written = first.assignments[&placed].as_ref().clone();
+    let mut written = first_assignments[&placed].as_ref().clone();
     written.cleanup = 7;
-    cache.items.insert(
+    cache.apply(&WatchEvent::Put(Kv::first_write(
         assignment.clone(),
-        Kv::first_write(
-            assignment.clone(),
-            serde_json::to_vec(&written).unwrap(),
-            200,
-        ),
-    );
-    let view = View::read_with(&keys(), &cache, &mut memo);
+        serde_json::to_vec(&written).unwrap(),
+        400,
+    )));
+    let view = live.update(&keys(), &mut cache);
     assert_eq!(view.assignments[&placed].cleanup, 7);
+    assert_eq!(view.current[&("web".to_string(), 0)], node);
 }
 
 #[test]

@@ -247,9 +247,55 @@ pub struct Cache {
     /// Keys this process deleted ([`Cache::wrote`]) whose delete event has not come back
     /// yet, with the delete's revision: an older put of them arriving meanwhile is stale.
     deleted: BTreeMap<String, i64>,
+    /// What changed since [`Cache::take_changes`], when kept ([`Cache::tracking`]).
+    changes: Option<Changes>,
+}
+
+/// The keys of a [`Cache`] that changed (put at a new revision, or removed) since they
+/// were last taken; `all` when a list replaced everything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub all: bool,
+    pub keys: std::collections::BTreeSet<String>,
 }
 
 impl Cache {
+    /// A cache that keeps which keys change, for a reader that follows it key by key
+    /// ([`Cache::take_changes`]): the first take says `all`.
+    pub fn tracking() -> Cache {
+        Cache {
+            changes: Some(Changes {
+                all: true,
+                keys: Default::default(),
+            }),
+            ..Cache::default()
+        }
+    }
+
+    /// The keys that changed since the last take (`all` when this cache does not track).
+    pub fn take_changes(&mut self) -> Changes {
+        match &mut self.changes {
+            Some(c) => std::mem::take(c),
+            None => Changes {
+                all: true,
+                ..Changes::default()
+            },
+        }
+    }
+
+    /// Whether this cache keeps its changes ([`Cache::tracking`]).
+    pub fn tracks(&self) -> bool {
+        self.changes.is_some()
+    }
+
+    fn changed(&mut self, key: &str) {
+        if let Some(c) = &mut self.changes
+            && !c.all
+        {
+            c.keys.insert(key.to_string());
+        }
+    }
+
     /// Applies writes this process committed at `revision`, before their events come back
     /// through the watch (which then applies the same again): a writer that reads its own
     /// cache does not write the same values twice while the watch lags behind. The values
@@ -270,6 +316,8 @@ impl Cache {
                         kv.value = value;
                         kv.mod_revision = revision;
                         kv.version += 1;
+                        let key = kv.key.clone();
+                        self.changed(&key);
                     }
                 }
                 super::Write::Delete { key, .. } => {
@@ -279,6 +327,7 @@ impl Cache {
                         .is_some_and(|kv| kv.mod_revision < revision)
                     {
                         self.items.remove(&key);
+                        self.changed(&key);
                         self.deleted.insert(key, revision);
                     }
                 }
@@ -295,6 +344,7 @@ impl Cache {
                         .collect();
                     for key in gone {
                         self.items.remove(&key);
+                        self.changed(&key);
                         self.deleted.insert(key, revision);
                     }
                 }
@@ -304,7 +354,8 @@ impl Cache {
 
     /// Applies one event: a list replaces everything, a put inserts, a delete removes. An
     /// event older than what the copy holds for its key (this process's own write got there
-    /// first, [`Cache::wrote`]) changes nothing.
+    /// first, [`Cache::wrote`]) changes nothing, nor does one at the revision it holds (a
+    /// key has one value per revision: the value held stays, as a reader left it).
     pub fn apply(&mut self, ev: &WatchEvent) {
         match ev {
             WatchEvent::Listed { revision, items } => {
@@ -314,6 +365,10 @@ impl Cache {
                     .collect();
                 self.revision = *revision;
                 self.deleted.clear();
+                if let Some(c) = &mut self.changes {
+                    c.all = true;
+                    c.keys.clear();
+                }
             }
             WatchEvent::Put(kv) => {
                 self.revision = self.revision.max(kv.mod_revision);
@@ -326,11 +381,12 @@ impl Cache {
                 if self
                     .items
                     .get(&kv.key)
-                    .is_some_and(|held| held.mod_revision > kv.mod_revision)
+                    .is_some_and(|held| held.mod_revision >= kv.mod_revision)
                 {
                     return;
                 }
                 self.items.insert(kv.key.clone(), kv.clone());
+                self.changed(&kv.key);
             }
             WatchEvent::Deleted { key, revision } => {
                 self.revision = self.revision.max(*revision);
@@ -344,7 +400,9 @@ impl Cache {
                 {
                     return;
                 }
-                self.items.remove(key);
+                if self.items.remove(key).is_some() {
+                    self.changed(key);
+                }
             }
         }
     }
