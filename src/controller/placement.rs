@@ -82,7 +82,8 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
 ) -> Placement {
     let mut nodes: Vec<&NodeView> = nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    let index: BTreeMap<&str, usize> = nodes
+    // (Hashed: looked up for every replica, a tree of 1,000 names cost ten comparisons.)
+    let index: std::collections::HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.name.as_str(), i))
@@ -108,8 +109,10 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         if wanted_running(b) {
             let rph = b.spec.replicas_per_host();
             let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
+            // (One key per bundle, its ordinal set for each replica.)
+            let mut key = (b.name().to_string(), 0);
             for i in 0..b.spec.replicas() {
-                let key = (b.name().to_string(), i);
+                key.1 = i;
                 let Some(&n) = current.get(&key).and_then(|n| index.get(n.as_str())) else {
                     continue;
                 };
@@ -155,11 +158,13 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         for n in mine.values() {
             *per_node.entry(*n).or_default() += 1;
         }
+        let mut key = (name.clone(), 0);
         for i in 0..b.spec.replicas() {
             if mine.contains_key(&i) {
                 continue;
             }
-            let hist = history.get(&(name.clone(), i));
+            key.1 = i;
+            let hist = history.get(&key);
             let mut best: Option<(usize, (i64, i64, i64))> = None;
             let (mut banned_loc, mut banned_coloc, mut banned_fail, mut full) = (0, 0, 0, 0);
             let mut refused: Option<&str> = None;

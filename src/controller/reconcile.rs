@@ -119,7 +119,9 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         }
         rollouts.insert(b.name(), rollout.status);
     }
-    for ((node, bundle), a) in &view.assignments {
+    // (Looked up only when some bundle is unmanaged: 30,000 lookups a pass otherwise.)
+    let some_unmanaged = managed_bundles.len() < view.bundles.len();
+    for ((node, bundle), a) in view.assignments.iter().filter(|_| some_unmanaged) {
         if let Some(b) = view.bundles.get(bundle)
             && !managed(b)
         {
@@ -138,9 +140,19 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     // rewritten): only what changed is serialized.
     // Bundles whose assignments this pass writes.
     let mut moved: BTreeSet<&str> = BTreeSet::new();
+    // Both in (node, bundle) order: one walk of the two, not a lookup per assignment. Those
+    // held and no longer desired are `gone`.
+    let mut held_ones = view.assignments.iter().peekable();
+    let mut gone: Vec<(&str, &str)> = Vec::new();
     for ((node, bundle), a) in &desired {
-        let held = view.assignments.get(&(node.clone(), bundle.clone()));
-        if held.is_none_or(|h| **h != *a) {
+        let here = (node.as_str(), bundle.as_str());
+        while let Some(((n, b), _)) =
+            held_ones.next_if(|((n, b), _)| (n.as_str(), b.as_str()) < here)
+        {
+            gone.push((n, b));
+        }
+        let held = held_ones.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) == here);
+        if held.is_none_or(|(_, h)| **h != *a) {
             moved.insert(bundle);
             writes.push(Write::Put {
                 key: keys.assignment(node, bundle),
@@ -154,12 +166,9 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     let registered: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
     let running_on: BTreeSet<&str> = desired.keys().map(|(n, _)| n.as_str()).collect();
     let mut cleared: BTreeSet<&str> = BTreeSet::new();
-    for (node, bundle) in view.assignments.keys() {
-        if desired.contains_key(&(node.clone(), bundle.clone())) {
-            continue;
-        }
+    gone.extend(held_ones.map(|((n, b), _)| (n.as_str(), b.as_str())));
+    for (node, bundle) in gone {
         moved.insert(bundle);
-        let node = node.as_str();
         if !registered.contains(node) && !running_on.contains(node) {
             if cleared.insert(node) {
                 writes.push(Write::DeletePrefix {
@@ -179,10 +188,10 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     // rows of its last good value, when it has one).
     // From what is written, not what placement wanted: a replica a notification round or a
     // stop order holds back is scheduled once, when its assignment is written.
-    let mut assigned: BTreeMap<String, BTreeMap<u32, String>> = BTreeMap::new();
+    let mut assigned: BTreeMap<&str, BTreeMap<u32, &str>> = BTreeMap::new();
     for ((node, bundle), a) in &desired {
-        let of = assigned.entry(bundle.clone()).or_default();
-        of.extend(a.replicas.iter().map(|i| (*i, node.clone())));
+        let of = assigned.entry(bundle.as_str()).or_default();
+        of.extend(a.replicas.iter().map(|i| (*i, node.as_str())));
     }
     let mut events = placement_events(view, &assigned);
     // One bundle at a time: only the statuses that changed are kept, serialized (all of
@@ -247,8 +256,15 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     // goes too.
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
+    // (A bundle's replicas are next to each other: looked up once per bundle.)
+    let mut last: Option<(&str, bool)> = None;
     for ((bundle, i), st) in &view.statuses {
-        if !exists(bundle) && !online.contains(st.node.as_str()) {
+        let there = match last {
+            Some((b, e)) if b == bundle => e,
+            _ => exists(bundle),
+        };
+        last = Some((bundle, there));
+        if !there && !online.contains(st.node.as_str()) {
             writes.push(Write::Delete {
                 key: keys.replica(bundle, *i),
                 expect: Expect::Any,
@@ -668,27 +684,33 @@ const WAITING_FOR: &str = "waiting for ";
 
 /// Replicas placed where the view does not have them yet: Scheduled, or Rescheduled from
 /// the node they were on (NodeLost for a node that is gone, once per node).
-fn placement_events(view: &View, placed: &BTreeMap<String, BTreeMap<u32, String>>) -> Vec<Note> {
+fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -> Vec<Note> {
     use crate::events::EventType::{Normal, Warning};
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
     let mut out = Vec::new();
     let mut lost: BTreeMap<&str, usize> = BTreeMap::new();
     for (bundle, replicas) in placed {
+        // Where the bundle's replicas are now (one range of the map, not a lookup each).
+        let now: Vec<(u32, &str)> = view
+            .current
+            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
+            .map(|((_, i), n)| (*i, n.as_str()))
+            .collect();
         for (i, node) in replicas {
-            let object = format!("replica/{bundle}-{i}");
-            match view.current.get(&(bundle.clone(), *i)) {
-                None => out.push((Normal, "Scheduled", object, format!("assigned to {node}"))),
-                Some(was) if was != node => {
-                    let why = if online.contains(was.as_str()) {
+            let object = || format!("replica/{bundle}-{i}");
+            match now.iter().find(|(at, _)| at == i).map(|(_, n)| *n) {
+                None => out.push((Normal, "Scheduled", object(), format!("assigned to {node}"))),
+                Some(was) if was != *node => {
+                    let why = if online.contains(was) {
                         String::new()
                     } else {
-                        *lost.entry(was.as_str()).or_default() += 1;
+                        *lost.entry(was).or_default() += 1;
                         " (offline)".to_string()
                     };
                     out.push((
                         Normal,
                         "Rescheduled",
-                        object,
+                        object(),
                         format!("moved from {was}{why} to {node}"),
                     ));
                 }

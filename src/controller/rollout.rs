@@ -115,10 +115,11 @@ pub fn decide(
     let generation = target.metadata.generation.unwrap_or(0);
     let n = target.spec.replicas();
     // What each placed replica runs now, as its node's assignment says (none yet: new).
+    let assigned = view.by_bundle.get(name);
     let current: BTreeMap<u32, &Bundle> = placed
         .iter()
         .filter_map(|(i, node)| {
-            let a = view.assignments.get(&(node.clone(), name.to_string()))?;
+            let a = assigned?.get(node)?;
             a.replicas.contains(i).then(|| (*i, a.spec_of(*i)))
         })
         .collect();
@@ -247,8 +248,8 @@ pub fn decide(
     // Promoted ones last, then from the highest ordinal down (as a StatefulSet rolls).
     let holds_promotion = |i: u32| {
         let asked = placed.get(&i).is_some_and(|node| {
-            view.assignments
-                .get(&(node.clone(), name.to_string()))
+            assigned
+                .and_then(|on| on.get(node))
                 .is_some_and(|a| a.promoted.contains(&i))
         });
         asked

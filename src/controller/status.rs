@@ -27,8 +27,9 @@ pub fn choose_promoted(
         .filter_map(|(i, node)| {
             let st = view.statuses.get(&(b.name().to_string(), *i))?;
             let asked = view
-                .assignments
-                .get(&(node.clone(), b.name().to_string()))
+                .by_bundle
+                .get(b.name())
+                .and_then(|on| on.get(node))
                 .is_some_and(|a| a.promoted.contains(i));
             (st.node == *node).then_some(Candidate {
                 ordinal: *i,
@@ -142,11 +143,14 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
     let mut rows = Vec::new();
     let mut ready = 0;
     let (mut failed, mut unplaced) = (0, 0);
+    // (One key, its ordinal set for each replica.)
+    let mut key = (b.name().to_string(), 0);
     for i in 0..b.spec.replicas() {
+        key.1 = i;
         let node = placed.and_then(|p| p.get(&i)).cloned().unwrap_or_default();
         let st = view
             .statuses
-            .get(&(b.name().to_string(), i))
+            .get(&key)
             .filter(|s| !node.is_empty() && s.node == node);
         let (state, reason) = match (running_wanted, st, pending.and_then(|p| p.get(&i))) {
             (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
@@ -175,7 +179,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
                 (s.state, why.map(|f| f.reason.clone()).unwrap_or_default())
             }
         };
-        let hist = view.history.get(&(b.name().to_string(), i));
+        let hist = view.history.get(&key);
         rows.push(ReplicaRow {
             index: i,
             name: b.replica_name(i),

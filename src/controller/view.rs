@@ -29,8 +29,9 @@ pub struct View {
     /// Online (registered) nodes, and nodes in maintenance (flagged).
     pub nodes: Vec<NodeView>,
     /// (node, bundle) → assignment.
-    /// (Shared with the decode memo: a pass copies no value.)
     pub assignments: BTreeMap<(String, String), Arc<Assignment>>,
+    /// The same by bundle: bundle → node → assignment.
+    pub by_bundle: BTreeMap<String, BTreeMap<String, Arc<Assignment>>>,
     /// Per bundle, the spec its assignments carry (the newest generation when several
     /// do): its last good value, and the copy a pass's new assignments share when equal.
     pub placed_specs: BTreeMap<String, Arc<Bundle>>,
@@ -84,9 +85,6 @@ pub struct Live {
     online: BTreeMap<String, NodeView>,
     maintenance: BTreeMap<String, NodeView>,
     standby: BTreeSet<String>,
-    /// Per bundle, the nodes with an assignment of it, each as `<node>/` (so that they sort
-    /// as their keys do: of two assignments claiming a replica, the later key wins).
-    placed_on: BTreeMap<String, BTreeSet<String>>,
     /// Bundles the last derivation changed beyond their own keys (overlaps refused, last
     /// good values put back): derived again from their keys next time.
     patched: BTreeSet<String>,
@@ -100,6 +98,7 @@ impl View {
             revisions: BTreeMap::new(),
             nodes: Vec::new(),
             assignments: BTreeMap::new(),
+            by_bundle: BTreeMap::new(),
             placed_specs: BTreeMap::new(),
             current: BTreeMap::new(),
             statuses: BTreeMap::new(),
@@ -165,7 +164,6 @@ impl Live {
             online: BTreeMap::new(),
             maintenance: BTreeMap::new(),
             standby: BTreeSet::new(),
-            placed_on: BTreeMap::new(),
             patched: BTreeSet::new(),
         }
     }
@@ -257,14 +255,10 @@ impl Live {
             }
             Key::Assignment { node, bundle } => {
                 let a = kv.and_then(|kv| shared_assignment(kv, &mut self.specs));
-                let on = self.placed_on.entry(bundle.to_string()).or_default();
-                if a.is_some() {
-                    on.insert(format!("{node}/"));
-                } else {
-                    on.remove(&format!("{node}/"));
-                    if on.is_empty() {
-                        self.placed_on.remove(bundle);
-                    }
+                let on = v.by_bundle.entry(bundle.to_string()).or_default();
+                set(on, node.to_string(), a.clone());
+                if on.is_empty() {
+                    v.by_bundle.remove(bundle);
                 }
                 set(
                     &mut v.assignments,
@@ -367,14 +361,17 @@ impl Live {
             v.current.remove(&k);
         }
         v.placed_specs.remove(bundle);
-        let Some(nodes) = self.placed_on.get(bundle) else {
+        let Some(on) = v.by_bundle.get(bundle) else {
             return;
         };
-        for node in nodes {
-            let node = node.strip_suffix('/').unwrap_or(node);
-            let Some(a) = v.assignments.get(&(node.to_string(), bundle.to_string())) else {
-                continue;
-            };
+        // In the order of their keys (`<node>/<bundle>`): of two assignments claiming a
+        // replica, the later key wins.
+        let mut on: Vec<(&String, &Arc<Assignment>)> = on.iter().collect();
+        fn key_order(node: &str) -> impl Iterator<Item = u8> + '_ {
+            node.bytes().chain(std::iter::once(b'/'))
+        }
+        on.sort_by(|(a, _), (b, _)| key_order(a).cmp(key_order(b)));
+        for (node, a) in on {
             for i in &a.replicas {
                 v.current.insert((bundle.to_string(), *i), node.to_string());
             }
@@ -392,7 +389,7 @@ impl Live {
     /// controller recorded in the bundle's status rows (a replica status goes when its
     /// replica leaves a node, and with it the history that bans it from there), less the
     /// failures a cleanup came after (a replica pending everywhere has no agent to rewrite
-    /// its status).
+    /// its status). Only replicas with a failure have one (none reads as no failure).
     fn derive_history(&mut self, bundle: &str) {
         let v = &mut self.view;
         let stale: Vec<Replica> = v
@@ -404,6 +401,9 @@ impl Live {
             v.history.remove(&k);
         }
         for (k, st) in v.statuses.range(replicas_of(bundle)) {
+            if st.fail_counts.is_empty() && st.last_failure.is_none() {
+                continue;
+            }
             v.history.insert(
                 k.clone(),
                 History {
@@ -426,11 +426,14 @@ impl Live {
             }
         }
         if let Some(&at) = v.cleanups.get(bundle) {
-            for (_, h) in v.history.range_mut(replicas_of(bundle)) {
-                if h.last_failure.is_none_or(|t| t <= at) {
-                    h.fail_counts.clear();
-                    h.last_failure = None;
-                }
+            let cleaned: Vec<Replica> = v
+                .history
+                .range(replicas_of(bundle))
+                .filter(|(_, h)| h.last_failure.is_none_or(|t| t <= at))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in cleaned {
+                v.history.remove(&k);
             }
         }
     }
