@@ -780,8 +780,21 @@ fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes:
     }
     for (name, specs) in older {
         let kept = view.spec_generations.get(name);
+        let all: BTreeSet<i64> = kept
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(specs.keys().copied())
+            .collect();
+        // The oldest beyond HISTORY go (one not kept yet is not written at all: a pass
+        // writes each key once).
+        let surplus: BTreeSet<i64> = all
+            .iter()
+            .copied()
+            .take(all.len().saturating_sub(HISTORY))
+            .collect();
         for (g, spec) in &specs {
-            if !kept.is_some_and(|k| k.contains(g)) {
+            if !kept.is_some_and(|k| k.contains(g)) && !surplus.contains(g) {
                 let value = serde_json::to_vec(spec).expect("a bundle serializes");
                 writes.push(Write::Put {
                     key: keys.spec_at(name, *g),
@@ -790,15 +803,10 @@ fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes:
                 });
             }
         }
-        let all: BTreeSet<i64> = kept
-            .into_iter()
-            .flatten()
-            .copied()
-            .chain(specs.keys().copied())
-            .collect();
-        let surplus = all.len().saturating_sub(HISTORY);
-        for old in all.into_iter().take(surplus) {
-            writes.push(delete(keys.spec_at(name, old)));
+        for old in surplus {
+            if kept.is_some_and(|k| k.contains(&old)) {
+                writes.push(delete(keys.spec_at(name, old)));
+            }
         }
     }
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
