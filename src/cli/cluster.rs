@@ -41,7 +41,6 @@ pub async fn controller(
         "berth controller {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
     );
-    controller::tune_allocator();
     let mut cfg = ControllerConfig::new(name);
     cfg.metrics = metrics;
     controller::run(store, cfg, shutdown).await?;

@@ -87,26 +87,6 @@ fn release_freed_memory() {
     }
 }
 
-/// EXPERIMENT: allocator settings for the controller process.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the allocator's parameters.
-    unsafe {
-        if let Some(n) = std::env::var("BERTH_ARENA_MAX")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            libc::mallopt(libc::M_ARENA_MAX, n);
-        }
-        if let Some(n) = std::env::var("BERTH_MMAP_THRESHOLD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, n);
-        }
-    }
-}
-
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
