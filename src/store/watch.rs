@@ -425,6 +425,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tracking_cache_records_the_keys_that_changed_and_not_an_echo() {
+        let mut c = Cache::tracking();
+        assert!(c.take_changes().all, "the first take reads everything");
+        c.apply(&WatchEvent::Put(kv("a", "x", 10)));
+        c.wrote(
+            vec![Write::Put {
+                key: "b".into(),
+                value: b"y".to_vec(),
+                expect: Expect::Any,
+            }],
+            11,
+        );
+        let got = c.take_changes();
+        assert!(!got.all);
+        assert_eq!(got.keys, ["a".to_string(), "b".to_string()].into());
+        // The echo of our own write (same revision) leaves the value as held.
+        c.items.get_mut("b").unwrap().value.clear();
+        c.apply(&WatchEvent::Put(kv("b", "y", 11)));
+        assert!(c.items["b"].value.is_empty());
+        c.apply(&WatchEvent::Deleted {
+            key: "zz".into(),
+            revision: 12,
+        });
+        assert_eq!(c.take_changes(), Changes::default(), "nothing changed");
+        c.wrote(vec![Write::DeletePrefix { prefix: "a".into() }], 13);
+        assert_eq!(c.take_changes().keys, ["a".to_string()].into());
+        c.apply(&WatchEvent::Listed {
+            revision: 14,
+            items: vec![kv("c", "z", 14)],
+        });
+        assert!(c.take_changes().all, "a list replaces everything");
+        // A cache that does not track is read whole every time.
+        assert!(Cache::default().take_changes().all);
+    }
+
+    #[test]
     fn own_writes_are_not_undone_by_late_events() {
         let mut c = Cache::default();
         c.apply(&WatchEvent::Put(kv("a", "x", 10)));
