@@ -120,6 +120,17 @@ fn replicas_of(bundle: &str) -> std::ops::RangeInclusive<(String, u32)> {
     (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX)
 }
 
+/// Removes a bundle's replicas from a map keyed by replica.
+fn forget_replicas<V>(map: &mut BTreeMap<Replica, V>, bundle: &str) {
+    let stale: Vec<Replica> = map
+        .range(replicas_of(bundle))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        map.remove(&k);
+    }
+}
+
 /// A registered or maintenance node's view, when its value decodes.
 fn node_view(kv: &Kv, maintenance: bool) -> Option<NodeView> {
     let n = serde_json::from_slice::<NodeInfo>(&kv.value).ok()?;
@@ -352,14 +363,7 @@ impl Live {
     /// newest generation when several do).
     fn derive_current(&mut self, bundle: &str) {
         let v = &mut self.view;
-        let stale: Vec<Replica> = v
-            .current
-            .range(replicas_of(bundle))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            v.current.remove(&k);
-        }
+        forget_replicas(&mut v.current, bundle);
         v.placed_specs.remove(bundle);
         let Some(on) = v.by_bundle.get(bundle) else {
             return;
@@ -392,14 +396,7 @@ impl Live {
     /// its status). Only replicas with a failure have one (none reads as no failure).
     fn derive_history(&mut self, bundle: &str) {
         let v = &mut self.view;
-        let stale: Vec<Replica> = v
-            .history
-            .range(replicas_of(bundle))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            v.history.remove(&k);
-        }
+        forget_replicas(&mut v.history, bundle);
         for (k, st) in v.statuses.range(replicas_of(bundle)) {
             if st.fail_counts.is_empty() && st.last_failure.is_none() {
                 continue;
@@ -754,25 +751,13 @@ mod tests {
             2 => (keys.maintenance(node), info(node)),
             3 => (keys.standby(node), b"{}".to_vec()),
             4 => {
-                let bundle_spec: Bundle = serde_json::from_value(spec(bundle, n % 2)).unwrap();
-                let a = Assignment {
-                    bundle: Arc::new(bundle_spec),
-                    replicas: if n == 0 {
-                        vec![0, 1]
-                    } else {
-                        vec![u32::from(n % 2)]
-                    },
-                    managed: true,
-                    promoted: vec![],
-                    held: vec![],
-                    cleanup: 0,
-                    stop_after: vec![],
-                    notify: None,
+                let replicas = if n == 0 {
+                    vec![0, 1]
+                } else {
+                    vec![u32::from(n % 2)]
                 };
-                (
-                    keys.assignment(node, bundle),
-                    serde_json::to_vec(&a).unwrap(),
-                )
+                let a = serde_json::json!({"bundle": spec(bundle, n % 2), "replicas": replicas});
+                (keys.assignment(node, bundle), json(a))
             }
             5 => {
                 let mut st = serde_json::json!({
@@ -784,7 +769,7 @@ mod tests {
                     st["lastFailure"] = serde_json::json!({"reason": "x", "time": 50 * n});
                 }
                 if n == 1 {
-                    st["primitive"] = serde_json::json!({"state": "started", "role": "Promoted"});
+                    st["primitive"] = serde_json::json!({"state": "started", "role": "Promoted", "restarts": 0, "last": []});
                 }
                 (keys.replica(bundle, u32::from(n % 2)), json(st))
             }
@@ -814,6 +799,32 @@ mod tests {
                 json(serde_json::json!({"paused": n.is_multiple_of(2)})),
             ),
             _ => (keys.spec_at(bundle, i64::from(n)), json(spec(bundle, n))),
+        }
+    }
+
+    /// The values the property below writes decode (or the two views would agree on
+    /// nothing).
+    #[test]
+    fn the_generated_values_decode() {
+        let keys = Keys::new("t/");
+        for n in 0..4 {
+            let kv = |kind| {
+                let (key, value) = write(&keys, kind, "n1", "a", n);
+                Kv::first_write(key, value, 1)
+            };
+            let mut specs = Default::default();
+            assert!(
+                shared_assignment(&kv(4), &mut specs).is_some(),
+                "assignment {n}"
+            );
+            assert!(serde_json::from_slice::<ReplicaStatus>(&kv(5).value).is_ok());
+            assert!(serde_json::from_slice::<BundleStatus>(&kv(6).value).is_ok());
+            assert!(serde_json::from_slice::<Bans>(&kv(8).value).is_ok());
+            assert_eq!(
+                decode_entry(&keys, &kv(0), None).is_ok(),
+                n < 3,
+                "bundle {n}"
+            );
         }
     }
 
