@@ -18,8 +18,8 @@ use crate::store::{Keys, Kv, StoreError, decode_entry};
 /// The cluster as the cache shows it.
 #[derive(Debug)]
 pub struct View {
-    /// (Shared with the decode memo: a pass copies no bundle, only those bans or a move
-    /// change.)
+    /// (Shared with the decoded values `Live` keeps: a pass copies no bundle, only those
+    /// bans or a move change.)
     pub bundles: BTreeMap<String, Arc<Bundle>>,
     /// Bundles whose stored value cannot be used, and why. Such a value is never taken as a
     /// delete: [`View::keep_last_good`] puts the last good value back into `bundles`.
@@ -40,8 +40,8 @@ pub struct View {
     pub history: BTreeMap<Replica, History>,
     /// Bundles with a status key.
     pub status_keys: BTreeSet<String>,
-    /// Bundle statuses as the controller wrote them (as the controller's memo keeps them,
-    /// only what a pass reads back: see [`Decoded::slim`]).
+    /// Bundle statuses as the controller wrote them (as the controller's view keeps them,
+    /// only what a pass reads back: see [`Live::slim`]).
     pub bundle_statuses: BTreeMap<String, Arc<BundleStatus>>,
     /// A digest of each bundle status key's stored bytes ([`status_digest`]): a pass
     /// writes a status whose bytes differ.
@@ -192,9 +192,7 @@ impl Live {
         let mut dirty = BTreeSet::new();
         if changes.all || !self.built {
             *self = Live::new(self.slim);
-            for kv in cache.items.values() {
-                self.apply(keys, &kv.key, Some(kv), &mut dirty);
-            }
+            self.apply_all(keys, cache, &mut dirty);
             if tracked {
                 for kv in cache.items.values_mut() {
                     release(keys, kv);
@@ -212,6 +210,13 @@ impl Live {
         self.derive(dirty);
         self.view.deferred = None;
         &mut self.view
+    }
+
+    /// Takes every key of `cache` into the view's own maps ([`Live::apply`]).
+    fn apply_all(&mut self, keys: &Keys, cache: &Cache, dirty: &mut BTreeSet<String>) {
+        for kv in cache.items.values() {
+            self.apply(keys, &kv.key, Some(kv), dirty);
+        }
     }
 
     /// Takes what `key` holds now (`kv`; none when it is gone) into the view's own maps,
@@ -592,9 +597,7 @@ impl View {
     pub fn read(keys: &Keys, cache: &Cache) -> View {
         let mut live = Live::new(false);
         let mut dirty = BTreeSet::new();
-        for kv in cache.items.values() {
-            live.apply(keys, &kv.key, Some(kv), &mut dirty);
-        }
+        live.apply_all(keys, cache, &mut dirty);
         live.derive(dirty);
         live.view
     }
