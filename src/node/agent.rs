@@ -21,6 +21,7 @@ use super::core::{Core, Desired, Started, StatusWrites, Timing};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::fence::Scope;
 use super::fencer::{FenceEvent, Fencer};
+use super::gate::Gate;
 use super::link::{Links, Report};
 use super::local::{HostPolicy, left_state, load_addresses, prepare_files, save_addresses};
 use super::plan::{Action, ReplicaKey};
@@ -151,6 +152,7 @@ pub async fn run<E: Engine>(
         }
     };
     let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
+    let gate = Gate::default();
     // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried every
     // quarter, so two have failed (or waited out an etcd leader election), and a third of
     // the TTL is left to freeze the containers before etcd can expire the lease and the
@@ -165,6 +167,7 @@ pub async fn run<E: Engine>(
             lease: lease.clone(),
             renewed,
             events: fence_tx,
+            gate: gate.clone(),
         }
         .run(leave.clone()),
     ));
@@ -183,7 +186,8 @@ pub async fn run<E: Engine>(
         assigned: Assigned::default(),
         policy: HostPolicy::resolve(&cfg.name, &cfg.permits, &cfg.state_dir),
         synced: false,
-        fenced: false,
+        gate,
+        reopen: None,
         core: Core::new(cfg.name.clone(), timing),
         added: load_addresses(&cfg.state_dir),
         links: Links::new(&cfg.state_dir, reports_tx),
@@ -293,9 +297,12 @@ struct Agent<E> {
     policy: HostPolicy,
     /// The first list of assignments arrived: nothing reconciles before it.
     synced: bool,
-    /// The lease could not be renewed in time: every container was removed and nothing
-    /// runs until the registration is renewed and the assignments listed afresh.
-    fenced: bool,
+    /// Closed by the fence task at a fence: nothing is created, started or given an address
+    /// until the same lease is renewed, or a new one is and the assignments were listed
+    /// afresh.
+    gate: Gate,
+    /// Registered anew after a fence: the gate's epoch to open once the fresh list arrives.
+    reopen: Option<u64>,
     /// Per-replica memory and every decision.
     core: Core,
     /// Addresses this agent added (to remove them when their replica leaves).
@@ -340,8 +347,10 @@ impl<E: Engine> Agent<E> {
                         crate::metrics::get().fences.inc();
                         self.events.warning("Fenced", format!("node/{node}"), "registration lease not renewed in time: replicas frozen and their addresses dropped");
                         dirty = false;
-                        self.fenced = true;
                         self.core.fenced();
+                        // Again: an address added by a reconcile that was under way when the
+                        // fence task dropped them.
+                        super::fence::drop_addresses(&self.cfg.state_dir).await;
                         if self.scope.is_none() {
                             // Nothing froze them: the engine must remove them.
                             self.remove_all(Some(Duration::ZERO)).await;
@@ -350,20 +359,19 @@ impl<E: Engine> Agent<E> {
                     FenceEvent::Killed => {
                         self.events.warning("Fenced", format!("node/{node}"), "the lease ran out while frozen: replicas killed");
                         dirty = false;
-                        self.fenced = true;
                         self.core.fenced();
                         self.remove_all(Some(Duration::ZERO)).await;
+                        super::fence::drop_addresses(&self.cfg.state_dir).await;
                     }
                     FenceEvent::Resumed => {
                         tracing::warn!(node = %node, "lease renewed after a fence: running again");
                         self.events.normal("Unfenced", format!("node/{node}"), "lease renewed after a fence: running again");
-                        self.fenced = false;
                     }
-                    FenceEvent::Relist => {
+                    FenceEvent::Relist { epoch } => {
                         dirty = false;
                         tracing::warn!(node = %node, "registered anew: listing assignments afresh");
                         self.events.normal("Registered", format!("node/{node}"), "registered anew under a new lease");
-                        self.fenced = false;
+                        self.reopen = Some(epoch);
                         self.synced = false;
                         self.assignments = Cache::default();
                         assign = watch_assignments(&self.store, &self.keys);
@@ -404,14 +412,14 @@ impl<E: Engine> Agent<E> {
                     // Nothing about the containers changed: report, and ask for roles,
                     // without listing the engine again.
                     dirty = false;
-                    if self.synced && !self.fenced {
+                    if self.synced && self.gate.is_open() {
                         self.report_primitives().await;
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {}
                 _ = resync.tick() => {}
             }
-            if dirty && self.synced && !self.fenced {
+            if dirty && self.synced && self.gate.is_open() {
                 self.reconcile().await;
             }
         }
@@ -454,6 +462,11 @@ impl<E: Engine> Agent<E> {
             Ok(ev) => {
                 if matches!(ev, WatchEvent::Listed { .. }) {
                     self.synced = true;
+                    // Listed afresh under the new lease: the node may act again (unless it
+                    // was fenced once more meanwhile).
+                    if let Some(epoch) = self.reopen.take() {
+                        self.gate.open(epoch);
+                    }
                 }
                 self.assignments.apply(&ev);
             }
@@ -635,6 +648,7 @@ impl<E: Engine> Agent<E> {
             lanes.entry(name).or_default().push(a);
         }
         let engine = &self.engine;
+        let gate = &self.gate;
         let node = &node;
         let metrics = crate::metrics::get();
         let events = &self.events;
@@ -679,22 +693,23 @@ impl<E: Engine> Agent<E> {
                             let Some(Ok(d)) = desired.get(&k) else {
                                 continue;
                             };
+                            // Fenced (maybe while this lane waited for a stop): nothing is
+                            // created.
+                            let Some(pass) = gate.pass() else { continue };
                             let result =
                                 match metrics.engine("create", engine.create(d, node)).await {
-                                    Ok(id) => metrics
-                                        .engine("start", engine.start(&id))
-                                        .await
-                                        .map(|()| id),
-                                    Err(e) => Err(e),
+                                    Ok(id) => start_gated(engine, gate, pass, id).await,
+                                    Err(e) => Some(Err(e)),
                                 };
-                            out.push((k, result, false));
+                            if let Some(result) = result {
+                                out.push((k, result, false));
+                            }
                         }
                         Action::Start { key, id } => {
-                            let result = metrics
-                                .engine("start", engine.start(&id))
-                                .await
-                                .map(|()| id);
-                            out.push((key, result, true));
+                            let Some(pass) = gate.pass() else { continue };
+                            if let Some(result) = start_gated(engine, gate, pass, id).await {
+                                out.push((key, result, true));
+                            }
                         }
                     }
                 }
@@ -747,6 +762,11 @@ impl<E: Engine> Agent<E> {
         for d in desired.values_mut() {
             let Ok(c) = d else { continue };
             let Some(a) = c.address.clone() else { continue };
+            // Fenced: no address comes back until the gate opens (the containers are not
+            // started either).
+            if !self.gate.is_open() {
+                continue;
+            }
             let ours = self.added.contains(&a.ip);
             // Recorded before it is added: a fence drops every recorded address.
             let (added, dir) = (&mut self.added, &self.cfg.state_dir);
@@ -832,6 +852,31 @@ impl<E: Engine> Agent<E> {
             }
         }
     }
+}
+
+/// Starts container `id` (created with `pass`) unless the node was fenced since `pass` was
+/// taken; a start that was in flight when the fence fired is undone at once (removed without
+/// a grace period). `None`: fenced, nothing runs.
+async fn start_gated<E: Engine>(
+    engine: &E,
+    gate: &Gate,
+    pass: super::gate::Pass,
+    id: String,
+) -> Option<Result<String, EngineError>> {
+    let metrics = crate::metrics::get();
+    let started = if gate.holds(pass) {
+        Some(metrics.engine("start", engine.start(&id)).await)
+    } else {
+        None
+    };
+    if gate.holds(pass) {
+        return started.map(|r| r.map(|()| id));
+    }
+    tracing::warn!(container = %id, "fenced while starting: removing it");
+    if let Err(e) = engine.remove(&id, Some(Duration::ZERO)).await {
+        tracing::warn!("removing {id} after a fence: {e}");
+    }
+    None
 }
 
 /// What changed between a replica's last written status and its new one, as events: the

@@ -4,7 +4,10 @@
 //! renewal; two thirds of the TTL later it fences ([`fence::freeze_node`]), arms the
 //! watchdog after every renewal, and after a fence decides between thawing (the same lease
 //! was renewed: etcd was only out of reach) and killing (the lease was lost, or the freeze
-//! lasted `freeze_for`). The loop hears the outcome as [`FenceEvent`]s.
+//! lasted `freeze_for`). The loop hears the outcome as [`FenceEvent`]s. It closes the
+//! node's [`Gate`] before it freezes anything, so nothing the loop has in flight can create or
+//! start a container after the fence, and opens it again only when the same lease was renewed
+//! (a new lease: the loop opens it once it has listed its assignments afresh).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::fence::{self, Scope};
+use super::gate::Gate;
 use super::watchdog::{Link, Request};
 
 /// What the fence task tells the agent's loop.
@@ -28,8 +32,9 @@ pub enum FenceEvent {
     Resumed,
     /// Every container was killed: remove them through the engine and stay fenced.
     Killed,
-    /// A new lease replaced the lost one: list the assignments afresh.
-    Relist,
+    /// A new lease replaced the lost one: list the assignments afresh, then open the gate
+    /// closed at this epoch ([`Gate::open`]).
+    Relist { epoch: u64 },
 }
 
 /// The task's inputs.
@@ -45,6 +50,8 @@ pub struct Fencer {
     pub lease: Arc<AtomicI64>,
     pub renewed: watch::Receiver<Instant>,
     pub events: mpsc::UnboundedSender<FenceEvent>,
+    /// Closed at every fence: what the agent may create, start or add.
+    pub gate: Gate,
 }
 
 /// Where the task is.
@@ -60,6 +67,8 @@ impl Fencer {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut lease = self.lease.load(Ordering::SeqCst);
         let mut state = State::Live;
+        // The epoch of this task's last closing of the gate, to open it again.
+        let mut closed = self.gate.epoch();
         let first = *self.renewed.borrow_and_update();
         self.arm(first);
         loop {
@@ -81,11 +90,12 @@ impl Fencer {
                         // The lease was lost: the controller may have placed the replicas
                         // elsewhere already. Whatever runs here dies before anything else.
                         lease = now_lease;
+                        let epoch = self.gate.close();
                         if state != State::Killed {
                             self.kill().await;
                         }
                         state = State::Live;
-                        self.emit(FenceEvent::Relist);
+                        self.emit(FenceEvent::Relist { epoch });
                     } else if state != State::Live {
                         if matches!(state, State::Frozen { .. }) {
                             tracing::warn!("lease renewed after a fence: thawing");
@@ -99,11 +109,14 @@ impl Fencer {
                             }
                         }
                         state = State::Live;
+                        self.gate.open(closed);
                         self.emit(FenceEvent::Resumed);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if state == State::Live => {
                     tracing::error!("lease not renewed in time: fencing (freezing every replica, dropping addresses)");
+                    // First: whatever the loop has in flight starts nothing from here on.
+                    closed = self.gate.close();
                     fence::freeze_node(self.scope.as_ref(), &self.state_dir, self.fence_after / 4).await;
                     self.emit(FenceEvent::Fenced);
                     if self.freeze_for.is_zero() || self.scope.is_none() {

@@ -19,6 +19,8 @@
 //! - [`fence`]: fencing without the engine: the node's containers in one cgroup scope,
 //!   frozen, thawed and killed through the cgroup filesystem; addresses dropped.
 //! - [`fencer`]: the agent's fence task (fires on time from its own task).
+//! - [`gate`]: the fence gate: nothing is created, started or given an address while the
+//!   node is fenced, not even by an engine call that was in flight when the fence fired.
 //! - [`watchdog`]: the process beside the agent that fences when the agent stops vouching.
 //! - [`agent`]: the shell: the loop that feeds the core and executes what it decides.
 
@@ -33,6 +35,7 @@ pub mod engine;
 pub mod fence;
 pub mod fencer;
 pub mod files;
+pub mod gate;
 pub mod link;
 pub mod local;
 pub mod plan;

@@ -342,6 +342,8 @@ pub struct TestNode {
     remote: std::path::PathBuf,
     /// Host policy beyond the default (which, for tests, also allows the temp directory).
     permits: Option<berth::model::policy::Permits>,
+    /// How long a fence freezes before it kills (zero: kill at once; see `spawn`).
+    freeze_for: Duration,
 }
 
 impl TestNode {
@@ -385,7 +387,24 @@ impl TestNode {
             // Berth itself, not this test binary.
             remote: std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")),
             permits: None,
+            freeze_for: Duration::ZERO,
         }
+    }
+
+    /// A node behind `endpoint` (a [`Proxy`]) with a lease of `ttl` seconds whose fence
+    /// freezes the replicas for `freeze_for` before it kills them (for a test with one node:
+    /// a frozen copy holds its container name).
+    pub async fn start_freezing(
+        prefix: &TestPrefix,
+        name: &str,
+        endpoint: String,
+        ttl: u64,
+        freeze_for: Duration,
+    ) -> TestNode {
+        let mut node = TestNode::new(name, Some(endpoint), ttl);
+        node.freeze_for = freeze_for;
+        node.spawn(prefix).await;
+        node
     }
 
     /// A node whose etcd traffic goes to `endpoint` (a [`Proxy`], to cut it off), with a
@@ -420,7 +439,7 @@ impl TestNode {
         cfg.on_stop = berth::node::config::OnStop::Maintenance;
         // Test nodes share one engine, where a replica's container name is the same on every
         // node: a frozen copy would hold the name its new node needs. Kill at the fence.
-        cfg.freeze_for = Duration::ZERO;
+        cfg.freeze_for = self.freeze_for;
         cfg.lease_ttl = Duration::from_secs(self.ttl);
         cfg.state_dir = self.state_dir.path().to_path_buf();
         if let Some(p) = &self.permits {

@@ -1,0 +1,175 @@
+//! At most once and host safety, the second pass (issue 31): what a slow engine, a closed
+//! pipe, a swapped link and a busy socket must not break. Real dockerd and etcd; each test
+//! has its own prefix, node name and 127.0.N range (170 and up).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth::model::Bundle;
+use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
+use berth::store::{Expect, Store};
+use common::{
+    Proxy, TestNode, TestPrefix, docker_try, etcd_endpoint, eventually, httpd_bundle, test_image,
+};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// The Docker events of one node's containers (`docker events`, read by a thread), with the
+/// time each arrived.
+struct Events {
+    child: Child,
+    seen: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Events {
+    fn start(node: &str) -> Events {
+        let mut child = Command::new("docker")
+            .args(["events", "--filter", "type=container", "--filter"])
+            .arg(format!("label=berth.io/node={node}"))
+            .args(["--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI must be installed (scripts/setup.sh)");
+        let out = child.stdout.take().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                into.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Events { child, seen }
+    }
+
+    /// The events (action and container name) that arrived after `since`.
+    fn after(&self, since: Instant) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn assign(store: &Store, node: &str, b: &Bundle, replicas: &[u32]) {
+    let a = Assignment {
+        bundle: b.clone().into(),
+        replicas: replicas.to_vec(),
+        managed: true,
+        promoted: vec![],
+        held: vec![],
+        cleanup: 0,
+        stop_after: vec![],
+        notify: None,
+    };
+    let key = store.keys().assignment(node, b.name());
+    store
+        .put(&key, serde_json::to_vec(&a).unwrap(), Expect::Any)
+        .await
+        .unwrap();
+}
+
+async fn replica(store: &Store, b: &str, i: u32) -> Option<ReplicaStatus> {
+    let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
+    serde_json::from_slice(&kv.value).ok()
+}
+
+fn running(name: &str) -> bool {
+    docker_try(&["inspect", "-f", "{{.State.Running}}", name]).as_deref() == Some("true")
+}
+
+/// Issue 31, item 1: the agent is inside a `docker stop` that blocks (PID 1 ignores SIGTERM,
+/// `--stop-timeout 300`, a rollout replacing the container) when it is cut off from etcd.
+/// The fence freezes, the lease expires, the freeze turns into a kill, the blocked stop
+/// returns — and the node must still create and start nothing until it holds a lease again
+/// and has listed its assignments afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_node_creates_and_starts_nothing_until_its_lease_is_renewed() {
+    test_image();
+    let prefix = TestPrefix::new("fencegate");
+    let store = prefix.store().await;
+    let proxy = Proxy::start(etcd_endpoint()).await;
+    let tag = format!("fencegate-{}", std::process::id() % 100_000);
+    let freeze_for = Duration::from_secs(5);
+    let node = TestNode::start_freezing(
+        &prefix,
+        &format!("node-{tag}"),
+        proxy.addr.to_string(),
+        3,
+        freeze_for,
+    )
+    .await;
+    let mut b = httpd_bundle(&tag, 1, 1, 171);
+    b.spec.docker.as_mut().unwrap().options = Some("--stop-timeout 300".into());
+    assign(&store, &node.name, &b, &[0]).await;
+    eventually(WAIT, "the replica running", || async {
+        replica(&store, b.name(), 0)
+            .await
+            .filter(|s| s.state == ReplicaState::Running)
+    })
+    .await;
+    let events = Events::start(&node.name);
+    let name = b.container_name(0);
+    // A rollout: the agent stops the old container (SIGTERM, ignored: it waits 300 s).
+    let mut b2 = b.clone();
+    b2.spec.docker.as_mut().unwrap().image = "berth-test/httpd:2".into();
+    b2.metadata.generation = Some(2);
+    let asked = Instant::now();
+    assign(&store, &node.name, &b2, &[0]).await;
+    eventually(WAIT, "the agent stopping the old container", || async {
+        events
+            .after(asked)
+            .iter()
+            .any(|e| e.starts_with("kill "))
+            .then_some(())
+    })
+    .await;
+    proxy.sever();
+    let cut = Instant::now();
+    // The fence kills the old copy (at most 2 s to the fence, then `freeze_for`), which ends
+    // the blocked stop; watch well past that for anything started.
+    let killed = eventually(WAIT, "the fence killing the old container", || async {
+        (!running(&name)).then(Instant::now)
+    })
+    .await;
+    assert!(
+        killed.duration_since(cut) >= freeze_for,
+        "killed {:?} after the cut: before the freeze ran its course",
+        killed.duration_since(cut)
+    );
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let started: Vec<String> = events
+            .after(cut)
+            .into_iter()
+            .filter(|e| e.starts_with("create ") || e.starts_with("start "))
+            .collect();
+        assert!(
+            started.is_empty(),
+            "the fenced node, still cut off, did {started:?}"
+        );
+        assert!(!running(&name), "a copy runs on the fenced node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back in touch: registered anew, listed afresh, the replica runs the new spec.
+    proxy.restore();
+    eventually(WAIT, "the replica running the new image", || async {
+        replica(&store, b.name(), 0)
+            .await
+            .filter(|s| s.state == ReplicaState::Running && s.generation == 2)
+    })
+    .await;
+    assert!(running(&name));
+}
