@@ -173,3 +173,135 @@ async fn a_fenced_node_creates_and_starts_nothing_until_its_lease_is_renewed() {
     .await;
     assert!(running(&name));
 }
+
+/// Runs berth on the test's prefix with stdout (and, with `both`, stderr) a pipe whose
+/// reader is already gone, as `berth … | head -0` leaves it.
+fn berth_into_closed_pipe(prefix: &TestPrefix, args: &[&str], both: bool) -> Command {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.env("BERTH_ETCD", &prefix.endpoint)
+        .env("BERTH_PREFIX", &prefix.prefix)
+        .args(args)
+        .stdin(Stdio::null());
+    if both {
+        cmd.stderr(writer.try_clone().unwrap());
+    } else {
+        cmd.stderr(Stdio::piped());
+    }
+    cmd.stdout(writer);
+    cmd
+}
+
+/// A manifest file (JSON) of `b`.
+fn manifest(dir: &std::path::Path, b: &Bundle) -> String {
+    let path = dir.join(format!("{}.json", b.name()));
+    std::fs::write(&path, serde_json::to_vec(b).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+/// Issue 31, item 2: `berth status | head -3`, `berth get bundles | head -1`: the reader
+/// goes away, and the command ends quietly (status 0 or 141, no error line), as kubectl does.
+#[tokio::test]
+async fn a_one_shot_command_whose_reader_is_gone_ends_quietly() {
+    let prefix = TestPrefix::new("closedpipe");
+    let dir = tempfile::tempdir().unwrap();
+    let b = httpd_bundle("closedpipe", 1, 1, 172);
+    let applied = common::berth(&prefix, &["apply", "-f", &manifest(dir.path(), &b)], None);
+    assert!(applied.status.success(), "{}", common::stderr(&applied));
+    for args in [
+        &["status"][..],
+        &["get", "bundles"],
+        &["get", "bundles", "-o", "yaml"],
+        &["describe", "bundle", "closedpipe"],
+        &["cib", "export"],
+    ] {
+        let out = berth_into_closed_pipe(&prefix, args, false)
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0) | Some(141)),
+            "berth {args:?} into a closed pipe ended with {code:?}: {}",
+            common::stderr(&out)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "berth {args:?} into a closed pipe said: {}",
+            common::stderr(&out)
+        );
+    }
+}
+
+/// Issue 31, item 2: `berth up | head -1`, and its stderr gone too: berth up keeps running
+/// after the manifests converged (it writes the status to the closed pipe then), and Ctrl-C
+/// still leaves the node in maintenance with its replicas running past the watchdog's
+/// deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_up_with_its_output_closed_keeps_running_and_stops_into_maintenance() {
+    test_image();
+    let prefix = TestPrefix::new("upclosed");
+    let store = prefix.store().await;
+    let node = format!("upclosed{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let b = httpd_bundle(&node, 1, 1, 173);
+    let file = manifest(dir.path(), &b);
+    let data = dir.path().join("data").display().to_string();
+    struct Stop(Child, String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            common::remove_node(&self.1);
+        }
+    }
+    let args = ["up", "-f", &file, "--name", &node, "--data-dir", &data];
+    let mut up = Stop(
+        berth_into_closed_pipe(&prefix, &args, true)
+            .spawn()
+            .unwrap(),
+        node.clone(),
+    );
+    let name = b.container_name(0);
+    eventually(WAIT, "the replica ready", || async {
+        let st = store.get_bundle(b.name()).await.unwrap()?.value.status?;
+        (st.ready_replicas == 1 && running(&name)).then_some(())
+    })
+    .await;
+    // berth up writes the status once --wait returned: that write meets the closed pipe. It
+    // must still be running, and its replica with it, well after that.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(
+            up.0.try_wait().unwrap().is_none(),
+            "berth up exited with its output closed"
+        );
+        assert!(running(&name), "the replica stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let until = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = up.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "berth up did not stop on SIGINT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "berth up ended with {status:?}");
+    let mark = store.keys().maintenance(&node);
+    assert!(
+        store.get(&mark).await.unwrap().is_some(),
+        "no maintenance mark"
+    );
+    // Past the watchdog's deadline (3 s): the replica still runs.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(running(&name), "the replica was fenced after a clean stop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -32,7 +32,7 @@ impl Change {
 pub(super) fn checked(files: &[String]) -> Result<Vec<crate::model::Bundle>> {
     let parsed = read_manifests(files)?;
     for w in &parsed.warnings {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
     if parsed.bundles.is_empty() {
         bail!("no bundles found in {}", files.join(", "));

@@ -37,7 +37,7 @@ pub async fn controller(
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    eprintln!(
+    say!(
         "berth controller {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
     );
@@ -476,14 +476,14 @@ pub async fn wait_rollouts(
         let ev = tokio::select! {
             ev = events.next() => ev,
             _ = tokio::time::sleep_until(deadline) => {
-                if tty { eprintln!(); }
+                if tty { say!(); }
                 bail!("timed out after {timeout:?}: {last_line}");
             }
         };
         match ev {
             Some(Ok(ev)) => cache.apply(&ev),
             Some(Err(e)) => {
-                eprintln!("warning: {e}");
+                say!("warning: {e}");
                 continue;
             }
             None => bail!("the status watch ended"),
@@ -512,7 +512,7 @@ pub async fn wait_rollouts(
                     };
                     if ends {
                         if tty {
-                            eprintln!();
+                            say!();
                         }
                         bail!("bundle {n}: rollout {}: {}", r.state, r.reason);
                     }
@@ -534,7 +534,7 @@ pub async fn wait_rollouts(
                 let hopeless = r.state == ReplicaState::Failed && r.reason.starts_with("spec.");
                 if hopeless {
                     if tty {
-                        eprintln!();
+                        say!();
                     }
                     bail!("bundle {n}: replica {} {}: {}", r.name, r.state, r.reason);
                 }
@@ -549,9 +549,9 @@ pub async fn wait_rollouts(
         }
         if done {
             if tty {
-                eprintln!();
+                say!();
             }
-            eprintln!("converged: {last_line}");
+            say!("converged: {last_line}");
             return Ok(());
         }
     }
@@ -619,7 +619,7 @@ pub async fn up(
         ControllerConfig::new(format!("{name}-up")),
         shutdown.clone(),
     ));
-    eprintln!(
+    say!(
         "berth is up: etcd {} ({}), controller {name}-up, node {name}.",
         cfg.endpoints.join(","),
         if child.is_some() {
@@ -628,9 +628,7 @@ pub async fn up(
             "already running"
         },
     );
-    eprintln!(
-        "Try `berth status` and `berth get bundles -o wide` in another terminal; Ctrl-C stops."
-    );
+    say!("Try `berth status` and `berth get bundles -o wide` in another terminal; Ctrl-C stops.");
     if !files.is_empty() {
         let args = ApplyArgs {
             files,
@@ -638,17 +636,18 @@ pub async fn up(
             wait: true,
             timeout: "5m".into(),
         };
-        let mut out = std::io::stdout();
+        // berth up is a daemon: its stdout going away must not stop it (and fence nothing).
+        let mut out = super::Forgiving::new(std::io::stdout());
         tokio::select! {
             r = super::apply::apply(&store, &args, &mut out) => match r {
-                Err(e) => eprintln!("error: {e:#}"),
+                Err(e) => say!("error: {e:#}"),
                 Ok(()) => status(&store, &mut out).await?,
             },
             _ = shutdown.cancelled() => {}
         }
     }
     let _ = signals.await;
-    eprintln!(
+    say!(
         "stopping: controller, node agent (node left in maintenance: its containers keep running, and the next `berth up` adopts them){}",
         if child.is_some() { ", etcd" } else { "" }
     );

@@ -1,6 +1,20 @@
 //! The `berth` command line. It sits on top of everything else: it parses arguments, calls
 //! the model and the store, and prints. Errors end here, as one line on stderr and a non-zero
 //! exit code.
+//!
+//! A closed stdout or stderr (`berth status | head -3`, a daemon whose terminal went away)
+//! is never an error: a daemon keeps running and writes nothing there (see [`Forgiving`] and
+//! `say!`), and a one-shot command ends quietly with status 141, as a program killed by
+//! SIGPIPE would (kubectl's behaviour).
+
+/// `eprintln!` that cannot fail: a line for the person watching, dropped when stderr is
+/// closed (`eprintln!` panics there, which would take a daemon down with its terminal).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod apply;
 mod chart;
@@ -450,6 +464,9 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped; reporting that on the same closed
+        // stderr would panic.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => logs.init(),
@@ -458,16 +475,58 @@ pub fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing to say, and no one to say it to.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader is gone.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A writer for a daemon's own output: once a write fails (stdout closed), everything after
+/// it is dropped and reported as written, so a closed pipe never stops the daemon.
+pub struct Forgiving<W> {
+    inner: W,
+    broken: bool,
+}
+
+impl<W: std::io::Write> Forgiving<W> {
+    pub fn new(inner: W) -> Forgiving<W> {
+        Forgiving {
+            inner,
+            broken: false,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Forgiving<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.broken && self.inner.write_all(buf).is_err() {
+            self.broken = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.broken && self.inner.flush().is_err() {
+            self.broken = true;
+        }
+        Ok(())
     }
 }
 
@@ -649,7 +708,7 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
     let engine = DockerEngine::connect(args.docker_host.as_deref()).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    eprintln!(
+    say!(
         "berth node {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
     );
@@ -675,7 +734,7 @@ async fn remote(config: &std::path::Path, action: Option<&str>) -> Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
         print!("{}", o.output);
-        eprintln!("{}: {} ({})", action.as_str(), o.rc.name(), o.rc.code());
+        say!("{}: {} ({})", action.as_str(), o.rc.name(), o.rc.code());
         // The agent's exit code; a timeout or a signal counts as a generic error.
         std::process::exit(match o.rc.code() {
             c if c >= 0 => c.min(255),

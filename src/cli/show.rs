@@ -52,7 +52,7 @@ pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<
                 match item {
                     Ok(v) => ok.push(v.value),
                     Err(e) => {
-                        eprintln!("warning: {e}");
+                        say!("warning: {e}");
                         if let crate::store::StoreError::Decode { key, .. } = &e {
                             invalid_rows
                                 .push(store.keys().bundle_name(key).unwrap_or(key).to_string());
@@ -69,7 +69,7 @@ pub async fn get(store: &Store, args: &GetArgs, out: &mut impl Write) -> Result<
         Some(Output::Json) => write!(out, "{}", manifest::to_json(&bundles))?,
         wide => {
             if bundles.is_empty() && unreadable == 0 {
-                eprintln!("No bundles found under {}", store.keys().bundles());
+                say!("No bundles found under {}", store.keys().bundles());
             } else {
                 let mut t = table(wide.is_some());
                 for b in &bundles {
@@ -171,7 +171,7 @@ async fn get_watch(store: &Store, args: &GetArgs, out: &mut impl Write) -> Resul
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                eprintln!("warning: {e}");
+                say!("warning: {e}");
                 continue;
             }
         };
@@ -393,7 +393,7 @@ pub async fn events(
         let WatchEvent::Put(kv) = (match ev {
             Ok(ev) => ev,
             Err(e) => {
-                eprintln!("warning: {e}");
+                say!("warning: {e}");
                 continue;
             }
         }) else {
@@ -610,7 +610,7 @@ pub async fn watch(store: &Store, output: WatchOutput, out: &mut impl Write) -> 
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                eprintln!("warning: {e}");
+                say!("warning: {e}");
                 continue;
             }
         };
@@ -663,7 +663,7 @@ pub fn cib_import(file: &str, output: ImportOutput, out: &mut impl Write) -> Res
     }
     let imported = cib::import(&text).map_err(|e| anyhow!("{file}: {e}"))?;
     for w in &imported.warnings {
-        eprintln!("warning: {file}: {w}");
+        say!("warning: {file}: {w}");
     }
     let invalid: Vec<String> = imported
         .bundles
