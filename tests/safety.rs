@@ -305,3 +305,32 @@ async fn berth_up_with_its_output_closed_keeps_running_and_stops_into_maintenanc
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Issue 31, item 4: a custom seccomp profile that allows every system call (the API takes
+/// the profile's JSON) lifts confinement as `seccomp=unconfined` does: a default node refuses
+/// it, says why, and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_seccomp_profile_is_refused_on_a_default_node() {
+    test_image();
+    let prefix = TestPrefix::new("seccomp");
+    let store = prefix.store().await;
+    let tag = format!("seccomp-{}", std::process::id() % 100_000);
+    let node = TestNode::start(&prefix, &format!("node-{tag}")).await;
+    let mut b = httpd_bundle(&tag, 1, 1, 174);
+    b.spec.docker.as_mut().unwrap().options = Some(
+        r#"--stop-timeout 1 --security-opt seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#.into(),
+    );
+    assign(&store, &node.name, &b, &[0]).await;
+    let st = eventually(WAIT, "the replica refused with the reason", || async {
+        replica(&store, b.name(), 0)
+            .await
+            .filter(|s| s.state == ReplicaState::Failed)
+    })
+    .await;
+    let why = st.last_failure.unwrap().reason;
+    assert!(
+        why.contains("not permitted on node") && why.contains("--allow-privileged"),
+        "{why}"
+    );
+    assert!(docker_try(&["inspect", &b.container_name(0)]).is_none());
+}

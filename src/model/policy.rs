@@ -15,8 +15,9 @@ use super::options;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Permits {
-    /// `--privileged`, and security options that lift confinement
-    /// (`seccomp=unconfined`, `apparmor=unconfined`, `label=disable`, `systempaths=unconfined`).
+    /// `--privileged`, and every security option but the confining ones (see
+    /// [`lifts_confinement`]): a custom seccomp, AppArmor or SELinux profile can lift
+    /// confinement as surely as `unconfined` does.
     pub privileged: bool,
     /// The host's namespaces (network `host`; PID, IPC and UTS `host` where options allow).
     pub host_namespaces: bool,
@@ -62,13 +63,25 @@ pub struct Needs {
     pub source_dirs: Vec<String>,
 }
 
-/// Security options that take confinement away (as `--privileged` does in part).
-const UNCONFINED: [&str; 4] = [
-    "seccomp=unconfined",
-    "apparmor=unconfined",
-    "label=disable",
-    "systempaths=unconfined",
-];
+/// Whether a `--security-opt` value can take confinement away (as `--privileged` does in
+/// part): every one except `no-new-privileges` (which only adds confinement) and the names of
+/// the engine's own defaults (`seccomp=builtin`, `apparmor=docker-default`). A custom profile
+/// (`seccomp=<profile JSON>` with `"defaultAction":"SCMP_ACT_ALLOW"`, `apparmor=<name>`,
+/// `label=type:spc_t`) lifts confinement as surely as `unconfined` does, and berth cannot
+/// judge a profile's contents, so it asks the node's `--allow-privileged`.
+pub fn lifts_confinement(opt: &str) -> bool {
+    let opt = opt.trim();
+    let (key, value) = match opt.split_once(['=', ':']) {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    !matches!(
+        (key, value),
+        ("no-new-privileges", None | Some("true") | Some("false"))
+            | ("seccomp", Some("builtin"))
+            | ("apparmor", Some("docker-default"))
+    )
+}
 
 /// What `b` asks of its host. Options that do not parse ask nothing here (validation
 /// refuses them with the reason).
@@ -94,10 +107,7 @@ pub fn needs(b: &Bundle) -> Needs {
         }
     }
     Needs {
-        privileged: o.privileged
-            || o.security_opt
-                .iter()
-                .any(|s| UNCONFINED.contains(&s.replace(':', "=").as_str())),
+        privileged: o.privileged || o.security_opt.iter().any(|s| lifts_confinement(s)),
         host_namespaces,
         devices: !o.devices.is_empty(),
         capabilities: o.cap_add.clone(),
@@ -195,5 +205,34 @@ mod tests {
         assert!(under("/srv", "/srv/"));
         assert!(!under("/srvx", "/srv"));
         assert!(under("/anything", "/"));
+    }
+
+    #[test]
+    fn every_security_option_but_the_confining_ones_needs_privileged() {
+        for confining in [
+            "no-new-privileges",
+            "no-new-privileges:true",
+            "no-new-privileges=false",
+            "seccomp=builtin",
+            "apparmor=docker-default",
+        ] {
+            assert!(!lifts_confinement(confining), "{confining}");
+        }
+        for lifting in [
+            "seccomp=unconfined",
+            "seccomp:unconfined",
+            r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+            "seccomp=/etc/docker/allow-all.json",
+            "apparmor=unconfined",
+            "apparmor=my-profile",
+            "label=disable",
+            "label=type:spc_t",
+            "label=level:s0:c1,c2",
+            "systempaths=unconfined",
+            "no-new-privileges=maybe",
+            "something-new",
+        ] {
+            assert!(lifts_confinement(lifting), "{lifting}");
+        }
     }
 }
