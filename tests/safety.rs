@@ -334,3 +334,67 @@ async fn a_custom_seccomp_profile_is_refused_on_a_default_node() {
     );
     assert!(docker_try(&["inspect", &b.container_name(0)]).is_none());
 }
+
+/// An address put on `lo` for one test, removed on drop.
+struct LoAddress(&'static str);
+
+impl LoAddress {
+    fn add(cidr: &'static str) -> LoAddress {
+        let _ = Command::new("ip")
+            .args(["addr", "del", cidr, "dev", "lo"])
+            .output();
+        let o = Command::new("ip")
+            .args(["addr", "add", cidr, "dev", "lo"])
+            .output()
+            .expect("ip (iproute2) must be installed");
+        assert!(o.status.success(), "ip addr add {cidr}: {o:?}");
+        LoAddress(cidr)
+    }
+}
+
+impl Drop for LoAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", self.0, "dev", "lo"])
+            .output();
+    }
+}
+
+/// Issue 31, item 5: with `host-netmask` 32 (the default) the model cannot know the
+/// interface's own prefix, so the node agent refuses the broadcast and network addresses of
+/// the interface's networks, and an address the host itself has; nothing starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_its_interfaces_network_broadcast_and_own_addresses() {
+    test_image();
+    let _lo = LoAddress::add("127.0.175.1/24");
+    let prefix = TestPrefix::new("hostaddr");
+    let store = prefix.store().await;
+    let tag = format!("hostaddr-{}", std::process::id() % 100_000);
+    let node = TestNode::start(&prefix, &format!("node-{tag}")).await;
+    for (i, (ip, why)) in [
+        ("127.0.175.255", "broadcast address of 127.0.175.0/24"),
+        ("127.0.175.0", "network address of 127.0.175.0/24"),
+        ("127.0.175.1", "already an address of this host"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = httpd_bundle(&format!("{tag}-{i}"), 1, 1, 175);
+        let net = b.spec.network.as_mut().unwrap();
+        net.ip_range_start = Some(ip.into());
+        net.host_netmask = None;
+        assign(&store, &node.name, &b, &[0]).await;
+        let st = eventually(WAIT, &format!("{ip} refused"), || async {
+            replica(&store, b.name(), 0)
+                .await
+                .filter(|s| s.state == ReplicaState::Failed)
+        })
+        .await;
+        let said = st.last_failure.unwrap().reason;
+        assert!(said.contains(why), "{ip}: {said}");
+        assert!(
+            docker_try(&["inspect", &b.container_name(0)]).is_none(),
+            "{ip}: a container was created"
+        );
+    }
+}

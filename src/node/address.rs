@@ -1,7 +1,8 @@
 //! A replica's own address on the host, added and removed through netlink as
 //! ocf:heartbeat:IPaddr2 does: on `host-interface`, or else on the interface whose network
 //! holds the address, with `host-netmask`. Loopback addresses need nothing: the whole of
-//! 127.0.0.0/8 already routes to `lo`.
+//! 127.0.0.0/8 already routes to `lo`. An address the host itself has, or the network or
+//! broadcast address of one of the interface's own networks, is refused.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -31,6 +32,15 @@ pub enum AddressError {
     )]
     HostOwned { ip: Ipv4Addr },
     #[error(
+        "{ip}: is the {what} address of {network}/{prefix}, a network of this host's interface; refusing it"
+    )]
+    NetworkOrBroadcast {
+        ip: Ipv4Addr,
+        what: &'static str,
+        network: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error(
         "{ip}: not added: cannot record it in the state directory (a fence must be able to drop it): {reason}"
     )]
     NotRecorded { ip: Ipv4Addr, reason: String },
@@ -55,6 +65,61 @@ fn contains(net: Ipv4Addr, prefix: u8, ip: Ipv4Addr) -> bool {
     }
     let mask = u32::MAX << (32 - u32::from(prefix.min(32)));
     u32::from(net) & mask == u32::from(ip) & mask
+}
+
+/// Why `ip` cannot be a replica's address on an interface that has `existing` (address,
+/// prefix length): it is the network or broadcast address of one of those networks. (The
+/// model refuses these against `host-netmask` at apply; only the host knows its interfaces'
+/// own prefixes, `172.17.255.255` on docker0's /16, say.)
+pub fn reserved_on(ip: Ipv4Addr, existing: &[(Ipv4Addr, u8)]) -> Option<AddressError> {
+    existing.iter().find_map(|&(addr, prefix)| {
+        if prefix >= 31 || !contains(addr, prefix, ip) {
+            return None;
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        let network = u32::from(addr) & mask;
+        let what = if u32::from(ip) == network {
+            "network"
+        } else if u32::from(ip) == network | !mask {
+            "broadcast"
+        } else {
+            return None;
+        };
+        Some(AddressError::NetworkOrBroadcast {
+            ip,
+            what,
+            network: Ipv4Addr::from(network),
+            prefix,
+        })
+    })
+}
+
+/// The IPv4 addresses (with prefix lengths) on interface `index`, or on every interface.
+async fn addresses_on(
+    h: &rtnetlink::Handle,
+    index: Option<u32>,
+    ip: Ipv4Addr,
+) -> Result<Vec<(Ipv4Addr, u8)>, AddressError> {
+    let mut req = h.address().get();
+    if let Some(i) = index {
+        req = req.set_link_index_filter(i);
+    }
+    let mut msgs = req.execute();
+    let mut out = Vec::new();
+    while let Some(m) = msgs
+        .try_next()
+        .await
+        .map_err(|source| AddressError::Netlink {
+            op: "list addresses for",
+            ip,
+            source,
+        })?
+    {
+        if let Some(a) = v4(&m) {
+            out.push((a, m.header.prefix_len));
+        }
+    }
+    Ok(out)
 }
 
 /// The interface index to put `a` on.
@@ -100,11 +165,20 @@ pub async fn ensure(
     ours: bool,
     before_add: impl FnOnce() -> Result<(), String>,
 ) -> Result<Option<Added>, AddressError> {
-    if a.ip.is_loopback() {
-        return Ok(None);
-    }
     let h = handle()?;
+    if a.ip.is_loopback() {
+        // Nothing to add (lo answers for all of 127.0.0.0/8), but an address the host put on
+        // an interface itself, or a network or broadcast address there, is not a replica's.
+        let host = addresses_on(&h, None, a.ip).await?;
+        if host.iter().any(|&(ip, _)| ip == a.ip) {
+            return Err(AddressError::HostOwned { ip: a.ip });
+        }
+        return reserved_on(a.ip, &host).map_or(Ok(None), Err);
+    }
     let index = interface(&h, a).await?;
+    if let Some(e) = reserved_on(a.ip, &addresses_on(&h, Some(index), a.ip).await?) {
+        return Err(e);
+    }
     let mut existing = h
         .address()
         .get()
@@ -230,5 +304,29 @@ mod tests {
         assert!(contains(ip("192.168.24.1"), 24, ip("192.168.24.114")));
         assert!(!contains(ip("192.168.25.1"), 24, ip("192.168.24.114")));
         assert!(contains(ip("10.0.0.1"), 0, ip("192.168.24.114")));
+    }
+
+    #[test]
+    fn network_and_broadcast_of_the_interfaces_own_networks_are_refused() {
+        let docker0 = [(Ipv4Addr::new(172, 17, 0, 1), 16)];
+        let refused = |ip: [u8; 4], on: &[(Ipv4Addr, u8)]| {
+            reserved_on(Ipv4Addr::from(ip), on).map(|e| e.to_string())
+        };
+        let b = refused([172, 17, 255, 255], &docker0).expect("broadcast");
+        assert!(b.contains("broadcast address of 172.17.0.0/16"), "{b}");
+        let n = refused([172, 17, 0, 0], &docker0).expect("network");
+        assert!(n.contains("network address of 172.17.0.0/16"), "{n}");
+        assert!(refused([172, 17, 0, 9], &docker0).is_none());
+        assert!(refused([10, 0, 0, 255], &docker0).is_none());
+        // A /32 or /31 has neither.
+        assert!(refused([10, 0, 0, 0], &[(Ipv4Addr::new(10, 0, 0, 0), 32)]).is_none());
+        assert!(refused([10, 0, 0, 1], &[(Ipv4Addr::new(10, 0, 0, 0), 31)]).is_none());
+        let lo = [
+            (Ipv4Addr::LOCALHOST, 8),
+            (Ipv4Addr::new(127, 0, 175, 1), 24),
+        ];
+        assert!(refused([127, 255, 255, 255], &lo).is_some());
+        assert!(refused([127, 0, 175, 255], &lo).is_some());
+        assert!(refused([127, 0, 175, 10], &lo).is_none());
     }
 }

@@ -783,6 +783,7 @@ impl<E: Engine> Agent<E> {
                 Ok(added) => added_now.extend(added),
                 Err(
                     e @ (address::AddressError::HostOwned { .. }
+                    | address::AddressError::NetworkOrBroadcast { .. }
                     | address::AddressError::NotRecorded { .. }),
                 ) => *d = Err(e.to_string()),
                 Err(e) => tracing::warn!(replica = %c.name, "{e}"),

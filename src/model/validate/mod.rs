@@ -508,7 +508,19 @@ mod tests {
             (
                 |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.0.0".into()),
                 "spec.network.ipRangeStart",
+                "includes 127.0.0.0, the network address of the loopback network",
+            ),
+            (
+                |b| b.spec.network.as_mut().unwrap().ip_range_start = Some("127.0.0.1".into()),
+                "spec.network.ipRangeStart",
                 "includes 127.0.0.1",
+            ),
+            (
+                |b| {
+                    b.spec.network.as_mut().unwrap().ip_range_start = Some("127.255.255.253".into())
+                },
+                "spec.network.ipRangeStart",
+                "includes 127.255.255.255, the broadcast address of the loopback network",
             ),
             (
                 |b| b.spec.docker.as_mut().unwrap().replicas_per_host = Some(0),

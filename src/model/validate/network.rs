@@ -109,8 +109,6 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
             Some("a reserved address (240.0.0.0/4)")
         } else if ip.octets()[0] == 0 {
             Some("in 0.0.0.0/8 (this network)")
-        } else if ip == Ipv4Addr::LOCALHOST {
-            Some("127.0.0.1, the loopback interface's own address")
         } else {
             None
         }
@@ -125,13 +123,24 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
             return;
         }
     }
-    // 127.0.0.1 inside the range (not at an end).
-    if first < u32::from(Ipv4Addr::LOCALHOST) && last_addr > u32::from(Ipv4Addr::LOCALHOST) {
-        c.fail(
-            p,
-            format!("{start}: the range includes 127.0.0.1, the loopback interface's own address"),
-        );
-        return;
+    // The loopback network is 127.0.0.0/8 on every host, whatever hostNetmask says: its
+    // network, broadcast and own address are known here (a real interface's are checked by
+    // the node agent, which knows its prefix).
+    for (ip, what) in [
+        (
+            Ipv4Addr::new(127, 0, 0, 0),
+            "the network address of the loopback network 127.0.0.0/8",
+        ),
+        (Ipv4Addr::LOCALHOST, "the loopback interface's own address"),
+        (
+            Ipv4Addr::new(127, 255, 255, 255),
+            "the broadcast address of the loopback network 127.0.0.0/8",
+        ),
+    ] {
+        if (first..=last_addr).contains(&u32::from(ip)) {
+            c.fail(p, format!("{start}: the range includes {ip}, {what}"));
+            return;
+        }
     }
     if !(1..32).contains(&mask) {
         return;
