@@ -515,3 +515,63 @@ async fn with_a_control_port_the_channel_is_tcp_on_the_replica_address() {
     }
     store.delete_bundle(b.name(), Expect::Any).await.unwrap();
 }
+
+/// Issue 31, item 6: with the control port published and a tight descriptor limit
+/// (`--ulimit nofile=64:64`), floods of idle connections that never show the key neither
+/// starve the primitive's operations (a recovery after its process is killed starts it
+/// again) nor end the listener (the key's holder is answered after each flood).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_control_port_starve_nothing() {
+    use berth::remote::channel::query;
+    let c = cluster("flood").await;
+    let store = &c.store;
+    let mut b = ocf_bundle(&format!("{}-web", c.tag), 1, 176, "heartbeat", "apache");
+    b.spec.network.as_mut().unwrap().control_port = Some(3121);
+    b.spec.docker.as_mut().unwrap().options = Some("--stop-timeout 1 --ulimit nofile=64:64".into());
+    store.put_bundle(&b, Expect::Absent).await.unwrap();
+    started(store, b.name(), 0).await;
+    let dir = c
+        .node
+        .state_dir
+        .path()
+        .join(b.name())
+        .join(b.replica_name(0));
+    let key = std::fs::read_to_string(dir.join("config/authkey")).unwrap();
+    let addr = "127.0.176.10:3121";
+    let mut floods = Vec::new();
+    for round in 0..2 {
+        let mut idle = Vec::new();
+        for _ in 0..150 {
+            if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+                idle.push(s);
+            }
+        }
+        // The primitive dies; its recovery (stop, start: processes, pipes) needs descriptors.
+        let restarts = replica(store, b.name(), 0)
+            .await
+            .and_then(|s| s.primitive)
+            .map_or(0, |p| p.restarts);
+        docker(&[
+            "exec",
+            &b.container_name(0),
+            "/bin/busybox",
+            "killall",
+            "httpd",
+        ]);
+        eventually(WAIT, &format!("recovered during flood {round}"), || async {
+            replica(store, b.name(), 0)
+                .await
+                .and_then(|s| s.primitive)
+                .filter(|p| p.restarts > restarts && p.state == Phase::Started)
+        })
+        .await;
+        let st = query(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            key.trim(),
+        )
+        .await;
+        assert!(st.is_ok(), "after flood {round}: {st:?}");
+        floods.push(idle);
+    }
+    store.delete_bundle(b.name(), Expect::Any).await.unwrap();
+}

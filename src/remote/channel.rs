@@ -7,6 +7,13 @@
 //!
 //! The protocol is one JSON line each way: `{"key": "…", "request": "status"}` →
 //! the primitive's [`PrimitiveState`], or `{"error": "…"}`.
+//!
+//! Anything on the container's network can connect, so a connection that has not shown the
+//! key costs little and cannot starve the agent: at most [`unauthenticated_cap`] of them at
+//! once (a quarter of the descriptor limit, so the primitive's operations keep the rest; a
+//! new one beyond it closes the oldest, so a flood cannot lock the node agent out), each
+//! given [`HANDSHAKE`] to send its request, and an accept that fails (out of descriptors) is
+//! retried, never the end of the listener.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,22 +96,91 @@ pub fn new_key() -> std::io::Result<String> {
     Ok(crate::hex(&b))
 }
 
-/// Answers one connection.
+/// How long a new connection has to send its request line (the node agent sends it at
+/// once).
+pub const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How many connections that have not shown the key may be open at once, for a process
+/// allowed `nofile` descriptors: a quarter of them, between 4 and 64.
+pub fn unauthenticated_cap(nofile: u64) -> usize {
+    (nofile / 4).clamp(4, 64) as usize
+}
+
+/// This process's soft limit on open descriptors.
+fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024)
+}
+
+/// The connections that have not shown the key yet, oldest first.
+struct Strangers {
+    cap: usize,
+    waiting: std::sync::Mutex<std::collections::VecDeque<(u64, CancellationToken)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// One of them; it leaves the list when dropped (it showed the key, or it is done).
+struct Stranger {
+    id: u64,
+    evicted: CancellationToken,
+    all: Arc<Strangers>,
+}
+
+impl Strangers {
+    fn list(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, CancellationToken)>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a new connection in, closing the oldest stranger when there are `cap` already.
+    fn admit(self: &Arc<Self>) -> Stranger {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        let mut list = self.list();
+        while list.len() >= self.cap {
+            if let Some((_, oldest)) = list.pop_front() {
+                oldest.cancel();
+            }
+        }
+        list.push_back((id, evicted.clone()));
+        Stranger {
+            id,
+            evicted,
+            all: self.clone(),
+        }
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.all.list().retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Answers one connection; `stranger` leaves the list of strangers once its key was checked,
+/// and ends the connection unheard if a newer one closes it first.
 async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
     state: &Arc<Shared>,
+    stranger: Stranger,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     // One request line, at most 64 KiB (a notification lists every replica).
-    let n = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        (&mut reader).take(MAX_REQUEST).read_line(&mut line),
-    )
-    .await
-    .unwrap_or(Ok(0))?;
-    let reply = match serde_json::from_str::<Request>(line.trim()) {
+    let mut limited = (&mut reader).take(MAX_REQUEST);
+    let read = tokio::time::timeout(HANDSHAKE, limited.read_line(&mut line));
+    let n = tokio::select! {
+        _ = stranger.evicted.cancelled() => return Ok(()),
+        n = read => n.unwrap_or(Ok(0))?,
+    };
+    let request = serde_json::from_str::<Request>(line.trim());
+    if matches!(&request, Ok(r) if same_key(&r.key, key)) {
+        drop(stranger);
+    }
+    let reply = match request {
         _ if n == 0 => serde_json::to_string(&ErrorReply {
             error: "empty request".into(),
         }),
@@ -186,7 +262,8 @@ pub async fn serve_tcp(
     .await
 }
 
-/// The accept loop both transports share: one task per connection.
+/// The accept loop both transports share: one task per connection, at most
+/// [`unauthenticated_cap`] of them before they show the key. It ends only at `shutdown`.
 async fn serve<S, F, Fut>(
     mut accept: F,
     key: String,
@@ -198,14 +275,32 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<S>>,
 {
+    let strangers = Arc::new(Strangers {
+        cap: unauthenticated_cap(nofile_limit()),
+        waiting: Default::default(),
+        next: Default::default(),
+    });
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             conn = accept() => {
-                let stream = conn?;
+                let stream = match conn {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of descriptors, say: the connection waits in the backlog and
+                        // the listener stays.
+                        tracing::warn!("control channel: accept: {e}; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                        }
+                        continue;
+                    }
+                };
+                let stranger = strangers.admit();
                 let (key, state) = (key.clone(), state.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_one(stream, &key, &state).await {
+                    if let Err(e) = serve_one(stream, &key, &state, stranger).await {
                         tracing::debug!("control channel: {e}");
                     }
                 });
@@ -358,6 +453,69 @@ mod tests {
         }
         stop.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    /// Issue 31, item 6: idle connections that never show the key do not take every
+    /// descriptor, and the key's holder is still answered while they stay open.
+    #[tokio::test]
+    async fn idle_strangers_are_capped_and_the_key_holder_is_answered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_tcp(listener, "k3y".into(), state(), stop.clone()));
+        let mut idle = Vec::new();
+        for _ in 0..200 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The oldest, past the cap, were closed unheard: they read the end.
+        let cap = unauthenticated_cap(nofile_limit());
+        let mut closed = 0;
+        for s in &mut idle {
+            let mut b = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(std::time::Duration::from_millis(20), s.read(&mut b)).await
+            {
+                closed += 1;
+            }
+        }
+        assert!(
+            closed >= 200 - cap,
+            "only {closed} of 200 idle strangers closed (cap {cap})"
+        );
+        let st = query(tokio::net::TcpStream::connect(addr).await.unwrap(), "k3y").await;
+        assert!(st.is_ok(), "{st:?}");
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// Issue 31, item 6: an accept that fails (out of descriptors) does not end the loop.
+    #[tokio::test]
+    async fn a_failed_accept_does_not_end_the_listener() {
+        let (client, server_end) = tokio::io::duplex(4096);
+        let mut ends = vec![Ok(server_end)];
+        for _ in 0..3 {
+            ends.push(Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE)));
+        }
+        let ends = std::sync::Mutex::new(ends);
+        let stop = CancellationToken::new();
+        let accept = || {
+            let next = ends.lock().unwrap().pop();
+            async move {
+                match next {
+                    Some(r) => r,
+                    None => std::future::pending().await,
+                }
+            }
+        };
+        let server = serve(accept, "k3y".into(), state(), stop.clone());
+        let client = async {
+            let st = query(client, "k3y").await;
+            stop.cancel();
+            st
+        };
+        let (served, st) = tokio::join!(server, client);
+        served.unwrap();
+        assert!(st.is_ok(), "{st:?}");
     }
 
     #[tokio::test]
