@@ -498,6 +498,53 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A writer for what a person reads in a terminal: control characters other than newline
+/// and tab (an escape sequence that clears the screen or sets the title, a carriage return
+/// that hides what came before) are written escaped (`\x1b`, `\u{9b}`), as kubectl does with
+/// what containers said. Agents' output and reasons reach `status`, `describe`, `get` and
+/// `events` from containers, which are untrusted.
+pub struct Escaped<W> {
+    inner: W,
+}
+
+impl<W: std::io::Write> Escaped<W> {
+    pub fn new(inner: W) -> Escaped<W> {
+        Escaped { inner }
+    }
+}
+
+/// `text` with control characters (but newline and tab) escaped; see [`Escaped`].
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !control(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+impl<W: std::io::Write> std::io::Write for Escaped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // What berth formats arrives as whole UTF-8 pieces; anything else is written lossily.
+        let text = String::from_utf8_lossy(buf);
+        self.inner.write_all(escape_controls(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A writer for a daemon's own output: once a write fails (stdout closed), everything after
 /// it is dropped and reported as written, so a closed pipe never stops the daemon.
 pub struct Forgiving<W> {
@@ -539,14 +586,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Get(args) => {
             let store = cli.etcd.store().await?;
-            show::get(&store, &args, out).await
+            show::get(&store, &args, &mut Escaped::new(out)).await
         }
         Command::Describe {
             kind: Kind::Bundle,
             name,
         } => {
             let store = cli.etcd.store().await?;
-            show::describe(&store, &name, out).await
+            show::describe(&store, &name, &mut Escaped::new(out)).await
         }
         Command::Delete(args) => {
             let store = cli.etcd.store().await?;
@@ -567,7 +614,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Controller { name, metrics } => {
             cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
         }
-        Command::Status => cluster::status(&cli.etcd.store().await?, out).await,
+        Command::Status => cluster::status(&cli.etcd.store().await?, &mut Escaped::new(out)).await,
         Command::Standby { node } => {
             cluster::standby(&cli.etcd.store().await?, &node, true, out).await
         }
@@ -590,6 +637,7 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::standby(&cli.etcd.store().await?, &node, false, out).await
         }
         Command::Events { object, watch } => {
+            let out = &mut Escaped::new(out);
             show::events(&cli.etcd.store().await?, object.as_deref(), watch, out).await
         }
         Command::Plan { files, node_down } => {
@@ -603,7 +651,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { dir } => man_pages(&dir, out),
-        Command::Rollout(cmd) => rollout::run(&cli.etcd.store().await?, cmd, out).await,
+        Command::Rollout(cmd) => {
+            rollout::run(&cli.etcd.store().await?, cmd, &mut Escaped::new(out)).await
+        }
         Command::Remote { config, action } => remote(&config, action.as_deref()).await,
         Command::Watchdog {
             state_dir,
@@ -894,5 +944,23 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Issue 31, item 7: what a container said reaches a terminal with its control
+    /// characters escaped (no screen clearing, no title setting, no carriage return).
+    #[test]
+    fn control_characters_reach_the_terminal_escaped() {
+        use std::io::Write;
+        let mut buf = Vec::new();
+        let mut w = super::Escaped::new(&mut buf);
+        write!(w, "ok\tfine\n\x1b[2J\x1b]0;owned\x07\rhidden\u{9b}31m").unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "ok\tfine\n\\x1b[2J\\x1b]0;owned\\x07\\x0dhidden\\u{9b}31m"
+        );
+        assert!(matches!(
+            super::escape_controls("plain é"),
+            std::borrow::Cow::Borrowed("plain é")
+        ));
     }
 }

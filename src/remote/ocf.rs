@@ -233,6 +233,9 @@ impl Agent {
                 let mut buf = Vec::new();
                 if let Some(mut p) = pipe {
                     let _ = p.by_ref().take(64 * 1024).read_to_end(&mut buf);
+                    // The rest is read and dropped: a pipe closed early would kill a
+                    // talkative agent (SIGPIPE) and fail an operation that succeeded.
+                    let _ = std::io::copy(&mut p, &mut std::io::sink());
                 }
                 buf
             })
@@ -317,6 +320,34 @@ mod tests {
                 .collect(),
             env: vec![],
         }
+    }
+
+    /// Issue 31, item 7: an agent that writes more than berth keeps (64 KiB) still exits
+    /// as it meant to, not killed by SIGPIPE on a pipe closed early.
+    #[tokio::test]
+    async fn an_agent_with_more_output_than_is_kept_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_dir = dir.path().join("resource.d/test");
+        std::fs::create_dir_all(&agent_dir).unwrap();
+        let script = agent_dir.join("echo");
+        // 200 KiB on stdout, then success.
+        std::fs::write(
+            &script,
+            "#!/bin/sh\ni=0\nwhile [ $i -lt 2000 ]; do\n  printf '%0100d\\n' $i\n  i=$((i+1))\ndone\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = agent(dir.path(), &[])
+            .run(
+                reaper(),
+                Action::Monitor,
+                (Duration::from_secs(10), Duration::ZERO),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.rc, Rc::Success, "{}", out.output);
+        assert!(out.output.len() <= 4096);
     }
 
     #[tokio::test]
