@@ -398,3 +398,47 @@ async fn a_node_refuses_its_interfaces_network_broadcast_and_own_addresses() {
         );
     }
 }
+
+/// Issue 31, item 8: release names follow Helm's rule (a DNS-1123 label of at most 53
+/// characters); one that would reach other keys or break `chart list` is refused by name, and
+/// nothing is written.
+#[tokio::test]
+async fn a_release_name_that_is_not_a_dns_label_is_refused_and_nothing_written() {
+    let prefix = TestPrefix::new("relname");
+    let store = prefix.store().await;
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/httpd");
+    let long = "a".repeat(54);
+    for bad in ["r/0000000009", "a\nb", "../../bundles/x", "", &long] {
+        let out = common::berth(&prefix, &["chart", "install", bad, chart], None);
+        assert!(!out.status.success(), "{bad:?} was installed");
+        let said = common::stderr(&out);
+        assert!(said.contains("not a release name"), "{bad:?}: {said}");
+    }
+    let (_, written) = store.list(&prefix.prefix).await.unwrap();
+    assert!(
+        written.is_empty(),
+        "written: {:?}",
+        written.iter().map(|k| &k.key).collect::<Vec<_>>()
+    );
+    // A good name still installs, and `chart list` reads it.
+    let out = common::berth(
+        &prefix,
+        &[
+            "chart",
+            "install",
+            "r",
+            chart,
+            "--set",
+            "network.ipRangeStart=127.0.177.10",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let listed = common::berth(&prefix, &["chart", "list"], None);
+    assert!(
+        common::stdout(&listed).contains("r "),
+        "{}",
+        common::stdout(&listed)
+    );
+    common::berth(&prefix, &["chart", "uninstall", "r"], None);
+}

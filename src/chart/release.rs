@@ -55,8 +55,37 @@ pub struct Release {
 
 use crate::unix_now as now;
 
+/// Helm's rule for a release name: a DNS-1123 label (lower-case letters, digits and '-',
+/// starting and ending with a letter or digit) of at most 53 characters. The name is part of
+/// etcd keys (`releases/<name>/<revision>`), so a `/`, a newline or `..` in it would reach
+/// other keys or make the release unreadable; every release operation checks it first.
+pub fn check_name(name: &str) -> Result<(), ChartError> {
+    const MAX: usize = 53;
+    let why = if name.is_empty() {
+        Some("required".to_string())
+    } else if name.len() > MAX {
+        Some(format!("longer than {MAX} characters"))
+    } else {
+        // A label may start with a digit here (checked as if it were a letter).
+        let as_label = match name.strip_prefix(|c: char| c.is_ascii_digit()) {
+            Some(rest) => format!("a{rest}"),
+            None => name.to_string(),
+        };
+        crate::model::validate::label_problem(&as_label)
+            .map(|w| w.replacen(&format!("{as_label:?}: "), "", 1))
+    };
+    match why {
+        None => Ok(()),
+        Some(w) => Err(ChartError::Release(
+            name.into(),
+            format!("not a release name: {w}"),
+        )),
+    }
+}
+
 /// Every revision of a release, oldest first, with each record's mod revision.
 pub async fn history(store: &Store, name: &str) -> Result<Vec<(Release, i64)>, ChartError> {
+    check_name(name)?;
     let (_, kvs) = store.list(&store.keys().releases(name)).await?;
     kvs.into_iter()
         .map(|kv| {
@@ -82,6 +111,7 @@ pub async fn list(store: &Store) -> Result<Vec<Release>, ChartError> {
 
 /// Renders a chart for a release, with its values; nothing is written.
 pub fn template(chart: &Chart, name: &str, values: &Json) -> Result<Rendered, ChartError> {
+    check_name(name)?;
     let info = ReleaseInfo {
         name: name.to_string(),
         revision: 1,
@@ -365,4 +395,29 @@ async fn deploy(
     writes.push(put_release(store, &release, Expect::Absent));
     store.commit(writes).await?;
     Ok(release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn release_names_follow_helms_rule() {
+        for ok in ["r", "web", "web-1", "1web", "a".repeat(53).as_str()] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "required"),
+            ("r/0000000009", "'/' is not allowed"),
+            ("a\nb", "'\\n' is not allowed"),
+            ("../../bundles/x", "'.' is not allowed"),
+            ("Web", "'W' is not allowed"),
+            ("web-", "must not end with '-'"),
+            ("-web", "must start with"),
+            (&"a".repeat(54), "longer than 53"),
+        ] {
+            let e = check_name(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
 }
