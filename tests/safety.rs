@@ -442,3 +442,74 @@ async fn a_release_name_that_is_not_a_dns_label_is_refused_and_nothing_written()
     );
     common::berth(&prefix, &["chart", "uninstall", "r"], None);
 }
+
+/// Issue 31, item 3: `x` is mapped read-write at /data and `x/inner` read-only at /x. The
+/// container swaps /data/inner for a link to the host's /etc and exits. Docker resolves bind
+/// sources anew at every start, so the restart is checked against the host policy again: it
+/// is refused (the replica says why) and the container never sees the host's /etc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_swapped_in_before_a_restart_is_refused_at_the_restart() {
+    use berth::model::StorageMapping;
+    test_image();
+    let prefix = TestPrefix::new("swaplink");
+    let store = prefix.store().await;
+    let tag = format!("swaplink-{}", std::process::id() % 100_000);
+    let node = TestNode::start(&prefix, &format!("node-{tag}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(x.join("inner")).unwrap();
+    std::fs::write(x.join("inner/mine"), "the bundle's own file\n").unwrap();
+    let mut b = httpd_bundle(&tag, 1, 1, 178);
+    b.spec.storage_mappings = vec![
+        StorageMapping {
+            id: "data".into(),
+            source_dir: Some(x.display().to_string()),
+            target_dir: "/data".into(),
+            options: Some("rw".into()),
+            ..Default::default()
+        },
+        StorageMapping {
+            id: "inner".into(),
+            source_dir: Some(x.join("inner").display().to_string()),
+            target_dir: "/x".into(),
+            options: Some("ro".into()),
+            ..Default::default()
+        },
+    ];
+    assign(&store, &node.name, &b, &[0]).await;
+    eventually(WAIT, "the replica running", || async {
+        replica(&store, b.name(), 0)
+            .await
+            .filter(|s| s.state == ReplicaState::Running)
+    })
+    .await;
+    let name = b.container_name(0);
+    common::docker(&[
+        "exec",
+        &name,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox mv /data/inner /data/inner.moved && /bin/busybox ln -s /etc /data/inner",
+    ]);
+    assert!(
+        x.join("inner").is_symlink(),
+        "the container planted its link"
+    );
+    common::docker(&["kill", &name]);
+    let refused = eventually(WAIT, "the restart refused", || async {
+        replica(&store, b.name(), 0).await.filter(|s| {
+            s.last_failure
+                .as_ref()
+                .is_some_and(|f| f.reason.contains("host directory /etc"))
+        })
+    })
+    .await;
+    assert_ne!(refused.state, ReplicaState::Running, "{refused:?}");
+    assert!(!running(&name), "the container was started again");
+    // Only what the container did to its own mapping changed; the host's files are theirs.
+    assert_eq!(
+        std::fs::read_to_string(x.join("inner.moved/mine")).unwrap(),
+        "the bundle's own file\n"
+    );
+}

@@ -649,11 +649,12 @@ impl<E: Engine> Agent<E> {
         }
         let engine = &self.engine;
         let gate = &self.gate;
+        let policy = &self.policy;
         let node = &node;
         let metrics = crate::metrics::get();
         let events = &self.events;
         /// A replica's create-and-start (restart false) or start (true), and its outcome.
-        type Outcome = (ReplicaKey, Result<String, EngineError>, bool);
+        type Outcome = (ReplicaKey, Result<String, StartError>, bool);
         let outcomes: Vec<Vec<Outcome>> =
             futures::stream::iter(lanes.into_values().map(|lane| async move {
                 let mut out = Vec::new();
@@ -696,19 +697,32 @@ impl<E: Engine> Agent<E> {
                             // Fenced (maybe while this lane waited for a stop): nothing is
                             // created.
                             let Some(pass) = gate.pass() else { continue };
+                            if let Some(why) = policy.sources_denied(&d.host_sources) {
+                                out.push((k, Err(StartError::Refused(why)), false));
+                                continue;
+                            }
                             let result =
                                 match metrics.engine("create", engine.create(d, node)).await {
                                     Ok(id) => start_gated(engine, gate, pass, id).await,
                                     Err(e) => Some(Err(e)),
                                 };
+                            let result = result.map(|r| r.map_err(StartError::Engine));
                             if let Some(result) = result {
                                 out.push((k, result, false));
                             }
                         }
                         Action::Start { key, id } => {
                             let Some(pass) = gate.pass() else { continue };
+                            // Docker resolves the bind sources again at every start.
+                            let sources = desired.get(&key).and_then(|d| d.as_ref().ok());
+                            if let Some(why) =
+                                sources.and_then(|d| policy.sources_denied(&d.host_sources))
+                            {
+                                out.push((key, Err(StartError::Refused(why)), true));
+                                continue;
+                            }
                             if let Some(result) = start_gated(engine, gate, pass, id).await {
-                                out.push((key, result, true));
+                                out.push((key, result.map_err(StartError::Engine), true));
                             }
                         }
                     }
@@ -735,7 +749,7 @@ impl<E: Engine> Agent<E> {
                 }
                 Err(e) => {
                     tracing::warn!(replica = %key, "{e}");
-                    if e.is_name_conflict() {
+                    if matches!(&e, StartError::Engine(e) if e.is_name_conflict()) {
                         Started::NameConflict(e.to_string())
                     } else {
                         self.events.warning("FailedStart", object, e.to_string());
@@ -853,6 +867,16 @@ impl<E: Engine> Agent<E> {
             }
         }
     }
+}
+
+/// Why a replica's container was not created or started.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Engine(EngineError),
+    /// The host policy refuses its host directories as they resolve now.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Starts container `id` (created with `pass`) unless the node was fenced since `pass` was

@@ -80,6 +80,12 @@ pub struct DesiredContainer {
     /// following a link planted there.
     #[serde(skip)]
     pub dirs: Vec<(PathBuf, String)>,
+    /// The host directories of its storage mappings, as bound (a per-replica one with the
+    /// replica's name): checked against the host policy again right before every create and
+    /// start, because Docker resolves them anew each time and a container with another of
+    /// them mapped read-write may have swapped one for a link meanwhile.
+    #[serde(skip)]
+    pub host_sources: Vec<PathBuf>,
     /// The replica's /etc/hosts content, when add-host applies (the file is
     /// `<replica dir>/hosts`). It is rewritten in place when replicas come and go, so it is
     /// not in the hash.
@@ -169,6 +175,7 @@ pub fn desired(
     }
     let mut binds = Vec::new();
     let mut dirs = Vec::new();
+    let mut host_sources = Vec::new();
     for sm in &spec.storage_mappings {
         let source = match (&sm.source_dir, &sm.source_dir_root) {
             (Some(s), _) => PathBuf::from(s),
@@ -178,6 +185,7 @@ pub fn desired(
             }
             (None, None) => continue,
         };
+        host_sources.push(source.clone());
         let mut b = format!("{}:{}", source.display(), sm.target_dir);
         if let Some(o) = &sm.options {
             b.push(':');
@@ -266,6 +274,7 @@ pub fn desired(
         options,
         remote_config,
         dirs,
+        host_sources,
         hosts,
         generation: bundle.metadata.generation.unwrap_or(0),
         control_tcp,

@@ -116,7 +116,21 @@ impl HostPolicy {
     /// Why this node does not run `b`, or None. Host directories are checked as they
     /// resolve on this host (links in them followed).
     pub fn denied(&self, b: &crate::model::Bundle) -> Option<String> {
-        let mut needs = policy::needs(b);
+        self.refused(policy::needs(b))
+    }
+
+    /// Why a container whose storage mappings bind `sources` must not be created or started
+    /// now: the same check as [`HostPolicy::denied`], on the host directories as they resolve
+    /// at this moment (a container may have swapped one for a link since the assignment was
+    /// read, or since the container last started).
+    pub fn sources_denied(&self, sources: &[PathBuf]) -> Option<String> {
+        self.refused(policy::Needs {
+            source_dirs: sources.iter().map(|s| s.display().to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn refused(&self, mut needs: policy::Needs) -> Option<String> {
         let mut missing = Vec::new();
         for d in &mut needs.source_dirs {
             let real = resolve_existing(Path::new(d));
