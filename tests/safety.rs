@@ -513,3 +513,70 @@ async fn a_link_swapped_in_before_a_restart_is_refused_at_the_restart() {
         "the bundle's own file\n"
     );
 }
+
+/// Issue 31, item 9: berth up killed (its agent and controller gone, its replicas killed by
+/// the watchdog), then started again. What the last run wrote says "3 ready" and "Started",
+/// while no container runs: `berth status` must not call a replica of an offline node
+/// started, and `apply --wait` must not say converged until the node registered anew has
+/// reported its replicas running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_wait_and_status_do_not_trust_what_the_last_run_wrote() {
+    use common::TestController;
+    test_image();
+    let prefix = TestPrefix::new("stale");
+    let store = prefix.store().await;
+    let tag = format!("stale-{}", std::process::id() % 100_000);
+    let node_name = format!("node-{tag}");
+    let mut node = TestNode::start(&prefix, &node_name).await;
+    let mut ctl = TestController::start(&prefix, "ctl").await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = httpd_bundle(&tag, 2, 2, 179);
+    let file = manifest(dir.path(), &b);
+    let applied = common::berth(&prefix, &["apply", "-f", &file, "--wait"], None);
+    assert!(applied.status.success(), "{}", common::stderr(&applied));
+    // The run dies: controller and agent gone without a word, their replicas with them.
+    ctl.stop().await;
+    node.crash();
+    for i in 0..2 {
+        common::docker(&["rm", "-f", &b.container_name(i)]);
+    }
+    let node_key = store.keys().node(&node_name);
+    eventually(WAIT, "the dead agent's lease to expire", || async {
+        store.get(&node_key).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let status = common::stdout(&common::berth(&prefix, &["status"], None));
+    assert!(!status.contains("Started"), "{status}");
+    assert!(
+        status.contains("Stopped") && status.contains("node offline"),
+        "{status}"
+    );
+    // Started again: the wait begins before anything runs.
+    let mut wait = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .env("BERTH_ETCD", &prefix.endpoint)
+        .env("BERTH_PREFIX", &prefix.prefix)
+        .args(["apply", "-f", &file, "--wait", "--timeout", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _node = TestNode::start(&prefix, &node_name).await;
+    let _ctl = TestController::start(&prefix, "ctl").await;
+    let until = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        if let Some(s) = wait.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "apply --wait never returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let running_now: Vec<bool> = (0..2).map(|i| running(&b.container_name(i))).collect();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut wait.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(done.success(), "{said}");
+    assert_eq!(
+        running_now,
+        [true, true],
+        "converged with nothing running: {said}"
+    );
+}

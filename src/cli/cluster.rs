@@ -172,10 +172,28 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
                 .replica_address(i)
                 .map(|a| format!(" ({a})"))
                 .unwrap_or_default();
-            let (state, node, reason) = match row {
+            let (mut state, node, mut reason) = match row {
                 Some(r) => (r.state, r.node.as_str(), r.reason.as_str()),
                 None => (ReplicaState::Pending, "", "no controller has placed it yet"),
             };
+            // The row is the controller's last word; what is known now may be newer. A
+            // replica of a node that is gone runs nowhere (the node fenced itself before its
+            // lease ran out: crm_mon's Stopped), and one whose status predates its node's
+            // registration is not known to run yet.
+            let up = matches!(state, ReplicaState::Running | ReplicaState::Starting);
+            if up && !node.is_empty() && !view.nodes.iter().any(|n| n.name == node) {
+                (state, reason) = (ReplicaState::Stopped, "node offline");
+            } else if up
+                && view
+                    .statuses
+                    .get(&(b.name().to_string(), i))
+                    .is_some_and(|s| s.node == node && !view.reported_now(s))
+            {
+                (state, reason) = (
+                    ReplicaState::Pending,
+                    "not reported since its node registered",
+                );
+            }
             // crm_mon's words.
             let word = match state {
                 ReplicaState::Running => "Started",
@@ -472,21 +490,26 @@ pub async fn wait_rollouts(
     let mut cache = Cache::default();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_line = String::new();
+    // Replica reports are not watched here (only bundle statuses): looked at again now and
+    // then while the bundle statuses say done but the reports are older.
+    let mut recheck = tokio::time::interval(Duration::from_secs(1));
     loop {
         let ev = tokio::select! {
-            ev = events.next() => ev,
+            ev = events.next() => Some(ev),
+            _ = recheck.tick(), if !cache.items.is_empty() => None,
             _ = tokio::time::sleep_until(deadline) => {
                 if tty { say!(); }
                 bail!("timed out after {timeout:?}: {last_line}");
             }
         };
         match ev {
-            Some(Ok(ev)) => cache.apply(&ev),
-            Some(Err(e)) => {
+            None => {}
+            Some(Some(Ok(ev))) => cache.apply(&ev),
+            Some(Some(Err(e))) => {
                 say!("warning: {e}");
                 continue;
             }
-            None => bail!("the status watch ended"),
+            Some(None) => bail!("the status watch ended"),
         }
         let mut done = true;
         let mut parts = Vec::new();
@@ -543,9 +566,19 @@ pub async fn wait_rollouts(
                 }
             }
         }
+        if done {
+            // The bundle status may be an earlier controller's, from before a node
+            // registered anew: every ready replica must have been reported since.
+            let unreported = unreported_since_registration(store, &cache, &gens).await?;
+            if !unreported.is_empty() {
+                done = false;
+                parts.extend(unreported);
+            }
+        }
         last_line = parts.join("; ");
         if tty {
-            eprint!("\r\x1b[2K{last_line}");
+            use std::io::Write as _;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{last_line}");
         }
         if done {
             if tty {
@@ -555,6 +588,63 @@ pub async fn wait_rollouts(
             return Ok(());
         }
     }
+}
+
+/// The replicas the bundle statuses in `cache` count as running whose node has not reported
+/// them under its current registration (their status was written under another lease, or
+/// their node is offline), each as a line for the progress report. A node in maintenance
+/// vouches for what it last reported.
+async fn unreported_since_registration(
+    store: &Store,
+    cache: &Cache,
+    bundles: &[(String, i64)],
+) -> Result<Vec<String>> {
+    let keys = store.keys();
+    let mut rows = Vec::new();
+    for (n, _) in bundles {
+        let st = cache
+            .items
+            .get(&keys.bundle_status(n))
+            .and_then(|kv| serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok());
+        for r in st.map(|s| s.replica_rows).unwrap_or_default() {
+            if r.state == ReplicaState::Running {
+                rows.push((keys.replica(n, r.index), r));
+            }
+        }
+    }
+    let mut wanted: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+    for (_, r) in &rows {
+        wanted.push(keys.node(&r.node));
+        wanted.push(keys.maintenance(&r.node));
+    }
+    let got = store.get_many(&wanted).await?;
+    let found: std::collections::BTreeMap<&str, &crate::store::Kv> = wanted
+        .iter()
+        .zip(&got)
+        .filter_map(|(k, kv)| Some((k.as_str(), kv.as_ref()?)))
+        .collect();
+    let mut out = Vec::new();
+    for (key, r) in &rows {
+        if found.contains_key(keys.maintenance(&r.node).as_str()) {
+            continue;
+        }
+        let lease = found
+            .get(key.as_str())
+            .and_then(|kv| {
+                serde_json::from_slice::<crate::model::cluster::ReplicaStatus>(&kv.value).ok()
+            })
+            .map(|s| s.lease);
+        let node_lease = found.get(keys.node(&r.node).as_str()).map(|kv| kv.lease);
+        match (lease, node_lease) {
+            (Some(l), Some(n)) if l == n => {}
+            (_, None) => out.push(format!("{}: node {} offline", r.name, r.node)),
+            _ => out.push(format!(
+                "{}: waiting for node {} to report it since it registered",
+                r.name, r.node
+            )),
+        }
+    }
+    Ok(out)
 }
 
 /// One line of a rollout's progress.

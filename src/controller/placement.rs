@@ -32,6 +32,9 @@ pub struct NodeView {
     pub maintenance: bool,
     /// Put in standby (`berth standby`): no replica may run there; those it has move.
     pub standby: bool,
+    /// The lease of its registration (0 for a node in maintenance, whose agent is away): a
+    /// replica status written under another lease predates this registration.
+    pub lease: i64,
     /// Bundles with a replica that reports itself promoted here (for colocations with a
     /// bundle's promoted replicas).
     pub promoted: std::collections::BTreeSet<String>,

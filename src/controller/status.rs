@@ -152,12 +152,19 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
             .statuses
             .get(&key)
             .filter(|s| !node.is_empty() && s.node == node);
+        // Written before its node registered anew: not what runs now.
+        let stale = st.is_some_and(|s| !view.reported_now(s));
+        let st = st.filter(|_| !stale);
         let (state, reason) = match (running_wanted, st, pending.and_then(|p| p.get(&i))) {
             (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
             (_, _, Some(why)) => {
                 unplaced += 1;
                 (ReplicaState::Pending, why.clone())
             }
+            (_, None, _) if stale => (
+                ReplicaState::Pending,
+                format!("waiting for node {node} to report since it registered"),
+            ),
             (_, None, _) => (ReplicaState::Pending, String::new()),
             (_, Some(s), _) => {
                 // Ready: running at this generation and, with a primitive, the primitive

@@ -28,6 +28,8 @@ pub struct View {
     pub revisions: BTreeMap<String, i64>,
     /// Online (registered) nodes, and nodes in maintenance (flagged).
     pub nodes: Vec<NodeView>,
+    /// The registration lease of each online node (see [`View::reported_now`]).
+    pub leases: BTreeMap<String, i64>,
     /// (node, bundle) → assignment.
     pub assignments: BTreeMap<(String, String), Arc<Assignment>>,
     /// The same by bundle: bundle → node → assignment.
@@ -97,6 +99,7 @@ impl View {
             invalid: BTreeMap::new(),
             revisions: BTreeMap::new(),
             nodes: Vec::new(),
+            leases: BTreeMap::new(),
             assignments: BTreeMap::new(),
             by_bundle: BTreeMap::new(),
             placed_specs: BTreeMap::new(),
@@ -112,6 +115,17 @@ impl View {
             banned: BTreeSet::new(),
             deferred: None,
         }
+    }
+}
+
+impl View {
+    /// Whether replica status `s` was written under its node's current registration (the
+    /// same lease), or its node is not online (in maintenance, its agent away: what it
+    /// last said stands). A status from before its node registered anew says nothing about
+    /// what runs now: the agent that wrote it is gone (killed, fenced), and its replicas
+    /// with it, until the new agent reports.
+    pub fn reported_now(&self, s: &ReplicaStatus) -> bool {
+        self.leases.get(&s.node).is_none_or(|&l| s.lease == l)
     }
 }
 
@@ -139,6 +153,7 @@ fn node_view(kv: &Kv, maintenance: bool) -> Option<NodeView> {
         labels: n.labels,
         permits: n.permits,
         maintenance,
+        lease: if maintenance { 0 } else { kv.lease },
         ..Default::default()
     })
 }
@@ -446,6 +461,7 @@ impl Live {
     fn derive_nodes(&mut self) {
         let v = &mut self.view;
         v.nodes = self.online.values().cloned().collect();
+        v.leases = v.nodes.iter().map(|n| (n.name.clone(), n.lease)).collect();
         for m in self.maintenance.values() {
             if !v.nodes.iter().any(|n| n.name == m.name) {
                 v.nodes.push(m.clone());

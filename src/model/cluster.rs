@@ -214,6 +214,15 @@ pub struct ReplicaStatus {
     /// epoch); 0 when it did not (a container it adopted).
     #[serde(skip_serializing_if = "is_zero")]
     pub started_at: u64,
+    /// The lease of the node registration the agent wrote this under: a status written
+    /// before its node registered anew (a killed or fenced agent's) is not taken for what
+    /// runs now.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub lease: i64,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -188,7 +188,11 @@ pub async fn run<E: Engine>(
         synced: false,
         gate,
         reopen: None,
-        core: Core::new(cfg.name.clone(), timing),
+        core: {
+            let mut core = Core::new(cfg.name.clone(), timing);
+            core.registered(lease.load(Ordering::SeqCst));
+            core
+        },
         added: load_addresses(&cfg.state_dir),
         links: Links::new(&cfg.state_dir, reports_tx),
         observed: Vec::new(),
@@ -367,7 +371,8 @@ impl<E: Engine> Agent<E> {
                         tracing::warn!(node = %node, "lease renewed after a fence: running again");
                         self.events.normal("Unfenced", format!("node/{node}"), "lease renewed after a fence: running again");
                     }
-                    FenceEvent::Relist { epoch } => {
+                    FenceEvent::Relist { epoch, lease } => {
+                        self.core.registered(lease);
                         dirty = false;
                         tracing::warn!(node = %node, "registered anew: listing assignments afresh");
                         self.events.normal("Registered", format!("node/{node}"), "registered anew under a new lease");

@@ -75,6 +75,9 @@ pub struct StatusWrites {
 #[derive(Debug)]
 pub struct Core {
     node: String,
+    /// The lease of this node's registration, written into every status (see
+    /// [`Core::registered`]).
+    lease: i64,
     timing: Timing,
     runtime: BTreeMap<ReplicaKey, Runtime>,
     /// Replicas whose history was read back from their status keys (after an agent restart,
@@ -98,6 +101,7 @@ impl Core {
     pub fn new(node: impl Into<String>, timing: Timing) -> Core {
         Core {
             node: node.into(),
+            lease: 0,
             timing,
             runtime: BTreeMap::new(),
             seeded: BTreeSet::new(),
@@ -209,6 +213,13 @@ impl Core {
     /// failure.
     pub fn stopping(&mut self, id: &str) {
         self.expected_stops.insert(id.to_string());
+    }
+
+    /// Registered under `lease` (at start, and anew after a lease was lost): every status
+    /// carries it, so each is written again once under a new registration, and a status
+    /// from before it is told apart (`View::reported_now`).
+    pub fn registered(&mut self, lease: i64) {
+        self.lease = lease;
     }
 
     /// Fenced: nothing is due until the registration is back.
@@ -356,7 +367,7 @@ impl Core {
                     time: unix,
                 });
             }
-            let status = status_of(&self.node, k, d, addrs, observed, rt, now);
+            let status = status_of((&self.node, self.lease), k, d, addrs, observed, rt, now);
             if self.written.get(k).map(|w| &w.quiet) != Some(&quiet(&status)) {
                 let bytes = serde_json::to_vec(&status).expect("status serializes");
                 out.puts.push((k.clone(), bytes));
@@ -467,7 +478,7 @@ fn restart_delay(t: Timing, consecutive: u32) -> Duration {
 
 /// A replica's status from its container (the conforming one, running preferred).
 fn status_of(
-    node: &str,
+    (node, lease): (&str, i64),
     k: &ReplicaKey,
     d: &Result<DesiredContainer, String>,
     addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
@@ -512,6 +523,7 @@ fn status_of(
         generation: d.as_ref().map(|d| d.generation).unwrap_or(0),
         primitive: rt.primitive.clone(),
         started_at: rt.started_unix,
+        lease,
     }
 }
 

@@ -34,7 +34,7 @@ pub enum FenceEvent {
     Killed,
     /// A new lease replaced the lost one: list the assignments afresh, then open the gate
     /// closed at this epoch ([`Gate::open`]).
-    Relist { epoch: u64 },
+    Relist { epoch: u64, lease: i64 },
 }
 
 /// The task's inputs.
@@ -95,7 +95,7 @@ impl Fencer {
                             self.kill().await;
                         }
                         state = State::Live;
-                        self.emit(FenceEvent::Relist { epoch });
+                        self.emit(FenceEvent::Relist { epoch, lease });
                     } else if state != State::Live {
                         if matches!(state, State::Frozen { .. }) {
                             tracing::warn!("lease renewed after a fence: thawing");
