@@ -56,38 +56,25 @@ async fn cluster(test: &str) -> common::OneNode {
 /// /var/log/pacemaker/bundles). Replicas, replicas-per-host, netmask, interface, port, targets
 /// and the primitive (ocf:heartbeat:apache, with no operations) are the seed's.
 fn seed_manifest(name: &str, net: u8, root: &std::path::Path, logs: &std::path::Path) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/httpd-bundle.yaml");
-    let mut m: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut set = |path: &[&str], v: String| {
-        let mut at = &mut m;
-        for k in path {
-            at = match k.parse::<usize>() {
-                Ok(i) => &mut at[i],
-                Err(_) => &mut at[*k],
-            };
-        }
-        assert!(!at.is_null(), "the seed has no {path:?}");
-        *at = serde_yaml::Value::String(v);
-    };
-    set(&["metadata", "name"], name.into());
-    set(
-        &["spec", "docker", "image"],
-        "berth-test/httpd-ocf:1".into(),
-    );
-    set(
-        &["spec", "network", "ipRangeStart"],
-        format!("127.0.{net}.112"),
-    );
-    set(
-        &["spec", "storageMappings", "0", "sourceDir"],
-        root.display().to_string(),
-    );
-    set(
-        &["spec", "storageMappings", "1", "sourceDirRoot"],
-        logs.display().to_string(),
-    );
-    serde_yaml::to_string(&m).unwrap()
+    common::seed_manifest(&[
+        (&["metadata", "name"], name.into()),
+        (
+            &["spec", "docker", "image"],
+            "berth-test/httpd-ocf:1".into(),
+        ),
+        (
+            &["spec", "network", "ipRangeStart"],
+            format!("127.0.{net}.112"),
+        ),
+        (
+            &["spec", "storageMappings", "0", "sourceDir"],
+            root.display().to_string(),
+        ),
+        (
+            &["spec", "storageMappings", "1", "sourceDirRoot"],
+            logs.display().to_string(),
+        ),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -580,3 +580,58 @@ async fn after_a_crash_wait_and_status_do_not_trust_what_the_last_run_wrote() {
         "converged with nothing running: {said}"
     );
 }
+
+/// Issue 31, item 10: a replica's container name held by a container this node does not
+/// own (another berth cluster's on the same engine, or the user's): the replica says so in
+/// its status, the other container is left alone, and once the name is free the replica
+/// starts (the retries back off, they do not stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_held_by_a_container_this_node_does_not_own_is_reported_and_left_alone() {
+    test_image();
+    let prefix = TestPrefix::new("namefoe");
+    let store = prefix.store().await;
+    let tag = format!("namefoe-{}", std::process::id() % 100_000);
+    let node = TestNode::start(&prefix, &format!("node-{tag}")).await;
+    let b = httpd_bundle(&tag, 1, 1, 181);
+    let name = b.container_name(0);
+    struct Foreign(String);
+    impl Drop for Foreign {
+        fn drop(&mut self) {
+            let _ = docker_try(&["rm", "-f", &self.0]);
+        }
+    }
+    let foreign_id = common::docker(&["create", "--name", &name, "berth-test/httpd:1"]);
+    let _foreign = Foreign(name.clone());
+    assign(&store, &node.name, &b, &[0]).await;
+    let st = eventually(WAIT, "the conflict reported", || async {
+        replica(&store, b.name(), 0).await.filter(|s| {
+            s.last_failure
+                .as_ref()
+                .is_some_and(|f| f.reason.contains("does not own"))
+        })
+    })
+    .await;
+    assert_ne!(st.state, ReplicaState::Running);
+    assert!(
+        st.fail_counts.is_empty(),
+        "not the replica's failure: {st:?}"
+    );
+    // Left alone.
+    let still = common::docker(&["inspect", "-f", "{{.Id}}", &name]);
+    assert_eq!(still, foreign_id);
+    common::docker(&["rm", "-f", &name]);
+    eventually(
+        WAIT,
+        "the replica running once the name is free",
+        || async {
+            replica(&store, b.name(), 0)
+                .await
+                .filter(|s| s.state == ReplicaState::Running)
+        },
+    )
+    .await;
+    assert_ne!(
+        common::docker(&["inspect", "-f", "{{.Id}}", &name]),
+        foreign_id
+    );
+}

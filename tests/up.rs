@@ -21,10 +21,12 @@ fn serves(addr: &str) -> bool {
     common::http_ok(addr.parse().unwrap(), Duration::from_millis(300))
 }
 
-/// Removes what the test's node left: its session, containers and cgroup scope.
+/// Removes what the test's node left: its session, containers, cgroup scope, and the
+/// per-replica log directories its bundle (a name of its own) made.
 struct Cleanup {
     session: String,
     node: String,
+    logs: Vec<std::path::PathBuf>,
 }
 
 impl Drop for Cleanup {
@@ -33,6 +35,9 @@ impl Drop for Cleanup {
             .args(["kill-session", "-t", &self.session])
             .status();
         common::remove_node(&self.node);
+        for d in &self.logs {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -44,16 +49,32 @@ fn ctrl_c_on_berth_up_stops_berth_and_leaves_replicas_etcd_and_dockerd_running()
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("up.log");
     let session = format!("berth-{node}");
+    // The seed under a name and addresses of the test's own: a seed that a user's own run
+    // left on this host (in another prefix) holds the seed's container names and addresses.
+    let bundle = format!("{node}-httpd");
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        common::seed_manifest(&[
+            (&["metadata", "name"], bundle.clone()),
+            (&["spec", "network", "ipRangeStart"], "127.0.180.112".into()),
+        ]),
+    )
+    .unwrap();
     let _cleanup = Cleanup {
         session: session.clone(),
         node: node.clone(),
+        logs: (0..3)
+            .map(|i| format!("/var/log/pacemaker/bundles/{bundle}-{i}").into())
+            .collect(),
     };
-    // The README's first command, in a terminal, on this test's prefix and node name.
+    // The README's first command, in a terminal, on this test's prefix, node name and seed.
     let cmd = format!(
-        "cd {} && exec env BERTH_ETCD={} BERTH_PREFIX={} bash scripts/run.sh --name {node} --data-dir {} >{} 2>&1",
+        "cd {} && exec env BERTH_ETCD={} BERTH_PREFIX={} BERTH_SEED_MANIFEST={} bash scripts/run.sh --name {node} --data-dir {} >{} 2>&1",
         env!("CARGO_MANIFEST_DIR"),
         p.endpoint,
         p.prefix,
+        seed.display(),
         dir.path().join("data").display(),
         log.display()
     );
@@ -69,7 +90,7 @@ fn ctrl_c_on_berth_up_stops_berth_and_leaves_replicas_etcd_and_dockerd_running()
         &cmd
     ]));
     // The seed's replicas.
-    let addrs: Vec<String> = (112..115).map(|i| format!("127.0.2.{i}:80")).collect();
+    let addrs: Vec<String> = (112..115).map(|i| format!("127.0.180.{i}:80")).collect();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let until = Instant::now() + Duration::from_secs(240);
     while !(addrs.iter().all(|a| serves(a)) && read_log().contains("converged")) {

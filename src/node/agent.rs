@@ -753,8 +753,15 @@ impl<E: Engine> Agent<E> {
                     Started::Ok(id)
                 }
                 Err(e) => {
-                    tracing::warn!(replica = %key, "{e}");
-                    if matches!(&e, StartError::Engine(e) if e.is_name_conflict()) {
+                    let conflict = matches!(&e, StartError::Engine(e) if e.is_name_conflict());
+                    // A name held by a container this node does not own stays taken: said
+                    // once per streak, not at every retry.
+                    if conflict && self.core.conflicts(&key) > 0 {
+                        tracing::debug!(replica = %key, "{e}");
+                    } else {
+                        tracing::warn!(replica = %key, "{e}");
+                    }
+                    if conflict {
                         Started::NameConflict(e.to_string())
                     } else {
                         self.events.warning("FailedStart", object, e.to_string());

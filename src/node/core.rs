@@ -48,6 +48,9 @@ struct Runtime {
     hold_until: Option<Instant>,
     /// Why creating or starting failed last time, cleared by a success.
     error: Option<String>,
+    /// Creates refused in a row because the name was taken: the retry waits longer each
+    /// time (a name held by a container berth does not own stays taken).
+    conflicts: u32,
     /// The primitive as its remote agent last reported it.
     primitive: Option<PrimitiveState>,
 }
@@ -57,7 +60,10 @@ struct Runtime {
 pub enum Started {
     /// Running now, as this container.
     Ok(String),
-    /// The name is still held by a container being removed: retried soon, not a failure.
+    /// The name is held by another container: usually one being removed (retried soon);
+    /// one this node does not own (another berth cluster's on the same engine, the user's)
+    /// keeps it, so each retry in a row waits twice as long, up to the longest backoff. Not a
+    /// failure of the replica's.
     NameConflict(String),
     /// Failed: counted, and the restart held for the backoff.
     Failed(String),
@@ -215,6 +221,11 @@ impl Core {
         self.expected_stops.insert(id.to_string());
     }
 
+    /// Name conflicts in a row for replica `k` (the shell logs the first of a streak only).
+    pub fn conflicts(&self, k: &ReplicaKey) -> u32 {
+        self.runtime.get(k).map_or(0, |rt| rt.conflicts)
+    }
+
     /// Registered under `lease` (at start, and anew after a lease was lost): every status
     /// carries it, so each is written again once under a new registration, and a status
     /// from before it is told apart (`View::reported_now`).
@@ -284,6 +295,7 @@ impl Core {
                 let rt = self.runtime.entry(k.clone()).or_default();
                 rt.error = None;
                 rt.hold_until = None;
+                rt.conflicts = 0;
                 rt.started_unix = unix;
                 if restart {
                     rt.restart_count += 1;
@@ -292,7 +304,24 @@ impl Core {
             }
             Started::NameConflict(reason) => {
                 let rt = self.runtime.entry(k.clone()).or_default();
-                rt.hold_until = Some(now + self.timing.backoff * 2);
+                let b = crate::backoff::Backoff {
+                    first: self.timing.backoff * 2,
+                    max: self.timing.max_backoff.max(self.timing.backoff * 2),
+                };
+                rt.hold_until = Some(now + b.nth(rt.conflicts));
+                rt.conflicts += 1;
+                let reason = format!(
+                    "{reason} (held by another container: one being removed, or one this node does not own, such as another berth cluster's on this engine; retried with backoff)"
+                );
+                // Past the first retries it is not a copy on its way out: the status says
+                // why (once: the same reason is not recorded again), counting no failure.
+                if rt.conflicts >= 3 && rt.last_failure.as_ref().map(|f| &f.reason) != Some(&reason)
+                {
+                    rt.last_failure = Some(Failure {
+                        reason: reason.clone(),
+                        time: unix,
+                    });
+                }
                 reason
             }
             Started::Failed(reason) => {

@@ -490,3 +490,52 @@ fn successful_recurring_monitors_are_not_news_and_a_failed_one_is() {
     let ops = &written.primitive.expect("primitive").last;
     assert_eq!(ops.len(), 4, "the write carries the monitors it skipped");
 }
+
+/// Issue 31, item 10: a name held by a container this node does not own stays taken; each
+/// refused create in a row waits twice as long (up to the longest backoff), and the replica's
+/// status says why once (the same bytes are not written again).
+#[test]
+fn a_name_held_by_another_container_is_retried_with_a_growing_backoff() {
+    let mut core = Core::new(NODE, timing());
+    let mut now = Instant::now();
+    let mut holds = Vec::new();
+    let mut writes = 0;
+    for _ in 0..6 {
+        core.started(
+            &key(0),
+            Started::NameConflict("create x: 409 name in use".into()),
+            false,
+            now,
+            1,
+        );
+        core.plan(&want(&[0]), &[], now);
+        let hold = core.wake_at().unwrap() - now;
+        holds.push(hold.as_millis());
+        let w = core.statuses(&want(&[0]), &BTreeMap::new(), &[], now, 1);
+        writes += w.puts.len();
+        if let Some((_, bytes)) = w.puts.first() {
+            let st: ReplicaStatus = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(st.state, ReplicaState::Failed);
+            assert!(
+                st.fail_counts.is_empty(),
+                "not the replica's failure: {st:?}"
+            );
+        }
+        core.wrote(w.puts);
+        now += hold;
+    }
+    assert_eq!(holds, [200, 400, 800, 1000, 1000, 1000]);
+    // Failed at once; the reason from the third conflict in a row on (the first may be a
+    // copy on its way out), and not again.
+    assert_eq!(writes, 2, "the status says it once");
+    let st: ReplicaStatus = serde_json::from_slice(&core.written[&key(0)].bytes).unwrap();
+    assert!(
+        st.last_failure
+            .as_ref()
+            .is_some_and(|f| f.reason.contains("does not own")),
+        "{st:?}"
+    );
+    assert_eq!(core.conflicts(&key(0)), 6);
+    core.started(&key(0), Started::Ok("c".into()), false, now, 1);
+    assert_eq!(core.conflicts(&key(0)), 0);
+}

@@ -726,3 +726,24 @@ pub async fn container_gone(name: &str, within: Duration) {
     })
     .await;
 }
+
+/// The seed manifest, `manifests/httpd-bundle.yaml`, with the fields at the given paths
+/// (map keys, or list indexes) set to new values: what keeps a test apart from the seed a
+/// user's own `scripts/run.sh` may have left running (its name, addresses, directories).
+pub fn seed_manifest(edits: &[(&[&str], String)]) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/httpd-bundle.yaml");
+    let mut m: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (path, v) in edits {
+        let mut at = &mut m;
+        for k in *path {
+            at = match k.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*k],
+            };
+        }
+        assert!(!at.is_null(), "the seed has no {path:?}");
+        *at = serde_yaml::Value::String(v.clone());
+    }
+    serde_yaml::to_string(&m).unwrap()
+}
