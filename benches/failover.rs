@@ -22,6 +22,7 @@ fn bundle(name: &str, prefer: &str) -> Bundle {
         node: Some(prefer.into()),
         label: None,
         score: "100".into(),
+        ..Default::default()
     }];
     b
 }

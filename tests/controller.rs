@@ -228,6 +228,7 @@ async fn apply_wait_returns_when_converged_and_fails_with_the_reason_at_its_time
         node: Some(a.name.clone()),
         label: None,
         score: "-INFINITY".into(),
+        ..Default::default()
     }];
     let yaml = berth::model::manifest::to_yaml(std::slice::from_ref(&b));
     let out = berth(

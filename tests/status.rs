@@ -65,6 +65,7 @@ async fn a_node_in_standby_hands_its_replicas_to_another() {
         node: Some(n1.name.clone()),
         label: None,
         score: "100".into(),
+        ..Default::default()
     });
     store.put_bundle(&b, Expect::Absent).await.unwrap();
     let on = |node: String| {

@@ -17,6 +17,7 @@ macro_rules! say {
 }
 
 mod apply;
+mod attribute;
 mod chart;
 mod cluster;
 mod rollout;
@@ -203,6 +204,9 @@ pub enum Command {
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
+    /// Read, set or delete a node attribute, a transient one, a cluster property or a
+    /// promotion score (crm_attribute's flags; without --name, list them).
+    Attribute(attribute::AttributeArgs),
     /// Put a node in standby (pcs node standby): no replica runs there, and those it has
     /// move to other nodes. Its agent keeps running.
     Standby { node: String },
@@ -483,12 +487,35 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`| head`): nothing to say, and no one to say it to.
         Err(e) if closed_pipe(&e) => ExitCode::from(141),
+        // An outcome with an exit code of its own (crm_attribute's 105 for no such
+        // attribute).
+        Err(e) if e.downcast_ref::<Exit>().is_some() => {
+            let exit = e.downcast_ref::<Exit>().expect("checked");
+            say!("{}", exit.message);
+            ExitCode::from(exit.code)
+        }
         Err(e) => {
             say!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// An error that ends the command with an exit code of its own (Pacemaker's, where a
+/// command mirrors one of its tools).
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// Whether `e` comes from writing to a pipe whose reader is gone.
 fn closed_pipe(e: &anyhow::Error) -> bool {
@@ -613,6 +640,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Controller { name, metrics } => {
             cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
+        }
+        Command::Attribute(args) => {
+            let store = cli.etcd.store().await?;
+            attribute::run(&store, &args, &mut Escaped::new(out)).await
         }
         Command::Status => cluster::status(&cli.etcd.store().await?, &mut Escaped::new(out)).await,
         Command::Standby { node } => {

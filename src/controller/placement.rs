@@ -432,18 +432,27 @@ fn score_at(scores: &Option<Vec<i64>>, n: usize) -> i64 {
 
 /// Each node's location score for a bundle (-INFINITY bans); None when the bundle has no
 /// location constraints (every node scores 0), which keeps the common case allocation-free.
+/// A bundle with exclusive locations (`resource-discovery: exclusive`) may only go to a
+/// node one of them matches: the others score -INFINITY.
 fn scores(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<i64>> {
     if b.spec.locations.is_empty() {
         return None;
     }
+    let exclusive = b.spec.locations.iter().any(|l| l.exclusive());
     Some(
         nodes
             .iter()
             .map(|n| {
-                b.spec
-                    .locations
-                    .iter()
-                    .filter(|l| l.matches(&n.name, &n.labels))
+                let matching = || {
+                    b.spec
+                        .locations
+                        .iter()
+                        .filter(|l| l.matches(&n.name, &n.labels))
+                };
+                if exclusive && !matching().any(|l| l.exclusive()) {
+                    return -INFINITY;
+                }
+                matching()
                     .map(|l| parse_score(&l.score).unwrap_or(0))
                     .sum::<i64>()
                     .clamp(-INFINITY, INFINITY)
@@ -665,6 +674,28 @@ mod tests {
         assert_eq!(p.placed["a"][&0], "n3", "replica 0 moves off the lost n1");
     }
 
+    /// OpenStack's shape: score 0 and resource-discovery exclusive on a node attribute
+    /// keep a bundle on the nodes that have it, and off every other.
+    #[test]
+    fn exclusive_locations_confine_placement_to_the_nodes_they_match() {
+        let mut b = bundle("a", 3, 1);
+        b.spec.locations = vec![Location {
+            label: Some("zone=z-n2".into()),
+            score: "0".into(),
+            resource_discovery: Some("exclusive".into()),
+            ..Default::default()
+        }];
+        let p = place(
+            &[b],
+            &nodes(&["n1", "n2", "n3"]),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+        );
+        assert_eq!(on(&p, "a"), vec!["n2"]);
+        assert_eq!(p.pending.get("a").map(|m| m.len()), Some(2));
+    }
+
     #[test]
     fn location_scores_prefer_and_ban() {
         let mut b = bundle("a", 2, 1);
@@ -673,11 +704,13 @@ mod tests {
                 node: Some("n3".into()),
                 label: None,
                 score: "100".into(),
+                ..Default::default()
             },
             Location {
                 node: None,
                 label: Some("zone=z-n1".into()),
                 score: "-INFINITY".into(),
+                ..Default::default()
             },
         ];
         let p = place(

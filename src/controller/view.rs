@@ -87,6 +87,9 @@ pub struct Live {
     online: BTreeMap<String, NodeView>,
     maintenance: BTreeMap<String, NodeView>,
     standby: BTreeSet<String>,
+    /// Permanent node attributes (`<p>/attributes/nodes/<node>/<name>`), by node: added to
+    /// the node's labels, over a label of the same name, for location rules.
+    node_attrs: BTreeMap<String, BTreeMap<String, String>>,
     /// Bundles the last derivation changed beyond their own keys (overlaps refused, last
     /// good values put back): derived again from their keys next time.
     patched: BTreeSet<String>,
@@ -190,6 +193,7 @@ impl Live {
             online: BTreeMap::new(),
             maintenance: BTreeMap::new(),
             standby: BTreeSet::new(),
+            node_attrs: BTreeMap::new(),
             patched: BTreeSet::new(),
         }
     }
@@ -330,6 +334,26 @@ impl Live {
                     }
                 }
             }
+            Key::Attribute {
+                section: crate::model::attributes::Section::Nodes,
+                owner,
+                name,
+            } => {
+                let attrs = self.node_attrs.entry(owner.to_string()).or_default();
+                match kv.and_then(|kv| String::from_utf8(kv.value.clone()).ok()) {
+                    Some(value) => {
+                        attrs.insert(name.to_string(), value);
+                    }
+                    None => {
+                        attrs.remove(name);
+                        if attrs.is_empty() {
+                            self.node_attrs.remove(owner);
+                        }
+                    }
+                }
+            }
+            // Transient attributes and cluster properties are the agents', not placement's.
+            Key::Attribute { .. } => {}
             Key::BundleStatus(name) => {
                 let slim = self.slim;
                 match kv {
@@ -476,6 +500,10 @@ impl Live {
             }
         }
         for n in &mut v.nodes {
+            if let Some(attrs) = self.node_attrs.get(&n.name) {
+                n.labels
+                    .extend(attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             n.standby = self.standby.contains(&n.name);
             n.promoted = promoted.remove(n.name.as_str()).unwrap_or_default();
         }
@@ -507,6 +535,7 @@ impl Live {
                             node: Some(node.clone()),
                             label: None,
                             score: "-INFINITY".into(),
+                            ..Default::default()
                         }));
                 }
                 v.bundles.insert(name.to_string(), b);
@@ -636,6 +665,7 @@ impl View {
                 node: Some(to.to_string()),
                 label: None,
                 score: "INFINITY".into(),
+                ..Default::default()
             });
         let range = (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX);
         let there = self.current.range(range.clone()).any(|(_, n)| n == to);

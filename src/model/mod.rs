@@ -9,6 +9,7 @@
 //! hand, lives in a sibling `…Id` field that is only set when it differs from the id berth
 //! would derive (`<owner>-instance_attributes`, as pcs derives it).
 
+pub mod attributes;
 pub mod cib;
 pub mod cluster;
 pub mod constraints;
@@ -179,6 +180,11 @@ pub struct Location {
     pub label: Option<String>,
     #[serde(deserialize_with = "score_text")]
     pub score: String,
+    /// Pacemaker's `resource-discovery`: `exclusive` confines the bundle to the nodes that
+    /// match one of its exclusive locations (whatever their scores; OpenStack places its
+    /// services so, with score 0 and a node attribute). Default `always`: the score alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_discovery: Option<String>,
 }
 
 /// A score written as a YAML/JSON number or as text (`INFINITY`).
@@ -196,6 +202,11 @@ fn score_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error
 }
 
 impl Location {
+    /// Whether this location confines placement (`resource-discovery: exclusive`).
+    pub fn exclusive(&self) -> bool {
+        self.resource_discovery.as_deref() == Some("exclusive")
+    }
+
     /// Whether this preference applies to a node.
     pub fn matches(&self, node: &str, labels: &BTreeMap<String, String>) -> bool {
         match (&self.node, &self.label) {

@@ -159,6 +159,28 @@ impl Keys {
 
     /// What a key under the prefix is, taken apart the one way the layout above builds it;
     /// None for keys outside the layout (or outside the prefix).
+    /// `<prefix>/attributes/<section>/`: the cluster's attributes of one CIB section.
+    pub fn attributes(&self, section: crate::model::attributes::Section) -> String {
+        format!("{}/attributes/{section}/", self.prefix)
+    }
+
+    /// `<prefix>/attributes/<section>/<owner>/`: one node's attributes (nodes, status), or
+    /// one property set's (crm_config).
+    pub fn attributes_of(&self, section: crate::model::attributes::Section, owner: &str) -> String {
+        format!("{}{owner}/", self.attributes(section))
+    }
+
+    /// `<prefix>/attributes/<section>/<owner>/<name>`: one attribute; its value is the
+    /// attribute's value, as is.
+    pub fn attribute(
+        &self,
+        section: crate::model::attributes::Section,
+        owner: &str,
+        name: &str,
+    ) -> String {
+        format!("{}{name}", self.attributes_of(section, owner))
+    }
+
     pub fn parse<'k>(&self, key: &'k str) -> Option<Key<'k>> {
         let rest = key.strip_prefix(&self.root())?;
         let parts: Vec<&str> = rest.split('/').collect();
@@ -178,6 +200,13 @@ impl Keys {
                 index: i.parse().ok()?,
             },
             ["rollouts", name] if !name.is_empty() => Key::Rollout(name),
+            ["attributes", section, owner, name] if !owner.is_empty() && !name.is_empty() => {
+                Key::Attribute {
+                    section: crate::model::attributes::Section::parse(section)?,
+                    owner,
+                    name,
+                }
+            }
             ["history", bundle, g] if !bundle.is_empty() => Key::SpecHistory {
                 bundle,
                 generation: g.parse().ok()?,
@@ -197,10 +226,24 @@ pub enum Key<'k> {
     Standby(&'k str),
     Cleanup(&'k str),
     Bans(&'k str),
-    Assignment { node: &'k str, bundle: &'k str },
-    Replica { bundle: &'k str, index: u32 },
+    Assignment {
+        node: &'k str,
+        bundle: &'k str,
+    },
+    Replica {
+        bundle: &'k str,
+        index: u32,
+    },
     Rollout(&'k str),
-    SpecHistory { bundle: &'k str, generation: i64 },
+    SpecHistory {
+        bundle: &'k str,
+        generation: i64,
+    },
+    Attribute {
+        section: crate::model::attributes::Section,
+        owner: &'k str,
+        name: &'k str,
+    },
 }
 
 /// The single path segment after `dir`, if `key` is directly under it.

@@ -125,6 +125,25 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `etcdctl get KEY --print-value-only` on the test etcd: the value, None when absent.
+pub fn etcdctl_get(key: &str) -> Option<String> {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &etcd_endpoint(),
+            "get",
+            key,
+            "--print-value-only",
+        ])
+        .output()
+        .expect("etcdctl must be installed (scripts/setup.sh)");
+    assert!(o.status.success(), "etcdctl get {key}: {o:?}");
+    let v = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v = v.strip_suffix('\n').unwrap_or(&v);
+    (!o.stdout.is_empty()).then(|| v.to_string())
+}
+
 /// `etcdctl put KEY VALUE` on the test etcd.
 pub fn etcdctl_put(key: &str, value: &str) {
     let o = Command::new("etcdctl")

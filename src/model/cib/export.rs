@@ -250,7 +250,10 @@ fn locations_out(b: &Bundle) -> Vec<Out> {
         .enumerate()
         .map(|(i, l)| {
             let id = format!("location-{name}-{i}");
-            let c = Out::new("rsc_location").attr("id", &id).attr("rsc", name);
+            let mut c = Out::new("rsc_location").attr("id", &id).attr("rsc", name);
+            if let Some(d) = &l.resource_discovery {
+                c = c.attr("resource-discovery", d);
+            }
             match (&l.node, &l.label) {
                 (Some(node), _) => c.attr("node", node).attr("score", &l.score),
                 (None, label) => {

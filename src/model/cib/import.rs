@@ -224,9 +224,15 @@ fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
             "role {role:?}: a location for one role is not supported"
         ));
     }
-    if attr_of(c, "resource-discovery").is_some_and(|d| d != "always") {
-        return Err("resource-discovery is not supported".into());
-    }
+    let discovery = match attr_of(c, "resource-discovery") {
+        None | Some("always") => None,
+        Some("exclusive") => Some("exclusive".to_string()),
+        Some(other) => {
+            return Err(format!(
+                "resource-discovery={other:?} is not supported (always and exclusive are)"
+            ));
+        }
+    };
     if let Some(node) = attr_of(c, "node") {
         let score = attr_of(c, "score").ok_or("a node without a score")?;
         return Ok((
@@ -235,6 +241,7 @@ fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
                 node: Some(node.to_string()),
                 label: None,
                 score: score.to_string(),
+                resource_discovery: discovery.clone(),
             }],
         ));
     }
@@ -271,12 +278,14 @@ fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
                 node: Some(value.to_string()),
                 label: None,
                 score: score.to_string(),
+                resource_discovery: discovery.clone(),
             }
         } else {
             Location {
                 node: None,
                 label: Some(format!("{attribute}={value}")),
                 score: score.to_string(),
+                resource_discovery: discovery.clone(),
             }
         });
     }

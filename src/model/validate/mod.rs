@@ -261,6 +261,17 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
             ),
             _ => {}
         }
+        match l.resource_discovery.as_deref() {
+            None | Some("always" | "exclusive") => {}
+            Some("never") => c.fail(
+                format!("{p}.resourceDiscovery"),
+                "never: not supported (berth runs no probes; use a -INFINITY score to keep the bundle off those nodes)",
+            ),
+            Some(other) => c.fail(
+                format!("{p}.resourceDiscovery"),
+                format!("{other:?}: expected always or exclusive"),
+            ),
+        }
         if parse_score(&l.score).is_none() {
             c.fail(
                 format!("{p}.score"),

@@ -1,0 +1,260 @@
+//! The cluster's attributes (issue 32, first part): `berth attribute` in crm_attribute's
+//! shape against the real etcd, and permanent node attributes confining placement through
+//! an OpenStack-style `rsc_location` (resource-discovery="exclusive", score 0, a rule on a
+//! node attribute), with real node agents and dockerd.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    TestController, TestNode, TestPrefix, berth, etcdctl_get, eventually, stderr, stdout,
+    test_image,
+};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+#[test]
+fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
+    let p = TestPrefix::new("attrcli");
+    let ok = |args: &[&str]| {
+        let o = berth(&p, args, None);
+        assert!(o.status.success(), "berth {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // A permanent node attribute: the nodes section, one key.
+    ok(&[
+        "attribute",
+        "-N",
+        "controller-0",
+        "-n",
+        "galera-role",
+        "-v",
+        "true",
+    ]);
+    assert_eq!(
+        etcdctl_get(&format!(
+            "{}/attributes/nodes/controller-0/galera-role",
+            p.prefix
+        )),
+        Some("true".to_string())
+    );
+    assert_eq!(
+        ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-G"]),
+        "scope=nodes  name=galera-role value=true\n"
+    );
+    assert_eq!(
+        ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-q"]),
+        "true\n"
+    );
+    // Transient (-l reboot) is another section: not the same attribute.
+    let missing = berth(
+        &p,
+        &[
+            "attribute",
+            "-N",
+            "controller-0",
+            "-n",
+            "galera-role",
+            "-l",
+            "reboot",
+            "-q",
+        ],
+        None,
+    );
+    assert_eq!(missing.status.code(), Some(105), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("no such attribute"));
+    assert_eq!(
+        ok(&[
+            "attribute",
+            "-N",
+            "controller-0",
+            "-n",
+            "galera-role",
+            "-l",
+            "reboot",
+            "-q",
+            "-d",
+            "none"
+        ]),
+        "none\n"
+    );
+    // A cluster property in a named set, and a promotion score.
+    ok(&[
+        "attribute",
+        "--type",
+        "crm_config",
+        "-s",
+        "redis_replication",
+        "-n",
+        "redis_REPL_INFO",
+        "-v",
+        "rds-0",
+    ]);
+    assert_eq!(
+        ok(&[
+            "attribute",
+            "--type",
+            "crm_config",
+            "-s",
+            "redis_replication",
+            "-n",
+            "redis_REPL_INFO",
+            "-q"
+        ]),
+        "rds-0\n"
+    );
+    ok(&["attribute", "-N", "rds-1", "-p", "redis", "-v", "10"]);
+    assert_eq!(
+        etcdctl_get(&format!(
+            "{}/attributes/status/rds-1/master-redis",
+            p.prefix
+        )),
+        Some("10".to_string())
+    );
+    // Everything, listed.
+    let all = ok(&["attribute"]);
+    for want in [
+        "galera-role",
+        "redis_REPL_INFO",
+        "master-redis",
+        "crm_config",
+    ] {
+        assert!(all.contains(want), "{all}");
+    }
+    // Deleted; deleting again is no error.
+    ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-D"]);
+    ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-D"]);
+    assert_eq!(
+        etcdctl_get(&format!(
+            "{}/attributes/nodes/controller-0/galera-role",
+            p.prefix
+        )),
+        None
+    );
+    // Bad input is refused by name, and nothing is written.
+    for (args, why) in [
+        (
+            &["attribute", "-N", "../x", "-n", "a", "-v", "1"][..],
+            "node name",
+        ),
+        (
+            &["attribute", "-N", "n1", "-n", "a/b", "-v", "1"],
+            "attribute name",
+        ),
+        (
+            &["attribute", "-N", "n1", "-n", "a", "-v", "x\u{7}"],
+            "attribute value",
+        ),
+        (
+            &["attribute", "-N", "n1", "-n", "a", "-t", "cib", "-v", "1"],
+            "--type",
+        ),
+        (
+            &[
+                "attribute",
+                "-N",
+                "n1",
+                "-n",
+                "a",
+                "-t",
+                "crm_config",
+                "-v",
+                "1",
+            ],
+            "--node",
+        ),
+    ] {
+        let o = berth(&p, args, None);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(
+        etcdctl_get(&format!("{}/attributes/nodes/n1/a", p.prefix)),
+        None
+    );
+}
+
+/// OpenStack confines its services to the controllers with a node attribute:
+/// `pcs node attribute controller-0 galera-role=true` and an `rsc_location` with
+/// resource-discovery="exclusive", score 0 and a rule `galera-role eq true`. Imported from
+/// CIB XML, it keeps the replica off every node until the attribute is set on one at run
+/// time, then places it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_location_rule_on_a_node_attribute_confines_placement() {
+    test_image();
+    let p = TestPrefix::new("attrplace");
+    let store = p.store().await;
+    let tag = format!("attrplace{}", std::process::id() % 100_000);
+    let a = TestNode::start(&p, &format!("{tag}-a")).await;
+    let b = TestNode::start(&p, &format!("{tag}-b")).await;
+    let _ctl = TestController::start(&p, "ctl").await;
+    let bundle = format!("{tag}-web");
+    let cib = format!(
+        r#"<cib><configuration><crm_config/><nodes/><resources>
+  <bundle id="{bundle}">
+    <docker image="berth-test/httpd:1" replicas="1" options="--stop-timeout 1"/>
+    <network ip-range-start="127.0.182.10" host-netmask="24">
+      <port-mapping id="{bundle}-port" port="8080" internal-port="80"/>
+    </network>
+  </bundle>
+</resources><constraints>
+  <rsc_location id="location-{bundle}" resource-discovery="exclusive" rsc="{bundle}">
+    <rule id="location-{bundle}-rule" score="0">
+      <expression attribute="galera-role" id="location-{bundle}-rule-expr" operation="eq" value="true"/>
+    </rule>
+  </rsc_location>
+</constraints></configuration><status/></cib>"#
+    );
+    let applied = berth(&p, &["apply", "-f", "-"], Some(&cib));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(
+        !stderr(&applied).contains("skipped"),
+        "the location was skipped: {}",
+        stderr(&applied)
+    );
+    let row = || async {
+        let st = store.get_bundle(&bundle).await.unwrap()?.value.status?;
+        st.replica_rows.into_iter().next()
+    };
+    // No node has the attribute: pending, on neither node.
+    let pending = eventually(WAIT, "the replica pending", || async {
+        row()
+            .await
+            .filter(|r| r.state == berth::model::cluster::ReplicaState::Pending)
+    })
+    .await;
+    assert!(pending.node.is_empty(), "{pending:?}");
+    let set = berth(
+        &p,
+        &[
+            "attribute",
+            "-N",
+            &b.name,
+            "-n",
+            "galera-role",
+            "-v",
+            "true",
+        ],
+        None,
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    let placed = eventually(WAIT, "the replica running on b", || async {
+        row()
+            .await
+            .filter(|r| r.state == berth::model::cluster::ReplicaState::Running)
+    })
+    .await;
+    assert_eq!(placed.node, b.name);
+    assert_ne!(placed.node, a.name);
+    // Round trip: the export keeps the rule and its discovery.
+    let exported = stdout(&berth(&p, &["cib", "export"], None));
+    assert!(
+        exported.contains(r#"resource-discovery="exclusive""#),
+        "{exported}"
+    );
+    store
+        .delete_bundle(&bundle, berth::store::Expect::Any)
+        .await
+        .unwrap();
+}
