@@ -258,3 +258,155 @@ async fn an_exclusive_location_rule_on_a_node_attribute_confines_placement() {
         .await
         .unwrap();
 }
+
+/// `crm_attribute` run inside a replica (`docker exec`), with its exit code and output.
+fn crm_attribute(container: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .args(["exec", container, "/run/berth-bin/crm_attribute"])
+        .args(args)
+        .output()
+        .expect("the docker CLI must be installed (scripts/setup.sh)")
+}
+
+/// Issue 32: the tools inside a replica reach the cluster's attributes. One replica writes
+/// a transient attribute for a peer and a property of its primitive; the others read them
+/// back; the keys are in etcd; a write outside the replica's scope is refused and stores
+/// nothing; an unchanged value is not written again; and a replica's transient attributes go
+/// when its container restarts, its permanent ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scope() {
+    common::ocf_test_image();
+    let c = common::one_node("attrtools").await;
+    let store = &c.store;
+    let b = common::ocf_bundle(&format!("{}-kv", c.tag), 3, 183, "heartbeat", "apache");
+    store
+        .put_bundle(&b, berth::store::Expect::Absent)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        eventually(WAIT, "the primitives started", || async {
+            common::replica_status(store, b.name(), i)
+                .await
+                .filter(|s| {
+                    s.primitive
+                        .as_ref()
+                        .is_some_and(|p| p.state == berth::model::cluster::Phase::Started)
+                })
+        })
+        .await;
+    }
+    let (r0, r1, r2) = (
+        b.container_name(0),
+        b.container_name(1),
+        b.container_name(2),
+    );
+    let peer = b.replica_name(1);
+    // Replica 0 writes for replica 1; it is stored once the call returns.
+    let set = crm_attribute(
+        &r0,
+        &["-N", &peer, "-l", "reboot", "-n", "seqno", "-v", "42"],
+    );
+    assert!(set.status.success(), "{set:?}");
+    let key = format!("{}/attributes/status/{peer}/seqno", c.p.prefix);
+    assert_eq!(etcdctl_get(&key), Some("42".to_string()));
+    // Replica 2 reads it (its view follows etcd within a second).
+    let read = eventually(WAIT, "replica 2 reading replica 1's attribute", || async {
+        let o = crm_attribute(&r2, &["-N", &peer, "-l", "reboot", "-n", "seqno", "-q"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    })
+    .await;
+    assert_eq!(read, "42\n");
+    // A property of its primitive, in a set of its own (redis keeps its master so).
+    let prop = format!("{}-apache_REPL_INFO", b.name());
+    let set = crm_attribute(
+        &r0,
+        &[
+            "--type",
+            "crm_config",
+            "-s",
+            "kv_replication",
+            "-n",
+            &prop,
+            "-v",
+            "r0",
+        ],
+    );
+    assert!(set.status.success(), "{set:?}");
+    let read = eventually(WAIT, "replica 1 reading the property", || async {
+        let o = crm_attribute(
+            &r1,
+            &[
+                "--type",
+                "crm_config",
+                "-s",
+                "kv_replication",
+                "-n",
+                &prop,
+                "-q",
+            ],
+        );
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    })
+    .await;
+    assert_eq!(read, "r0\n");
+    // Outside its scope: another node's attributes, a cluster-wide property.
+    for args in [
+        &["-N", "controller-0", "-n", "galera-role", "-v", "true"][..],
+        &[
+            "--type",
+            "crm_config",
+            "-n",
+            "maintenance-mode",
+            "-v",
+            "true",
+        ],
+    ] {
+        let o = crm_attribute(&r0, args);
+        assert!(!o.status.success(), "{args:?} was stored");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("crm_attribute:"),
+            "{o:?}"
+        );
+    }
+    assert_eq!(
+        etcdctl_get(&format!(
+            "{}/attributes/nodes/controller-0/galera-role",
+            c.p.prefix
+        )),
+        None
+    );
+    // The same value again: no etcd write.
+    let before = store.get(&key).await.unwrap().unwrap().mod_revision;
+    let again = crm_attribute(
+        &r0,
+        &["-N", &peer, "-l", "reboot", "-n", "seqno", "-v", "42"],
+    );
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(store.get(&key).await.unwrap().unwrap().mod_revision, before);
+    // Replica 1 keeps a permanent attribute too; then its container restarts.
+    let keep = crm_attribute(&r1, &["-n", "joined", "-v", "yes"]);
+    assert!(keep.status.success(), "{keep:?}");
+    let restarts = common::replica_status(store, b.name(), 1)
+        .await
+        .map_or(0, |s| s.restart_count);
+    common::docker(&["kill", &r1]);
+    eventually(WAIT, "replica 1's transient attributes cleared", || async {
+        let restarted = common::replica_status(store, b.name(), 1)
+            .await
+            .is_some_and(|s| s.restart_count > restarts);
+        (restarted && store.get(&key).await.unwrap().is_none()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        etcdctl_get(&format!("{}/attributes/nodes/{peer}/joined", c.p.prefix)),
+        Some("yes".to_string())
+    );
+    store
+        .delete_bundle(b.name(), berth::store::Expect::Any)
+        .await
+        .unwrap();
+}

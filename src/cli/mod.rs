@@ -836,6 +836,16 @@ async fn remote(config: &std::path::Path, action: Option<&str>) -> Result<()> {
             .trim()
             .to_string();
         anyhow::ensure!(!key.is_empty(), "{}: empty authkey", file.display());
+        // The tools' way to the cluster's attributes: a node agent polls the channel.
+        if let (Some(file), Some(node)) = (&cfg.attributes_file, &cfg.node) {
+            let attrd = crate::remote::attrd::Attrd::new(node, Some(file.clone()));
+            state.set_attrd(attrd.clone());
+            tokio::spawn(crate::remote::attrd::serve(
+                crate::remote::attrd::socket_beside(file),
+                attrd,
+                shutdown.clone(),
+            ));
+        }
         if let Some(sock) = &cfg.control_socket {
             tokio::spawn(channel::serve_unix(
                 sock.clone(),

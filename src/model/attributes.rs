@@ -9,10 +9,14 @@
 //! source, and `berth attribute` setting them at run time (a key's value wins over a label
 //! of the same name).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Where an attribute lives: Pacemaker's CIB sections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Section {
     /// Permanent node attributes (`<nodes><node><instance_attributes>`; `-l forever`).
     Nodes,
@@ -155,6 +159,107 @@ pub fn check_owner(section: Section, owner: &str) -> Result<(), String> {
     }
 }
 
+/// One attribute, addressed: its section, its owner (a node, or a property set) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AttrKey {
+    pub section: Section,
+    pub owner: String,
+    pub name: String,
+}
+
+impl AttrKey {
+    /// Checks the owner and the name.
+    pub fn check(&self) -> Result<(), String> {
+        check_owner(self.section, &self.owner)?;
+        check_name(&self.name)
+    }
+}
+
+/// What a write from inside a replica does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum AttrOp {
+    /// Set `key` to `value`.
+    Set { key: AttrKey, value: String },
+    /// Delete `key`.
+    Delete { key: AttrKey },
+    /// Delete every transient attribute of `node` (its instance restarted: Pacemaker
+    /// clears a guest node's status section).
+    ClearTransient { node: String },
+}
+
+/// A write asked from inside a replica, numbered by its remote agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrWrite {
+    pub id: u64,
+    #[serde(flatten)]
+    pub op: AttrOp,
+}
+
+/// The node agent's answer to a write: done (stored, or already so), or refused and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrAck {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What one replica may write and see of the cluster's attributes: the node attributes
+/// (both sections) of its own node and of its bundle's other replicas, which is what a
+/// clustered agent (galera, redis, rabbitmq) keeps about its peers; cluster properties whose
+/// name starts with its primitive's id (redis keeps `<id>_REPL_INFO`), and it reads every
+/// cluster property. Nothing of another bundle's replicas or of the hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// The replica's node name (`<bundle>-<i>`).
+    pub me: String,
+    /// Every replica of its bundle (itself included).
+    pub peers: BTreeSet<String>,
+    /// The primitive's id.
+    pub primitive: String,
+}
+
+impl Scope {
+    /// Whether this replica may see `key`.
+    pub fn may_read(&self, key: &AttrKey) -> bool {
+        match key.section {
+            Section::Nodes | Section::Status => self.peers.contains(&key.owner),
+            Section::CrmConfig => true,
+        }
+    }
+
+    /// Why this replica may not make `op`, if it may not (checks names and values too).
+    pub fn refuse(&self, op: &AttrOp) -> Option<String> {
+        let key = match op {
+            AttrOp::Set { key, value } => {
+                if let Err(e) = check_value(value) {
+                    return Some(e);
+                }
+                key
+            }
+            AttrOp::Delete { key } => key,
+            AttrOp::ClearTransient { node } => {
+                return (node != &self.me)
+                    .then(|| format!("node {node:?}: only this replica's own ({})", self.me));
+            }
+        };
+        if let Err(e) = key.check() {
+            return Some(e);
+        }
+        match key.section {
+            Section::Nodes | Section::Status if !self.peers.contains(&key.owner) => Some(format!(
+                "node {:?}: not a replica of this bundle (this replica may write its own and its peers' attributes)",
+                key.owner
+            )),
+            Section::CrmConfig if !key.name.starts_with(&self.primitive) => Some(format!(
+                "cluster property {:?}: a replica may write only properties named after its primitive ({}…)",
+                key.name, self.primitive
+            )),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +306,53 @@ mod tests {
         assert!(check_owner(Section::Nodes, "../x").is_err());
         assert!(check_owner(Section::CrmConfig, "redis_replication").is_ok());
         assert!(check_owner(Section::CrmConfig, "a/b").is_err());
+    }
+
+    #[test]
+    fn a_replica_writes_its_own_and_its_peers_attributes_and_its_primitives_properties() {
+        let scope = Scope {
+            me: "rds-0".into(),
+            peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
+            primitive: "redis".into(),
+        };
+        let key = |section, owner: &str, name: &str| AttrKey {
+            section,
+            owner: owner.into(),
+            name: name.into(),
+        };
+        let set = |k: AttrKey| AttrOp::Set {
+            key: k,
+            value: "1".into(),
+        };
+        assert_eq!(
+            scope.refuse(&set(key(Section::Status, "rds-1", "foo"))),
+            None
+        );
+        assert_eq!(
+            scope.refuse(&set(key(Section::Nodes, "rds-0", "foo"))),
+            None
+        );
+        assert_eq!(
+            scope.refuse(&set(key(
+                Section::CrmConfig,
+                "redis_replication",
+                "redis_REPL_INFO"
+            ))),
+            None
+        );
+        for refused in [
+            set(key(Section::Status, "web-0", "foo")),
+            set(key(Section::Nodes, "controller-0", "galera-role")),
+            set(key(Section::CrmConfig, DEFAULT_SET, "maintenance-mode")),
+            set(key(Section::Status, "rds-1", "a/b")),
+            AttrOp::ClearTransient {
+                node: "rds-1".into(),
+            },
+        ] {
+            assert!(scope.refuse(&refused).is_some(), "{refused:?}");
+        }
+        assert!(scope.may_read(&key(Section::Status, "rds-2", "x")));
+        assert!(!scope.may_read(&key(Section::Status, "web-0", "x")));
+        assert!(scope.may_read(&key(Section::CrmConfig, DEFAULT_SET, "x")));
     }
 }

@@ -178,6 +178,7 @@ pub async fn run<E: Engine>(
         stable_after: cfg.stable_after,
     };
     let store_for_events = store.clone();
+    let links = Links::new(&cfg.state_dir, reports_tx, Some(store.clone()));
     let mut agent = Agent {
         keys: store.keys().clone(),
         store,
@@ -194,7 +195,7 @@ pub async fn run<E: Engine>(
             core
         },
         added: load_addresses(&cfg.state_dir),
-        links: Links::new(&cfg.state_dir, reports_tx),
+        links,
         observed: Vec::new(),
         scope,
         events: crate::events::Recorder::spawn(
@@ -339,6 +340,13 @@ impl<E: Engine> Agent<E> {
             ))
         };
         let mut assign = watch_assignments(&self.store, &self.keys);
+        // The cluster's attributes, for the replicas' tools (see `node::link`).
+        let mut attributes = Box::pin(watch_prefix(
+            self.store.members().clone(),
+            self.keys.all_attributes(),
+            WatchConfig::default(),
+        ));
+        let mut attribute_cache = Cache::default();
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
         loop {
@@ -391,6 +399,20 @@ impl<E: Engine> Agent<E> {
                         self.on_assignment(ev);
                     }
                     self.decode_assignments();
+                }
+                ev = attributes.next() => {
+                    dirty = false;
+                    let mut apply = |ev| match ev {
+                        Ok(ev) => attribute_cache.apply(&ev),
+                        Err(e) => tracing::warn!("attributes: {e}"),
+                    };
+                    if let Some(ev) = ev {
+                        apply(ev);
+                    }
+                    while let Some(Some(ev)) = attributes.next().now_or_never() {
+                        apply(ev);
+                    }
+                    self.links.attributes(decode_attributes(&self.keys, &attribute_cache));
                 }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
@@ -889,6 +911,32 @@ enum StartError {
     /// The host policy refuses its host directories as they resolve now.
     #[error("{0}")]
     Refused(String),
+}
+
+/// Every attribute in `cache` (the watch of `<prefix>/attributes/`), by key.
+fn decode_attributes(
+    keys: &Keys,
+    cache: &Cache,
+) -> BTreeMap<crate::model::attributes::AttrKey, String> {
+    cache
+        .items
+        .values()
+        .filter_map(|kv| match keys.parse(&kv.key)? {
+            crate::store::keys::Key::Attribute {
+                section,
+                owner,
+                name,
+            } => Some((
+                crate::model::attributes::AttrKey {
+                    section,
+                    owner: owner.to_string(),
+                    name: name.to_string(),
+                },
+                String::from_utf8(kv.value.clone()).ok()?,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Starts container `id` (created with `pass`) unless the node was fenced since `pass` was

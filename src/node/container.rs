@@ -100,6 +100,11 @@ pub struct DesiredContainer {
     /// host's network). None: the unix socket in the replica's directory.
     #[serde(skip)]
     pub control_tcp: Option<std::net::SocketAddrV4>,
+    /// What the replica's tools may write and see of the cluster's attributes (a bundle
+    /// with a primitive): its own and its peers' node attributes, its primitive's
+    /// properties.
+    #[serde(skip)]
+    pub attr_scope: Option<crate::model::attributes::Scope>,
 }
 
 impl DesiredContainer {
@@ -201,6 +206,7 @@ pub fn desired(
     }
     let mut remote_config = None;
     let mut control_tcp = None;
+    let mut attr_scope = None;
     if let (Some(prim), Some(bin)) = (&spec.primitive, remote) {
         // control-port: TCP instead of the unix socket, as Pacemaker reaches
         // pacemaker-remoted: on the replica's address (published there), or, without one, on
@@ -244,6 +250,13 @@ pub fn desired(
             ..crate::remote::supervisor::RemoteConfig::new(prim.clone())
         };
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
+        attr_scope = Some(crate::model::attributes::Scope {
+            me: bundle.replica_name(i),
+            peers: (0..spec.replicas())
+                .map(|j| bundle.replica_name(j))
+                .collect(),
+            primitive: prim.id.clone(),
+        });
         // A bundle's own run-command must exec berth remote itself.
         if cmd.is_none() {
             cmd = Some(vec![
@@ -278,6 +291,7 @@ pub fn desired(
         hosts,
         generation: bundle.metadata.generation.unwrap_or(0),
         control_tcp,
+        attr_scope,
     })
 }
 

@@ -1,6 +1,28 @@
 //! The node agent's side of each replica's control channel: per replica with a primitive, a
-//! task long-polling its remote agent for reports and one asking it for roles, in order.
-//! The wire protocol itself is [`crate::remote::channel`].
+//! task long-polling its remote agent for reports and one asking it for roles, in order;
+//! and the replica's way to the cluster's attributes: a task long-polling the writes its
+//! tools ask for, storing each in etcd within the replica's scope and bounds, and one
+//! sending it what it may see of them whenever that changes. The wire protocol itself is
+//! [`crate::remote::channel`].
+
+use std::sync::{Arc, Mutex};
+
+use crate::model::attributes::{AttrAck, AttrKey, AttrOp, Scope, Section};
+use crate::store::{Expect, Store, StoreError, Write};
+
+/// Every attribute the node agent knows of (from its watch of `<prefix>/attributes/`).
+pub type Known = Arc<Mutex<BTreeMap<AttrKey, String>>>;
+
+/// What one replica sees of the cluster's attributes.
+type View = Arc<Vec<(AttrKey, String)>>;
+
+/// The most attributes one node (or property set) may have in one section through
+/// replicas' writes.
+pub const MAX_ATTRS_PER_OWNER: usize = 64;
+
+/// Writes one replica may make: a burst of this many, then this many a second.
+const WRITE_BURST: f64 = 50.0;
+const WRITES_PER_SECOND: f64 = 10.0;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +48,8 @@ struct Channel {
     state_dir: PathBuf,
     key: ReplicaKey,
     tcp: Option<std::net::SocketAddrV4>,
+    /// The replica's attribute scope (none: no attribute tasks).
+    scope: Option<Scope>,
 }
 
 /// A stream to a remote agent, over either transport.
@@ -70,6 +94,8 @@ struct Watcher {
     role: tokio::sync::watch::Sender<Role>,
     /// The clone notification to deliver (every send is one more request).
     notify: tokio::sync::watch::Sender<Option<Notification>>,
+    /// What the replica may see of the cluster's attributes (sent when it changes).
+    view: tokio::sync::watch::Sender<View>,
     channel: Channel,
 }
 
@@ -78,16 +104,51 @@ pub struct Links {
     state_dir: PathBuf,
     watchers: BTreeMap<ReplicaKey, Watcher>,
     reports: UnboundedSender<Report>,
+    /// Where replicas' attribute writes go (none: no attribute tasks).
+    store: Option<Store>,
+    known: Known,
 }
 
 impl Links {
-    /// Links whose reports arrive on `reports`.
-    pub fn new(state_dir: &Path, reports: UnboundedSender<Report>) -> Links {
+    /// Links whose reports arrive on `reports`; with `store`, replicas' attribute writes are
+    /// stored there.
+    pub fn new(state_dir: &Path, reports: UnboundedSender<Report>, store: Option<Store>) -> Links {
         Links {
             state_dir: state_dir.to_path_buf(),
             watchers: BTreeMap::new(),
             reports,
+            store,
+            known: Known::default(),
         }
+    }
+
+    /// The cluster's attributes changed: each replica is sent what it may see of them, when
+    /// that changed.
+    pub fn attributes(&self, all: BTreeMap<AttrKey, String>) {
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = all;
+        for w in self.watchers.values() {
+            if let Some(scope) = &w.channel.scope {
+                let view = self.view_of(scope);
+                w.view.send_if_modified(|v| {
+                    let changed = **v != *view;
+                    if changed {
+                        *v = view;
+                    }
+                    changed
+                });
+            }
+        }
+    }
+
+    fn view_of(&self, scope: &Scope) -> View {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::new(
+            known
+                .iter()
+                .filter(|(k, _)| scope.may_read(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     /// Tasks for every replica with a primitive, and none for others (a replica whose
@@ -102,6 +163,7 @@ impl Links {
                     state_dir: self.state_dir.clone(),
                     key: k.clone(),
                     tcp: d.control_tcp,
+                    scope: self.store.as_ref().and(d.attr_scope.clone()),
                 };
                 Some((k.clone(), ch))
             })
@@ -134,12 +196,33 @@ impl Links {
                 notifies,
                 token.clone(),
             ));
+            let first = channel
+                .scope
+                .as_ref()
+                .map(|s| self.view_of(s))
+                .unwrap_or_default();
+            let (view, mut views) = tokio::sync::watch::channel(first);
+            if let (Some(store), Some(scope)) = (&self.store, &channel.scope) {
+                // The first view goes out as soon as the container is up.
+                views.mark_changed();
+                tokio::spawn(pump_attributes(
+                    channel.clone(),
+                    k.clone(),
+                    store.clone(),
+                    scope.clone(),
+                    self.known.clone(),
+                    views.clone(),
+                    token.clone(),
+                ));
+                tokio::spawn(send_views(channel.clone(), k.clone(), views, token.clone()));
+            }
             self.watchers.insert(
                 k,
                 Watcher {
                     token,
                     role,
                     notify,
+                    view,
                     channel,
                 },
             );
@@ -225,6 +308,167 @@ async fn send_notifies(
         Some(())
     };
     deliver(channel, key, asked, token, "the notification", send).await
+}
+
+/// Sends a replica's remote agent what it may see of the cluster's attributes, each time
+/// that changes (see [`deliver`]).
+async fn send_views(
+    channel: Channel,
+    key: ReplicaKey,
+    views: tokio::sync::watch::Receiver<View>,
+    token: CancellationToken,
+) {
+    let send = async |ch: &Channel, view: View| {
+        let (s, authkey) = ch.connect().await?;
+        crate::remote::channel::cluster(s, &authkey, view.to_vec())
+            .await
+            .ok()
+    };
+    deliver(channel, key, views, token, "the cluster's attributes", send).await
+}
+
+/// Long-polls a replica's remote agent for the attribute writes its tools ask for, stores
+/// each (see [`store_write`]) and hands back the outcomes with the next poll. A remote agent
+/// that has no mirror yet (it restarted) is sent the replica's view first.
+async fn pump_attributes(
+    channel: Channel,
+    key: ReplicaKey,
+    store: Store,
+    scope: Scope,
+    known: Known,
+    views: tokio::sync::watch::Receiver<View>,
+    token: CancellationToken,
+) {
+    let mut acks: Vec<AttrAck> = Vec::new();
+    let mut bucket = Bucket::new();
+    loop {
+        let attempt = async {
+            let (s, authkey) = channel.connect().await?;
+            Some(crate::remote::channel::attrs(s, &authkey, acks.clone()).await)
+        };
+        let got = tokio::select! {
+            _ = token.cancelled() => return,
+            got = attempt => got,
+        };
+        match got {
+            Some(Ok(w)) => {
+                acks.clear();
+                if !w.mirrored {
+                    let view = views.borrow().clone();
+                    if let Some((s, authkey)) = channel.connect().await {
+                        let _ = crate::remote::channel::cluster(s, &authkey, view.to_vec()).await;
+                    }
+                }
+                for write in w.writes {
+                    let error = store_write(&store, &scope, &known, &mut bucket, &write.op)
+                        .await
+                        .err();
+                    if let Some(e) = &error {
+                        tracing::info!(replica = %key, "attribute write refused: {e}");
+                    }
+                    acks.push(AttrAck {
+                        id: write.id,
+                        error,
+                    });
+                }
+            }
+            // A remote agent without an attribute daemon: nothing to pump.
+            Some(Err(crate::remote::channel::ChannelError::Refused(_))) => return,
+            _ => {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// A replica's write budget: a token bucket.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            tokens: WRITE_BURST,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * WRITES_PER_SECOND)
+            .min(WRITE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Stores one write of a replica's tools, when its scope allows it and within its bounds
+/// (a value unchanged is not written again: no etcd write at rest); why not otherwise.
+async fn store_write(
+    store: &Store,
+    scope: &Scope,
+    known: &Known,
+    bucket: &mut Bucket,
+    op: &AttrOp,
+) -> Result<(), String> {
+    if let Some(why) = scope.refuse(op) {
+        return Err(why);
+    }
+    if !bucket.take() {
+        return Err(format!(
+            "more than {WRITES_PER_SECOND} attribute writes a second from this replica: not stored"
+        ));
+    }
+    let keys = store.keys();
+    match op {
+        AttrOp::Set { key, value } => {
+            let crowded = {
+                let known = known.lock().unwrap_or_else(|e| e.into_inner());
+                !known.contains_key(key)
+                    && known
+                        .keys()
+                        .filter(|k| k.section == key.section && k.owner == key.owner)
+                        .count()
+                        >= MAX_ATTRS_PER_OWNER
+            };
+            if crowded {
+                return Err(format!(
+                    "{} {:?} has {MAX_ATTRS_PER_OWNER} attributes already: not stored",
+                    key.section, key.owner
+                ));
+            }
+            let at = keys.attribute(key.section, &key.owner, &key.name);
+            store
+                .put_if_changed(&at, value.clone().into_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        AttrOp::Delete { key } => {
+            let at = keys.attribute(key.section, &key.owner, &key.name);
+            match store.delete(&at, Expect::Any).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        AttrOp::ClearTransient { node } => {
+            let prefix = keys.attributes_of(Section::Status, node);
+            store
+                .commit(vec![Write::DeletePrefix { prefix }])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// Sends a replica's remote agent each role asked for on `asked` (see [`deliver`]).

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::attributes::{AttrKey, AttrOp, DEFAULT_SET, Section};
 use crate::model::validate::parse_score;
 
 /// The environment variable naming the attributes file.
@@ -62,7 +63,7 @@ pub fn read(path: &Path) -> Attrs {
 }
 
 /// Writes `attrs` to `path` whole (temp file, then rename).
-fn write(path: &Path, attrs: &Attrs) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, attrs: &Attrs) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(
         &tmp,
@@ -98,6 +99,10 @@ struct Request {
     query: bool,
     quiet: bool,
     lifetime: Option<String>,
+    /// `--type`: nodes, status or crm_config.
+    kind: Option<String>,
+    /// `--set-name` (crm_config).
+    set: Option<String>,
     node: Option<String>,
     default: Option<String>,
     /// `--promotion[=resource]` (always, for crm_master): the resource, when named.
@@ -148,13 +153,8 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
             (_, "-G" | "--query") => r.query = true,
             (_, "-Q" | "-q" | "--quiet") => r.quiet = true,
             (_, "-l" | "--lifetime") => r.lifetime = Some(value("lifetime")?),
-            (_, "-t" | "--type") => {
-                r.lifetime = match value("type")?.as_str() {
-                    "status" => Some("reboot".into()),
-                    "nodes" => Some("forever".into()),
-                    t => return Err(format!("--type {t}: only nodes and status exist here")),
-                }
-            }
+            (_, "-t" | "--type") => r.kind = Some(value("type")?),
+            (_, "-s" | "--set-name") => r.set = Some(value("set name")?),
             (_, "-N" | "--node") => r.node = Some(value("node name")?),
             (_, "-d" | "--default") => r.default = Some(value("default")?),
             ("crm_attribute", "-p" | "--promotion") => r.promotion = Some(inline),
@@ -165,7 +165,7 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
             (_, "-V" | "--verbose") => {}
             _ => {
                 return Err(format!(
-                    "{arg}: not supported inside a berth container (supported: -n -v -D -G -Q -l -t -N -d{})",
+                    "{arg}: not supported inside a berth container (supported: -n -v -D -G -Q -l -t -s -N -d{})",
                     if tool == "crm_master" { " -r" } else { " -p" }
                 ));
             }
@@ -185,12 +185,23 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
     {
         return Err("give one of -v, -D and -G".into());
     }
-    if let Some(l) = &r.lifetime
-        && !matches!(l.as_str(), "reboot" | "forever")
-    {
-        return Err(format!("--lifetime {l}: expected reboot or forever"));
-    }
+    // The section the flags name (checked here: a bad --type or --lifetime is a usage error).
+    section(&r)?;
     Ok(r)
+}
+
+/// The CIB section a request is about: a promotion score is transient; otherwise
+/// crm_attribute's `--type` and `--lifetime` decide, a node attribute being permanent by
+/// default.
+fn section(r: &Request) -> Result<Section, String> {
+    if r.promotion.is_some() {
+        return match Section::from_flags(r.kind.as_deref(), r.lifetime.as_deref(), true)? {
+            Section::CrmConfig => Err("--promotion: a promotion score is a node attribute".into()),
+            _ if r.kind.is_none() => Ok(Section::Status),
+            s => Ok(s),
+        };
+    }
+    Section::from_flags(r.kind.as_deref(), r.lifetime.as_deref(), true)
 }
 
 /// Runs the tool named `tool` with `args`; returns its exit code.
@@ -210,7 +221,16 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
     });
-    match run(tool, args, file, node, env("OCF_RESOURCE_INSTANCE"), out) {
+    // The attribute daemon beside the file, when the remote agent runs one: the cluster's
+    // attributes; otherwise only this replica's own, in the file.
+    let backend = match file {
+        Some(f) if super::attrd::socket_beside(&f).exists() => {
+            Some(Backend::Daemon(super::attrd::socket_beside(&f)))
+        }
+        Some(f) => Some(Backend::File(f)),
+        None => None,
+    };
+    match run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out) {
         Ok(code) => code,
         Err((code, msg)) => {
             let _ = writeln!(err, "{tool}: {msg}");
@@ -219,10 +239,20 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     }
 }
 
+/// Where the tools keep attributes.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The replica's own attributes only, in its file (no attribute daemon: a remote agent
+    /// without a node agent polling it).
+    File(PathBuf),
+    /// The cluster's, through the remote agent's attribute daemon at this socket.
+    Daemon(PathBuf),
+}
+
 fn run(
     tool: &str,
     args: &[String],
-    file: Option<PathBuf>,
+    backend: Option<Backend>,
     me: Option<String>,
     instance: Option<String>,
     out: &mut impl Write,
@@ -234,13 +264,7 @@ fn run(
         let _ = writeln!(out, "{me}");
         return Ok(0);
     }
-    if let Some(n) = &r.node
-        && *n != me
-    {
-        return Err(usage(format!(
-            "--node {n}: only this replica's own attributes ({me}) exist here"
-        )));
-    }
+    let section = section(&r).map_err(usage)?;
     let name =
         match (&r.promotion, &r.name) {
             (Some(Some(rsc)), _) => promotion_name(rsc),
@@ -250,30 +274,57 @@ fn run(
             (None, Some(n)) => n.clone(),
             (None, None) => return Err(usage("--name: required".into())),
         };
-    let file = file.ok_or_else(|| {
+    if let Some(v) = &r.value
+        && r.promotion.is_some()
+        && parse_score(v).is_none()
+    {
+        return Err(usage(format!(
+            "--update {v}: a promotion score is an integer, INFINITY or -INFINITY"
+        )));
+    }
+    let backend = backend.ok_or_else(|| {
         usage(format!(
             "{ENV_FILE} is not set: not running under berth remote"
         ))
     })?;
+    let file = match backend {
+        Backend::File(f) => f,
+        Backend::Daemon(socket) => {
+            let key = AttrKey {
+                section,
+                owner: match section {
+                    Section::CrmConfig => r.set.clone().unwrap_or_else(|| DEFAULT_SET.into()),
+                    _ => r.node.clone().unwrap_or_else(|| me.clone()),
+                },
+                name,
+            };
+            return through_daemon(&socket, &r, key, out);
+        }
+    };
+    if section == Section::CrmConfig {
+        return Err(usage(
+            "--type crm_config: only this replica's own attributes exist here (no attribute daemon)".into(),
+        ));
+    }
+    if let Some(n) = &r.node
+        && *n != me
+    {
+        return Err(usage(format!(
+            "--node {n}: only this replica's own attributes ({me}) exist here (no attribute daemon)"
+        )));
+    }
     let io = |e: std::io::Error| (EX_CANTCREAT, format!("{}: {e}", file.display()));
     if let Some(v) = &r.value {
-        if r.promotion.is_some() && parse_score(v).is_none() {
-            return Err(usage(format!(
-                "--update {v}: a promotion score is an integer, INFINITY or -INFINITY"
-            )));
-        }
         let mut attrs = read(&file);
         attrs.insert(
             name,
             Attr {
                 value: v.clone(),
-                lifetime: r.lifetime.clone().unwrap_or_else(|| {
-                    if r.promotion.is_some() {
-                        "reboot".into()
-                    } else {
-                        "forever".into()
-                    }
-                }),
+                lifetime: if section == Section::Status {
+                    "reboot".into()
+                } else {
+                    "forever".into()
+                },
             },
         );
         write(&file, &attrs).map_err(io)?;
@@ -297,13 +348,60 @@ fn run(
             Ok(0)
         }
         Some(v) => {
-            let _ = writeln!(out, "scope=status  name={name} value={v}");
+            let _ = writeln!(out, "scope={section}  name={name} value={v}");
             Ok(0)
         }
-        None => Err((
-            EX_NOSUCH,
-            format!("Error performing operation: No such device or address ({name})"),
-        )),
+        None => Err(no_such(&name)),
+    }
+}
+
+fn no_such(name: &str) -> (i32, String) {
+    (
+        EX_NOSUCH,
+        format!("Error performing operation: No such device or address ({name})"),
+    )
+}
+
+/// A request answered by the attribute daemon: the cluster's attributes.
+fn through_daemon(
+    socket: &Path,
+    r: &Request,
+    key: AttrKey,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    use super::attrd::{ToolRequest, ask};
+    let request = if let Some(v) = &r.value {
+        ToolRequest::Write {
+            write: AttrOp::Set {
+                key: key.clone(),
+                value: v.clone(),
+            },
+        }
+    } else if r.delete {
+        ToolRequest::Write {
+            write: AttrOp::Delete { key: key.clone() },
+        }
+    } else {
+        ToolRequest::Get { key: key.clone() }
+    };
+    let reply = ask(socket, &request).map_err(|e| (EX_CANTCREAT, e))?;
+    if let Some(e) = reply.error {
+        // Refused (out of scope, too large, too fast) or not stored in time.
+        return Err((EX_CANTCREAT, e));
+    }
+    if r.value.is_some() || r.delete {
+        return Ok(0);
+    }
+    match reply.value.or(r.default.clone()) {
+        Some(v) if r.quiet => {
+            let _ = writeln!(out, "{v}");
+            Ok(0)
+        }
+        Some(v) => {
+            let _ = writeln!(out, "scope={}  name={} value={v}", key.section, key.name);
+            Ok(0)
+        }
+        None => Err(no_such(&key.name)),
     }
 }
 
@@ -317,7 +415,7 @@ mod tests {
         let code = match run(
             tool,
             &args,
-            Some(file.to_path_buf()),
+            Some(Backend::File(file.to_path_buf())),
             Some("web-0".into()),
             Some("web-apache:0".into()),
             &mut out,
@@ -376,7 +474,11 @@ mod tests {
         for (tool, args, says) in [
             ("crm_master", "-v high", "promotion score"),
             ("crm_attribute", "-n a -v 1 -N other", "--node other"),
-            ("crm_attribute", "-n a -v 1 -l weekly", "--lifetime weekly"),
+            (
+                "crm_attribute",
+                "-n a -v 1 -l weekly",
+                "--lifetime \"weekly\"",
+            ),
             ("crm_attribute", "-n a -v 1 -D", "one of"),
             ("crm_attribute", "-v 1", "--name"),
             ("crm_attribute", "-n a -W", "-W: not supported"),

@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{PrimitiveState, Role, Shared};
+use crate::model::attributes::{AttrAck, AttrKey, AttrWrite};
 
 /// A request on the channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,21 @@ pub struct Request {
     /// For `notify`: the clone notification to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::model::cluster::Notification>,
+    /// For `attrs`: the outcomes of the writes the node agent stored since its last poll.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<AttrAck>,
+    /// For `cluster`: the cluster's attributes as the replica may see them now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<Vec<(AttrKey, String)>>,
+}
+
+/// The answer to `attrs`: the writes waiting to be stored, and whether the remote agent
+/// has been sent the cluster's attributes yet (a restarted one has not).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Writes {
+    pub writes: Vec<AttrWrite>,
+    #[serde(default)]
+    pub mirrored: bool,
 }
 
 /// What a request asks (the wire words are the lower-case names).
@@ -52,6 +68,11 @@ pub enum Verb {
     Role,
     /// Run a clone notification (`notify`) once.
     Notify,
+    /// The attribute writes the replica's tools asked for (long-poll, like `watch`), with
+    /// the outcomes of the last ones ([`super::attrd`]).
+    Attrs,
+    /// Replace what the replica sees of the cluster's attributes.
+    Cluster,
     /// A word this version does not know (answered with an error).
     #[serde(other)]
     Unknown,
@@ -214,6 +235,24 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
                 serde_json::to_string(&st)
             }
+            Verb::Attrs | Verb::Cluster if state.attrd().is_none() => {
+                serde_json::to_string(&ErrorReply {
+                    error: "no attribute daemon here".into(),
+                })
+            }
+            Verb::Attrs => {
+                let attrd = state.attrd().expect("checked");
+                let writes = attrd.pending(r.acks, WATCH_HOLD).await;
+                serde_json::to_string(&Writes {
+                    writes,
+                    mirrored: attrd.mirrored(),
+                })
+            }
+            Verb::Cluster => {
+                let attrd = state.attrd().expect("checked");
+                attrd.mirror(r.view.unwrap_or_default());
+                serde_json::to_string(&state.get())
+            }
             Verb::Unknown => serde_json::to_string(&ErrorReply {
                 error: "unknown request".into(),
             }),
@@ -314,7 +353,9 @@ pub async fn query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
 ) -> Result<PrimitiveState, ChannelError> {
-    send(stream, Request::new(key, Verb::Status)).await
+    send(stream, Request::new(key, Verb::Status))
+        .await
+        .map(PrimitiveState::bounded)
 }
 
 /// Waits for the primitive's state to change past version `since` (at most 25 s).
@@ -325,7 +366,7 @@ pub async fn watch<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<PrimitiveState, ChannelError> {
     let mut r = Request::new(key, Verb::Watch);
     r.since = Some(since);
-    send(stream, r).await
+    send(stream, r).await.map(PrimitiveState::bounded)
 }
 
 /// Asks the remote agent to run the primitive promoted or unpromoted.
@@ -336,7 +377,7 @@ pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<PrimitiveState, ChannelError> {
     let mut r = Request::new(key, Verb::Role);
     r.role = Some(role.as_str().to_string());
-    send(stream, r).await
+    send(stream, r).await.map(PrimitiveState::bounded)
 }
 
 /// Asks the remote agent to run a clone notification (once: one it ran is not run again).
@@ -347,7 +388,30 @@ pub async fn notify<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<PrimitiveState, ChannelError> {
     let mut r = Request::new(key, Verb::Notify);
     r.notify = Some(n);
-    send(stream, r).await
+    send(stream, r).await.map(PrimitiveState::bounded)
+}
+
+/// Hands the remote agent the outcomes of the writes stored (`acks`) and waits (at most
+/// 25 s) for the next writes its tools ask for.
+pub async fn attrs<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    acks: Vec<AttrAck>,
+) -> Result<Writes, ChannelError> {
+    let mut r = Request::new(key, Verb::Attrs);
+    r.acks = acks;
+    send::<_, Writes>(stream, r).await
+}
+
+/// Replaces what the replica sees of the cluster's attributes.
+pub async fn cluster<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &str,
+    view: Vec<(AttrKey, String)>,
+) -> Result<(), ChannelError> {
+    let mut r = Request::new(key, Verb::Cluster);
+    r.view = Some(view);
+    send::<_, PrimitiveState>(stream, r).await.map(|_| ())
 }
 
 impl Request {
@@ -358,20 +422,22 @@ impl Request {
             since: None,
             role: None,
             notify: None,
+            acks: Vec::new(),
+            view: None,
         }
     }
 }
 
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+async fn send<S: AsyncRead + AsyncWrite + Unpin, T: serde::de::DeserializeOwned>(
     stream: S,
     req: Request,
-) -> Result<PrimitiveState, ChannelError> {
+) -> Result<T, ChannelError> {
     let mut reader = BufReader::new(stream);
     let request = req.request;
     let req = serde_json::to_string(&req).expect("requests serialize");
     // The peer is inside a container: it gets a bounded time to answer (a watch is held up
     // to 25 s by design) and a bounded reply, and what it says is cut to size.
-    let limit = if request == Verb::Watch {
+    let limit = if matches!(request, Verb::Watch | Verb::Attrs) {
         WATCH_HOLD + REPLY_TIME
     } else {
         REPLY_TIME
@@ -399,13 +465,11 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         crate::model::cluster::truncate_utf8(&mut why, 256);
         return Err(ChannelError::Refused(why));
     }
-    serde_json::from_str::<PrimitiveState>(&line)
-        .map(PrimitiveState::bounded)
-        .map_err(|_| {
-            let mut l = line.trim().to_string();
-            crate::model::cluster::truncate_utf8(&mut l, 256);
-            ChannelError::Garbled(l)
-        })
+    serde_json::from_str::<T>(&line).map_err(|_| {
+        let mut l = line.trim().to_string();
+        crate::model::cluster::truncate_utf8(&mut l, 256);
+        ChannelError::Garbled(l)
+    })
 }
 
 /// The longest reply a client reads (a state with its 20 operations is far smaller).

@@ -10,9 +10,12 @@
 //! - [`channel`]: the authenticated control channel the node agent reads;
 //! - [`attrs`]: `crm_attribute`, `crm_master` and `crm_node` for agents, which report their
 //!   promotion scores with them;
+//! - [`attrd`]: the attribute daemon: the tools' writes on their way to etcd through the
+//!   node agent, and a mirror of what the replica may read;
 //! - [`layout`]: the contract with the node agent: paths inside the container and the
 //!   per-replica host directory's parts.
 
+pub mod attrd;
 pub mod attrs;
 pub mod channel;
 pub mod classes;

@@ -21,6 +21,8 @@ pub struct Shared {
     notify_asked: tokio::sync::Notify,
     /// Written (temp file, then rename) on every change, when set.
     file: Option<PathBuf>,
+    /// The attribute daemon, when the replica has one (a node agent polls it).
+    attrd: std::sync::OnceLock<std::sync::Arc<super::attrd::Attrd>>,
 }
 
 impl Shared {
@@ -29,6 +31,16 @@ impl Shared {
             file,
             ..Shared::default()
         }
+    }
+
+    /// Gives the channel the replica's attribute daemon.
+    pub fn set_attrd(&self, attrd: std::sync::Arc<super::attrd::Attrd>) {
+        let _ = self.attrd.set(attrd);
+    }
+
+    /// The replica's attribute daemon, if it has one.
+    pub fn attrd(&self) -> Option<&std::sync::Arc<super::attrd::Attrd>> {
+        self.attrd.get()
     }
 
     /// The current state.

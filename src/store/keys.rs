@@ -159,9 +159,14 @@ impl Keys {
 
     /// What a key under the prefix is, taken apart the one way the layout above builds it;
     /// None for keys outside the layout (or outside the prefix).
+    /// `<prefix>/attributes/`: the cluster's attributes, every section.
+    pub fn all_attributes(&self) -> String {
+        format!("{}/attributes/", self.prefix)
+    }
+
     /// `<prefix>/attributes/<section>/`: the cluster's attributes of one CIB section.
     pub fn attributes(&self, section: crate::model::attributes::Section) -> String {
-        format!("{}/attributes/{section}/", self.prefix)
+        format!("{}{section}/", self.all_attributes())
     }
 
     /// `<prefix>/attributes/<section>/<owner>/`: one node's attributes (nodes, status), or

@@ -364,6 +364,16 @@ impl Store {
 
     /// Runs one operation in a transaction guarded by `expect`; on failure reads the key to
     /// say what was found instead.
+    /// Puts `value` at `key` unless the key holds exactly that already (then nothing is
+    /// written and no revision is made). Whether it wrote.
+    pub async fn put_if_changed(&self, key: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        let txn = Txn::new()
+            .when(vec![Compare::value(key, CompareOp::Equal, value.clone())])
+            .or_else(vec![TxnOp::put(key, value, None)]);
+        let resp = self.txn(txn).await.map_err(Self::etcd("put", key))?;
+        Ok(!resp.succeeded())
+    }
+
     async fn guarded(
         &self,
         op_name: &'static str,
