@@ -49,22 +49,7 @@ async fn main() {
         .put_bundle(&b, berth::store::Expect::Absent)
         .await
         .unwrap();
-    for i in 0..3 {
-        common::eventually(
-            Duration::from_secs(60),
-            "the primitives started",
-            || async {
-                common::replica_status(store, b.name(), i)
-                    .await
-                    .filter(|s| {
-                        s.primitive
-                            .as_ref()
-                            .is_some_and(|p| p.state == berth::model::cluster::Phase::Started)
-                    })
-            },
-        )
-        .await;
-    }
+    common::primitives_started(store, &b).await;
     let socket = |i: u32| {
         c.node
             .state_dir

@@ -283,18 +283,7 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         .put_bundle(&b, berth::store::Expect::Absent)
         .await
         .unwrap();
-    for i in 0..3 {
-        eventually(WAIT, "the primitives started", || async {
-            common::replica_status(store, b.name(), i)
-                .await
-                .filter(|s| {
-                    s.primitive
-                        .as_ref()
-                        .is_some_and(|p| p.state == berth::model::cluster::Phase::Started)
-                })
-        })
-        .await;
-    }
+    common::primitives_started(store, &b).await;
     let (r0, r1, r2) = (
         b.container_name(0),
         b.container_name(1),

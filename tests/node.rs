@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
+use berth::model::cluster::{ReplicaState, ReplicaStatus};
 use berth::model::{Bundle, StorageMapping};
 use berth::store::{Expect, Store};
 use common::{TestNode, TestPrefix, docker, docker_try, eventually, httpd_bundle, test_image};
@@ -72,21 +72,7 @@ fn bundle(name: &str, replicas: u32, net: u8, dir: &Path) -> Bundle {
 
 impl Fixture {
     async fn assign(&self, bundle: &Bundle, replicas: &[u32]) {
-        let a = Assignment {
-            bundle: bundle.clone().into(),
-            replicas: replicas.to_vec(),
-            managed: true,
-            promoted: vec![],
-            held: vec![],
-            cleanup: 0,
-            stop_after: vec![],
-            notify: None,
-        };
-        let key = self.store.keys().assignment(&self.node.name, bundle.name());
-        self.store
-            .put(&key, serde_json::to_vec(&a).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        common::assign(&self.store, &self.node.name, bundle, replicas).await;
     }
 
     async fn unassign(&self) {

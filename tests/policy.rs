@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use berth::model::cluster::{Assignment, ReplicaState};
+use berth::model::cluster::ReplicaState;
 use berth::model::policy::Permits;
 use berth::store::Expect;
 use common::{TestController, TestNode, TestPrefix, eventually, httpd_bundle, test_image};
@@ -136,24 +136,7 @@ async fn a_node_agent_refuses_what_it_does_not_permit() {
         target_dir: "/host-etc".into(),
         ..Default::default()
     }];
-    let a = Assignment {
-        bundle: b.clone().into(),
-        replicas: vec![0],
-        managed: true,
-        promoted: vec![],
-        held: vec![],
-        cleanup: 0,
-        stop_after: vec![],
-        notify: None,
-    };
-    store
-        .put(
-            &store.keys().assignment(&node.name, b.name()),
-            serde_json::to_vec(&a).unwrap(),
-            Expect::Any,
-        )
-        .await
-        .unwrap();
+    common::assign(&store, &node.name, &b, &[0]).await;
     let st = eventually(WAIT, "the replica failed with the reason", || async {
         common::replica_status(&store, b.name(), 0)
             .await

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth::model::Bundle;
-use berth::model::cluster::{Assignment, ReplicaState, ReplicaStatus};
-use berth::store::{Expect, Store};
+use berth::model::cluster::{ReplicaState, ReplicaStatus};
+use berth::store::Store;
 use common::{
     Proxy, TestNode, TestPrefix, docker_try, etcd_endpoint, eventually, httpd_bundle, test_image,
 };
@@ -63,24 +63,6 @@ impl Drop for Events {
     }
 }
 
-async fn assign(store: &Store, node: &str, b: &Bundle, replicas: &[u32]) {
-    let a = Assignment {
-        bundle: b.clone().into(),
-        replicas: replicas.to_vec(),
-        managed: true,
-        promoted: vec![],
-        held: vec![],
-        cleanup: 0,
-        stop_after: vec![],
-        notify: None,
-    };
-    let key = store.keys().assignment(node, b.name());
-    store
-        .put(&key, serde_json::to_vec(&a).unwrap(), Expect::Any)
-        .await
-        .unwrap();
-}
-
 async fn replica(store: &Store, b: &str, i: u32) -> Option<ReplicaStatus> {
     let kv = store.get(&store.keys().replica(b, i)).await.unwrap()?;
     serde_json::from_slice(&kv.value).ok()
@@ -113,7 +95,7 @@ async fn a_fenced_node_creates_and_starts_nothing_until_its_lease_is_renewed() {
     .await;
     let mut b = httpd_bundle(&tag, 1, 1, 171);
     b.spec.docker.as_mut().unwrap().options = Some("--stop-timeout 300".into());
-    assign(&store, &node.name, &b, &[0]).await;
+    common::assign(&store, &node.name, &b, &[0]).await;
     eventually(WAIT, "the replica running", || async {
         replica(&store, b.name(), 0)
             .await
@@ -127,7 +109,7 @@ async fn a_fenced_node_creates_and_starts_nothing_until_its_lease_is_renewed() {
     b2.spec.docker.as_mut().unwrap().image = "berth-test/httpd:2".into();
     b2.metadata.generation = Some(2);
     let asked = Instant::now();
-    assign(&store, &node.name, &b2, &[0]).await;
+    common::assign(&store, &node.name, &b2, &[0]).await;
     eventually(WAIT, "the agent stopping the old container", || async {
         events
             .after(asked)
@@ -320,7 +302,7 @@ async fn a_custom_seccomp_profile_is_refused_on_a_default_node() {
     b.spec.docker.as_mut().unwrap().options = Some(
         r#"--stop-timeout 1 --security-opt seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#.into(),
     );
-    assign(&store, &node.name, &b, &[0]).await;
+    common::assign(&store, &node.name, &b, &[0]).await;
     let st = eventually(WAIT, "the replica refused with the reason", || async {
         replica(&store, b.name(), 0)
             .await
@@ -383,7 +365,7 @@ async fn a_node_refuses_its_interfaces_network_broadcast_and_own_addresses() {
         let net = b.spec.network.as_mut().unwrap();
         net.ip_range_start = Some(ip.into());
         net.host_netmask = None;
-        assign(&store, &node.name, &b, &[0]).await;
+        common::assign(&store, &node.name, &b, &[0]).await;
         let st = eventually(WAIT, &format!("{ip} refused"), || async {
             replica(&store, b.name(), 0)
                 .await
@@ -476,7 +458,7 @@ async fn a_link_swapped_in_before_a_restart_is_refused_at_the_restart() {
             ..Default::default()
         },
     ];
-    assign(&store, &node.name, &b, &[0]).await;
+    common::assign(&store, &node.name, &b, &[0]).await;
     eventually(WAIT, "the replica running", || async {
         replica(&store, b.name(), 0)
             .await
@@ -602,7 +584,7 @@ async fn a_name_held_by_a_container_this_node_does_not_own_is_reported_and_left_
     }
     let foreign_id = common::docker(&["create", "--name", &name, "berth-test/httpd:1"]);
     let _foreign = Foreign(name.clone());
-    assign(&store, &node.name, &b, &[0]).await;
+    common::assign(&store, &node.name, &b, &[0]).await;
     let st = eventually(WAIT, "the conflict reported", || async {
         replica(&store, b.name(), 0).await.filter(|s| {
             s.last_failure

@@ -383,6 +383,18 @@ mod tests {
         }
     }
 
+    /// The node agent's poll, once the start's clear and the tool's write both wait.
+    async fn both_waiting(a: &Attrd) -> Vec<AttrWrite> {
+        loop {
+            // (The tool's task runs on this thread too.)
+            tokio::task::yield_now().await;
+            let got = a.pending(vec![], Duration::from_secs(5)).await;
+            if got.len() >= 2 {
+                return got;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_write_is_answered_once_the_node_agent_acknowledges_it() {
         let a = Attrd::new("rds-0", None);
@@ -400,12 +412,7 @@ mod tests {
             })
         };
         // The node agent's poll: the start's clear first, then the tool's write.
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            // (The tool's task runs on this thread too.)
-            tokio::task::yield_now().await;
-            got = a.pending(vec![], Duration::from_secs(5)).await;
-        }
+        let got = both_waiting(&a).await;
         assert!(matches!(got[0].op, AttrOp::ClearTransient { .. }));
         let acks = got
             .iter()
@@ -434,12 +441,7 @@ mod tests {
                 .await
             })
         };
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            // (The tool's task runs on this thread too.)
-            tokio::task::yield_now().await;
-            got = a.pending(vec![], Duration::from_secs(5)).await;
-        }
+        let got = both_waiting(&a).await;
         let acks = vec![AttrAck {
             id: got[1].id,
             error: Some("not a replica of this bundle".into()),

@@ -766,3 +766,45 @@ pub fn seed_manifest(edits: &[(&[&str], String)]) -> String {
     }
     serde_yaml::to_string(&m).unwrap()
 }
+
+/// Writes node `node`'s assignment of `b`'s `replicas` by hand (no controller): what a test
+/// of the node agent alone gives it to run.
+pub async fn assign(store: &Store, node: &str, b: &berth::model::Bundle, replicas: &[u32]) {
+    let a = berth::model::cluster::Assignment {
+        bundle: b.clone().into(),
+        replicas: replicas.to_vec(),
+        managed: true,
+        promoted: vec![],
+        held: vec![],
+        cleanup: 0,
+        stop_after: vec![],
+        notify: None,
+    };
+    let key = store.keys().assignment(node, b.name());
+    store
+        .put(
+            &key,
+            serde_json::to_vec(&a).unwrap(),
+            berth::store::Expect::Any,
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until every replica of `b` reports its primitive started.
+pub async fn primitives_started(store: &Store, b: &berth::model::Bundle) {
+    for i in 0..b.spec.replicas() {
+        eventually(
+            Duration::from_secs(60),
+            "the primitives started",
+            || async {
+                replica_status(store, b.name(), i).await.filter(|s| {
+                    s.primitive
+                        .as_ref()
+                        .is_some_and(|p| p.state == berth::model::cluster::Phase::Started)
+                })
+            },
+        )
+        .await;
+    }
+}
