@@ -555,6 +555,59 @@ fn fuzz_cluster_values() {
     });
 }
 
+/// What a container says about attributes, each read the way its reader reads it: a tool's
+/// request to the attribute daemon, the daemon's writes to the node agent (then checked
+/// against the replica's scope, as the node agent checks them), the channel's requests.
+#[test]
+fn fuzz_attribute_messages() {
+    use berth::model::attributes::*;
+    use berth::remote::attrd::ToolRequest;
+    let key = AttrKey {
+        section: Section::Status,
+        owner: "rds-1".into(),
+        name: "seqno".into(),
+    };
+    let set = AttrOp::Set {
+        key: key.clone(),
+        value: "42".into(),
+    };
+    let writes = berth::remote::channel::Writes {
+        writes: vec![
+            AttrWrite {
+                id: 1,
+                op: set.clone(),
+            },
+            AttrWrite {
+                id: 2,
+                op: AttrOp::ClearTransient {
+                    node: "rds-0".into(),
+                },
+            },
+        ],
+        mirrored: false,
+    };
+    let mut corpus = vec![
+        serde_json::to_vec(&ToolRequest::Write { write: set }).expect("serializes"),
+        serde_json::to_vec(&ToolRequest::Get { key }).expect("serializes"),
+        serde_json::to_vec(&writes).expect("serializes"),
+    ];
+    corpus.extend(hostile().into_iter().take(8));
+    let scope = Scope {
+        me: "rds-0".into(),
+        peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
+        primitive: "redis".into(),
+    };
+    fuzz("attributes", corpus, |b| {
+        let _ = serde_json::from_slice::<ToolRequest>(b);
+        let _ = serde_json::from_slice::<berth::remote::channel::Request>(b);
+        if let Ok(w) = serde_json::from_slice::<berth::remote::channel::Writes>(b) {
+            for write in w.writes.iter().take(8) {
+                let _ = scope.refuse(&write.op);
+            }
+        }
+    });
+}
+
 /// The controller's view of a prefix where any key may hold anything: decoding and placing
 /// never panic, and good bundles beside garbage are still placed.
 #[test]
