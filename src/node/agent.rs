@@ -340,12 +340,15 @@ impl<E: Engine> Agent<E> {
             ))
         };
         let mut assign = watch_assignments(&self.store, &self.keys);
-        // The cluster's attributes, for the replicas' tools (see `node::link`).
-        let mut attributes = Box::pin(watch_prefix(
-            self.store.members().clone(),
-            self.keys.all_attributes(),
-            WatchConfig::default(),
-        ));
+        // The cluster's attributes, for the replicas' tools (see `node::link`): watched once
+        // this node runs a replica with a primitive (a node without any watches nothing).
+        type Events = std::pin::Pin<
+            Box<
+                dyn futures::Stream<Item = Result<WatchEvent, crate::store::watch::WatchError>>
+                    + Send,
+            >,
+        >;
+        let mut attributes: Option<Events> = None;
         let mut attribute_cache = Cache::default();
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
@@ -400,15 +403,14 @@ impl<E: Engine> Agent<E> {
                     }
                     self.decode_assignments();
                 }
-                ev = attributes.next() => {
+                Some(ev) = next_of(&mut attributes) => {
+                    let attributes = attributes.as_mut().expect("polled");
                     dirty = false;
                     let mut apply = |ev| match ev {
                         Ok(ev) => attribute_cache.apply(&ev),
                         Err(e) => tracing::warn!("attributes: {e}"),
                     };
-                    if let Some(ev) = ev {
-                        apply(ev);
-                    }
+                    apply(ev);
                     while let Some(Some(ev)) = attributes.next().now_or_never() {
                         apply(ev);
                     }
@@ -448,6 +450,13 @@ impl<E: Engine> Agent<E> {
             }
             if dirty && self.synced && self.gate.is_open() {
                 self.reconcile().await;
+            }
+            if attributes.is_none() && self.links.wants_attributes() {
+                attributes = Some(Box::pin(watch_prefix(
+                    self.store.members().clone(),
+                    self.keys.all_attributes(),
+                    WatchConfig::default(),
+                )));
             }
         }
     }
@@ -911,6 +920,14 @@ enum StartError {
     /// The host policy refuses its host directories as they resolve now.
     #[error("{0}")]
     Refused(String),
+}
+
+/// The next item of an optional stream; pending forever without one.
+async fn next_of<S: futures::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
+    match s {
+        Some(s) => s.next().await,
+        None => futures::future::pending().await,
+    }
 }
 
 /// Every attribute in `cache` (the watch of `<prefix>/attributes/`), by key.
