@@ -27,6 +27,15 @@
 
 pub mod backoff;
 
+/// Sleeps until `at`; forever without one (a `select!` branch for "the next deadline, if
+/// any": a restart hold, a monitor, a fence's kill).
+pub async fn sleep_until<I: Into<tokio::time::Instant>>(at: Option<I>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Seconds since the Unix epoch (0 on a clock set before it): the one wall-clock reading
 /// the parts record and compare (failure times, start times, bans, releases).
 pub fn unix_now() -> u64 {

@@ -58,7 +58,7 @@ async fn read_view(store: &Store) -> Result<(i64, View)> {
 
 pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     let (_, view) = read_view(store).await?;
-    let election = format!("{}election/controller", store.keys().root());
+    let election = store.keys().election();
     let leader = store
         .members()
         .call(|mut c| {

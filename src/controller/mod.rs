@@ -54,13 +54,6 @@ fn without_prefix(
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => futures::future::pending().await,
-    }
-}
-
 /// The CPU time this thread has used, where the platform tells.
 fn thread_cpu() -> Option<Duration> {
     #[cfg(unix)]
@@ -123,7 +116,7 @@ pub async fn run(
     cfg: ControllerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
-    let election = format!("{}election/controller", store.keys().root());
+    let election = store.keys().election();
     // Ready while it can campaign or lead (etcd answers): a standby is ready to take over.
     let ready = crate::metrics::Ready::default();
     crate::metrics::spawn(cfg.metrics, ready.clone());
@@ -268,9 +261,9 @@ impl Controller {
             let mut timer = false;
             tokio::select! {
                 _ = leading.cancelled() => return,
-                _ = sleep_until(not_before), if not_before.is_some() => not_before = None,
-                _ = sleep_until(held(retry_at)), if retry_at.is_some() => timer = true,
-                _ = sleep_until(held(requeue)), if requeue.is_some() => timer = true,
+                _ = crate::sleep_until(not_before), if not_before.is_some() => not_before = None,
+                _ = crate::sleep_until(held(retry_at)), if retry_at.is_some() => timer = true,
+                _ = crate::sleep_until(held(requeue)), if requeue.is_some() => timer = true,
                 ev = events.next() => {
                     let events_prefix = self.keys.events();
                     let mut take = |ev: Option<Result<_, _>>| match ev {

@@ -445,7 +445,7 @@ impl<E: Engine> Agent<E> {
                         self.report_primitives().await;
                     }
                 }
-                _ = sleep_until(wake), if wake.is_some() => {}
+                _ = crate::sleep_until(wake), if wake.is_some() => {}
                 _ = resync.tick() => {}
             }
             if dirty && self.synced && self.gate.is_open() {
@@ -1024,13 +1024,6 @@ fn status_events(
         ));
     }
     out
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => futures::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl Fencer {
                         state = State::Frozen { at: Instant::now() };
                     }
                 }
-                _ = sleep_until(kill_at) => {
+                _ = crate::sleep_until(kill_at) => {
                     tracing::error!("frozen for {:?} without the lease coming back: killing", self.freeze_for);
                     self.kill().await;
                     state = State::Killed;
@@ -153,12 +153,5 @@ impl Fencer {
         }
         fence::kill_node(self.scope.as_ref(), &self.state_dir).await;
         self.emit(FenceEvent::Killed);
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

@@ -244,7 +244,7 @@ pub async fn serve(cfg: WatchdogConfig) -> std::io::Result<()> {
                     }
                 }
             }
-            _ = sleep_until(due) => {
+            _ = crate::sleep_until(due) => {
                 let effect = guard.tick(Instant::now(), cfg.freeze_for, conn.is_some());
                 execute(&cfg, effect).await;
             }
@@ -253,13 +253,6 @@ pub async fn serve(cfg: WatchdogConfig) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&path);
             return Ok(());
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -293,7 +293,7 @@ pub async fn run(
                 }
                 continue;
             }
-            _ = sleep_until(due.map(|d| d.1)), if monitoring => {
+            _ = crate::sleep_until(due.map(|d| d.1)), if monitoring => {
                 let Some((i, _)) = due else { continue };
                 let m = &mons[i];
                 next[i] = tokio::time::Instant::now() + m.interval;
@@ -445,13 +445,6 @@ fn key_operation(kind: &str, operation: &str) -> String {
         ("post", o) if o.ends_with('e') => format!("{o}d"),
         ("post", o) => format!("{o}ed"),
         (_, o) => o.into(),
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => futures::future::pending().await,
     }
 }
 

@@ -159,6 +159,12 @@ impl Keys {
 
     /// What a key under the prefix is, taken apart the one way the layout above builds it;
     /// None for keys outside the layout (or outside the prefix).
+    /// `<prefix>/election/controller`: the controllers' election (its leader key names the
+    /// leading controller).
+    pub fn election(&self) -> String {
+        format!("{}/election/controller", self.prefix)
+    }
+
     /// `<prefix>/attributes/`: the cluster's attributes, every section.
     pub fn all_attributes(&self) -> String {
         format!("{}/attributes/", self.prefix)

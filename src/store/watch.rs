@@ -81,7 +81,8 @@ struct Machine {
     state: State,
     pending: VecDeque<WatchEvent>,
     /// Set after a failure: wait this long before the next step.
-    backoff: Option<Duration>,
+    /// Failed steps in a row (the retry waits [`crate::backoff::Backoff::nth`] of it).
+    failures: u32,
 }
 
 /// Watches every key under `prefix`: yields one [`WatchEvent::Listed`] first, then changes.
@@ -97,7 +98,7 @@ pub fn watch_prefix(
         cfg,
         state: State::List,
         pending: VecDeque::new(),
-        backoff: None,
+        failures: 0,
     };
     futures::stream::unfold(m, |mut m| async move {
         let item = m.step().await;
@@ -107,11 +108,16 @@ pub fn watch_prefix(
 
 impl Machine {
     fn failed(&mut self) {
-        let next = self
-            .backoff
-            .map(|b| (b * 2).min(self.cfg.max_backoff))
-            .unwrap_or(self.cfg.initial_backoff);
-        self.backoff = Some(next);
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// The wait before the next try: none after a success, else the one backoff's.
+    fn backoff(&self) -> Option<Duration> {
+        let b = crate::backoff::Backoff {
+            first: self.cfg.initial_backoff,
+            max: self.cfg.max_backoff,
+        };
+        self.failures.checked_sub(1).map(|n| b.nth(n))
     }
 
     /// Runs until there is something to yield.
@@ -120,7 +126,7 @@ impl Machine {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
             }
-            if let Some(b) = self.backoff {
+            if let Some(b) = self.backoff() {
                 tokio::time::sleep(b).await;
             }
             match &mut self.state {
@@ -136,7 +142,7 @@ impl Machine {
                             });
                         }
                     };
-                    self.backoff = None;
+                    self.failures = 0;
                     let (revision, items) = resp;
                     self.state = State::Watch {
                         rev: revision,
@@ -191,7 +197,7 @@ impl Machine {
                     member,
                 } => match s.message().await {
                     Ok(Some(resp)) => {
-                        self.backoff = None;
+                        self.failures = 0;
                         if resp.compact_revision() > 0 || resp.canceled() {
                             // The revisions we need are gone (or etcd dropped the watch):
                             // only a fresh list can tell what changed.
