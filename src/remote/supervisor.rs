@@ -63,6 +63,9 @@ pub struct RemoteConfig {
     pub tools_dir: Option<PathBuf>,
 }
 
+/// The CIB feature set berth's tools and environment follow (Pacemaker 2.1's).
+pub const CRM_FEATURE_SET: &str = "3.19.0";
+
 /// The environment an OCF agent gets beyond the OCF basics: the primitive's meta attributes
 /// as `OCF_RESKEY_CRM_meta_<name>` (dashes as underscores), the clone meta attributes
 /// Pacemaker passes to a bundle's instances, and what the node attribute tools need.
@@ -74,6 +77,9 @@ pub fn agent_env(cfg: &RemoteConfig) -> Vec<(String, String)> {
         .iter()
         .filter_map(|nv| Some((meta(&nv.name), nv.value.clone()?)))
         .collect();
+    // The CIB feature set Pacemaker passes every agent: ocf-shellfuncs takes its promotion
+    // path from it (3.10 and later: `crm_attribute --promotion`, which berth answers).
+    env.push(("OCF_RESKEY_crm_feature_set".into(), CRM_FEATURE_SET.into()));
     if cfg.promotable {
         env.push((meta("promotable"), "true".into()));
     }
@@ -478,6 +484,7 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_on_node", "db-1"),
             ("BERTH_ATTRIBUTES", "/run/berth/attributes.json"),
             ("HA_SBIN_DIR", "/run/berth-bin"),
+            ("OCF_RESKEY_crm_feature_set", "3.19.0"),
         ] {
             assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
         }
