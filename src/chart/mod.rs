@@ -5,8 +5,10 @@
 //!   < `--set`, later ones winning, as Helm does), and rendering to validated bundles;
 //! - [`render`](mod@render): Go templates through gtmpl, with the Sprig functions charts use most;
 //! - [`schema`]: `values.schema.json` checks on the merged values;
-//! - [`release`]: releases in etcd, each change one transaction.
+//! - [`release`]: releases in etcd, each change one transaction;
+//! - [`ignore`]: `.helmignore`, read as Helm reads it (first deciding rule wins).
 
+pub mod ignore;
 pub mod release;
 pub mod render;
 pub mod repo;

@@ -79,46 +79,24 @@ fn now() -> String {
 
 // ---- packages ------------------------------------------------------------------------------
 
-/// Whether `rel` (a path relative to the chart) is left out of a package: anything hidden
-/// (a component starting with `.`, as `.git`), and what `.helmignore` lists (`patterns`:
-/// globs with `*` and `?`; one without `/` matches any component, one with `/` the path
-/// from the chart's top; a trailing `/` matches directories and what is in them).
-fn ignored(rel: &str, patterns: &[regex::Regex]) -> bool {
+/// Whether `rel` (a path relative to the chart, `/`-separated) is left out of a package:
+/// anything hidden (a component starting with `.`, as `.git`; Helm's own default leaves out
+/// hidden files under `templates/`), and what `.helmignore` says (see [`super::ignore`]).
+fn ignored(rel: &str, is_dir: bool, rules: &super::ignore::Rules) -> bool {
     rel.split('/')
         .any(|c| c.starts_with('.') && c != ".helmignore")
-        || patterns.iter().any(|p| p.is_match(rel))
-}
-
-fn helmignore(text: &str) -> Vec<regex::Regex> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-        .filter_map(|l| {
-            let dir = l.ends_with('/');
-            let l = l.trim_end_matches('/');
-            let anchored = l.contains('/');
-            let l = l.trim_start_matches('/');
-            let mut glob = String::new();
-            for ch in l.chars() {
-                match ch {
-                    '*' => glob.push_str("[^/]*"),
-                    '?' => glob.push_str("[^/]"),
-                    c => glob.push_str(&regex::escape(&c.to_string())),
-                }
-            }
-            let head = if anchored { "^" } else { "(^|/)" };
-            let tail = if dir { "/" } else { "(/|$)" };
-            regex::Regex::new(&format!("{head}{glob}{tail}")).ok()
-        })
-        .collect()
+        || rules.ignores(rel, is_dir)
 }
 
 /// Every file of the chart in `dir` (relative path → content), hidden and `.helmignore`d
 /// ones left out; links are followed (the chart is the user's own).
 fn chart_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChartError> {
-    let patterns = std::fs::read_to_string(dir.join(".helmignore"))
-        .map(|t| helmignore(&t))
-        .unwrap_or_default();
+    let rules = match std::fs::read_to_string(dir.join(".helmignore")) {
+        Ok(t) => {
+            super::ignore::Rules::parse(&t).map_err(|e| load_err(&dir.join(".helmignore"), e))?
+        }
+        Err(_) => super::ignore::Rules::default(),
+    };
     let mut out = BTreeMap::new();
     let mut todo = vec![(dir.to_path_buf(), String::new())];
     while let Some((d, prefix)) = todo.pop() {
@@ -128,10 +106,10 @@ fn chart_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChartError> {
             let rel = format!("{prefix}{name}");
             let meta = std::fs::metadata(&path).map_err(|e| load_err(&path, e))?;
             if meta.is_dir() {
-                if !ignored(&format!("{rel}/"), &patterns) {
+                if !ignored(&rel, true, &rules) {
                     todo.push((path.clone(), format!("{rel}/")));
                 }
-            } else if meta.is_file() && !ignored(&rel, &patterns) {
+            } else if meta.is_file() && !ignored(&rel, false, &rules) {
                 out.insert(rel, std::fs::read(&path).map_err(|e| load_err(&path, e))?);
             }
         }
@@ -730,14 +708,12 @@ mod tests {
     }
 
     #[test]
-    fn helmignore_patterns() {
-        let p = helmignore("# comment\n*.bak\ndocs/\nsecret?.txt\n/top.md\n");
-        assert!(ignored("a.bak", &p) && ignored("templates/a.bak", &p));
-        assert!(ignored("docs/", &p) && ignored("docs/x.md", &p));
-        assert!(ignored("secret1.txt", &p) && !ignored("secret12.txt", &p));
-        assert!(ignored("top.md", &p) && !ignored("sub/top.md", &p));
-        assert!(ignored(".git/config", &p) && !ignored(".helmignore", &p));
-        assert!(!ignored("templates/bundle.yaml", &p));
+    fn hidden_files_and_helmignored_ones_are_left_out() {
+        let r = super::super::ignore::Rules::parse("*.bak\ndocs/\n").unwrap();
+        assert!(ignored(".git/config", false, &r) && !ignored(".helmignore", false, &r));
+        assert!(ignored("templates/.x.yaml", false, &r));
+        assert!(ignored("a.bak", false, &r) && ignored("docs", true, &r));
+        assert!(!ignored("templates/bundle.yaml", false, &r));
     }
 
     fn entry(version: &str) -> Entry {
