@@ -342,6 +342,43 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
     })
     .await;
     assert_eq!(read, "r0\n");
+    // The members: the host online (crm_node), and the bundle's replicas running on it.
+    let node = |c: &str, flag: &str| {
+        let o = std::process::Command::new("docker")
+            .args(["exec", c, "/run/berth-bin/crm_node", flag])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "crm_node {flag}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let listed = eventually(WAIT, "crm_node -l listing the host", || async {
+        let l = node(&r2, "-l");
+        (l == format!("1 {} member\n", c.node.name)).then_some(l)
+    })
+    .await;
+    assert_eq!(node(&r2, "-p"), format!("{}\n", c.node.name), "{listed}");
+    assert_eq!(node(&r2, "-q"), "1\n");
+    assert_eq!(node(&r2, "-n"), format!("{}\n", b.replica_name(2)));
+    let socket = c
+        .node
+        .state_dir
+        .path()
+        .join(b.name())
+        .join(b.replica_name(2))
+        .join("run")
+        .join(berth::remote::attrd::SOCKET);
+    let members = eventually(WAIT, "every replica seen running", || async {
+        let reply = berth::remote::attrd::ask(&socket, &berth::remote::attrd::ToolRequest::Members)
+            .unwrap();
+        reply
+            .members
+            .filter(|m| m.replicas.len() == 3 && m.replicas.iter().all(|g| g.running))
+    })
+    .await;
+    for (i, g) in members.replicas.iter().enumerate() {
+        assert_eq!(g.name, b.replica_name(i as u32));
+        assert_eq!(g.host, c.node.name);
+    }
     // Outside its scope: another node's attributes, a cluster-wide property.
     for args in [
         &["-N", "controller-0", "-n", "galera-role", "-v", "true"][..],

@@ -593,6 +593,7 @@ fn fuzz_attribute_messages() {
     ];
     corpus.extend(hostile().into_iter().take(8));
     let scope = Scope {
+        bundle: "rds".into(),
         me: "rds-0".into(),
         peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
         primitive: "redis".into(),

@@ -204,6 +204,29 @@ pub struct AttrAck {
     pub error: Option<String>,
 }
 
+/// The cluster as a replica's tools see it (`crm_node`): the hosts online, and its bundle's
+/// replicas (Pacemaker's guest nodes) as their node agents report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The hosts whose node agent holds its registration, by name.
+    pub hosts: Vec<String>,
+    /// The bundle's replicas.
+    pub replicas: Vec<Guest>,
+}
+
+/// One replica of the bundle as a member of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guest {
+    /// Its node name (`<bundle>-<i>`).
+    pub name: String,
+    /// The host it runs on, as its last report says.
+    pub host: String,
+    /// Its container runs there, reported under the host's current registration.
+    pub running: bool,
+    /// Its primitive runs promoted.
+    pub promoted: bool,
+}
+
 /// What one replica may write and see of the cluster's attributes: the node attributes
 /// (both sections) of its own node and of its bundle's other replicas, which is what a
 /// clustered agent (galera, redis, rabbitmq) keeps about its peers; cluster properties whose
@@ -211,6 +234,8 @@ pub struct AttrAck {
 /// cluster property. Nothing of another bundle's replicas or of the hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
+    /// The replica's bundle.
+    pub bundle: String,
     /// The replica's node name (`<bundle>-<i>`).
     pub me: String,
     /// Every replica of its bundle (itself included).
@@ -311,6 +336,7 @@ mod tests {
     #[test]
     fn a_replica_writes_its_own_and_its_peers_attributes_and_its_primitives_properties() {
         let scope = Scope {
+            bundle: "rds".into(),
             me: "rds-0".into(),
             peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
             primitive: "redis".into(),

@@ -350,6 +350,13 @@ impl<E: Engine> Agent<E> {
         >;
         let mut attributes: Option<Events> = None;
         let mut attribute_cache = Cache::default();
+        // The hosts online and the replica statuses of the bundles whose replicas here see
+        // the cluster's members (`crm_node`), watched alongside.
+        let mut hosts: Option<Events> = None;
+        let mut host_cache = Cache::default();
+        let (member_tx, mut member_events) = tokio::sync::mpsc::unbounded_channel();
+        let mut member_watches: BTreeMap<String, AbortOnDropHandle<()>> = BTreeMap::new();
+        let mut member_caches: BTreeMap<String, Cache> = BTreeMap::new();
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
         loop {
@@ -416,6 +423,37 @@ impl<E: Engine> Agent<E> {
                     }
                     self.links.attributes(decode_attributes(&self.keys, &attribute_cache));
                 }
+                Some(ev) = next_of(&mut hosts) => {
+                    let hosts = hosts.as_mut().expect("polled");
+                    dirty = false;
+                    let mut apply = |ev| match ev {
+                        Ok(ev) => host_cache.apply(&ev),
+                        Err(e) => tracing::warn!("nodes: {e}"),
+                    };
+                    apply(ev);
+                    while let Some(Some(ev)) = hosts.next().now_or_never() {
+                        apply(ev);
+                    }
+                    self.links.hosts(decode_hosts(&self.keys, &host_cache));
+                }
+                Some((bundle, ev)) = member_events.recv() => {
+                    dirty = false;
+                    let mut changed = BTreeSet::new();
+                    let mut apply = |bundle: String, ev| {
+                        if let (Some(cache), Ok(ev)) = (member_caches.get_mut(&bundle), ev) {
+                            cache.apply(&ev);
+                            changed.insert(bundle);
+                        }
+                    };
+                    apply(bundle, ev);
+                    while let Ok((bundle, ev)) = member_events.try_recv() {
+                        apply(bundle, ev);
+                    }
+                    for b in changed {
+                        let statuses = decode_statuses(&self.keys, &member_caches[&b]);
+                        self.links.replicas(&b, statuses);
+                    }
+                }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
                         self.on_engine_event(ev);
@@ -452,11 +490,39 @@ impl<E: Engine> Agent<E> {
                 self.reconcile().await;
             }
             if attributes.is_none() && self.links.wants_attributes() {
-                attributes = Some(Box::pin(watch_prefix(
+                let watch = |prefix| -> Events {
+                    Box::pin(watch_prefix(
+                        self.store.members().clone(),
+                        prefix,
+                        WatchConfig::default(),
+                    ))
+                };
+                attributes = Some(watch(self.keys.all_attributes()));
+                hosts = Some(watch(self.keys.nodes()));
+            }
+            let wanted = self.links.member_bundles();
+            member_watches.retain(|b, _| wanted.contains(b));
+            member_caches.retain(|b, _| wanted.contains(b));
+            for b in wanted {
+                if member_watches.contains_key(&b) {
+                    continue;
+                }
+                let (tx, members, prefix) = (
+                    member_tx.clone(),
                     self.store.members().clone(),
-                    self.keys.all_attributes(),
-                    WatchConfig::default(),
-                )));
+                    self.keys.replicas(&b),
+                );
+                let bundle = b.clone();
+                let task = tokio::spawn(async move {
+                    let mut s = Box::pin(watch_prefix(members, prefix, WatchConfig::default()));
+                    while let Some(ev) = s.next().await {
+                        if tx.send((bundle.clone(), ev)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                member_caches.insert(b.clone(), Cache::default());
+                member_watches.insert(b, AbortOnDropHandle::new(task));
             }
         }
     }
@@ -928,6 +994,32 @@ async fn next_of<S: futures::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Ite
         Some(s) => s.next().await,
         None => futures::future::pending().await,
     }
+}
+
+/// The hosts online in `cache` (the watch of `<prefix>/nodes/`): name → registration lease.
+fn decode_hosts(keys: &Keys, cache: &Cache) -> BTreeMap<String, i64> {
+    cache
+        .items
+        .values()
+        .filter_map(|kv| match keys.parse(&kv.key)? {
+            crate::store::keys::Key::Node(name) => Some((name.to_string(), kv.lease)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The replica statuses in `cache` (the watch of one bundle's `<prefix>/replicas/<b>/`).
+fn decode_statuses(keys: &Keys, cache: &Cache) -> BTreeMap<u32, ReplicaStatus> {
+    cache
+        .items
+        .values()
+        .filter_map(|kv| match keys.parse(&kv.key)? {
+            crate::store::keys::Key::Replica { index, .. } => {
+                Some((index, serde_json::from_slice(&kv.value).ok()?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every attribute in `cache` (the watch of `<prefix>/attributes/`), by key.

@@ -251,6 +251,7 @@ pub fn desired(
         };
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
         attr_scope = Some(crate::model::attributes::Scope {
+            bundle: bundle.name().to_string(),
             me: bundle.replica_name(i),
             peers: (0..spec.replicas())
                 .map(|j| bundle.replica_name(j))

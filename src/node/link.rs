@@ -7,14 +7,22 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::model::attributes::{AttrAck, AttrKey, AttrOp, Scope, Section};
+use crate::model::attributes::{AttrAck, AttrKey, AttrOp, Guest, Members, Scope, Section};
+use crate::model::cluster::{ReplicaState, ReplicaStatus};
 use crate::store::{Expect, Store, StoreError, Write};
 
 /// Every attribute the node agent knows of (from its watch of `<prefix>/attributes/`).
 pub type Known = Arc<Mutex<BTreeMap<AttrKey, String>>>;
 
-/// What one replica sees of the cluster's attributes.
-type View = Arc<Vec<(AttrKey, String)>>;
+/// What one replica sees of the cluster: the attributes its scope may read, and the
+/// members.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Seen {
+    attrs: Vec<(AttrKey, String)>,
+    members: Members,
+}
+
+type View = Arc<Seen>;
 
 /// The most attributes one node (or property set) may have in one section through
 /// replicas' writes.
@@ -107,6 +115,10 @@ pub struct Links {
     /// Where replicas' attribute writes go (none: no attribute tasks).
     store: Option<Store>,
     known: Known,
+    /// The hosts online (`<prefix>/nodes/`), with their registrations' leases.
+    hosts: BTreeMap<String, i64>,
+    /// The replica statuses of the bundles whose replicas here see the members, by bundle.
+    replicas: BTreeMap<String, BTreeMap<u32, ReplicaStatus>>,
 }
 
 impl Links {
@@ -119,13 +131,41 @@ impl Links {
             reports,
             store,
             known: Known::default(),
+            hosts: BTreeMap::new(),
+            replicas: BTreeMap::new(),
         }
+    }
+
+    /// The hosts online changed (name → registration lease).
+    pub fn hosts(&mut self, hosts: BTreeMap<String, i64>) {
+        self.hosts = hosts;
+        self.refresh();
+    }
+
+    /// A bundle's replica statuses changed.
+    pub fn replicas(&mut self, bundle: &str, statuses: BTreeMap<u32, ReplicaStatus>) {
+        self.replicas.insert(bundle.to_string(), statuses);
+        self.refresh();
+    }
+
+    /// The bundles whose replicas here see the cluster's members (their statuses are
+    /// watched).
+    pub fn member_bundles(&self) -> std::collections::BTreeSet<String> {
+        self.watchers
+            .values()
+            .filter_map(|w| Some(w.channel.scope.as_ref()?.bundle.clone()))
+            .collect()
     }
 
     /// The cluster's attributes changed: each replica is sent what it may see of them, when
     /// that changed.
     pub fn attributes(&self, all: BTreeMap<AttrKey, String>) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = all;
+        self.refresh();
+    }
+
+    /// Sends each replica what it sees now, when that changed.
+    fn refresh(&self) {
         for w in self.watchers.values() {
             if let Some(scope) = &w.channel.scope {
                 let view = self.view_of(scope);
@@ -148,13 +188,38 @@ impl Links {
 
     fn view_of(&self, scope: &Scope) -> View {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::new(
-            known
-                .iter()
-                .filter(|(k, _)| scope.may_read(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        let attrs = known
+            .iter()
+            .filter(|(k, _)| scope.may_read(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let statuses = self.replicas.get(&scope.bundle);
+        let replicas = (0..scope.peers.len() as u32)
+            .map(|i| {
+                let name = format!("{}-{i}", scope.bundle);
+                let st = statuses.and_then(|s| s.get(&i));
+                // Running, as reported under its host's current registration.
+                let running = st.is_some_and(|st| {
+                    st.state == ReplicaState::Running && self.hosts.get(&st.node) == Some(&st.lease)
+                });
+                Guest {
+                    name,
+                    host: st.map(|st| st.node.clone()).unwrap_or_default(),
+                    running,
+                    promoted: running
+                        && st
+                            .and_then(|st| st.primitive.as_ref()?.role)
+                            .is_some_and(|r| r == Role::Promoted),
+                }
+            })
+            .collect();
+        Arc::new(Seen {
+            attrs,
+            members: Members {
+                hosts: self.hosts.keys().cloned().collect(),
+                replicas,
+            },
+        })
     }
 
     /// Tasks for every replica with a primitive, and none for others (a replica whose
@@ -326,7 +391,7 @@ async fn send_views(
 ) {
     let send = async |ch: &Channel, view: View| {
         let (s, authkey) = ch.connect().await?;
-        crate::remote::channel::cluster(s, &authkey, view.to_vec())
+        crate::remote::channel::cluster(s, &authkey, view.attrs.clone(), view.members.clone())
             .await
             .ok()
     };
@@ -362,7 +427,13 @@ async fn pump_attributes(
                 if !w.mirrored {
                     let view = views.borrow().clone();
                     if let Some((s, authkey)) = channel.connect().await {
-                        let _ = crate::remote::channel::cluster(s, &authkey, view.to_vec()).await;
+                        let _ = crate::remote::channel::cluster(
+                            s,
+                            &authkey,
+                            view.attrs.clone(),
+                            view.members.clone(),
+                        )
+                        .await;
                     }
                 }
                 for write in w.writes {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::attributes::{AttrAck, AttrKey, AttrOp, AttrWrite, Section};
+use crate::model::attributes::{AttrAck, AttrKey, AttrOp, AttrWrite, Members, Section};
 
 /// The socket's file name, beside the attributes file in `/run/berth`.
 pub const SOCKET: &str = "attrd.sock";
@@ -58,6 +58,8 @@ pub enum ToolRequest {
     },
     /// A write, answered once stored.
     Write { write: AttrOp },
+    /// The cluster's members as the replica sees them (`crm_node`).
+    Members,
 }
 
 /// The answer to a tool.
@@ -69,6 +71,8 @@ pub struct ToolReply {
     pub values: Vec<(AttrKey, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Members>,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +86,8 @@ struct Inner {
     mirror: BTreeMap<AttrKey, String>,
     /// Whether the node agent has sent the mirror yet (a new remote agent starts without).
     mirrored: bool,
+    /// The cluster's members as the node agent last sent them.
+    members: Members,
 }
 
 /// The daemon's state, shared by the tools' socket, the control channel and the supervisor.
@@ -222,10 +228,16 @@ impl Attrd {
 
     /// Replaces the mirror with what the node agent says the replica may see now (its own
     /// writes it has acknowledged are in it, or on their way).
-    pub fn mirror(&self, view: Vec<(AttrKey, String)>) {
+    pub fn mirror(&self, view: Vec<(AttrKey, String)>, members: Members) {
         let mut inner = self.lock();
         inner.mirror = view.into_iter().collect();
+        inner.members = members;
         inner.mirrored = true;
+    }
+
+    /// The cluster's members as the node agent last sent them.
+    pub fn members(&self) -> Members {
+        self.lock().members.clone()
     }
 
     /// Whether the node agent has sent the mirror since this remote agent started.
@@ -343,6 +355,10 @@ async fn answer(stream: tokio::net::UnixStream, attrd: &Attrd) -> std::io::Resul
         },
         Ok(ToolRequest::Write { write }) => ToolReply {
             error: attrd.write(write, WRITE_WAIT).await.err(),
+            ..Default::default()
+        },
+        Ok(ToolRequest::Members) => ToolReply {
+            members: Some(attrd.members()),
             ..Default::default()
         },
     };

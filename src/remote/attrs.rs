@@ -109,6 +109,8 @@ struct Request {
     promotion: Option<Option<String>>,
     /// crm_node `-n`.
     print_name: bool,
+    /// crm_node `-l`, `-p`, `-q`.
+    members: Option<MembersQuery>,
 }
 
 /// Parses `args` (without the program name) for `tool`.
@@ -146,7 +148,15 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
         };
         match (tool, flag.as_str()) {
             ("crm_node", "-n" | "--name") => r.print_name = true,
-            ("crm_node", _) => {}
+            ("crm_node", "-l" | "--list") => r.members = Some(MembersQuery::List),
+            ("crm_node", "-p" | "--partition") => r.members = Some(MembersQuery::Partition),
+            ("crm_node", "-q" | "--quorum") => r.members = Some(MembersQuery::Quorum),
+            ("crm_node", "-V" | "--verbose") => {}
+            ("crm_node", _) => {
+                return Err(format!(
+                    "{arg}: not supported inside a berth container (supported: -n -l -p -q)"
+                ));
+            }
             (_, "-n" | "--name") => r.name = Some(value("name")?),
             (_, "-v" | "--update" | "--attr-value") => r.value = Some(value("value")?),
             (_, "-D" | "--delete") => r.delete = true,
@@ -172,8 +182,8 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
         }
     }
     if tool == "crm_node" {
-        if !r.print_name {
-            return Err("only -n (this replica's node name) is supported here".into());
+        if !r.print_name && r.members.is_none() {
+            return Err("give one of -n, -l, -p and -q".into());
         }
         return Ok(r);
     }
@@ -239,6 +249,30 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     }
 }
 
+/// What `crm_node` lists of the cluster's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MembersQuery {
+    /// `-l`: each host online, as `<id> <name> member` (ids by name order).
+    List,
+    /// `-p`: the hosts of this partition, on one line.
+    Partition,
+    /// `-q`: whether this partition has quorum: `1` (a replica's node agent holds its lease
+    /// in etcd's quorum; a node that cannot is fenced, its replicas frozen).
+    Quorum,
+}
+
+fn print_members(q: MembersQuery, m: &crate::model::attributes::Members, out: &mut impl Write) {
+    let _ = match q {
+        MembersQuery::List => m
+            .hosts
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, h)| writeln!(out, "{} {h} member", i + 1)),
+        MembersQuery::Partition => writeln!(out, "{}", m.hosts.join(" ")),
+        MembersQuery::Quorum => writeln!(out, "1"),
+    };
+}
+
 /// Where the tools keep attributes.
 #[derive(Debug, Clone)]
 enum Backend {
@@ -262,6 +296,18 @@ fn run(
     let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set and there is no host name")))?;
     if r.print_name {
         let _ = writeln!(out, "{me}");
+        return Ok(0);
+    }
+    if let Some(q) = r.members {
+        let Some(Backend::Daemon(socket)) = backend else {
+            return Err(usage(
+                "-l, -p and -q need the attribute daemon (a replica run by a node agent)".into(),
+            ));
+        };
+        let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Members)
+            .map_err(|e| (EX_CANTCREAT, e))?;
+        let members = reply.members.unwrap_or_default();
+        print_members(q, &members, out);
         return Ok(0);
     }
     let section = section(&r).map_err(usage)?;
@@ -487,7 +533,9 @@ mod tests {
                 "-t crm_config -n a -v 1",
                 "--type crm_config",
             ),
-            ("crm_node", "-l", "only -n"),
+            ("crm_node", "-l", "need the attribute daemon"),
+            ("crm_node", "-i", "-i: not supported"),
+            ("crm_node", "", "give one of"),
         ] {
             let (code, msg) = call(tool, args, &f);
             assert_eq!(code, EX_USAGE, "{tool} {args}: {msg}");

@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{PrimitiveState, Role, Shared};
-use crate::model::attributes::{AttrAck, AttrKey, AttrWrite};
+use crate::model::attributes::{AttrAck, AttrKey, AttrWrite, Members};
 
 /// A request on the channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub struct Request {
     /// For `cluster`: the cluster's attributes as the replica may see them now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<Vec<(AttrKey, String)>>,
+    /// For `cluster`: the cluster's members as the replica sees them now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Members>,
 }
 
 /// The answer to `attrs`: the writes waiting to be stored, and whether the remote agent
@@ -250,7 +253,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Verb::Cluster => {
                 let attrd = state.attrd().expect("checked");
-                attrd.mirror(r.view.unwrap_or_default());
+                attrd.mirror(r.view.unwrap_or_default(), r.members.unwrap_or_default());
                 serde_json::to_string(&state.get())
             }
             Verb::Unknown => serde_json::to_string(&ErrorReply {
@@ -408,9 +411,11 @@ pub async fn cluster<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: &str,
     view: Vec<(AttrKey, String)>,
+    members: Members,
 ) -> Result<(), ChannelError> {
     let mut r = Request::new(key, Verb::Cluster);
     r.view = Some(view);
+    r.members = Some(members);
     send::<_, PrimitiveState>(stream, r).await.map(|_| ())
 }
 
@@ -424,6 +429,7 @@ impl Request {
             notify: None,
             acks: Vec::new(),
             view: None,
+            members: None,
         }
     }
 }
