@@ -379,6 +379,39 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         assert_eq!(g.name, b.replica_name(i as u32));
         assert_eq!(g.host, c.node.name);
     }
+    // crm_mon's XML as agents read it: the host a member, the replicas guest nodes online,
+    // the primitive started in each.
+    let o = std::process::Command::new("docker")
+        .args(["exec", &r2, "/run/berth-bin/crm_mon", "-1", "--output-as=xml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let x = String::from_utf8_lossy(&o.stdout);
+    let lines = |pat: &str| {
+        let re = regex::Regex::new(pat).unwrap();
+        x.lines().filter(|l| re.is_match(l)).count()
+    };
+    assert_eq!(
+        lines(&format!(
+            r#"<node name="{}" .*online="true".*unclean="false".*type="member""#,
+            c.node.name
+        )),
+        1,
+        "{x}"
+    );
+    assert_eq!(
+        lines(r#"<node name=.*online="true".*type="remote""#),
+        3,
+        "{x}"
+    );
+    assert_eq!(
+        lines(&format!(
+            r#"resource id="{}-apache".*role="Started".*active="true".*orphaned="false".*failed="false""#,
+            b.name()
+        )),
+        3,
+        "{x}"
+    );
     // Outside its scope: another node's attributes, a cluster-wide property.
     for args in [
         &["-N", "controller-0", "-n", "galera-role", "-v", "true"][..],

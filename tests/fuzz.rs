@@ -594,9 +594,13 @@ fn fuzz_attribute_messages() {
     corpus.extend(hostile().into_iter().take(8));
     let scope = Scope {
         bundle: "rds".into(),
+        engine: "docker".into(),
+        image: "redis".into(),
         me: "rds-0".into(),
         peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
         primitive: "redis".into(),
+        agent: "ocf:heartbeat:redis".into(),
+        promotable: true,
     };
     fuzz("attributes", corpus, |b| {
         let _ = serde_json::from_slice::<ToolRequest>(b);

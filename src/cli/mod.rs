@@ -457,7 +457,7 @@ pub fn main() -> ExitCode {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if crate::remote::attrs::TOOLS.contains(&tool) {
+    if crate::remote::attrs::is_tool(tool) {
         let code = crate::remote::attrs::main(tool, &args.collect::<Vec<_>>());
         return ExitCode::from(code.clamp(0, 255) as u8);
     }

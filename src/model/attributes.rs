@@ -208,6 +208,21 @@ pub struct AttrAck {
 /// replicas (Pacemaker's guest nodes) as their node agents report them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {
+    /// The bundle's id, engine (`docker`, `podman`) and image, as `crm_mon` shows them.
+    #[serde(default)]
+    pub bundle: String,
+    #[serde(default)]
+    pub engine: String,
+    #[serde(default)]
+    pub image: String,
+    /// The primitive's id and agent (`ocf:heartbeat:galera`).
+    #[serde(default)]
+    pub primitive: String,
+    #[serde(default)]
+    pub agent: String,
+    /// The bundle has promoted instances (the others are Unpromoted, not Started).
+    #[serde(default)]
+    pub promotable: bool,
     /// The hosts whose node agent holds its registration, by name.
     pub hosts: Vec<String>,
     /// The bundle's replicas.
@@ -234,14 +249,19 @@ pub struct Guest {
 /// cluster property. Nothing of another bundle's replicas or of the hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
-    /// The replica's bundle.
+    /// The replica's bundle, its engine (`docker`, `podman`) and image.
     pub bundle: String,
+    pub engine: String,
+    pub image: String,
     /// The replica's node name (`<bundle>-<i>`).
     pub me: String,
     /// Every replica of its bundle (itself included).
     pub peers: BTreeSet<String>,
-    /// The primitive's id.
+    /// The primitive's id, and its agent (`ocf:heartbeat:galera`).
     pub primitive: String,
+    pub agent: String,
+    /// The bundle promotes (promoted-max above 0).
+    pub promotable: bool,
 }
 
 impl Scope {
@@ -337,9 +357,13 @@ mod tests {
     fn a_replica_writes_its_own_and_its_peers_attributes_and_its_primitives_properties() {
         let scope = Scope {
             bundle: "rds".into(),
+            engine: "docker".into(),
+            image: "redis".into(),
             me: "rds-0".into(),
             peers: ["rds-0", "rds-1", "rds-2"].map(String::from).into(),
             primitive: "redis".into(),
+            agent: "ocf:heartbeat:redis".into(),
+            promotable: true,
         };
         let key = |section, owner: &str, name: &str| AttrKey {
             section,

@@ -86,6 +86,10 @@ pub struct DesiredContainer {
     /// them mapped read-write may have swapped one for a link meanwhile.
     #[serde(skip)]
     pub host_sources: Vec<PathBuf>,
+    /// Binds outside the spec hash: the tools added after the first (see
+    /// [`crate::remote::attrs::LATER_TOOLS`]), so that adding one replaces no container.
+    #[serde(skip)]
+    pub unhashed_binds: Vec<String>,
     /// The replica's /etc/hosts content, when add-host applies (the file is
     /// `<replica dir>/hosts`). It is rewritten in place when replicas come and go, so it is
     /// not in the hash.
@@ -207,6 +211,7 @@ pub fn desired(
     let mut remote_config = None;
     let mut control_tcp = None;
     let mut attr_scope = None;
+    let mut unhashed_binds = Vec::new();
     if let (Some(prim), Some(bin)) = (&spec.primitive, remote) {
         // control-port: TCP instead of the unix socket, as Pacemaker reaches
         // pacemaker-remoted: on the replica's address (published there), or, without one, on
@@ -235,6 +240,9 @@ pub fn desired(
         for tool in crate::remote::attrs::TOOLS {
             binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
         }
+        for tool in crate::remote::attrs::LATER_TOOLS {
+            unhashed_binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
+        }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
         let cfg = crate::remote::supervisor::RemoteConfig {
@@ -252,11 +260,15 @@ pub fn desired(
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
         attr_scope = Some(crate::model::attributes::Scope {
             bundle: bundle.name().to_string(),
+            engine: spec.container().0.as_str().to_string(),
+            image: spec.container().1.image.clone(),
             me: bundle.replica_name(i),
             peers: (0..spec.replicas())
                 .map(|j| bundle.replica_name(j))
                 .collect(),
             primitive: prim.id.clone(),
+            agent: prim.agent(),
+            promotable: spec.promoted_max() > 0,
         });
         // A bundle's own run-command must exec berth remote itself.
         if cmd.is_none() {
@@ -289,6 +301,7 @@ pub fn desired(
         remote_config,
         dirs,
         host_sources,
+        unhashed_binds,
         hosts,
         generation: bundle.metadata.generation.unwrap_or(0),
         control_tcp,

@@ -250,7 +250,7 @@ fn create_body(
         (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     };
     let host = HostConfig {
-        binds: none_if_empty(&c.binds),
+        binds: none_if_empty(&[c.binds.clone(), c.unhashed_binds.clone()].concat()),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         network_mode: c.network_mode.clone(),
         extra_hosts: none_if_empty(&o.add_host),

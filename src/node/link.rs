@@ -216,6 +216,12 @@ impl Links {
         Arc::new(Seen {
             attrs,
             members: Members {
+                bundle: scope.bundle.clone(),
+                engine: scope.engine.clone(),
+                image: scope.image.clone(),
+                primitive: scope.primitive.clone(),
+                agent: scope.agent.clone(),
+                promotable: scope.promotable,
                 hosts: self.hosts.keys().cloned().collect(),
                 replicas,
             },

@@ -31,6 +31,16 @@ pub const ENV_NODE: &str = "OCF_RESKEY_CRM_meta_on_node";
 /// The names the tools run as.
 pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
 
+/// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
+/// does not replace running containers to add them (they appear in containers created from
+/// then on).
+pub const LATER_TOOLS: [&str; 1] = ["crm_mon"];
+
+/// Whether `name` is one of the tools.
+pub fn is_tool(name: &str) -> bool {
+    TOOLS.contains(&name) || LATER_TOOLS.contains(&name)
+}
+
 /// Pacemaker's exit codes the tools use.
 const EX_USAGE: i32 = 64;
 const EX_CANTCREAT: i32 = 73;
@@ -240,13 +250,71 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
         Some(f) => Some(Backend::File(f)),
         None => None,
     };
-    match run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out) {
+    let result = if tool == "crm_mon" {
+        crm_mon(args, backend, out)
+    } else {
+        run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out)
+    };
+    match result {
         Ok(code) => code,
         Err((code, msg)) => {
             let _ = writeln!(err, "{tool}: {msg}");
             code
         }
     }
+}
+
+/// `crm_mon`: `-1`, `-r`, `-X`/`--as-xml`, `--output-as=xml|text` (see
+/// [`super::crm_mon`]).
+fn crm_mon(
+    args: &[String],
+    backend: Option<Backend>,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
+    let mut as_xml = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-1" | "--one-shot" | "-r" | "--inactive" | "-V" | "--verbose" => {}
+            "-X" | "--as-xml" | "--output-as=xml" => as_xml = true,
+            "--output-as=text" => as_xml = false,
+            "--output-as" => match it.next().map(String::as_str) {
+                Some("xml") => as_xml = true,
+                Some("text") => as_xml = false,
+                other => {
+                    return Err(usage(format!(
+                        "--output-as {}: expected xml or text",
+                        other.unwrap_or("")
+                    )));
+                }
+            },
+            other => {
+                return Err(usage(format!(
+                    "{other}: not supported inside a berth container (supported: -1 -r -X --as-xml --output-as)"
+                )));
+            }
+        }
+    }
+    let Some(Backend::Daemon(socket)) = backend else {
+        return Err(usage(
+            "crm_mon needs the attribute daemon (a replica run by a node agent)".into(),
+        ));
+    };
+    let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Members)
+        .map_err(|e| (EX_CANTCREAT, e))?;
+    let members = reply.members.unwrap_or_default();
+    let shown = if as_xml {
+        let request = std::iter::once("crm_mon")
+            .chain(args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        super::crm_mon::xml(&members, &request)
+    } else {
+        super::crm_mon::text(&members)
+    };
+    let _ = out.write_all(shown.as_bytes());
+    Ok(0)
 }
 
 /// What `crm_node` lists of the cluster's members.
