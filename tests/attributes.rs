@@ -382,7 +382,13 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
     // crm_mon's XML as agents read it: the host a member, the replicas guest nodes online,
     // the primitive started in each.
     let o = std::process::Command::new("docker")
-        .args(["exec", &r2, "/run/berth-bin/crm_mon", "-1", "--output-as=xml"])
+        .args([
+            "exec",
+            &r2,
+            "/run/berth-bin/crm_mon",
+            "-1",
+            "--output-as=xml",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
