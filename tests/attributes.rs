@@ -418,6 +418,46 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         3,
         "{x}"
     );
+    // rabbitmq-cluster's way to its peers: each replica keeps its own transient attribute,
+    // and reads the online ones' with cibadmin and XPath, cutting the value out of each line.
+    for (c_, i) in [(&r0, 0), (&r1, 1)] {
+        let o = crm_attribute(
+            c_,
+            &[
+                "-N",
+                &b.replica_name(i),
+                "-l",
+                "reboot",
+                "-n",
+                "rmq-node-attr-kv",
+                "-v",
+                &format!("rabbit@r{i}"),
+            ],
+        );
+        assert!(o.status.success(), "{o:?}");
+    }
+    let cut = regex::Regex::new(r#"^.*value=.(.*)".*$"#).unwrap();
+    let joined = eventually(WAIT, "cibadmin finding both peers", || async {
+        let o = std::process::Command::new("docker")
+            .args([
+                "exec",
+                &r2,
+                "/run/berth-bin/cibadmin",
+                "-Q",
+                "--xpath",
+                "//node_state[@crmd='online']//nvpair[@name='rmq-node-attr-kv']",
+            ])
+            .output()
+            .unwrap();
+        let values: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains("rmq-node-attr-kv"))
+            .filter_map(|l| Some(cut.captures(l)?[1].to_string()))
+            .collect();
+        (values.len() == 2).then_some(values)
+    })
+    .await;
+    assert_eq!(joined, ["rabbit@r0", "rabbit@r1"]);
     // Outside its scope: another node's attributes, a cluster-wide property.
     for args in [
         &["-N", "controller-0", "-n", "galera-role", "-v", "true"][..],

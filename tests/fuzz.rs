@@ -557,7 +557,8 @@ fn fuzz_cluster_values() {
 
 /// What a container says about attributes, each read the way its reader reads it: a tool's
 /// request to the attribute daemon, the daemon's writes to the node agent (then checked
-/// against the replica's scope, as the node agent checks them), the channel's requests.
+/// against the replica's scope, as the node agent checks them), the channel's requests, and
+/// an agent's XPath for cibadmin.
 #[test]
 fn fuzz_attribute_messages() {
     use berth::model::attributes::*;
@@ -602,7 +603,19 @@ fn fuzz_attribute_messages() {
         agent: "ocf:heartbeat:redis".into(),
         promotable: true,
     };
+    let cib = berth::remote::cib::cib(
+        &[],
+        &Members {
+            hosts: vec!["h1".into()],
+            ..Default::default()
+        },
+    );
+    corpus.push(b"//node_state[@crmd='online']//nvpair[@name='rmq-node-attr-x']".to_vec());
     fuzz("attributes", corpus, |b| {
+        // An agent's XPath (cibadmin --xpath).
+        if let Ok(x) = std::str::from_utf8(b) {
+            let _ = berth::remote::cib::select(&cib, x);
+        }
         let _ = serde_json::from_slice::<ToolRequest>(b);
         let _ = serde_json::from_slice::<berth::remote::channel::Request>(b);
         if let Ok(w) = serde_json::from_slice::<berth::remote::channel::Writes>(b) {

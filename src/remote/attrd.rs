@@ -58,8 +58,10 @@ pub enum ToolRequest {
     },
     /// A write, answered once stored.
     Write { write: AttrOp },
-    /// The cluster's members as the replica sees them (`crm_node`).
+    /// The cluster's members as the replica sees them (`crm_node`, `crm_mon`).
     Members,
+    /// Every attribute the replica sees, and the members (`cibadmin -Q`).
+    Cib,
 }
 
 /// The answer to a tool.
@@ -235,6 +237,16 @@ impl Attrd {
         inner.mirrored = true;
     }
 
+    /// Every attribute the replica sees.
+    pub fn all(&self) -> Vec<(AttrKey, String)> {
+        let inner = self.lock();
+        inner
+            .mirror
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The cluster's members as the node agent last sent them.
     pub fn members(&self) -> Members {
         self.lock().members.clone()
@@ -358,6 +370,11 @@ async fn answer(stream: tokio::net::UnixStream, attrd: &Attrd) -> std::io::Resul
             ..Default::default()
         },
         Ok(ToolRequest::Members) => ToolReply {
+            members: Some(attrd.members()),
+            ..Default::default()
+        },
+        Ok(ToolRequest::Cib) => ToolReply {
+            values: attrd.all(),
             members: Some(attrd.members()),
             ..Default::default()
         },

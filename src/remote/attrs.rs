@@ -34,7 +34,7 @@ pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
 /// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
 /// does not replace running containers to add them (they appear in containers created from
 /// then on).
-pub const LATER_TOOLS: [&str; 1] = ["crm_mon"];
+pub const LATER_TOOLS: [&str; 2] = ["crm_mon", "cibadmin"];
 
 /// Whether `name` is one of the tools.
 pub fn is_tool(name: &str) -> bool {
@@ -252,6 +252,8 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     };
     let result = if tool == "crm_mon" {
         crm_mon(args, backend, out)
+    } else if tool == "cibadmin" {
+        cibadmin(args, backend, out)
     } else {
         run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out)
     };
@@ -313,6 +315,70 @@ fn crm_mon(
     } else {
         super::crm_mon::text(&members)
     };
+    let _ = out.write_all(shown.as_bytes());
+    Ok(0)
+}
+
+/// `cibadmin -Q [--xpath X]` (`-A X`): the CIB the replica may see, or the elements the
+/// XPath selects (several inside `<xpath-query>`, as cibadmin prints them; none: exit 105).
+fn cibadmin(
+    args: &[String],
+    backend: Option<Backend>,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
+    let (mut query, mut xpath) = (false, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-Q" | "--query" => query = true,
+            "-l" | "--local" | "-s" | "--sync-call" | "-V" | "--verbose" => {}
+            "-A" | "--xpath" => {
+                xpath = Some(
+                    it.next()
+                        .ok_or_else(|| usage(format!("{a}: needs an XPath")))?
+                        .clone(),
+                )
+            }
+            a if a.starts_with("--xpath=") => xpath = Some(a["--xpath=".len()..].to_string()),
+            other => {
+                return Err(usage(format!(
+                    "{other}: not supported inside a berth container (supported: -Q, --xpath)"
+                )));
+            }
+        }
+    }
+    if !query {
+        return Err(usage(
+            "only queries (-Q) are supported inside a berth container".into(),
+        ));
+    }
+    let Some(Backend::Daemon(socket)) = backend else {
+        return Err(usage(
+            "cibadmin needs the attribute daemon (a replica run by a node agent)".into(),
+        ));
+    };
+    let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Cib)
+        .map_err(|e| (EX_CANTCREAT, e))?;
+    let cib = super::cib::cib(&reply.values, &reply.members.unwrap_or_default());
+    let mut shown = String::new();
+    match xpath {
+        None => cib.write(&mut shown, 0),
+        Some(x) => {
+            let found = super::cib::select(&cib, &x).map_err(usage)?;
+            match found.as_slice() {
+                [] => return Err(no_such(&x)),
+                [one] => one.write(&mut shown, 0),
+                many => {
+                    shown.push_str("<xpath-query>\n");
+                    for e in many {
+                        e.write(&mut shown, 1);
+                    }
+                    shown.push_str("</xpath-query>\n");
+                }
+            }
+        }
+    }
     let _ = out.write_all(shown.as_bytes());
     Ok(0)
 }

@@ -16,7 +16,7 @@ use crate::model::attributes::Members;
 const API_VERSION: &str = "2.29";
 
 /// XML attribute value escaping.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -10,6 +10,7 @@
 //! - [`channel`]: the authenticated control channel the node agent reads;
 //! - [`attrs`]: `crm_attribute`, `crm_master` and `crm_node` for agents, which report their
 //!   promotion scores with them;
+//! - [`cib`]: `cibadmin -Q [--xpath]`: the CIB a replica may see, and the XPath agents use;
 //! - [`crm_mon`]: `crm_mon`'s XML and text from the members the node agent sends;
 //! - [`attrd`]: the attribute daemon: the tools' writes on their way to etcd through the
 //!   node agent, and a mirror of what the replica may read;
@@ -19,6 +20,7 @@
 pub mod attrd;
 pub mod attrs;
 pub mod channel;
+pub mod cib;
 pub mod classes;
 pub mod crm_mon;
 pub mod layout;
