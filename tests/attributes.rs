@@ -17,103 +17,43 @@ const WAIT: Duration = Duration::from_secs(40);
 #[test]
 fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
     let p = TestPrefix::new("attrcli");
-    let ok = |args: &[&str]| {
-        let o = berth(&p, args, None);
-        assert!(o.status.success(), "berth {args:?}: {}", stderr(&o));
+    // `berth` with whitespace-separated arguments.
+    let run = |args: &str| berth(&p, &args.split_whitespace().collect::<Vec<_>>(), None);
+    let ok = |args: &str| {
+        let o = run(args);
+        assert!(o.status.success(), "berth {args}: {}", stderr(&o));
         stdout(&o)
     };
+    let key = |rest: &str| etcdctl_get(&format!("{}/attributes/{rest}", p.prefix));
     // A permanent node attribute: the nodes section, one key.
-    ok(&[
-        "attribute",
-        "-N",
-        "controller-0",
-        "-n",
-        "galera-role",
-        "-v",
-        "true",
-    ]);
+    ok("attribute -N controller-0 -n galera-role -v true");
     assert_eq!(
-        etcdctl_get(&format!(
-            "{}/attributes/nodes/controller-0/galera-role",
-            p.prefix
-        )),
-        Some("true".to_string())
+        key("nodes/controller-0/galera-role").as_deref(),
+        Some("true")
     );
     assert_eq!(
-        ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-G"]),
+        ok("attribute -N controller-0 -n galera-role -G"),
         "scope=nodes  name=galera-role value=true\n"
     );
-    assert_eq!(
-        ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-q"]),
-        "true\n"
-    );
+    assert_eq!(ok("attribute -N controller-0 -n galera-role -q"), "true\n");
     // Transient (-l reboot) is another section: not the same attribute.
-    let missing = berth(
-        &p,
-        &[
-            "attribute",
-            "-N",
-            "controller-0",
-            "-n",
-            "galera-role",
-            "-l",
-            "reboot",
-            "-q",
-        ],
-        None,
-    );
+    let missing = run("attribute -N controller-0 -n galera-role -l reboot -q");
     assert_eq!(missing.status.code(), Some(105), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("no such attribute"));
     assert_eq!(
-        ok(&[
-            "attribute",
-            "-N",
-            "controller-0",
-            "-n",
-            "galera-role",
-            "-l",
-            "reboot",
-            "-q",
-            "-d",
-            "none"
-        ]),
+        ok("attribute -N controller-0 -n galera-role -l reboot -q -d none"),
         "none\n"
     );
     // A cluster property in a named set, and a promotion score.
-    ok(&[
-        "attribute",
-        "--type",
-        "crm_config",
-        "-s",
-        "redis_replication",
-        "-n",
-        "redis_REPL_INFO",
-        "-v",
-        "rds-0",
-    ]);
+    ok("attribute --type crm_config -s redis_replication -n redis_REPL_INFO -v rds-0");
     assert_eq!(
-        ok(&[
-            "attribute",
-            "--type",
-            "crm_config",
-            "-s",
-            "redis_replication",
-            "-n",
-            "redis_REPL_INFO",
-            "-q"
-        ]),
+        ok("attribute --type crm_config -s redis_replication -n redis_REPL_INFO -q"),
         "rds-0\n"
     );
-    ok(&["attribute", "-N", "rds-1", "-p", "redis", "-v", "10"]);
-    assert_eq!(
-        etcdctl_get(&format!(
-            "{}/attributes/status/rds-1/master-redis",
-            p.prefix
-        )),
-        Some("10".to_string())
-    );
+    ok("attribute -N rds-1 -p redis -v 10");
+    assert_eq!(key("status/rds-1/master-redis").as_deref(), Some("10"));
     // Everything, listed.
-    let all = ok(&["attribute"]);
+    let all = ok("attribute");
     for want in [
         "galera-role",
         "redis_REPL_INFO",
@@ -123,15 +63,9 @@ fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
         assert!(all.contains(want), "{all}");
     }
     // Deleted; deleting again is no error.
-    ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-D"]);
-    ok(&["attribute", "-N", "controller-0", "-n", "galera-role", "-D"]);
-    assert_eq!(
-        etcdctl_get(&format!(
-            "{}/attributes/nodes/controller-0/galera-role",
-            p.prefix
-        )),
-        None
-    );
+    ok("attribute -N controller-0 -n galera-role -D");
+    ok("attribute -N controller-0 -n galera-role -D");
+    assert_eq!(key("nodes/controller-0/galera-role"), None);
     // Bad input is refused by name, and nothing is written.
     for (args, why) in [
         (
@@ -169,10 +103,7 @@ fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
         assert!(!o.status.success(), "{args:?} was accepted");
         assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
     }
-    assert_eq!(
-        etcdctl_get(&format!("{}/attributes/nodes/n1/a", p.prefix)),
-        None
-    );
+    assert_eq!(key("nodes/n1/a"), None);
 }
 
 /// OpenStack confines its services to the controllers with a node attribute:
