@@ -389,6 +389,32 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
     })
     .await;
     assert_eq!(joined, ["rabbit@r0", "rabbit@r1"]);
+    // attrd_updater, as Pacemaker's ocf:pacemaker:attribute agent calls it.
+    let updater = |c_: &str, args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(["exec", c_, "/run/berth-bin/attrd_updater"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let set = updater(&r0, &["-n", "probe", "-U", "5", "-d", "0"]);
+    assert!(set.status.success(), "{set:?}");
+    let line = eventually(WAIT, "attrd_updater -Q from a peer", || async {
+        let o = updater(&r2, &["-n", "probe", "-Q", "-N", &b.replica_name(0)]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    })
+    .await;
+    assert_eq!(
+        line,
+        format!(
+            "name=\"probe\" host=\"{}\" value=\"5\"\n",
+            b.replica_name(0)
+        )
+    );
+    let missing = updater(&r0, &["-n", "nothing-here", "-Q"]);
+    assert_eq!(missing.status.code(), Some(105), "{missing:?}");
     // Outside its scope: another node's attributes, a cluster-wide property.
     for args in [
         &["-N", "controller-0", "-n", "galera-role", "-v", "true"][..],

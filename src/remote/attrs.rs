@@ -34,7 +34,7 @@ pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
 /// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
 /// does not replace running containers to add them (they appear in containers created from
 /// then on).
-pub const LATER_TOOLS: [&str; 2] = ["crm_mon", "cibadmin"];
+pub const LATER_TOOLS: [&str; 3] = ["crm_mon", "cibadmin", "attrd_updater"];
 
 /// Whether `name` is one of the tools.
 pub fn is_tool(name: &str) -> bool {
@@ -254,6 +254,8 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
         crm_mon(args, backend, out)
     } else if tool == "cibadmin" {
         cibadmin(args, backend, out)
+    } else if tool == "attrd_updater" {
+        attrd_updater(args, backend, node, out)
     } else {
         run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out)
     };
@@ -316,6 +318,109 @@ fn crm_mon(
         super::crm_mon::text(&members)
     };
     let _ = out.write_all(shown.as_bytes());
+    Ok(0)
+}
+
+/// `attrd_updater`: a transient attribute of this replica's node (or `-N`'s): `-U`/`-v`/`-B`
+/// sets it (once stored), `-D` deletes it, `-Q` prints `name="…" host="…" value="…"` (`-A`:
+/// one line per node that has it). Dampening (`-d`), sets (`-S`) and `-p` are accepted and
+/// have no effect: every write is stored at once.
+fn attrd_updater(
+    args: &[String],
+    backend: Option<Backend>,
+    me: Option<String>,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
+    let (mut name, mut value, mut node) = (None, None, None);
+    let (mut delete, mut query, mut all) = (false, false, false);
+    let mut it = args.iter();
+    let next = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
+        it.next()
+            .cloned()
+            .ok_or_else(|| usage(format!("{flag}: needs a value")))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-n" | "--name" => name = Some(next(a, &mut it)?),
+            "-U" | "--update" | "-v" | "-B" | "--update-both" => value = Some(next(a, &mut it)?),
+            "-N" | "--node" => node = Some(next(a, &mut it)?),
+            "-D" | "--delete" => delete = true,
+            "-Q" | "--query" => query = true,
+            "-A" | "--all" => all = true,
+            "-d" | "--delay" | "-S" | "--set" | "-Y" | "--update-delay" => {
+                next(a, &mut it)?;
+            }
+            "-l" | "--lifetime" => {
+                let l = next(a, &mut it)?;
+                if l != "reboot" {
+                    return Err(usage(format!(
+                        "--lifetime {l}: only reboot (attrd keeps transient attributes)"
+                    )));
+                }
+            }
+            "-p" | "--private" | "-R" | "--refresh" | "-V" | "--verbose" => {}
+            other => {
+                return Err(usage(format!(
+                    "{other}: not supported inside a berth container (supported: -n -U -v -B -D -Q -A -N -d -S -l -p)"
+                )));
+            }
+        }
+    }
+    let name = name.ok_or_else(|| usage("--name: required".into()))?;
+    let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set and there is no host name")))?;
+    let Some(Backend::Daemon(socket)) = backend else {
+        return Err(usage(
+            "attrd_updater needs the attribute daemon (a replica run by a node agent)".into(),
+        ));
+    };
+    let node = node.unwrap_or(me);
+    let key = AttrKey {
+        section: Section::Status,
+        owner: node.clone(),
+        name: name.clone(),
+    };
+    use super::attrd::{ToolRequest, ask};
+    let request = match (&value, delete, query) {
+        (Some(v), false, false) => ToolRequest::Write {
+            write: AttrOp::Set {
+                key,
+                value: v.clone(),
+            },
+        },
+        (None, true, false) => ToolRequest::Write {
+            write: AttrOp::Delete { key },
+        },
+        (None, false, true) if all => ToolRequest::List {
+            section: Section::Status,
+            owner: None,
+        },
+        (None, false, true) => ToolRequest::Get { key },
+        _ => return Err(usage("give one of -U, -D and -Q".into())),
+    };
+    let reply = ask(&socket, &request).map_err(|e| (EX_CANTCREAT, e))?;
+    if let Some(e) = reply.error {
+        return Err((EX_CANTCREAT, e));
+    }
+    if !query {
+        return Ok(0);
+    }
+    let found: Vec<(String, String)> = if all {
+        reply
+            .values
+            .into_iter()
+            .filter(|(k, _)| k.name == name)
+            .map(|(k, v)| (k.owner, v))
+            .collect()
+    } else {
+        reply.value.map(|v| (node, v)).into_iter().collect()
+    };
+    if found.is_empty() {
+        return Err(no_such(&name));
+    }
+    for (host, v) in found {
+        let _ = writeln!(out, "name=\"{name}\" host=\"{host}\" value=\"{v}\"");
+    }
     Ok(0)
 }
 
