@@ -289,6 +289,14 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
     .await;
     assert_eq!(node(&r2, "-p"), format!("{}\n", c.node.name), "{listed}");
     assert_eq!(node(&r2, "-q"), "1\n");
+    let version = std::process::Command::new("docker")
+        .args(["exec", &r2, "/run/berth-bin/pacemakerd", "-$"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("Pacemaker 2."),
+        "{version:?}"
+    );
     assert_eq!(node(&r2, "-n"), format!("{}\n", b.replica_name(2)));
     let socket = c
         .node

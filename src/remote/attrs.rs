@@ -34,7 +34,11 @@ pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
 /// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
 /// does not replace running containers to add them (they appear in containers created from
 /// then on).
-pub const LATER_TOOLS: [&str; 3] = ["crm_mon", "cibadmin", "attrd_updater"];
+pub const LATER_TOOLS: [&str; 4] = ["crm_mon", "cibadmin", "attrd_updater", "pacemakerd"];
+
+/// The Pacemaker version `pacemakerd -$` reports: the release whose tools and formats berth
+/// follows (ocf-shellfuncs asks it before it trusts `crm_node -n`).
+pub const PACEMAKER_VERSION: &str = "2.1.5";
 
 /// Whether `name` is one of the tools.
 pub fn is_tool(name: &str) -> bool {
@@ -256,6 +260,8 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
         cibadmin(args, backend, out)
     } else if tool == "attrd_updater" {
         attrd_updater(args, backend, node, out)
+    } else if tool == "pacemakerd" {
+        pacemakerd(args, out)
     } else {
         run(tool, args, backend, node, env("OCF_RESOURCE_INSTANCE"), out)
     };
@@ -319,6 +325,25 @@ fn crm_mon(
     };
     let _ = out.write_all(shown.as_bytes());
     Ok(0)
+}
+
+/// `pacemakerd -$` (`--version`): the version line agents parse. There is no daemon to run
+/// inside a replica: anything else is refused.
+fn pacemakerd(args: &[String], out: &mut impl Write) -> Result<i32, (i32, String)> {
+    match args {
+        [a] if a == "-$" || a == "--version" => {
+            let _ = writeln!(
+                out,
+                "Pacemaker {PACEMAKER_VERSION} (berth {})\nWritten by Andrew Beekhof and the Pacemaker project contributors",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(0)
+        }
+        _ => Err((
+            EX_USAGE,
+            "only -$ (--version) inside a berth container: the cluster is berth's".into(),
+        )),
+    }
 }
 
 /// `attrd_updater`: a transient attribute of this replica's node (or `-N`'s): `-U`/`-v`/`-B`
@@ -738,6 +763,18 @@ mod tests {
         // Another resource's score, named.
         assert_eq!(call("crm_attribute", "--promotion=db -v INFINITY", &f).0, 0);
         assert_eq!(promotion_score(&f, "db"), Some(1_000_000));
+    }
+
+    /// ocf-shellfuncs' `ocf_local_nodename`: `pacemakerd -$ | grep "Pacemaker .*" | awk
+    /// '{ print $2 }'`, compared with 1.1.8 before it trusts `crm_node -n`.
+    #[test]
+    fn pacemakerd_reports_a_version_newer_than_ocf_shellfuncs_asks() {
+        let mut out = Vec::new();
+        assert_eq!(pacemakerd(&["-$".into()], &mut out), Ok(0));
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().find(|l| l.contains("Pacemaker ")).unwrap();
+        assert_eq!(line.split_whitespace().nth(1), Some(PACEMAKER_VERSION));
+        assert!(pacemakerd(&["--features".into()], &mut Vec::new()).is_err());
     }
 
     #[test]
