@@ -228,8 +228,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
     let keys = store.keys().clone();
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     let mut lease: Option<(i64, Instant)> = None;
-    let mut tokens = cfg.burst as f64;
-    let mut refilled = Instant::now();
+    let mut budget = crate::backoff::Bucket::new(cfg.burst, cfg.per_second);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut open = true;
     while open || held.values().any(|h| h.dirty) {
@@ -242,14 +241,12 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
         }
         // Refill the budget, then write what is due within it.
         let now = Instant::now();
-        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * cfg.per_second as f64)
-            .min(cfg.burst as f64);
-        refilled = now;
+        let allowed = budget.available();
         let due: Vec<String> = held
             .iter()
             .filter(|(_, h)| h.dirty && h.written.is_none_or(|w| now >= w + cfg.min_interval))
             .map(|(k, _)| k.clone())
-            .take(tokens as usize)
+            .take(allowed)
             .collect();
         if due.is_empty() {
             if !open {
@@ -282,7 +279,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
                 (keys.event(k), value)
             })
             .collect();
-        tokens -= writes.len() as f64;
+        budget.spend(writes.len());
         match store.put_leased(writes, lease_id).await {
             Ok(_) => {
                 for k in &due {

@@ -61,22 +61,13 @@ struct Target {
 }
 
 fn target(args: &AttributeArgs) -> Result<(Section, Option<String>, Option<String>)> {
-    let section = if args.promotion.is_some() {
-        // crm_attribute -p: a transient node attribute.
-        if args.kind.as_deref().is_some_and(|t| t != "status")
-            || args.lifetime.as_deref().is_some_and(|l| l != "reboot")
-        {
-            anyhow::bail!("--promotion: a promotion score is transient (status, reboot)");
-        }
-        Section::Status
-    } else {
-        Section::from_flags(
-            args.kind.as_deref(),
-            args.lifetime.as_deref(),
-            args.node.is_some(),
-        )
-        .map_err(anyhow::Error::msg)?
-    };
+    let section = Section::of_call(
+        args.kind.as_deref(),
+        args.lifetime.as_deref(),
+        args.node.is_some(),
+        args.promotion.is_some(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let owner = match section {
         Section::CrmConfig => {
             if args.node.is_some() {
@@ -155,7 +146,11 @@ pub async fn run(store: &Store, args: &AttributeArgs, out: &mut impl Write) -> R
     if args.quiet {
         writeln!(out, "{value}")?;
     } else {
-        writeln!(out, "scope={}  name={} value={value}", t.section, t.name)?;
+        writeln!(
+            out,
+            "{}",
+            attributes::query_line(t.section, &t.name, &value)
+        )?;
     }
     Ok(())
 }

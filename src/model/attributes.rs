@@ -87,6 +87,26 @@ impl Section {
         }
     }
 
+    /// The section of a `crm_attribute` call: [`Section::from_flags`], except that a
+    /// promotion score (`-p`) is a node attribute, transient unless `--lifetime forever` or
+    /// `--type nodes` says otherwise. The one rule for `berth attribute` and the tool inside
+    /// replicas.
+    pub fn of_call(
+        kind: Option<&str>,
+        lifetime: Option<&str>,
+        node_given: bool,
+        promotion: bool,
+    ) -> Result<Section, String> {
+        if !promotion {
+            return Section::from_flags(kind, lifetime, node_given);
+        }
+        match Section::from_flags(kind, lifetime, true)? {
+            Section::CrmConfig => Err("--promotion: a promotion score is a node attribute".into()),
+            _ if kind.is_none() && lifetime.is_none() => Ok(Section::Status),
+            s => Ok(s),
+        }
+    }
+
     /// The section named `word` in a key.
     pub fn parse(word: &str) -> Option<Section> {
         match word {
@@ -102,6 +122,11 @@ impl fmt::Display for Section {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `crm_attribute`'s answer to a query (without `--quiet`).
+pub fn query_line(section: Section, name: &str, value: &str) -> String {
+    format!("scope={section}  name={name} value={value}")
 }
 
 /// Checks an attribute's name: 1 to [`MAX_NAME`] bytes of letters, digits and `_ - . :`
@@ -326,6 +351,10 @@ mod tests {
                 .unwrap_err()
                 .contains("--lifetime")
         );
+        let p = |t, l| Section::of_call(t, l, false, true);
+        assert_eq!(p(None, None), Ok(Section::Status));
+        assert_eq!(p(None, Some("forever")), Ok(Section::Nodes));
+        assert!(p(Some("crm_config"), None).is_err());
     }
 
     #[test]

@@ -29,8 +29,8 @@ type View = Arc<Seen>;
 pub const MAX_ATTRS_PER_OWNER: usize = 64;
 
 /// Writes one replica may make: a burst of this many, then this many a second.
-const WRITE_BURST: f64 = 50.0;
-const WRITES_PER_SECOND: f64 = 10.0;
+const WRITE_BURST: u32 = 50;
+const WRITES_PER_SECOND: u32 = 10;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -395,13 +395,16 @@ async fn send_views(
     views: tokio::sync::watch::Receiver<View>,
     token: CancellationToken,
 ) {
-    let send = async |ch: &Channel, view: View| {
-        let (s, authkey) = ch.connect().await?;
-        crate::remote::channel::cluster(s, &authkey, view.attrs.clone(), view.members.clone())
-            .await
-            .ok()
-    };
+    let send = async |ch: &Channel, view: View| send_view(ch, &view).await;
     deliver(channel, key, views, token, "the cluster's attributes", send).await
+}
+
+/// Sends the remote agent behind `ch` what its replica sees; `None` when it is not up.
+async fn send_view(ch: &Channel, view: &Seen) -> Option<()> {
+    let (s, authkey) = ch.connect().await?;
+    crate::remote::channel::cluster(s, &authkey, view.attrs.clone(), view.members.clone())
+        .await
+        .ok()
 }
 
 /// Long-polls a replica's remote agent for the attribute writes its tools ask for, stores
@@ -417,7 +420,7 @@ async fn pump_attributes(
     token: CancellationToken,
 ) {
     let mut acks: Vec<AttrAck> = Vec::new();
-    let mut bucket = Bucket::new();
+    let mut bucket = crate::backoff::Bucket::new(WRITE_BURST, WRITES_PER_SECOND);
     loop {
         let attempt = async {
             let (s, authkey) = channel.connect().await?;
@@ -432,15 +435,7 @@ async fn pump_attributes(
                 acks.clear();
                 if !w.mirrored {
                     let view = views.borrow().clone();
-                    if let Some((s, authkey)) = channel.connect().await {
-                        let _ = crate::remote::channel::cluster(
-                            s,
-                            &authkey,
-                            view.attrs.clone(),
-                            view.members.clone(),
-                        )
-                        .await;
-                    }
+                    send_view(&channel, &view).await;
                 }
                 for write in w.writes {
                     let error = store_write(&store, &scope, &known, &mut bucket, &write.op)
@@ -467,41 +462,13 @@ async fn pump_attributes(
     }
 }
 
-/// A replica's write budget: a token bucket.
-struct Bucket {
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-impl Bucket {
-    fn new() -> Bucket {
-        Bucket {
-            tokens: WRITE_BURST,
-            at: std::time::Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * WRITES_PER_SECOND)
-            .min(WRITE_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Stores one write of a replica's tools, when its scope allows it and within its bounds
 /// (a value unchanged is not written again: no etcd write at rest); why not otherwise.
 async fn store_write(
     store: &Store,
     scope: &Scope,
     known: &Known,
-    bucket: &mut Bucket,
+    bucket: &mut crate::backoff::Bucket,
     op: &AttrOp,
 ) -> Result<(), String> {
     if let Some(why) = scope.refuse(op) {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::attributes::{AttrKey, AttrOp, DEFAULT_SET, Section};
+use crate::model::attributes::{AttrKey, AttrOp, DEFAULT_SET, Section, query_line};
 use crate::model::validate::parse_score;
 
 /// The environment variable naming the attributes file.
@@ -218,14 +218,13 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
 /// crm_attribute's `--type` and `--lifetime` decide, a node attribute being permanent by
 /// default.
 fn section(r: &Request) -> Result<Section, String> {
-    if r.promotion.is_some() {
-        return match Section::from_flags(r.kind.as_deref(), r.lifetime.as_deref(), true)? {
-            Section::CrmConfig => Err("--promotion: a promotion score is a node attribute".into()),
-            _ if r.kind.is_none() => Ok(Section::Status),
-            s => Ok(s),
-        };
-    }
-    Section::from_flags(r.kind.as_deref(), r.lifetime.as_deref(), true)
+    // Inside a replica every node attribute has a node: this one's, by default.
+    Section::of_call(
+        r.kind.as_deref(),
+        r.lifetime.as_deref(),
+        true,
+        r.promotion.is_some(),
+    )
 }
 
 /// Runs the tool named `tool` with `args`; returns its exit code.
@@ -658,7 +657,7 @@ fn run(
             Ok(0)
         }
         Some(v) => {
-            let _ = writeln!(out, "scope={section}  name={name} value={v}");
+            let _ = writeln!(out, "{}", query_line(section, &name, &v));
             Ok(0)
         }
         None => Err(no_such(&name)),
@@ -708,7 +707,7 @@ fn through_daemon(
             Ok(0)
         }
         Some(v) => {
-            let _ = writeln!(out, "scope={}  name={} value={v}", key.section, key.name);
+            let _ = writeln!(out, "{}", query_line(key.section, &key.name, &v));
             Ok(0)
         }
         None => Err(no_such(&key.name)),
