@@ -340,23 +340,9 @@ impl<E: Engine> Agent<E> {
             ))
         };
         let mut assign = watch_assignments(&self.store, &self.keys);
-        // The cluster's attributes, for the replicas' tools (see `node::link`): watched once
-        // this node runs a replica with a primitive (a node without any watches nothing).
-        type Events = std::pin::Pin<
-            Box<
-                dyn futures::Stream<Item = Result<WatchEvent, crate::store::watch::WatchError>>
-                    + Send,
-            >,
-        >;
-        let mut attributes: Option<Events> = None;
-        let mut attribute_cache = Cache::default();
-        // The hosts online and the replica statuses of the bundles whose replicas here see
-        // the cluster's members (`crm_node`), watched alongside.
-        let mut hosts: Option<Events> = None;
-        let mut host_cache = Cache::default();
-        let (member_tx, mut member_events) = tokio::sync::mpsc::unbounded_channel();
-        let mut member_watches: BTreeMap<String, AbortOnDropHandle<()>> = BTreeMap::new();
-        let mut member_caches: BTreeMap<String, Cache> = BTreeMap::new();
+        // What the replicas' tools see of the cluster (see `node::link`): followed while this
+        // node runs a replica with a primitive (a node without any watches nothing more).
+        let mut following = Following::new();
         let mut events = self.engine.events(&node);
         let mut resync = tokio::time::interval(self.cfg.resync);
         loop {
@@ -410,48 +396,19 @@ impl<E: Engine> Agent<E> {
                     }
                     self.decode_assignments();
                 }
-                Some(ev) = next_of(&mut attributes) => {
-                    let attributes = attributes.as_mut().expect("polled");
+                changed = following.changed() => {
                     dirty = false;
-                    let mut apply = |ev| match ev {
-                        Ok(ev) => attribute_cache.apply(&ev),
-                        Err(e) => tracing::warn!("attributes: {e}"),
-                    };
-                    apply(ev);
-                    while let Some(Some(ev)) = attributes.next().now_or_never() {
-                        apply(ev);
-                    }
-                    self.links.attributes(decode_attributes(&self.keys, &attribute_cache));
-                }
-                Some(ev) = next_of(&mut hosts) => {
-                    let hosts = hosts.as_mut().expect("polled");
-                    dirty = false;
-                    let mut apply = |ev| match ev {
-                        Ok(ev) => host_cache.apply(&ev),
-                        Err(e) => tracing::warn!("nodes: {e}"),
-                    };
-                    apply(ev);
-                    while let Some(Some(ev)) = hosts.next().now_or_never() {
-                        apply(ev);
-                    }
-                    self.links.hosts(decode_hosts(&self.keys, &host_cache));
-                }
-                Some((bundle, ev)) = member_events.recv() => {
-                    dirty = false;
-                    let mut changed = BTreeSet::new();
-                    let mut apply = |bundle: String, ev| {
-                        if let (Some(cache), Ok(ev)) = (member_caches.get_mut(&bundle), ev) {
-                            cache.apply(&ev);
-                            changed.insert(bundle);
+                    for f in changed {
+                        let cache = following.cache(&f);
+                        match &f {
+                            Followed::Attributes => {
+                                self.links.attributes(decode_attributes(&self.keys, cache));
+                            }
+                            Followed::Hosts => self.links.hosts(decode_hosts(&self.keys, cache)),
+                            Followed::Replicas(b) => {
+                                self.links.replicas(b, decode_statuses(&self.keys, cache));
+                            }
                         }
-                    };
-                    apply(bundle, ev);
-                    while let Ok((bundle, ev)) = member_events.try_recv() {
-                        apply(bundle, ev);
-                    }
-                    for b in changed {
-                        let statuses = decode_statuses(&self.keys, &member_caches[&b]);
-                        self.links.replicas(&b, statuses);
                     }
                 }
                 ev = events.next() => match ev {
@@ -489,41 +446,7 @@ impl<E: Engine> Agent<E> {
             if dirty && self.synced && self.gate.is_open() {
                 self.reconcile().await;
             }
-            if attributes.is_none() && self.links.wants_attributes() {
-                let watch = |prefix| -> Events {
-                    Box::pin(watch_prefix(
-                        self.store.members().clone(),
-                        prefix,
-                        WatchConfig::default(),
-                    ))
-                };
-                attributes = Some(watch(self.keys.all_attributes()));
-                hosts = Some(watch(self.keys.nodes()));
-            }
-            let wanted = self.links.member_bundles();
-            member_watches.retain(|b, _| wanted.contains(b));
-            member_caches.retain(|b, _| wanted.contains(b));
-            for b in wanted {
-                if member_watches.contains_key(&b) {
-                    continue;
-                }
-                let (tx, members, prefix) = (
-                    member_tx.clone(),
-                    self.store.members().clone(),
-                    self.keys.replicas(&b),
-                );
-                let bundle = b.clone();
-                let task = tokio::spawn(async move {
-                    let mut s = Box::pin(watch_prefix(members, prefix, WatchConfig::default()));
-                    while let Some(ev) = s.next().await {
-                        if tx.send((bundle.clone(), ev)).is_err() {
-                            return;
-                        }
-                    }
-                });
-                member_caches.insert(b.clone(), Cache::default());
-                member_watches.insert(b, AbortOnDropHandle::new(task));
-            }
+            following.converge(&self.store, Followed::wanted(self.links.member_bundles()));
         }
     }
 
@@ -988,11 +911,111 @@ enum StartError {
     Refused(String),
 }
 
-/// The next item of an optional stream; pending forever without one.
-async fn next_of<S: futures::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
-    match s {
-        Some(s) => s.next().await,
-        None => futures::future::pending().await,
+/// What the node agent follows of the cluster for its replicas' tools.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Followed {
+    /// `<prefix>/attributes/`.
+    Attributes,
+    /// `<prefix>/nodes/`: the hosts online.
+    Hosts,
+    /// `<prefix>/replicas/<bundle>/`: a bundle's replica statuses.
+    Replicas(String),
+}
+
+impl Followed {
+    /// Everything to follow for replicas of `bundles` with a primitive here (nothing without).
+    fn wanted(bundles: BTreeSet<String>) -> BTreeSet<Followed> {
+        if bundles.is_empty() {
+            return BTreeSet::new();
+        }
+        bundles
+            .into_iter()
+            .map(Followed::Replicas)
+            .chain([Followed::Attributes, Followed::Hosts])
+            .collect()
+    }
+
+    fn prefix(&self, keys: &Keys) -> String {
+        match self {
+            Followed::Attributes => keys.all_attributes(),
+            Followed::Hosts => keys.nodes(),
+            Followed::Replicas(b) => keys.replicas(b),
+        }
+    }
+}
+
+type FollowedEvent = (
+    Followed,
+    Result<WatchEvent, crate::store::watch::WatchError>,
+);
+
+/// One watch task per followed prefix, their events on one channel, a cache each.
+struct Following {
+    tx: tokio::sync::mpsc::UnboundedSender<FollowedEvent>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<FollowedEvent>,
+    watches: BTreeMap<Followed, (AbortOnDropHandle<()>, Cache)>,
+}
+
+impl Following {
+    fn new() -> Following {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Following {
+            tx,
+            rx,
+            watches: BTreeMap::new(),
+        }
+    }
+
+    /// Follows exactly `wanted`: new watches started, those no longer wanted stopped.
+    fn converge(&mut self, store: &Store, wanted: BTreeSet<Followed>) {
+        self.watches.retain(|f, _| wanted.contains(f));
+        for f in wanted {
+            if self.watches.contains_key(&f) {
+                continue;
+            }
+            let (tx, members, prefix) = (
+                self.tx.clone(),
+                store.members().clone(),
+                f.prefix(store.keys()),
+            );
+            let tag = f.clone();
+            let task = tokio::spawn(async move {
+                let mut s = Box::pin(watch_prefix(members, prefix, WatchConfig::default()));
+                while let Some(ev) = s.next().await {
+                    if tx.send((tag.clone(), ev)).is_err() {
+                        return;
+                    }
+                }
+            });
+            self.watches
+                .insert(f, (AbortOnDropHandle::new(task), Cache::default()));
+        }
+    }
+
+    /// Waits for events, takes every one already there, and says what they changed.
+    async fn changed(&mut self) -> BTreeSet<Followed> {
+        let mut changed = BTreeSet::new();
+        let Some(first) = self.rx.recv().await else {
+            return changed;
+        };
+        let mut next = Some(first);
+        while let Some((f, ev)) = next.take() {
+            match (self.watches.get_mut(&f), ev) {
+                (Some((_, cache)), Ok(ev)) => {
+                    cache.apply(&ev);
+                    changed.insert(f);
+                }
+                (_, Err(e)) => tracing::warn!("following {f:?}: {e}"),
+                // A watch stopped since: its late events are dropped.
+                (None, Ok(_)) => {}
+            }
+            next = self.rx.try_recv().ok();
+        }
+        changed
+    }
+
+    fn cache(&self, f: &Followed) -> &Cache {
+        &self.watches[f].1
     }
 }
 

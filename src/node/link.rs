@@ -180,12 +180,6 @@ impl Links {
         }
     }
 
-    /// Whether a replica here has attribute tasks (its tools reach the cluster's
-    /// attributes), so the agent must watch them.
-    pub fn wants_attributes(&self) -> bool {
-        self.watchers.values().any(|w| w.channel.scope.is_some())
-    }
-
     fn view_of(&self, scope: &Scope) -> View {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let attrs = known
