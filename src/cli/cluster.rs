@@ -482,44 +482,49 @@ pub async fn wait_rollouts(
             .with_context(|| format!("bundle {n} vanished"))?;
         gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
     }
-    let mut events = Box::pin(watch_prefix(
-        store.members().clone(),
-        store.keys().statuses(),
-        WatchConfig::default(),
-    ));
-    let mut cache = Cache::default();
+    // The bundle statuses, and what tells whether a ready replica was reported under its
+    // node's current registration: the replicas' statuses, the nodes, those in maintenance.
+    let keys = store.keys();
+    let prefixes: Vec<String> = [keys.statuses(), keys.nodes(), keys.maintenances()]
+        .into_iter()
+        .chain(gens.iter().map(|(n, _)| keys.replicas(n)))
+        .collect();
+    let mut events = futures::stream::select_all(prefixes.iter().enumerate().map(|(i, p)| {
+        Box::pin(watch_prefix(
+            store.members().clone(),
+            p.clone(),
+            WatchConfig::default(),
+        ))
+        .map(move |ev| (i, ev))
+    }));
+    let mut watched = Watched {
+        caches: vec![Cache::default(); prefixes.len()],
+        prefixes,
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_line = String::new();
-    // Replica reports are not watched here (only bundle statuses): looked at again now and
-    // then while the bundle statuses say done but the reports are older.
-    let mut recheck = tokio::time::interval(Duration::from_secs(1));
     loop {
         let ev = tokio::select! {
-            ev = events.next() => Some(ev),
-            _ = recheck.tick(), if !cache.items.is_empty() => None,
+            ev = events.next() => ev,
             _ = tokio::time::sleep_until(deadline) => {
                 if tty { say!(); }
                 bail!("timed out after {timeout:?}: {last_line}");
             }
         };
         match ev {
-            None => {}
-            Some(Some(Ok(ev))) => cache.apply(&ev),
-            Some(Some(Err(e))) => {
+            Some((i, Ok(ev))) => watched.caches[i].apply(&ev),
+            Some((_, Err(e))) => {
                 say!("warning: {e}");
                 continue;
             }
-            Some(None) => bail!("the status watch ended"),
+            None => bail!("the status watch ended"),
         }
         let mut done = true;
         let mut parts = Vec::new();
         for (n, generation) in &gens {
-            let st = cache
-                .items
-                .get(&store.keys().bundle_status(n))
-                .and_then(|kv| {
-                    serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
-                });
+            let st = watched.get(&keys.bundle_status(n)).and_then(|kv| {
+                serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
+            });
             let Some(st) = st.filter(|s| s.observed_generation >= *generation) else {
                 done = false;
                 parts.push(format!("{n}: waiting for the controller"));
@@ -569,7 +574,7 @@ pub async fn wait_rollouts(
         if done {
             // The bundle status may be an earlier controller's, from before a node
             // registered anew: every ready replica must have been reported since.
-            let unreported = unreported_since_registration(store, &cache, &gens).await?;
+            let unreported = unreported_since_registration(keys, &watched, &gens);
             if !unreported.is_empty() {
                 done = false;
                 parts.extend(unreported);
@@ -590,61 +595,61 @@ pub async fn wait_rollouts(
     }
 }
 
-/// The replicas the bundle statuses in `cache` count as running whose node has not reported
-/// them under its current registration (their status was written under another lease, or
-/// their node is offline), each as a line for the progress report. A node in maintenance
-/// vouches for what it last reported.
-async fn unreported_since_registration(
-    store: &Store,
-    cache: &Cache,
+/// Several watched prefixes, a cache each (a re-list replaces one prefix's keys only).
+struct Watched {
+    prefixes: Vec<String>,
+    caches: Vec<Cache>,
+}
+
+impl Watched {
+    /// `key`, from the cache of the prefix that holds it.
+    fn get(&self, key: &str) -> Option<&crate::store::Kv> {
+        self.prefixes
+            .iter()
+            .zip(&self.caches)
+            .find(|(p, _)| key.starts_with(p.as_str()))
+            .and_then(|(_, c)| c.items.get(key))
+    }
+}
+
+/// The replicas the bundle statuses count as running whose node has not reported them
+/// under its current registration (their status was written under another lease, or their
+/// node is offline), each as a line for the progress report. A node in maintenance vouches
+/// for what it last reported.
+fn unreported_since_registration(
+    keys: &crate::store::Keys,
+    watched: &Watched,
     bundles: &[(String, i64)],
-) -> Result<Vec<String>> {
-    let keys = store.keys();
-    let mut rows = Vec::new();
+) -> Vec<String> {
+    let mut out = Vec::new();
     for (n, _) in bundles {
-        let st = cache
-            .items
+        let rows = watched
             .get(&keys.bundle_status(n))
-            .and_then(|kv| serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok());
-        for r in st.map(|s| s.replica_rows).unwrap_or_default() {
-            if r.state == ReplicaState::Running {
-                rows.push((keys.replica(n, r.index), r));
+            .and_then(|kv| serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok())
+            .map(|s| s.replica_rows)
+            .unwrap_or_default();
+        for r in rows.iter().filter(|r| r.state == ReplicaState::Running) {
+            if watched.get(&keys.maintenance(&r.node)).is_some() {
+                continue;
+            }
+            let lease = watched
+                .get(&keys.replica(n, r.index))
+                .and_then(|kv| {
+                    serde_json::from_slice::<crate::model::cluster::ReplicaStatus>(&kv.value).ok()
+                })
+                .map(|s| s.lease);
+            let node_lease = watched.get(&keys.node(&r.node)).map(|kv| kv.lease);
+            match (lease, node_lease) {
+                (Some(l), Some(n)) if l == n => {}
+                (_, None) => out.push(format!("{}: node {} offline", r.name, r.node)),
+                _ => out.push(format!(
+                    "{}: waiting for node {} to report it since it registered",
+                    r.name, r.node
+                )),
             }
         }
     }
-    let mut wanted: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
-    for (_, r) in &rows {
-        wanted.push(keys.node(&r.node));
-        wanted.push(keys.maintenance(&r.node));
-    }
-    let got = store.get_many(&wanted).await?;
-    let found: std::collections::BTreeMap<&str, &crate::store::Kv> = wanted
-        .iter()
-        .zip(&got)
-        .filter_map(|(k, kv)| Some((k.as_str(), kv.as_ref()?)))
-        .collect();
-    let mut out = Vec::new();
-    for (key, r) in &rows {
-        if found.contains_key(keys.maintenance(&r.node).as_str()) {
-            continue;
-        }
-        let lease = found
-            .get(key.as_str())
-            .and_then(|kv| {
-                serde_json::from_slice::<crate::model::cluster::ReplicaStatus>(&kv.value).ok()
-            })
-            .map(|s| s.lease);
-        let node_lease = found.get(keys.node(&r.node).as_str()).map(|kv| kv.lease);
-        match (lease, node_lease) {
-            (Some(l), Some(n)) if l == n => {}
-            (_, None) => out.push(format!("{}: node {} offline", r.name, r.node)),
-            _ => out.push(format!(
-                "{}: waiting for node {} to report it since it registered",
-                r.name, r.node
-            )),
-        }
-    }
-    Ok(out)
+    out
 }
 
 /// One line of a rollout's progress.

@@ -59,7 +59,12 @@ impl Keys {
     /// `<prefix>/maintenance/<node>`: a node whose agent left it in maintenance (its
     /// replicas still run there, unsupervised); the value is its last registration.
     pub fn maintenance(&self, node: &str) -> String {
-        format!("{}/maintenance/{node}", self.prefix)
+        format!("{}{node}", self.maintenances())
+    }
+
+    /// `<prefix>/maintenance/`: every node in maintenance.
+    pub fn maintenances(&self) -> String {
+        format!("{}/maintenance/", self.prefix)
     }
 
     /// `<prefix>/assignments/<node>/`: what one node must run; its agent watches this.
