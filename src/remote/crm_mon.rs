@@ -93,10 +93,9 @@ pub fn xml(m: &Members, request: &str) -> String {
     }
     let _ = writeln!(x, "  </nodes>");
     let _ = writeln!(x, "  <resources>");
-    let failed = false;
     let _ = writeln!(
         x,
-        r#"    <bundle id="{b}" type="{}" image="{}" unique="false" maintenance="false" managed="true" failed="{failed}">"#,
+        r#"    <bundle id="{b}" type="{}" image="{}" unique="false" maintenance="false" managed="true" failed="false">"#,
         esc(&m.engine),
         esc(&m.image),
     );
