@@ -5,6 +5,8 @@
 #   hosts.sh up N [IMAGE...]   make a LAN and N hosts; prints the LAN's number K
 #   hosts.sh down K            tear LAN K down: every daemon, process, namespace, link, mount
 #   hosts.sh kill-host K I     power host I off: every process on it dies, its LAN link drops
+#   hosts.sh boot-host K I     power host I on again after kill-host: its LAN link, its dockerd
+#                              (same data-root: its containers are there, stopped)
 #   hosts.sh kill-dockerd K I  kill -9 only host I's dockerd and containerd
 #   hosts.sh cut K I PORT...   host I can no longer reach the LAN's etcd (TCP PORT on .1)
 #   hosts.sh heal K I          undo cut
@@ -89,6 +91,41 @@ kill_host_procs() {
   kill_cgroup "berth-hosts/$k/h$i"
 }
 
+# Starts host I of LAN K's dockerd: in the host's network namespace only, with a private
+# mount namespace whose tmpfs holds the exec-root (containerd's socket, the netns bind
+# mounts). Its data-root persists across a power-off, as a disk does.
+start_dockerd() {
+  local k=$1 i=$2 ns dir data
+  ns=$(ns_of "$k" "$i")
+  dir="$RUN/$k/h$i"
+  data="$DATA/$k/h$i"
+  setsid nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private \
+    sh -c "mount -t tmpfs tmpfs '$dir/exec' && exec dockerd \
+      --host 'unix://$dir/docker.sock' --data-root '$data' --exec-root '$dir/exec' \
+      --pidfile '$dir/dockerd.pid' --bip 10.232.$i.1/24 \
+      --containerd-namespace 'bl$k-h$i' --containerd-plugins-namespace 'bl$k-h$i-plugins' \
+      --cgroup-parent '/berth-hosts/$k/h$i'" \
+    >>"$dir/dockerd.log" 2>&1 </dev/null &
+}
+
+wait_dockerd() {
+  local k=$1 i=$2 dir="$RUN/$1/h$2"
+  wait_for "dockerd of host $i" 60 docker -H "unix://$dir/docker.sock" info ||
+    { tail -20 "$dir/dockerd.log" >&2; return 1; }
+}
+
+# The LAN's etcd members and controllers run on the machine, on (or against) the LAN's gateway
+# address: a test killed before its cleanup leaves them behind, and the next LAN K would
+# talk to them (an old controller would lead the new cluster).
+kill_stale() {
+  local k=$1 p
+  pkill -9 -f "^etcd .*http://10\.231\.$k\.1:" 2>/dev/null || true
+  for p in $(pgrep -f "berth controller" || true); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^BERTH_ETCD=.*//10\.231\.$k\.1:" &&
+      kill -9 "$p" 2>/dev/null || true
+  done
+}
+
 up() {
   local n=$1; shift
   local k=1
@@ -99,6 +136,7 @@ up() {
     [ "$k" -le 250 ] || die "no free LAN number"
   done
   local lan; lan=$(lan_of $k)
+  kill_stale "$k"
   echo "$n" >"$RUN/$k/hosts"
   ip link add "$lan" type bridge
   ip addr add "10.231.$k.1/24" dev "$lan"
@@ -129,27 +167,25 @@ up() {
     # both sides see the same filesystem (for sourceDirRoot and state dirs; see `disk`).
     mount -t tmpfs -o size=8m,mode=0755 berth-disk "$dir/disk"
     attach "$ns" "$ns" "10.231.$k.$((10 + i))"
-    # dockerd in the host's network namespace only; a private mount namespace whose tmpfs
-    # holds the exec-root (containerd's socket, the netns bind mounts).
-    setsid nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private \
-      sh -c "mount -t tmpfs tmpfs '$dir/exec' && exec dockerd \
-        --host 'unix://$dir/docker.sock' --data-root '$data' --exec-root '$dir/exec' \
-        --pidfile '$dir/dockerd.pid' --bip 10.232.$i.1/24 \
-        --containerd-namespace 'bl$k-h$i' --containerd-plugins-namespace 'bl$k-h$i-plugins' \
-        --cgroup-parent '/berth-hosts/$k/h$i'" \
-      >"$dir/dockerd.log" 2>&1 </dev/null &
+    start_dockerd "$k" "$i"
   done
   for i in $(seq 1 "$n"); do
-    local dir="$RUN/$k/h$i"
-    wait_for "dockerd of host $i" 60 docker -H "unix://$dir/docker.sock" info ||
-      { tail -20 "$dir/dockerd.log" >&2; down "$k"; exit 1; }
+    wait_dockerd "$k" "$i" || { down "$k"; exit 1; }
   done
-  local img
+  # Each image saved once, loaded into every host at once.
+  local img tar
+  tar=$(mktemp /var/tmp/berth-hosts-image.XXXXXX)
   for img in "$@"; do
+    docker save -o "$tar" "$img"
+    local loads=()
     for i in $(seq 1 "$n"); do
-      docker save "$img" | docker -H "unix://$RUN/$k/h$i/docker.sock" load -q >/dev/null
+      docker -H "unix://$RUN/$k/h$i/docker.sock" load -q -i "$tar" >/dev/null &
+      loads+=($!)
     done
+    # Only the loads: the dockerds are this shell's children too.
+    wait "${loads[@]}"
   done
+  rm -f "$tar"
   echo "$k"
 }
 
@@ -171,6 +207,7 @@ down() {
   done
   rm_cgroup "berth-hosts/$k"
   rm_cgroup "berth-hosts"
+  kill_stale "$k"
   local c; c="$(lan_of "$k")c"
   ip netns del "$c" 2>/dev/null || true
   ip link del "$c" 2>/dev/null || true
@@ -189,6 +226,12 @@ case "$cmd" in
     [ $# -eq 2 ] || die "usage: hosts.sh kill-host K I"
     kill_host_procs "$1" "$2"
     ip -n "$(ns_of "$1" "$2")" link set lan0 down
+    ;;
+  boot-host)
+    [ $# -eq 2 ] || die "usage: hosts.sh boot-host K I"
+    ip -n "$(ns_of "$1" "$2")" link set lan0 up
+    start_dockerd "$1" "$2"
+    wait_dockerd "$1" "$2"
     ;;
   kill-dockerd)
     [ $# -eq 2 ] || die "usage: hosts.sh kill-dockerd K I"

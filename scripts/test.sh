@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The clustered services' images (tests/clustered.rs), from Debian's packages: built once,
+# then cached (a few minutes the first time).
+bash scripts/build-service-images.sh
 # A fresh clone builds once: incremental state would only take disk (CI has run out of it).
 if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 cargo fmt --all -- --check

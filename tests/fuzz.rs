@@ -602,7 +602,9 @@ fn fuzz_attribute_messages() {
         primitive: "redis".into(),
         agent: "ocf:heartbeat:redis".into(),
         promotable: true,
+        host_target: true,
     };
+    let hosts = ["h1".to_string()];
     let cib = berth::remote::cib::cib(
         &[],
         &Members {
@@ -620,7 +622,7 @@ fn fuzz_attribute_messages() {
         let _ = serde_json::from_slice::<berth::remote::channel::Request>(b);
         if let Ok(w) = serde_json::from_slice::<berth::remote::channel::Writes>(b) {
             for write in w.writes.iter().take(8) {
-                let _ = scope.refuse(&write.op);
+                let _ = scope.refuse(&write.op, &hosts);
             }
         }
     });

@@ -177,11 +177,15 @@ fn done(b: &Bundle, r: &Notification, view: &View, online: &BTreeSet<&str>) -> b
 /// Pacemaker's variables for a round: the instances active, inactive, promoted and
 /// unpromoted now, and those each operation of the transition acts on; a resource is
 /// `<primitive>:<i>`, its uname the replica `<bundle>-<i>`. An empty list is " ".
+/// `all_hosts` lists, word for word beside `all_uname`, the node each replica runs on
+/// (after the transition, else now; `NA` for one placed nowhere), as Pacemaker gives a
+/// bundle's instances their physical hosts: what `ocf_attribute_target` maps through.
 fn vars(
     b: &Bundle,
     active: &BTreeSet<u32>,
     promoted: &BTreeSet<u32>,
     changes: &BTreeMap<&'static str, Vec<(u32, String)>>,
+    placed: [&PerNode; 2],
 ) -> BTreeMap<String, String> {
     let prim = b.spec.primitive.as_ref().map_or("", |p| p.id.as_str());
     let list = |is: &mut dyn Iterator<Item = u32>, uname: bool| {
@@ -228,6 +232,14 @@ fn vars(
     let everyone = list(&mut all.iter().copied(), true);
     out.insert("all_uname".into(), everyone.clone());
     out.insert("available_uname".into(), everyone);
+    let host = |i: u32| {
+        placed
+            .iter()
+            .find_map(|m| m.iter().find(|(_, a)| a.replicas.contains(&i)))
+            .map_or("NA", |(node, _)| node.as_str())
+    };
+    let hosts: Vec<&str> = all.iter().map(|&i| host(i)).collect();
+    out.insert("all_hosts".into(), hosts.join(" "));
     out
 }
 
@@ -312,7 +324,7 @@ fn gate_at(
         kind: "pre".into(),
         operation: op.into(),
         targets: now_active.iter().copied().collect(),
-        vars: vars(b, &now_active, &promoted, &changes),
+        vars: vars(b, &now_active, &promoted, &changes, [&desired, &current]),
         acts_on: changes[op].clone(),
         at: now,
     };

@@ -977,6 +977,9 @@ fn notifications_wrap_each_operation_in_pre_and_post_rounds() {
     assert_eq!(first["notify"]["operation"], "start");
     assert_eq!(first["notify"]["vars"]["start_uname"], "db-0 db-1");
     assert_eq!(first["notify"]["vars"]["active_uname"], " ");
+    // Beside each uname, the node its replica runs on (ocf_attribute_target's map).
+    assert_eq!(first["notify"]["vars"]["all_uname"], "db-0 db-1");
+    assert_eq!(first["notify"]["vars"]["all_hosts"], "n1 n1");
     apply(&mut cache, &out);
     // Both started: the post round goes to both.
     put(&mut cache, notified("db", 0, "n1", 0));
@@ -1203,4 +1206,112 @@ fn a_notification_round_no_target_runs_goes_on_after_its_deadline() {
     let a = &puts(&after)[&keys().assignment("n1", "db")];
     assert_eq!(a["notify"]["kind"], "pre", "{a}");
     assert_eq!(a["notify"]["operation"], "start", "{a}");
+}
+
+/// A promotion score an agent stored as a node attribute (`crm_master -N <node>`, as galera
+/// names its bootstrap node from another replica) decides the promotion, over the scores the
+/// replicas report; with `container-attribute-target=host` it is the host's attribute.
+#[test]
+fn stored_promotion_scores_choose_the_promoted_replica_also_on_the_host() {
+    use crate::model::attributes::Section;
+    for host_target in [false, true] {
+        let mut spec_json = serde_json::json!({
+            "docker": {"image": "busybox", "replicas": 2, "promotedMax": 1},
+            "primitive": {"id": "galera", "class": "ocf", "provider": "heartbeat", "type": "galera"},
+        });
+        if host_target {
+            spec_json["metaAttributes"] =
+                serde_json::json!([{"name": "container-attribute-target", "value": "host"}]);
+        }
+        let (k, v) = spec("db", 1, spec_json);
+        let (mut cache, out) = Cluster::new()
+            .node("n1")
+            .node("n2")
+            .raw(k, v)
+            .reconcile(1000);
+        apply(&mut cache, &out);
+        let on = |i: u32| {
+            if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into()))
+            {
+                "n1"
+            } else {
+                "n2"
+            }
+        };
+        put(&mut cache, running("db", 0, on(0), Some("unpromoted")));
+        put(&mut cache, running("db", 1, on(1), Some("unpromoted")));
+        let owner = if host_target {
+            on(1).to_string()
+        } else {
+            "db-1".into()
+        };
+        put(
+            &mut cache,
+            Kv::first_write(
+                keys().attribute(Section::Status, &owner, "master-galera"),
+                b"100".to_vec(),
+                900,
+            ),
+        );
+        let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+        let promoted = puts(&next)
+            .get(&keys().assignment(on(1), "db"))
+            .map(|a| a["promoted"].clone());
+        assert_eq!(
+            promoted,
+            Some(serde_json::json!([1])),
+            "host target {host_target}: {:?}",
+            puts(&next)
+        );
+    }
+}
+
+/// A replica whose status, from before its node registered anew, says promoted (its host
+/// died promoted and came back) does not hold the promotion: the replica promoted since
+/// keeps it and is not demoted.
+#[test]
+fn a_promotion_reported_under_a_dead_registration_is_not_held() {
+    let (k, v) = spec(
+        "db",
+        1,
+        serde_json::json!({"docker": {"image": "busybox", "replicas": 2, "promotedMax": 1}}),
+    );
+    let (mut cache, out) = Cluster::new()
+        .node("n1")
+        .node("n2")
+        .raw(k, v)
+        .reconcile(1000);
+    apply(&mut cache, &out);
+    let on = |i: u32| {
+        if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
+            "n1"
+        } else {
+            "n2"
+        }
+    };
+    put(&mut cache, running("db", 1, on(1), Some("promoted")));
+    // Replica 0's status is older than its node's registration (another lease).
+    let mut stale = running("db", 0, on(0), Some("promoted"));
+    let mut st: serde_json::Value = serde_json::from_slice(&stale.value).unwrap();
+    st["lease"] = 7.into();
+    stale.value = serde_json::to_vec(&st).unwrap();
+    put(&mut cache, stale);
+    let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
+    let promoted = |n: &str| {
+        puts(&next)
+            .get(&keys().assignment(n, "db"))
+            .map(|a| a["promoted"].clone())
+    };
+    assert_ne!(
+        promoted(on(1)),
+        Some(serde_json::json!([])),
+        "{:?}",
+        puts(&next)
+    );
+    assert_ne!(
+        promoted(on(0)),
+        Some(serde_json::json!([0])),
+        "{:?}",
+        puts(&next)
+    );
 }

@@ -31,15 +31,55 @@ pub fn choose_promoted(
                 .get(b.name())
                 .and_then(|on| on.get(node))
                 .is_some_and(|a| a.promoted.contains(i));
-            (st.node == *node).then_some(Candidate {
+            // A status from before its node registered anew (its host died or was fenced
+            // and came back) says nothing of what runs now: a promotion it reports is gone.
+            let primitive = st.primitive.as_ref()?;
+            (st.node == *node && view.reported_now(st)).then_some(Candidate {
                 ordinal: *i,
-                primitive: st.primitive.as_ref()?,
+                primitive,
+                score: stored_score(b, *i, node, view).or(primitive.score),
                 asked,
                 eligible: !demote.contains(i) && may_be_promoted_on(b, node, view),
             })
         })
         .collect();
-    pick_promoted(b.spec.promoted_max() as usize, &running)
+    let chosen = pick_promoted(b.spec.promoted_max() as usize, &running);
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let weighed: Vec<String> = running
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {:?} {:?} score {:?} holds {} eligible {}",
+                    c.ordinal,
+                    c.primitive.state,
+                    c.primitive.role,
+                    c.score,
+                    c.holds_promotion(),
+                    c.eligible
+                )
+            })
+            .collect();
+        tracing::trace!(bundle = b.name(), ?weighed, ?chosen, "promotion");
+    }
+    chosen
+}
+
+/// Replica `i`'s promotion score as stored in the cluster's attributes: `master-<primitive>`
+/// of its node (the replica, or with `container-attribute-target=host` the host it runs
+/// on), as the agents keep it.
+fn stored_score(b: &Bundle, i: u32, host: &str, view: &View) -> Option<i64> {
+    let p = b.spec.primitive.as_ref()?;
+    let owner = if p
+        .meta("container-attribute-target")
+        .or(b.spec.meta("container-attribute-target"))
+        == Some("host")
+    {
+        host.to_string()
+    } else {
+        b.replica_name(i)
+    };
+    let name = crate::remote::attrs::promotion_name(&p.id);
+    view.promotion_scores.get(&(owner, name)).copied()
 }
 
 /// Whether the bundle's colocations for its promoted replica (`role: Promoted`) let it be
@@ -74,6 +114,9 @@ pub struct Candidate<'a> {
     pub ordinal: u32,
     /// What its remote agent reports.
     pub primitive: &'a PrimitiveState,
+    /// Its promotion score: as stored in the cluster's attributes, else as its remote agent
+    /// reports it.
+    pub score: Option<i64>,
     /// The controller's assignment already asks for it to be promoted.
     pub asked: bool,
     /// False for a replica whose promotion a rollout moves elsewhere: it is not chosen,
@@ -107,11 +150,11 @@ pub fn pick_promoted(max: usize, replicas: &[Candidate]) -> BTreeSet<u32> {
         .iter()
         .filter(|c| c.primitive.state == Phase::Started && c.eligible)
         .collect();
-    let scored = started.iter().any(|c| c.primitive.score.is_some());
+    let scored = started.iter().any(|c| c.score.is_some());
     let mut ranked: Vec<(std::cmp::Reverse<i64>, bool, u32)> = started
         .iter()
         .filter_map(|c| {
-            let score = match c.primitive.score {
+            let score = match c.score {
                 Some(s) if s >= 0 => s,
                 Some(_) => return None,
                 None if scored => return None,
@@ -280,6 +323,7 @@ mod tests {
             .map(|(i, p)| Candidate {
                 ordinal: i as u32,
                 primitive: p,
+                score: p.score,
                 asked: false,
                 eligible: true,
             })
@@ -364,12 +408,14 @@ mod tests {
             Candidate {
                 ordinal: 0,
                 primitive: &rs[0],
+                score: rs[0].score,
                 asked: false,
                 eligible: true,
             },
             Candidate {
                 ordinal: 1,
                 primitive: &rs[1],
+                score: rs[1].score,
                 asked: true,
                 eligible: true,
             },

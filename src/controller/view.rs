@@ -58,6 +58,11 @@ pub struct View {
     /// Per bundle, the generations whose spec the history keeps (the values are read from
     /// the cache only when needed: a rollback).
     pub spec_generations: BTreeMap<String, BTreeSet<i64>>,
+    /// Promotion scores stored as transient node attributes (`master-<resource>` under
+    /// `<p>/attributes/status/<node>/`), by (node, attribute name): what an agent set with
+    /// `crm_master` or `crm_attribute -p`, also for another node (galera names its bootstrap
+    /// node so), as Pacemaker's scheduler reads them from the CIB.
+    pub promotion_scores: BTreeMap<(String, String), i64>,
     /// Status writes held back one pass (the controller sets this; `None`, as
     /// [`View::read`] leaves it, writes every status in the pass that decides it):
     /// `Some` holds the bundles the last pass held back, whose status this pass writes.
@@ -114,6 +119,7 @@ impl View {
             status_digests: BTreeMap::new(),
             paused: BTreeSet::new(),
             spec_generations: BTreeMap::new(),
+            promotion_scores: BTreeMap::new(),
             cleanups: BTreeMap::new(),
             banned: BTreeSet::new(),
             deferred: None,
@@ -352,7 +358,22 @@ impl Live {
                     }
                 }
             }
-            // Transient attributes and cluster properties are the agents', not placement's.
+            Key::Attribute {
+                section: crate::model::attributes::Section::Status,
+                owner,
+                name,
+            } if name.starts_with("master-") => {
+                let at = (owner.to_string(), name.to_string());
+                let score = kv.and_then(|kv| {
+                    crate::model::validate::parse_score(std::str::from_utf8(&kv.value).ok()?)
+                });
+                match score {
+                    Some(s) => v.promotion_scores.insert(at, s),
+                    None => v.promotion_scores.remove(&at),
+                };
+            }
+            // Other transient attributes and cluster properties are the agents', not
+            // placement's.
             Key::Attribute { .. } => {}
             Key::BundleStatus(name) => {
                 let slim = self.slim;

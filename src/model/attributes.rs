@@ -271,7 +271,11 @@ pub struct Guest {
 /// (both sections) of its own node and of its bundle's other replicas, which is what a
 /// clustered agent (galera, redis, rabbitmq) keeps about its peers; cluster properties whose
 /// name starts with its primitive's id (redis keeps `<id>_REPL_INFO`), and it reads every
-/// cluster property. Nothing of another bundle's replicas or of the hosts.
+/// cluster property. Nothing of another bundle's replicas. With
+/// `container-attribute-target=host` (agents name their nodes by the hosts they run on), also
+/// the node attributes of the cluster's hosts whose names hold its primitive's id (galera's
+/// `galera-last-committed`, rabbitmq's `rmq-node-attr-rabbitmq`, `master-redis`): never a
+/// host's other attributes, which location rules read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
     /// The replica's bundle, its engine (`docker`, `podman`) and image.
@@ -287,19 +291,29 @@ pub struct Scope {
     pub agent: String,
     /// The bundle promotes (promoted-max above 0).
     pub promotable: bool,
+    /// `container-attribute-target=host`: its agent keeps attributes on the hosts' nodes.
+    pub host_target: bool,
 }
 
 impl Scope {
     /// Whether this replica may see `key`.
     pub fn may_read(&self, key: &AttrKey) -> bool {
         match key.section {
-            Section::Nodes | Section::Status => self.peers.contains(&key.owner),
+            Section::Nodes | Section::Status => {
+                self.peers.contains(&key.owner) || self.host_attribute(&key.name)
+            }
             Section::CrmConfig => true,
         }
     }
 
-    /// Why this replica may not make `op`, if it may not (checks names and values too).
-    pub fn refuse(&self, op: &AttrOp) -> Option<String> {
+    /// A host's attribute this replica may keep (see the type's description).
+    fn host_attribute(&self, name: &str) -> bool {
+        self.host_target && !self.primitive.is_empty() && name.contains(&self.primitive)
+    }
+
+    /// Why this replica may not make `op`, if it may not (checks names and values too);
+    /// `hosts` are the cluster's hosts now.
+    pub fn refuse(&self, op: &AttrOp, hosts: &[String]) -> Option<String> {
         let key = match op {
             AttrOp::Set { key, value } => {
                 if let Err(e) = check_value(value) {
@@ -316,11 +330,21 @@ impl Scope {
         if let Err(e) = key.check() {
             return Some(e);
         }
+        let on_host = || hosts.contains(&key.owner) && self.host_attribute(&key.name);
         match key.section {
-            Section::Nodes | Section::Status if !self.peers.contains(&key.owner) => Some(format!(
-                "node {:?}: not a replica of this bundle (this replica may write its own and its peers' attributes)",
-                key.owner
-            )),
+            Section::Nodes | Section::Status if !self.peers.contains(&key.owner) && !on_host() => {
+                Some(if self.host_target && hosts.contains(&key.owner) {
+                    format!(
+                        "host {:?}: a replica may keep only attributes named after its primitive ({}) on a host",
+                        key.owner, self.primitive
+                    )
+                } else {
+                    format!(
+                        "node {:?}: not a replica of this bundle (this replica may write its own and its peers' attributes)",
+                        key.owner
+                    )
+                })
+            }
             Section::CrmConfig if !key.name.starts_with(&self.primitive) => Some(format!(
                 "cluster property {:?}: a replica may write only properties named after its primitive ({}…)",
                 key.name, self.primitive
@@ -393,7 +417,9 @@ mod tests {
             primitive: "redis".into(),
             agent: "ocf:heartbeat:redis".into(),
             promotable: true,
+            host_target: false,
         };
+        let hosts = ["controller-0".to_string(), "controller-1".to_string()];
         let key = |section, owner: &str, name: &str| AttrKey {
             section,
             owner: owner.into(),
@@ -404,19 +430,22 @@ mod tests {
             value: "1".into(),
         };
         assert_eq!(
-            scope.refuse(&set(key(Section::Status, "rds-1", "foo"))),
+            scope.refuse(&set(key(Section::Status, "rds-1", "foo")), &hosts),
             None
         );
         assert_eq!(
-            scope.refuse(&set(key(Section::Nodes, "rds-0", "foo"))),
+            scope.refuse(&set(key(Section::Nodes, "rds-0", "foo")), &hosts),
             None
         );
         assert_eq!(
-            scope.refuse(&set(key(
-                Section::CrmConfig,
-                "redis_replication",
-                "redis_REPL_INFO"
-            ))),
+            scope.refuse(
+                &set(key(
+                    Section::CrmConfig,
+                    "redis_replication",
+                    "redis_REPL_INFO"
+                )),
+                &hosts
+            ),
             None
         );
         for refused in [
@@ -428,10 +457,31 @@ mod tests {
                 node: "rds-1".into(),
             },
         ] {
-            assert!(scope.refuse(&refused).is_some(), "{refused:?}");
+            assert!(scope.refuse(&refused, &hosts).is_some(), "{refused:?}");
         }
         assert!(scope.may_read(&key(Section::Status, "rds-2", "x")));
         assert!(!scope.may_read(&key(Section::Status, "web-0", "x")));
         assert!(scope.may_read(&key(Section::CrmConfig, DEFAULT_SET, "x")));
+        // container-attribute-target=host: the hosts' attributes named after the primitive,
+        // and only on hosts of the cluster.
+        let scope = Scope {
+            host_target: true,
+            ..scope
+        };
+        assert_eq!(
+            scope.refuse(
+                &set(key(Section::Status, "controller-1", "master-redis")),
+                &hosts
+            ),
+            None
+        );
+        assert!(scope.may_read(&key(Section::Status, "controller-1", "master-redis")));
+        for refused in [
+            set(key(Section::Nodes, "controller-0", "galera-role")),
+            set(key(Section::Status, "elsewhere", "master-redis")),
+        ] {
+            assert!(scope.refuse(&refused, &hosts).is_some(), "{refused:?}");
+        }
+        assert!(!scope.may_read(&key(Section::Nodes, "controller-0", "galera-role")));
     }
 }

@@ -602,7 +602,7 @@ impl<E: Engine> Agent<E> {
         let ready = desired.values().filter(|d| d.is_ok()).count();
         for d in desired.values_mut() {
             if let Ok(c) = d
-                && let Err(e) = prepare_files(&self.cfg.state_dir, c)
+                && let Err(e) = prepare_files(&self.cfg.state_dir, c, &self.cfg.name)
             {
                 *d = Err(format!("preparing the replica's files: {e}"));
             }

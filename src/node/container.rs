@@ -23,6 +23,9 @@ pub const LABEL_NODE: &str = "berth.io/node";
 pub const LABEL_BUNDLE: &str = "berth.io/bundle";
 pub const LABEL_REPLICA: &str = "berth.io/replica";
 pub const LABEL_HASH: &str = "berth.io/spec-hash";
+
+/// Pacemaker's meta attribute that has agents keep node attributes on the physical host.
+const ATTRIBUTE_TARGET: &str = "container-attribute-target";
 pub const LABEL_GENERATION: &str = "berth.io/generation";
 
 /// Docker's default stop timeout, used unless the options say `--stop-timeout`.
@@ -245,6 +248,19 @@ pub fn desired(
         }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
+        // container-attribute-target set on the bundle reaches the agent as on the
+        // primitive, as Pacemaker passes a bundle's meta attributes to its resource.
+        let mut prim = prim.clone();
+        if prim.meta(ATTRIBUTE_TARGET).is_none()
+            && let Some(v) = spec.meta(ATTRIBUTE_TARGET)
+        {
+            prim.meta_attributes.push(crate::model::NvPair {
+                id: None,
+                name: ATTRIBUTE_TARGET.into(),
+                value: Some(v.into()),
+            });
+        }
+        let host_target = prim.meta(ATTRIBUTE_TARGET) == Some("host");
         let cfg = crate::remote::supervisor::RemoteConfig {
             control_socket: control_port.is_none().then(|| run(CONTROL_SOCKET)),
             control_port,
@@ -269,6 +285,7 @@ pub fn desired(
             primitive: prim.id.clone(),
             agent: prim.agent(),
             promotable: spec.promoted_max() > 0,
+            host_target,
         });
         // A bundle's own run-command must exec berth remote itself.
         if cmd.is_none() {

@@ -20,6 +20,10 @@ pub type Known = Arc<Mutex<BTreeMap<AttrKey, String>>>;
 struct Seen {
     attrs: Vec<(AttrKey, String)>,
     members: Members,
+    /// The node agent has read all of it (the attributes, the hosts and the bundle's
+    /// replicas listed once): only such a view is sent, so that a replica's tools never
+    /// answer from a cluster not read yet (a returning redis would find no master).
+    complete: bool,
 }
 
 type View = Arc<Seen>;
@@ -117,6 +121,8 @@ pub struct Links {
     known: Known,
     /// The hosts online (`<prefix>/nodes/`), with their registrations' leases.
     hosts: BTreeMap<String, i64>,
+    /// The attributes and the hosts have been listed once.
+    listed: (bool, bool),
     /// The replica statuses of the bundles whose replicas here see the members, by bundle.
     replicas: BTreeMap<String, BTreeMap<u32, ReplicaStatus>>,
 }
@@ -132,6 +138,7 @@ impl Links {
             store,
             known: Known::default(),
             hosts: BTreeMap::new(),
+            listed: (false, false),
             replicas: BTreeMap::new(),
         }
     }
@@ -139,6 +146,7 @@ impl Links {
     /// The hosts online changed (name → registration lease).
     pub fn hosts(&mut self, hosts: BTreeMap<String, i64>) {
         self.hosts = hosts;
+        self.listed.1 = true;
         self.refresh();
     }
 
@@ -159,8 +167,9 @@ impl Links {
 
     /// The cluster's attributes changed: each replica is sent what it may see of them, when
     /// that changed.
-    pub fn attributes(&self, all: BTreeMap<AttrKey, String>) {
+    pub fn attributes(&mut self, all: BTreeMap<AttrKey, String>) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = all;
+        self.listed.0 = true;
         self.refresh();
     }
 
@@ -209,6 +218,7 @@ impl Links {
             .collect();
         Arc::new(Seen {
             attrs,
+            complete: self.listed == (true, true) && statuses.is_some(),
             members: Members {
                 bundle: scope.bundle.clone(),
                 engine: scope.engine.clone(),
@@ -394,7 +404,12 @@ async fn send_views(
 }
 
 /// Sends the remote agent behind `ch` what its replica sees; `None` when it is not up.
+/// A view not complete yet is not sent (the complete one follows as a change).
 async fn send_view(ch: &Channel, view: &Seen) -> Option<()> {
+    if !view.complete {
+        tracing::debug!(replica = %ch.key, "the cluster not read yet: no view sent");
+        return Some(());
+    }
     let (s, authkey) = ch.connect().await?;
     crate::remote::channel::cluster(s, &authkey, view.attrs.clone(), view.members.clone())
         .await
@@ -429,10 +444,12 @@ async fn pump_attributes(
                 acks.clear();
                 if !w.mirrored {
                     let view = views.borrow().clone();
-                    send_view(&channel, &view).await;
+                    let sent = send_view(&channel, &view).await;
+                    tracing::debug!(replica = %key, complete = view.complete, ?sent, "a remote agent without a view");
                 }
                 for write in w.writes {
-                    let error = store_write(&store, &scope, &known, &mut bucket, &write.op)
+                    let hosts = views.borrow().members.hosts.clone();
+                    let error = store_write(&store, &scope, &hosts, &known, &mut bucket, &write.op)
                         .await
                         .err();
                     if let Some(e) = &error {
@@ -456,16 +473,18 @@ async fn pump_attributes(
     }
 }
 
-/// Stores one write of a replica's tools, when its scope allows it and within its bounds
-/// (a value unchanged is not written again: no etcd write at rest); why not otherwise.
+/// Stores one write of a replica's tools, when its scope allows it (with the cluster's
+/// `hosts` now) and within its bounds (a value unchanged is not written again: no etcd write
+/// at rest); why not otherwise.
 async fn store_write(
     store: &Store,
     scope: &Scope,
+    hosts: &[String],
     known: &Known,
     bucket: &mut crate::backoff::Bucket,
     op: &AttrOp,
 ) -> Result<(), String> {
-    if let Some(why) = scope.refuse(op) {
+    if let Some(why) = scope.refuse(op, hosts) {
         return Err(why);
     }
     if !bucket.take() {
@@ -550,6 +569,7 @@ async fn deliver<T: Clone>(
         loop {
             let value = asked.borrow_and_update().clone();
             if send(&channel, value).await.is_some() {
+                tracing::debug!(replica = %key, "delivered {what}");
                 break;
             }
             tracing::warn!(replica = %key, "could not deliver {what}; retrying");

@@ -38,10 +38,10 @@ pub fn left_state(state_dir: &Path, bundle: &str, index: u32) -> Option<Primitiv
 }
 
 /// Creates what a replica's container needs before it starts: its `source-dir-root`
-/// subdirectories, its /etc/hosts, and for a primitive the remote agent's configuration
-/// and key. Nothing is written through a link; the error is why the replica cannot run
-/// safely.
-pub fn prepare_files(state_dir: &Path, d: &DesiredContainer) -> std::io::Result<()> {
+/// subdirectories, its /etc/hosts, and for a primitive the remote agent's configuration,
+/// key and the name of this node (`host`). Nothing is written through a link; the error is
+/// why the replica cannot run safely.
+pub fn prepare_files(state_dir: &Path, d: &DesiredContainer, host: &str) -> std::io::Result<()> {
     for (root, name) in &d.dirs {
         Dir::root(root)?.sub(name)?;
     }
@@ -61,6 +61,9 @@ pub fn prepare_files(state_dir: &Path, d: &DesiredContainer) -> std::io::Result<
         replica.sub(layout::RUN_SUBDIR)?;
         if conf.read(layout::REMOTE_JSON, MAX_FILE).ok().as_deref() != Some(cfg.as_bytes()) {
             conf.write(layout::REMOTE_JSON, cfg.as_bytes(), 0o644)?;
+        }
+        if conf.read(layout::PHYSICAL_HOST, MAX_FILE).ok().as_deref() != Some(host.as_bytes()) {
+            conf.write(layout::PHYSICAL_HOST, host.as_bytes(), 0o644)?;
         }
         if !conf.exists(layout::AUTHKEY) {
             let key = crate::remote::channel::new_key()?;

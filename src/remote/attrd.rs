@@ -31,6 +31,10 @@ pub const SOCKET: &str = "attrd.sock";
 
 /// How long a tool's write waits for the node agent to store it.
 pub const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// How long a read waits for the node agent's first view of the cluster after the remote
+/// agent starts (a tool run by the start action must see the promoted peer, as the CIB shows
+/// it to Pacemaker's tools); after that it answers from what it has.
+pub const FIRST_VIEW_WAIT: Duration = Duration::from_secs(10);
 
 /// The most writes waiting at once (a tool beyond it is refused at once: the node agent is
 /// not keeping up, or not there).
@@ -99,6 +103,8 @@ pub struct Attrd {
     inner: Mutex<Inner>,
     written: tokio::sync::Notify,
     acked: tokio::sync::Notify,
+    /// Told when the node agent sends a view.
+    viewed: tokio::sync::Notify,
     /// The replica's own attributes file (the promotion score the supervisor reads), kept in
     /// step with what is stored.
     file: Option<PathBuf>,
@@ -116,6 +122,7 @@ impl Attrd {
             }),
             written: tokio::sync::Notify::new(),
             acked: tokio::sync::Notify::new(),
+            viewed: tokio::sync::Notify::new(),
             file,
         };
         a.enqueue(AttrOp::ClearTransient {
@@ -235,6 +242,22 @@ impl Attrd {
         inner.mirror = view.into_iter().collect();
         inner.members = members;
         inner.mirrored = true;
+        drop(inner);
+        self.viewed.notify_waiters();
+    }
+
+    /// Waits until the node agent has sent a view since this remote agent started, for at
+    /// most `max`.
+    pub async fn first_view(&self, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let viewed = self.viewed.notified();
+            tokio::pin!(viewed);
+            viewed.as_mut().enable();
+            if self.mirrored() || tokio::time::timeout_at(deadline, viewed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Every attribute the replica sees.
@@ -352,7 +375,11 @@ async fn answer(stream: tokio::net::UnixStream, attrd: &Attrd) -> std::io::Resul
     tokio::time::timeout(Duration::from_secs(5), limited.read_line(&mut line))
         .await
         .unwrap_or(Ok(0))?;
-    let reply = match serde_json::from_str::<ToolRequest>(line.trim()) {
+    let request = serde_json::from_str::<ToolRequest>(line.trim());
+    if matches!(&request, Ok(r) if !matches!(r, ToolRequest::Write { .. })) {
+        attrd.first_view(FIRST_VIEW_WAIT).await;
+    }
+    let reply = match request {
         Err(e) => ToolReply {
             error: Some(format!("not a request: {e}")),
             ..Default::default()
@@ -391,8 +418,10 @@ pub fn ask(socket: &Path, request: &ToolRequest) -> Result<ToolReply, String> {
     use std::io::{BufRead, Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("{}: {e}", socket.display()))?;
-    s.set_read_timeout(Some(WRITE_WAIT + Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(
+        WRITE_WAIT.max(FIRST_VIEW_WAIT) + Duration::from_secs(5),
+    ))
+    .map_err(|e| e.to_string())?;
     let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
     s.write_all(&line).map_err(|e| e.to_string())?;
@@ -457,6 +486,34 @@ mod tests {
         assert!(a.pending(acks, Duration::from_millis(10)).await.is_empty());
         assert_eq!(writer.await.unwrap(), Ok(()));
         assert_eq!(a.get(&key("rds-1", "foo")).as_deref(), Some("bar"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_wait_for_the_node_agents_first_view_for_a_bounded_time() {
+        let a = Attrd::new("rds-0", None);
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move {
+                a.first_view(FIRST_VIEW_WAIT).await;
+                a.get(&key("rds-1", "master-redis"))
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!waiting.is_finished(), "a read answered before any view");
+        a.mirror(
+            vec![(key("rds-1", "master-redis"), "1".into())],
+            Members::default(),
+        );
+        assert_eq!(waiting.await.unwrap().as_deref(), Some("1"));
+        // Without a node agent, reads answer after the wait, from what there is.
+        let alone = Attrd::new("rds-0", None);
+        let t = tokio::time::Instant::now();
+        alone.first_view(FIRST_VIEW_WAIT).await;
+        assert_eq!(t.elapsed(), FIRST_VIEW_WAIT);
+        // Once viewed, at once.
+        let t = tokio::time::Instant::now();
+        a.first_view(FIRST_VIEW_WAIT).await;
+        assert_eq!(t.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -23,6 +23,10 @@ pub const REMOTE_BIN: &str = "/run/berth-bin/berth";
 /// File names: in `config/` (the node agent's) and in `run/` (the container's).
 pub const REMOTE_JSON: &str = "remote.json";
 pub const AUTHKEY: &str = "authkey";
+/// In `config/`: the name of the node (host) the replica runs on, which agents get as
+/// `OCF_RESKEY_CRM_meta_physical_host`. A file beside the configuration, not in it: it is not
+/// part of the spec, so no container is replaced for it.
+pub const PHYSICAL_HOST: &str = "physical-host";
 pub const CONTROL_SOCKET: &str = "control.sock";
 pub const STATE_JSON: &str = "state.json";
 pub const ATTRIBUTES_JSON: &str = "attributes.json";

@@ -89,6 +89,9 @@ pub fn agent_env(cfg: &RemoteConfig) -> Vec<(String, String)> {
     if let Some(n) = &cfg.node {
         env.push((super::attrs::ENV_NODE.into(), n.clone()));
     }
+    if let Some(host) = physical_host(cfg) {
+        env.push((meta("physical_host"), host));
+    }
     if let Some(f) = &cfg.attributes_file {
         env.push((super::attrs::ENV_FILE.into(), f.display().to_string()));
     }
@@ -100,6 +103,21 @@ pub fn agent_env(cfg: &RemoteConfig) -> Vec<(String, String)> {
         env.push(("HA_SBIN_DIR".into(), d.display().to_string()));
     }
     env
+}
+
+/// The node the replica runs on, as the node agent wrote it beside the channel's key
+/// ([`super::layout::PHYSICAL_HOST`]); None outside a node agent's container.
+fn physical_host(cfg: &RemoteConfig) -> Option<String> {
+    let dir = cfg.authkey_file.as_deref()?.parent()?;
+    use std::io::Read;
+    let mut name = String::new();
+    std::fs::File::open(dir.join(super::layout::PHYSICAL_HOST))
+        .ok()?
+        .take(256)
+        .read_to_string(&mut name)
+        .ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 impl RemoteConfig {

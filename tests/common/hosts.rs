@@ -379,6 +379,12 @@ impl Lan {
         }
     }
 
+    /// Powers host `i` on again after [`Lan::kill_host`]: its LAN link and its dockerd, with
+    /// the containers it had, stopped (start its agent again with [`Lan::start_agent`]).
+    pub fn boot_host(&mut self, i: u32) {
+        script(&["boot-host", &self.k.to_string(), &i.to_string()]);
+    }
+
     /// kill -9 of host `i`'s dockerd and containerd only.
     pub fn kill_dockerd(&self, i: u32) {
         script(&["kill-dockerd", &self.k.to_string(), &i.to_string()]);
@@ -564,6 +570,11 @@ impl Drop for Lan {
                     leadership.join("\n")
                 );
             }
+        }
+        if std::env::var_os("BERTH_TEST_KEEP").is_some() {
+            // Kept for reading (agents' and controllers' logs, etcd's data).
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("BERTH_TEST_KEEP: the LAN's logs are in {}", dir.display());
         }
     }
 }
