@@ -199,7 +199,7 @@ spec:
     # As OpenStack deploys it: the agent alone scores the instances (the last known master
     # highest), so that a returning replica does not take the promotion back.
     instanceAttributes:
-      - {{name: wait_last_known_master, value: "true"}}
+      - {{name: wait_last_known_master, value: \"true\"}}
     operations:
       - {{name: start, interval: 0s, timeout: 120s}}
       - {{name: stop, interval: 0s, timeout: 60s}}
