@@ -48,7 +48,36 @@ innodb_autoinc_lock_mode = 2
 wsrep_on = ON
 wsrep_provider = /usr/lib/galera/libgalera_smm.so
 wsrep_sst_method = rsync
+# The agent passes the cluster's address on every start (or gcomm:// to bootstrap); this
+# one only lets mysql_install_db run (a wsrep server refuses to start without one).
+wsrep_cluster_address = gcomm://
 EOF
+      # The server's log directory (the package's postinst, which makes it, does not run
+      # under debootstrap).
+      mkdir -p "$root/var/log/mysql"
+      chroot "$root" chown mysql:adm /var/log/mysql
+      # The node's own address for galera (where a joiner receives its state transfer): a
+      # host has several (the engine's bridge first), so, as a deployment writes
+      # wsrep_node_address per host, this wrapper (the agent's `binary`) gives the address
+      # the host reaches the cluster's first member from. (The agent starts the server
+      # through `su -`, so nothing of its environment reaches here.)
+      cat >"$root/usr/local/bin/mysqld_safe_node" <<'EOF'
+#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    --wsrep-cluster-address=gcomm://?*)
+      peer=${a#--wsrep-cluster-address=gcomm://}
+      peer=${peer%%,*}
+      addr=$(ip -4 route get "${peer%%:*}" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+      ;;
+  esac
+done
+[ -z "$addr" ] || set -- "$@" --wsrep-node-address="$addr"
+exec /usr/bin/mysqld_safe "$@"
+EOF
+      chmod 755 "$root/usr/local/bin/mysqld_safe_node"
+      # The agent runs mysql_install_db from its binary's directory.
+      ln -s /usr/bin/mysql_install_db "$root/usr/local/bin/mysql_install_db"
       ;;
     rabbitmq)
       # One Erlang cookie for every node of the cluster, as a deployment provisions it.

@@ -405,6 +405,7 @@ spec:
     type: galera
     instanceAttributes:
       - {{name: enable_creation, value: \"true\"}}
+      - {{name: binary, value: /usr/local/bin/mysqld_safe_node}}
       - {{name: wsrep_cluster_address, value: \"gcomm://{cluster}\"}}
       - {{name: cluster_host_map, value: \"{map}\"}}
     operations:

@@ -68,6 +68,11 @@ pub struct DesiredContainer {
     pub image: String,
     pub cmd: Option<Vec<String>>,
     pub hostname: String,
+    /// Whether the container is given `hostname` (Pacemaker's rule: with ip-range-start, so
+    /// that the name matches the address it binds to); otherwise the engine's default (on
+    /// the host's network, the host's name). Not hashed: the name was always hashed.
+    #[serde(skip)]
+    pub set_hostname: bool,
     pub network_mode: Option<String>,
     pub ports: Vec<PublishedPort>,
     /// `source:target[:options]`, as `docker run -v` takes them.
@@ -309,6 +314,7 @@ pub fn desired(
         image: c.image.clone(),
         cmd,
         hostname: bundle.replica_name(i),
+        set_hostname: host_ip.is_some(),
         network_mode: c.network.clone(),
         ports,
         binds,

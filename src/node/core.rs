@@ -184,6 +184,11 @@ impl Core {
             "die" => {
                 self.event_state.insert(ev.id.clone(), false);
                 if self.expected_stops.contains(&ev.id) {
+                    // Stopped on purpose: its primitive no longer runs either, and holds no
+                    // role (a replica created here again must not show its promotion).
+                    if let Some(rt) = key.and_then(|k| self.runtime.get_mut(&k)) {
+                        rt.primitive = rt.primitive.take().map(dead);
+                    }
                     return;
                 }
                 let Some(k) = key else { return };

@@ -135,6 +135,31 @@ fn the_die_of_a_container_the_agent_stops_is_no_failure() {
     assert!(st.fail_counts.is_empty() && st.last_failure.is_none());
 }
 
+/// A replica removed on purpose (its bundle stopped) while promoted is not reported
+/// promoted any longer: created here again, it shows no promotion until its new remote agent
+/// reports (galera would otherwise join a cluster that is gone instead of bootstrapping).
+#[test]
+fn a_container_stopped_on_purpose_leaves_no_role_behind() {
+    let mut core = Core::new(NODE, timing());
+    core.engine_event(&event("start", "c", 0), None, Instant::now(), 1);
+    core.primitive(
+        &key(0),
+        PrimitiveState {
+            state: Phase::Started,
+            role: Some(Role::Promoted),
+            ..Default::default()
+        },
+    );
+    core.stopping("c");
+    core.engine_event(&event("die", "c", 0), None, Instant::now(), 2);
+    let w = core.statuses(&want(&[0]), &BTreeMap::new(), &[], Instant::now(), 2);
+    let prim = status(&w, &key(0))
+        .primitive
+        .clone()
+        .expect("the last report");
+    assert_eq!((prim.state, prim.role), (Phase::Stopped, None));
+}
+
 #[test]
 fn an_unexpected_die_counts_a_failure_on_this_node_with_the_exit_code() {
     let mut core = Core::new(NODE, timing());

@@ -318,8 +318,13 @@ fn create_body(
         cmd: c.cmd.clone(),
         entrypoint: o.entrypoint.as_ref().map(|e| vec![e.clone()]),
         // Under the host's UTS namespace the host's name is shared: none may be set.
-        hostname: (o.uts.as_deref() != Some("host"))
-            .then(|| o.hostname.clone().unwrap_or_else(|| c.hostname.clone())),
+        hostname: if o.uts.as_deref() == Some("host") {
+            None
+        } else {
+            o.hostname
+                .clone()
+                .or_else(|| c.set_hostname.then(|| c.hostname.clone()))
+        },
         healthcheck: health(o),
         env: none_if_empty(&o.env),
         user: o.user.clone(),

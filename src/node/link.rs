@@ -461,8 +461,15 @@ async fn pump_attributes(
                     });
                 }
             }
-            // A remote agent without an attribute daemon: nothing to pump.
-            Some(Err(crate::remote::channel::ChannelError::Refused(_))) => return,
+            // Refused (a remote agent without an attribute daemon, or one going away): asked
+            // again later, since the container's next remote agent may answer.
+            Some(Err(crate::remote::channel::ChannelError::Refused(why))) => {
+                tracing::debug!(replica = %key, "attribute poll refused: {why}");
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
             _ => {
                 tokio::select! {
                     _ = token.cancelled() => return,
