@@ -547,3 +547,106 @@ fn galera_bootstraps_from_empty_survives_a_host_and_restarts_from_the_latest_seq
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// rabbitmq
+
+fn rabbitmq_manifest(lan: &Lan) -> String {
+    format!(
+        "apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: rmq
+spec:
+  docker:
+    image: berth-test/rabbitmq:1
+    replicas: 3
+    options: --stop-timeout 60 --dns 127.0.0.1
+  network:
+    ipRangeStart: {}
+    hostNetmask: 24
+    hostInterface: lan0
+    portMappings:
+      - {{id: rmq-epmd, port: 4369}}
+      - {{id: rmq-dist, port: 25672}}
+      - {{id: rmq-amqp, port: 5672}}
+  primitive:
+    id: rabbitmq
+    class: ocf
+    provider: heartbeat
+    type: rabbitmq-cluster
+    operations:
+      - {{name: start, interval: 0s, timeout: 200s}}
+      - {{name: stop, interval: 0s, timeout: 200s}}
+      - {{name: monitor, interval: 10s, timeout: 40s}}
+  metaAttributes:
+    - {{name: notify, value: \"true\"}}
+",
+        lan.address(120)
+    )
+}
+
+/// The running nodes of the rabbitmq cluster as every running replica's `rabbitmqctl
+/// cluster_status` reports them, when they all report the same `want` nodes.
+fn rabbit_running(lan: &Lan, want: usize) -> Result<BTreeMap<u32, u32>, String> {
+    let at = running(lan, "rmq");
+    if at.len() != want {
+        return Err(format!("running {at:?}"));
+    }
+    let mut seen = None;
+    for (&i, &h) in &at {
+        let out = client(
+            lan,
+            h,
+            "rmq",
+            i,
+            &["rabbitmqctl", "-q", "cluster_status", "--formatter", "json"],
+        )
+        .ok_or(format!("rmq-{i}: no answer"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("rmq-{i}: {e}: {out}"))?;
+        let mut nodes: Vec<String> = v["running_nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        nodes.sort();
+        if nodes.len() != want || seen.as_ref().is_some_and(|s| *s != nodes) {
+            return Err(format!("rmq-{i}: running nodes {nodes:?}"));
+        }
+        seen = Some(nodes);
+    }
+    Ok(at)
+}
+
+#[test]
+fn rabbitmq_forms_one_cluster_loses_a_host_and_takes_it_back() {
+    let image = service_image("rabbitmq");
+    let mut lan = cluster(&image, rabbitmq_manifest);
+    let started = Instant::now();
+    let at = wait_for(400, "one rabbitmq cluster of three running nodes", || {
+        rabbit_running(&lan, 3)
+    });
+    println!(
+        "rabbitmq: apply → a cluster of 3 running nodes in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let (&gone, &hg) = at.iter().last().unwrap();
+    lan.kill_host(hg);
+    wait_for(
+        180,
+        "the rabbitmq cluster down to two running nodes",
+        || rabbit_running(&lan, 2),
+    );
+    lan.boot_host(hg);
+    lan.start_agent(hg, &["--lease-ttl", TTL]);
+    let back = wait_for(
+        400,
+        "the returned rabbitmq node running in the cluster",
+        || rabbit_running(&lan, 3),
+    );
+    assert_eq!(back.get(&gone), Some(&hg));
+}

@@ -569,6 +569,12 @@ pub async fn wait_rollouts(
                 if !r.reason.is_empty() {
                     parts.push(format!("{} {}: {}", r.name, r.state, r.reason));
                 }
+                // The counts may be an earlier pass's: a replica row still on its way (the
+                // controller waiting for a node that registered anew to report) is not
+                // converged, whatever they say.
+                if matches!(r.state, ReplicaState::Pending | ReplicaState::Starting) {
+                    done = false;
+                }
             }
         }
         if done {
