@@ -29,17 +29,18 @@ packages() {
   esac
 }
 
-# The site configuration, run in the new root ($1) before it is imported.
-configure() {
-  local svc=$1 root=$2
-  case "$svc" in
-    redis)
-      # Replicas reach each other on their addresses, not only on loopback.
-      sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode yes/protected-mode no/' \
-        -e 's/^daemonize yes/daemonize no/' "$root/etc/redis/redis.conf"
-      ;;
-    galera)
-      cat >"$root/etc/mysql/mariadb.conf.d/60-galera.cnf" <<'EOF'
+# The site configuration of each service, run in the new root ($1) before it is imported
+# (one function each, so that changing one rebuilds only its image).
+configure_redis() {
+  local root=$1
+  # Replicas reach each other on their addresses, not only on loopback.
+  sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode yes/protected-mode no/' \
+    -e 's/^daemonize yes/daemonize no/' "$root/etc/redis/redis.conf"
+}
+
+configure_galera() {
+  local root=$1
+  cat >"$root/etc/mysql/mariadb.conf.d/60-galera.cnf" <<'EOF'
 [mysqld]
 bind-address = 0.0.0.0
 binlog_format = row
@@ -52,16 +53,16 @@ wsrep_sst_method = rsync
 # one only lets mysql_install_db run (a wsrep server refuses to start without one).
 wsrep_cluster_address = gcomm://
 EOF
-      # The server's log directory (the package's postinst, which makes it, does not run
-      # under debootstrap).
-      mkdir -p "$root/var/log/mysql"
-      chroot "$root" chown mysql:adm /var/log/mysql
-      # The node's own address for galera (where a joiner receives its state transfer): a
-      # host has several (the engine's bridge first), so, as a deployment writes
-      # wsrep_node_address per host, this wrapper (the agent's `binary`) gives the address
-      # the host reaches the cluster's first member from. (The agent starts the server
-      # through `su -`, so nothing of its environment reaches here.)
-      cat >"$root/usr/local/bin/mysqld_safe_node" <<'EOF'
+  # The server's log directory (the package's postinst, which makes it, does not run under
+  # debootstrap).
+  mkdir -p "$root/var/log/mysql"
+  chroot "$root" chown mysql:adm /var/log/mysql
+  # The node's own address for galera (where a joiner receives its state transfer): a host
+  # has several (the engine's bridge first), so, as a deployment writes wsrep_node_address
+  # per host, this wrapper (the agent's `binary`) gives the address the host reaches the
+  # cluster's first member from. (The agent starts the server through `su -`, so nothing of
+  # its environment reaches here.)
+  cat >"$root/usr/local/bin/mysqld_safe_node" <<'EOF'
 #!/bin/sh
 for a in "$@"; do
   case "$a" in
@@ -75,18 +76,23 @@ done
 [ -z "$addr" ] || set -- "$@" --wsrep-node-address="$addr"
 exec /usr/bin/mysqld_safe "$@"
 EOF
-      chmod 755 "$root/usr/local/bin/mysqld_safe_node"
-      # The agent runs mysql_install_db from its binary's directory.
-      ln -s /usr/bin/mysql_install_db "$root/usr/local/bin/mysql_install_db"
-      ;;
-    rabbitmq)
-      # One Erlang cookie for every node of the cluster, as a deployment provisions it.
-      printf 'berthtestcookie' >"$root/var/lib/rabbitmq/.erlang.cookie"
-      chroot "$root" chown rabbitmq:rabbitmq /var/lib/rabbitmq/.erlang.cookie
-      chmod 400 "$root/var/lib/rabbitmq/.erlang.cookie"
-      ;;
-  esac
-  # Agents keep state under /run/resource-agents; ocf-shellfuncs logs to /var/log.
+  chmod 755 "$root/usr/local/bin/mysqld_safe_node"
+  # The agent runs mysql_install_db from its binary's directory.
+  ln -s /usr/bin/mysql_install_db "$root/usr/local/bin/mysql_install_db"
+}
+
+configure_rabbitmq() {
+  local root=$1
+  # One Erlang cookie for every node of the cluster, as a deployment provisions it.
+  printf 'berthtestcookie' >"$root/var/lib/rabbitmq/.erlang.cookie"
+  chroot "$root" chown rabbitmq:rabbitmq /var/lib/rabbitmq/.erlang.cookie
+  chmod 400 "$root/var/lib/rabbitmq/.erlang.cookie"
+}
+
+# What every image gets after its own configuration.
+configure_common() {
+  local root=$1
+  # Agents keep state under /run/resource-agents.
   mkdir -p "$root/run/resource-agents"
   # Smaller: what an image does not need.
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
@@ -94,7 +100,8 @@ EOF
 }
 
 recipe() { # a digest of what makes the image: packages, suite and configuration
-  { echo "$SUITE $(packages "$1")"; declare -f configure; } | sha256sum | cut -c1-16
+  { echo "$SUITE $(packages "$1")"; declare -f "configure_$1" configure_common; } |
+    sha256sum | cut -c1-16
 }
 
 build() {
@@ -110,7 +117,8 @@ build() {
     "$SUITE" "$root" "$MIRROR" \
     >"$root.log" 2>&1 || { tail -20 "$root.log" >&2; rm -f "$root.log"; return 1; }
   rm -f "$root.log"
-  configure "$svc" "$root"
+  "configure_$svc" "$root"
+  configure_common "$root"
   tar -C "$root" -c . | docker import -c "LABEL berth.recipe=$want" \
     -c 'CMD ["/bin/sleep", "infinity"]' - "$tag" >/dev/null
   log "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'))"
