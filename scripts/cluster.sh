@@ -6,7 +6,13 @@
 # 10.231.K.112…, port 80, on each host's lan0). The seed has 3 replicas: with fewer hosts the
 # rest stay pending (one per host).
 #
-#   bash scripts/cluster.sh up [N]    (default 3 hosts)
+# With `galera`, the bundle is instead a three-node galera cluster as OpenStack runs it:
+# Debian's mariadb and galera-4 with the real ocf:heartbeat:galera (the image from
+# scripts/build-service-images.sh), on the hosts' network, a control port,
+# container-attribute-target=host, the data of each replica on the machine below
+# /run/berth-cluster/galera-data.
+#
+#   bash scripts/cluster.sh up [N] [galera]    (default 3 hosts, the httpd seed)
 #   bash scripts/cluster.sh down
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +21,7 @@ BERTH=$PWD/target/debug/berth
 log() { printf 'cluster: %s\n' "$*" >&2; }
 
 up() {
-  local n=${1:-3}
+  local n=${1:-3} what=${2:-httpd}
   [ ! -e "$STATE/lan" ] || { log "already up (LAN $(cat "$STATE/lan")); run: $0 down"; exit 1; }
   bash scripts/setup.sh
   cargo build --quiet
@@ -25,7 +31,14 @@ up() {
     echo '<h1>berth: httpd-bundle</h1>' >/srv/www/index.html
   fi
   local k ip
-  k=$(bash scripts/hosts.sh up "$n" pcmk:httpd)
+  local image=pcmk:httpd flags=()
+  if [ "$what" = galera ]; then
+    bash scripts/build-service-images.sh galera
+    image=berth-test/galera:1
+    mkdir -p "$STATE/galera-data"
+    flags=(--allow-host-namespaces --allow-source-dir "$STATE/galera-data")
+  fi
+  k=$(bash scripts/hosts.sh up "$n" "$image")
   ip=10.231.$k.1
   mkdir -p "$STATE"
   echo "$k" >"$STATE/lan"
@@ -42,9 +55,26 @@ up() {
   for i in $(seq 1 "$n"); do
     setsid nsenter --net="/var/run/netns/bl${k}h$i" "$BERTH" node --name "bl${k}h$i" \
       --docker-host "unix:///run/berth-hosts/$k/h$i/docker.sock" \
-      --state-dir "$STATE/node-h$i" --label "host=$i" >"$STATE/node-h$i.log" 2>&1 </dev/null &
+      --state-dir "$STATE/node-h$i" --label "host=$i" "${flags[@]}" \
+      >"$STATE/node-h$i.log" 2>&1 </dev/null &
     echo $! >"$STATE/node-h$i.pid"
   done
+  if [ "$what" = galera ]; then
+    galera_manifest "$k" "$n" | "$BERTH" apply -f - --wait --timeout 10m
+    "$BERTH" status
+    cat <<EOF
+
+Up: a galera cluster on $n hosts of LAN bl$k (10.231.$k.0/24), etcd $BERTH_ETCD, logs in $STATE.
+  export BERTH_ETCD=$BERTH_ETCD
+  $BERTH status
+  $BERTH attribute -t status                      # what the agents keep (last-committed, …)
+  docker -H unix:///run/berth-hosts/$k/h1/docker.sock exec galera-bundle-docker-0 \\
+    mysql -e "SHOW STATUS LIKE 'wsrep_cluster_size'"   # (the replica on host 1 may have another number)
+  bash scripts/hosts.sh kill-host $k 1            # power host 1 off; the others keep the cluster
+  bash scripts/cluster.sh down                    # remove everything (the data too)
+EOF
+    return
+  fi
   sed -e "s/replicasPerHost: 3/replicasPerHost: 1/" \
     -e "s/ipRangeStart: 127.0.2.112/ipRangeStart: 10.231.$k.112/" \
     -e "s/hostInterface: lo/hostInterface: lan0/" manifests/httpd-bundle.yaml |
@@ -61,6 +91,52 @@ Up: $n hosts on LAN bl$k (10.231.$k.0/24), etcd $BERTH_ETCD, logs in $STATE.
 EOF
 }
 
+# The galera bundle for LAN K's N hosts (members named by address; the hosts' names map to
+# them through the agent's cluster_host_map).
+galera_manifest() {
+  local k=$1 n=$2 i addrs=() map=()
+  for i in $(seq 1 "$n"); do
+    addrs+=("10.231.$k.$((10 + i))")
+    map+=("bl${k}h$i:10.231.$k.$((10 + i))")
+  done
+  cat <<EOF
+apiVersion: berth.io/v1alpha1
+kind: Bundle
+metadata:
+  name: galera-bundle
+spec:
+  docker:
+    image: berth-test/galera:1
+    replicas: $n
+    promotedMax: $n
+    network: host
+    options: --stop-timeout 60 --dns 127.0.0.1
+  network:
+    controlPort: 3123
+  storageMappings:
+    - {id: mysql-data, sourceDirRoot: $STATE/galera-data, targetDir: /var/lib/mysql, options: rw}
+  primitive:
+    id: galera
+    class: ocf
+    provider: heartbeat
+    type: galera
+    instanceAttributes:
+      - {name: enable_creation, value: "true"}
+      - {name: binary, value: /usr/local/bin/mysqld_safe_node}
+      - {name: wsrep_cluster_address, value: "gcomm://$(IFS=,; echo "${addrs[*]}")"}
+      - {name: cluster_host_map, value: "$(IFS=';'; echo "${map[*]}")"}
+    operations:
+      - {name: start, interval: 0s, timeout: 120s}
+      - {name: stop, interval: 0s, timeout: 120s}
+      - {name: promote, interval: 0s, timeout: 300s}
+      - {name: demote, interval: 0s, timeout: 120s}
+      - {name: monitor, interval: 10s, timeout: 30s}
+      - {name: monitor, interval: 8s, timeout: 30s, role: Promoted}
+  metaAttributes:
+    - {name: container-attribute-target, value: host}
+EOF
+}
+
 down() {
   [ -e "$STATE/lan" ] || { log "nothing is up"; return 0; }
   local f
@@ -74,5 +150,5 @@ down() {
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
-  *) log "usage: cluster.sh up [N] | down"; exit 1 ;;
+  *) log "usage: cluster.sh up [N] [galera] | down"; exit 1 ;;
 esac
