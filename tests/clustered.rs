@@ -659,3 +659,66 @@ fn rabbitmq_forms_one_cluster_loses_a_host_and_takes_it_back() {
     );
     assert_eq!(back.get(&gone), Some(&hg));
 }
+
+// ---------------------------------------------------------------------------------------
+// A measurement, not a test (`scripts/bench-attributes-hosts.sh` runs it): an attribute
+// written by a replica's tool on one host, read by another replica's tool on another.
+
+#[test]
+#[ignore = "a benchmark: run by scripts/bench-attributes-hosts.sh"]
+fn bench_an_attribute_written_on_one_host_is_read_on_another() {
+    let image = service_image("redis");
+    let lan = cluster(&image, redis_manifest);
+    let at = settled_for(
+        240,
+        Duration::from_secs(5),
+        "one redis master, two replicas linked to it",
+        || redis_settled(&lan, 3),
+    )
+    .1;
+    let mut it = at.iter();
+    let ((&a, &ha), (&b, &hb)) = (it.next().unwrap(), it.next().unwrap());
+    assert_ne!(ha, hb);
+    const N: u32 = 100;
+    // The reader, in replica b: each value as soon as its own crm_attribute sees it.
+    let reader = format!(
+        "export PATH=/run/berth-bin:$PATH; for n in $(seq 1 {N}); do \
+         until [ \"$(crm_attribute -N rds-{a} -l reboot --name bench -G -q 2>/dev/null)\" = \"$n\" ]; do :; done; \
+         echo \"$n $(date +%s%N)\"; done > /tmp/seen"
+    );
+    let name_b = format!("rds-docker-{b}");
+    lan.docker(hb, &["exec", "-d", &name_b, "bash", "-c", &reader])
+        .expect("the reader runs");
+    // The writer, in replica a: one write every 110 ms (within the 10 a second a replica may
+    // make), the time each call returned (stored).
+    let writer = format!(
+        "export PATH=/run/berth-bin:$PATH; for n in $(seq 1 {N}); do \
+         crm_attribute -N rds-{a} -l reboot --name bench -v $n || exit 1; \
+         echo \"$n $(date +%s%N)\"; sleep 0.11; done"
+    );
+    let written = client(&lan, ha, "rds", a, &["bash", "-c", &writer]).expect("the writes");
+    let seen = wait_for(60, "the reader to see every value", || {
+        let s = client(&lan, hb, "rds", b, &["cat", "/tmp/seen"]).unwrap_or_default();
+        (s.lines().count() == N as usize)
+            .then_some(s)
+            .ok_or("not yet".into())
+    });
+    let times = |s: &str| -> BTreeMap<u32, i64> {
+        s.lines()
+            .filter_map(|l| {
+                let (n, t) = l.split_once(' ')?;
+                Some((n.parse().ok()?, t.parse().ok()?))
+            })
+            .collect()
+    };
+    let (w, r) = (times(&written), times(&seen));
+    let mut lag: Vec<f64> = (1..=N)
+        .map(|n| (r[&n] - w[&n]).max(0) as f64 / 1e6)
+        .collect();
+    lag.sort_by(f64::total_cmp);
+    println!(
+        "attribute written on host {ha} (stored: the tool returned), read on host {hb}: median {:.1} ms, max {:.1} ms over {N}",
+        lag[lag.len() / 2],
+        lag[lag.len() - 1]
+    );
+}
