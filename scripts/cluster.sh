@@ -91,50 +91,16 @@ Up: $n hosts on LAN bl$k (10.231.$k.0/24), etcd $BERTH_ETCD, logs in $STATE.
 EOF
 }
 
-# The galera bundle for LAN K's N hosts (members named by address; the hosts' names map to
-# them through the agent's cluster_host_map).
+# The galera bundle (scripts/galera-bundle.yaml.in) for LAN K's N hosts.
 galera_manifest() {
   local k=$1 n=$2 i addrs=() map=()
   for i in $(seq 1 "$n"); do
     addrs+=("10.231.$k.$((10 + i))")
     map+=("bl${k}h$i:10.231.$k.$((10 + i))")
   done
-  cat <<EOF
-apiVersion: berth.io/v1alpha1
-kind: Bundle
-metadata:
-  name: galera-bundle
-spec:
-  docker:
-    image: berth-test/galera:1
-    replicas: $n
-    promotedMax: $n
-    network: host
-    options: --stop-timeout 60 --dns 127.0.0.1
-  network:
-    controlPort: 3123
-  storageMappings:
-    - {id: mysql-data, sourceDirRoot: $STATE/galera-data, targetDir: /var/lib/mysql, options: rw}
-  primitive:
-    id: galera
-    class: ocf
-    provider: heartbeat
-    type: galera
-    instanceAttributes:
-      - {name: enable_creation, value: "true"}
-      - {name: binary, value: /usr/local/bin/mysqld_safe_node}
-      - {name: wsrep_cluster_address, value: "gcomm://$(IFS=,; echo "${addrs[*]}")"}
-      - {name: cluster_host_map, value: "$(IFS=';'; echo "${map[*]}")"}
-    operations:
-      - {name: start, interval: 0s, timeout: 120s}
-      - {name: stop, interval: 0s, timeout: 120s}
-      - {name: promote, interval: 0s, timeout: 300s}
-      - {name: demote, interval: 0s, timeout: 120s}
-      - {name: monitor, interval: 10s, timeout: 30s}
-      - {name: monitor, interval: 8s, timeout: 30s, role: Promoted}
-  metaAttributes:
-    - {name: container-attribute-target, value: host}
-EOF
+  sed -e "s|@REPLICAS@|$n|g" -e "s|@DATA@|$STATE/galera-data|" \
+    -e "s|@CLUSTER@|$(IFS=,; echo "${addrs[*]}")|" -e "s|@MAP@|$(IFS=';'; echo "${map[*]}")|" \
+    scripts/galera-bundle.yaml.in
 }
 
 down() {

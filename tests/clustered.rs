@@ -374,54 +374,18 @@ fn redis_one_master_two_replicas_fails_over_when_the_masters_host_dies() {
 // ---------------------------------------------------------------------------------------
 // galera
 
-/// OpenStack's shape: the host's network, a control port, `container-attribute-target=host`
-/// (the agent names its nodes by their hosts), galera names mapped to the hosts' addresses,
-/// the data directory on the host (per replica, below a root the nodes allow).
+/// The galera bundle (scripts/galera-bundle.yaml.in: OpenStack's shape) for the LAN's three
+/// hosts, the data directories below `data`.
 fn galera_manifest(lan: &Lan, data: &std::path::Path) -> String {
     let addrs: Vec<String> = (1..=3).map(|h| lan.address(10 + h as u8)).collect();
     let map: Vec<String> = (1..=3)
         .map(|h| format!("{}:{}", lan.node(h), addrs[h as usize - 1]))
         .collect();
-    format!(
-        "apiVersion: berth.io/v1alpha1
-kind: Bundle
-metadata:
-  name: galera-bundle
-spec:
-  docker:
-    image: berth-test/galera:1
-    replicas: 3
-    promotedMax: 3
-    network: host
-    options: --stop-timeout 60 --dns 127.0.0.1
-  network:
-    controlPort: 3123
-  storageMappings:
-    - {{id: mysql-data, sourceDirRoot: {data}, targetDir: /var/lib/mysql, options: rw}}
-  primitive:
-    id: galera
-    class: ocf
-    provider: heartbeat
-    type: galera
-    instanceAttributes:
-      - {{name: enable_creation, value: \"true\"}}
-      - {{name: binary, value: /usr/local/bin/mysqld_safe_node}}
-      - {{name: wsrep_cluster_address, value: \"gcomm://{cluster}\"}}
-      - {{name: cluster_host_map, value: \"{map}\"}}
-    operations:
-      - {{name: start, interval: 0s, timeout: 120s}}
-      - {{name: stop, interval: 0s, timeout: 120s}}
-      - {{name: promote, interval: 0s, timeout: 300s}}
-      - {{name: demote, interval: 0s, timeout: 120s}}
-      - {{name: monitor, interval: 10s, timeout: 30s}}
-      - {{name: monitor, interval: 8s, timeout: 30s, role: Promoted}}
-  metaAttributes:
-    - {{name: container-attribute-target, value: host}}
-",
-        data = data.display(),
-        cluster = addrs.join(","),
-        map = map.join(";"),
-    )
+    include_str!("../scripts/galera-bundle.yaml.in")
+        .replace("@REPLICAS@", "3")
+        .replace("@DATA@", &data.display().to_string())
+        .replace("@CLUSTER@", &addrs.join(","))
+        .replace("@MAP@", &map.join(";"))
 }
 
 /// Runs SQL in replica `i` (on host `h`) with the mysql client; its output.

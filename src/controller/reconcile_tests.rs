@@ -732,6 +732,15 @@ fn running(bundle: &str, i: u32, node: &str, role: Option<&str>) -> Kv {
     )
 }
 
+/// The node (of a two-node cluster, n1 and n2) where `out` placed replica `i` of `bundle`.
+fn placed_on(out: &Outcome, bundle: &str, i: u32) -> &'static str {
+    if assigned(out, "n1", bundle).is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
+        "n1"
+    } else {
+        "n2"
+    }
+}
+
 fn put(cache: &mut Cache, kv: Kv) {
     cache.items.insert(kv.key.clone(), kv);
 }
@@ -856,13 +865,7 @@ fn an_order_after_a_promote_waits_for_a_promoted_replica_and_interleave_for_the_
         serde_json::json!({"orders": [{"first": "db", "firstAction": "promote"}]}),
     );
     let (mut cache, out) = on_two_nodes((k, v), (ak, av));
-    let db_on = |i: u32| {
-        if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
-            "n1"
-        } else {
-            "n2"
-        }
-    };
+    let db_on = |i: u32| placed_on(&out, "db", i);
     put(&mut cache, running("db", 0, db_on(0), Some("unpromoted")));
     put(&mut cache, running("db", 1, db_on(1), Some("unpromoted")));
     let next = reconcile(&keys(), &View::read(&keys(), &cache), &cache.items, 1000);
@@ -1230,14 +1233,7 @@ fn stored_promotion_scores_choose_the_promoted_replica_also_on_the_host() {
             .raw(k, v)
             .reconcile(1000);
         apply(&mut cache, &out);
-        let on = |i: u32| {
-            if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into()))
-            {
-                "n1"
-            } else {
-                "n2"
-            }
-        };
+        let on = |i: u32| placed_on(&out, "db", i);
         put(&mut cache, running("db", 0, on(0), Some("unpromoted")));
         put(&mut cache, running("db", 1, on(1), Some("unpromoted")));
         let owner = if host_target {
@@ -1282,13 +1278,7 @@ fn a_promotion_reported_under_a_dead_registration_is_not_held() {
         .raw(k, v)
         .reconcile(1000);
     apply(&mut cache, &out);
-    let on = |i: u32| {
-        if assigned(&out, "n1", "db").is_some_and(|r| r.as_array().unwrap().contains(&i.into())) {
-            "n1"
-        } else {
-            "n2"
-        }
-    };
+    let on = |i: u32| placed_on(&out, "db", i);
     put(&mut cache, running("db", 1, on(1), Some("promoted")));
     // Replica 0's status is older than its node's registration (another lease).
     let mut stale = running("db", 0, on(0), Some("promoted"));
