@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestController, TestNode, TestPrefix, berth, etcdctl_get, eventually, stderr, stdout,
+    TestController, TestNode, TestPrefix, berth, etcdctl, etcdctl_get, eventually, stderr, stdout,
     test_image,
 };
 
@@ -50,8 +50,27 @@ fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
         ok("attribute --type crm_config -s redis_replication -n redis_REPL_INFO -q"),
         "rds-0\n"
     );
-    ok("attribute -N rds-1 -p redis -v 10");
-    assert_eq!(key("status/rds-1/master-redis").as_deref(), Some("10"));
+    // A transient attribute (here a promotion score) of a host lives under the host's
+    // registration: gone with it, as Pacemaker clears a departed node's status section.
+    let granted = etcdctl(&["lease", "grant", "60"]);
+    let lease = granted.split_whitespace().nth(1).expect("lease id");
+    etcdctl(&[
+        "put",
+        "--lease",
+        lease,
+        &format!("{}/nodes/controller-1", p.prefix),
+        "{}",
+    ]);
+    ok("attribute -N controller-1 -p redis -v 10");
+    assert_eq!(
+        key("status/controller-1/master-redis").as_deref(),
+        Some("10")
+    );
+    // A transient attribute of a node that is not in the cluster is refused.
+    let gone = run("attribute -N controller-9 -p redis -v 10");
+    assert!(!gone.status.success());
+    assert!(stderr(&gone).contains("controller-9"), "{}", stderr(&gone));
+    assert_eq!(key("status/controller-9/master-redis"), None);
     // Everything, listed.
     let all = ok("attribute");
     for want in [
@@ -62,6 +81,14 @@ fn attributes_are_set_read_and_deleted_as_crm_attribute_does() {
     ] {
         assert!(all.contains(want), "{all}");
     }
+    // The host leaves (its registration's lease ends): its transient attributes go, its
+    // permanent ones stay.
+    etcdctl(&["lease", "revoke", lease]);
+    assert_eq!(key("status/controller-1/master-redis"), None);
+    assert_eq!(
+        key("nodes/controller-0/galera-role").as_deref(),
+        Some("true")
+    );
     // Deleted; deleting again is no error.
     ok("attribute -N controller-0 -n galera-role -D");
     ok("attribute -N controller-0 -n galera-role -D");

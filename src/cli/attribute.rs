@@ -115,8 +115,12 @@ pub async fn run(store: &Store, args: &AttributeArgs, out: &mut impl Write) -> R
     let key = store.keys().attribute(t.section, &t.owner, &t.name);
     if let Some(value) = &args.update {
         attributes::check_value(value).map_err(anyhow::Error::msg)?;
+        let lease = match t.section {
+            Section::Status => transient_lease(store, &t.owner).await?,
+            _ => None,
+        };
         store
-            .put(&key, value.clone().into_bytes(), Expect::Any)
+            .put_if_changed(&key, value.clone().into_bytes(), lease)
             .await?;
         return Ok(());
     }
@@ -153,6 +157,26 @@ pub async fn run(store: &Store, args: &AttributeArgs, out: &mut impl Write) -> R
         )?;
     }
     Ok(())
+}
+
+/// What a transient attribute of `owner` lives under: a host online's registration lease
+/// (it goes when the host leaves the cluster, as Pacemaker clears a departed node's status
+/// section), or nothing for a replica of a bundle (its remote agent clears them when the
+/// replica's instance restarts). Refused for any other node: it has no membership to end.
+async fn transient_lease(store: &Store, owner: &str) -> Result<Option<i64>> {
+    let keys = store.keys();
+    if let Some(kv) = store.get(&keys.node(owner)).await? {
+        return Ok(Some(kv.lease));
+    }
+    if let Some((bundle, i)) = owner.rsplit_once('-')
+        && i.parse::<u32>().is_ok()
+        && store.get(&keys.bundle(bundle)).await?.is_some()
+    {
+        return Ok(None);
+    }
+    anyhow::bail!(
+        "--node {owner:?}: neither a host online nor a replica of a bundle; a transient attribute (--lifetime reboot) lasts only while its node is in the cluster"
+    )
 }
 
 /// Lists the attributes of `section` (of every section when neither a type nor a lifetime

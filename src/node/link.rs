@@ -24,6 +24,10 @@ struct Seen {
     /// replicas listed once): only such a view is sent, so that a replica's tools never
     /// answer from a cluster not read yet (a returning redis would find no master).
     complete: bool,
+    /// The hosts online with their registrations' leases: a host's transient attribute is
+    /// stored under its host's lease, so that it goes when the host leaves the cluster
+    /// (Pacemaker clears a departed node's status section).
+    leases: BTreeMap<String, i64>,
 }
 
 type View = Arc<Seen>;
@@ -219,6 +223,7 @@ impl Links {
         Arc::new(Seen {
             attrs,
             complete: self.listed == (true, true) && statuses.is_some(),
+            leases: self.hosts.clone(),
             members: Members {
                 bundle: scope.bundle.clone(),
                 engine: scope.engine.clone(),
@@ -448,10 +453,11 @@ async fn pump_attributes(
                     tracing::debug!(replica = %key, complete = view.complete, ?sent, "a remote agent without a view");
                 }
                 for write in w.writes {
-                    let hosts = views.borrow().members.hosts.clone();
-                    let error = store_write(&store, &scope, &hosts, &known, &mut bucket, &write.op)
-                        .await
-                        .err();
+                    let leases = views.borrow().leases.clone();
+                    let error =
+                        store_write(&store, &scope, &leases, &known, &mut bucket, &write.op)
+                            .await
+                            .err();
                     if let Some(e) = &error {
                         tracing::info!(replica = %key, "attribute write refused: {e}");
                     }
@@ -481,17 +487,19 @@ async fn pump_attributes(
 }
 
 /// Stores one write of a replica's tools, when its scope allows it (with the cluster's
-/// `hosts` now) and within its bounds (a value unchanged is not written again: no etcd write
-/// at rest); why not otherwise.
+/// hosts now, name → registration lease) and within its bounds (a value unchanged is not
+/// written again: no etcd write at rest); why not otherwise. A host's transient attribute
+/// is stored under the host's lease.
 async fn store_write(
     store: &Store,
     scope: &Scope,
-    hosts: &[String],
+    leases: &BTreeMap<String, i64>,
     known: &Known,
     bucket: &mut crate::backoff::Bucket,
     op: &AttrOp,
 ) -> Result<(), String> {
-    if let Some(why) = scope.refuse(op, hosts) {
+    let hosts: Vec<String> = leases.keys().cloned().collect();
+    if let Some(why) = scope.refuse(op, &hosts) {
         return Err(why);
     }
     if !bucket.take() {
@@ -518,8 +526,12 @@ async fn store_write(
                 ));
             }
             let at = keys.attribute(key.section, &key.owner, &key.name);
+            let lease = match key.section {
+                Section::Status => leases.get(&key.owner).copied(),
+                _ => None,
+            };
             store
-                .put_if_changed(&at, value.clone().into_bytes())
+                .put_if_changed(&at, value.clone().into_bytes(), lease)
                 .await
                 .map_err(|e| e.to_string())?;
         }

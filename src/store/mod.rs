@@ -362,18 +362,28 @@ impl Store {
         Ok(rev)
     }
 
-    /// Runs one operation in a transaction guarded by `expect`; on failure reads the key to
-    /// say what was found instead.
-    /// Puts `value` at `key` unless the key holds exactly that already (then nothing is
-    /// written and no revision is made). Whether it wrote.
-    pub async fn put_if_changed(&self, key: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+    /// Puts `value` at `key`, attached to `lease` when given (gone with it), unless the key
+    /// holds exactly that already under that lease (then nothing is written and no revision
+    /// is made). Whether it wrote.
+    pub async fn put_if_changed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let opts = lease.map(|l| etcd_client::PutOptions::new().with_lease(l));
         let txn = Txn::new()
-            .when(vec![Compare::value(key, CompareOp::Equal, value.clone())])
-            .or_else(vec![TxnOp::put(key, value, None)]);
+            .when(vec![
+                Compare::value(key, CompareOp::Equal, value.clone()),
+                Compare::lease(key, CompareOp::Equal, lease.unwrap_or(0)),
+            ])
+            .or_else(vec![TxnOp::put(key, value, opts)]);
         let resp = self.txn(txn).await.map_err(Self::etcd("put", key))?;
         Ok(!resp.succeeded())
     }
 
+    /// Runs one operation in a transaction guarded by `expect`; on failure reads the key to
+    /// say what was found instead.
     async fn guarded(
         &self,
         op_name: &'static str,

@@ -127,35 +127,30 @@ pub fn stderr(o: &Output) -> String {
 
 /// `etcdctl get KEY --print-value-only` on the test etcd: the value, None when absent.
 pub fn etcdctl_get(key: &str) -> Option<String> {
-    let o = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &etcd_endpoint(),
-            "get",
-            key,
-            "--print-value-only",
-        ])
-        .output()
-        .expect("etcdctl must be installed (scripts/setup.sh)");
-    assert!(o.status.success(), "etcdctl get {key}: {o:?}");
-    let v = String::from_utf8_lossy(&o.stdout).into_owned();
-    let v = v.strip_suffix('\n').unwrap_or(&v);
-    (!o.stdout.is_empty()).then(|| v.to_string())
+    let out = etcdctl(&["get", key, "--print-value-only"]);
+    let v = out.strip_suffix('\n').unwrap_or(&out);
+    (!out.is_empty()).then(|| v.to_string())
 }
 
-/// `etcdctl put KEY VALUE` on the test etcd.
+/// Puts `value` at `key` with `etcdctl`.
 pub fn etcdctl_put(key: &str, value: &str) {
+    etcdctl(&["put", key, value]);
+}
+
+/// Runs `etcdctl` (API 3) against the test etcd with `args`; its output, once it succeeded.
+pub fn etcdctl(args: &[&str]) -> String {
     let o = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &etcd_endpoint(), "put", key, value])
+        .args(["--endpoints", &etcd_endpoint()])
+        .args(args)
         .output()
         .expect("etcdctl must be installed (scripts/setup.sh)");
     assert!(
         o.status.success(),
-        "etcdctl put: {}",
+        "etcdctl {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A TCP proxy in front of etcd that can be cut: `sever` closes every connection and refuses
