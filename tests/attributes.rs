@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestController, TestNode, TestPrefix, berth, etcdctl, etcdctl_get, eventually, stderr, stdout,
-    test_image,
+    TestController, TestNode, TestPrefix, berth, etcdctl, etcdctl_get, etcdctl_put, eventually,
+    stderr, stdout, test_image,
 };
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -384,6 +384,54 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         3,
         "{x}"
     );
+    // A host in standby is online with standby="true" (rabbitmq-cluster's XPath skips it),
+    // one left in maintenance is configured but offline: followed from etcd, not reloaded.
+    let standby_host = format!("{}-sb", c.tag);
+    let away_host = format!("{}-mt", c.tag);
+    etcdctl_put(&format!("{}/standby/{standby_host}", c.p.prefix), "{}");
+    let granted = etcdctl(&["lease", "grant", "120"]);
+    let lease = granted.split_whitespace().nth(1).expect("lease id");
+    let registration = etcdctl_get(&format!("{}/nodes/{}", c.p.prefix, c.node.name))
+        .expect("the node's registration")
+        .replace(&c.node.name, &standby_host);
+    etcdctl(&[
+        "put",
+        "--lease",
+        lease,
+        &format!("{}/nodes/{standby_host}", c.p.prefix),
+        &registration,
+    ]);
+    etcdctl_put(&format!("{}/maintenance/{away_host}", c.p.prefix), "{}");
+    eventually(
+        WAIT,
+        "crm_mon showing the standby and maintenance hosts",
+        || async {
+            let o = std::process::Command::new("docker")
+                .args([
+                    "exec",
+                    &r2,
+                    "/run/berth-bin/crm_mon",
+                    "-1",
+                    "--output-as=xml",
+                ])
+                .output()
+                .unwrap();
+            let x = String::from_utf8_lossy(&o.stdout).into_owned();
+            let has = |name: &str, pat: &str| {
+                x.lines()
+                    .any(|l| l.contains(&format!(r#"<node name="{name}""#)) && l.contains(pat))
+            };
+            (has(&standby_host, r#"online="true" standby="true""#)
+                && has(&away_host, r#"online="false""#)
+                && has(&away_host, r#"maintenance="true""#)
+                && has(&c.node.name, r#"online="true" standby="false""#))
+            .then_some(x)
+        },
+    )
+    .await;
+    etcdctl(&["lease", "revoke", lease]);
+    etcdctl(&["del", "--prefix", &format!("{}/standby/", c.p.prefix)]);
+    etcdctl(&["del", "--prefix", &format!("{}/maintenance/", c.p.prefix)]);
     // rabbitmq-cluster's way to its peers: each replica keeps its own transient attribute,
     // and reads the online ones' with cibadmin and XPath, cutting the value out of each line.
     for (c_, i) in [(&r0, 0), (&r1, 1)] {

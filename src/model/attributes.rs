@@ -250,6 +250,13 @@ pub struct Members {
     pub promotable: bool,
     /// The hosts whose node agent holds its registration, by name.
     pub hosts: Vec<String>,
+    /// The hosts in standby (`berth standby`: Pacemaker's node standby).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<String>,
+    /// The hosts a node agent left in maintenance (replicas run there unsupervised; not
+    /// online, since no agent holds a registration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<String>,
     /// The bundle's replicas.
     pub replicas: Vec<Guest>,
 }

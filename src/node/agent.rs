@@ -405,6 +405,12 @@ impl<E: Engine> Agent<E> {
                                 self.links.attributes(decode_attributes(&self.keys, cache));
                             }
                             Followed::Hosts => self.links.hosts(decode_hosts(&self.keys, cache)),
+                            Followed::Standby => {
+                                self.links.standby(decode_node_names(&self.keys, cache));
+                            }
+                            Followed::Maintenance => {
+                                self.links.maintenance(decode_node_names(&self.keys, cache));
+                            }
                             Followed::Replicas(b) => {
                                 self.links.replicas(b, decode_statuses(&self.keys, cache));
                             }
@@ -918,6 +924,10 @@ enum Followed {
     Attributes,
     /// `<prefix>/nodes/`: the hosts online.
     Hosts,
+    /// `<prefix>/standby/`: the hosts in standby.
+    Standby,
+    /// `<prefix>/maintenance/`: the hosts left in maintenance.
+    Maintenance,
     /// `<prefix>/replicas/<bundle>/`: a bundle's replica statuses.
     Replicas(String),
 }
@@ -931,7 +941,12 @@ impl Followed {
         bundles
             .into_iter()
             .map(Followed::Replicas)
-            .chain([Followed::Attributes, Followed::Hosts])
+            .chain([
+                Followed::Attributes,
+                Followed::Hosts,
+                Followed::Standby,
+                Followed::Maintenance,
+            ])
             .collect()
     }
 
@@ -939,6 +954,8 @@ impl Followed {
         match self {
             Followed::Attributes => keys.all_attributes(),
             Followed::Hosts => keys.nodes(),
+            Followed::Standby => keys.standbys(),
+            Followed::Maintenance => keys.maintenances(),
             Followed::Replicas(b) => keys.replicas(b),
         }
     }
@@ -1026,6 +1043,21 @@ fn decode_hosts(keys: &Keys, cache: &Cache) -> BTreeMap<String, i64> {
         .values()
         .filter_map(|kv| match keys.parse(&kv.key)? {
             crate::store::keys::Key::Node(name) => Some((name.to_string(), kv.lease)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The nodes named by the keys in `cache` (the watch of `<prefix>/standby/` or
+/// `<prefix>/maintenance/`).
+fn decode_node_names(keys: &Keys, cache: &Cache) -> BTreeSet<String> {
+    cache
+        .items
+        .values()
+        .filter_map(|kv| match keys.parse(&kv.key)? {
+            crate::store::keys::Key::Standby(n) | crate::store::keys::Key::Maintenance(n) => {
+                Some(n.to_string())
+            }
             _ => None,
         })
         .collect()

@@ -40,7 +40,7 @@ pub const MAX_ATTRS_PER_OWNER: usize = 64;
 const WRITE_BURST: u32 = 50;
 const WRITES_PER_SECOND: u32 = 10;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -125,6 +125,9 @@ pub struct Links {
     known: Known,
     /// The hosts online (`<prefix>/nodes/`), with their registrations' leases.
     hosts: BTreeMap<String, i64>,
+    /// The hosts in standby, and those left in maintenance.
+    standby: BTreeSet<String>,
+    maintenance: BTreeSet<String>,
     /// The attributes and the hosts have been listed once.
     listed: (bool, bool),
     /// The replica statuses of the bundles whose replicas here see the members, by bundle.
@@ -142,6 +145,8 @@ impl Links {
             store,
             known: Known::default(),
             hosts: BTreeMap::new(),
+            standby: BTreeSet::new(),
+            maintenance: BTreeSet::new(),
             listed: (false, false),
             replicas: BTreeMap::new(),
         }
@@ -154,6 +159,18 @@ impl Links {
         self.refresh();
     }
 
+    /// The hosts in standby changed.
+    pub fn standby(&mut self, hosts: BTreeSet<String>) {
+        self.standby = hosts;
+        self.refresh();
+    }
+
+    /// The hosts left in maintenance changed.
+    pub fn maintenance(&mut self, hosts: BTreeSet<String>) {
+        self.maintenance = hosts;
+        self.refresh();
+    }
+
     /// A bundle's replica statuses changed.
     pub fn replicas(&mut self, bundle: &str, statuses: BTreeMap<u32, ReplicaStatus>) {
         self.replicas.insert(bundle.to_string(), statuses);
@@ -162,7 +179,7 @@ impl Links {
 
     /// The bundles whose replicas here see the cluster's members (their statuses are
     /// watched).
-    pub fn member_bundles(&self) -> std::collections::BTreeSet<String> {
+    pub fn member_bundles(&self) -> BTreeSet<String> {
         self.watchers
             .values()
             .filter_map(|w| Some(w.channel.scope.as_ref()?.bundle.clone()))
@@ -232,6 +249,8 @@ impl Links {
                 agent: scope.agent.clone(),
                 promotable: scope.promotable,
                 hosts: self.hosts.keys().cloned().collect(),
+                standby: self.standby.iter().cloned().collect(),
+                maintenance: self.maintenance.iter().cloned().collect(),
                 replicas,
             },
         })

@@ -111,7 +111,22 @@ pub fn cib(attrs: &[(AttrKey, String)], m: &Members) -> Elem {
     let mut status = Elem::new("status", &[]);
     for (name, kind, online) in &nodes {
         let mut n = Elem::new("node", &[("id", name), ("uname", name), ("type", kind)]);
-        let permanent = of(Section::Nodes, name);
+        let mut permanent = of(Section::Nodes, name);
+        // Pacemaker keeps a node's standby as a permanent node attribute.
+        let standby = (
+            AttrKey {
+                section: Section::Nodes,
+                owner: name.clone(),
+                name: "standby".to_string(),
+            },
+            "on".to_string(),
+        );
+        if *kind == "member"
+            && m.standby.contains(name)
+            && !permanent.iter().any(|(k, _)| k.name == "standby")
+        {
+            permanent.push((&standby.0, &standby.1));
+        }
         if !permanent.is_empty() {
             n.children.push(set(
                 "instance_attributes",
@@ -359,6 +374,27 @@ mod tests {
         );
         assert_eq!(select(&c, "//node_state[@crmd]").unwrap().len(), 5);
         assert!(select(&c, "//nothing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_host_in_standby_carries_pacemakers_standby_node_attribute() {
+        let mut m = members();
+        m.standby = vec!["controller-1".into()];
+        let c = cib(&[], &m);
+        let on = select(
+            &c,
+            "//nodes/node[@uname='controller-1']//nvpair[@name='standby' and @value='on']",
+        )
+        .unwrap();
+        assert_eq!(on.len(), 1);
+        assert!(
+            select(
+                &c,
+                "//nodes/node[@uname='controller-0']//nvpair[@name='standby']"
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 
     #[test]

@@ -41,10 +41,20 @@ fn role(running: bool, promoted: bool, promotable: bool) -> &'static str {
     }
 }
 
+/// The hosts left in maintenance: configured, but offline (no agent holds their
+/// registration).
+fn away(m: &Members) -> Vec<&String> {
+    m.maintenance
+        .iter()
+        .filter(|h| !m.hosts.contains(h))
+        .collect()
+}
+
 /// `crm_mon --output-as=xml` of `m`.
 pub fn xml(m: &Members, request: &str) -> String {
     let promotable = m.promotable;
     let b = esc(&m.bundle);
+    let away = away(m);
     let mut x = String::new();
     let _ = writeln!(x, r#"<?xml version="1.0"?>"#);
     let _ = writeln!(
@@ -56,7 +66,7 @@ pub fn xml(m: &Members, request: &str) -> String {
     let _ = writeln!(
         x,
         r#"    <nodes_configured number="{}"/>"#,
-        m.hosts.len() + m.replicas.len()
+        m.hosts.len() + away.len() + m.replicas.len()
     );
     let _ = writeln!(
         x,
@@ -65,7 +75,12 @@ pub fn xml(m: &Members, request: &str) -> String {
     );
     let _ = writeln!(x, "  </summary>");
     let _ = writeln!(x, "  <nodes>");
-    for (i, h) in m.hosts.iter().enumerate() {
+    let hosts = m
+        .hosts
+        .iter()
+        .map(|h| (h, true))
+        .chain(away.iter().map(|h| (*h, false)));
+    for (i, (h, online)) in hosts.enumerate() {
         let here = m
             .replicas
             .iter()
@@ -73,9 +88,11 @@ pub fn xml(m: &Members, request: &str) -> String {
             .count();
         let _ = writeln!(
             x,
-            r#"    <node name="{}" id="{}" online="true" standby="false" standby_onfail="false" maintenance="false" pending="false" unclean="false" health="green" feature_set="{}" shutdown="false" expected_up="true" is_dc="false" resources_running="{}" type="member"/>"#,
+            r#"    <node name="{}" id="{}" online="{online}" standby="{}" standby_onfail="false" maintenance="{}" pending="false" unclean="false" health="green" feature_set="{}" shutdown="false" expected_up="{online}" is_dc="false" resources_running="{}" type="member"/>"#,
             esc(h),
             i + 1,
+            m.standby.contains(h),
+            m.maintenance.contains(h),
             super::supervisor::CRM_FEATURE_SET,
             here * 2
         );
@@ -164,11 +181,22 @@ pub fn text(m: &Members) -> String {
     let _ = writeln!(
         t,
         "  * {} nodes configured",
-        m.hosts.len() + m.replicas.len()
+        m.hosts.len() + away(m).len() + m.replicas.len()
     );
     let _ = writeln!(t);
     let _ = writeln!(t, "Node List:");
-    let _ = writeln!(t, "  * Online: [ {} ]", m.hosts.join(" "));
+    // As Pacemaker: a node in standby on a line of its own, not among the online ones.
+    let (standby, online): (Vec<&String>, Vec<&String>) =
+        m.hosts.iter().partition(|h| m.standby.contains(h));
+    for h in standby {
+        let _ = writeln!(t, "  * Node {h}: standby");
+    }
+    let online: Vec<&str> = online.iter().map(|h| h.as_str()).collect();
+    let _ = writeln!(t, "  * Online: [ {} ]", online.join(" "));
+    let away: Vec<&str> = away(m).into_iter().map(|h| h.as_str()).collect();
+    if !away.is_empty() {
+        let _ = writeln!(t, "  * OFFLINE: [ {} ]", away.join(" "));
+    }
     let guests: Vec<String> = m
         .replicas
         .iter()
@@ -219,7 +247,33 @@ mod tests {
                     promoted: i == 0,
                 })
                 .collect(),
+            ..Members::default()
         }
+    }
+
+    #[test]
+    fn hosts_in_standby_or_left_in_maintenance_show_as_pacemaker_shows_them() {
+        let mut m = galera();
+        m.standby = vec!["controller-1".into()];
+        m.maintenance = vec!["controller-3".into()];
+        let x = xml(&m, "crm_mon -1 --output-as=xml");
+        // rabbitmq's XPath: //nodes//node[@online='true' and @standby='false']/@name
+        let line = |name: &str| {
+            x.lines()
+                .find(|l| l.contains(&format!(r#"<node name="{name}""#)))
+                .unwrap_or_else(|| panic!("{name} missing: {x}"))
+                .to_string()
+        };
+        assert!(line("controller-0").contains(r#"online="true" standby="false""#));
+        assert!(line("controller-1").contains(r#"online="true" standby="true""#));
+        let away = line("controller-3");
+        assert!(away.contains(r#"online="false""#), "{away}");
+        assert!(away.contains(r#"maintenance="true""#), "{away}");
+        assert!(x.contains(r#"<nodes_configured number="7"/>"#), "{x}");
+        let t = text(&m);
+        assert!(t.contains("* Node controller-1: standby"), "{t}");
+        assert!(t.contains("* Online: [ controller-0 controller-2 ]"), "{t}");
+        assert!(t.contains("* OFFLINE: [ controller-3 ]"), "{t}");
     }
 
     #[test]

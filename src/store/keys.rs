@@ -107,7 +107,12 @@ impl Keys {
     /// `<prefix>/standby/<node>`: a node put in standby (`berth standby`): no replica runs
     /// there, those it has move elsewhere (Pacemaker's node standby).
     pub fn standby(&self, node: &str) -> String {
-        format!("{}/standby/{node}", self.prefix)
+        format!("{}{node}", self.standbys())
+    }
+
+    /// `<prefix>/standby/`: every node in standby.
+    pub fn standbys(&self) -> String {
+        format!("{}/standby/", self.prefix)
     }
 
     /// `<prefix>/cleanup/<bundle>`: when its failures were last cleaned up (`berth
