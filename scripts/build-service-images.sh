@@ -69,7 +69,8 @@ for a in "$@"; do
     --wsrep-cluster-address=gcomm://?*)
       peer=${a#--wsrep-cluster-address=gcomm://}
       peer=${peer%%,*}
-      addr=$(ip -4 route get "${peer%%:*}" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+      peer=$(getent ahostsv4 "${peer%%:*}" | awk '{ print $1; exit }')
+      addr=$(ip -4 route get "$peer" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
       ;;
   esac
 done

@@ -93,14 +93,10 @@ EOF
 
 # The galera bundle (scripts/galera-bundle.yaml.in) for LAN K's N hosts.
 galera_manifest() {
-  local k=$1 n=$2 i addrs=() map=()
-  for i in $(seq 1 "$n"); do
-    addrs+=("10.231.$k.$((10 + i))")
-    map+=("bl${k}h$i:10.231.$k.$((10 + i))")
-  done
+  local k=$1 n=$2 i names=()
+  for i in $(seq 1 "$n"); do names+=("bl${k}h$i"); done
   sed -e "s|@REPLICAS@|$n|g" -e "s|@DATA@|$STATE/galera-data|" \
-    -e "s|@CLUSTER@|$(IFS=,; echo "${addrs[*]}")|" -e "s|@MAP@|$(IFS=';'; echo "${map[*]}")|" \
-    scripts/galera-bundle.yaml.in
+    -e "s|@CLUSTER@|$(IFS=,; echo "${names[*]}")|" scripts/galera-bundle.yaml.in
 }
 
 down() {

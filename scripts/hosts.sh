@@ -93,14 +93,16 @@ kill_host_procs() {
 
 # Starts host I of LAN K's dockerd: in the host's network namespace only, with a private
 # mount namespace whose tmpfs holds the exec-root (containerd's socket, the netns bind
-# mounts). Its data-root persists across a power-off, as a disk does.
+# mounts) and whose /etc/hosts names the LAN's hosts. Its data-root persists across a
+# power-off, as a disk does.
 start_dockerd() {
   local k=$1 i=$2 ns dir data
   ns=$(ns_of "$k" "$i")
   dir="$RUN/$k/h$i"
   data="$DATA/$k/h$i"
   setsid nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private \
-    sh -c "mount -t tmpfs tmpfs '$dir/exec' && exec dockerd \
+    sh -c "mount -t tmpfs tmpfs '$dir/exec' && mount --bind '$RUN/$k/etc-hosts' /etc/hosts &&
+      exec dockerd \
       --host 'unix://$dir/docker.sock' --data-root '$data' --exec-root '$dir/exec' \
       --pidfile '$dir/dockerd.pid' --bip 10.232.$i.1/24 \
       --containerd-namespace 'bl$k-h$i' --containerd-plugins-namespace 'bl$k-h$i-plugins' \
@@ -138,6 +140,13 @@ up() {
   local lan; lan=$(lan_of $k)
   kill_stale "$k"
   echo "$n" >"$RUN/$k/hosts"
+  # The hosts know each other by name, as a deployment's hosts do (DNS, or the /etc/hosts it
+  # writes): each host's dockerd sees this file as /etc/hosts (see start_dockerd) and copies
+  # it into the containers on the host's network.
+  {
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+    for i in $(seq 1 "$n"); do printf '10.231.%s.%s\t%s\n' "$k" $((10 + i)) "$(ns_of "$k" "$i")"; done
+  } >"$RUN/$k/etc-hosts"
   ip link add "$lan" type bridge
   ip addr add "10.231.$k.1/24" dev "$lan"
   ip link set "$lan" up

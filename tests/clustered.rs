@@ -377,15 +377,11 @@ fn redis_one_master_two_replicas_fails_over_when_the_masters_host_dies() {
 /// The galera bundle (scripts/galera-bundle.yaml.in: OpenStack's shape) for the LAN's three
 /// hosts, the data directories below `data`.
 fn galera_manifest(lan: &Lan, data: &std::path::Path) -> String {
-    let addrs: Vec<String> = (1..=3).map(|h| lan.address(10 + h as u8)).collect();
-    let map: Vec<String> = (1..=3)
-        .map(|h| format!("{}:{}", lan.node(h), addrs[h as usize - 1]))
-        .collect();
+    let names: Vec<String> = (1..=3).map(|h| lan.node(h)).collect();
     include_str!("../scripts/galera-bundle.yaml.in")
         .replace("@REPLICAS@", "3")
         .replace("@DATA@", &data.display().to_string())
-        .replace("@CLUSTER@", &addrs.join(","))
-        .replace("@MAP@", &map.join(";"))
+        .replace("@CLUSTER@", &names.join(","))
 }
 
 /// Runs SQL in replica `i` (on host `h`) with the mysql client; its output.
