@@ -8,6 +8,8 @@
 #   redis     redis-server               ocf:heartbeat:redis
 #   galera    mariadb-server, galera-4   ocf:heartbeat:galera
 #   rabbitmq  rabbitmq-server            ocf:heartbeat:rabbitmq-cluster
+#   debian    a clean Debian root with man-db, nothing of berth's (tests/package.rs installs
+#             berth's .deb into it)
 #
 # Cached: an image whose label berth.recipe matches this script's recipe for it is kept, so
 # a second run costs a `docker image inspect`. DOCKER_HOST applies as for docker itself.
@@ -25,7 +27,8 @@ packages() {
     redis) echo "$COMMON,redis-server,redis-tools" ;;
     galera) echo "$COMMON,mariadb-server,mariadb-client,galera-4,rsync,lsof,socat" ;;
     rabbitmq) echo "$COMMON,rabbitmq-server" ;;
-    *) log "unknown service $1 (redis, galera, rabbitmq)"; exit 2 ;;
+    debian) echo "man-db" ;;
+    *) log "unknown service $1 (redis, galera, rabbitmq, debian)"; exit 2 ;;
   esac
 }
 
@@ -82,6 +85,10 @@ EOF
   ln -s /usr/bin/mysql_install_db "$root/usr/local/bin/mysql_install_db"
 }
 
+configure_debian() {
+  : # as debootstrap leaves it
+}
+
 configure_rabbitmq() {
   local root=$1
   # One Erlang cookie for every node of the cluster, as a deployment provisions it.
@@ -126,7 +133,7 @@ build() {
 }
 
 command -v debootstrap >/dev/null || { apt-get install -y -qq debootstrap >/dev/null; }
-[ "$#" -gt 0 ] || set -- redis galera rabbitmq
+[ "$#" -gt 0 ] || set -- redis galera rabbitmq debian
 for svc in "$@"; do
   # One lock per service: a test waits only for the image it needs.
   (flock 9; build "$svc") 9>"/var/lock/berth-service-image-$svc.lock"

@@ -314,7 +314,8 @@ pub struct NodeArgs {
     pub lease_ttl: String,
     /// What Ctrl-C or SIGTERM does with this node's replicas: drain (stop them, then leave;
     /// they move elsewhere) or maintenance (leave them running, unsupervised; the controller
-    /// keeps them here until the agent is back).
+    /// keeps them here until the agent is back). SIGUSR2 always stops in maintenance (a
+    /// package upgrade sends it; the next agent adopts the replicas).
     #[arg(long, value_enum, default_value = "drain")]
     pub on_stop: crate::node::config::OnStop,
     /// How long replicas fenced for a lease that could not be renewed stay frozen, waiting
@@ -789,6 +790,10 @@ async fn node(store: Store, args: NodeArgs) -> Result<()> {
     let engine = DockerEngine::connect(args.docker_host.as_deref()).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(maintenance_on_signal(
+        cfg.maintenance_on_stop.clone(),
+        shutdown.clone(),
+    ));
     say!(
         "berth node {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
@@ -885,6 +890,26 @@ pub(crate) async fn stop_on_signal(token: tokio_util::sync::CancellationToken) {
         _ = token.cancelled() => {}
     }
     token.cancel();
+}
+
+/// SIGUSR2 stops the node agent leaving its replicas running (the node in maintenance,
+/// whatever `--on-stop` says): what a package upgrade sends before it starts the new agent,
+/// which adopts them.
+async fn maintenance_on_signal(
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    token: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+        return;
+    };
+    tokio::select! {
+        _ = usr2.recv() => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            token.cancel();
+        }
+        _ = token.cancelled() => {}
+    }
 }
 
 /// `berth man`: a page for berth and one for each command (and subcommand), from the same

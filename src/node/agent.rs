@@ -208,7 +208,12 @@ pub async fn run<E: Engine>(
     };
     agent.run(&shutdown, fence_events, reports).await;
     agent.links.stop();
-    match agent.cfg.on_stop {
+    let on_stop = if agent.cfg.maintenance_on_stop.load(Ordering::SeqCst) {
+        OnStop::Maintenance
+    } else {
+        agent.cfg.on_stop
+    };
+    match on_stop {
         OnStop::Drain => {
             tracing::info!(node = %agent.cfg.name, "draining: stopping every replica");
             agent.remove_all(None).await;

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub freeze_for: Duration,
     /// What a clean stop does with the node's replicas (default: drain).
     pub on_stop: OnStop,
+    /// Set before the shutdown is cancelled (`berth node` does on SIGUSR2, as the Debian
+    /// package's upgrade does) to leave the replicas running whatever `on_stop` says: the
+    /// node goes into maintenance and the agent's next run adopts them.
+    pub maintenance_on_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Where to serve /metrics, /healthz and /readyz (none by default; the CLI gives one).
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -87,6 +91,7 @@ impl NodeConfig {
             watchdog: std::env::current_exe().ok(),
             freeze_for: Duration::from_secs(60),
             on_stop: OnStop::Drain,
+            maintenance_on_stop: Default::default(),
             metrics: None,
         }
     }
