@@ -24,8 +24,12 @@ RUSTFLAGS="-C target-feature=+crt-static" \
 bin="target/$target/$profile/berth"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 src=packaging/deb
+# The project has no public address yet: whoever builds a package to hand on names
+# themselves.
+maintainer="${BERTH_DEB_MAINTAINER:-berth developers <berth@localhost.localdomain>}"
 
 root=$(mktemp -d)
+chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 umask 022
 install -D -m 0755 "$bin" "$root/usr/bin/berth"
@@ -45,17 +49,18 @@ install -D -m 0644 "$src/berth-node.service" "$root/lib/systemd/system/berth-nod
 install -D -m 0644 "$src/berth-controller.service" "$root/lib/systemd/system/berth-controller.service"
 install -D -m 0644 "$src/default" "$root/etc/default/berth"
 install -D -m 0644 "$src/copyright" "$root/usr/share/doc/berth/copyright"
+install -D -m 0644 "$src/lintian-overrides" "$root/usr/share/lintian/overrides/berth"
 {
   echo "berth ($version) unstable; urgency=medium"
   echo
   echo "  * Built from the berth repository ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
   echo
-  echo " -- berth developers <berth@localhost.localdomain>  $(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
-} | gzip -9n >"$root/usr/share/doc/berth/changelog.Debian.gz"
+  echo " -- $maintainer  $(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
+} | gzip -9n >"$root/usr/share/doc/berth/changelog.gz"
 
 install -d "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" "$src/control.in" >"$root/DEBIAN/control"
+sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" -e "s|@MAINTAINER@|$maintainer|" "$src/control.in" >"$root/DEBIAN/control"
 echo /etc/default/berth >"$root/DEBIAN/conffiles"
 install -m 0755 "$src/postinst" "$src/prerm" "$src/postrm" "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotently installs and starts what berth needs on a Debian machine:
 # docker.io, etcd-server, etcd-client, protobuf-compiler (etcd-client's build needs protoc),
-# busybox-static (test images are built FROM scratch around it); unpacks (without installing)
+# busybox-static (test images are built FROM scratch around it), lintian and systemd's
+# systemd-analyze (checks of the Debian package); unpacks (without installing)
 # Debian's resource-agents and pacemaker-resource-agents into /var/lib/berth/ocf-agents, the
 # third-party OCF agents the tests run unchanged inside containers; then starts dockerd and a
 # local etcd on 127.0.0.1:2379 when none is reachable. Safe to run any number of times.
@@ -24,6 +25,9 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 # The first-run test drives scripts/run.sh in a pseudo-terminal.
 command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+# The Debian package (scripts/build-deb.sh) is checked with lintian and systemd-analyze.
+command -v lintian >/dev/null 2>&1 || need_pkgs+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"

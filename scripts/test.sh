@@ -15,6 +15,10 @@ cargo clippy --all-targets --quiet -- -D warnings
 # agent in an image without a C library. A debug build, to keep CI short.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --target x86_64-unknown-linux-gnu --bin berth
 export BERTH_STATIC_BIN="$PWD/target/x86_64-unknown-linux-gnu/debug/berth"
+# The Debian package, from that same debug build (tests/package.rs installs it), checked.
+BERTH_DEB="$PWD/$(bash scripts/build-deb.sh --debug)"
+export BERTH_DEB
+bash scripts/check-deb.sh "$BERTH_DEB"
 # The bounded fuzz run (tests/fuzz.rs): seconds per target, from a fixed seed, so that CI
 # replays (a prefix of) a sequence that was run longer before it was committed; exploratory
 # runs leave BERTH_FUZZ_SEED unset (a new seed each time, printed).

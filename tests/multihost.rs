@@ -200,15 +200,38 @@ fn agent_drained_on_sigterm_its_replica_moves_without_overlap() {
 
 #[test]
 fn agent_left_in_maintenance_keeps_its_replica_and_adopts_it_again() {
-    let (mut lan, from) = setup(&["--on-stop", "maintenance"]);
+    kept_and_adopted(&["--on-stop", "maintenance"], Signal::Term);
+}
+
+/// A package upgrade (packaging/deb/prerm) stops the node agent with SIGUSR2, whatever its
+/// `--on-stop`, and starts the new one: no replica restarts.
+#[test]
+fn agent_stopped_for_an_upgrade_keeps_its_replica_and_adopts_it_again() {
+    kept_and_adopted(&[], Signal::Usr2);
+}
+
+/// The agent (started with `flags`) stopped with `how` leaves its replica running and
+/// serving beyond its lease TTL; started again, it adopts the same container.
+fn kept_and_adopted(flags: &[&str], how: Signal) {
+    let (mut lan, from) = setup(flags);
     let id = lan
-        .docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"])
+        .docker(
+            from,
+            &[
+                "inspect",
+                "-f",
+                "{{.Id}} {{.State.StartedAt}}",
+                "web-docker-0",
+            ],
+        )
         .unwrap();
-    lan.stop_agent(from, Signal::Term);
+    lan.stop_agent(from, how);
     // Longer than the lease TTL: the replica stays where it is, running and serving.
     stays_only_on(&lan, from, 6, "the replica moved or stopped in maintenance");
     assert!(lan.serves(&lan.address(100), 8080, Duration::from_millis(500)));
-    lan.start_agent(from, &["--lease-ttl", TTL, "--on-stop", "maintenance"]);
+    let mut again = vec!["--lease-ttl", TTL];
+    again.extend_from_slice(flags);
+    lan.start_agent(from, &again);
     // Back: the same container is adopted, not replaced.
     let until = Instant::now() + Duration::from_secs(20);
     let store_rt = tokio::runtime::Runtime::new().unwrap();
@@ -225,10 +248,18 @@ fn agent_left_in_maintenance_keeps_its_replica_and_adopts_it_again() {
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         assert_eq!(
-            lan.docker(from, &["inspect", "-f", "{{.Id}}", "web-docker-0"])
-                .as_ref(),
+            lan.docker(
+                from,
+                &[
+                    "inspect",
+                    "-f",
+                    "{{.Id}} {{.State.StartedAt}}",
+                    "web-docker-0"
+                ]
+            )
+            .as_ref(),
             Some(&id),
-            "the container was replaced"
+            "the container was replaced or restarted"
         );
         assert_eq!(lan.live_on(3 - from), 0);
         std::thread::sleep(Duration::from_millis(100));

@@ -926,7 +926,11 @@ fn man_pages(dir: &std::path::Path, out: &mut impl std::io::Write) -> Result<()>
         clap_mangen::Man::new(cmd.clone().name(name.to_string())).render(&mut buf)?;
         std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
         writeln!(out, "{}", path.display())?;
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // clap's generated `help` subcommands get no page (each command's page is its help).
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
             write_page(dir, &format!("{name}-{}", sub.get_name()), sub.clone(), out)?;
         }
         Ok(())

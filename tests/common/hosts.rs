@@ -49,6 +49,8 @@ pub enum Signal {
     Kill9,
     Stop,
     Term,
+    /// What a package upgrade sends: stop, leaving the replicas running.
+    Usr2,
 }
 
 impl Lan {
@@ -301,6 +303,7 @@ impl Lan {
             Signal::Kill9 => libc::SIGKILL,
             Signal::Stop => libc::SIGSTOP,
             Signal::Term => libc::SIGTERM,
+            Signal::Usr2 => libc::SIGUSR2,
         };
         // SAFETY: kill(2) on the pid of our own child.
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
