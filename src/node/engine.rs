@@ -131,9 +131,12 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    /// Connects to `host` (`unix:///run/podman/podman.sock`, `tcp://…`), or to the local
-    /// Docker socket, and negotiates the API version (this Debian's Docker speaks 1.41).
+    /// Connects to `host` (`unix:///run/podman/podman.sock`, `tcp://…`), else to
+    /// `DOCKER_HOST` as the docker CLI does, else to the local Docker socket, and negotiates
+    /// the API version (this Debian's Docker speaks 1.41).
     pub async fn connect(host: Option<&str>) -> Result<DockerEngine, EngineError> {
+        let from_env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+        let host = host.or(from_env.as_deref());
         let at = host.unwrap_or("unix:///var/run/docker.sock").to_string();
         let connect = |source| EngineError::Connect {
             at: at.clone(),

@@ -69,6 +69,12 @@ enum Version {
     V2,
 }
 
+/// The child cgroup of a node's scope where podman (cgroupfs) puts its container monitors
+/// (`conmon`): the engine's own processes, as Docker's shims are (outside the scope). A
+/// fence leaves them, so that they see their containers die and the engine reports it;
+/// killed, podman would keep the dead containers as running and report nothing.
+pub const ENGINE_MONITORS: &str = "conmon";
+
 /// A node's scope: the cgroup holding every one of its containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -174,7 +180,9 @@ impl Scope {
         std::fs::read_to_string(self.dir.join(file)).is_ok_and(|s| s.trim() == want)
     }
 
-    /// Every process id in the scope and the cgroups below it.
+    /// Every process id of the node's containers: in the scope and the cgroups below it,
+    /// but for the engine's own container monitors (podman's `conmon`, see
+    /// [`ENGINE_MONITORS`]).
     pub fn processes(&self) -> Vec<i32> {
         let mut out = Vec::new();
         let mut dirs = vec![self.dir.clone()];
@@ -184,7 +192,9 @@ impl Scope {
             };
             for e in entries.flatten() {
                 // Cgroup directories are real directories; nothing here is a link.
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_type().is_ok_and(|t| t.is_dir())
+                    && !(d == self.dir && e.file_name() == ENGINE_MONITORS)
+                {
                     dirs.push(e.path());
                 }
             }
@@ -195,7 +205,24 @@ impl Scope {
         out
     }
 
-    /// Kills every process in the scope without a grace period, and keeps at it until none
+    /// v2: `cgroup.kill` in each container's cgroup below the scope (not the engine's
+    /// monitors'); whether every write was taken and no process sits in the scope itself
+    /// (else the caller signals each).
+    fn kill_containers_v2(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        let own = std::fs::read_to_string(self.dir.join("cgroup.procs"));
+        own.is_ok_and(|t| t.trim().is_empty())
+            && entries
+                .flatten()
+                .filter(|e| {
+                    e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != ENGINE_MONITORS
+                })
+                .all(|e| std::fs::write(e.path().join("cgroup.kill"), "1").is_ok())
+    }
+
+    /// Kills every process of the node's containers without a grace period, and keeps at it until none
     /// is left: freeze (nothing forks away), SIGKILL each, thaw (v1 delivers the kill on
     /// thaw); v2 writes `cgroup.kill`. Leaves the scope thawed and empty.
     pub fn kill(&self) -> Result<(), FenceError> {
@@ -206,7 +233,7 @@ impl Scope {
         }
         const TRIES: u32 = 100;
         for _ in 0..TRIES {
-            if self.version == Version::V2 && self.write("cgroup.kill", "1").is_ok() {
+            if self.version == Version::V2 && self.kill_containers_v2() {
                 // Killed; thawing lets the frozen ones die.
             } else {
                 self.freeze()?;
@@ -289,6 +316,27 @@ mod tests {
     fn parent_follows_the_driver() {
         assert_eq!(cgroup_parent("cgroupfs", "n1"), "/berth/n1");
         assert_eq!(cgroup_parent("systemd", "n1"), "berth.slice");
+    }
+
+    #[test]
+    fn the_engines_container_monitors_are_not_the_nodes_processes() {
+        // podman (cgroupfs): <scope>/libpod-<id> holds a container, <scope>/conmon its monitor.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("freezer")).unwrap();
+        let scope = Scope::under(root.path(), "/berth/n1").unwrap();
+        for (dir, pids) in [
+            ("libpod-abc", "10\n11\n"),
+            ("conmon", "5\n"),
+            ("abc", "12\n"),
+        ] {
+            let d = scope.dir().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), pids).unwrap();
+        }
+        std::fs::write(scope.dir().join("cgroup.procs"), "").unwrap();
+        let mut pids = scope.processes();
+        pids.sort();
+        assert_eq!(pids, [10, 11, 12]);
     }
 
     #[test]
