@@ -31,6 +31,9 @@ if cargo nextest --version >/dev/null 2>&1; then
   status=0
   cargo nextest run --no-fail-fast -E 'not binary(clustered)' || status=$?
   cargo nextest run --no-fail-fast --test clustered || status=$?
+  # The node agent's, the primitive's and the fault tests again, against podman's
+  # Docker-compatible API (scripts/podman.sh): fails if podman stops working here.
+  bash scripts/podman.sh test || status=$?
   exit "$status"
 else
   cargo test --no-fail-fast

@@ -66,24 +66,27 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// A create refused because the name is taken (HTTP 409): usually the previous copy of
-    /// a replica that is being removed, on this engine or, when several agents share it,
-    /// by another node's agent. Not the replica's fault: retried without counting a failure.
+    /// A create refused because the name is taken (Docker's HTTP 409; podman 4 answers 500
+    /// with "that name is already in use"): usually the previous copy of a replica that is
+    /// being removed, on this engine or, when several agents share it, by another node's
+    /// agent. Not the replica's fault: retried without counting a failure.
     pub fn is_name_conflict(&self) -> bool {
-        if let EngineError::Simulated { conflict, .. } = self {
-            return *conflict;
-        }
-        matches!(
-            self,
+        match self {
+            EngineError::Simulated { conflict, .. } => *conflict,
             EngineError::Call {
                 op: "create",
-                source: bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409,
-                    ..
-                },
+                source:
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code,
+                        message,
+                    },
                 ..
+            } => {
+                *status_code == 409
+                    || (*status_code == 500 && message.contains("name is already in use"))
             }
-        )
+            _ => false,
+        }
     }
 }
 
