@@ -4,8 +4,9 @@
 //! it from the debug build and names it in `BERTH_DEB`).
 //!
 //! Runs: `berth --version`, `man berth`; each unit's `ExecStart` with `/etc/default/berth` as
-//! systemd reads it (an `EnvironmentFile`, `$VAR` split on white space) against the real
-//! etcd and dockerd (the controller leads, the node agent registers); an upgrade over
+//! systemd reads it (scripts/run-unit.sh: an `EnvironmentFile`, `$VAR` split on white space)
+//! against the real etcd and dockerd (the controller leads under its `--name`, the node agent
+//! registers under its `--lease-ttl`: the settings' flags arrived); an upgrade over
 //! itself (settings kept); removal (the program gone, settings, berth's state and host
 //! directories kept); purge (settings and the node agents' state gone, an etcd's data under
 //! /var/lib/berth/up and host directories kept).
@@ -71,6 +72,11 @@ impl Root {
             "/var/run/docker.sock:/var/run/docker.sock",
             "-v",
             &format!("{deb}:/tmp/berth.deb:ro"),
+            "-v",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/run-unit.sh:/tmp/run-unit.sh:ro"
+            ),
             IMAGE,
             "sleep",
             "infinity",
@@ -104,19 +110,10 @@ impl Root {
         self.sh(&format!("test -e '{path}'")).status.success()
     }
 
-    /// Starts `unit`'s `ExecStart` as systemd would: the `EnvironmentFile`'s variables, the
-    /// command line's `$VAR`s split on white space; its pid in `/run/<unit>.pid`.
+    /// Starts `unit`'s `ExecStart` as systemd would (scripts/run-unit.sh: its
+    /// `EnvironmentFile`, the command line's `$VAR`s split on white space); its pid in
+    /// `/run/<unit>.pid`, its output in `/run/<unit>.log`.
     fn start_unit(&self, unit: &str) {
-        let file = format!("/lib/systemd/system/{unit}.service");
-        let unit_text = self.ok(&format!("cat {file}"));
-        let exec = unit_text
-            .lines()
-            .find_map(|l| l.strip_prefix("ExecStart="))
-            .unwrap_or_else(|| panic!("{file}: no ExecStart"));
-        let env = unit_text
-            .lines()
-            .find_map(|l| l.strip_prefix("EnvironmentFile="))
-            .unwrap_or_else(|| panic!("{file}: no EnvironmentFile"));
         let o = Command::new("docker")
             .args([
                 "exec",
@@ -125,7 +122,7 @@ impl Root {
                 "sh",
                 "-c",
                 &format!(
-                    "set -a; . {env}; set +a; echo $$ >/run/{unit}.pid; exec {exec} >/run/{unit}.log 2>&1"
+                    "echo $$ >/run/{unit}.pid; exec bash /tmp/run-unit.sh /lib/systemd/system/{unit}.service >/run/{unit}.log 2>&1"
                 ),
             ])
             .output()
@@ -216,9 +213,24 @@ EOF",
     until("the node agent registered", || {
         keys_under(&node_key).contains(&node_key)
     });
-    until("the controller leads", || {
-        !keys_under(&format!("{}/election/", p.prefix)).is_empty()
+    until("the controller leads under its --name", || {
+        etcdctl(&[
+            "get",
+            "--prefix",
+            "--print-value-only",
+            &format!("{}/election/", p.prefix),
+        ])
+        .contains(&format!("{tag}-c"))
     });
+    // The node's registration lease is the 3 s of BERTH_NODE_ARGS (the default is 5 s).
+    let kv = etcdctl(&["get", &node_key, "-w", "fields"]);
+    let lease: i64 = kv
+        .lines()
+        .find_map(|l| l.strip_prefix("\"Lease\" : "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no lease in {kv}"));
+    let ttl = etcdctl(&["lease", "timetolive", &format!("{lease:x}")]);
+    assert!(ttl.contains("granted with TTL(3s)"), "{ttl}");
     root.stop_unit("berth-node");
     root.stop_unit("berth-controller");
     until("the node agent left (its key deleted)", || {
