@@ -10,6 +10,8 @@
 #   rabbitmq  rabbitmq-server            ocf:heartbeat:rabbitmq-cluster
 #   debian    a clean Debian root with man-db, nothing of berth's (tests/package.rs installs
 #             berth's .deb into it)
+#   systemd   the same with systemd as its init (tests/package.rs upgrades the package
+#             under it)
 #
 # Cached: an image whose label berth.recipe matches this script's recipe for it is kept, so
 # a second run costs a `docker image inspect`. DOCKER_HOST applies as for docker itself.
@@ -28,7 +30,8 @@ packages() {
     galera) echo "$COMMON,mariadb-server,mariadb-client,galera-4,rsync,lsof,socat" ;;
     rabbitmq) echo "$COMMON,rabbitmq-server" ;;
     debian) echo "man-db" ;;
-    *) log "unknown service $1 (redis, galera, rabbitmq, debian)"; exit 2 ;;
+    systemd) echo "systemd,systemd-sysv,dbus" ;;
+    *) log "unknown service $1 (redis, galera, rabbitmq, debian, systemd)"; exit 2 ;;
   esac
 }
 
@@ -89,6 +92,13 @@ configure_debian() {
   : # as debootstrap leaves it
 }
 
+configure_systemd() {
+  local root=$1
+  # Only what a package test needs: no getty, no network or time services of its own.
+  chroot "$root" systemctl mask getty@tty1.service systemd-timesyncd.service \
+    systemd-networkd.service systemd-resolved.service >/dev/null 2>&1 || true
+}
+
 configure_rabbitmq() {
   local root=$1
   # One Erlang cookie for every node of the cluster, as a deployment provisions it.
@@ -133,7 +143,7 @@ build() {
 }
 
 command -v debootstrap >/dev/null || { apt-get install -y -qq debootstrap >/dev/null; }
-[ "$#" -gt 0 ] || set -- redis galera rabbitmq debian
+[ "$#" -gt 0 ] || set -- redis galera rabbitmq debian systemd
 for svc in "$@"; do
   # One lock per service: a test waits only for the image it needs.
   (flock 9; build "$svc") 9>"/var/lock/berth-service-image-$svc.lock"

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use common::{TestPrefix, docker, etcd_endpoint, etcdctl};
 
+/// The clean root without an init (commands run with `docker exec`).
 const IMAGE: &str = "berth-test/debian:1";
+/// The same with systemd as its init.
+const SYSTEMD_IMAGE: &str = "berth-test/systemd:1";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The package under test: `BERTH_DEB`.
@@ -39,21 +42,27 @@ struct Root {
 }
 
 impl Root {
-    fn start(name: &str, deb: &str) -> Root {
+    /// The root of `image`, with `init` as its first process; `shared` (a host directory)
+    /// mounted at the same path, for a node agent's state, whose paths it bind-mounts into
+    /// replicas as host paths.
+    fn start(name: &str, deb: &str, image: &str, init: &[&str], shared: &str) -> Root {
         let ok = Command::new("docker")
-            .args(["image", "inspect", IMAGE])
+            .args(["image", "inspect", image])
             .output()
             .expect("docker CLI")
             .status
             .success();
         assert!(
             ok,
-            "{IMAGE} is missing: bash scripts/build-service-images.sh debian"
+            "{image} is missing: bash scripts/build-service-images.sh debian systemd"
         );
         let _ = Command::new("docker").args(["rm", "-f", name]).output();
         // The host's network (etcd on loopback), Docker's socket, and the cgroup tree a
-        // node agent fences in, as README's "berth in containers" runs a node agent.
-        docker(&[
+        // node agent fences in, as README's "berth in containers" runs a node agent; what
+        // systemd needs as an init (its own /run, mounts).
+        let deb_mount = format!("{deb}:/tmp/berth.deb:ro");
+        let shared_mount = format!("{shared}:{shared}");
+        let mut args = vec![
             "run",
             "-d",
             "--name",
@@ -64,6 +73,16 @@ impl Root {
             "host",
             "--cap-add",
             "NET_ADMIN",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "-e",
+            "container=docker",
             "--cgroupns",
             "host",
             "-v",
@@ -71,16 +90,18 @@ impl Root {
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
             "-v",
-            &format!("{deb}:/tmp/berth.deb:ro"),
+            &deb_mount,
+            "-v",
+            &shared_mount,
             "-v",
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/scripts/run-unit.sh:/tmp/run-unit.sh:ro"
             ),
-            IMAGE,
-            "sleep",
-            "infinity",
-        ]);
+            image,
+        ];
+        args.extend_from_slice(init);
+        docker(&args);
         Root {
             name: name.to_string(),
         }
@@ -170,7 +191,14 @@ fn the_package_installs_runs_its_units_upgrades_and_removes_keeping_data() {
     let deb = deb();
     let p = TestPrefix::new("deb");
     let tag = format!("deb{}", std::process::id() % 100_000);
-    let root = Root::start(&format!("berth-test-{tag}"), &deb);
+    let shared = tempfile::tempdir().unwrap();
+    let root = Root::start(
+        &format!("berth-test-{tag}"),
+        &deb,
+        IMAGE,
+        &["sleep", "infinity"],
+        &shared.path().display().to_string(),
+    );
 
     // Installed: the program, its man pages, its settings; nothing running.
     root.ok("dpkg -i /tmp/berth.deb");
@@ -275,4 +303,145 @@ EOF",
         root.exists("/srv/berth/data/file"),
         "purge removed a host directory"
     );
+}
+
+/// Issue 34, item 3: under systemd, upgrading the package while a replica runs restarts the
+/// node agent (prerm stops it with SIGUSR2, which leaves the replica running and the node in
+/// maintenance; postinst starts the new agent, which adopts it) and the controller, and the
+/// replica's container is neither replaced nor restarted. Removing the package stops the
+/// units: the node drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_upgrade_under_systemd_restarts_no_replica() {
+    common::test_image();
+    let deb = deb();
+    let p = TestPrefix::new("debup");
+    let store = p.store().await;
+    let tag = format!("debup{}", std::process::id() % 100_000);
+    let shared = tempfile::tempdir().unwrap();
+    let dir = shared.path().display().to_string();
+    let root = Root::start(
+        &format!("berth-test-{tag}"),
+        &deb,
+        SYSTEMD_IMAGE,
+        &["/sbin/init"],
+        &dir,
+    );
+    until("systemd up", || {
+        let o = root.sh("systemctl is-system-running");
+        let state = String::from_utf8_lossy(&o.stdout).into_owned();
+        state.starts_with("running") || state.starts_with("degraded")
+    });
+    root.ok("dpkg -i /tmp/berth.deb");
+    // Nothing enabled or started on install.
+    let enabled = root.sh("systemctl is-enabled berth-node berth-controller");
+    assert_eq!(
+        String::from_utf8_lossy(&enabled.stdout),
+        "disabled\ndisabled\n"
+    );
+    assert!(
+        !root
+            .sh("systemctl is-active --quiet berth-node")
+            .status
+            .success()
+    );
+    let node = format!("{tag}-n");
+    root.ok(&format!(
+        "cat >>/etc/default/berth <<'EOF'
+BERTH_ETCD=http://{}
+BERTH_PREFIX={}
+BERTH_NODE_NAME={node}
+BERTH_NODE_ARGS=--lease-ttl 3s --no-metrics --state-dir {dir}/node
+BERTH_CONTROLLER_ARGS=--name {tag}-c --no-metrics
+EOF",
+        etcd_endpoint(),
+        p.prefix
+    ));
+    root.ok("systemctl enable --now berth-controller berth-node");
+    let node_key = format!("{}/nodes/{node}", p.prefix);
+    until("the node agent registered", || {
+        keys_under(&node_key).contains(&node_key)
+    });
+    let b = common::httpd_bundle(&format!("{tag}-web"), 1, 1, 190);
+    let name = b.container_name(0);
+    let _replica = Gone(name.clone());
+    store
+        .put_bundle(&b, berth::store::Expect::Absent)
+        .await
+        .unwrap();
+    let state = || {
+        Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.Id}} {{.State.StartedAt}} {{.State.Running}}",
+                &name,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    until("the replica running", || {
+        state().is_some_and(|s| s.ends_with(" true"))
+    });
+    let before = state().unwrap();
+    let pid = |unit: &str| root.ok(&format!("systemctl show -p MainPID --value {unit}"));
+    let agent_before = pid("berth-node");
+    let controller_before = pid("berth-controller");
+
+    root.ok("dpkg -i /tmp/berth.deb");
+    // Another agent process runs, registered, and the node is out of maintenance.
+    assert!(
+        root.sh("systemctl is-active --quiet berth-node")
+            .status
+            .success()
+    );
+    assert_ne!(
+        pid("berth-node"),
+        agent_before,
+        "the node agent was not restarted"
+    );
+    assert_ne!(
+        pid("berth-controller"),
+        controller_before,
+        "the controller was not restarted"
+    );
+    let journal = root.ok("journalctl -u berth-node --no-pager -o cat");
+    // prerm's SIGUSR2, and the old agent leaving cleanly (not killed, not restarted by
+    // systemd as failed).
+    assert!(
+        journal.contains("Sent signal SIGUSR2 to main process")
+            && journal.contains("berth-node.service: Deactivated successfully"),
+        "the old agent was not stopped with SIGUSR2: {journal}"
+    );
+    let maintenance = format!("{}/maintenance/{node}", p.prefix);
+    until("the new agent took over (node out of maintenance)", || {
+        keys_under(&node_key).contains(&node_key) && keys_under(&maintenance).is_empty()
+    });
+    // For a while after it took over: the same container, never restarted.
+    let until_t = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until_t {
+        assert_eq!(
+            state().as_ref(),
+            Some(&before),
+            "the replica was replaced or restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Removed: the units stop, the node drains (its replica stops).
+    root.ok("dpkg -r berth");
+    until("the replica stopped by the drain", || {
+        !state().is_some_and(|s| s.ends_with(" true"))
+    });
+    assert!(!root.exists("/usr/bin/berth"));
+}
+
+/// Removes a container on drop (a replica a failed test leaves behind).
+struct Gone(String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
 }
