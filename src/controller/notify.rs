@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::view::View;
 use crate::model::Bundle;
-use crate::model::cluster::{Assignment, Notification, Phase, ReplicaState, Role};
+use crate::model::cluster::{
+    Assignment, Notification, NotifyKind, NotifyOp, Phase, ReplicaState, Role,
+};
 
 /// Node → the bundle's assignment there.
 pub type PerNode = BTreeMap<String, Assignment>;
@@ -35,11 +37,8 @@ pub fn wanted(b: &Bundle) -> bool {
         .is_some_and(|p| b.spec.meta_true("notify") || p.meta_true("notify"))
 }
 
-/// The operations, in the order Pacemaker runs them within a transition.
-const OPERATIONS: [&str; 4] = ["demote", "stop", "start", "promote"];
-
 /// What `desired` changes against `current`, per operation: the (replica, node) pairs.
-fn changes(current: &PerNode, desired: &PerNode) -> BTreeMap<&'static str, Vec<(u32, String)>> {
+fn changes(current: &PerNode, desired: &PerNode) -> BTreeMap<NotifyOp, Vec<(u32, String)>> {
     let pairs = |m: &PerNode| -> BTreeSet<(u32, String)> {
         m.iter()
             .flat_map(|(n, a)| a.replicas.iter().map(move |i| (*i, n.clone())))
@@ -53,15 +52,15 @@ fn changes(current: &PerNode, desired: &PerNode) -> BTreeMap<&'static str, Vec<(
     let (pc, pd) = (pairs(current), pairs(desired));
     let (rc, rd) = (promoted(current), promoted(desired));
     let mut out = BTreeMap::new();
-    out.insert("demote", rc.difference(&rd).cloned().collect());
-    out.insert("stop", pc.difference(&pd).cloned().collect());
-    out.insert("start", pd.difference(&pc).cloned().collect());
-    out.insert("promote", rd.difference(&rc).cloned().collect());
+    out.insert(NotifyOp::Demote, rc.difference(&rd).cloned().collect());
+    out.insert(NotifyOp::Stop, pc.difference(&pd).cloned().collect());
+    out.insert(NotifyOp::Start, pd.difference(&pc).cloned().collect());
+    out.insert(NotifyOp::Promote, rd.difference(&rc).cloned().collect());
     out
 }
 
 /// `current` with one operation's changes made, the other fields as `desired` has them.
-fn apply(current: &PerNode, desired: &PerNode, op: &str, acts_on: &[(u32, String)]) -> PerNode {
+fn apply(current: &PerNode, desired: &PerNode, op: NotifyOp, acts_on: &[(u32, String)]) -> PerNode {
     let mut out = current.clone();
     for (node, a) in out.iter_mut() {
         if let Some(d) = desired.get(node) {
@@ -74,18 +73,18 @@ fn apply(current: &PerNode, desired: &PerNode, op: &str, acts_on: &[(u32, String
     }
     for (i, node) in acts_on {
         match op {
-            "demote" => {
+            NotifyOp::Demote => {
                 if let Some(a) = out.get_mut(node) {
                     a.promoted.retain(|p| p != i);
                 }
             }
-            "stop" => {
+            NotifyOp::Stop => {
                 if let Some(a) = out.get_mut(node) {
                     a.replicas.retain(|r| r != i);
                     a.promoted.retain(|p| p != i);
                 }
             }
-            "start" => {
+            NotifyOp::Start => {
                 let a = out.entry(node.clone()).or_insert_with(|| {
                     let mut a = desired[node].clone();
                     a.replicas.clear();
@@ -97,7 +96,7 @@ fn apply(current: &PerNode, desired: &PerNode, op: &str, acts_on: &[(u32, String
                     a.replicas.sort_unstable();
                 }
             }
-            _ => {
+            NotifyOp::Promote => {
                 if let Some(a) = out.get_mut(node)
                     && a.replicas.contains(i)
                     && !a.promoted.contains(i)
@@ -164,12 +163,12 @@ fn done(b: &Bundle, r: &Notification, view: &View, online: &BTreeSet<&str>) -> b
         let prim = st.and_then(|s| s.primitive.as_ref());
         let failed = st.is_some_and(|s| s.state == ReplicaState::Failed)
             || prim.is_some_and(|p| matches!(p.state, Phase::Failed | Phase::Blocked));
-        match r.operation.as_str() {
-            "stop" => st
+        match r.operation {
+            NotifyOp::Stop => st
                 .is_none_or(|s| !matches!(s.state, ReplicaState::Running | ReplicaState::Starting)),
-            "start" => failed || prim.is_some_and(|p| p.state == Phase::Started),
-            "promote" => failed || prim.is_some_and(|p| p.role == Some(Role::Promoted)),
-            _ => failed || prim.is_none_or(|p| p.role != Some(Role::Promoted)),
+            NotifyOp::Start => failed || prim.is_some_and(|p| p.state == Phase::Started),
+            NotifyOp::Promote => failed || prim.is_some_and(|p| p.role == Some(Role::Promoted)),
+            NotifyOp::Demote => failed || prim.is_none_or(|p| p.role != Some(Role::Promoted)),
         }
     })
 }
@@ -184,7 +183,7 @@ fn vars(
     b: &Bundle,
     active: &BTreeSet<u32>,
     promoted: &BTreeSet<u32>,
-    changes: &BTreeMap<&'static str, Vec<(u32, String)>>,
+    changes: &BTreeMap<NotifyOp, Vec<(u32, String)>>,
     placed: [&PerNode; 2],
 ) -> BTreeMap<String, String> {
     let prim = b.spec.primitive.as_ref().map_or("", |p| p.id.as_str());
@@ -224,9 +223,9 @@ fn vars(
     both("master", &promoted_active);
     both("unpromoted", &unpromoted);
     both("slave", &unpromoted);
-    for op in OPERATIONS {
-        let set: BTreeSet<u32> = changes[op].iter().map(|(i, _)| *i).collect();
-        both(op, &set);
+    for op in NotifyOp::ALL {
+        let set: BTreeSet<u32> = changes[&op].iter().map(|(i, _)| *i).collect();
+        both(op.as_str(), &set);
     }
     out.remove("inactive_uname");
     let everyone = list(&mut all.iter().copied(), true);
@@ -286,11 +285,11 @@ fn gate_at(
 ) -> PerNode {
     let round = round_of(&current);
     let now_active = active(b, &current, view, online);
-    if let Some(r) = round.as_ref().filter(|r| r.kind == "pre") {
+    if let Some(r) = round.as_ref().filter(|r| r.kind == NotifyKind::Pre) {
         if !ran(b, r, &now_active, view, now) {
             return current;
         }
-        let applied = with_round(apply(&current, &desired, &r.operation, &r.acts_on), r);
+        let applied = with_round(apply(&current, &desired, r.operation, &r.acts_on), r);
         if applied != current {
             return applied;
         }
@@ -299,7 +298,7 @@ fn gate_at(
         }
         let post = Notification {
             id: r.id + 1,
-            kind: "post".into(),
+            kind: NotifyKind::Post,
             at: now,
             targets: now_active.into_iter().collect(),
             ..r.clone()
@@ -312,7 +311,7 @@ fn gate_at(
         return current;
     }
     let changes = changes(&current, &desired);
-    let Some(op) = OPERATIONS.into_iter().find(|op| !changes[op].is_empty()) else {
+    let Some(op) = NotifyOp::ALL.into_iter().find(|op| !changes[op].is_empty()) else {
         return match &round {
             Some(r) => with_round(desired, r),
             None => desired,
@@ -321,11 +320,11 @@ fn gate_at(
     let promoted: BTreeSet<u32> = current.values().flat_map(|a| a.promoted.clone()).collect();
     let pre = Notification {
         id: round.as_ref().map_or(1, |r| r.id + 1),
-        kind: "pre".into(),
-        operation: op.into(),
+        kind: NotifyKind::Pre,
+        operation: op,
         targets: now_active.iter().copied().collect(),
         vars: vars(b, &now_active, &promoted, &changes, [&desired, &current]),
-        acts_on: changes[op].clone(),
+        acts_on: changes[&op].clone(),
         at: now,
     };
     if pre.targets.is_empty() {

@@ -70,19 +70,82 @@ pub struct Assignment {
     pub notify: Option<Box<Notification>>,
 }
 
+/// Which side of its operation a clone notification is on (`pre` or `post`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    #[default]
+    Pre,
+    Post,
+}
+
+impl NotifyKind {
+    /// The word agents get as `OCF_RESKEY_CRM_meta_notify_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyKind::Pre => "pre",
+            NotifyKind::Post => "post",
+        }
+    }
+}
+
+/// The operation a clone notification is about, in the order Pacemaker runs them within a
+/// transition (the order of the variants).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOp {
+    #[default]
+    Demote,
+    Stop,
+    Start,
+    Promote,
+}
+
+impl NotifyOp {
+    /// Every operation, in Pacemaker's order.
+    pub const ALL: [NotifyOp; 4] = [
+        NotifyOp::Demote,
+        NotifyOp::Stop,
+        NotifyOp::Start,
+        NotifyOp::Promote,
+    ];
+
+    /// The word agents get as `OCF_RESKEY_CRM_meta_notify_operation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOp::Demote => "demote",
+            NotifyOp::Stop => "stop",
+            NotifyOp::Start => "start",
+            NotifyOp::Promote => "promote",
+        }
+    }
+
+    /// Its past (`notify_key_operation` after it: `stopped`, `started`, …).
+    pub fn past(self) -> &'static str {
+        match self {
+            NotifyOp::Demote => "demoted",
+            NotifyOp::Stop => "stopped",
+            NotifyOp::Start => "started",
+            NotifyOp::Promote => "promoted",
+        }
+    }
+}
+
 /// One round of Pacemaker's clone notifications: a `notify` action run in every target
 /// replica's primitive with `OCF_RESKEY_CRM_meta_notify_type` = `kind`,
 /// `…_notify_operation` = `operation` and `…_notify_<name>` for each of `vars`.
+///
+/// (Below: the two words of a round, as enums whose wire words are Pacemaker's.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// Rises with every round of the bundle; a primitive reports the last it ran
     /// (`notified`).
     pub id: u64,
-    /// `pre` or `post`.
-    pub kind: String,
-    /// `start`, `stop`, `promote` or `demote`.
-    pub operation: String,
+    pub kind: NotifyKind,
+    pub operation: NotifyOp,
     /// The replicas to notify (ordinals).
     pub targets: Vec<u32>,
     /// `start_resource` → `db:1 db:2`, `active_uname` → `db-0`, … (empty lists are " ", as
@@ -457,5 +520,23 @@ mod tests {
                     && o.rc_name.len() <= PrimitiveState::MAX_WORD)
         );
         assert!(serde_json::to_vec(&st).unwrap().len() < 32 * 1024);
+    }
+
+    #[test]
+    fn a_notification_keeps_its_words_on_the_wire() {
+        let n = Notification {
+            id: 3,
+            kind: NotifyKind::Post,
+            operation: NotifyOp::Promote,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&n).unwrap();
+        assert!(
+            json.contains(r#""kind":"post","operation":"promote""#),
+            "{json}"
+        );
+        let back: Notification = serde_json::from_str(&json.replace("promote", "stop")).unwrap();
+        assert_eq!(back.operation, NotifyOp::Stop);
+        assert!(serde_json::from_str::<Notification>(&json.replace("post", "during")).is_err());
     }
 }

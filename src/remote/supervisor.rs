@@ -15,6 +15,7 @@ use super::ocf::{Action, Rc};
 use super::ops::{Op, Ops, default_monitor};
 use super::reaper::Reaper;
 use crate::model::Primitive;
+use crate::model::cluster::{NotifyKind, NotifyOp};
 use crate::model::operation::OnFail;
 
 /// What the remote agent is told to supervise (a JSON file the node agent writes).
@@ -408,10 +409,13 @@ impl Supervisor<'_> {
     async fn notify(&self, n: &crate::model::cluster::Notification, op: &Op) {
         let meta = |k: &str| format!("OCF_RESKEY_CRM_meta_notify_{k}");
         let mut env: Vec<(String, String)> = vec![
-            (meta("type"), n.kind.clone()),
-            (meta("operation"), n.operation.clone()),
-            (meta("key_type"), n.kind.clone()),
-            (meta("key_operation"), key_operation(&n.kind, &n.operation)),
+            (meta("type"), n.kind.as_str().to_string()),
+            (meta("operation"), n.operation.as_str().to_string()),
+            (meta("key_type"), n.kind.as_str().to_string()),
+            (
+                meta("key_operation"),
+                key_operation(n.kind, n.operation).to_string(),
+            ),
         ];
         env.extend(
             n.vars
@@ -463,12 +467,10 @@ impl Supervisor<'_> {
 
 /// Pacemaker's `notify_key_operation`: the operation (`start`) before it, its past
 /// (`started`, `stopped`, `promoted`, `demoted`) after it.
-fn key_operation(kind: &str, operation: &str) -> String {
-    match (kind, operation) {
-        ("post", "stop") => "stopped".into(),
-        ("post", o) if o.ends_with('e') => format!("{o}d"),
-        ("post", o) => format!("{o}ed"),
-        (_, o) => o.into(),
+fn key_operation(kind: NotifyKind, operation: NotifyOp) -> &'static str {
+    match kind {
+        NotifyKind::Pre => operation.as_str(),
+        NotifyKind::Post => operation.past(),
     }
 }
 
@@ -515,16 +517,17 @@ mod tests {
 
     #[test]
     fn notifications_name_the_operation_as_pacemaker_does() {
+        use NotifyKind::{Post, Pre};
         let rows = [
-            ("pre", "start", "start"),
-            ("post", "start", "started"),
-            ("pre", "stop", "stop"),
-            ("post", "stop", "stopped"),
-            ("post", "promote", "promoted"),
-            ("post", "demote", "demoted"),
+            (Pre, NotifyOp::Start, "start"),
+            (Post, NotifyOp::Start, "started"),
+            (Pre, NotifyOp::Stop, "stop"),
+            (Post, NotifyOp::Stop, "stopped"),
+            (Post, NotifyOp::Promote, "promoted"),
+            (Post, NotifyOp::Demote, "demoted"),
         ];
         for (kind, op, want) in rows {
-            assert_eq!(key_operation(kind, op), want, "{kind} {op}");
+            assert_eq!(key_operation(kind, op), want, "{kind:?} {op:?}");
         }
     }
 
