@@ -55,9 +55,9 @@ async fn a_bad_value_keeps_replicas_running_shows_invalid_and_a_fix_resumes() {
     })
     .await;
     assert!(
-        st.conditions
-            .iter()
-            .any(|c| c.kind == "Valid" && c.status == "False" && c.reason == "Invalid"),
+        st.conditions.iter().any(|c| c.kind == "Valid"
+            && c.status == berth::model::ConditionStatus::False
+            && c.reason == "Invalid"),
         "{st:?}"
     );
     assert_eq!(st.replica_rows.len(), 1, "the last good value's rows stay");

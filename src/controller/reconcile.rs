@@ -217,7 +217,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             status.invalid = Some(why.clone());
             status.conditions.push(Condition {
                 kind: "Valid".into(),
-                status: "False".into(),
+                status: crate::model::ConditionStatus::False,
                 reason: "Invalid".into(),
                 message: why.clone(),
             });

@@ -254,7 +254,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
     }
     let cond = |kind: &str, on: bool, reason: &str, message: String| Condition {
         kind: kind.into(),
-        status: if on { "True" } else { "False" }.into(),
+        status: on.into(),
         reason: reason.into(),
         message,
     };

@@ -487,9 +487,40 @@ pub struct ReplicaRow {
 pub struct Condition {
     #[serde(rename = "type")]
     pub kind: String,
-    pub status: String,
+    pub status: ConditionStatus,
     pub reason: String,
     pub message: String,
+}
+
+/// Whether a condition holds: Kubernetes' words `True`, `False` and `Unknown` on the wire
+/// (any other word reads as `Unknown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(holds: bool) -> ConditionStatus {
+        if holds {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        })
+    }
 }
 
 /// Replica `i` of bundle `bundle`: `<bundle>-<i>`, as Pacemaker names it.
@@ -784,6 +815,22 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conditions_status_keeps_kubernetes_words() {
+        let c = Condition {
+            kind: "Available".into(),
+            status: true.into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""status":"True""#), "{json}");
+        let back: Condition = serde_json::from_str(&json.replace("True", "False")).unwrap();
+        assert_eq!(back.status, ConditionStatus::False);
+        let odd: Condition = serde_json::from_str(&json.replace("True", "Maybe")).unwrap();
+        assert_eq!(odd.status, ConditionStatus::Unknown);
+        assert_eq!(ConditionStatus::False.to_string(), "False");
+    }
 
     #[test]
     fn overlapping_addresses_lose_to_the_bundle_written_first() {
