@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::container::{DesiredContainer, LABEL_HASH};
-use super::engine::{EngineEvent, Observed};
+use super::engine::{EngineAction, EngineEvent, Observed};
 use super::plan::{Plan, ReplicaKey, key_of, plan};
 use crate::model::cluster::{Failure, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role};
 
@@ -158,7 +158,7 @@ impl Core {
     /// The replica a not-expected `die` event is about: the shell reads what its remote
     /// agent left behind for it before passing the event on.
     pub fn failure_of(&self, ev: &EngineEvent) -> Option<ReplicaKey> {
-        if ev.action != "die" || self.expected_stops.contains(&ev.id) {
+        if ev.action != EngineAction::Die || self.expected_stops.contains(&ev.id) {
             return None;
         }
         key_of_event(ev)
@@ -174,14 +174,14 @@ impl Core {
         unix: u64,
     ) {
         let key = key_of_event(ev);
-        match ev.action.as_str() {
-            "start" => {
+        match ev.action {
+            EngineAction::Start => {
                 self.event_state.insert(ev.id.clone(), true);
                 if let Some(k) = key {
                     self.runtime.entry(k).or_default().started_at = Some(now);
                 }
             }
-            "die" => {
+            EngineAction::Die => {
                 self.event_state.insert(ev.id.clone(), false);
                 if self.expected_stops.contains(&ev.id) {
                     // Stopped on purpose: its primitive no longer runs either, and holds no
@@ -205,11 +205,11 @@ impl Core {
                 tracing::info!(replica = %k, "{reason}");
                 self.failed(&k, reason, now, unix);
             }
-            "destroy" => {
+            EngineAction::Destroy => {
                 self.event_state.remove(&ev.id);
                 self.expected_stops.remove(&ev.id);
             }
-            _ => {}
+            EngineAction::Other(_) => {}
         }
     }
 

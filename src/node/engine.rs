@@ -32,10 +32,45 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineEvent {
     pub id: String,
-    /// Docker's action: `die`, `start`, `destroy`, `stop`, `kill`, …
-    pub action: String,
+    pub action: EngineAction,
     /// The container's labels, and for `die` its `exitCode`.
     pub attributes: BTreeMap<String, String>,
+}
+
+/// A container event's action, as far as the node agent acts on it (Docker's and podman's
+/// words: `start`, `die`, `destroy`; anything else, `stop`, `kill`, `create`, …, is kept as
+/// said and changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineAction {
+    Start,
+    /// The container's process ended (its `exitCode` among the attributes).
+    Die,
+    /// The container was removed.
+    Destroy,
+    Other(String),
+}
+
+impl From<&str> for EngineAction {
+    fn from(word: &str) -> EngineAction {
+        match word {
+            "start" => EngineAction::Start,
+            "die" => EngineAction::Die,
+            "destroy" => EngineAction::Destroy,
+            other => EngineAction::Other(other.to_string()),
+        }
+    }
+}
+
+impl EngineAction {
+    /// The engine's word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EngineAction::Start => "start",
+            EngineAction::Die => "die",
+            EngineAction::Destroy => "destroy",
+            EngineAction::Other(word) => word,
+        }
+    }
 }
 
 /// Why an engine call failed. All are retried by the next reconcile, with backoff.
@@ -470,7 +505,7 @@ impl Engine for DockerEngine {
                             let actor = m.actor.unwrap_or_default();
                             Some(Ok(EngineEvent {
                                 id: actor.id.unwrap_or_default(),
-                                action: m.action.unwrap_or_default(),
+                                action: EngineAction::from(m.action.as_deref().unwrap_or_default()),
                                 attributes: actor
                                     .attributes
                                     .unwrap_or_default()

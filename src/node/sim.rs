@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use super::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
-use super::engine::{Engine, EngineError, EngineEvent, EngineInfo, Observed};
+use super::engine::{Engine, EngineAction, EngineError, EngineEvent, EngineInfo, Observed};
 
 /// One simulated container.
 #[derive(Debug, Clone)]
@@ -69,14 +69,20 @@ impl SimEngine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, id: &str, action: &str, labels: &BTreeMap<String, String>, exit: Option<i64>) {
+    fn emit(
+        &self,
+        id: &str,
+        action: EngineAction,
+        labels: &BTreeMap<String, String>,
+        exit: Option<i64>,
+    ) {
         let mut attributes = labels.clone();
         if let Some(code) = exit {
             attributes.insert("exitCode".into(), code.to_string());
         }
         let _ = self.events.send(EngineEvent {
             id: id.to_string(),
-            action: action.to_string(),
+            action,
             attributes,
         });
     }
@@ -96,7 +102,7 @@ impl SimEngine {
         };
         match found {
             Some((id, labels)) => {
-                self.emit(&id, "die", &labels, Some(code));
+                self.emit(&id, EngineAction::Die, &labels, Some(code));
                 true
             }
             None => false,
@@ -207,7 +213,7 @@ impl Engine for SimEngine {
             c.running = true;
             c.labels.clone()
         };
-        self.emit(id, "start", &labels, None);
+        self.emit(id, EngineAction::Start, &labels, None);
         Ok(())
     }
 
@@ -230,9 +236,9 @@ impl Engine for SimEngine {
         let c = gone.ok_or_else(|| Self::refused("remove", id, "no such container", false))?;
         if c.running {
             // Stopped on request: Docker reports the SIGTERM/SIGKILL exit.
-            self.emit(id, "die", &c.labels, Some(137));
+            self.emit(id, EngineAction::Die, &c.labels, Some(137));
         }
-        self.emit(id, "destroy", &c.labels, None);
+        self.emit(id, EngineAction::Destroy, &c.labels, None);
         Ok(())
     }
 
@@ -306,7 +312,10 @@ mod tests {
             .take(3)
             .map(|ev| {
                 let ev = ev.unwrap();
-                (ev.action, ev.attributes.get("exitCode").cloned())
+                (
+                    ev.action.as_str().to_string(),
+                    ev.attributes.get("exitCode").cloned(),
+                )
             })
             .collect()
             .await;
