@@ -32,9 +32,9 @@ pub struct Request {
     pub request: Verb,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
-    /// For `role`: promoted or unpromoted.
+    /// For `role`: promoted or unpromoted (another word: not a request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// For `notify`: the clone notification to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::model::cluster::Notification>,
@@ -216,7 +216,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         }),
         Ok(r) => match r.request {
             Verb::Status => serde_json::to_string(&state.get()),
-            Verb::Role => match r.role.as_deref().and_then(Role::parse) {
+            Verb::Role => match r.role {
                 Some(role) => {
                     state.ask_role(role);
                     serde_json::to_string(&state.get())
@@ -379,7 +379,7 @@ pub async fn set_role<S: AsyncRead + AsyncWrite + Unpin>(
     role: Role,
 ) -> Result<PrimitiveState, ChannelError> {
     let mut r = Request::new(key, Verb::Role);
-    r.role = Some(role.as_str().to_string());
+    r.role = Some(role);
     send(stream, r).await.map(PrimitiveState::bounded)
 }
 
