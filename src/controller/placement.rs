@@ -57,7 +57,191 @@ pub struct Placement {
     /// bundle → ordinal → node.
     pub placed: BTreeMap<String, BTreeMap<u32, String>>,
     /// bundle → ordinal → why it could not be placed.
-    pub pending: BTreeMap<String, BTreeMap<u32, String>>,
+    pub pending: BTreeMap<String, BTreeMap<u32, Pending>>,
+}
+
+/// Why a replica is not placed. Its words (`Display`) are the replica's pending reason in
+/// the bundle's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// There are no nodes online.
+    NoNodeOnline,
+    /// Every node refused it: each refusal, tallied.
+    NoNode(Tally),
+    /// `ordered=true`: waiting for an earlier replica (`first`, its name) to start.
+    Ordered { first: String },
+    /// An `rsc_order`: waiting for bundle `first` to start (or to be promoted).
+    Order {
+        first: String,
+        promote: bool,
+        id: Option<String>,
+    },
+}
+
+impl Pending {
+    /// Held back on purpose by an order, waiting for another replica: not a scheduling
+    /// failure.
+    pub fn is_wait(&self) -> bool {
+        matches!(self, Pending::Ordered { .. } | Pending::Order { .. })
+    }
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pending::NoNodeOnline => f.write_str("no node is online"),
+            Pending::NoNode(t) => t.fmt(f),
+            Pending::Ordered { first } => write!(f, "waiting for {first} to start (ordered)"),
+            Pending::Order { first, promote, id } => {
+                let what = if *promote {
+                    "to be promoted"
+                } else {
+                    "to start"
+                };
+                write!(f, "waiting for bundle {first} {what} (order")?;
+                if let Some(id) = id {
+                    write!(f, " {id}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// Why a node cannot take one more replica of a bundle: placement's checks, in the order
+/// they run ([`Checks::refusal`]; Nomad's feasibility checkers are the model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its agent left it in maintenance (its replicas stay, no new one goes there).
+    InMaintenance,
+    InStandby,
+    /// A location constraint scores it -INFINITY.
+    BannedByLocation,
+    /// A colocation scores it -INFINITY.
+    ExcludedByColocation,
+    /// Its host policy does not permit what the bundle asks.
+    NotPermitting,
+    /// It has `replicas-per-host` of the bundle's replicas already.
+    Full,
+    /// The replica failed there `migration-threshold` times within `failure-timeout`.
+    OverMigrationThreshold,
+}
+
+/// The refusals of every online node for one replica, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub online: usize,
+    pub replicas_per_host: u32,
+    pub in_maintenance: usize,
+    pub in_standby: usize,
+    pub banned_by_location: usize,
+    pub excluded_by_colocation: usize,
+    pub not_permitting: usize,
+    /// What the first node not permitting the bundle refused (`privileged`, …).
+    pub not_permitting_what: Option<String>,
+    pub full: usize,
+    pub over_migration_threshold: usize,
+}
+
+impl Tally {
+    fn count(&mut self, r: Refusal, what: impl FnOnce() -> Option<String>) {
+        match r {
+            Refusal::InMaintenance => self.in_maintenance += 1,
+            Refusal::InStandby => self.in_standby += 1,
+            Refusal::BannedByLocation => self.banned_by_location += 1,
+            Refusal::ExcludedByColocation => self.excluded_by_colocation += 1,
+            Refusal::NotPermitting => {
+                self.not_permitting += 1;
+                if self.not_permitting_what.is_none() {
+                    self.not_permitting_what = what();
+                }
+            }
+            Refusal::Full => self.full += 1,
+            Refusal::OverMigrationThreshold => self.over_migration_threshold += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no node can take it: {} online, {} banned by location, {} over migration-threshold, {} at replicas-per-host {}",
+            self.online,
+            self.banned_by_location,
+            self.over_migration_threshold,
+            self.full,
+            self.replicas_per_host
+        )?;
+        if self.excluded_by_colocation > 0 {
+            write!(
+                f,
+                ", {} excluded by colocation",
+                self.excluded_by_colocation
+            )?;
+        }
+        if let Some(what) = &self.not_permitting_what {
+            write!(f, ", {} not permitting {what}", self.not_permitting)?;
+        }
+        if self.in_maintenance > 0 {
+            write!(f, ", {} in maintenance", self.in_maintenance)?;
+        }
+        if self.in_standby > 0 {
+            write!(f, ", {} in standby", self.in_standby)?;
+        }
+        Ok(())
+    }
+}
+
+/// One bundle's checks against the nodes (see [`Refusal`]).
+struct Checks<'a> {
+    b: &'a Bundle,
+    nodes: &'a [&'a NodeView],
+    /// The location and colocation scores combined, and the location scores alone (to
+    /// tell a location ban from a colocation exclusion).
+    scores: &'a Option<Vec<i64>>,
+    located: &'a Option<Vec<i64>>,
+    denied: &'a Option<Vec<Option<String>>>,
+    rph: u32,
+    now: u64,
+}
+
+impl Checks<'_> {
+    /// Why node `n`, with `here` of the bundle's replicas on it already, cannot take a
+    /// replica whose failures are `hist`; None when it can. `keeping`: the replica runs
+    /// there now, and a node in maintenance keeps what it has.
+    fn refusal(
+        &self,
+        n: usize,
+        here: u32,
+        hist: Option<&History>,
+        keeping: bool,
+    ) -> Option<Refusal> {
+        let node = self.nodes[n];
+        if node.maintenance && !keeping {
+            return Some(Refusal::InMaintenance);
+        }
+        if node.standby {
+            return Some(Refusal::InStandby);
+        }
+        if score_at(self.scores, n) <= -INFINITY {
+            return Some(if score_at(self.located, n) <= -INFINITY {
+                Refusal::BannedByLocation
+            } else {
+                Refusal::ExcludedByColocation
+            });
+        }
+        if denied_at(self.denied, n).is_some() {
+            return Some(Refusal::NotPermitting);
+        }
+        if here >= self.rph {
+            return Some(Refusal::Full);
+        }
+        if banned(self.b, hist, &node.name, self.now) {
+            return Some(Refusal::OverMigrationThreshold);
+        }
+        None
+    }
 }
 
 /// Is the bundle meant to run (target-role is not Stopped)?
@@ -111,6 +295,15 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
         if wanted_running(b) {
             let rph = b.spec.replicas_per_host();
+            let checks = Checks {
+                b,
+                nodes: &nodes,
+                scores: &scores,
+                located: &scores,
+                denied: &denied,
+                rph,
+                now,
+            };
             let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
             // (One key per bundle, its ordinal set for each replica.)
             let mut key = (b.name().to_string(), 0);
@@ -120,12 +313,7 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                     continue;
                 };
                 let here = per_node.entry(n).or_default();
-                if score_at(&scores, n) > -INFINITY
-                    && !nodes[n].standby
-                    && denied_at(&denied, n).is_none()
-                    && !banned(b, history.get(&key), &nodes[n].name, now)
-                    && *here < rph
-                {
+                if checks.refusal(n, *here, history.get(&key), true).is_none() {
                     *here += 1;
                     load[n] += 1;
                     mine.insert(i, n);
@@ -157,6 +345,15 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         }
         let denied = policies.denied(b);
         let rph = b.spec.replicas_per_host();
+        let checks = Checks {
+            b,
+            nodes: &nodes,
+            scores: &scores,
+            located: &located,
+            denied: &denied,
+            rph,
+            now,
+        };
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
         for n in mine.values() {
             *per_node.entry(*n).or_default() += 1;
@@ -169,45 +366,19 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
             key.1 = i;
             let hist = history.get(&key);
             let mut best: Option<(usize, (i64, i64, i64))> = None;
-            let (mut banned_loc, mut banned_coloc, mut banned_fail, mut full) = (0, 0, 0, 0);
-            let mut refused: Option<&str> = None;
-            let mut not_permitted = 0;
-            let mut in_maintenance = 0;
-            let mut in_standby = 0;
-            for (n, node) in nodes.iter().enumerate() {
-                if node.maintenance {
-                    in_maintenance += 1;
-                    continue;
-                }
-                if node.standby {
-                    in_standby += 1;
-                    continue;
-                }
-                let score = score_at(&scores, n);
-                if score <= -INFINITY {
-                    if score_at(&located, n) <= -INFINITY {
-                        banned_loc += 1;
-                    } else {
-                        banned_coloc += 1;
-                    }
-                    continue;
-                }
-                if let Some(why) = denied_at(&denied, n) {
-                    not_permitted += 1;
-                    refused.get_or_insert(why);
-                    continue;
-                }
+            let mut tally = Tally::default();
+            for (n, &node_load) in load.iter().enumerate() {
                 let here = per_node.get(&n).copied().unwrap_or(0);
-                if here >= rph {
-                    full += 1;
-                    continue;
-                }
-                if banned(b, hist, &node.name, now) {
-                    banned_fail += 1;
+                if let Some(r) = checks.refusal(n, here, hist, false) {
+                    tally.count(r, || denied_at(&denied, n).map(str::to_string));
                     continue;
                 }
                 // Higher is better: location score, then fewer of this bundle, then less load.
-                let rank = (score, -i64::from(here), -i64::from(load[n]));
+                let rank = (
+                    score_at(&scores, n),
+                    -i64::from(here),
+                    -i64::from(node_load),
+                );
                 if best.is_none_or(|(_, r)| rank > r) {
                     best = Some((n, rank));
                 }
@@ -220,25 +391,11 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
                 }
                 None => {
                     let reason = if nodes.is_empty() {
-                        "no node is online".to_string()
+                        Pending::NoNodeOnline
                     } else {
-                        let mut r = format!(
-                            "no node can take it: {} online, {banned_loc} banned by location, {banned_fail} over migration-threshold, {full} at replicas-per-host {rph}",
-                            nodes.len()
-                        );
-                        if banned_coloc > 0 {
-                            r.push_str(&format!(", {banned_coloc} excluded by colocation"));
-                        }
-                        if let Some(why) = refused {
-                            r.push_str(&format!(", {not_permitted} not permitting {why}"));
-                        }
-                        if in_maintenance > 0 {
-                            r.push_str(&format!(", {in_maintenance} in maintenance"));
-                        }
-                        if in_standby > 0 {
-                            r.push_str(&format!(", {in_standby} in standby"));
-                        }
-                        r
+                        tally.online = nodes.len();
+                        tally.replicas_per_host = rph;
+                        Pending::NoNode(tally)
                     };
                     out.pending
                         .entry(name.clone())
@@ -583,7 +740,7 @@ mod tests {
             ["b"],
             "one replica, on the only permitting node"
         );
-        let why = &p.pending["p"][&1];
+        let why = p.pending["p"][&1].to_string();
         assert!(
             why.contains("1 at replicas-per-host 1")
                 && why.contains("2 not permitting privileged mode (berth node --allow-privileged)"),
@@ -618,7 +775,9 @@ mod tests {
         );
         assert_eq!(on(&p, "a"), vec!["n1", "n2"]);
         assert!(
-            p.pending["a"][&2].contains("2 at replicas-per-host 1"),
+            p.pending["a"][&2]
+                .to_string()
+                .contains("2 at replicas-per-host 1"),
             "{:?}",
             p.pending
         );
@@ -823,7 +982,9 @@ mod tests {
         let db_node = p.placed["z-db"][&0].clone();
         assert_eq!(p.placed["a-app"][&0], db_node);
         assert!(
-            p.pending["a-app"][&1].contains("3 excluded by colocation"),
+            p.pending["a-app"][&1]
+                .to_string()
+                .contains("3 excluded by colocation"),
             "{:?}",
             p.pending
         );
@@ -880,8 +1041,46 @@ mod tests {
         let p = place(&[a, b, ghost], &ns, &none, &nohist, 0);
         assert_eq!(on(&p, "a"), on(&p, "b"), "{p:?}");
         assert!(
-            p.pending["c"][&0].contains("2 excluded by colocation"),
+            p.pending["c"][&0]
+                .to_string()
+                .contains("2 excluded by colocation"),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn pending_reasons_read_as_they_always_have() {
+        let order = |promote, id: Option<&str>| Pending::Order {
+            first: "db".into(),
+            promote,
+            id: id.map(str::to_string),
+        };
+        assert_eq!(
+            order(false, Some("o1")).to_string(),
+            "waiting for bundle db to start (order o1)"
+        );
+        assert_eq!(
+            order(true, None).to_string(),
+            "waiting for bundle db to be promoted (order)"
+        );
+        assert_eq!(
+            Pending::Ordered {
+                first: "web-0".into()
+            }
+            .to_string(),
+            "waiting for web-0 to start (ordered)"
+        );
+        assert!(order(true, None).is_wait() && !Pending::NoNodeOnline.is_wait());
+        let t = Tally {
+            online: 3,
+            replicas_per_host: 1,
+            in_standby: 1,
+            full: 2,
+            ..Tally::default()
+        };
+        assert_eq!(
+            Pending::NoNode(t).to_string(),
+            "no node can take it: 3 online, 0 banned by location, 0 over migration-threshold, 2 at replicas-per-host 1, 1 in standby"
         );
     }
 

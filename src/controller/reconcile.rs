@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::placement::{managed, next_ban_end, place};
+use super::placement::{Pending, managed, next_ban_end, place};
 use super::rollout;
 use super::status::{bundle_status, choose_promoted};
 use super::view::View;
@@ -240,7 +240,8 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             deferred.insert(name.to_string());
             continue;
         }
-        status_events(name, held.map(|h| &**h), &status, &mut events);
+        let waits = placement.pending.get(name);
+        status_events(name, held.map(|h| &**h), &status, waits, &mut events);
         if changed {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
@@ -358,7 +359,7 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
                 .pending
                 .entry(name.clone())
                 .or_default()
-                .insert(i, format!("{WAITING_FOR}{first} to start (ordered)"));
+                .insert(i, Pending::Ordered { first });
         }
         if placement.placed.get(&name).is_some_and(|p| p.is_empty()) {
             placement.placed.remove(&name);
@@ -373,7 +374,7 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
 /// unplaceable, or no such bundle) holds every replica, running ones too: they stop.
 fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
     use crate::model::cluster::Role;
-    let mut holds: Vec<(String, u32, String)> = Vec::new();
+    let mut holds: Vec<(String, u32, Pending)> = Vec::new();
     for b in bundles {
         if b.spec.orders.is_empty() {
             continue;
@@ -400,18 +401,11 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
                         }
                 })
             };
-            let what = if o.after_promote() {
-                "to be promoted"
-            } else {
-                "to start"
+            let why = Pending::Order {
+                first: o.first.clone(),
+                promote: o.after_promote(),
+                id: o.id.clone(),
             };
-            let why = format!(
-                "{WAITING_FOR}bundle {} {what} (order{})",
-                o.first,
-                o.id.as_deref()
-                    .map(|id| format!(" {id}"))
-                    .unwrap_or_default()
-            );
             if first.is_empty() {
                 if o.mandatory() {
                     holds.extend(
@@ -679,9 +673,6 @@ fn gate_notifications(
     wake
 }
 
-/// How the reason of a replica held back by `ordered` starts (not a scheduling failure).
-const WAITING_FOR: &str = "waiting for ";
-
 /// Replicas placed where the view does not have them yet: Scheduled, or Rescheduled from
 /// the node they were on (NodeLost for a node that is gone, once per node).
 fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -> Vec<Note> {
@@ -730,8 +721,15 @@ fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -
 }
 
 /// Changes of a bundle's status worth an event: newly invalid, a replica that newly
-/// cannot be placed (or for a new reason).
-fn status_events(name: &str, held: Option<&BundleStatus>, new: &BundleStatus, out: &mut Vec<Note>) {
+/// cannot be placed (or for a new reason; one held back by an order, `pending`, is waiting,
+/// not failing).
+fn status_events(
+    name: &str,
+    held: Option<&BundleStatus>,
+    new: &BundleStatus,
+    pending: Option<&BTreeMap<u32, Pending>>,
+    out: &mut Vec<Note>,
+) {
     use crate::events::EventType::Warning;
     if let Some(why) = &new.invalid
         && held.and_then(|h| h.invalid.as_ref()) != Some(why)
@@ -741,7 +739,9 @@ fn status_events(name: &str, held: Option<&BundleStatus>, new: &BundleStatus, ou
     for row in &new.replica_rows {
         if row.state != crate::model::cluster::ReplicaState::Pending
             || row.reason.is_empty()
-            || row.reason.starts_with(WAITING_FOR)
+            || pending
+                .and_then(|p| p.get(&row.index))
+                .is_some_and(Pending::is_wait)
         {
             continue;
         }

@@ -202,7 +202,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
             (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
             (_, _, Some(why)) => {
                 unplaced += 1;
-                (ReplicaState::Pending, why.clone())
+                (ReplicaState::Pending, why.to_string())
             }
             (_, None, _) if stale => (
                 ReplicaState::Pending,

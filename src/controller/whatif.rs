@@ -153,7 +153,7 @@ pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u6
                     if let Some(why) = pending.and_then(|p| p.get(&i)) {
                         out.push(Change::Pending {
                             replica: replica.clone(),
-                            why: why.clone(),
+                            why: why.to_string(),
                         });
                     }
                 }
