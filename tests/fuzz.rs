@@ -526,7 +526,7 @@ fn fuzz_cluster_values() {
         managed: true,
         promoted: vec![1],
         // A replica held on an older spec during a rollout.
-        held: vec![berth::model::cluster::Held {
+        pinned: vec![berth::model::cluster::Pinned {
             bundle: seed.clone().into(),
             replicas: vec![2],
         }],

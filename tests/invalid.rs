@@ -189,7 +189,7 @@ async fn an_unusable_assignment_does_not_remove_containers() {
             replicas: vec![0],
             managed: true,
             promoted: vec![],
-            held: vec![],
+            pinned: vec![],
             cleanup: 0,
             stop_after: vec![],
             notify: None,

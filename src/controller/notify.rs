@@ -65,7 +65,7 @@ fn apply(current: &PerNode, desired: &PerNode, op: NotifyOp, acts_on: &[(u32, St
     for (node, a) in out.iter_mut() {
         if let Some(d) = desired.get(node) {
             a.bundle = d.bundle.clone();
-            a.held = d.held.clone();
+            a.pinned = d.pinned.clone();
             a.managed = d.managed;
             a.cleanup = d.cleanup;
             a.stop_after = d.stop_after.clone();

@@ -210,6 +210,7 @@ impl Checks<'_> {
     /// Why node `n`, with `here` of the bundle's replicas on it already, cannot take a
     /// replica whose failures are `hist`; None when it can. `keeping`: the replica runs
     /// there now, and a node in maintenance keeps what it has.
+    #[inline]
     fn refusal(
         &self,
         n: usize,

@@ -9,7 +9,7 @@ use super::placement::{Pending, managed, next_ban_end, place};
 use super::rollout;
 use super::status::{bundle_status, choose_promoted};
 use super::view::View;
-use crate::model::cluster::{Assignment, Held};
+use crate::model::cluster::{Assignment, Pinned};
 use crate::model::rollout::RolloutStatus;
 use crate::model::{Bundle, BundleStatus, Condition};
 use crate::store::{Expect, Keys, Kv, Write};
@@ -95,7 +95,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
                     replicas: Vec::new(),
                     managed: true,
                     promoted: vec![],
-                    held: vec![],
+                    pinned: vec![],
                     cleanup: view.cleanups.get(bundle.as_str()).copied().unwrap_or(0),
                     stop_after: stop_after.get(bundle.as_str()).cloned().unwrap_or_default(),
                     notify: None,
@@ -104,10 +104,10 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
             if promoted.contains(i) {
                 a.promoted.push(*i);
             }
-            if let Some(spec) = rollout.held.get(i) {
-                match a.held.iter_mut().find(|h| *h.bundle == *spec) {
+            if let Some(spec) = rollout.pinned.get(i) {
+                match a.pinned.iter_mut().find(|h| *h.bundle == *spec) {
                     Some(h) => h.replicas.push(*i),
-                    None => a.held.push(Held {
+                    None => a.pinned.push(Pinned {
                         bundle: std::sync::Arc::new(spec.clone()),
                         replicas: vec![*i],
                     }),
@@ -772,7 +772,7 @@ fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes:
         let Some(now) = view.bundles.get(name).and_then(|b| b.metadata.generation) else {
             continue;
         };
-        for spec in std::iter::once(&a.bundle).chain(a.held.iter().map(|h| &h.bundle)) {
+        for spec in std::iter::once(&a.bundle).chain(a.pinned.iter().map(|h| &h.bundle)) {
             if let Some(g) = spec.metadata.generation.filter(|g| *g < now) {
                 older.entry(name.as_str()).or_default().insert(g, spec);
             }

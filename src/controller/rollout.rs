@@ -3,7 +3,7 @@
 //! down at once (see [`crate::model::rollout`] for the strategy).
 //!
 //! What each replica runs now is what its assignment says (the assignment's spec, or the
-//! older one it is held on). A replica whose container would be the same under the new
+//! older one it is pinned to). A replica whose container would be the same under the new
 //! spec (a change to the replica count, meta attributes, add-host lists) takes it at once,
 //! in place. The others are replaced one budget at a time, highest ordinal first and the
 //! promoted ones last (after their promotion moved to a replaced replica, when promoted-max
@@ -27,7 +27,7 @@ use crate::store::{Keys, Kv};
 #[derive(Debug, Default)]
 pub struct Decision {
     /// Placed replicas that run another spec than the bundle's: ordinal → that spec.
-    pub held: BTreeMap<u32, Bundle>,
+    pub pinned: BTreeMap<u32, Bundle>,
     /// Replicas whose promotion must move elsewhere before they are replaced: not to be
     /// chosen for promotion.
     pub demote: BTreeSet<u32>,
@@ -348,13 +348,13 @@ pub fn decide(
         .filter_map(|b| b.metadata.generation)
         .filter(|g| Some(*g) != goal.metadata.generation)
         .collect();
-    let held = runs
+    let pinned = runs
         .iter()
         .filter(|(_, b)| !std::ptr::eq(**b, target))
         .map(|(i, b)| (*i, (*b).clone()))
         .collect();
     Decision {
-        held,
+        pinned,
         demote,
         status: RolloutStatus {
             generation,

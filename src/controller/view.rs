@@ -635,7 +635,7 @@ fn shared_assignment(
 ) -> Option<Arc<Assignment>> {
     let mut a = serde_json::from_slice::<Assignment>(&kv.value).ok()?;
     a.bundle = share(specs, &a.bundle);
-    for h in &mut a.held {
+    for h in &mut a.pinned {
         h.bundle = share(specs, &h.bundle);
     }
     Some(Arc::new(a))

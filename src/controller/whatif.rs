@@ -219,7 +219,7 @@ mod tests {
                 replicas: vec![i],
                 managed: true,
                 promoted: vec![],
-                held: vec![],
+                pinned: vec![],
                 cleanup: 0,
                 stop_after: vec![],
                 notify: None,

@@ -51,8 +51,8 @@ pub struct Assignment {
     pub promoted: Vec<u32>,
     /// Replicas that run another spec than `bundle` during a rollout: an older one not
     /// replaced yet (or gone back to), each with the ordinals that run it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<Held>,
+    #[serde(default, rename = "held", skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<Pinned>,
     /// When failures of these replicas were last cleaned up (`berth cleanup`, Unix
     /// seconds; 0: never): the agent forgets its fail counts, failure and restart hold for
     /// them once, when this rises.
@@ -178,18 +178,18 @@ pub struct Cleanup {
     pub at: u64,
 }
 
-/// Replicas of an assignment held on another spec than the assignment's (a rollout).
+/// Replicas of an assignment pinned to another spec than the assignment's (a rollout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Held {
+pub struct Pinned {
     /// The spec they run, its generation included.
     pub bundle: Arc<Bundle>,
     pub replicas: Vec<u32>,
 }
 
 impl Assignment {
-    /// The spec replica `i` runs: its held one, else the assignment's.
+    /// The spec replica `i` runs: the one it is pinned to, else the assignment's.
     pub fn spec_of(&self, i: u32) -> &Bundle {
-        self.held
+        self.pinned
             .iter()
             .find(|h| h.replicas.contains(&i))
             .map_or(&self.bundle, |h| &h.bundle)

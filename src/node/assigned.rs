@@ -73,9 +73,9 @@ impl Assigned {
             let bundle = bundle_of(key).unwrap_or_default();
             match usable_assignment(bundle, &kv.value) {
                 Ok(a) => {
-                    // The assignment's spec and the older ones replicas are held on.
+                    // The assignment's spec and the older ones replicas are pinned to.
                     let specs =
-                        || std::iter::once(&*a.bundle).chain(a.held.iter().map(|h| &*h.bundle));
+                        || std::iter::once(&*a.bundle).chain(a.pinned.iter().map(|h| &*h.bundle));
                     let refused = specs().find_map(|b| {
                         crate::model::validate::validate(b)
                             .err()

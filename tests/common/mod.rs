@@ -770,7 +770,7 @@ pub async fn assign(store: &Store, node: &str, b: &berth::model::Bundle, replica
         replicas: replicas.to_vec(),
         managed: true,
         promoted: vec![],
-        held: vec![],
+        pinned: vec![],
         cleanup: 0,
         stop_after: vec![],
         notify: None,
