@@ -347,18 +347,7 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
     }
     // crm_mon's XML as agents read it: the host a member, the replicas guest nodes online,
     // the primitive started in each.
-    let o = std::process::Command::new("docker")
-        .args([
-            "exec",
-            &r2,
-            "/run/berth-bin/crm_mon",
-            "-1",
-            "--output-as=xml",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let x = String::from_utf8_lossy(&o.stdout);
+    let x = crm_mon_xml(&r2);
     let lines = |pat: &str| {
         let re = regex::Regex::new(pat).unwrap();
         x.lines().filter(|l| re.is_match(l)).count()
@@ -406,17 +395,7 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         WAIT,
         "crm_mon showing the standby and maintenance hosts",
         || async {
-            let o = std::process::Command::new("docker")
-                .args([
-                    "exec",
-                    &r2,
-                    "/run/berth-bin/crm_mon",
-                    "-1",
-                    "--output-as=xml",
-                ])
-                .output()
-                .unwrap();
-            let x = String::from_utf8_lossy(&o.stdout).into_owned();
+            let x = crm_mon_xml(&r2);
             let has = |name: &str, pat: &str| {
                 x.lines()
                     .any(|l| l.contains(&format!(r#"<node name="{name}""#)) && l.contains(pat))
@@ -554,4 +533,14 @@ async fn replicas_tools_read_and_write_the_clusters_attributes_within_their_scop
         .delete_bundle(b.name(), berth::store::Expect::Any)
         .await
         .unwrap();
+}
+
+/// `crm_mon -1 --output-as=xml` inside container `c`, as its agents run it; its output.
+fn crm_mon_xml(c: &str) -> String {
+    let o = std::process::Command::new("docker")
+        .args(["exec", c, "/run/berth-bin/crm_mon", "-1", "--output-as=xml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -142,21 +142,9 @@ async fn the_controller_and_node_agent_from_berths_image_run_the_seed_bundle() {
     let state_dir = state.path().to_str().unwrap();
     let state_bind = format!("{state_dir}:{state_dir}");
     let proxy_addr = proxy.addr.to_string();
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &agent,
-        "--network",
-        "host",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cgroupns",
-        "host",
-        "-v",
-        "/sys/fs/cgroup:/sys/fs/cgroup",
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
+    let mut args = vec!["run", "-d", "--name", &agent];
+    args.extend(common::NODE_AGENT_CONTAINER);
+    args.extend([
         "-v",
         &state_bind,
         "-v",
@@ -175,6 +163,7 @@ async fn the_controller_and_node_agent_from_berths_image_run_the_seed_bundle() {
         state_dir,
         "--no-metrics",
     ]);
+    docker(&args);
 
     // The seed manifest, with the test's names, addresses, page and image.
     let seed = std::fs::read_to_string(concat!(

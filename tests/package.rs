@@ -62,17 +62,9 @@ impl Root {
         // systemd needs as an init (its own /run, mounts).
         let deb_mount = format!("{deb}:/tmp/berth.deb:ro");
         let shared_mount = format!("{shared}:{shared}");
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--label",
-            "berth-test=package",
-            "--network",
-            "host",
-            "--cap-add",
-            "NET_ADMIN",
+        let mut args = vec!["run", "-d", "--name", name, "--label", "berth-test=package"];
+        args.extend(common::NODE_AGENT_CONTAINER);
+        args.extend([
             "--cap-add",
             "SYS_ADMIN",
             "--security-opt",
@@ -83,12 +75,6 @@ impl Root {
             "/run/lock",
             "-e",
             "container=docker",
-            "--cgroupns",
-            "host",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
             "-v",
             &deb_mount,
             "-v",
@@ -99,7 +85,7 @@ impl Root {
                 "/scripts/run-unit.sh:/tmp/run-unit.sh:ro"
             ),
             image,
-        ];
+        ]);
         args.extend_from_slice(init);
         docker(&args);
         Root {
@@ -149,6 +135,22 @@ impl Root {
             .output()
             .expect("docker exec");
         assert!(o.status.success(), "{unit}: {o:?}");
+    }
+
+    /// Appends the settings a user writes to `/etc/default/berth`: the test's etcd and
+    /// prefix, node `node`, controller `controller`, a 3 s lease and `node_args` more.
+    fn configure(&self, p: &TestPrefix, node: &str, controller: &str, node_args: &str) {
+        self.ok(&format!(
+            "cat >>/etc/default/berth <<'EOF'
+BERTH_ETCD=http://{}
+BERTH_PREFIX={}
+BERTH_NODE_NAME={node}
+BERTH_NODE_ARGS=--lease-ttl 3s --no-metrics {node_args}
+BERTH_CONTROLLER_ARGS=--name {controller} --no-metrics
+EOF",
+            etcd_endpoint(),
+            p.prefix
+        ));
     }
 
     /// SIGTERM to a unit's process, as `systemctl stop` sends it (KillMode=process: the
@@ -224,17 +226,7 @@ fn the_package_installs_runs_its_units_upgrades_and_removes_keeping_data() {
     // The units' commands with the settings a user writes, against the real etcd and
     // dockerd: the controller leads, the node agent registers; both stop on SIGTERM.
     let node = format!("{tag}-n");
-    root.ok(&format!(
-        "cat >>/etc/default/berth <<'EOF'
-BERTH_ETCD=http://{}
-BERTH_PREFIX={}
-BERTH_NODE_NAME={node}
-BERTH_NODE_ARGS=--lease-ttl 3s --no-metrics
-BERTH_CONTROLLER_ARGS=--name {tag}-c --no-metrics
-EOF",
-        etcd_endpoint(),
-        p.prefix
-    ));
+    root.configure(&p, &node, &format!("{tag}-c"), "");
     root.start_unit("berth-controller");
     root.start_unit("berth-node");
     let node_key = format!("{}/nodes/{node}", p.prefix);
@@ -345,17 +337,12 @@ async fn a_package_upgrade_under_systemd_restarts_no_replica() {
             .success()
     );
     let node = format!("{tag}-n");
-    root.ok(&format!(
-        "cat >>/etc/default/berth <<'EOF'
-BERTH_ETCD=http://{}
-BERTH_PREFIX={}
-BERTH_NODE_NAME={node}
-BERTH_NODE_ARGS=--lease-ttl 3s --no-metrics --state-dir {dir}/node
-BERTH_CONTROLLER_ARGS=--name {tag}-c --no-metrics
-EOF",
-        etcd_endpoint(),
-        p.prefix
-    ));
+    root.configure(
+        &p,
+        &node,
+        &format!("{tag}-c"),
+        &format!("--state-dir {dir}/node"),
+    );
     root.ok("systemctl enable --now berth-controller berth-node");
     let node_key = format!("{}/nodes/{node}", p.prefix);
     until("the node agent registered", || {

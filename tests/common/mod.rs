@@ -803,3 +803,19 @@ pub async fn primitives_started(store: &Store, b: &berth::model::Bundle) {
         .await;
     }
 }
+
+/// `docker run` flags that give a node agent in a container what it needs on the host (as
+/// README's "berth in containers" runs it): the host's network (etcd on loopback, replica
+/// addresses on its interfaces), the host's cgroups to fence in, and Docker's socket.
+pub const NODE_AGENT_CONTAINER: [&str; 10] = [
+    "--network",
+    "host",
+    "--cap-add",
+    "NET_ADMIN",
+    "--cgroupns",
+    "host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup",
+    "-v",
+    "/var/run/docker.sock:/var/run/docker.sock",
+];
