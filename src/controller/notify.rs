@@ -118,15 +118,12 @@ fn active(b: &Bundle, m: &PerNode, view: &View, online: &BTreeSet<&str>) -> BTre
         .filter(|(n, _)| online.contains(n.as_str()))
         .flat_map(|(n, a)| a.replicas.iter().map(move |i| (*i, n)))
         .filter(|(i, n)| {
-            view.statuses
-                .get(&(b.name().to_string(), *i))
-                .is_some_and(|s| {
-                    s.node == **n
-                        && s.state == ReplicaState::Running
-                        && s.primitive
-                            .as_ref()
-                            .is_some_and(|p| p.state == Phase::Started)
-                })
+            view.status_on(b.name(), *i, n).is_some_and(|s| {
+                s.state == ReplicaState::Running
+                    && s.primitive
+                        .as_ref()
+                        .is_some_and(|p| p.state == Phase::Started)
+            })
         })
         .map(|(i, _)| i)
         .collect()
@@ -143,8 +140,7 @@ fn ran(b: &Bundle, r: &Notification, active: &BTreeSet<u32>, view: &View, now: u
         return true;
     }
     r.targets.iter().filter(|i| active.contains(i)).all(|i| {
-        view.statuses
-            .get(&(b.name().to_string(), *i))
+        view.status_of(b.name(), *i)
             .and_then(|s| s.primitive.as_ref())
             .is_some_and(|p| p.notified >= r.id)
     })
@@ -156,10 +152,7 @@ fn done(b: &Bundle, r: &Notification, view: &View, online: &BTreeSet<&str>) -> b
         if !online.contains(node.as_str()) {
             return true;
         }
-        let st = view
-            .statuses
-            .get(&(b.name().to_string(), *i))
-            .filter(|s| s.node == *node);
+        let st = view.status_on(b.name(), *i, node);
         let prim = st.and_then(|s| s.primitive.as_ref());
         let failed = st.is_some_and(|s| s.state == ReplicaState::Failed)
             || prim.is_some_and(|p| matches!(p.state, Phase::Failed | Phase::Blocked));
@@ -259,7 +252,7 @@ pub fn gate(
     view: &View,
     now: u64,
 ) -> (PerNode, Option<u64>) {
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let online: BTreeSet<&str> = view.online();
     let out = gate_at(b, desired, current, view, &online, now);
     let waiting = round_of(&out)
         .filter(|r| r.at > 0 && !ran(b, r, &active(b, &out, view, &online), view, now))

@@ -163,7 +163,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     }
     // A node no longer registered, with nothing left to run, loses its assignments in one
     // prefix delete (100 nodes lost at 30,000 replicas: 100 operations, not 3,000).
-    let registered: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let registered: BTreeSet<&str> = view.online();
     let running_on: BTreeSet<&str> = desired.keys().map(|(n, _)| n.as_str()).collect();
     let mut cleared: BTreeSet<&str> = BTreeSet::new();
     gone.extend(held_ones.map(|((n, b), _)| (n.as_str(), b.as_str())));
@@ -255,7 +255,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
     // Deleted bundles: their assignments are gone (above). Replica keys of nodes that are
     // offline have no agent left to drop them; once no replica key remains, the status
     // goes too.
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let online: BTreeSet<&str> = view.online();
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
     // (A bundle's replicas are next to each other: looked up once per bundle.)
     let mut last: Option<(&str, bool)> = None;
@@ -335,9 +335,8 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
         };
         let name = b.name().to_string();
         let started = |i: u32, node: &str| {
-            view.statuses
-                .get(&(name.clone(), i))
-                .is_some_and(|s| s.node == node && started(Some(b), s))
+            view.status_on(&name, i, node)
+                .is_some_and(|s| started(Some(b), s))
         };
         let mut waiting_for: Option<u32> = None;
         let mut held = Vec::new();
@@ -392,13 +391,12 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
             let first_bundle = view.bundles.get(&o.first).map(|b| &**b);
             // Whether `first`'s replica i, placed on node, has done what this waits for.
             let done = |i: u32, node: &str| {
-                view.statuses.get(&(o.first.clone(), i)).is_some_and(|s| {
-                    s.node == node
-                        && if o.after_promote() {
-                            s.primitive.as_ref().and_then(|p| p.role) == Some(Role::Promoted)
-                        } else {
-                            started(first_bundle, s)
-                        }
+                view.status_on(&o.first, i, node).is_some_and(|s| {
+                    if o.after_promote() {
+                        s.primitive.as_ref().and_then(|p| p.role) == Some(Role::Promoted)
+                    } else {
+                        started(first_bundle, s)
+                    }
                 })
             };
             let why = Pending::Order {
@@ -493,7 +491,7 @@ fn keep_until_dependents_stop(
     placement: &super::placement::Placement,
     view: &View,
 ) {
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let online: BTreeSet<&str> = view.online();
     // Not placed where it reports from: this pass, or an earlier one, takes it away.
     let stopping = |then: &str| {
         still_stopping(view, &online, then, |i, node| {
@@ -531,13 +529,11 @@ fn still_stopping(
     bundle: &str,
     kept: impl Fn(u32, &str) -> bool,
 ) -> bool {
-    view.statuses
-        .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
-        .any(|((_, i), st)| {
-            online.contains(st.node.as_str())
-                && st.state != crate::model::cluster::ReplicaState::Stopped
-                && !kept(*i, &st.node)
-        })
+    view.statuses_of(bundle).any(|(i, st)| {
+        online.contains(st.node.as_str())
+            && st.state != crate::model::cluster::ReplicaState::Stopped
+            && !kept(i, &st.node)
+    })
 }
 
 /// Keeps ordinals `keep` of the assignment `held` (of `bundle` on `node`) where they are this
@@ -583,7 +579,7 @@ fn keep_in_place(
 /// online node that no longer has it assigned); the rest stay where they are this pass. The
 /// bundle's spec comes from the assignment, so that a deleted bundle stops in order too.
 fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let online: BTreeSet<&str> = view.online();
     let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
     for ((node, bundle), held) in &view.assignments {
         if !held.managed
@@ -677,7 +673,7 @@ fn gate_notifications(
 /// the node they were on (NodeLost for a node that is gone, once per node).
 fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -> Vec<Note> {
     use crate::events::EventType::{Normal, Warning};
-    let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+    let online: BTreeSet<&str> = view.online();
     let mut out = Vec::new();
     let mut lost: BTreeMap<&str, usize> = BTreeMap::new();
     for (bundle, replicas) in placed {

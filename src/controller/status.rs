@@ -25,7 +25,7 @@ pub fn choose_promoted(
     let running: Vec<Candidate> = placed
         .iter()
         .filter_map(|(i, node)| {
-            let st = view.statuses.get(&(b.name().to_string(), *i))?;
+            let st = view.status_of(b.name(), *i)?;
             let asked = view
                 .by_bundle
                 .get(b.name())

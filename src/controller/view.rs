@@ -136,6 +136,32 @@ impl View {
     pub fn reported_now(&self, s: &ReplicaStatus) -> bool {
         self.leases.get(&s.node).is_none_or(|&l| s.lease == l)
     }
+
+    /// The names of the nodes online (their agents registered now).
+    pub fn online(&self) -> BTreeSet<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    /// Replica `i` of `bundle`: its status as its node agent last wrote it.
+    pub fn status_of(&self, bundle: &str, i: u32) -> Option<&ReplicaStatus> {
+        self.statuses.get(&(bundle.to_string(), i)).map(|s| &**s)
+    }
+
+    /// Replica `i` of `bundle`: its status, when the agent of `node` wrote it (the node it
+    /// is placed on; a status from elsewhere is about a copy that ran there).
+    pub fn status_on(&self, bundle: &str, i: u32, node: &str) -> Option<&ReplicaStatus> {
+        self.status_of(bundle, i).filter(|s| s.node == node)
+    }
+
+    /// The statuses of `bundle`'s replicas, by ordinal.
+    pub fn statuses_of<'v>(
+        &'v self,
+        bundle: &str,
+    ) -> impl Iterator<Item = (u32, &'v ReplicaStatus)> + 'v {
+        self.statuses
+            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
+            .map(|((_, i), s)| (*i, &**s))
+    }
 }
 
 /// The range of a bundle's replicas in a map keyed by replica.
