@@ -7,6 +7,7 @@
 //!   that reads the cache, places, and writes only what changed.
 
 pub mod notify;
+pub mod pacing;
 pub mod placement;
 pub mod reconcile;
 pub mod rollout;
@@ -23,16 +24,9 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::store::lease::keep_alive;
 use crate::store::watch::{Cache, WatchConfig, watch_prefix};
 use crate::store::{Keys, Store, StoreError, Write, batches};
-
-/// Retries of a failed reconcile: 100 ms, doubling up to 5 s.
-const RETRY: Backoff = Backoff {
-    first: Duration::from_millis(100),
-    max: Duration::from_secs(5),
-};
 
 /// A watch event without the keys under `prefix` (None when nothing is left of it).
 fn without_prefix(
@@ -238,32 +232,19 @@ impl Controller {
         ));
         let mut synced = false;
         let mut resync = tokio::time::interval(self.cfg.resync);
-        // A failed reconcile is retried with backoff (100 ms doubling to 5 s, reset by a
-        // success), not left to the next event or resync.
-        // (when, retries so far)
-        let mut retry: Option<(tokio::time::Instant, u32)> = None;
-        let mut requeue: Option<tokio::time::Instant> = None;
-        // The cache revision the last successful pass saw: a resync with nothing new since
-        // (no event, no retry, no requeue due) is skipped, so an idle controller does no
-        // work (a pass over 10,000 bundles costs seconds of CPU).
-        let mut passed_at: Option<i64> = None;
-        // A pass starts no sooner after the last than that one took to decide (its CPU, not
-        // its writes): a controller busy with a large cluster leaves as much time to etcd
-        // and the agents as it takes, and each pass takes in more changes (at 30,000
-        // replicas, passes of half a second back to back kept two cores saturated). At a
-        // few bundles a pass takes a millisecond, and so does the wait.
-        let mut not_before: Option<tokio::time::Instant> = None;
+        // When passes run: after news, a retry or a requeue, no sooner after the last than
+        // it took (see `pacing`).
+        let mut pacing = pacing::Pacing::default();
         loop {
-            let retry_at = retry.map(|(at, _)| at);
-            // A retry or requeue that comes due while a pass is held waits for it.
-            let held =
-                |at: Option<tokio::time::Instant>| at.map(|t| not_before.map_or(t, |n| t.max(n)));
-            let mut timer = false;
+            let mut wake = pacing::Wake::News;
             tokio::select! {
                 _ = leading.cancelled() => return,
-                _ = crate::sleep_until(not_before), if not_before.is_some() => not_before = None,
-                _ = crate::sleep_until(held(retry_at)), if retry_at.is_some() => timer = true,
-                _ = crate::sleep_until(held(requeue)), if requeue.is_some() => timer = true,
+                _ = crate::sleep_until(pacing.hold_until()), if pacing.hold_until().is_some() => {
+                    wake = pacing::Wake::HoldOver;
+                }
+                _ = crate::sleep_until(pacing.timer_at()), if pacing.timer_at().is_some() => {
+                    wake = pacing::Wake::Timer;
+                }
                 ev = events.next() => {
                     let events_prefix = self.keys.events();
                     let mut take = |ev: Option<Result<_, _>>| match ev {
@@ -288,10 +269,7 @@ impl Controller {
                 }
                 _ = resync.tick() => {}
             }
-            if !timer && passed_at == Some(self.cache.revision) {
-                continue;
-            }
-            if not_before.is_some_and(|at| tokio::time::Instant::now() < at) {
+            if !pacing.should_pass(wake, self.cache.revision, tokio::time::Instant::now()) {
                 continue;
             }
             if synced && !leading.is_cancelled() {
@@ -314,13 +292,11 @@ impl Controller {
                     started.elapsed() - read
                 );
                 // A ban running out changes placement without an event: come back then.
-                requeue = outcome.requeue_at.map(|at| {
+                let requeue = outcome.requeue_at.map(|at| {
                     tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
                 // Statuses held back are written by the next pass, event or not.
-                if !outcome.deferred.is_empty() {
-                    requeue = Some(tokio::time::Instant::now());
-                }
+                let again = !outcome.deferred.is_empty();
                 self.deferred = outcome.deferred;
                 let seen = self.cache.revision;
                 let metrics = crate::metrics::get();
@@ -344,19 +320,17 @@ impl Controller {
                 metrics
                     .reconcile_seconds
                     .observe(started.elapsed().as_secs_f64());
-                not_before = Some(tokio::time::Instant::now() + cost);
                 release_freed_memory();
-                match committed {
-                    Ok(()) => {
-                        retry = None;
-                        passed_at = Some(seen);
-                    }
-                    Err(e) => {
-                        let n = retry.map_or(0, |(_, n)| n + 1);
-                        let wait = RETRY.nth(n);
-                        tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
-                        retry = Some((tokio::time::Instant::now() + wait, n));
-                    }
+                let retry = pacing.passed(
+                    seen,
+                    cost,
+                    requeue,
+                    again,
+                    committed.is_ok(),
+                    tokio::time::Instant::now(),
+                );
+                if let (Err(e), Some(wait)) = (committed, retry) {
+                    tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
                 }
             }
         }
