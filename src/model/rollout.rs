@@ -46,8 +46,25 @@ pub struct Strategy {
     pub failure_action: FailureAction,
 }
 
+/// Why a rollout meta attribute's value is refused (the message says what it must be).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRolloutValue {
+    #[error("must be at least 1: a rollout must be able to replace one")]
+    NoneUnavailable,
+    #[error("not a percentage (0% to 100%)")]
+    NotAPercentage,
+    #[error("not a count (a whole number >= 1) or a percentage (25%)")]
+    NotACount,
+    #[error("not an ordinal (a whole number >= 0)")]
+    NotAnOrdinal,
+    #[error(transparent)]
+    Duration(#[from] super::duration::DurationError),
+    #[error("not a failure action (pause, rollback)")]
+    NotAFailureAction,
+}
+
 /// `max-unavailable` for `replicas` replicas: a count, or a percentage of them.
-fn max_unavailable(v: &str, replicas: u32) -> Result<u32, String> {
+fn max_unavailable(v: &str, replicas: u32) -> Result<u32, BadRolloutValue> {
     let n = match v.strip_suffix('%') {
         Some(p) => {
             let pct: u32 = p
@@ -55,31 +72,28 @@ fn max_unavailable(v: &str, replicas: u32) -> Result<u32, String> {
                 .parse()
                 .ok()
                 .filter(|p| *p <= 100)
-                .ok_or("not a percentage (0% to 100%)")?;
+                .ok_or(BadRolloutValue::NotAPercentage)?;
             (u64::from(replicas) * u64::from(pct) / 100) as u32
         }
-        None => v
-            .trim()
-            .parse()
-            .map_err(|_| "not a count (a whole number >= 1) or a percentage (25%)")?,
+        None => v.trim().parse().map_err(|_| BadRolloutValue::NotACount)?,
     };
     Ok(n.max(1))
 }
 
-fn failure_action(v: &str) -> Result<FailureAction, String> {
+fn failure_action(v: &str) -> Result<FailureAction, BadRolloutValue> {
     match v.to_ascii_lowercase().as_str() {
         "pause" => Ok(FailureAction::Pause),
         "rollback" => Ok(FailureAction::Rollback),
-        _ => Err("not a failure action (pause, rollback)".into()),
+        _ => Err(BadRolloutValue::NotAFailureAction),
     }
 }
 
 /// Checks one rollout meta attribute's value (for validation); `Ok` for other names.
-pub fn check(name: &str, v: &str) -> Result<(), String> {
+pub fn check(name: &str, v: &str) -> Result<(), BadRolloutValue> {
     match name {
         MAX_UNAVAILABLE => {
             if v.trim() == "0" {
-                return Err("must be at least 1: a rollout must be able to replace one".into());
+                return Err(BadRolloutValue::NoneUnavailable);
             }
             max_unavailable(v, 1).map(|_| ())
         }
@@ -87,10 +101,10 @@ pub fn check(name: &str, v: &str) -> Result<(), String> {
             .trim()
             .parse::<u32>()
             .map(|_| ())
-            .map_err(|_| "not an ordinal (a whole number >= 0)".into()),
+            .map_err(|_| BadRolloutValue::NotAnOrdinal),
         MIN_READY => super::duration::parse(v)
             .map(|_| ())
-            .map_err(|e| e.to_string()),
+            .map_err(BadRolloutValue::from),
         FAILURE_ACTION => failure_action(v).map(|_| ()),
         _ => Ok(()),
     }
@@ -183,17 +197,24 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_a_reason() {
-        for (name, v, why) in [
-            (MAX_UNAVAILABLE, "0", "at least 1"),
-            (MAX_UNAVAILABLE, "x", "not a count"),
-            (MAX_UNAVAILABLE, "120%", "not a percentage"),
-            (PARTITION, "-1", "not an ordinal"),
-            (MIN_READY, "soon", ""),
-            (FAILURE_ACTION, "retry", "not a failure action"),
+        use BadRolloutValue::*;
+        for (name, v, want, why) in [
+            (MAX_UNAVAILABLE, "0", NoneUnavailable, "at least 1"),
+            (MAX_UNAVAILABLE, "x", NotACount, "not a count"),
+            (MAX_UNAVAILABLE, "120%", NotAPercentage, "not a percentage"),
+            (PARTITION, "-1", NotAnOrdinal, "not an ordinal"),
+            (
+                FAILURE_ACTION,
+                "retry",
+                NotAFailureAction,
+                "not a failure action",
+            ),
         ] {
             let e = check(name, v).unwrap_err();
-            assert!(e.contains(why), "{name}={v}: {e}");
+            assert_eq!(e, want, "{name}={v}");
+            assert!(e.to_string().contains(why), "{name}={v}: {e}");
         }
+        assert!(matches!(check(MIN_READY, "soon"), Err(Duration(_))));
         assert!(check(MAX_UNAVAILABLE, "2").is_ok());
         assert!(check(PARTITION, "0").is_ok());
     }

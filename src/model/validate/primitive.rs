@@ -162,34 +162,53 @@ pub(super) fn check_nvpairs(c: &mut Check, p: &str, pairs: &[NvPair], resource_m
     }
 }
 
-pub(super) fn check_meta_value(name: &str, v: &str) -> Result<(), String> {
+/// Why a meta attribute's value is refused (the message says what it must be).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMetaValue {
+    #[error("not a role ({})", ROLES.join(", "))]
+    NotARole,
+    #[error("not a boolean (true, false, yes, no, on, off, 1, 0)")]
+    NotABoolean,
+    #[error("not a count (a whole number >= 0)")]
+    NotACount,
+    #[error("not a count (a number >= 0, or INFINITY)")]
+    NotAThreshold,
+    #[error("not a score (an integer, INFINITY or -INFINITY)")]
+    NotAScore,
+    #[error(transparent)]
+    Duration(#[from] duration::DurationError),
+    #[error(transparent)]
+    Rollout(#[from] crate::model::rollout::BadRolloutValue),
+}
+
+pub(super) fn check_meta_value(name: &str, v: &str) -> Result<(), BadMetaValue> {
     match name {
         "target-role" => ROLES
             .iter()
             .any(|r| r.eq_ignore_ascii_case(v))
             .then_some(())
-            .ok_or_else(|| format!("not a role ({})", ROLES.join(", "))),
+            .ok_or(BadMetaValue::NotARole),
         "is-managed" | "maintenance" | "critical" | "allow-migrate" | "notify" | "interleave"
-        | "ordered" | "globally-unique" | "promotable" => parse_bool(v)
-            .map(|_| ())
-            .ok_or_else(|| "not a boolean (true, false, yes, no, on, off, 1, 0)".into()),
+        | "ordered" | "globally-unique" | "promotable" => {
+            parse_bool(v).map(|_| ()).ok_or(BadMetaValue::NotABoolean)
+        }
         "clone-max" | "clone-node-max" | "clone-min" | "promoted-max" | "promoted-node-max"
         | "master-max" | "master-node-max" => v
             .trim()
             .parse::<u32>()
             .map(|_| ())
-            .map_err(|_| "not a count (a whole number >= 0)".into()),
+            .map_err(|_| BadMetaValue::NotACount),
         "migration-threshold" => parse_score(v)
             .filter(|n| *n >= 0)
             .map(|_| ())
-            .ok_or_else(|| "not a count (a number >= 0, or INFINITY)".into()),
-        "resource-stickiness" | "priority" => parse_score(v)
-            .map(|_| ())
-            .ok_or_else(|| "not a score (an integer, INFINITY or -INFINITY)".into()),
-        "failure-timeout" | "remote-connect-timeout" => {
-            duration::parse(v).map(|_| ()).map_err(|e| e.to_string())
+            .ok_or(BadMetaValue::NotAThreshold),
+        "resource-stickiness" | "priority" => {
+            parse_score(v).map(|_| ()).ok_or(BadMetaValue::NotAScore)
         }
-        _ => crate::model::rollout::check(name, v),
+        "failure-timeout" | "remote-connect-timeout" => {
+            duration::parse(v).map(|_| ()).map_err(BadMetaValue::from)
+        }
+        _ => Ok(crate::model::rollout::check(name, v)?),
     }
 }
 
