@@ -30,6 +30,7 @@ pub async fn controller(
     store: Store,
     name: Option<String>,
     metrics: Option<std::net::SocketAddr>,
+    console: Option<(std::net::SocketAddr, super::console::ConsoleOptions)>,
 ) -> Result<()> {
     let name = match name {
         Some(n) => n,
@@ -37,6 +38,10 @@ pub async fn controller(
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    if let Some((addr, opts)) = console {
+        super::console::check(addr, &opts)?;
+        super::console::spawn(store.clone(), addr, opts, shutdown.clone());
+    }
     say!(
         "berth controller {name}: running (etcd {}); Ctrl-C stops",
         store.endpoints()
@@ -166,42 +171,17 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
             .map(|s| s.replica_rows.clone())
             .unwrap_or_default();
         for i in 0..b.spec.replicas() {
-            let row = rows.iter().find(|r| r.index == i);
             let addr = b
                 .spec
                 .replica_address(i)
                 .map(|a| format!(" ({a})"))
                 .unwrap_or_default();
-            let (mut state, node, mut reason) = match row {
-                Some(r) => (r.state, r.node.as_str(), r.reason.as_str()),
-                None => (ReplicaState::Pending, "", "no controller has placed it yet"),
-            };
-            // The row is the controller's last word; what is known now may be newer. A
-            // replica of a node that is gone runs nowhere (the node fenced itself before its
-            // lease ran out: crm_mon's Stopped), and one whose status predates its node's
-            // registration is not known to run yet.
-            let up = matches!(state, ReplicaState::Running | ReplicaState::Starting);
-            if up && !node.is_empty() && !view.nodes.iter().any(|n| n.name == node) {
-                (state, reason) = (ReplicaState::Stopped, "node offline");
-            } else if up
-                && view
-                    .statuses
-                    .get(&(b.name().to_string(), i))
-                    .is_some_and(|s| s.node == node && !view.reported_now(s))
-            {
-                (state, reason) = (
-                    ReplicaState::Pending,
-                    "not reported since its node registered",
-                );
-            }
-            // crm_mon's words.
-            let word = match state {
-                ReplicaState::Running => "Started",
-                ReplicaState::Failed => "FAILED",
-                ReplicaState::Stopped => "Stopped",
-                ReplicaState::Starting => "Starting",
-                ReplicaState::Pending => "Pending",
-            };
+            let Shown {
+                state,
+                node,
+                reason,
+            } = replica_shown(&view, b, &rows, i);
+            let word = crm_word(state);
             let mut line = format!("    * {}{addr}\t({agent}):\t {word}", b.replica_name(i));
             if !node.is_empty() {
                 line.push_str(&format!(" {node}"));
@@ -214,6 +194,60 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     }
     failures(&view, out)?;
     Ok(())
+}
+
+/// One replica as `status` (and the console) shows it: its state, node and why.
+pub struct Shown<'v> {
+    pub state: ReplicaState,
+    pub node: &'v str,
+    pub reason: &'v str,
+}
+
+/// Replica `i` of `b`, from the controller's last row for it (`rows`, its bundle status)
+/// corrected by what is known now: a replica of a node that is gone runs nowhere (the node
+/// fenced itself before its lease ran out: crm_mon's Stopped), and one whose status
+/// predates its node's registration is not known to run yet.
+pub fn replica_shown<'v>(
+    view: &'v View,
+    b: &crate::model::Bundle,
+    rows: &'v [crate::model::ReplicaRow],
+    i: u32,
+) -> Shown<'v> {
+    let (state, node, reason) = match rows.iter().find(|r| r.index == i) {
+        Some(r) => (r.state, r.node.as_str(), r.reason.as_str()),
+        None => (ReplicaState::Pending, "", "no controller has placed it yet"),
+    };
+    let up = matches!(state, ReplicaState::Running | ReplicaState::Starting);
+    let shown = |state, reason| Shown {
+        state,
+        node,
+        reason,
+    };
+    if up && !node.is_empty() && !view.nodes.iter().any(|n| n.name == node) {
+        return shown(ReplicaState::Stopped, "node offline");
+    }
+    if up
+        && view
+            .status_of(b.name(), i)
+            .is_some_and(|s| s.node == node && !view.reported_now(s))
+    {
+        return shown(
+            ReplicaState::Pending,
+            "not reported since its node registered",
+        );
+    }
+    shown(state, reason)
+}
+
+/// crm_mon's word for a replica state.
+pub fn crm_word(state: ReplicaState) -> &'static str {
+    match state {
+        ReplicaState::Running => "Started",
+        ReplicaState::Failed => "FAILED",
+        ReplicaState::Stopped => "Stopped",
+        ReplicaState::Starting => "Starting",
+        ReplicaState::Pending => "Pending",
+    }
 }
 
 /// What `berth ban`, `berth move` and `berth clear` do to `<prefix>/bans/<bundle>`.
@@ -681,7 +715,11 @@ pub async fn up(
     node: Option<String>,
     data_dir: std::path::PathBuf,
     metrics: Option<std::net::SocketAddr>,
+    console: Option<(std::net::SocketAddr, super::console::ConsoleOptions)>,
 ) -> Result<()> {
+    if let Some((addr, opts)) = &console {
+        super::console::check(*addr, opts)?;
+    }
     let cfg = etcd.config()?;
     let mut child = None;
     let store = Store::connect(&cfg).await?;
@@ -702,6 +740,9 @@ pub async fn up(
     // (without a handler, it would kill the node agent on the spot, and its watchdog would
     // fence the replicas).
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+    if let Some((addr, opts)) = console {
+        super::console::spawn(store.clone(), addr, opts, shutdown.clone());
+    }
     let engine = crate::node::engine::DockerEngine::connect(None).await?;
     let mut ncfg = crate::node::NodeConfig::new(&name);
     ncfg.state_dir = data_dir.join("node");

@@ -20,6 +20,8 @@ mod apply;
 mod attribute;
 mod chart;
 mod cluster;
+mod console;
+mod edit;
 mod rollout;
 mod show;
 mod table;
@@ -201,6 +203,20 @@ pub enum Command {
         name: Option<String>,
         #[command(flatten)]
         metrics: MetricsArgs,
+        /// Serve the web console on this address too (as `berth console`).
+        #[arg(long, value_name = "ADDR")]
+        console: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        console_options: console::ConsoleOptions,
+    },
+    /// The web console: the cluster live in a browser, with the everyday actions (each
+    /// needs a token from --console-token-file). Loopback only unless given TLS and a token.
+    Console {
+        /// Where to serve it.
+        #[arg(long, default_value = console::CONSOLE_ADDRESS)]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        options: console::ConsoleOptions,
     },
     /// Show the cluster the way crm_mon does: nodes, bundles, replicas.
     Status,
@@ -221,6 +237,20 @@ pub enum Command {
     /// Remove the bans `berth ban` and the preference `berth move` set on a bundle
     /// (crm_resource --clear).
     Clear { bundle: String },
+    /// Set a bundle's number of replicas (kubectl scale): a new generation, rolled out.
+    Scale {
+        /// `bundle`.
+        kind: Kind,
+        name: String,
+        #[arg(long)]
+        replicas: u32,
+    },
+    /// Let a bundle run again (crm resource start, pcs resource enable): removes its
+    /// target-role meta attribute.
+    Start { bundle: String },
+    /// Stop a bundle's replicas and keep them stopped (crm resource stop, pcs resource
+    /// disable): sets its target-role meta attribute to Stopped.
+    Stop { bundle: String },
     /// Forget a bundle's failures so far and try its replicas again (crm_resource
     /// --cleanup): fail counts, migration-threshold bans, restart backoff.
     Cleanup { bundle: String },
@@ -294,6 +324,11 @@ pub enum Command {
         /// One server for the controller's and the node's metrics (the node's address).
         #[command(flatten)]
         metrics: MetricsArgs,
+        /// Serve the web console on this address too (as `berth console`).
+        #[arg(long, value_name = "ADDR")]
+        console: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        console_options: console::ConsoleOptions,
     },
 }
 
@@ -639,8 +674,19 @@ async fn run(cli: Cli) -> Result<()> {
             let store = cli.etcd.store().await?;
             node(store, args).await
         }
-        Command::Controller { name, metrics } => {
-            cluster::controller(cli.etcd.store().await?, name, metrics.address()).await
+        Command::Controller {
+            name,
+            metrics,
+            console,
+            console_options,
+        } => {
+            let console = console.map(|addr| (addr, console_options));
+            cluster::controller(cli.etcd.store().await?, name, metrics.address(), console).await
+        }
+        Command::Console { address, options } => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            console::serve(cli.etcd.store().await?, address, &options, shutdown).await
         }
         Command::Attribute(args) => {
             let store = cli.etcd.store().await?;
@@ -664,6 +710,17 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Cleanup { bundle } => {
             cluster::cleanup(&cli.etcd.store().await?, &bundle, out).await
+        }
+        Command::Scale {
+            kind: Kind::Bundle,
+            name,
+            replicas,
+        } => edit::scale(&cli.etcd.store().await?, &name, replicas, out).await,
+        Command::Start { bundle } => {
+            edit::target_role(&cli.etcd.store().await?, &bundle, true, out).await
+        }
+        Command::Stop { bundle } => {
+            edit::target_role(&cli.etcd.store().await?, &bundle, false, out).await
         }
         Command::Unstandby { node } => {
             cluster::standby(&cli.etcd.store().await?, &node, false, out).await
@@ -718,7 +775,13 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             data_dir,
             metrics,
-        } => cluster::up(&cli.etcd, files, name, data_dir, metrics.node_address()).await,
+            console,
+            console_options,
+        } => {
+            let console = console.map(|addr| (addr, console_options));
+            let metrics = metrics.node_address();
+            cluster::up(&cli.etcd, files, name, data_dir, metrics, console).await
+        }
         Command::Cib(CibCommand::Import { file, output }) => show::cib_import(&file, output, out),
         Command::Cib(CibCommand::Export {
             names,

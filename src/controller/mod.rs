@@ -320,6 +320,10 @@ impl Controller {
                 metrics
                     .reconcile_seconds
                     .observe(started.elapsed().as_secs_f64());
+                metrics.reconcile_micros.fetch_add(
+                    started.elapsed().as_micros() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 release_freed_memory();
                 let retry = pacing.passed(
                     seen,
