@@ -2,6 +2,7 @@
 //! binary, etcdctl, and a TCP proxy that can cut a client off from etcd.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod hosts;
 
 use std::net::SocketAddr;

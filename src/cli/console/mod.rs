@@ -229,7 +229,9 @@ async fn secure_headers(mut r: Response) -> Response {
     };
     set(h, header::CACHE_CONTROL, "no-store");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // (same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with
+    // its own forms, which the actions check.)
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(
         h,

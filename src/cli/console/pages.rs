@@ -141,6 +141,9 @@ pub struct ReplicaText<'v> {
     pub class: &'static str,
 }
 
+/// How long (seconds) a replica's last failure is shown beside its state.
+const RECENT_FAILURE: u64 = 300;
+
 pub fn replica_text<'v>(
     snap: &'v Snapshot,
     b: &Bundle,
@@ -148,15 +151,39 @@ pub fn replica_text<'v>(
     i: u32,
 ) -> ReplicaText<'v> {
     let shown = replica_shown(&snap.view, b, rows, i);
-    let mut words = crm_word(shown.state).to_string();
-    let mut class = match shown.state {
+    let status = snap.view.status_on(b.name(), i, shown.node);
+    let (mut state, mut why) = (shown.state, "");
+    // The node agent's own report is newer than the controller's row: a replica its node
+    // says failed or starting again (a container that died) is shown so at once.
+    if let Some(s) = status.filter(|s| state == ReplicaState::Running && s.state != state) {
+        state = s.state;
+        why = "as its node reports";
+    }
+    // With a primitive, Started means the primitive started (crm_mon's meaning), not only
+    // its container.
+    let primitive = status.and_then(|s| s.primitive.as_ref());
+    if let (ReplicaState::Running, Some(p)) = (state, primitive) {
+        use crate::model::cluster::Phase;
+        (state, why) = match p.state {
+            Phase::Started | Phase::Blocked => (state, why),
+            Phase::Failed => (ReplicaState::Failed, "its primitive failed"),
+            Phase::Stopping | Phase::Stopped => (ReplicaState::Stopped, "its primitive stopped"),
+            Phase::Starting | Phase::Unknown => {
+                (ReplicaState::Starting, "its primitive is starting")
+            }
+        };
+    }
+    let mut words = crm_word(state).to_string();
+    if !why.is_empty() {
+        words.push_str(&format!(" ({why})"));
+    }
+    let mut class = match state {
         ReplicaState::Running => "ok",
         ReplicaState::Failed => "bad",
         ReplicaState::Starting | ReplicaState::Pending => "wait",
         ReplicaState::Stopped => "off",
     };
-    let status = snap.view.status_on(b.name(), i, shown.node);
-    if let Some(p) = status.and_then(|s| s.primitive.as_ref()) {
+    if let Some(p) = primitive {
         if let Some(role) = p.role {
             words.push_str(match role {
                 Role::Promoted => ", Promoted",
@@ -169,6 +196,18 @@ pub fn replica_text<'v>(
         if p.state == crate::model::cluster::Phase::Blocked {
             words.push_str(", blocked");
             class = "bad";
+        }
+    }
+    // A failure in the last minutes stays in sight after a quick recovery (a container
+    // that died and was started again at once is Started again before anyone looks).
+    let recent = status
+        .and_then(|s| s.last_failure.as_ref())
+        .filter(|f| crate::unix_now().saturating_sub(f.time) <= RECENT_FAILURE);
+    if let Some(f) = recent {
+        let ago = crate::events::age(crate::unix_now(), f.time);
+        words.push_str(&format!(", failed {ago} ago: {}", f.reason));
+        if class != "bad" {
+            class = "recovered";
         }
     }
     if !shown.node.is_empty() && node_state(snap, shown.node) == "fenced" {
@@ -253,9 +292,10 @@ fn nodes_table(snap: &Snapshot, nodes: &BTreeSet<&str>, actions: bool) -> String
         };
         let _ = write!(
             out,
-            "<tr><th scope=\"row\">{}</th><td><span class=\"st {state}\">{state}</span></td>\
+            "<tr data-node=\"{n}\"><th scope=\"row\">{n}</th>\
+             <td><span class=\"st {state}\">{state}</span></td>\
              <td>{labels}</td><td>{attrs}</td><td>{action}</td></tr>",
-            esc(n)
+            n = esc(n)
         );
     }
     if nodes.is_empty() {
@@ -303,10 +343,12 @@ fn matrix(snap: &Snapshot, nodes: &BTreeSet<&str>) -> String {
         let mut cells: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for i in 0..b.spec.replicas() {
             let r = replica_text(snap, b, rows, i);
+            let name = esc(&b.replica_name(i));
             let text = format!(
-                "<span class=\"r {}\">{} <span class=\"w\">{}</span>{}</span>",
+                "<span class=\"r {}\" data-replica=\"{name}\" data-node=\"{}\">{name} \
+                 <span class=\"w\">{}</span>{}</span>",
                 r.class,
-                esc(&b.replica_name(i)),
+                esc(r.shown.node),
                 esc(&r.words),
                 if r.shown.reason.is_empty() || r.shown.state == ReplicaState::Running {
                     String::new()
