@@ -2,7 +2,8 @@
 # Idempotently installs and starts what berth needs on a Debian machine:
 # docker.io, etcd-server, etcd-client, protobuf-compiler (etcd-client's build needs protoc),
 # busybox-static (test images are built FROM scratch around it), lintian and systemd's
-# systemd-analyze (checks of the Debian package); unpacks (without installing)
+# systemd-analyze (checks of the Debian package), chromium and chromium-driver (the console's
+# browser tests); unpacks (without installing)
 # Debian's resource-agents and pacemaker-resource-agents into /var/lib/berth/ocf-agents, the
 # third-party OCF agents the tests run unchanged inside containers; then starts dockerd and a
 # local etcd on 127.0.0.1:2379 when none is reachable. Safe to run any number of times.
@@ -28,6 +29,11 @@ command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 # The Debian package (scripts/build-deb.sh) is checked with lintian and systemd-analyze.
 command -v lintian >/dev/null 2>&1 || need_pkgs+=(lintian)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+# The web console is tested in a real browser (headless chromium through chromedriver); the
+# console's HTTPS test makes its certificate with openssl.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"

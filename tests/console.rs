@@ -295,3 +295,122 @@ async fn the_console_follows_the_cluster_live_and_acts_only_with_a_token() {
     assert!(plan.contains("Transition Summary"), "plan: {plan}");
     browser.screenshot(&shots.join("plan.png")).await;
 }
+
+/// A console others could reach needs TLS and a token, or it refuses to start (`berth
+/// console`, and `berth controller --console`), saying why; with both it serves HTTPS, and
+/// its token cookie is Secure.
+#[tokio::test]
+async fn an_exposed_console_needs_tls_and_a_token_and_serves_https_with_them() {
+    let p = TestPrefix::new("console-tls");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let token = "Zt5mQ8vR2nK7wP4xLb6c";
+    std::fs::write(&tokens, format!("ops {token}\n")).unwrap();
+    let tokens_arg = tokens.to_str().unwrap();
+    let open = format!("0.0.0.0:{}", free_port());
+    for args in [
+        vec!["console", "--address", &open],
+        vec![
+            "console",
+            "--address",
+            &open,
+            "--console-token-file",
+            tokens_arg,
+        ],
+        vec!["controller", "--no-metrics", "--console", &open],
+    ] {
+        let o = common::berth(&p, &args, None);
+        let err = common::stderr(&o);
+        assert!(!o.status.success(), "{args:?} started");
+        assert!(
+            err.contains("other hosts could reach it") && err.contains("TLS"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("SSH tunnel"),
+            "{args:?} names the way round: {err}"
+        );
+    }
+
+    // A certificate for 127.0.0.1, and the console serving HTTPS with it.
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=berth-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // (An end-entity certificate: rustls refuses a CA certificate as a server's.)
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/setup.sh installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .env("BERTH_ETCD", &p.endpoint)
+        .env("BERTH_PREFIX", &p.prefix)
+        .args(["console", "--address", &format!("127.0.0.1:{port}")])
+        .args(["--console-token-file", tokens_arg])
+        .arg("--console-tls-cert")
+        .arg(&cert)
+        .arg("--console-tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let page = eventually(
+        Duration::from_secs(20),
+        "the console over HTTPS",
+        || async {
+            let r = https.get(format!("{base}/")).send().await.ok()?;
+            r.status().is_success().then_some(r.text().await.ok()?)
+        },
+    )
+    .await;
+    assert!(page.contains("<h1>Cluster</h1>"), "{page}");
+    // Plain HTTP to it is no page.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/")).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // A wrong token is refused; the right one gives a Secure, HttpOnly, SameSite cookie.
+    let r = https
+        .post(format!("{base}/actions/standby"))
+        .bearer_auth("not-the-token-at-all")
+        .form(&[("node", "n1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = https
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

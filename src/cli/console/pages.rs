@@ -571,3 +571,106 @@ pub fn login(configured: bool) -> String {
      <form method=\"post\" action=\"/logout\"><button>Forget the token</button></form>"
         .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::watch::{Cache, WatchEvent};
+    use crate::store::{Keys, Kv};
+
+    /// A snapshot of one node and one bundle whose replica 0 runs there and reported a
+    /// failure whose reason is a container's hostile output.
+    fn snapshot() -> Snapshot {
+        let keys = Keys::new("/t");
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let items = vec![
+            Kv::first_write(keys.node("n1"), json(serde_json::json!({"name": "n1"})), 2),
+            Kv::first_write(
+                keys.bundle("web"),
+                json(serde_json::json!({
+                    "apiVersion": crate::model::API_VERSION, "kind": crate::model::KIND,
+                    "metadata": {"name": "web"},
+                    "spec": {"docker": {"image": "busybox", "replicas": 2}},
+                })),
+                3,
+            ),
+            Kv::first_write(
+                keys.bundle_status("web"),
+                json(
+                    serde_json::json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 1,
+                    "replicaRows": [
+                        {"index": 0, "name": "web-0", "node": "n1", "address": "", "state": "running"},
+                        {"index": 1, "name": "web-1", "node": "", "address": "", "state": "pending",
+                         "reason": "no node can take it"}]}),
+                ),
+                4,
+            ),
+            Kv::first_write(
+                keys.replica("web", 0),
+                json(
+                    serde_json::json!({"bundle": "web", "index": 0, "node": "n1",
+                    "state": "running", "generation": 1,
+                    "lastFailure": {"reason": "<script>alert(1)</script>", "time": crate::unix_now()}}),
+                ),
+                5,
+            ),
+        ];
+        let mut cache = Cache::default();
+        cache.apply(&WatchEvent::Listed { revision: 5, items });
+        Snapshot::read(&keys, &cache)
+    }
+
+    #[test]
+    fn the_matrix_says_each_state_in_words_and_escapes_what_containers_said() {
+        let snap = snapshot();
+        let page = cluster(&snap, false);
+        assert!(
+            page.contains("data-replica=\"web-0\" data-node=\"n1\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("Started, failed 0s ago: &lt;script&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(
+            page.contains(
+                "web-1 <span class=\"w\">Pending</span> <small>(no node can take it)</small>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("<span class=\"st online\">online</span>"),
+            "{page}"
+        );
+        // Without a token file, no action forms.
+        assert!(!page.contains("<form"), "{page}");
+        assert!(cluster(&snap, true).contains("action=\"/actions/standby\""));
+    }
+
+    #[test]
+    fn a_node_gone_after_a_fence_is_shown_fenced_and_its_replicas_frozen() {
+        let mut snap = snapshot();
+        snap.view.nodes.clear();
+        snap.events.push(Event {
+            kind: EventType::Warning,
+            reason: "Fenced".into(),
+            object: "node/n1".into(),
+            message: "lease not renewed".into(),
+            source: "node/n1".into(),
+            first_timestamp: 1,
+            last_timestamp: 1,
+            count: 1,
+        });
+        assert_eq!(node_state(&snap, "n1"), "fenced");
+        let page = cluster(&snap, false);
+        assert!(
+            page.contains("<span class=\"st fenced\">fenced</span>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Stopped"),
+            "the replica of a node gone: {page}"
+        );
+    }
+}
