@@ -716,3 +716,66 @@ spec:
     assert!(!o.status.success());
     assert_eq!(held().await, before, "plan wrote something");
 }
+
+/// `berth scale` sets `replicas`, `berth stop` sets target-role Stopped and `berth start`
+/// unsets it: each a new generation of the stored spec, the rest of it unchanged; a bundle
+/// that is not there is an error that writes nothing.
+#[tokio::test]
+async fn scale_stop_and_start_change_one_field_of_the_stored_spec() {
+    let p = TestPrefix::new("scale");
+    let store = p.store().await;
+    let applied = berth(&p, &["apply", "-f", "-"], Some(SEED_YAML));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let stored = || async {
+        let b = store
+            .get_bundle("httpd-bundle")
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        (
+            b.spec.replicas(),
+            b.spec.meta("target-role").map(str::to_string),
+            b,
+        )
+    };
+    let (_, _, before) = stored().await;
+
+    let o = berth(
+        &p,
+        &["scale", "bundle", "httpd-bundle", "--replicas", "5"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "bundle/httpd-bundle scaled to 5 replica(s)\n");
+    let (replicas, role, after) = stored().await;
+    assert_eq!((replicas, role), (5, None));
+    assert_eq!(after.metadata.generation, Some(2));
+    assert_eq!(
+        after.spec.primitive, before.spec.primitive,
+        "the rest is unchanged"
+    );
+
+    let o = berth(&p, &["stop", "httpd-bundle"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stored().await.1.as_deref(), Some("Stopped"));
+    let o = berth(&p, &["start", "httpd-bundle"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (replicas, role, after) = stored().await;
+    assert_eq!((replicas, role), (5, None));
+    assert_eq!(after.metadata.generation, Some(4));
+
+    // The same again writes nothing.
+    let o = berth(&p, &["start", "httpd-bundle"], None);
+    assert_eq!(stdout(&o), "bundle/httpd-bundle unchanged\n");
+    assert_eq!(stored().await.2.metadata.generation, Some(4));
+
+    let o = berth(&p, &["scale", "bundle", "nope", "--replicas", "1"], None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("bundle nope not found"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(store.get_bundle("nope").await.unwrap().is_none());
+}
