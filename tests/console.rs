@@ -126,19 +126,18 @@ async fn the_console_follows_the_cluster_live_and_acts_only_with_a_token() {
     // The seed, under the test's own name, addresses and document root.
     let bundle = format!("{tag}-httpd");
     let _logs = Logs(bundle.clone());
-    let seed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/httpd-bundle.yaml"
-    ))
-    .unwrap();
-    let manifest = seed
-        .replace("name: httpd-bundle", &format!("name: {bundle}"))
-        .replace("image: pcmk:httpd", "image: berth-test/httpd-ocf:1")
-        .replace("127.0.2.112", "127.0.151.10")
-        .replace(
-            "sourceDir: /srv/www",
-            &format!("sourceDir: {}/www", dir.path().display()),
-        );
+    let manifest = common::seed_manifest(&[
+        (&["metadata", "name"], bundle.clone()),
+        (
+            &["spec", "docker", "image"],
+            "berth-test/httpd-ocf:1".into(),
+        ),
+        (&["spec", "network", "ipRangeStart"], "127.0.151.10".into()),
+        (
+            &["spec", "storageMappings", "0", "sourceDir"],
+            format!("{}/www", dir.path().display()),
+        ),
+    ]);
 
     // The page is open before the bundle exists: what follows arrives live.
     let browser = Browser::start().await;

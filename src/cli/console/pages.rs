@@ -12,23 +12,11 @@ use crate::events::{Event, EventType};
 use crate::model::Bundle;
 use crate::model::cluster::{ReplicaState, Role};
 
-/// `text` escaped for HTML text and attribute values.
+/// `text` escaped for HTML text and attribute values: the five markup characters (as
+/// crm_mon's XML escapes them), and control characters other than newline and tab written
+/// out as the terminal commands write them (`\x1b`).
 pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    crate::remote::crm_mon::esc(&crate::cli::escape_controls(text))
 }
 
 /// `text` as a URL path segment or query value.
