@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The console's first paint with a large cluster: BUNDLES bundles of 3 replicas (default
 # 1,000) under a prefix of its own, their statuses written by a real controller (no node
-# agents: every replica pending, with its reason), then `berth console`. Measures how long
+# agents: ten registrations written by hand, so every replica is placed on a node and shown
+# pending, not reported), then `berth console`. Measures how long
 # the console takes from start to its first snapshot, and the time to the last byte of the
 # cluster page (`/`, every bundle × node cell) and of one bundle's page, over 20 requests
 # each (curl; median and worst), and the page's size. Usage: bash scripts/bench-console.sh
@@ -24,6 +25,11 @@ for i in $(seq 1 "$n"); do
   printf -- '---\napiVersion: berth.io/v1alpha1\nkind: Bundle\nmetadata:\n  name: b%04d\nspec:\n  docker:\n    image: berth-test/httpd:1\n    replicas: 3\n' "$i"
 done >"$work/bundles.yaml"
 "$B" apply -f "$work/bundles.yaml" >/dev/null
+# Ten registered nodes (registrations written by hand, no agents): the controller places
+# every replica on them, and the page has a column per node.
+for k in $(seq 1 10); do
+  ETCDCTL_API=3 etcdctl --endpoints="$BERTH_ETCD" put "$BERTH_PREFIX/nodes/n$k" "{\"name\":\"n$k\"}" >/dev/null
+done
 "$B" controller --no-metrics >"$work/controller.log" 2>&1 &
 pids+=($!)
 # Wait for the controller's statuses of every bundle.
