@@ -16,11 +16,15 @@ use serde_json::json;
 struct Console {
     child: Child,
     base: String,
+    port: u16,
 }
 
 impl Console {
     fn start(p: &TestPrefix, token_file: &std::path::Path) -> Console {
-        let port = free_port();
+        Console::start_on(p, token_file, free_port())
+    }
+
+    fn start_on(p: &TestPrefix, token_file: &std::path::Path, port: u16) -> Console {
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .env("BERTH_ETCD", &p.endpoint)
             .env("BERTH_PREFIX", &p.prefix)
@@ -34,6 +38,7 @@ impl Console {
         Console {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            port,
         }
     }
 }
@@ -293,6 +298,24 @@ async fn the_console_follows_the_cluster_live_and_acts_only_with_a_token() {
     let plan = browser.text("main").await;
     assert!(plan.contains("Transition Summary"), "plan: {plan}");
     browser.screenshot(&shots.join("plan.png")).await;
+
+    // The console goes away: the open page says so, and is live again once it is back.
+    browser.goto(&format!("{}/", console.base)).await;
+    let live = |t: &str| t.starts_with("Live");
+    browser
+        .wait_text("#live", Duration::from_secs(10), "the page live", live)
+        .await;
+    let port = console.port;
+    drop(console);
+    browser
+        .wait_text("#live", Duration::from_secs(20), "the loss said", |t| {
+            t.contains("Connection lost; reconnecting")
+        })
+        .await;
+    let _console = Console::start_on(&p, &tokens, port);
+    browser
+        .wait_text("#live", Duration::from_secs(30), "live again", live)
+        .await;
 }
 
 /// A console others could reach needs TLS and a token, or it refuses to start (`berth

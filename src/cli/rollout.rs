@@ -89,20 +89,9 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             Ok(())
         }
         RolloutCommand::History { name } => {
-            let current = current(store, &name).await?;
-            let now = current.metadata.generation.unwrap_or(0);
             let mut t = Table::new(vec!["GENERATION", "IMAGE", "REPLICAS", ""]);
-            let mut kept = history(store, &name).await?;
-            kept.retain(|b| b.metadata.generation.is_some_and(|g| g < now));
-            kept.push(current);
-            for b in kept {
-                let g = b.metadata.generation.unwrap_or(0);
-                t.row(vec![
-                    g.to_string(),
-                    b.spec.container().1.image.clone(),
-                    b.spec.replicas().to_string(),
-                    if g == now { "current" } else { "" }.to_string(),
-                ]);
+            for row in history_rows(store, &name).await? {
+                t.row(row.to_vec());
             }
             t.print(out, true)?;
             Ok(())
@@ -146,6 +135,28 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             Ok(())
         }
     }
+}
+
+/// `rollout history`'s rows, oldest first: generation, image, replicas, and `current` for
+/// the current one (the generations kept before it, then it).
+pub async fn history_rows(store: &Store, name: &str) -> Result<Vec<[String; 4]>> {
+    let current = current(store, name).await?;
+    let now = current.metadata.generation.unwrap_or(0);
+    let mut kept = history(store, name).await?;
+    kept.retain(|b| b.metadata.generation.is_some_and(|g| g < now));
+    kept.push(current);
+    Ok(kept
+        .iter()
+        .map(|b| {
+            let g = b.metadata.generation.unwrap_or(0);
+            [
+                g.to_string(),
+                b.spec.container().1.image.clone(),
+                b.spec.replicas().to_string(),
+                if g == now { "current" } else { "" }.to_string(),
+            ]
+        })
+        .collect())
 }
 
 /// The stored bundle (with its status), or a clear error.

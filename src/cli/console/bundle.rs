@@ -7,8 +7,9 @@ use super::pages::{esc, events_table, form, replica_text, rows_of};
 use super::snapshot::Snapshot;
 use crate::model::Bundle;
 
-/// The page's body, or None for a bundle the cluster does not have.
-pub fn page(snap: &Snapshot, name: &str, actions: bool) -> Option<String> {
+/// The page's body, or None for a bundle the cluster does not have. `history` is `berth
+/// rollout history`'s rows (read from etcd for the page).
+pub fn page(snap: &Snapshot, name: &str, actions: bool, history: &[[String; 4]]) -> Option<String> {
     let b = snap.view.bundles.get(name)?;
     let back = format!("/bundles/{}", super::pages::url(name));
     let (engine, c) = b.spec.container();
@@ -49,7 +50,7 @@ pub fn page(snap: &Snapshot, name: &str, actions: bool) -> Option<String> {
     }
     out.push_str(&replicas(snap, b));
     out.push_str(&operations(snap, b));
-    out.push_str(&rollout(snap, b));
+    out.push_str(&rollout(snap, b, history));
     out.push_str(&spec(b));
     let _ = write!(
         out,
@@ -188,9 +189,8 @@ fn operations(snap: &Snapshot, b: &Bundle) -> String {
     )
 }
 
-fn rollout(snap: &Snapshot, b: &Bundle) -> String {
+fn rollout(snap: &Snapshot, b: &Bundle, history: &[[String; 4]]) -> String {
     let name = b.name();
-    let now = b.metadata.generation.unwrap_or(0);
     let line = snap
         .view
         .bundle_statuses
@@ -203,21 +203,21 @@ fn rollout(snap: &Snapshot, b: &Bundle) -> String {
     } else {
         ""
     };
-    let kept: Vec<String> = snap
-        .view
-        .spec_generations
-        .get(name)
-        .into_iter()
-        .flatten()
-        .filter(|g| **g < now)
-        .map(|g| g.to_string())
-        .chain([format!("{now} (current)")])
-        .collect();
+    let mut rows = String::new();
+    for [g, image, replicas, current] in history {
+        let _ = write!(
+            rows,
+            "<tr><th scope=\"row\">{g}</th><td><code>{}</code></td><td>{replicas}</td><td>{current}</td></tr>",
+            esc(image)
+        );
+    }
     format!(
         "<section aria-labelledby=\"ro\"><h2 id=\"ro\">Rollout</h2><p>{}{paused}</p>\
-         <p>Generations kept for undo: {}</p></section>",
-        esc(&line),
-        esc(&kept.join(", "))
+         <table><caption>History (the generations undo can go back to)</caption><thead><tr>\
+         <th scope=\"col\">Generation</th><th scope=\"col\">Image</th>\
+         <th scope=\"col\">Replicas</th><th scope=\"col\"></th></tr></thead>\
+         <tbody>{rows}</tbody></table></section>",
+        esc(&line)
     )
 }
 

@@ -290,7 +290,10 @@ async fn bundle_page(
     headers: HeaderMap,
 ) -> Response {
     let snap = c.shared.now();
-    match bundle::page(&snap, &name, !c.tokens.is_empty()) {
+    let history = super::rollout::history_rows(&c.store, &name)
+        .await
+        .unwrap_or_default();
+    match bundle::page(&snap, &name, !c.tokens.is_empty(), &history) {
         Some(body) => {
             let body = with_notice(&snap, &q, body);
             render(&headers, &format!("Bundle {name}"), "", &snap, body)
