@@ -125,6 +125,8 @@ pub fn known_nodes(snap: &Snapshot) -> BTreeSet<&str> {
 /// node, blocked, unmanaged).
 pub struct ReplicaText<'v> {
     pub shown: Shown<'v>,
+    /// The state shown (the node's newer report and the primitive's phase taken in).
+    pub state: ReplicaState,
     pub words: String,
     pub class: &'static str,
 }
@@ -207,6 +209,7 @@ pub fn replica_text<'v>(
     }
     ReplicaText {
         shown,
+        state,
         words,
         class,
     }
@@ -631,6 +634,8 @@ mod tests {
             page.contains("<span class=\"st online\">online</span>"),
             "{page}"
         );
+        // The charts count what the page shows: one running (recovered), none failed.
+        assert_eq!(snap.counts(), (1, 0, 0));
         // Without a token file, no action forms.
         assert!(!page.contains("<form"), "{page}");
         assert!(cluster(&snap, true).contains("action=\"/actions/standby\""));

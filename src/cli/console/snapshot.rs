@@ -88,17 +88,26 @@ impl Snapshot {
         }
     }
 
-    /// Replicas running now, failed now, and restarts so far (over all replicas).
+    /// Replicas running now and failed now, as the pages show them, and restarts so far
+    /// (over all replicas).
     pub fn counts(&self) -> (u64, u64, u64) {
-        let (mut running, mut failed, mut restarts) = (0, 0, 0);
-        for s in self.view.statuses.values() {
-            match s.state {
-                ReplicaState::Running => running += 1,
-                ReplicaState::Failed => failed += 1,
-                _ => {}
+        let (mut running, mut failed) = (0, 0);
+        for b in self.view.bundles.values() {
+            let rows = super::pages::rows_of(self, b.name());
+            for i in 0..b.spec.replicas() {
+                match super::pages::replica_text(self, b, rows, i).state {
+                    ReplicaState::Running => running += 1,
+                    ReplicaState::Failed => failed += 1,
+                    _ => {}
+                }
             }
-            restarts += u64::from(s.restart_count);
         }
+        let restarts = self
+            .view
+            .statuses
+            .values()
+            .map(|s| u64::from(s.restart_count))
+            .sum();
         (running, failed, restarts)
     }
 }
