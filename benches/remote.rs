@@ -12,8 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth::model::remote::RemoteConfig;
 use berth::model::{NvPair, Operation, Primitive};
-use berth::remote::supervisor::RemoteConfig;
 
 const AGENT: &str = "#!/bin/sh\ncase \"$1\" in\n  start) touch \"$OCF_RESKEY_state\"; exit 0 ;;\n  stop) rm -f \"$OCF_RESKEY_state\"; exit 0 ;;\n  monitor) [ -f \"$OCF_RESKEY_state\" ] && exit 0; exit 7 ;;\n  *) exit 0 ;;\nesac\n";
 

@@ -5,8 +5,8 @@
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
+use berth::model::container::Address;
 use berth::node::address;
-use berth::node::container::Address;
 
 fn ip(args: &[&str]) -> String {
     let o = Command::new("ip")

@@ -394,7 +394,7 @@ fn fuzz_stored_bundle_values() {
             let _ = manifest::to_yaml(std::slice::from_ref(&bundle));
             let _ = cib::export_bundle(&bundle);
             for i in 0..bundle.spec.replicas().min(3) {
-                let _ = berth::node::container::desired(&bundle, i, Path::new("/s"), None);
+                let _ = berth::model::container::desired(&bundle, i, Path::new("/s"), None);
             }
         }
         if let Some(t) = text(b) {
@@ -543,7 +543,7 @@ fn fuzz_cluster_values() {
             // What a node agent does with an assignment.
             if berth::model::validate::validate(&a.bundle).is_ok() {
                 for &i in a.replicas.iter().take(3) {
-                    let _ = berth::node::container::desired(&a.bundle, i, Path::new("/s"), None);
+                    let _ = berth::model::container::desired(&a.bundle, i, Path::new("/s"), None);
                 }
             }
         }

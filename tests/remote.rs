@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use berth::model::remote::RemoteConfig;
 use berth::model::{NvPair, Operation, Primitive};
-use berth::remote::supervisor::RemoteConfig;
 
 const DUMMY: &str = r#"#!/bin/sh
 echo "$1" >> "$OCF_RESKEY_log"

@@ -871,7 +871,7 @@ async fn remote(config: &std::path::Path, action: Option<&str>) -> Result<()> {
     use crate::remote::{ocf::Action, reaper::Reaper, supervisor};
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("{}: cannot read", config.display()))?;
-    let cfg: supervisor::RemoteConfig = serde_json::from_str(&text)
+    let cfg: crate::model::remote::RemoteConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a remote agent configuration", config.display()))?;
     let reaper = Reaper::global();
     if let Some(name) = action {

@@ -19,8 +19,8 @@ use std::path::Path;
 use super::view::View;
 use crate::model::Bundle;
 use crate::model::cluster::{Phase, ReplicaState, ReplicaStatus, Role};
+use crate::model::container;
 use crate::model::rollout::{FailureAction, RolloutState, RolloutStatus, Strategy};
-use crate::node::container;
 use crate::store::{Keys, Kv};
 
 /// What the rollout decided for one bundle.

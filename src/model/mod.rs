@@ -13,11 +13,14 @@ pub mod attributes;
 pub mod cib;
 pub mod cluster;
 pub mod constraints;
+pub mod container;
 pub mod duration;
+pub mod layout;
 pub mod manifest;
 pub mod operation;
 pub mod options;
 pub mod policy;
+pub mod remote;
 pub mod rollout;
 pub mod validate;
 

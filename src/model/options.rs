@@ -46,7 +46,7 @@ pub struct RunOptions {
     pub devices: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
-    // Added after containers were created with this struct's hash (node::container):
+    // Added after containers were created with this struct's hash (model::container):
     // left out of it when unset, so that those containers are not replaced.
     /// `--ipc`, `--pid`, `--uts`, `--userns`: a namespace mode (`host`, `private`, …).
     #[serde(skip_serializing_if = "Option::is_none")]

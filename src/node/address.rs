@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 
-use super::container::Address;
+use crate::model::container::Address;
 
 /// Why an address could not be added or removed. Retried at the next reconcile.
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::container;
 use super::core::Desired;
 use super::plan::ReplicaKey;
 use crate::model::Bundle;
 use crate::model::cluster::{Assignment, Role};
+use crate::model::container;
 use crate::store::Kv;
 
 /// An assignment as the agent keeps it: the bundle, and why it cannot run here when it

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::container::{DesiredContainer, LABEL_HASH};
 use super::engine::{EngineAction, EngineEvent, Observed};
 use super::plan::{Plan, ReplicaKey, key_of, plan};
 use crate::model::cluster::{Failure, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role};
+use crate::model::container::{DesiredContainer, LABEL_HASH};
 
 /// Each assigned replica's container, or why it cannot run here.
 pub type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;

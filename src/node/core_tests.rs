@@ -3,7 +3,7 @@
 use super::*;
 use crate::model::Bundle;
 use crate::model::cluster::OpRecord;
-use crate::node::container::{self, LABEL_BUNDLE, LABEL_REPLICA};
+use crate::model::container::{self, LABEL_BUNDLE, LABEL_REPLICA};
 use crate::node::plan::Action;
 
 const NODE: &str = "n1";

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
+use crate::model::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
 
 /// A container the engine has, as the agent needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

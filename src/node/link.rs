@@ -51,7 +51,7 @@ use super::core::Desired;
 use super::local::replica_files;
 use super::plan::ReplicaKey;
 use crate::model::cluster::{Notification, PrimitiveState, Role};
-use crate::remote::layout;
+use crate::model::layout;
 
 /// A report from a replica's remote agent.
 pub type Report = (ReplicaKey, PrimitiveState);

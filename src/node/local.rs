@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::container::DesiredContainer;
 use super::files::Dir;
 use crate::model::cluster::PrimitiveState;
+use crate::model::container::DesiredContainer;
+use crate::model::layout;
 use crate::model::policy::{self, Permits};
-use crate::remote::layout;
 
 /// The largest file the agent reads from a replica's directory.
 pub const MAX_FILE: usize = 1024 * 1024;

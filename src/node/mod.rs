@@ -29,7 +29,6 @@ pub mod agent;
 pub mod arp;
 pub mod assigned;
 pub mod config;
-pub mod container;
 pub mod core;
 pub mod engine;
 pub mod fence;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::container::{DesiredContainer, LABEL_BUNDLE, LABEL_HASH, LABEL_REPLICA};
 use super::engine::Observed;
+use crate::model::container::{DesiredContainer, LABEL_BUNDLE, LABEL_HASH, LABEL_REPLICA};
 
 /// A replica: bundle name and ordinal.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -130,8 +130,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::model::container::{LABEL_BUNDLE, desired as desired_of};
     use crate::model::fixtures::seed;
-    use crate::node::container::{LABEL_BUNDLE, desired as desired_of};
 
     fn key(i: u32) -> ReplicaKey {
         ReplicaKey {

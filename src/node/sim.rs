@@ -14,8 +14,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use super::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
 use super::engine::{Engine, EngineAction, EngineError, EngineEvent, EngineInfo, Observed};
+use crate::model::container::{DesiredContainer, LABEL_MANAGED_BY, LABEL_NODE};
 
 /// One simulated container.
 #[derive(Debug, Clone)]
@@ -287,7 +287,7 @@ mod tests {
     use std::path::Path;
 
     fn desired(i: u32) -> DesiredContainer {
-        super::super::container::desired(&seed(), i, Path::new("/s"), None).unwrap()
+        crate::model::container::desired(&seed(), i, Path::new("/s"), None).unwrap()
     }
 
     #[tokio::test]

@@ -21,20 +21,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::attributes::{AttrKey, AttrOp, DEFAULT_SET, Section, query_line};
+use crate::model::layout::{LATER_TOOLS, TOOLS};
 use crate::model::validate::parse_score;
 
 /// The environment variable naming the attributes file.
 pub const ENV_FILE: &str = "BERTH_ATTRIBUTES";
 /// The environment variable naming this replica's node (as Pacemaker passes it to agents).
 pub const ENV_NODE: &str = "OCF_RESKEY_CRM_meta_on_node";
-
-/// The names the tools run as.
-pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
-
-/// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
-/// does not replace running containers to add them (they appear in containers created from
-/// then on).
-pub const LATER_TOOLS: [&str; 4] = ["crm_mon", "cibadmin", "attrd_updater", "pacemakerd"];
 
 /// The Pacemaker version `pacemakerd -$` reports: the release whose tools and formats berth
 /// follows (ocf-shellfuncs asks it before it trusts `crm_node -n`).
@@ -234,7 +227,7 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     // Run by hand in a container (docker exec), without an agent's environment: the
     // replica's directory and its host name (the replica's name) serve.
-    let dir = Path::new(super::layout::REMOTE_DIR);
+    let dir = Path::new(crate::model::layout::REMOTE_DIR);
     let file = env(ENV_FILE)
         .map(PathBuf::from)
         .or_else(|| dir.is_dir().then(|| dir.join("attributes.json")));

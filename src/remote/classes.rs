@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 
 use super::ocf::{Action, Agent, Outcome, Rc, SpawnError};
 use super::reaper::Reaper;
-use super::supervisor::RemoteConfig;
 use crate::model::options::split_words;
+use crate::model::remote::RemoteConfig;
 
 /// A supervised command's running process.
 pub struct Running {

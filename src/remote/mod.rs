@@ -23,7 +23,6 @@ pub mod channel;
 pub mod cib;
 pub mod classes;
 pub mod crm_mon;
-pub mod layout;
 pub mod ocf;
 pub mod ops;
 pub mod reaper;

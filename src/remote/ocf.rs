@@ -17,50 +17,7 @@ use std::os::unix::process::CommandExt;
 
 use super::reaper::Reaper;
 
-/// The OCF actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Start,
-    Stop,
-    Monitor,
-    Promote,
-    Demote,
-    Notify,
-    MetaData,
-    ValidateAll,
-}
-
-impl Action {
-    /// Every action of the OCF resource agent API.
-    pub const ALL: [Action; 8] = [
-        Action::Start,
-        Action::Stop,
-        Action::Monitor,
-        Action::Promote,
-        Action::Demote,
-        Action::Notify,
-        Action::MetaData,
-        Action::ValidateAll,
-    ];
-
-    /// The action named `name` (`start`, `meta-data`, …).
-    pub fn parse(name: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Monitor => "monitor",
-            Action::Promote => "promote",
-            Action::Demote => "demote",
-            Action::Notify => "notify",
-            Action::MetaData => "meta-data",
-            Action::ValidateAll => "validate-all",
-        }
-    }
-}
+pub use crate::model::operation::Action;
 
 /// The OCF exit codes (OCF resource agent API, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,81 +1,13 @@
-//! The primitive's operations as the supervisor runs them: read once from the
-//! configuration into typed timings and on-fail policies, with the recurring monitor an
-//! agent advertises when the primitive defines none.
+//! The recurring monitor an agent advertises, for a primitive that defines none (the
+//! operations' typed timings are [`crate::model::operation::Ops`]).
 
 use std::time::Duration;
 
 use super::classes::Resource;
 use super::ocf::{Action, Rc};
 use super::reaper::Reaper;
-use crate::model::operation::OnFail;
-use crate::model::{Primitive, duration};
-
-/// An action's timeout when its operation sets none (Pacemaker's default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// One operation, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Op {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub on_fail: Option<OnFail>,
-}
-
-/// Every operation the supervisor runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ops {
-    pub start: Op,
-    pub stop: Op,
-    pub promote: Op,
-    pub demote: Op,
-    pub notify: Op,
-    /// The enabled recurring monitors.
-    pub monitors: Vec<Op>,
-    /// The primitive defines a recurring monitor (enabled or not): no default one is added.
-    pub has_monitor: bool,
-}
-
-impl Ops {
-    /// Reads the primitive's operations once.
-    pub fn of(p: &Primitive) -> Ops {
-        let monitors = p
-            .operations
-            .iter()
-            .filter(|o| o.is_recurring_monitor() && o.enabled != Some(false))
-            .filter_map(|o| {
-                Some(Op {
-                    interval: o.interval().ok()?,
-                    timeout: o.timeout().unwrap_or(DEFAULT_TIMEOUT),
-                    on_fail: o.on_fail(),
-                })
-            })
-            .collect();
-        Ops {
-            start: once(p, "start"),
-            stop: once(p, "stop"),
-            promote: once(p, "promote"),
-            demote: once(p, "demote"),
-            notify: once(p, "notify"),
-            monitors,
-            has_monitor: p.operations.iter().any(|o| o.is_recurring_monitor()),
-        }
-    }
-
-    /// The operation an action runs as, for `berth remote --action` (a monitor as a probe).
-    pub fn for_action(p: &Primitive, action: Action) -> Op {
-        once(p, action.as_str())
-    }
-}
-
-/// The non-recurring operation `name` (interval 0), with defaults when it is not defined.
-fn once(p: &Primitive, name: &str) -> Op {
-    let o = p.operations.iter().find(|o| o.is_once(name));
-    Op {
-        interval: Duration::ZERO,
-        timeout: o.and_then(|o| o.timeout()).unwrap_or(DEFAULT_TIMEOUT),
-        on_fail: o.and_then(|o| o.on_fail()),
-    }
-}
+use crate::model::duration;
+use crate::model::operation::{DEFAULT_TIMEOUT, Op};
 
 /// The recurring monitor when the primitive defines none at all (no `monitor` op with an
 /// interval, enabled or not): the one the agent's meta-data advertises, as `pcs resource
@@ -147,45 +79,6 @@ fn advertised_monitor(xml: &str) -> Option<(Duration, Duration)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn operations_are_read_once_with_defaults() {
-        let p: Primitive = serde_json::from_value(serde_json::json!({
-            "id": "p", "class": "ocf", "provider": "heartbeat", "type": "Dummy",
-            "operations": [
-                {"name": "start", "interval": "0", "timeout": "40s", "onFail": "block"},
-                {"name": "monitor", "interval": "10s", "onFail": "ignore"},
-                {"name": "monitor", "interval": "20s", "enabled": false},
-            ],
-        }))
-        .unwrap();
-        let ops = Ops::of(&p);
-        assert_eq!(
-            ops.start,
-            Op {
-                interval: Duration::ZERO,
-                timeout: Duration::from_secs(40),
-                on_fail: Some(OnFail::Block)
-            }
-        );
-        assert_eq!(
-            ops.stop,
-            Op {
-                interval: Duration::ZERO,
-                timeout: DEFAULT_TIMEOUT,
-                on_fail: None
-            }
-        );
-        assert_eq!(
-            ops.monitors,
-            vec![Op {
-                interval: Duration::from_secs(10),
-                timeout: DEFAULT_TIMEOUT,
-                on_fail: Some(OnFail::Ignore)
-            }]
-        );
-        assert!(ops.has_monitor);
-    }
 
     #[test]
     fn the_advertised_monitor_is_read_from_meta_data() {

@@ -1,7 +1,7 @@
 //! The contract between the node agent and the remote agent, in one place for both sides:
 //! where things are inside a container of a bundle with a primitive, and how the per-replica
 //! host directory is laid out. The channel protocol (client and server) is
-//! [`super::channel`]; the configuration file is [`super::supervisor::RemoteConfig`].
+//! [`crate::remote::channel`]; the configuration file is [`super::remote::RemoteConfig`].
 
 /// Where the replica's runtime directory appears inside a container with a primitive,
 /// read-write: the control socket, the remote agent's state file and the node attributes its
@@ -30,3 +30,11 @@ pub const PHYSICAL_HOST: &str = "physical-host";
 pub const CONTROL_SOCKET: &str = "control.sock";
 pub const STATE_JSON: &str = "state.json";
 pub const ATTRIBUTES_JSON: &str = "attributes.json";
+
+/// The names the tools run as.
+pub const TOOLS: [&str; 3] = ["crm_attribute", "crm_master", "crm_node"];
+
+/// Tools added later: bound into containers outside the spec hash, so that a berth upgrade
+/// does not replace running containers to add them (they appear in containers created from
+/// then on).
+pub const LATER_TOOLS: [&str; 4] = ["crm_mon", "cibadmin", "attrd_updater", "pacemakerd"];

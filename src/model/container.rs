@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::model::Bundle;
-use crate::model::options::{self, RunOptions, split_words};
-use crate::remote::layout::{
+use crate::model::layout::{
     ATTRIBUTES_JSON, AUTHKEY, CONFIG_SUBDIR, CONTROL_SOCKET, HOSTS_FILE, REMOTE_BIN,
     REMOTE_BIN_DIR, REMOTE_CONFIG_DIR, REMOTE_DIR, REMOTE_JSON, RUN_SUBDIR, STATE_JSON,
 };
+use crate::model::options::{self, RunOptions, split_words};
 
 /// Label keys berth puts on the containers it owns. A container is berth's, and this node
 /// agent's, only when `managed-by` is `berth` and `node` is the agent's node name: several
@@ -95,7 +95,7 @@ pub struct DesiredContainer {
     #[serde(skip)]
     pub host_sources: Vec<PathBuf>,
     /// Binds outside the spec hash: the tools added after the first (see
-    /// [`crate::remote::attrs::LATER_TOOLS`]), so that adding one replaces no container.
+    /// [`crate::model::layout::LATER_TOOLS`]), so that adding one replaces no container.
     #[serde(skip)]
     pub unhashed_binds: Vec<String>,
     /// The replica's /etc/hosts content, when add-host applies (the file is
@@ -245,10 +245,10 @@ pub fn desired(
         ));
         binds.push(format!("{}:{REMOTE_DIR}", dir.join(RUN_SUBDIR).display()));
         binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
-        for tool in crate::remote::attrs::TOOLS {
+        for tool in crate::model::layout::TOOLS {
             binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
         }
-        for tool in crate::remote::attrs::LATER_TOOLS {
+        for tool in crate::model::layout::LATER_TOOLS {
             unhashed_binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
         }
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
@@ -266,7 +266,7 @@ pub fn desired(
             });
         }
         let host_target = prim.meta(ATTRIBUTE_TARGET) == Some("host");
-        let cfg = crate::remote::supervisor::RemoteConfig {
+        let cfg = crate::model::remote::RemoteConfig {
             control_socket: control_port.is_none().then(|| run(CONTROL_SOCKET)),
             control_port,
             state_file: Some(run(STATE_JSON)),
@@ -276,7 +276,7 @@ pub fn desired(
             clone: Some(i),
             attributes_file: Some(run(ATTRIBUTES_JSON)),
             tools_dir: Some(PathBuf::from(REMOTE_BIN_DIR)),
-            ..crate::remote::supervisor::RemoteConfig::new(prim.clone())
+            ..crate::model::remote::RemoteConfig::new(prim.clone())
         };
         remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
         attr_scope = Some(crate::model::attributes::Scope {
@@ -339,7 +339,8 @@ fn stop_grace(spec: &crate::model::BundleSpec) -> i64 {
     const MARGIN_SECS: u64 = 5;
     match &spec.primitive {
         Some(p) => {
-            let stop = crate::remote::ops::Ops::for_action(p, crate::remote::ocf::Action::Stop);
+            let stop =
+                crate::model::operation::Ops::for_action(p, crate::model::operation::Action::Stop);
             i64::try_from(stop.timeout.as_secs() + MARGIN_SECS).unwrap_or(i64::MAX)
         }
         None => DEFAULT_STOP_TIMEOUT_SECS,
