@@ -52,35 +52,26 @@ impl Section {
         kind: Option<&str>,
         lifetime: Option<&str>,
         node_given: bool,
-    ) -> Result<Section, String> {
+    ) -> Result<Section, AttrError> {
         let by_lifetime = match lifetime {
             None => None,
             Some("reboot") => Some(Section::Status),
             Some("forever") => Some(Section::Nodes),
-            Some(other) => {
-                return Err(format!("--lifetime {other:?}: expected reboot or forever"));
-            }
+            Some(other) => return Err(AttrError::Lifetime(other.to_string())),
         };
         let by_type = match kind {
             None => None,
             Some("nodes") => Some(Section::Nodes),
             Some("status") => Some(Section::Status),
             Some("crm_config") => Some(Section::CrmConfig),
-            Some(other) => {
-                return Err(format!(
-                    "--type {other:?}: expected nodes, status or crm_config"
-                ));
-            }
+            Some(other) => return Err(AttrError::Type(other.to_string())),
         };
         match (by_type, by_lifetime) {
-            (Some(Section::CrmConfig), Some(_)) => {
-                Err("--lifetime applies to node attributes, not to --type crm_config".into())
-            }
-            (Some(t), Some(l)) if t != l => Err(format!(
-                "--type {} and --lifetime {} disagree",
-                t.as_str(),
-                lifetime.unwrap_or_default()
-            )),
+            (Some(Section::CrmConfig), Some(_)) => Err(AttrError::LifetimeOfProperty),
+            (Some(t), Some(l)) if t != l => Err(AttrError::Disagree {
+                kind: t,
+                lifetime: lifetime.unwrap_or_default().to_string(),
+            }),
             (Some(t), _) | (None, Some(t)) => Ok(t),
             (None, None) if node_given => Ok(Section::Nodes),
             (None, None) => Ok(Section::CrmConfig),
@@ -96,12 +87,12 @@ impl Section {
         lifetime: Option<&str>,
         node_given: bool,
         promotion: bool,
-    ) -> Result<Section, String> {
+    ) -> Result<Section, AttrError> {
         if !promotion {
             return Section::from_flags(kind, lifetime, node_given);
         }
         match Section::from_flags(kind, lifetime, true)? {
-            Section::CrmConfig => Err("--promotion: a promotion score is a node attribute".into()),
+            Section::CrmConfig => Err(AttrError::PromotionOfProperty),
             _ if kind.is_none() && lifetime.is_none() => Ok(Section::Status),
             s => Ok(s),
         }
@@ -124,6 +115,37 @@ impl fmt::Display for Section {
     }
 }
 
+/// Why an attribute's section, owner, name or value is refused (crm_attribute's flags
+/// named as the tools take them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrError {
+    #[error("--lifetime {0:?}: expected reboot or forever")]
+    Lifetime(String),
+    #[error("--type {0:?}: expected nodes, status or crm_config")]
+    Type(String),
+    #[error("--lifetime applies to node attributes, not to --type crm_config")]
+    LifetimeOfProperty,
+    #[error("--type {kind} and --lifetime {lifetime} disagree")]
+    Disagree { kind: Section, lifetime: String },
+    #[error("--promotion: a promotion score is a node attribute")]
+    PromotionOfProperty,
+    #[error("attribute name: required")]
+    NameMissing,
+    /// The name's first 32 bytes.
+    #[error("attribute name {0:?}…: longer than {MAX_NAME} bytes")]
+    NameTooLong(String),
+    #[error("attribute name {name:?}: {bad:?} is not allowed (letters, digits and _ - . : # only)")]
+    NameChar { name: String, bad: char },
+    #[error("attribute value: {0} bytes, more than {MAX_VALUE}")]
+    ValueTooLong(usize),
+    #[error("attribute value: control characters are not allowed")]
+    ValueControl,
+    #[error(transparent)]
+    Node(#[from] super::validate::NodeNameError),
+    #[error("--set-name {0:?}: not an XML id (a letter or _, then letters, digits, _ - .)")]
+    SetName(String),
+}
+
 /// `crm_attribute`'s answer to a query (without `--quiet`).
 pub fn query_line(section: Section, name: &str, value: &str) -> String {
     format!("scope={section}  name={name} value={value}")
@@ -132,53 +154,45 @@ pub fn query_line(section: Section, name: &str, value: &str) -> String {
 /// Checks an attribute's name: 1 to [`MAX_NAME`] bytes of letters, digits and `_ - . :`
 /// (Pacemaker's own names, `master-galera`, `rmq-node-attr-last-known-rabbitmq`,
 /// `#health-disk`, fit; a `/` would reach another key).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), AttrError> {
     if name.is_empty() {
-        return Err("attribute name: required".into());
+        return Err(AttrError::NameMissing);
     }
     if name.len() > MAX_NAME {
-        return Err(format!(
-            "attribute name {:?}…: longer than {MAX_NAME} bytes",
-            &name[..name.floor_char_boundary(32)]
-        ));
+        let start = name[..name.floor_char_boundary(32)].to_string();
+        return Err(AttrError::NameTooLong(start));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "_-.:#".contains(*c)))
     {
-        return Err(format!(
-            "attribute name {name:?}: {bad:?} is not allowed (letters, digits and _ - . : # only)"
-        ));
+        let name = name.to_string();
+        return Err(AttrError::NameChar { name, bad });
     }
     Ok(())
 }
 
 /// Checks an attribute's value: at most [`MAX_VALUE`] bytes, no control characters but tab.
-pub fn check_value(value: &str) -> Result<(), String> {
+pub fn check_value(value: &str) -> Result<(), AttrError> {
     if value.len() > MAX_VALUE {
-        return Err(format!(
-            "attribute value: {} bytes, more than {MAX_VALUE}",
-            value.len()
-        ));
+        return Err(AttrError::ValueTooLong(value.len()));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err("attribute value: control characters are not allowed".into());
+        return Err(AttrError::ValueControl);
     }
     Ok(())
 }
 
 /// Checks the owner of an attribute: a node name (a host, or a replica `<bundle>-<i>`), or a
 /// property set's id.
-pub fn check_owner(section: Section, owner: &str) -> Result<(), String> {
+pub fn check_owner(section: Section, owner: &str) -> Result<(), AttrError> {
     match section {
-        Section::Nodes | Section::Status => super::validate::node_name(owner),
+        Section::Nodes | Section::Status => Ok(super::validate::node_name(owner)?),
         Section::CrmConfig => {
             if super::validate::is_xml_id(owner) && !owner.contains('/') {
                 Ok(())
             } else {
-                Err(format!(
-                    "--set-name {owner:?}: not an XML id (a letter or _, then letters, digits, _ - .)"
-                ))
+                Err(AttrError::SetName(owner.to_string()))
             }
         }
     }
@@ -194,7 +208,7 @@ pub struct AttrKey {
 
 impl AttrKey {
     /// Checks the owner and the name.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), AttrError> {
         check_owner(self.section, &self.owner)?;
         check_name(&self.name)
     }
@@ -324,7 +338,7 @@ impl Scope {
         let key = match op {
             AttrOp::Set { key, value } => {
                 if let Err(e) = check_value(value) {
-                    return Some(e);
+                    return Some(e.to_string());
                 }
                 key
             }
@@ -335,7 +349,7 @@ impl Scope {
             }
         };
         if let Err(e) = key.check() {
-            return Some(e);
+            return Some(e.to_string());
         }
         let on_host = || hosts.contains(&key.owner) && self.host_attribute(&key.name);
         match key.section {
@@ -374,14 +388,20 @@ mod tests {
         assert_eq!(s(Some("crm_config"), None, false), Ok(Section::CrmConfig));
         assert_eq!(s(None, None, true), Ok(Section::Nodes));
         assert_eq!(s(None, None, false), Ok(Section::CrmConfig));
-        assert!(s(Some("status"), Some("forever"), true).is_err());
-        assert!(s(Some("crm_config"), Some("reboot"), false).is_err());
-        assert!(s(Some("cib"), None, false).unwrap_err().contains("--type"));
-        assert!(
-            s(None, Some("never"), true)
-                .unwrap_err()
-                .contains("--lifetime")
+        let disagree = AttrError::Disagree {
+            kind: Section::Status,
+            lifetime: "forever".into(),
+        };
+        assert_eq!(s(Some("status"), Some("forever"), true), Err(disagree));
+        let property = Err(AttrError::LifetimeOfProperty);
+        assert_eq!(s(Some("crm_config"), Some("reboot"), false), property);
+        let cib = s(Some("cib"), None, false).unwrap_err();
+        assert_eq!(
+            cib.to_string(),
+            "--type \"cib\": expected nodes, status or crm_config"
         );
+        let never = Err(AttrError::Lifetime("never".into()));
+        assert_eq!(s(None, Some("never"), true), never);
         let p = |t, l| Section::of_call(t, l, false, true);
         assert_eq!(p(None, None), Ok(Section::Status));
         assert_eq!(p(None, Some("forever")), Ok(Section::Nodes));

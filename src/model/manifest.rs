@@ -48,8 +48,8 @@ pub enum ParseError {
     #[error(transparent)]
     Xml(#[from] XmlError),
     /// Nested deeper than [`MAX_FLOW_DEPTH`].
-    #[error("{0}")]
-    TooDeep(String),
+    #[error(transparent)]
+    TooDeep(TooDeep),
 }
 
 /// The deepest flow nesting (`{`, `[`) accepted in YAML: libyaml's scanner takes time
@@ -57,19 +57,22 @@ pub enum ParseError {
 /// comes near.
 pub const MAX_FLOW_DEPTH: usize = 256;
 
+/// YAML nested deeper than [`MAX_FLOW_DEPTH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("nested deeper than {MAX_FLOW_DEPTH} levels of {{ and [")]
+pub struct TooDeep;
+
 /// Refuses YAML whose flow collections nest deeper than [`MAX_FLOW_DEPTH`], before a YAML
 /// parser sees it. Brackets are counted wherever they are, quoted ones included: an
 /// over-count that only a pathological document reaches.
-pub fn check_flow_depth(text: &str) -> Result<(), String> {
+pub fn check_flow_depth(text: &str) -> Result<(), TooDeep> {
     let mut depth = 0usize;
     for b in text.bytes() {
         match b {
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_FLOW_DEPTH {
-                    return Err(format!(
-                        "nested deeper than {MAX_FLOW_DEPTH} levels of {{ and ["
-                    ));
+                    return Err(TooDeep);
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),

@@ -110,8 +110,8 @@ pub enum NodeError {
     )]
     NameTaken { name: String, key: String },
     /// The node name is not a host name. Give up.
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(crate::model::validate::NodeNameError),
     /// `--lease-ttl` cannot be used. Give up.
     #[error("lease TTL {0:?}: must be a whole number of seconds, at least 1")]
     BadLeaseTtl(Duration),

@@ -203,14 +203,14 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
         return Err("give one of -v, -D and -G".into());
     }
     // The section the flags name (checked here: a bad --type or --lifetime is a usage error).
-    section(&r)?;
+    section(&r).map_err(|e| e.to_string())?;
     Ok(r)
 }
 
 /// The CIB section a request is about: a promotion score is transient; otherwise
 /// crm_attribute's `--type` and `--lifetime` decide, a node attribute being permanent by
 /// default.
-fn section(r: &Request) -> Result<Section, String> {
+fn section(r: &Request) -> Result<Section, crate::model::attributes::AttrError> {
     // Inside a replica every node attribute has a node: this one's, by default.
     Section::of_call(
         r.kind.as_deref(),
@@ -566,7 +566,7 @@ fn run(
         print_members(q, &members, out);
         return Ok(0);
     }
-    let section = section(&r).map_err(usage)?;
+    let section = section(&r).map_err(|e| usage(e.to_string()))?;
     let name =
         match (&r.promotion, &r.name) {
             (Some(Some(rsc)), _) => promotion_name(rsc),

@@ -337,18 +337,17 @@ pub(crate) fn label_problem(name: &str) -> Option<String> {
 /// Checks a node name: DNS labels joined by dots (a host name such as `node1` or
 /// `node1.example.com`), at most 253 characters, each label at most 63. The name is part of
 /// etcd keys and container labels.
-pub fn node_name(name: &str) -> Result<(), String> {
+pub fn node_name(name: &str) -> Result<(), NodeNameError> {
+    let named = || name.to_string();
     if name.is_empty() {
-        return Err("node name: required".into());
+        return Err(NodeNameError::Missing);
     }
     if name.len() > 253 {
-        return Err(format!("node name {name:?}: longer than 253 characters"));
+        return Err(NodeNameError::TooLong(named()));
     }
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!(
-                "node name {name:?}: each dot-separated part must be 1-63 characters"
-            ));
+            return Err(NodeNameError::PartLength(named()));
         }
         // A host-name label may start with a digit (checked as if it were a letter).
         let as_label = match label.strip_prefix(|c: char| c.is_ascii_digit()) {
@@ -356,13 +355,32 @@ pub fn node_name(name: &str) -> Result<(), String> {
             None => label.to_string(),
         };
         if let Some(why) = label_problem(&as_label) {
-            return Err(format!(
-                "node name {name:?}: {label:?}: {}",
-                why.replacen(&format!("{as_label:?}: "), "", 1)
-            ));
+            return Err(NodeNameError::Part {
+                name: named(),
+                part: label.to_string(),
+                why: why.replacen(&format!("{as_label:?}: "), "", 1),
+            });
         }
     }
     Ok(())
+}
+
+/// Why a node name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    #[error("node name: required")]
+    Missing,
+    #[error("node name {0:?}: longer than 253 characters")]
+    TooLong(String),
+    #[error("node name {0:?}: each dot-separated part must be 1-63 characters")]
+    PartLength(String),
+    /// A part that is not a DNS label, and why (a DNS label's rule).
+    #[error("node name {name:?}: {part:?}: {why}")]
+    Part {
+        name: String,
+        part: String,
+        why: String,
+    },
 }
 
 fn check_storage(c: &mut Check, spec: &crate::model::BundleSpec) {

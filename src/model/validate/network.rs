@@ -180,20 +180,31 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
 pub const MAX_REPLICAS: u32 = 1000;
 
 /// Parses `first-last`, 1-65535, first <= last.
-pub fn parse_range(r: &str) -> Result<(u16, u16), String> {
-    let (a, b) = r
-        .split_once('-')
-        .ok_or_else(|| "not first-last".to_string())?;
-    let port = |s: &str| -> Result<u16, String> {
+pub fn parse_range(r: &str) -> Result<(u16, u16), RangeError> {
+    let (a, b) = r.split_once('-').ok_or(RangeError::NotARange)?;
+    let port = |s: &str| -> Result<u16, RangeError> {
         match s.trim().parse::<u32>() {
             Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-            Ok(n) => Err(format!("port {n} is outside 1-65535")),
-            Err(_) => Err(format!("{s:?} is not a port number")),
+            Ok(n) => Err(RangeError::OutOfRange(n)),
+            Err(_) => Err(RangeError::NotAPort(s.to_string())),
         }
     };
     let (a, b) = (port(a)?, port(b)?);
     if a > b {
-        return Err("first port is above last".into());
+        return Err(RangeError::Reversed);
     }
     Ok((a, b))
+}
+
+/// Why a port range (`first-last`) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("not first-last")]
+    NotARange,
+    #[error("port {0} is outside 1-65535")]
+    OutOfRange(u32),
+    #[error("{0:?} is not a port number")]
+    NotAPort(String),
+    #[error("first port is above last")]
+    Reversed,
 }
