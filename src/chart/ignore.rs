@@ -19,6 +19,15 @@ struct Rule {
     whole_path: bool,
 }
 
+/// A `.helmignore` line Helm refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {text:?}: {why}")]
+pub struct BadRule {
+    pub line: usize,
+    pub text: String,
+    pub why: &'static str,
+}
+
 /// The rules of one `.helmignore`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules(Vec<Rule>);
@@ -26,18 +35,20 @@ pub struct Rules(Vec<Rule>);
 impl Rules {
     /// Parses `.helmignore` text; a rule Helm refuses (`**`, a malformed class) is an
     /// error naming its line.
-    pub fn parse(text: &str) -> Result<Rules, String> {
+    pub fn parse(text: &str) -> Result<Rules, BadRule> {
         let mut rules = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let bad = |why| BadRule {
+                line: n + 1,
+                text: line.to_string(),
+                why,
+            };
             if line.contains("**") {
-                return Err(format!(
-                    "line {}: {line:?}: the double-star (**) syntax is not supported",
-                    n + 1
-                ));
+                return Err(bad("the double-star (**) syntax is not supported"));
             }
             let (negate, rest) = match line.strip_prefix('!') {
                 Some(r) => (true, r),
@@ -50,7 +61,7 @@ impl Rules {
             let whole_path = rest.contains('/');
             let glob = rest.trim_start_matches('/').to_string();
             if glob_match(&glob, "abc").is_none() {
-                return Err(format!("line {}: {line:?}: not a valid pattern", n + 1));
+                return Err(bad("not a valid pattern"));
             }
             rules.push(Rule {
                 glob,
@@ -262,7 +273,13 @@ mod tests {
             gitignore_style.ignores("values.yaml", false),
             "and !README.md ignores the rest"
         );
-        assert!(Rules::parse("templates/**/x").unwrap_err().contains("**"));
-        assert!(Rules::parse("a[b").unwrap_err().contains("line 1"));
+        assert!(
+            Rules::parse("templates/**/x")
+                .unwrap_err()
+                .why
+                .contains("**")
+        );
+        let e = Rules::parse("a[b").unwrap_err();
+        assert_eq!(e.to_string(), "line 1: \"a[b\": not a valid pattern");
     }
 }

@@ -343,17 +343,21 @@ pub fn parse_index(bytes: &[u8], origin: &str) -> Result<Index, ChartError> {
 impl Index {
     /// The entry of `chart` that `version` selects: an exact version, a semver range
     /// (`^1.2`, `>=1.0, <2`), or (none) the highest version that is not a pre-release.
-    pub fn find(&self, chart: &str, version: Option<&str>) -> Result<&Entry, String> {
+    pub fn find(&self, chart: &str, version: Option<&str>) -> Result<&Entry, NotFound> {
         let list = self
             .entries
             .get(chart)
-            .ok_or_else(|| format!("no chart {chart:?} in the repository"))?;
+            .ok_or_else(|| NotFound::Chart(chart.to_string()))?;
         let exact = version.and_then(version_of);
         let range = match (version, &exact) {
-            (Some(v), None) => Some(
-                semver::VersionReq::parse(v)
-                    .map_err(|e| format!("--version {v:?}: not a version or a range: {e}"))?,
-            ),
+            (Some(v), None) => {
+                Some(
+                    semver::VersionReq::parse(v).map_err(|e| NotFound::BadVersion {
+                        version: v.to_string(),
+                        why: e.to_string(),
+                    })?,
+                )
+            }
             _ => None,
         };
         list.iter()
@@ -366,10 +370,26 @@ impl Index {
             .max_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, e)| e)
             .ok_or_else(|| match version {
-                Some(v) => format!("chart {chart:?} has no version matching {v:?}"),
-                None => format!("chart {chart:?} has no released version"),
+                Some(v) => NotFound::NoMatch {
+                    chart: chart.to_string(),
+                    version: v.to_string(),
+                },
+                None => NotFound::NoRelease(chart.to_string()),
             })
     }
+}
+
+/// Why an index has no entry for a chart and version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    #[error("no chart {0:?} in the repository")]
+    Chart(String),
+    #[error("--version {version:?}: not a version or a range: {why}")]
+    BadVersion { version: String, why: String },
+    #[error("chart {chart:?} has no version matching {version:?}")]
+    NoMatch { chart: String, version: String },
+    #[error("chart {0:?} has no released version")]
+    NoRelease(String),
 }
 
 // ---- repositories the user added -----------------------------------------------------------
@@ -746,12 +766,16 @@ mod tests {
         assert_eq!(pick(Some("~1.2")).unwrap(), "1.2.0");
         assert_eq!(pick(Some(">=1.0, <1.5")).unwrap(), "1.2.0");
         assert_eq!(pick(Some("2.0.0-rc.1")).unwrap(), "2.0.0-rc.1");
-        assert!(pick(Some("3")).unwrap_err().contains("no version matching"));
-        assert!(
-            pick(Some("not a version"))
-                .unwrap_err()
-                .contains("not a version or a range")
-        );
-        assert!(idx.find("d", None).unwrap_err().contains("no chart \"d\""));
+        let no_match = NotFound::NoMatch {
+            chart: "c".into(),
+            version: "3".into(),
+        };
+        assert_eq!(pick(Some("3")).unwrap_err(), no_match);
+        assert!(matches!(
+            pick(Some("not a version")),
+            Err(NotFound::BadVersion { .. })
+        ));
+        let d = idx.find("d", None).unwrap_err();
+        assert_eq!(d.to_string(), "no chart \"d\" in the repository");
     }
 }

@@ -19,10 +19,19 @@ pub enum DurationError {
     UnknownUnit(String),
 }
 
+/// Why a Go duration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoDurationError {
+    #[error("{0:?} is not a duration (like 1h30m, -1.5h, 300ms)")]
+    NotADuration(String),
+    #[error("{0:?}: a duration over 292 years")]
+    TooLong(String),
+}
+
 /// A Go duration (`1h30m`, `-1.5h`, `300ms`, as Docker's flags and Sprig take them) in
 /// nanoseconds.
-pub fn parse_go(s: &str) -> Result<i128, String> {
-    let bad = || format!("{s:?} is not a duration (like 1h30m, -1.5h, 300ms)");
+pub fn parse_go(s: &str) -> Result<i128, GoDurationError> {
+    let bad = || GoDurationError::NotADuration(s.to_string());
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -56,7 +65,7 @@ pub fn parse_go(s: &str) -> Result<i128, String> {
         rest = &rest[u..];
     }
     if total > 9.2e18 {
-        return Err(format!("{s:?}: a duration over 292 years"));
+        return Err(GoDurationError::TooLong(s.to_string()));
     }
     Ok(if neg { -(total as i128) } else { total as i128 })
 }

@@ -128,6 +128,45 @@ fn import_constraints(section: &Element, out: &mut Imported) {
     }
 }
 
+/// Why a constraint is skipped on import (the warning names it and says this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Skipped {
+    #[error("resource sets are not supported")]
+    ResourceSets,
+    #[error("{0} is not supported")]
+    Attribute(&'static str),
+    #[error("<{0}> is not supported in it")]
+    Child(String),
+    #[error("a node-attribute other than #uname is not supported")]
+    NodeAttribute,
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("symmetrical {0:?}: not a boolean")]
+    Symmetrical(String),
+    #[error("score {0:?}: not a score")]
+    Score(String),
+    #[error("no rsc (rsc-pattern and resource sets are not supported)")]
+    NoRsc,
+    #[error("role {0:?}: a location for one role is not supported")]
+    LocationRole(String),
+    #[error("resource-discovery={0:?} is not supported (always and exclusive are)")]
+    Discovery(String),
+    #[error("a node without a score")]
+    NodeWithoutScore,
+    #[error("a rule for one role is not supported")]
+    RuleRole,
+    #[error("a rule without a score (score-attribute is not supported)")]
+    RuleWithoutScore,
+    #[error("a rule of more than one expression is not supported")]
+    RuleExpressions,
+    #[error("<{0}> other than attribute eq value is not supported")]
+    Expression(String),
+    #[error("<{0}> is not supported")]
+    Element(String),
+    #[error("neither a node nor a rule")]
+    Empty,
+}
+
 /// One constraint as a bundle keeps it.
 enum Constraint {
     Locations(Vec<Location>),
@@ -136,21 +175,21 @@ enum Constraint {
 }
 
 /// No resource sets, patterns or other attributes berth has no equivalent for.
-fn plain_pair(c: &Element, unsupported: &[&str]) -> Result<(), String> {
+fn plain_pair(c: &Element, unsupported: &[&'static str]) -> Result<(), Skipped> {
     if c.children.iter().any(|ch| ch.name == "resource_set") {
-        return Err("resource sets are not supported".into());
+        return Err(Skipped::ResourceSets);
     }
     if let Some(a) = unsupported.iter().find(|a| attr_of(c, a).is_some()) {
-        return Err(format!("{a} is not supported"));
+        return Err(Skipped::Attribute(a));
     }
     if let Some(ch) = c.children.first() {
-        return Err(format!("<{}> is not supported in it", ch.name));
+        return Err(Skipped::Child(ch.name.clone()));
     }
     Ok(())
 }
 
 /// One `rsc_colocation` of two resources: (rsc, the colocation it keeps).
-fn colocation_from(c: &Element) -> Result<(String, Colocation), String> {
+fn colocation_from(c: &Element) -> Result<(String, Colocation), Skipped> {
     plain_pair(
         c,
         &[
@@ -161,11 +200,15 @@ fn colocation_from(c: &Element) -> Result<(String, Colocation), String> {
         ],
     )?;
     if attr_of(c, "node-attribute").is_some_and(|a| a != "#uname") {
-        return Err("a node-attribute other than #uname is not supported".into());
+        return Err(Skipped::NodeAttribute);
     }
-    let rsc = attr_of(c, "rsc").ok_or("no rsc")?.to_string();
-    let with = attr_of(c, "with-rsc").ok_or("no with-rsc")?.to_string();
-    let score = attr_of(c, "score").ok_or("no score")?.to_string();
+    let rsc = attr_of(c, "rsc")
+        .ok_or(Skipped::Missing("rsc"))?
+        .to_string();
+    let with = attr_of(c, "with-rsc").ok_or(Skipped::Missing("with-rsc"))?;
+    let with = with.to_string();
+    let score = attr_of(c, "score").ok_or(Skipped::Missing("score"))?;
+    let score = score.to_string();
     Ok((
         rsc,
         Colocation {
@@ -180,15 +223,17 @@ fn colocation_from(c: &Element) -> Result<(String, Colocation), String> {
 
 /// One `rsc_order` of two resources: (then, the order it keeps). The deprecated score reads
 /// as Pacemaker reads it: 0 is Optional, anything else Mandatory.
-fn order_from(c: &Element) -> Result<(String, Order), String> {
+fn order_from(c: &Element) -> Result<(String, Order), Skipped> {
     plain_pair(c, &["first-instance", "then-instance", "require-all"])?;
-    let first = attr_of(c, "first").ok_or("no first")?.to_string();
-    let then = attr_of(c, "then").ok_or("no then")?.to_string();
+    let first = attr_of(c, "first").ok_or(Skipped::Missing("first"))?;
+    let first = first.to_string();
+    let then = attr_of(c, "then").ok_or(Skipped::Missing("then"))?;
+    let then = then.to_string();
     let symmetrical = match attr_of(c, "symmetrical") {
         None => None,
         Some(v) => Some(
             crate::model::validate::parse_bool(v)
-                .ok_or(format!("symmetrical {v:?}: not a boolean"))?,
+                .ok_or_else(|| Skipped::Symmetrical(v.to_string()))?,
         ),
     };
     let kind = match (attr_of(c, "kind"), attr_of(c, "score")) {
@@ -196,7 +241,7 @@ fn order_from(c: &Element) -> Result<(String, Order), String> {
         (None, Some(s)) => match crate::model::validate::parse_score(s) {
             Some(0) => Some("Optional".to_string()),
             Some(_) => None,
-            None => return Err(format!("score {s:?}: not a score")),
+            None => return Err(Skipped::Score(s.to_string())),
         },
         (None, None) => None,
     };
@@ -215,26 +260,18 @@ fn order_from(c: &Element) -> Result<(String, Order), String> {
 
 /// One `rsc_location`: a node and a score, or rules of one `eq` expression each, on
 /// `#uname` (a node) or a node attribute (a label `attribute=value`).
-fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
-    let rsc = attr_of(c, "rsc")
-        .ok_or("no rsc (rsc-pattern and resource sets are not supported)")?
-        .to_string();
+fn location_from(c: &Element) -> Result<(String, Vec<Location>), Skipped> {
+    let rsc = attr_of(c, "rsc").ok_or(Skipped::NoRsc)?.to_string();
     if let Some(role) = attr_of(c, "role") {
-        return Err(format!(
-            "role {role:?}: a location for one role is not supported"
-        ));
+        return Err(Skipped::LocationRole(role.to_string()));
     }
     let discovery = match attr_of(c, "resource-discovery") {
         None | Some("always") => None,
         Some("exclusive") => Some("exclusive".to_string()),
-        Some(other) => {
-            return Err(format!(
-                "resource-discovery={other:?} is not supported (always and exclusive are)"
-            ));
-        }
+        Some(other) => return Err(Skipped::Discovery(other.to_string())),
     };
     if let Some(node) = attr_of(c, "node") {
-        let score = attr_of(c, "score").ok_or("a node without a score")?;
+        let score = attr_of(c, "score").ok_or(Skipped::NodeWithoutScore)?;
         return Ok((
             rsc,
             vec![Location {
@@ -248,30 +285,26 @@ fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
     let mut out = Vec::new();
     for rule in &c.children {
         if rule.name != "rule" {
-            return Err(format!("<{}> is not supported in it", rule.name));
+            return Err(Skipped::Child(rule.name.clone()));
         }
         if attr_of(rule, "role").is_some() {
-            return Err("a rule for one role is not supported".into());
+            return Err(Skipped::RuleRole);
         }
-        let score = attr_of(rule, "score")
-            .ok_or("a rule without a score (score-attribute is not supported)")?;
+        let score = attr_of(rule, "score").ok_or(Skipped::RuleWithoutScore)?;
         let [expr] = rule.children.as_slice() else {
-            return Err("a rule of more than one expression is not supported".into());
+            return Err(Skipped::RuleExpressions);
         };
         let (Some(attribute), Some("eq"), Some(value)) = (
             attr_of(expr, "attribute"),
             attr_of(expr, "operation"),
             attr_of(expr, "value"),
         ) else {
-            return Err(format!(
-                "<{}> other than attribute eq value is not supported",
-                expr.name
-            ));
+            return Err(Skipped::Expression(expr.name.clone()));
         };
         if expr.name != "expression"
             || attr_of(expr, "value-source").is_some_and(|v| v != "literal")
         {
-            return Err(format!("<{}> is not supported", expr.name));
+            return Err(Skipped::Element(expr.name.clone()));
         }
         out.push(if attribute == "#uname" {
             Location {
@@ -290,7 +323,7 @@ fn location_from(c: &Element) -> Result<(String, Vec<Location>), String> {
         });
     }
     if out.is_empty() {
-        return Err("neither a node nor a rule".into());
+        return Err(Skipped::Empty);
     }
     Ok((rsc, out))
 }
