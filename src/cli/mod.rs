@@ -879,9 +879,7 @@ async fn remote(config: &std::path::Path, action: Option<&str>) -> Result<()> {
             let all: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
             format!("--action {name}: not an OCF action ({})", all.join(", "))
         })?;
-        let o = supervisor::run_once(&cfg, reaper, action)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let o = supervisor::run_once(&cfg, reaper, action).await?;
         print!("{}", o.output);
         say!("{}: {} ({})", action.as_str(), o.rc.name(), o.rc.code());
         // The agent's exit code; a timeout or a signal counts as a generic error.

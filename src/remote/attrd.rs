@@ -136,12 +136,10 @@ impl Attrd {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn enqueue(&self, op: AttrOp) -> Result<u64, String> {
+    fn enqueue(&self, op: AttrOp) -> Result<u64, WriteError> {
         let mut inner = self.lock();
         if inner.outbox.len() >= MAX_OUTBOX {
-            return Err(format!(
-                "{MAX_OUTBOX} writes already wait for the node agent: not stored"
-            ));
+            return Err(WriteError::Full);
         }
         let id = inner.next;
         inner.next += 1;
@@ -153,7 +151,7 @@ impl Attrd {
 
     /// A tool's write: returns once the node agent has stored it (or refused it, with the
     /// reason), or fails after `wait`.
-    pub async fn write(&self, op: AttrOp, wait: Duration) -> Result<(), String> {
+    pub async fn write(&self, op: AttrOp, wait: Duration) -> Result<(), WriteError> {
         let id = self.enqueue(op)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -161,16 +159,14 @@ impl Attrd {
             tokio::pin!(acked);
             acked.as_mut().enable();
             if let Some(outcome) = self.lock().done.remove(&id) {
-                return outcome.map_or(Ok(()), Err);
+                return outcome.map_or(Ok(()), |why| Err(WriteError::Refused(why)));
             }
             if tokio::time::timeout_at(deadline, acked).await.is_err() {
                 let mut inner = self.lock();
                 inner.outbox.retain(|w| w.id != id);
                 return match inner.done.remove(&id) {
-                    Some(outcome) => outcome.map_or(Ok(()), Err),
-                    None => Err(format!(
-                        "not stored: the node agent did not answer within {wait:?}"
-                    )),
+                    Some(outcome) => outcome.map_or(Ok(()), |why| Err(WriteError::Refused(why))),
+                    None => Err(WriteError::NoAnswer(wait)),
                 };
             }
         }
@@ -393,7 +389,11 @@ async fn answer(stream: tokio::net::UnixStream, attrd: &Attrd) -> std::io::Resul
             ..Default::default()
         },
         Ok(ToolRequest::Write { write }) => ToolReply {
-            error: attrd.write(write, WRITE_WAIT).await.err(),
+            error: attrd
+                .write(write, WRITE_WAIT)
+                .await
+                .err()
+                .map(|e| e.to_string()),
             ..Default::default()
         },
         Ok(ToolRequest::Members) => ToolReply {
@@ -414,23 +414,55 @@ async fn answer(stream: tokio::net::UnixStream, attrd: &Attrd) -> std::io::Resul
 }
 
 /// A tool's side: sends `request` to the daemon at `socket` and returns its reply.
-pub fn ask(socket: &Path, request: &ToolRequest) -> Result<ToolReply, String> {
+pub fn ask(socket: &Path, request: &ToolRequest) -> Result<ToolReply, AskError> {
     use std::io::{BufRead, Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| AskError::Connect {
+        socket: socket.to_path_buf(),
+        source: e,
+    })?;
     s.set_read_timeout(Some(
         WRITE_WAIT.max(FIRST_VIEW_WAIT) + Duration::from_secs(5),
-    ))
-    .map_err(|e| e.to_string())?;
+    ))?;
     let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
-    s.write_all(&line).map_err(|e| e.to_string())?;
+    s.write_all(&line)?;
     let mut reply = String::new();
     std::io::BufReader::new(&s)
         .take(super::channel::MAX_REPLY as u64)
         .read_line(&mut reply)
-        .map_err(|e| format!("no answer from the attribute daemon: {e}"))?;
-    serde_json::from_str(&reply).map_err(|e| format!("the attribute daemon said {reply:?}: {e}"))
+        .map_err(AskError::NoAnswer)?;
+    serde_json::from_str(&reply).map_err(|e| AskError::Reply { reply, source: e })
+}
+
+/// Why a tool got no usable answer from the attribute daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("{}: {source}", socket.display())]
+    Connect {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("no answer from the attribute daemon: {0}")]
+    NoAnswer(std::io::Error),
+    #[error("the attribute daemon said {reply:?}: {source}")]
+    Reply {
+        reply: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Why a tool's write was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("{MAX_OUTBOX} writes already wait for the node agent: not stored")]
+    Full,
+    /// The node agent refused it, saying why.
+    #[error("{0}")]
+    Refused(String),
+    #[error("not stored: the node agent did not answer within {0:?}")]
+    NoAnswer(Duration),
 }
 
 #[cfg(test)]
@@ -539,7 +571,7 @@ mod tests {
         a.pending(acks, Duration::from_millis(1)).await;
         assert_eq!(
             refused.await.unwrap(),
-            Err("not a replica of this bundle".to_string())
+            Err(WriteError::Refused("not a replica of this bundle".into()))
         );
         let lonely = a
             .write(
@@ -549,6 +581,6 @@ mod tests {
                 Duration::from_millis(50),
             )
             .await;
-        assert!(lonely.unwrap_err().contains("did not answer"));
+        assert_eq!(lonely, Err(WriteError::NoAnswer(Duration::from_millis(50))));
     }
 }

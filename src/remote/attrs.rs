@@ -304,7 +304,7 @@ fn crm_mon(
         ));
     };
     let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Members)
-        .map_err(|e| (EX_CANTCREAT, e))?;
+        .map_err(|e| (EX_CANTCREAT, e.to_string()))?;
     let members = reply.members.unwrap_or_default();
     let shown = if as_xml {
         let request = std::iter::once("crm_mon")
@@ -415,7 +415,7 @@ fn attrd_updater(
         (None, false, true) => ToolRequest::Get { key },
         _ => return Err(usage("give one of -U, -D and -Q".into())),
     };
-    let reply = ask(&socket, &request).map_err(|e| (EX_CANTCREAT, e))?;
+    let reply = ask(&socket, &request).map_err(|e| (EX_CANTCREAT, e.to_string()))?;
     if let Some(e) = reply.error {
         return Err((EX_CANTCREAT, e));
     }
@@ -481,13 +481,13 @@ fn cibadmin(
         ));
     };
     let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Cib)
-        .map_err(|e| (EX_CANTCREAT, e))?;
+        .map_err(|e| (EX_CANTCREAT, e.to_string()))?;
     let cib = super::cib::cib(&reply.values, &reply.members.unwrap_or_default());
     let mut shown = String::new();
     match xpath {
         None => cib.write(&mut shown, 0),
         Some(x) => {
-            let found = super::cib::select(&cib, &x).map_err(usage)?;
+            let found = super::cib::select(&cib, &x).map_err(|e| usage(e.to_string()))?;
             match found.as_slice() {
                 [] => return Err(no_such(&x)),
                 [one] => one.write(&mut shown, 0),
@@ -561,7 +561,7 @@ fn run(
             ));
         };
         let reply = super::attrd::ask(&socket, &super::attrd::ToolRequest::Members)
-            .map_err(|e| (EX_CANTCREAT, e))?;
+            .map_err(|e| (EX_CANTCREAT, e.to_string()))?;
         let members = reply.members.unwrap_or_default();
         print_members(q, &members, out);
         return Ok(0);
@@ -686,7 +686,7 @@ fn through_daemon(
     } else {
         ToolRequest::Get { key: key.clone() }
     };
-    let reply = ask(socket, &request).map_err(|e| (EX_CANTCREAT, e))?;
+    let reply = ask(socket, &request).map_err(|e| (EX_CANTCREAT, e.to_string()))?;
     if let Some(e) = reply.error {
         // Refused (out of scope, too large, too fast) or not stored in time.
         return Err((EX_CANTCREAT, e));

@@ -189,12 +189,37 @@ struct Step {
     predicate: Vec<Vec<(String, Option<String>)>>,
 }
 
+/// An XPath outside the subset berth reads, and what in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{xpath:?}: {what}")]
+pub struct XPathError {
+    pub xpath: String,
+    pub what: Unsupported,
+}
+
+/// What in an XPath berth does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    #[error("only absolute paths are supported")]
+    Relative,
+    #[error("step {0:?} is not supported")]
+    Step(String),
+    #[error("an unclosed predicate")]
+    Unclosed,
+    #[error("predicate {0:?} is not supported")]
+    Predicate(String),
+}
+
 /// Parses the XPath subset; why not, for anything else.
-fn parse(xpath: &str) -> Result<Vec<Step>, String> {
+fn parse(xpath: &str) -> Result<Vec<Step>, XPathError> {
+    let unsupported = |what: Unsupported| XPathError {
+        xpath: xpath.to_string(),
+        what,
+    };
     let mut steps = Vec::new();
     let mut rest = xpath.trim();
     if !rest.starts_with('/') {
-        return Err(format!("{xpath:?}: only absolute paths are supported"));
+        return Err(unsupported(Unsupported::Relative));
     }
     while !rest.is_empty() {
         let descendant = rest.starts_with("//");
@@ -206,21 +231,22 @@ fn parse(xpath: &str) -> Result<Vec<Step>, String> {
                 .chars()
                 .all(|c| c == '*' || c.is_ascii_alphanumeric() || "_-:".contains(c))
         {
-            return Err(format!("{xpath:?}: step {name:?} is not supported"));
+            return Err(unsupported(Unsupported::Step(name)));
         }
         rest = &rest[end..];
         let mut predicate = Vec::new();
         while let Some(p) = rest.strip_prefix('[') {
             let close = p
                 .find(']')
-                .ok_or_else(|| format!("{xpath:?}: an unclosed predicate"))?;
+                .ok_or_else(|| unsupported(Unsupported::Unclosed))?;
             let body = &p[..close];
             for alt in body.split(" or ") {
                 let mut all = Vec::new();
                 for test in alt.split(" and ") {
-                    all.push(attr_test(test.trim()).ok_or_else(|| {
-                        format!("{xpath:?}: predicate {test:?} is not supported")
-                    })?);
+                    all.push(
+                        attr_test(test.trim())
+                            .ok_or_else(|| unsupported(Unsupported::Predicate(test.to_string())))?,
+                    );
                 }
                 predicate.push(all);
             }
@@ -264,7 +290,7 @@ fn step_matches(s: &Step, e: &Elem) -> bool {
 }
 
 /// The elements of `root` that `xpath` selects, in document order.
-pub fn select<'e>(root: &'e Elem, xpath: &str) -> Result<Vec<&'e Elem>, String> {
+pub fn select<'e>(root: &'e Elem, xpath: &str) -> Result<Vec<&'e Elem>, XPathError> {
     let steps = parse(xpath)?;
     let mut current: Vec<&Elem> = Vec::new();
     for (i, s) in steps.iter().enumerate() {

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::ocf::{Action, Agent, Outcome, Rc, SpawnError};
 use super::reaper::Reaper;
-use crate::model::options::split_words;
+use crate::model::options::{WordsError, split_words};
 use crate::model::remote::RemoteConfig;
 
 /// A supervised command's running process.
@@ -80,10 +80,21 @@ async fn run_to_end(
     }
 }
 
+/// Why the configured primitive cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("args: {0}")]
+    Args(WordsError),
+    #[error("health: {0}")]
+    Health(WordsError),
+    #[error("class {0:?} is not supported (ocf, lsb, command)")]
+    Class(String),
+}
+
 impl Resource {
     /// Builds the resource for the configured primitive (class ocf, lsb or command); `env` is
     /// the extra environment an OCF agent runs with (see `supervisor::agent_env`).
-    pub fn new(cfg: &RemoteConfig, env: Vec<(String, String)>) -> Result<Resource, String> {
+    pub fn new(cfg: &RemoteConfig, env: Vec<(String, String)>) -> Result<Resource, ResourceError> {
         let p = &cfg.primitive;
         let params: Vec<(String, String)> = p
             .instance_attributes
@@ -111,11 +122,11 @@ impl Resource {
                         .map(|(_, v)| v.clone())
                 };
                 let args = match get("args") {
-                    Some(a) => split_words(&a).map_err(|e| format!("args: {e}"))?,
+                    Some(a) => split_words(&a).map_err(ResourceError::Args)?,
                     None => Vec::new(),
                 };
                 let health = match get("health") {
-                    Some(h) => Some(split_words(&h).map_err(|e| format!("health: {e}"))?),
+                    Some(h) => Some(split_words(&h).map_err(ResourceError::Health)?),
                     None => None,
                 };
                 Ok(Resource::Command {
@@ -125,9 +136,7 @@ impl Resource {
                     running: Mutex::new(None),
                 })
             }
-            other => Err(format!(
-                "class {other:?} is not supported (ocf, lsb, command)"
-            )),
+            other => Err(ResourceError::Class(other.to_string())),
         }
     }
 

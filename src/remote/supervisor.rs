@@ -147,13 +147,21 @@ pub async fn run_once(
     cfg: &RemoteConfig,
     reaper: &Reaper,
     action: Action,
-) -> Result<super::ocf::Outcome, String> {
+) -> Result<super::ocf::Outcome, RunOnceError> {
     let resource = Resource::new(cfg, agent_env(cfg))?;
     let o = Ops::for_action(&cfg.primitive, action);
-    resource
+    Ok(resource
         .run(reaper, action, o.timeout, Duration::ZERO)
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
+}
+
+/// Why `berth remote --action` could not run the action.
+#[derive(Debug, thiserror::Error)]
+pub enum RunOnceError {
+    #[error(transparent)]
+    Resource(#[from] super::classes::ResourceError),
+    #[error(transparent)]
+    Spawn(#[from] super::ocf::SpawnError),
 }
 
 /// Supervises the primitive until `shutdown`; returns the process exit code.
