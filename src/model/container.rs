@@ -152,6 +152,21 @@ pub fn replica_dir(state_dir: &Path, bundle: &str, i: u32) -> PathBuf {
         .join(crate::model::replica_name(bundle, i))
 }
 
+/// Why a replica's container cannot be made as specified, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("spec.{engine}.options: {source}")]
+    Options {
+        engine: &'static str,
+        source: options::OptionError,
+    },
+    #[error("spec.{engine}.runCommand: {source}")]
+    RunCommand {
+        engine: &'static str,
+        source: options::WordsError,
+    },
+}
+
 /// Computes replica `i`'s container. The error is the reason the replica cannot run as
 /// specified, naming the field (it goes into the replica's status; nothing is started).
 /// `remote` is the berth binary to bind-mount for a bundle's primitive (`berth remote` then
@@ -161,16 +176,18 @@ pub fn desired(
     i: u32,
     state_dir: &Path,
     remote: Option<&Path>,
-) -> Result<DesiredContainer, String> {
+) -> Result<DesiredContainer, ShapeError> {
     let spec = &bundle.spec;
     let (engine, c) = spec.container();
-    let field = format!("spec.{}", engine.as_str());
+    let engine = engine.as_str();
     let options = match &c.options {
-        Some(o) => options::parse(o).map_err(|e| format!("{field}.options: {e}"))?,
+        Some(o) => options::parse(o).map_err(|source| ShapeError::Options { engine, source })?,
         None => RunOptions::default(),
     };
     let mut cmd = match &c.run_command {
-        Some(rc) => Some(split_words(rc).map_err(|e| format!("{field}.runCommand: {e}"))?),
+        Some(rc) => {
+            Some(split_words(rc).map_err(|source| ShapeError::RunCommand { engine, source })?)
+        }
         None => None,
     };
     let host_ip = spec.replica_address(i);
@@ -419,7 +436,18 @@ mod tests {
         b.spec.docker.as_mut().unwrap().options = Some("--restart always".into());
         let e = desired(&b, 0, Path::new("/s"), None).unwrap_err();
         assert!(
-            e.starts_with("spec.docker.options: --restart: not allowed"),
+            matches!(
+                e,
+                ShapeError::Options {
+                    engine: "docker",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("spec.docker.options: --restart: not allowed"),
             "{e}"
         );
     }

@@ -16,7 +16,7 @@ use super::address;
 use super::assigned::{Assigned, Wanted};
 use super::config::OnStop;
 use super::config::{NodeConfig, NodeError};
-use super::core::{Core, Desired, Started, StatusWrites, Timing};
+use super::core::{Core, Desired, Started, StatusWrites, Timing, Unrunnable};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::fence::Scope;
 use super::fencer::{FenceEvent, Fencer};
@@ -615,7 +615,7 @@ impl<E: Engine> Agent<E> {
             if let Ok(c) = d
                 && let Err(e) = prepare_files(&self.cfg.state_dir, c, &self.cfg.name)
             {
-                *d = Err(format!("preparing the replica's files: {e}"));
+                *d = Err(Unrunnable::Files(e.to_string()));
             }
         }
         // Addresses before containers: a port is published on the replica's address, so the
@@ -842,7 +842,7 @@ impl<E: Engine> Agent<E> {
                     e @ (address::AddressError::HostOwned { .. }
                     | address::AddressError::NetworkOrBroadcast { .. }
                     | address::AddressError::NotRecorded { .. }),
-                ) => *d = Err(e.to_string()),
+                ) => *d = Err(Unrunnable::Address(e.to_string())),
                 Err(e) => tracing::warn!(replica = %c.name, "{e}"),
             }
         }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::core::Desired;
+use super::core::{Desired, Unrunnable};
 use super::plan::ReplicaKey;
 use crate::model::Bundle;
 use crate::model::cluster::{Assignment, Role};
@@ -147,8 +147,8 @@ impl Assigned {
                     w.roles.insert(k.clone(), role);
                 }
                 let d = match (container::desired(runs, i, state_dir, remote), refused) {
-                    (Ok(_), Some(why)) => Err(why.clone()),
-                    (d, _) => d,
+                    (Ok(_), Some(why)) => Err(Unrunnable::Refused(why.clone())),
+                    (d, _) => d.map_err(Unrunnable::Shape),
                 };
                 w.containers.insert(k, d);
             }
@@ -217,7 +217,8 @@ mod tests {
         a.wanted(Path::new("/state"), None)
     }
 
-    fn image(w: &Wanted, i: u32) -> Result<String, String> {
+    /// Replica `i`'s image, or why it cannot run.
+    fn image(w: &Wanted, i: u32) -> Result<String, Unrunnable> {
         let k = ReplicaKey {
             bundle: "web".into(),
             index: i,
@@ -290,7 +291,9 @@ mod tests {
             }
             match (image(&w, 0), expect) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{name}"),
-                (Err(got), Err(want)) => assert!(got.contains(want), "{name}: {got}"),
+                (Err(got), Err(want)) => {
+                    assert!(got.to_string().contains(want), "{name}: {got}")
+                }
                 (got, want) => panic!("{name}: got {got:?}, expected {want:?}"),
             }
         }

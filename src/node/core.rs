@@ -18,7 +18,24 @@ use crate::model::cluster::{Failure, Phase, PrimitiveState, ReplicaState, Replic
 use crate::model::container::{DesiredContainer, LABEL_HASH};
 
 /// Each assigned replica's container, or why it cannot run here.
-pub type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, String>>;
+pub type Desired = BTreeMap<ReplicaKey, Result<DesiredContainer, Unrunnable>>;
+
+/// Why a replica cannot run here: its container cannot be made as specified, or this
+/// host's policy refuses what it asks (the policy's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrunnable {
+    #[error(transparent)]
+    Shape(#[from] crate::model::container::ShapeError),
+    #[error("{0}")]
+    Refused(String),
+    /// Its files could not be prepared safely (a link where a directory must be), and why.
+    #[error("preparing the replica's files: {0}")]
+    Files(String),
+    /// Its address cannot be added here (the host's own, a network or broadcast address,
+    /// one not recorded as the agent's), and why.
+    #[error("{0}")]
+    Address(String),
+}
 
 /// Restart timing: the first failure restarts at once; further failures in a row wait
 /// `backoff`, doubling up to `max_backoff`; a container that ran `stable_after` starts
@@ -393,13 +410,11 @@ impl Core {
         let mut out = StatusWrites::default();
         for (k, d) in desired {
             let rt = self.runtime.entry(k.clone()).or_default();
-            if let Err(reason) = d
-                && rt.last_failure.as_ref().map(|f| &f.reason) != Some(reason)
+            if let Err(why) = d
+                && let reason = why.to_string()
+                && rt.last_failure.as_ref().map(|f| &f.reason) != Some(&reason)
             {
-                rt.last_failure = Some(Failure {
-                    reason: reason.clone(),
-                    time: unix,
-                });
+                rt.last_failure = Some(Failure { reason, time: unix });
             }
             let status = status_of((&self.node, self.lease), k, d, addrs, observed, rt, now);
             if self.written.get(k).map(|w| &w.quiet) != Some(&quiet(&status)) {
@@ -514,7 +529,7 @@ fn restart_delay(t: Timing, consecutive: u32) -> Duration {
 fn status_of(
     (node, lease): (&str, i64),
     k: &ReplicaKey,
-    d: &Result<DesiredContainer, String>,
+    d: &Result<DesiredContainer, Unrunnable>,
     addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
     observed: &[Observed],
     rt: &Runtime,

@@ -281,14 +281,14 @@ fn replica_states_from_the_container_and_memory() {
     // (name, desired, listed, expected)
     type Row = (
         &'static str,
-        Result<DesiredContainer, String>,
+        Result<DesiredContainer, crate::node::core::Unrunnable>,
         Vec<Observed>,
         ReplicaState,
     );
     let rows: Vec<Row> = vec![
         (
             "a replica that cannot run is failed",
-            Err("not permitted".into()),
+            Err(Unrunnable::Refused("not permitted".into())),
             vec![listed(0, "c", true)],
             ReplicaState::Failed,
         ),
@@ -328,7 +328,7 @@ fn replica_states_from_the_container_and_memory() {
 #[test]
 fn a_refused_replica_records_why_once() {
     let mut core = Core::new(NODE, timing());
-    let desired = BTreeMap::from([(key(0), Err("not permitted".to_string()))]);
+    let desired = BTreeMap::from([(key(0), Err(Unrunnable::Refused("not permitted".into())))]);
     let w = core.statuses(&desired, &BTreeMap::new(), &[], Instant::now(), 5);
     assert_eq!(
         status(&w, &key(0)).last_failure,

@@ -59,7 +59,7 @@ pub fn key_of(o: &Observed) -> Option<ReplicaKey> {
 /// Decides. `desired` holds each assigned replica's container, or why it cannot run (then
 /// nothing of it may run). `holds` delays restarts (backoff) until the given instant.
 pub fn plan(
-    desired: &BTreeMap<ReplicaKey, Result<DesiredContainer, String>>,
+    desired: &BTreeMap<ReplicaKey, Result<DesiredContainer, crate::node::core::Unrunnable>>,
     observed: &[Observed],
     holds: &BTreeMap<ReplicaKey, Instant>,
     now: Instant,
@@ -132,6 +132,7 @@ mod tests {
     use super::*;
     use crate::model::container::{LABEL_BUNDLE, desired as desired_of};
     use crate::model::fixtures::seed;
+    use crate::node::core::Unrunnable;
 
     fn key(i: u32) -> ReplicaKey {
         ReplicaKey {
@@ -140,10 +141,15 @@ mod tests {
         }
     }
 
-    fn want(n: u32) -> BTreeMap<ReplicaKey, Result<DesiredContainer, String>> {
+    fn want(n: u32) -> BTreeMap<ReplicaKey, Result<DesiredContainer, Unrunnable>> {
         let b = seed();
         (0..n)
-            .map(|i| (key(i), desired_of(&b, i, Path::new("/s"), None)))
+            .map(|i| {
+                (
+                    key(i),
+                    Ok(desired_of(&b, i, Path::new("/s"), None).unwrap()),
+                )
+            })
             .collect()
     }
 
@@ -229,7 +235,7 @@ mod tests {
         let old = running(w[&key(0)].as_ref().unwrap(), "c0", true);
         w.insert(
             key(0),
-            Err("spec.docker.options: --bogus: not supported".into()),
+            Err(Unrunnable::Refused("bogus: not permitted here".into())),
         );
         let p = plan(&w, &[old], &BTreeMap::new(), Instant::now());
         assert_eq!(p.actions, vec![]);
