@@ -43,7 +43,10 @@ pub enum AddressError {
     #[error(
         "{ip}: not added: cannot record it in the state directory (a fence must be able to drop it): {reason}"
     )]
-    NotRecorded { ip: Ipv4Addr, reason: String },
+    NotRecorded {
+        ip: Ipv4Addr,
+        reason: std::io::Error,
+    },
 }
 
 fn handle() -> Result<rtnetlink::Handle, AddressError> {
@@ -163,7 +166,7 @@ async fn interface(h: &rtnetlink::Handle, a: &Address) -> Result<u32, AddressErr
 pub async fn ensure(
     a: &Address,
     ours: bool,
-    before_add: impl FnOnce() -> Result<(), String>,
+    before_add: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<Option<Added>, AddressError> {
     let h = handle()?;
     if a.ip.is_loopback() {

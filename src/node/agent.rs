@@ -831,9 +831,8 @@ impl<E: Engine> Agent<E> {
             // reports why and does not start.
             let record = || {
                 added.insert(a.ip);
-                save_addresses(dir, added).map_err(|e| {
+                save_addresses(dir, added).inspect_err(|_| {
                     added.remove(&a.ip);
-                    e.to_string()
                 })
             };
             match address::ensure(&a, ours, record).await {

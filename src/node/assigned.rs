@@ -159,21 +159,30 @@ impl Assigned {
 
 /// An assignment value as the agent can read it: JSON of an [`Assignment`] whose bundle is
 /// the one its key names and whose ordinals exist. The error says why not.
-fn usable_assignment(bundle: &str, value: &[u8]) -> Result<Assignment, String> {
-    let a: Assignment = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+fn usable_assignment(bundle: &str, value: &[u8]) -> Result<Assignment, Unusable> {
+    let a: Assignment = serde_json::from_slice(value)?;
     if a.bundle.name() != bundle {
-        return Err(format!(
-            "it holds bundle {:?}, not {bundle:?}",
-            a.bundle.name()
-        ));
+        return Err(Unusable::OtherBundle {
+            holds: a.bundle.name().to_string(),
+            key: bundle.to_string(),
+        });
     }
-    if let Some(i) = a.replicas.iter().find(|&&i| i >= a.bundle.spec.replicas()) {
-        return Err(format!(
-            "replica {i} is beyond the bundle's {} replicas",
-            a.bundle.spec.replicas()
-        ));
+    if let Some(&i) = a.replicas.iter().find(|&&i| i >= a.bundle.spec.replicas()) {
+        let replicas = a.bundle.spec.replicas();
+        return Err(Unusable::Beyond { i, replicas });
     }
     Ok(a)
+}
+
+/// Why an assignment value cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("it holds bundle {holds:?}, not {key:?}")]
+    OtherBundle { holds: String, key: String },
+    #[error("replica {i} is beyond the bundle's {replicas} replicas")]
+    Beyond { i: u32, replicas: u32 },
 }
 
 #[cfg(test)]

@@ -476,7 +476,8 @@ async fn pump_attributes(
                     let error =
                         store_write(&store, &scope, &leases, &known, &mut bucket, &write.op)
                             .await
-                            .err();
+                            .err()
+                            .map(|e| e.to_string());
                     if let Some(e) = &error {
                         tracing::info!(replica = %key, "attribute write refused: {e}");
                     }
@@ -505,6 +506,22 @@ async fn pump_attributes(
     }
 }
 
+/// Why a write of a replica's tools was not stored (the tool prints it).
+#[derive(Debug, thiserror::Error)]
+enum NotStored {
+    /// Beyond what the replica may write, and why (see [`Scope::refuse`]).
+    #[error("{0}")]
+    OutOfScope(String),
+    #[error(
+        "more than {WRITES_PER_SECOND} attribute writes a second from this replica: not stored"
+    )]
+    TooFast,
+    #[error("{section} {owner:?} has {MAX_ATTRS_PER_OWNER} attributes already: not stored")]
+    Crowded { section: Section, owner: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Stores one write of a replica's tools, when its scope allows it (with the cluster's
 /// hosts now, name → registration lease) and within its bounds (a value unchanged is not
 /// written again: no etcd write at rest); why not otherwise. A host's transient attribute
@@ -516,15 +533,13 @@ async fn store_write(
     known: &Known,
     bucket: &mut crate::backoff::Bucket,
     op: &AttrOp,
-) -> Result<(), String> {
+) -> Result<(), NotStored> {
     let hosts: Vec<String> = leases.keys().cloned().collect();
     if let Some(why) = scope.refuse(op, &hosts) {
-        return Err(why);
+        return Err(NotStored::OutOfScope(why));
     }
     if !bucket.take() {
-        return Err(format!(
-            "more than {WRITES_PER_SECOND} attribute writes a second from this replica: not stored"
-        ));
+        return Err(NotStored::TooFast);
     }
     let keys = store.keys();
     match op {
@@ -539,10 +554,10 @@ async fn store_write(
                         >= MAX_ATTRS_PER_OWNER
             };
             if crowded {
-                return Err(format!(
-                    "{} {:?} has {MAX_ATTRS_PER_OWNER} attributes already: not stored",
-                    key.section, key.owner
-                ));
+                return Err(NotStored::Crowded {
+                    section: key.section,
+                    owner: key.owner.clone(),
+                });
             }
             let at = keys.attribute(key.section, &key.owner, &key.name);
             let lease = match key.section {
@@ -551,22 +566,18 @@ async fn store_write(
             };
             store
                 .put_if_changed(&at, value.clone().into_bytes(), lease)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         AttrOp::Delete { key } => {
             let at = keys.attribute(key.section, &key.owner, &key.name);
             match store.delete(&at, Expect::Any).await {
                 Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         AttrOp::ClearTransient { node } => {
             let prefix = keys.attributes_of(Section::Status, node);
-            store
-                .commit(vec![Write::DeletePrefix { prefix }])
-                .await
-                .map_err(|e| e.to_string())?;
+            store.commit(vec![Write::DeletePrefix { prefix }]).await?;
         }
     }
     Ok(())

@@ -121,7 +121,7 @@ struct Request {
 }
 
 /// Parses `args` (without the program name) for `tool`.
-fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
+fn parse(tool: &str, args: &[String]) -> Result<Request, Usage> {
     let mut r = Request::default();
     if tool == "crm_master" {
         r.promotion = Some(None);
@@ -145,12 +145,13 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
             (_, Some((c, rest))) => (format!("-{c}"), Some(rest)),
             _ => (arg.clone(), None),
         };
-        let mut value = |what: &str| -> Result<String, String> {
+        let mut value = |what: &'static str| -> Result<String, Usage> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it
-                    .pop_front()
-                    .ok_or_else(|| format!("{flag}: needs a {what}")),
+                None => it.pop_front().ok_or_else(|| Usage::NeedsValue {
+                    flag: flag.clone(),
+                    what,
+                }),
             }
         };
         match (tool, flag.as_str()) {
@@ -160,9 +161,10 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
             ("crm_node", "-q" | "--quorum") => r.members = Some(MembersQuery::Quorum),
             ("crm_node", "-V" | "--verbose") => {}
             ("crm_node", _) => {
-                return Err(format!(
-                    "{arg}: not supported inside a berth container (supported: -n -l -p -q)"
-                ));
+                return Err(Usage::Unsupported {
+                    arg,
+                    supported: "-n -l -p -q",
+                });
             }
             (_, "-n" | "--name") => r.name = Some(value("name")?),
             (_, "-v" | "--update" | "--attr-value") => r.value = Some(value("value")?),
@@ -181,16 +183,18 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
             }
             (_, "-V" | "--verbose") => {}
             _ => {
-                return Err(format!(
-                    "{arg}: not supported inside a berth container (supported: -n -v -D -G -Q -l -t -s -N -d{})",
-                    if tool == "crm_master" { " -r" } else { " -p" }
-                ));
+                let supported = if tool == "crm_master" {
+                    "-n -v -D -G -Q -l -t -s -N -d -r"
+                } else {
+                    "-n -v -D -G -Q -l -t -s -N -d -p"
+                };
+                return Err(Usage::Unsupported { arg, supported });
             }
         }
     }
     if tool == "crm_node" {
         if !r.print_name && r.members.is_none() {
-            return Err("give one of -n, -l, -p and -q".into());
+            return Err(Usage::OneOf("-n, -l, -p and -q"));
         }
         return Ok(r);
     }
@@ -200,11 +204,27 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, String> {
         .count()
         > 1
     {
-        return Err("give one of -v, -D and -G".into());
+        return Err(Usage::OneOf("-v, -D and -G"));
     }
     // The section the flags name (checked here: a bad --type or --lifetime is a usage error).
-    section(&r).map_err(|e| e.to_string())?;
+    section(&r)?;
     Ok(r)
+}
+
+/// A tool's command line that berth's tools do not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Usage {
+    #[error("{flag}: needs a {what}")]
+    NeedsValue { flag: String, what: &'static str },
+    #[error("{arg}: not supported inside a berth container (supported: {supported})")]
+    Unsupported {
+        arg: String,
+        supported: &'static str,
+    },
+    #[error("give one of {0}")]
+    OneOf(&'static str),
+    #[error(transparent)]
+    Section(#[from] crate::model::attributes::AttrError),
 }
 
 /// The CIB section a request is about: a promotion score is transient; otherwise
@@ -548,7 +568,7 @@ fn run(
     out: &mut impl Write,
 ) -> Result<i32, (i32, String)> {
     let usage = |m: String| (EX_USAGE, m);
-    let r = parse(tool, args).map_err(usage)?;
+    let r = parse(tool, args).map_err(|e| usage(e.to_string()))?;
     let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set and there is no host name")))?;
     if r.print_name {
         let _ = writeln!(out, "{me}");

@@ -54,17 +54,17 @@ pub async fn keep_alive(
         // next session opens on another.
         let (member, client) = members.current().await;
         let session = async {
-            let mut client = client.map_err(|e| e.to_string())?;
+            let mut client = client.map_err(KeepAliveError::Connect)?;
             // Opening the stream renews once (etcd-client sends the first request and reads
             // its answer: a TTL of 0 is its "lease not found").
             let sent = Instant::now();
             let (mut keeper, mut stream) = match timeout(answer, client.lease_keep_alive(id)).await
             {
-                Err(_) => return Err("open timed out".to_string()),
+                Err(_) => return Err(KeepAliveError::Late("open")),
                 Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
                     return Ok(LeaseEnd::Lost);
                 }
-                Ok(Err(e)) => return Err(format!("open: {e}")),
+                Ok(Err(e)) => return Err(KeepAliveError::Failed("open", e)),
                 Ok(Ok(opened)) => opened,
             };
             last_ok = sent;
@@ -75,12 +75,12 @@ pub async fn keep_alive(
                 let sent = Instant::now();
                 timeout(answer, keeper.keep_alive())
                     .await
-                    .map_err(|_| "send timed out".to_string())?
-                    .map_err(|e| format!("send: {e}"))?;
+                    .map_err(|_| KeepAliveError::Late("send"))?
+                    .map_err(|e| KeepAliveError::Failed("send", e))?;
                 match timeout(answer, stream.message())
                     .await
-                    .map_err(|_| "no answer in time".to_string())?
-                    .map_err(|e| format!("answer: {e}"))?
+                    .map_err(|_| KeepAliveError::Late("answer"))?
+                    .map_err(|e| KeepAliveError::Failed("answer", e))?
                 {
                     Some(r) if r.ttl() > 0 => {
                         last_ok = sent;
@@ -92,7 +92,7 @@ pub async fn keep_alive(
                 }
             }
         };
-        let ended: Result<LeaseEnd, String> = tokio::select! {
+        let ended: Result<LeaseEnd, KeepAliveError> = tokio::select! {
             _ = shutdown.cancelled() => return LeaseEnd::Shutdown,
             ended = session => ended,
         };
@@ -112,4 +112,16 @@ pub async fn keep_alive(
             _ = tokio::time::sleep(every / 2) => {}
         }
     }
+}
+
+/// Why a keep-alive session ended (it is tried again, on the next member).
+#[derive(Debug, thiserror::Error)]
+enum KeepAliveError {
+    #[error("connect: {0}")]
+    Connect(etcd_client::Error),
+    /// A step (open, send, answer) that did not finish in time.
+    #[error("{0} timed out")]
+    Late(&'static str),
+    #[error("{0}: {1}")]
+    Failed(&'static str, etcd_client::Error),
 }
