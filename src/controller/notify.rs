@@ -31,10 +31,7 @@ pub type PerNode = BTreeMap<String, Assignment>;
 
 /// Does the bundle ask for notifications (`notify=true` on it or on its primitive)?
 pub fn wanted(b: &Bundle) -> bool {
-    b.spec
-        .primitive
-        .as_ref()
-        .is_some_and(|p| b.spec.meta_true("notify") || p.meta_true("notify"))
+    crate::model::meta::Meta::of(&b.spec).notify
 }
 
 /// What `desired` changes against `current`, per operation: the (replica, node) pairs.

@@ -16,8 +16,9 @@
 use crate::model::policy::{self, Permits};
 use std::collections::BTreeMap;
 
-use crate::model::validate::{parse_bool, parse_score};
-use crate::model::{Bundle, duration};
+use crate::model::Bundle;
+use crate::model::meta::Meta;
+use crate::model::validate::parse_score;
 
 pub use crate::model::validate::INFINITY;
 
@@ -247,17 +248,12 @@ impl Checks<'_> {
 
 /// Is the bundle meant to run (target-role is not Stopped)?
 pub fn wanted_running(b: &Bundle) -> bool {
-    !b.spec
-        .meta("target-role")
-        .is_some_and(|r| r.eq_ignore_ascii_case("stopped"))
+    !Meta::of(&b.spec).stopped
 }
 
 /// Is the bundle managed (is-managed is not false)?
 pub fn managed(b: &Bundle) -> bool {
-    b.spec
-        .meta("is-managed")
-        .and_then(parse_bool)
-        .unwrap_or(true)
+    Meta::of(&b.spec).managed
 }
 
 /// Decides where every replica runs.
@@ -637,23 +633,16 @@ enum Ban {
 
 fn ban(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> Ban {
     let Some(h) = hist else { return Ban::None };
-    let Some(threshold) = b
-        .spec
-        .meta("migration-threshold")
-        .and_then(parse_score)
-        .filter(|t| *t > 0)
-    else {
+    let meta = Meta::of(&b.spec);
+    let Some(threshold) = meta.migration_threshold else {
         return Ban::None;
     };
     let count = i64::from(h.fail_counts.get(node).copied().unwrap_or(0));
     if count < threshold {
         return Ban::None;
     }
-    match (
-        b.spec.meta("failure-timeout").map(duration::parse),
-        h.last_failure,
-    ) {
-        (Some(Ok(t)), Some(last)) if !t.is_zero() => {
+    match (meta.failure_timeout, h.last_failure) {
+        (Some(t), Some(last)) => {
             let end = last.saturating_add(t.as_secs());
             if now >= end {
                 Ban::None

@@ -10,6 +10,7 @@ use super::rollout;
 use super::status::{bundle_status, choose_promoted};
 use super::view::View;
 use crate::model::cluster::{Assignment, Pinned};
+use crate::model::meta::Meta;
 use crate::model::rollout::RolloutStatus;
 use crate::model::{Bundle, BundleStatus, Condition};
 use crate::store::{Expect, Keys, Kv, Write};
@@ -326,7 +327,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
 /// A replica that cannot be placed at all does not hold the others up.
 fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
     for b in bundles {
-        let ordered = b.spec.meta_true("ordered");
+        let ordered = Meta::of(&b.spec).ordered;
         let Some(placed) = ordered
             .then(|| placement.placed.get_mut(b.name()))
             .flatten()
@@ -381,7 +382,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
         let Some(placed) = placement.placed.get(b.name()) else {
             continue;
         };
-        let interleave = b.spec.meta_true("interleave");
+        let interleave = Meta::of(&b.spec).interleave;
         for o in &b.spec.orders {
             let first: Vec<(u32, &String)> = placement
                 .placed
@@ -582,9 +583,7 @@ fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, v
     let online: BTreeSet<&str> = view.online();
     let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
     for ((node, bundle), held) in &view.assignments {
-        if !held.managed
-            || !held.bundle.spec.meta_true("ordered")
-            || !online.contains(node.as_str())
+        if !held.managed || !Meta::of(&held.bundle.spec).ordered || !online.contains(node.as_str())
         {
             continue;
         }

@@ -69,11 +69,7 @@ pub fn choose_promoted(
 /// on), as the agents keep it.
 fn stored_score(b: &Bundle, i: u32, host: &str, view: &View) -> Option<i64> {
     let p = b.spec.primitive.as_ref()?;
-    let owner = if p
-        .meta("container-attribute-target")
-        .or(b.spec.meta("container-attribute-target"))
-        == Some("host")
-    {
+    let owner = if crate::model::meta::Meta::of(&b.spec).attributes_on_host {
         host.to_string()
     } else {
         b.replica_name(i)

@@ -17,6 +17,7 @@ pub mod container;
 pub mod duration;
 pub mod layout;
 pub mod manifest;
+pub mod meta;
 pub mod operation;
 pub mod options;
 pub mod policy;
