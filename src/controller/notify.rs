@@ -115,12 +115,8 @@ fn active(b: &Bundle, m: &PerNode, view: &View, online: &BTreeSet<&str>) -> BTre
         .filter(|(n, _)| online.contains(n.as_str()))
         .flat_map(|(n, a)| a.replicas.iter().map(move |i| (*i, n)))
         .filter(|(i, n)| {
-            view.status_on(b.name(), *i, n).is_some_and(|s| {
-                s.state == ReplicaState::Running
-                    && s.primitive
-                        .as_ref()
-                        .is_some_and(|p| p.state == Phase::Started)
-            })
+            view.status_on(b.name(), *i, n)
+                .is_some_and(|s| s.is_started(true))
         })
         .map(|(i, _)| i)
         .collect()

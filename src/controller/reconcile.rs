@@ -280,8 +280,7 @@ pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u
         // This bundle's replica keys only (a scan of every bundle's, for every bundle, cost
         // seconds a pass at 10,000 bundles).
         let replicas_left = view
-            .statuses
-            .range((name.clone(), 0)..=(name.clone(), u32::MAX))
+            .statuses_of(name)
             .any(|(_, st)| online.contains(st.node.as_str()));
         if !replicas_left {
             writes.push(Write::Delete {
@@ -373,7 +372,6 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
 /// when `first` has one there. A Mandatory order with `first` placed nowhere (stopped,
 /// unplaceable, or no such bundle) holds every replica, running ones too: they stop.
 fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
-    use crate::model::cluster::Role;
     let mut holds: Vec<(String, u32, Pending)> = Vec::new();
     for b in bundles {
         if b.spec.orders.is_empty() {
@@ -394,7 +392,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
             let done = |i: u32, node: &str| {
                 view.status_on(&o.first, i, node).is_some_and(|s| {
                     if o.after_promote() {
-                        s.primitive.as_ref().and_then(|p| p.role) == Some(Role::Promoted)
+                        s.is_promoted()
                     } else {
                         started(first_bundle, s)
                     }
@@ -462,12 +460,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
 
 /// Is this replica started: running, and its primitive started (when the bundle has one)?
 fn started(b: Option<&Bundle>, s: &crate::model::cluster::ReplicaStatus) -> bool {
-    use crate::model::cluster::{Phase, ReplicaState};
-    s.state == ReplicaState::Running
-        && (b.is_none_or(|b| b.spec.primitive.is_none())
-            || s.primitive
-                .as_ref()
-                .is_some_and(|p| p.state == Phase::Started))
+    s.is_started(b.is_some_and(|b| b.spec.primitive.is_some()))
 }
 
 /// Per bundle, the bundles with a symmetrical order after it (their replicas stop first).
@@ -677,11 +670,7 @@ fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -
     let mut lost: BTreeMap<&str, usize> = BTreeMap::new();
     for (bundle, replicas) in placed {
         // Where the bundle's replicas are now (one range of the map, not a lookup each).
-        let now: Vec<(u32, &str)> = view
-            .current
-            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
-            .map(|((_, i), n)| (*i, n.as_str()))
-            .collect();
+        let now: Vec<(u32, &str)> = view.current_of(bundle).collect();
         for (i, node) in replicas {
             let object = || format!("replica/{bundle}-{i}");
             match now.iter().find(|(at, _)| at == i).map(|(_, n)| *n) {

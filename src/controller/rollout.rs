@@ -125,24 +125,16 @@ pub fn decide(
         .collect();
     // The replicas' statuses from the nodes they are placed on (one range of the map).
     let statuses: BTreeMap<u32, &ReplicaStatus> = view
-        .statuses
-        .range((name.to_string(), 0)..=(name.to_string(), u32::MAX))
-        .filter(|((_, i), s)| placed.get(i) == Some(&s.node))
-        .map(|((_, i), s)| (*i, &**s))
+        .statuses_of(name)
+        .filter(|(i, s)| placed.get(i) == Some(&s.node))
         .collect();
     let status_of = |i: u32| statuses.get(&i).copied();
     let readiness = |i: u32, runs: &Bundle| -> Readiness {
         let Some(st) = status_of(i) else {
             return Readiness::Down;
         };
-        let primitive_up = runs.spec.primitive.is_none()
-            || st
-                .primitive
-                .as_ref()
-                .is_some_and(|p| p.state == Phase::Started);
-        if st.state != ReplicaState::Running
+        if !st.is_started(runs.spec.primitive.is_some())
             || st.generation != runs.metadata.generation.unwrap_or(0)
-            || !primitive_up
         {
             return Readiness::Down;
         }
@@ -278,12 +270,9 @@ pub fn decide(
         // every pass until it is replaced (taken back in while the budget was spent, it was
         // promoted again after its demote, beside the replica promoted meanwhile).
         if ready && promotion_can_move {
-            let promoted_elsewhere = placed.keys().any(|&j| {
-                j != i
-                    && status_of(j)
-                        .and_then(|s| s.primitive.as_ref())
-                        .is_some_and(|p| p.role == Some(Role::Promoted))
-            });
+            let promoted_elsewhere = placed
+                .keys()
+                .any(|&j| j != i && status_of(j).is_some_and(ReplicaStatus::is_promoted));
             if holds_promotion(i) || !promoted_elsewhere {
                 demote.insert(i);
                 runs.insert(i, cur);

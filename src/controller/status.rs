@@ -87,10 +87,7 @@ fn may_be_promoted_on(b: &Bundle, node: &str, view: &View) -> bool {
         .iter()
         .filter(|c| c.for_promoted())
         .all(|c| {
-            let on_node = view
-                .current
-                .range((c.with.clone(), 0)..=(c.with.clone(), u32::MAX))
-                .any(|(_, n)| n == node);
+            let on_node = view.current_of(&c.with).any(|(_, n)| n == node);
             let promoted_here = view
                 .nodes
                 .iter()
@@ -208,11 +205,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
             (_, Some(s), _) => {
                 // Ready: running at this generation and, with a primitive, the primitive
                 // started by the remote agent.
-                let primitive_up = b.spec.primitive.is_none()
-                    || s.primitive
-                        .as_ref()
-                        .is_some_and(|p| p.state == Phase::Started);
-                if s.state == ReplicaState::Running && s.generation == generation && primitive_up {
+                if s.is_started(b.spec.primitive.is_some()) && s.generation == generation {
                     ready += 1;
                 }
                 if s.state == ReplicaState::Failed {

@@ -159,8 +159,15 @@ impl View {
         bundle: &str,
     ) -> impl Iterator<Item = (u32, &'v ReplicaStatus)> + 'v {
         self.statuses
-            .range((bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX))
+            .range(replicas_of(bundle))
             .map(|((_, i), s)| (*i, &**s))
+    }
+
+    /// Where `bundle`'s replicas are placed now: (ordinal, node).
+    pub fn current_of<'v>(&'v self, bundle: &str) -> impl Iterator<Item = (u32, &'v str)> + 'v {
+        self.current
+            .range(replicas_of(bundle))
+            .map(|((_, i), n)| (*i, n.as_str()))
     }
 }
 
@@ -540,9 +547,7 @@ impl Live {
         }
         let mut promoted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for ((bundle, _), st) in &v.statuses {
-            if st.primitive.as_ref().and_then(|p| p.role)
-                == Some(crate::model::cluster::Role::Promoted)
-            {
+            if st.is_promoted() {
                 promoted.entry(&st.node).or_default().insert(bundle.clone());
             }
         }
@@ -714,15 +719,14 @@ impl View {
                 score: "INFINITY".into(),
                 ..Default::default()
             });
-        let range = (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX);
-        let there = self.current.range(range.clone()).any(|(_, n)| n == to);
+        let there = self.current_of(bundle).any(|(_, n)| n == to);
         let available = self.nodes.iter().any(|n| n.name == to && !n.standby);
         if there || !available {
             return;
         }
         if let Some(last) = self
             .current
-            .range(range)
+            .range(replicas_of(bundle))
             .map(|(k, _)| k.clone())
             .next_back()
         {

@@ -284,6 +284,26 @@ pub struct ReplicaStatus {
     pub lease: i64,
 }
 
+impl ReplicaStatus {
+    /// Whether its primitive reports itself started (false before any report).
+    pub fn primitive_started(&self) -> bool {
+        self.primitive
+            .as_ref()
+            .is_some_and(|p| p.state == Phase::Started)
+    }
+
+    /// Started: its container runs and, for a bundle `with_primitive`, its primitive
+    /// started (crm_mon's Started).
+    pub fn is_started(&self, with_primitive: bool) -> bool {
+        self.state == ReplicaState::Running && (!with_primitive || self.primitive_started())
+    }
+
+    /// Whether its primitive reports itself promoted.
+    pub fn is_promoted(&self) -> bool {
+        self.primitive.as_ref().and_then(|p| p.role) == Some(Role::Promoted)
+    }
+}
+
 fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }
