@@ -53,6 +53,20 @@ impl Sampler {
     }
 }
 
+/// Waits until every address answers HTTP (each given a second: the sampler's 200 ms can
+/// miss an answer on a loaded machine), or fails the test.
+async fn all_serve(addrs: &[String]) {
+    eventually(WAIT, "every replica to serve", || async {
+        tokio::task::block_in_place(|| {
+            addrs
+                .iter()
+                .all(|a| http_ok(a.parse().unwrap(), Duration::from_secs(1)))
+        })
+        .then_some(())
+    })
+    .await;
+}
+
 async fn cluster(test: &str) -> OneNode {
     common::one_node(test).await
 }
@@ -119,7 +133,7 @@ async fn a_new_image_rolls_out_one_replica_at_a_time_never_fewer_than_two_servin
     // --wait waits for the rollout.
     c.apply(&b, true);
     let took = t0.elapsed();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    all_serve(&addresses(&b)).await;
     let samples = sampler.finish();
     for i in 0..n {
         assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:2");
@@ -134,7 +148,6 @@ async fn a_new_image_rolls_out_one_replica_at_a_time_never_fewer_than_two_servin
         n - 1,
         "replicas - maxUnavailable serving at every sample, and one replaced at a time"
     );
-    assert_eq!(samples.last().unwrap().1 as u32, n);
     println!(
         "rollout of {n} replicas: {:.2} s in all, {:.2} s per replica; fewest serving {} in {} samples",
         took.as_secs_f64(),
@@ -193,13 +206,12 @@ async fn a_broken_image_pauses_the_rollout_with_the_reason_and_undo_restores_it(
     assert!(o.status.success(), "{}", stderr(&o));
     let o = c.cli(&["rollout", "status", b.name(), "--timeout", "90s"], None);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    all_serve(&addresses(&b)).await;
     let samples = sampler.finish();
     for i in 0..3 {
         assert_eq!(image_of(&b.container_name(i)), "berth-test/httpd:1");
     }
     assert!(fewest(&samples) >= 2, "fewer than two served at some point");
-    assert_eq!(samples.last().unwrap().1, 3);
     c.store
         .delete_bundle(b.name(), berth::store::Expect::Any)
         .await
