@@ -27,8 +27,15 @@ struct Events {
 
 impl Events {
     fn start(node: &str) -> Events {
+        // From now, including what happens before the CLI has subscribed (a loaded machine
+        // takes seconds to start it, and the agent acts within one).
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         let mut child = Command::new("docker")
-            .args(["events", "--filter", "type=container", "--filter"])
+            .args(["events", "--since", &format!("{since:.3}")])
+            .args(["--filter", "type=container", "--filter"])
             .arg(format!("label=berth.io/node={node}"))
             .args(["--format", "{{.Action}} {{.Actor.Attributes.name}}"])
             .stdout(Stdio::piped())
