@@ -217,11 +217,12 @@ async fn the_console_follows_the_cluster_live_and_acts_only_with_a_token() {
     let other = if busy == a { b.clone() } else { a.clone() };
     let standby = format!("tr[data-node=\"{busy}\"] form[action=\"/actions/standby\"] button");
     browser.click(&standby).await;
-    let said = browser.text("main").await;
-    assert!(
-        said.contains("Refused") && said.contains("needs a token"),
-        "without a token: {said}"
-    );
+    // (The click returns before the answer has loaded: waited for.)
+    browser
+        .wait_text("main", Duration::from_secs(10), "the refusal", |t| {
+            t.contains("Refused") && t.contains("needs a token")
+        })
+        .await;
     let key = store.keys().standby(&busy);
     assert!(
         store.get(&key).await.unwrap().is_none(),

@@ -19,17 +19,16 @@ pub fn esc(text: &str) -> String {
     crate::remote::crm_mon::esc(&crate::cli::escape_controls(text))
 }
 
-/// `text` as a URL path segment or query value.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `text` as a URL path segment, query value or cookie value.
 pub fn url(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 /// The page around `body`: header, navigation and the live-status line. `current` is the
