@@ -435,7 +435,7 @@ fn promotion_comes_from_clone_meta_attributes_when_the_container_sets_none() {
             "apiVersion: berth.io/v1alpha1\nkind: Bundle\nmetadata: {{name: db}}\nspec:\n  docker: {{image: x, replicas: 3}}\n  metaAttributes: [{meta}]\n"
         );
         let b = manifest::parse(&yaml).unwrap().bundles.remove(0);
-        berth::model::validate::validate(&b).map(|()| b.spec.promoted_max())
+        berth::model::validate::validate(&b).map(|_| b.spec.promoted_max())
     };
     assert_eq!(with("{name: promoted-max, value: \"2\"}").unwrap(), 2);
     assert_eq!(with("{name: master-max, value: \"1\"}").unwrap(), 1);

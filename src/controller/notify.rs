@@ -31,7 +31,7 @@ pub type PerNode = BTreeMap<String, Assignment>;
 
 /// Does the bundle ask for notifications (`notify=true` on it or on its primitive)?
 pub fn wanted(b: &Bundle) -> bool {
-    crate::model::meta::Meta::of(&b.spec).notify
+    b.resolved().meta.notify
 }
 
 /// What `desired` changes against `current`, per operation: the (replica, node) pairs.

@@ -17,8 +17,6 @@ use crate::model::policy::{self, Permits};
 use std::collections::BTreeMap;
 
 use crate::model::Bundle;
-use crate::model::meta::Meta;
-use crate::model::validate::parse_score;
 
 pub use crate::model::validate::INFINITY;
 
@@ -248,12 +246,12 @@ impl Checks<'_> {
 
 /// Is the bundle meant to run (target-role is not Stopped)?
 pub fn wanted_running(b: &Bundle) -> bool {
-    !Meta::of(&b.spec).stopped
+    !b.resolved().meta.stopped
 }
 
 /// Is the bundle managed (is-managed is not false)?
 pub fn managed(b: &Bundle) -> bool {
-    Meta::of(&b.spec).managed
+    b.resolved().meta.managed
 }
 
 /// Decides where every replica runs.
@@ -483,13 +481,14 @@ fn colocation_scores(
         .spec
         .colocations
         .iter()
-        .filter(|c| !c.for_promoted())
+        .zip(&b.resolved().colocation_scores)
+        .filter(|(c, _)| !c.for_promoted())
         .collect();
     if placing.is_empty() {
         return None;
     }
     let mut out = vec![0i64; nodes.len()];
-    for c in placing {
+    for (c, &s) in placing {
         let mut present = vec![false; nodes.len()];
         for &n in colocated.get(c.with.as_str()).into_iter().flatten() {
             present[n] = true;
@@ -500,7 +499,6 @@ fn colocation_scores(
                 *p = *p && (promoted(n) == (role == crate::model::cluster::Role::Promoted));
             }
         }
-        let s = c.score_value();
         for (n, score) in out.iter_mut().enumerate() {
             // Beside it the score counts (INFINITY only as "allowed"); away from it only a
             // mandatory colocation counts, as a ban.
@@ -601,13 +599,14 @@ fn scores(b: &Bundle, nodes: &[&NodeView]) -> Option<Vec<i64>> {
                     b.spec
                         .locations
                         .iter()
-                        .filter(|l| l.matches(&n.name, &n.labels))
+                        .zip(&b.resolved().location_scores)
+                        .filter(|(l, _)| l.matches(&n.name, &n.labels))
                 };
-                if exclusive && !matching().any(|l| l.exclusive()) {
+                if exclusive && !matching().any(|(l, _)| l.exclusive()) {
                     return -INFINITY;
                 }
                 matching()
-                    .map(|l| parse_score(&l.score).unwrap_or(0))
+                    .map(|(_, score)| score)
                     .sum::<i64>()
                     .clamp(-INFINITY, INFINITY)
             })
@@ -633,7 +632,7 @@ enum Ban {
 
 fn ban(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> Ban {
     let Some(h) = hist else { return Ban::None };
-    let meta = Meta::of(&b.spec);
+    let meta = b.resolved().meta;
     let Some(threshold) = meta.migration_threshold else {
         return Ban::None;
     };
@@ -917,7 +916,7 @@ mod tests {
             &BTreeMap::new(),
             0,
         );
-        b.spec.docker.as_mut().unwrap().replicas = Some(2);
+        b.spec_mut().docker.as_mut().unwrap().replicas = Some(2);
         let p = place(
             std::slice::from_ref(&b),
             &nodes(&["n1", "n2", "n3"]),
@@ -929,7 +928,7 @@ mod tests {
             p.placed["a"].keys().copied().collect::<Vec<_>>(),
             vec![0, 1]
         );
-        b.spec.meta_attributes.push(NvPair {
+        b.spec_mut().meta_attributes.push(NvPair {
             id: None,
             name: "target-role".into(),
             value: Some("Stopped".into()),

@@ -10,7 +10,6 @@ use super::rollout;
 use super::status::{bundle_status, choose_promoted};
 use super::view::View;
 use crate::model::cluster::{Assignment, Pinned};
-use crate::model::meta::Meta;
 use crate::model::rollout::RolloutStatus;
 use crate::model::{Bundle, BundleStatus, Condition};
 use crate::store::{Expect, Keys, Kv, Write};
@@ -395,7 +394,7 @@ fn garbage(keys: &Keys, view: &View, writes: &mut Vec<Write>) {
 /// A replica that cannot be placed at all does not hold the others up.
 fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
     for b in bundles {
-        let ordered = Meta::of(&b.spec).ordered;
+        let ordered = b.resolved().meta.ordered;
         let Some(placed) = ordered
             .then(|| placement.placed.get_mut(b.name()))
             .flatten()
@@ -449,7 +448,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
         let Some(placed) = placement.placed.get(b.name()) else {
             continue;
         };
-        let interleave = Meta::of(&b.spec).interleave;
+        let interleave = b.resolved().meta.interleave;
         for o in &b.spec.orders {
             let first: Vec<(u32, &String)> = placement
                 .placed
@@ -645,7 +644,7 @@ fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, v
     let online: BTreeSet<&str> = view.online();
     let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
     for ((node, bundle), held) in &view.assignments {
-        if !held.managed || !Meta::of(&held.bundle.spec).ordered || !online.contains(node.as_str())
+        if !held.managed || !held.bundle.resolved().meta.ordered || !online.contains(node.as_str())
         {
             continue;
         }

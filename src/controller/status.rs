@@ -69,7 +69,7 @@ pub fn choose_promoted(
 /// on), as the agents keep it.
 fn stored_score(b: &Bundle, i: u32, host: &str, view: &View) -> Option<i64> {
     let p = b.spec.primitive.as_ref()?;
-    let owner = if crate::model::meta::Meta::of(&b.spec).attributes_on_host {
+    let owner = if b.resolved().meta.attributes_on_host {
         host.to_string()
     } else {
         b.replica_name(i)
@@ -85,8 +85,9 @@ fn may_be_promoted_on(b: &Bundle, node: &str, view: &View) -> bool {
     b.spec
         .colocations
         .iter()
-        .filter(|c| c.for_promoted())
-        .all(|c| {
+        .zip(&b.resolved().colocation_scores)
+        .filter(|(c, _)| c.for_promoted())
+        .all(|(c, score)| {
             let on_node = view.current_of(&c.with).any(|(_, n)| n == node);
             let promoted_here = view
                 .nodes
@@ -98,7 +99,7 @@ fn may_be_promoted_on(b: &Bundle, node: &str, view: &View) -> bool {
                     Some(Role::Promoted) => promoted_here,
                     Some(Role::Unpromoted) => !promoted_here,
                 };
-            present == (c.score_value() > 0)
+            present == (*score > 0)
         })
 }
 

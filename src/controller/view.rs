@@ -581,7 +581,7 @@ impl Live {
                 let bans = self.bans.get(name);
                 if let Some(bans) = bans {
                     Arc::make_mut(&mut b)
-                        .spec
+                        .spec_mut()
                         .locations
                         .extend(bans.nodes.iter().map(|node| crate::model::Location {
                             node: Some(node.clone()),
@@ -711,7 +711,7 @@ impl View {
             return;
         };
         Arc::make_mut(b)
-            .spec
+            .spec_mut()
             .locations
             .push(crate::model::Location {
                 node: Some(to.to_string()),

@@ -29,11 +29,6 @@ enum RoleWord {
 }
 
 impl Colocation {
-    /// The score, clamped to ±INFINITY (0 when it does not parse: validation refuses that).
-    pub fn score_value(&self) -> i64 {
-        parse_score(&self.score).unwrap_or(0)
-    }
-
     /// `role: Promoted`: the constraint is on where this bundle's promoted replica may be,
     /// not on where its replicas run.
     pub fn for_promoted(&self) -> bool {
@@ -319,7 +314,6 @@ mod tests {
         assert!(check(&b).is_empty(), "{:?}", check(&b));
         assert!(c.for_promoted());
         assert_eq!(c.with_role(), Some(Role::Unpromoted));
-        assert_eq!(c.score_value(), super::super::validate::INFINITY);
         assert!(o.after_promote() && !o.mandatory() && !o.symmetrical());
         let plain = Order {
             first: "db".into(),

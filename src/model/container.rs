@@ -13,7 +13,7 @@ use crate::model::layout::{
     ATTRIBUTES_JSON, AUTHKEY, CONFIG_SUBDIR, CONTROL_SOCKET, HOSTS_FILE, REMOTE_BIN,
     REMOTE_BIN_DIR, REMOTE_CONFIG_DIR, REMOTE_DIR, REMOTE_JSON, RUN_SUBDIR, STATE_JSON,
 };
-use crate::model::options::{self, RunOptions, split_words};
+use crate::model::options::{self, RunOptions};
 
 /// Label keys berth puts on the containers it owns. A container is berth's, and this node
 /// agent's, only when `managed-by` is `berth` and `node` is the agent's node name: several
@@ -180,16 +180,11 @@ pub fn desired(
     let spec = &bundle.spec;
     let (engine, c) = spec.container();
     let engine = engine.as_str();
-    let options = match &c.options {
-        Some(o) => options::parse(o).map_err(|source| ShapeError::Options { engine, source })?,
-        None => RunOptions::default(),
-    };
-    let mut cmd = match &c.run_command {
-        Some(rc) => {
-            Some(split_words(rc).map_err(|source| ShapeError::RunCommand { engine, source })?)
-        }
-        None => None,
-    };
+    let resolved = bundle.resolved();
+    let options =
+        (resolved.run.clone()).map_err(|source| ShapeError::Options { engine, source })?;
+    let mut cmd =
+        (resolved.command.clone()).map_err(|source| ShapeError::RunCommand { engine, source })?;
     let host_ip = spec.replica_address(i);
     let mut ports = Vec::new();
     for pm in spec.port_mappings() {

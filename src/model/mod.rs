@@ -22,6 +22,7 @@ pub mod operation;
 pub mod options;
 pub mod policy;
 pub mod remote;
+pub mod resolved;
 pub mod rollout;
 pub mod validate;
 
@@ -59,6 +60,9 @@ pub struct Bundle {
     /// Observed state, written by berth only; ignored when a manifest is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<BundleStatus>,
+    /// The spec's text parsed, once ([`Bundle::resolved`]); not part of the value.
+    #[serde(skip)]
+    pub resolved: resolved::ResolvedCache,
 }
 
 /// Kubernetes-style object metadata.
@@ -544,6 +548,7 @@ impl Bundle {
             },
             spec,
             status: None,
+            resolved: Default::default(),
         }
     }
 

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::Bundle;
-use super::options;
 
 /// What a node permits (`berth node --allow-…`). The default permits nothing privileged
 /// and host directories under [`Permits::DEFAULT_SOURCE_DIRS`] only.
@@ -87,11 +86,7 @@ pub fn lifts_confinement(opt: &str) -> bool {
 /// refuses them with the reason).
 pub fn needs(b: &Bundle) -> Needs {
     let (_, c) = b.spec.container();
-    let o = c
-        .options
-        .as_deref()
-        .and_then(|o| options::parse(o).ok())
-        .unwrap_or_default();
+    let o = b.resolved().run_or_default();
     let mut host_namespaces = Vec::new();
     if c.network.as_deref() == Some("host") {
         host_namespaces.push("network".to_string());

@@ -76,11 +76,7 @@ impl Assigned {
                     // The assignment's spec and the older ones replicas are pinned to.
                     let specs =
                         || std::iter::once(&*a.bundle).chain(a.pinned.iter().map(|h| &*h.bundle));
-                    let refused = specs().find_map(|b| {
-                        crate::model::validate::validate(b)
-                            .err()
-                            .map(|e| e.to_string())
-                    });
+                    let refused = specs().find_map(|b| b.validated().err().map(|e| e.to_string()));
                     match (&refused, self.usable.get(key)) {
                         // A bundle that does not validate: the last valid value stays.
                         (Some(why), Some(last)) if last.refused.is_none() => {

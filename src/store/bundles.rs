@@ -127,6 +127,6 @@ pub fn decode_bundle(key_name: &str, value: &[u8]) -> Result<Bundle, DecodeError
         });
     }
     b.status = None;
-    validate(&b)?;
+    b.validated()?;
     Ok(b)
 }

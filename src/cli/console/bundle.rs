@@ -74,7 +74,7 @@ fn action_forms(snap: &Snapshot, b: &Bundle, back: &str) -> String {
         .iter()
         .map(|n| format!("<option>{}</option>", esc(&n.name)))
         .collect();
-    let stopped = crate::model::meta::Meta::of(&b.spec).stopped;
+    let stopped = b.resolved().meta.stopped;
     let paused = snap.view.paused.contains(name);
     let mut out = String::from(
         "<section aria-labelledby=\"act\" class=\"actions\"><h2 id=\"act\">Actions</h2>",

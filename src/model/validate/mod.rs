@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use super::{API_VERSION, Bundle, KIND, NvPair, Operation, duration};
+use super::resolved::Resolved;
+use super::{API_VERSION, Bundle, BundleSpec, KIND, NetworkSpec, NvPair, Operation, duration};
 
 mod ids;
 mod network;
@@ -129,9 +130,30 @@ impl Check {
     }
 }
 
-/// Checks a bundle against every rule. `Ok` means it may be written.
-pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
+/// Checks a bundle against every rule. `Ok` means it may be written, and holds what its
+/// text means (the same [`Resolved`] as [`Bundle::resolved`]).
+pub fn validate(b: &Bundle) -> Result<Resolved, ValidationErrors> {
     let mut c = Check { errors: Vec::new() };
+    let resolved = Resolved::of(&b.spec);
+    check_envelope(&mut c, b);
+    check_container(&mut c, &b.spec, &resolved);
+    if let Some(net) = &b.spec.network {
+        check_network_of(&mut c, &b.spec, net);
+    }
+    check_parts(&mut c, b);
+    check_locations(&mut c, &b.spec);
+    if c.errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(ValidationErrors {
+            bundle: b.metadata.name.clone(),
+            errors: c.errors,
+        })
+    }
+}
+
+/// `apiVersion`, `kind` and the name.
+fn check_envelope(c: &mut Check, b: &Bundle) {
     if b.api_version != API_VERSION {
         c.fail(
             "apiVersion",
@@ -141,10 +163,12 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
     if b.kind != KIND {
         c.fail("kind", format!("{:?}: must be {KIND:?}", b.kind));
     }
-    let spec = &b.spec;
-    let replicas = spec.replicas();
-    check_name(&mut c, &b.metadata.name, replicas);
+    check_name(c, &b.metadata.name, b.spec.replicas());
+}
 
+/// The engine: one of docker or podman, its image, replica counts, command and options.
+fn check_container(c: &mut Check, spec: &BundleSpec, resolved: &Resolved) {
+    let replicas = spec.replicas();
     let container = match (&spec.docker, &spec.podman) {
         (Some(d), None) => Some(("spec.docker", d)),
         (None, Some(p)) => Some(("spec.podman", p)),
@@ -200,53 +224,60 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
                 format!("{pm}: above replicas ({replicas})"),
             );
         }
-        if let Some(rc) = &ct.run_command {
-            match crate::model::options::split_words(rc) {
-                Ok(w) if w.is_empty() => {
-                    c.fail(format!("{p}.runCommand"), "empty: leave it out instead")
-                }
-                Ok(_) => {}
-                Err(e) => c.fail(format!("{p}.runCommand"), e),
+        match &resolved.command {
+            Ok(Some(w)) if w.is_empty() => {
+                c.fail(format!("{p}.runCommand"), "empty: leave it out instead")
             }
+            Ok(_) => {}
+            Err(e) => c.fail(format!("{p}.runCommand"), e),
         }
-        if let Some(o) = &ct.options
-            && let Err(e) = crate::model::options::parse(o)
-        {
+        if let Err(e) = &resolved.run {
             c.fail(format!("{p}.options"), e);
         }
     }
+}
 
-    if let Some(net) = &spec.network {
-        check_network(&mut c, net, replicas);
-        // With a primitive, control-port is where the remote agent listens and is published.
-        if spec.primitive.is_some()
-            && let Some(cp) = net.control_port.filter(|p| *p != 0)
-            && let Some(j) = net.port_mappings.iter().position(|pm| {
-                let (lo, hi) = pm.host_ports().unwrap_or((0, 0));
-                (lo <= cp && cp <= hi) || pm.internal_port() == Some(cp)
-            })
-        {
-            c.fail(
-                "spec.network.controlPort",
-                format!("{cp}: portMappings[{j}] uses this port too"),
-            );
-        }
+/// The network, and a control port no port mapping uses.
+fn check_network_of(c: &mut Check, spec: &BundleSpec, net: &NetworkSpec) {
+    let replicas = spec.replicas();
+    check_network(c, net, replicas);
+    // With a primitive, control-port is where the remote agent listens and is published.
+    if spec.primitive.is_some()
+        && let Some(cp) = net.control_port.filter(|p| *p != 0)
+        && let Some(j) = net.port_mappings.iter().position(|pm| {
+            let (lo, hi) = pm.host_ports().unwrap_or((0, 0));
+            (lo <= cp && cp <= hi) || pm.internal_port() == Some(cp)
+        })
+    {
+        c.fail(
+            "spec.network.controlPort",
+            format!("{cp}: portMappings[{j}] uses this port too"),
+        );
     }
-    check_storage(&mut c, spec);
+}
+
+/// Storage, the primitive, attribute sets, ids and constraints.
+fn check_parts(c: &mut Check, b: &Bundle) {
+    let spec = &b.spec;
+    check_storage(c, spec);
     if let Some(prim) = &spec.primitive {
-        check_primitive(&mut c, prim);
+        check_primitive(c, prim);
     }
-    check_nvpairs(&mut c, "spec.metaAttributes", &spec.meta_attributes, true);
+    check_nvpairs(c, "spec.metaAttributes", &spec.meta_attributes, true);
     check_nvpairs(
-        &mut c,
+        c,
         "spec.instanceAttributes",
         &spec.instance_attributes,
         false,
     );
-    check_ids(&mut c, b);
+    check_ids(c, b);
     for (field, why) in crate::model::constraints::check(b) {
         c.fail(field, why);
     }
+}
+
+/// Each location: a node or a label, its discovery and its score.
+fn check_locations(c: &mut Check, spec: &BundleSpec) {
     for (i, l) in spec.locations.iter().enumerate() {
         let p = format!("spec.locations[{i}]");
         match (&l.node, &l.label) {
@@ -281,15 +312,6 @@ pub fn validate(b: &Bundle) -> Result<(), ValidationErrors> {
                 ),
             );
         }
-    }
-
-    if c.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationErrors {
-            bundle: b.metadata.name.clone(),
-            errors: c.errors,
-        })
     }
 }
 
@@ -440,7 +462,7 @@ mod tests {
 
     fn errors(b: &Bundle) -> Vec<String> {
         match validate(b) {
-            Ok(()) => vec![],
+            Ok(_) => vec![],
             Err(e) => e.errors.iter().map(ToString::to_string).collect(),
         }
     }
