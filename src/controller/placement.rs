@@ -205,7 +205,26 @@ struct Checks<'a> {
     now: u64,
 }
 
-impl Checks<'_> {
+impl<'c> Checks<'c> {
+    /// The checks of `b` with these scores (combined, and of its locations alone).
+    fn new(
+        b: &'c Bundle,
+        nodes: &'c [&'c NodeView],
+        (scores, located): (&'c Option<Vec<i64>>, &'c Option<Vec<i64>>),
+        denied: &'c Option<Vec<Option<String>>>,
+        now: u64,
+    ) -> Self {
+        Checks {
+            b,
+            nodes,
+            scores,
+            located,
+            denied,
+            rph: b.spec.replicas_per_host(),
+            now,
+        }
+    }
+
     /// Why node `n`, with `here` of the bundle's replicas on it already, cannot take a
     /// replica whose failures are `hist`; None when it can. `keeping`: the replica runs
     /// there now, and a node in maintenance keeps what it has.
@@ -254,7 +273,10 @@ pub fn managed(b: &Bundle) -> bool {
     b.resolved().meta.managed
 }
 
-/// Decides where every replica runs.
+/// Decides where every replica runs: every replica that can stay where it runs stays (and
+/// counts toward its node's load, so that new replicas of any bundle see the real load),
+/// then each bundle's other replicas go to the best node that passes every check, or are
+/// pending with each node's refusal tallied.
 pub fn place<B: std::borrow::Borrow<Bundle>>(
     bundles: &[B],
     nodes: &[NodeView],
@@ -264,147 +286,30 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
 ) -> Placement {
     let mut nodes: Vec<&NodeView> = nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    // (Hashed: looked up for every replica, a tree of 1,000 names cost ten comparisons.)
-    let index: std::collections::HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
-    let mut load = vec![0u32; nodes.len()];
-    let policies = Policies::of(&nodes);
-    let mut out = Placement::default();
+    let mut placer = Placer::new(&nodes, history, now);
     let order = placement_order(bundles);
+    let kept: Vec<_> = order.iter().map(|b| placer.keep(b, current)).collect();
     // Where the bundles other bundles are colocated with have their replicas (node
     // indices), filled as they are placed: they are placed first.
     let mut colocated: BTreeMap<&str, Vec<usize>> = order
         .iter()
         .flat_map(|b| b.spec.colocations.iter().map(|c| (c.with.as_str(), vec![])))
         .collect();
-
-    // First pass: every replica that can stay, stays, and counts toward the load, so that
-    // new replicas of any bundle see the real load.
-    let mut kept: Vec<BTreeMap<u32, usize>> = Vec::with_capacity(order.len());
-    for b in &order {
-        let scores = scores(b, &nodes);
-        let denied = policies.denied(b);
-        let mut mine: BTreeMap<u32, usize> = BTreeMap::new();
-        if wanted_running(b) {
-            let rph = b.spec.replicas_per_host();
-            let checks = Checks {
-                b,
-                nodes: &nodes,
-                scores: &scores,
-                located: &scores,
-                denied: &denied,
-                rph,
-                now,
-            };
-            let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
-            // (One key per bundle, its ordinal set for each replica.)
-            let mut key = (b.name().to_string(), 0);
-            for i in 0..b.spec.replicas() {
-                key.1 = i;
-                let Some(&n) = current.get(&key).and_then(|n| index.get(n.as_str())) else {
-                    continue;
-                };
-                let here = per_node.entry(n).or_default();
-                if checks.refusal(n, *here, history.get(&key), true).is_none() {
-                    *here += 1;
-                    load[n] += 1;
-                    mine.insert(i, n);
-                }
-            }
-        }
-        kept.push(mine);
-    }
-
-    // Second pass: place the rest.
-    for (b, mut mine) in order.iter().zip(kept) {
-        let name = b.name().to_string();
+    let mut out = Placement::default();
+    for (b, mine) in order.iter().zip(kept) {
         if !wanted_running(b) {
             continue;
         }
-        let located = scores(b, &nodes);
-        let coloc = colocation_scores(b, &nodes, &colocated);
-        let scores = combined(&located, &coloc);
-        // A replica kept where a colocation no longer lets it be (the other bundle moved
-        // away, or came) is placed again.
-        if coloc.is_some() {
-            mine.retain(|_, n| {
-                let stays = score_at(&scores, *n) > -INFINITY;
-                if !stays {
-                    load[*n] -= 1;
-                }
-                stays
-            });
-        }
-        let denied = policies.denied(b);
-        let rph = b.spec.replicas_per_host();
-        let checks = Checks {
-            b,
-            nodes: &nodes,
-            scores: &scores,
-            located: &located,
-            denied: &denied,
-            rph,
-            now,
-        };
-        let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
-        for n in mine.values() {
-            *per_node.entry(*n).or_default() += 1;
-        }
-        let mut key = (name.clone(), 0);
-        for i in 0..b.spec.replicas() {
-            if mine.contains_key(&i) {
-                continue;
-            }
-            key.1 = i;
-            let hist = history.get(&key);
-            let mut best: Option<(usize, (i64, i64, i64))> = None;
-            let mut tally = Tally::default();
-            for (n, &node_load) in load.iter().enumerate() {
-                let here = per_node.get(&n).copied().unwrap_or(0);
-                if let Some(r) = checks.refusal(n, here, hist, false) {
-                    tally.count(r, || denied_at(&denied, n).map(str::to_string));
-                    continue;
-                }
-                // Higher is better: location score, then fewer of this bundle, then less load.
-                let rank = (
-                    score_at(&scores, n),
-                    -i64::from(here),
-                    -i64::from(node_load),
-                );
-                if best.is_none_or(|(_, r)| rank > r) {
-                    best = Some((n, rank));
-                }
-            }
-            match best {
-                Some((n, _)) => {
-                    *per_node.entry(n).or_default() += 1;
-                    load[n] += 1;
-                    mine.insert(i, n);
-                }
-                None => {
-                    let reason = if nodes.is_empty() {
-                        Pending::NoNodeOnline
-                    } else {
-                        tally.online = nodes.len();
-                        tally.replicas_per_host = rph;
-                        Pending::NoNode(tally)
-                    };
-                    out.pending
-                        .entry(name.clone())
-                        .or_default()
-                        .insert(i, reason);
-                }
-            }
+        let (mine, pending) = placer.place_rest(b, mine, &colocated);
+        if !pending.is_empty() {
+            out.pending.insert(b.name().to_string(), pending);
         }
         if let Some(at) = colocated.get_mut(b.name()) {
             at.extend(mine.values().copied());
         }
         if !mine.is_empty() {
             out.placed.insert(
-                name,
+                b.name().to_string(),
                 mine.into_iter()
                     .map(|(i, n)| (i, nodes[n].name.clone()))
                     .collect(),
@@ -412,6 +317,151 @@ pub fn place<B: std::borrow::Borrow<Bundle>>(
         }
     }
     out
+}
+
+/// One placement's state: the nodes (sorted by name, referred to by index), their load so
+/// far, and their host policies.
+struct Placer<'a> {
+    nodes: &'a [&'a NodeView],
+    /// (Hashed: looked up for every replica, a tree of 1,000 names cost ten comparisons.)
+    index: std::collections::HashMap<&'a str, usize>,
+    load: Vec<u32>,
+    policies: Policies<'a>,
+    history: &'a BTreeMap<Replica, History>,
+    now: u64,
+}
+
+impl<'a> Placer<'a> {
+    fn new(nodes: &'a [&'a NodeView], history: &'a BTreeMap<Replica, History>, now: u64) -> Self {
+        Placer {
+            nodes,
+            index: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.as_str(), i))
+                .collect(),
+            load: vec![0; nodes.len()],
+            policies: Policies::of(nodes),
+            history,
+            now,
+        }
+    }
+
+    /// The first pass, for one bundle: its replicas that may stay where they run (a node in
+    /// maintenance keeps them), counted in the load. Ordinal → node index.
+    fn keep(&mut self, b: &Bundle, current: &BTreeMap<Replica, String>) -> BTreeMap<u32, usize> {
+        let mut mine = BTreeMap::new();
+        if !wanted_running(b) {
+            return mine;
+        }
+        let scores = scores(b, self.nodes);
+        let denied = self.policies.denied(b);
+        let checks = Checks::new(b, self.nodes, (&scores, &scores), &denied, self.now);
+        let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
+        // (One key per bundle, its ordinal set for each replica.)
+        let mut key = (b.name().to_string(), 0);
+        for i in 0..b.spec.replicas() {
+            key.1 = i;
+            let Some(&n) = current.get(&key).and_then(|n| self.index.get(n.as_str())) else {
+                continue;
+            };
+            let here = per_node.entry(n).or_default();
+            if checks
+                .refusal(n, *here, self.history.get(&key), true)
+                .is_none()
+            {
+                *here += 1;
+                self.load[n] += 1;
+                mine.insert(i, n);
+            }
+        }
+        mine
+    }
+
+    /// The second pass, for one bundle: a kept replica a colocation no longer lets stay
+    /// (the other bundle moved away, or came) is placed again, and every replica not kept
+    /// goes to the best node, or is pending with the refusals tallied.
+    fn place_rest(
+        &mut self,
+        b: &Bundle,
+        mut mine: BTreeMap<u32, usize>,
+        colocated: &BTreeMap<&str, Vec<usize>>,
+    ) -> (BTreeMap<u32, usize>, BTreeMap<u32, Pending>) {
+        let located = scores(b, self.nodes);
+        let coloc = colocation_scores(b, self.nodes, colocated);
+        let scores = combined(&located, &coloc);
+        if coloc.is_some() {
+            mine.retain(|_, n| {
+                let stays = score_at(&scores, *n) > -INFINITY;
+                if !stays {
+                    self.load[*n] -= 1;
+                }
+                stays
+            });
+        }
+        let denied = self.policies.denied(b);
+        let checks = Checks::new(b, self.nodes, (&scores, &located), &denied, self.now);
+        let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
+        for n in mine.values() {
+            *per_node.entry(*n).or_default() += 1;
+        }
+        let mut pending = BTreeMap::new();
+        let mut key = (b.name().to_string(), 0);
+        for i in 0..b.spec.replicas() {
+            if mine.contains_key(&i) {
+                continue;
+            }
+            key.1 = i;
+            match self.best(&checks, &per_node, self.history.get(&key)) {
+                Ok(n) => {
+                    *per_node.entry(n).or_default() += 1;
+                    self.load[n] += 1;
+                    mine.insert(i, n);
+                }
+                Err(reason) => {
+                    pending.insert(i, reason);
+                }
+            }
+        }
+        (mine, pending)
+    }
+
+    /// The best node for one replica whose failures are `hist`: of the nodes that pass
+    /// every check, the highest score, then the fewest of the bundle's replicas, then the
+    /// least load. Without one, why not.
+    fn best(
+        &self,
+        checks: &Checks,
+        per_node: &BTreeMap<usize, u32>,
+        hist: Option<&History>,
+    ) -> Result<usize, Pending> {
+        let mut best: Option<(usize, (i64, i64, i64))> = None;
+        let mut tally = Tally::default();
+        for (n, &node_load) in self.load.iter().enumerate() {
+            let here = per_node.get(&n).copied().unwrap_or(0);
+            if let Some(r) = checks.refusal(n, here, hist, false) {
+                tally.count(r, || denied_at(checks.denied, n).map(str::to_string));
+                continue;
+            }
+            let rank = (
+                score_at(checks.scores, n),
+                -i64::from(here),
+                -i64::from(node_load),
+            );
+            if best.is_none_or(|(_, r)| rank > r) {
+                best = Some((n, rank));
+            }
+        }
+        match best {
+            Some((n, _)) => Ok(n),
+            None if self.nodes.is_empty() => Err(Pending::NoNodeOnline),
+            None => {
+                tally.online = self.nodes.len();
+                tally.replicas_per_host = checks.rph;
+                Err(Pending::NoNode(tally))
+            }
+        }
+    }
 }
 
 /// The order bundles are placed in: by name, except that a bundle colocated with another

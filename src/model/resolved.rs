@@ -62,7 +62,7 @@ impl Resolved {
 }
 
 /// Where a [`Bundle`] keeps its [`Resolved`] once made. It is not part of the bundle's value:
-/// it never serializes, compares equal to any other, and a clone starts empty (a clone is
+/// it never serializes, compares equal to any other, prints the same, and a clone starts empty (a clone is
 /// made to be changed: `Arc::make_mut`, an edit), so it resolves the changed text.
 #[derive(Default)]
 pub struct ResolvedCache(OnceLock<Arc<Resolved>>);
@@ -86,13 +86,10 @@ impl PartialEq for ResolvedCache {
     }
 }
 
+/// (The same for every bundle, as it is not part of the value.)
 impl std::fmt::Debug for ResolvedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "resolved"
-        } else {
-            "not resolved"
-        })
+        f.write_str("..")
     }
 }
 
