@@ -82,8 +82,8 @@ pub struct EventConfig {
     /// go at once (default 20).
     pub per_second: u32,
     pub burst: u32,
-    /// The most distinct events held in memory (default 1,000); the oldest goes first.
-    pub max_held: usize,
+    /// The most distinct events kept in memory (default 1,000); the oldest goes first.
+    pub max_kept: usize,
     /// The most new events waiting for the write budget (default 20, one burst): past it, a new event
     /// is dropped (counted in `berth_events_dropped_total`). A change that touches thousands
     /// of replicas records the first of them, not a queue that trickles into etcd for
@@ -101,7 +101,7 @@ impl Default for EventConfig {
             min_interval: Duration::from_secs(10),
             per_second: 5,
             burst: 20,
-            max_held: 1000,
+            max_kept: 1000,
             max_pending: 20,
             max_similar: 10,
         }
@@ -216,9 +216,9 @@ pub fn each_or_summary(whole: &str, objects: Vec<String>, message: &str) -> Vec<
     )]
 }
 
-/// An event held by the writer: the value, whether it has news to write, and when it was
-/// last written.
-struct Held {
+/// An event in the writer's memory: the value, whether it has news to write, and when it
+/// was last written.
+struct Kept {
     event: Event,
     dirty: bool,
     written: Option<Instant>,
@@ -226,15 +226,15 @@ struct Held {
 
 async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Receiver<Note>) {
     let keys = store.keys().clone();
-    let mut held: BTreeMap<String, Held> = BTreeMap::new();
+    let mut memory: BTreeMap<String, Kept> = BTreeMap::new();
     let mut lease: Option<(i64, Instant)> = None;
     let mut budget = crate::backoff::Bucket::new(cfg.burst, cfg.per_second);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut open = true;
-    while open || held.values().any(|h| h.dirty) {
+    while open || memory.values().any(|h| h.dirty) {
         tokio::select! {
             note = rx.recv(), if open => match note {
-                Some(n) => take(&mut held, &source, n, &cfg),
+                Some(n) => take(&mut memory, &source, n, &cfg),
                 None => open = false,
             },
             _ = tick.tick() => {}
@@ -242,7 +242,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
         // Refill the budget, then write what is due within it.
         let now = Instant::now();
         let allowed = budget.available();
-        let due: Vec<String> = held
+        let due: Vec<String> = memory
             .iter()
             .filter(|(_, h)| h.dirty && h.written.is_none_or(|w| now >= w + cfg.min_interval))
             .map(|(k, _)| k.clone())
@@ -251,7 +251,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
         if due.is_empty() {
             if !open {
                 // Closed with only repeats waiting out their interval: write them now.
-                if held.values().any(|h| h.dirty) {
+                if memory.values().any(|h| h.dirty) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -275,7 +275,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
         let writes: Vec<(String, Vec<u8>)> = due
             .iter()
             .map(|k| {
-                let value = serde_json::to_vec(&held[k].event).expect("an event serializes");
+                let value = serde_json::to_vec(&memory[k].event).expect("an event serializes");
                 (keys.event(k), value)
             })
             .collect();
@@ -283,7 +283,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
         match store.put_leased(writes, lease_id).await {
             Ok(_) => {
                 for k in &due {
-                    if let Some(h) = held.get_mut(k) {
+                    if let Some(h) = memory.get_mut(k) {
                         h.dirty = false;
                         h.written = Some(now);
                     }
@@ -295,7 +295,7 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
             }
         }
         // Forget what has expired in etcd anyway.
-        held.retain(|_, h| h.dirty || h.written.is_none_or(|w| now < w + cfg.ttl));
+        memory.retain(|_, h| h.dirty || h.written.is_none_or(|w| now < w + cfg.ttl));
     }
 }
 
@@ -304,9 +304,13 @@ async fn writer(store: Store, source: String, cfg: EventConfig, mut rx: mpsc::Re
 /// Kubernetes' event aggregator does: `event` becomes that event (its message prefixed with
 /// "(combined from similar events): ", its object the latest one) and its key is returned.
 /// A node starting 30 replicas writes 10 events and one combined event, not 30.
-fn combine(held: &BTreeMap<String, Held>, event: &mut Event, cfg: &EventConfig) -> Option<String> {
+fn combine(
+    memory: &BTreeMap<String, Kept>,
+    event: &mut Event,
+    cfg: &EventConfig,
+) -> Option<String> {
     let kind = object_kind(&event.object);
-    let similar = held
+    let similar = memory
         .iter()
         .filter(|(k, h)| {
             !k.contains(COMBINED)
@@ -339,10 +343,10 @@ const COMBINED: &str = "~combined";
 /// How far back (seconds) similar events are counted ([`combine`]): 10 minutes, as Kubernetes.
 pub const SIMILAR_WINDOW: u64 = 600;
 
-/// Counts a note into what is held (the oldest dropped when full; a new one dropped when
+/// Counts a note into memory (the oldest dropped when full; a new one dropped when
 /// too many new ones wait already).
-fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, cfg: &EventConfig) {
-    let max = cfg.max_held;
+fn take(memory: &mut BTreeMap<String, Kept>, source: &str, n: Note, cfg: &EventConfig) {
+    let max = cfg.max_kept;
     let mut event = Event {
         kind: n.kind,
         reason: n.reason.to_string(),
@@ -354,14 +358,14 @@ fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, cfg: &EventCon
         count: 1,
     };
     let key = format!("{}/{}", event.object, event.id());
-    let key = match held.contains_key(&key) {
+    let key = match memory.contains_key(&key) {
         true => key,
-        false => match combine(held, &mut event, cfg) {
+        false => match combine(memory, &mut event, cfg) {
             Some(combined) => combined,
             None => key,
         },
     };
-    match held.get_mut(&key) {
+    match memory.get_mut(&key) {
         Some(h) => {
             h.event.object = event.object;
             h.event.message = event.message;
@@ -370,7 +374,7 @@ fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, cfg: &EventCon
             h.dirty = true;
         }
         None => {
-            let pending = held.values().filter(|h| h.written.is_none()).count();
+            let pending = memory.values().filter(|h| h.written.is_none()).count();
             if pending >= cfg.max_pending {
                 crate::metrics::get().events_dropped.inc();
                 tracing::debug!(
@@ -381,18 +385,18 @@ fn take(held: &mut BTreeMap<String, Held>, source: &str, n: Note, cfg: &EventCon
                 );
                 return;
             }
-            if held.len() >= max
-                && let Some(oldest) = held
+            if memory.len() >= max
+                && let Some(oldest) = memory
                     .iter()
                     .min_by_key(|(_, h)| h.event.last_timestamp)
                     .map(|(k, _)| k.clone())
             {
-                held.remove(&oldest);
+                memory.remove(&oldest);
             }
             event.count = 1;
-            held.insert(
+            memory.insert(
                 key,
-                Held {
+                Kept {
                     event,
                     dirty: true,
                     written: None,
@@ -459,27 +463,27 @@ mod tests {
 
     #[test]
     fn repeats_are_counted_into_one_event() {
-        let mut held = BTreeMap::new();
+        let mut memory = BTreeMap::new();
         let cfg = EventConfig {
-            max_held: 10,
+            max_kept: 10,
             ..EventConfig::default()
         };
         for at in 0..50 {
             take(
-                &mut held,
+                &mut memory,
                 "node/n1",
                 note("FailedStart", "replica/web-1", "no such image", at),
                 &cfg,
             );
         }
         take(
-            &mut held,
+            &mut memory,
             "node/n1",
             note("Started", "replica/web-1", "started", 60),
             &cfg,
         );
-        assert_eq!(held.len(), 2);
-        let failed = held
+        assert_eq!(memory.len(), 2);
+        let failed = memory
             .values()
             .find(|h| h.event.reason == "FailedStart")
             .unwrap();
@@ -492,30 +496,30 @@ mod tests {
 
     #[test]
     fn similar_events_past_ten_are_combined_into_one() {
-        let mut held = BTreeMap::new();
+        let mut memory = BTreeMap::new();
         let cfg = EventConfig {
             max_pending: 100,
             ..EventConfig::default()
         };
         for i in 0..30u64 {
             let n = note("Started", &format!("replica/b{i}-0"), "started", i);
-            take(&mut held, "node/n1", n, &cfg);
+            take(&mut memory, "node/n1", n, &cfg);
         }
         // Another reason, and another kind of object, are not similar.
         take(
-            &mut held,
+            &mut memory,
             "node/n1",
             note("Killed", "replica/b0-0", "killed", 30),
             &cfg,
         );
         take(
-            &mut held,
+            &mut memory,
             "node/n1",
             note("Started", "node/n1", "up", 30),
             &cfg,
         );
-        assert_eq!(held.len(), 13);
-        let combined: Vec<&Event> = held
+        assert_eq!(memory.len(), 13);
+        let combined: Vec<&Event> = memory
             .values()
             .map(|h| &h.event)
             .filter(|e| e.message.starts_with("(combined from similar events): "))
@@ -527,60 +531,61 @@ mod tests {
         assert_eq!(c.bundle(), Some("b29"));
         // Ten minutes later, events are kept apart again.
         take(
-            &mut held,
+            &mut memory,
             "node/n1",
             note("Started", "replica/x-0", "started", 700),
             &cfg,
         );
-        assert!(held.keys().any(|k| k.starts_with("replica/x-0/")));
+        assert!(memory.keys().any(|k| k.starts_with("replica/x-0/")));
     }
 
     #[test]
     fn the_oldest_event_goes_when_full() {
-        let mut held = BTreeMap::new();
+        let mut memory = BTreeMap::new();
         let cfg = EventConfig {
-            max_held: 3,
+            max_kept: 3,
             ..EventConfig::default()
         };
         for i in 0..5u64 {
             take(
-                &mut held,
+                &mut memory,
                 "c",
                 note("Scheduled", &format!("replica/web-{i}"), "m", i),
                 &cfg,
             );
             // Written: no longer waiting.
-            held.values_mut()
+            memory
+                .values_mut()
                 .for_each(|h| h.written = Some(Instant::now()));
         }
-        let objects: Vec<&str> = held.values().map(|h| h.event.object.as_str()).collect();
+        let objects: Vec<&str> = memory.values().map(|h| h.event.object.as_str()).collect();
         assert_eq!(objects.len(), 3);
         assert!(!objects.contains(&"replica/web-0") && objects.contains(&"replica/web-4"));
     }
 
     #[test]
     fn new_events_past_the_backlog_are_dropped_repeats_still_count() {
-        let mut held = BTreeMap::new();
+        let mut memory = BTreeMap::new();
         let cfg = EventConfig {
             max_pending: 3,
             ..EventConfig::default()
         };
         for i in 0..10u64 {
             take(
-                &mut held,
+                &mut memory,
                 "c",
                 note("Scheduled", &format!("replica/web-{i}"), "m", i),
                 &cfg,
             );
         }
-        assert_eq!(held.len(), 3);
+        assert_eq!(memory.len(), 3);
         take(
-            &mut held,
+            &mut memory,
             "c",
             note("Scheduled", "replica/web-0", "m", 20),
             &cfg,
         );
-        let first = held
+        let first = memory
             .values()
             .find(|h| h.event.object == "replica/web-0")
             .unwrap();

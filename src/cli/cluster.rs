@@ -283,8 +283,8 @@ pub async fn ban(
         "bundle {bundle:?} not found"
     );
     // Read, change, write back only if nobody changed it meanwhile.
-    let held = store.get(&key).await?;
-    let mut bans: crate::model::cluster::Bans = held
+    let stored = store.get(&key).await?;
+    let mut bans: crate::model::cluster::Bans = stored
         .as_ref()
         .and_then(|kv| serde_json::from_slice(&kv.value).ok())
         .unwrap_or_default();
@@ -311,7 +311,7 @@ pub async fn ban(
             )
         }
     };
-    let expect = match &held {
+    let expect = match &stored {
         Some(kv) => crate::store::Expect::Revision(kv.mod_revision),
         None => crate::store::Expect::Absent,
     };

@@ -202,18 +202,18 @@ fn diff<'a>(
 ) -> BTreeSet<&'a str> {
     let mut moved: BTreeSet<&str> = BTreeSet::new();
     // Both in (node, bundle) order: one walk of the two, not a lookup per assignment. Those
-    // held and no longer desired are `gone`.
-    let mut held_ones = view.assignments.iter().peekable();
+    // stored and no longer desired are `gone`.
+    let mut stored_ones = view.assignments.iter().peekable();
     let mut gone: Vec<(&str, &str)> = Vec::new();
     for ((node, bundle), a) in desired {
         let here = (node.as_str(), bundle.as_str());
         while let Some(((n, b), _)) =
-            held_ones.next_if(|((n, b), _)| (n.as_str(), b.as_str()) < here)
+            stored_ones.next_if(|((n, b), _)| (n.as_str(), b.as_str()) < here)
         {
             gone.push((n, b));
         }
-        let held = held_ones.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) == here);
-        if held.is_none_or(|(_, h)| **h != *a) {
+        let stored = stored_ones.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) == here);
+        if stored.is_none_or(|(_, h)| **h != *a) {
             moved.insert(bundle);
             writes.push(Write::Put {
                 key: keys.assignment(node, bundle),
@@ -225,7 +225,7 @@ fn diff<'a>(
     let registered: BTreeSet<&str> = view.online();
     let running_on: BTreeSet<&str> = desired.keys().map(|(n, _)| n.as_str()).collect();
     let mut cleared: BTreeSet<&str> = BTreeSet::new();
-    gone.extend(held_ones.map(|((n, b), _)| (n.as_str(), b.as_str())));
+    gone.extend(stored_ones.map(|((n, b), _)| (n.as_str(), b.as_str())));
     for (node, bundle) in gone {
         moved.insert(bundle);
         if !registered.contains(node) && !running_on.contains(node) {
@@ -277,7 +277,7 @@ fn statuses(
         .collect();
     for name in names {
         let status = status_of(view, placement, rollouts, name);
-        let held = view.bundle_statuses.get(name);
+        let stored = view.bundle_statuses.get(name);
         // (Serialized into one buffer, reused: copied out only when written.)
         buf.clear();
         serde_json::to_writer(&mut buf, &status).expect("a status serializes");
@@ -290,13 +290,13 @@ fn statuses(
                 .deferred
                 .as_ref()
                 .is_some_and(|last| !last.contains(name))
-            && rollback(held.map(|h| &**h)) == rollback(Some(&status))
+            && rollback(stored.map(|h| &**h)) == rollback(Some(&status))
         {
             deferred.insert(name.to_string());
             continue;
         }
         let waits = placement.pending.get(name);
-        status_events(name, held.map(|h| &**h), &status, waits, &mut events);
+        status_events(name, stored.map(|h| &**h), &status, waits, &mut events);
         if changed {
             writes.push(Write::Put {
                 key: keys.bundle_status(name),
@@ -407,20 +407,20 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
                 .is_some_and(|s| started(Some(b), s))
         };
         let mut waiting_for: Option<u32> = None;
-        let mut held = Vec::new();
+        let mut waiting = Vec::new();
         for (&i, node) in placed.iter() {
             let assigned = view.current.get(&(name.clone(), i)) == Some(node);
             if let Some(w) = waiting_for
                 && !assigned
             {
-                held.push((i, b.replica_name(w)));
+                waiting.push((i, b.replica_name(w)));
                 continue;
             }
             if waiting_for.is_none() && !started(i, node) {
                 waiting_for = Some(i);
             }
         }
-        for (i, first) in held {
+        for (i, first) in waiting {
             placed.remove(&i);
             placement
                 .pending
@@ -566,16 +566,18 @@ fn keep_until_dependents_stop(
         })
     };
     let mut kept = Vec::new();
-    for (key, held) in &view.assignments {
-        if held.stop_after.is_empty() || !held.managed {
+    for (key, stored) in &view.assignments {
+        if stored.stop_after.is_empty() || !stored.managed {
             continue;
         }
         let shrinks = desired
             .get(key)
-            .is_none_or(|a| held.replicas.iter().any(|i| !a.replicas.contains(i)));
-        if shrinks && online.contains(key.0.as_str()) && held.stop_after.iter().any(|t| stopping(t))
+            .is_none_or(|a| stored.replicas.iter().any(|i| !a.replicas.contains(i)));
+        if shrinks
+            && online.contains(key.0.as_str())
+            && stored.stop_after.iter().any(|t| stopping(t))
         {
-            kept.push((key.clone(), (**held).clone()));
+            kept.push((key.clone(), (**stored).clone()));
         }
     }
     for ((node, bundle), a) in kept {
@@ -598,13 +600,13 @@ fn still_stopping(
     })
 }
 
-/// Keeps ordinals `keep` of the assignment `held` (of `bundle` on `node`) where they are this
+/// Keeps ordinals `keep` of the stored assignment `stored` (of `bundle` on `node`) where they are this
 /// pass, and takes them out of the bundle's assignments on other nodes: never two copies.
 fn keep_in_place(
     desired: &mut BTreeMap<(String, String), Assignment>,
     node: &str,
     bundle: &str,
-    held: &Assignment,
+    stored: &Assignment,
     keep: &[u32],
 ) {
     desired.retain(|(n, b), other| {
@@ -621,12 +623,12 @@ fn keep_in_place(
         .or_insert_with(|| Assignment {
             replicas: vec![],
             promoted: vec![],
-            ..held.clone()
+            ..stored.clone()
         });
     for i in keep {
         if !a.replicas.contains(i) {
             a.replicas.push(*i);
-            if held.promoted.contains(i) {
+            if stored.promoted.contains(i) {
                 a.promoted.push(*i);
             }
         }
@@ -643,18 +645,20 @@ fn keep_in_place(
 fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, view: &View) {
     let online: BTreeSet<&str> = view.online();
     let mut leaving: BTreeMap<&str, Vec<(u32, &str, &Assignment)>> = BTreeMap::new();
-    for ((node, bundle), held) in &view.assignments {
-        if !held.managed || !held.bundle.resolved().meta.ordered || !online.contains(node.as_str())
+    for ((node, bundle), stored) in &view.assignments {
+        if !stored.managed
+            || !stored.bundle.resolved().meta.ordered
+            || !online.contains(node.as_str())
         {
             continue;
         }
         let now = desired.get(&(node.clone(), bundle.clone()));
-        for i in &held.replicas {
+        for i in &stored.replicas {
             if !now.is_some_and(|a| a.replicas.contains(i)) {
                 leaving
                     .entry(bundle.as_str())
                     .or_default()
-                    .push((*i, node.as_str(), held));
+                    .push((*i, node.as_str(), stored));
             }
         }
     }
@@ -666,8 +670,8 @@ fn stop_in_reverse_order(desired: &mut BTreeMap<(String, String), Assignment>, v
                 .is_some_and(|a| a.replicas.contains(&i))
         });
         out.sort_by_key(|(i, _, _)| std::cmp::Reverse(*i));
-        for (i, node, held) in out.into_iter().skip(usize::from(!stopping)) {
-            keep_in_place(desired, node, bundle, held, &[i]);
+        for (i, node, stored) in out.into_iter().skip(usize::from(!stopping)) {
+            keep_in_place(desired, node, bundle, stored, &[i]);
         }
     }
 }
@@ -777,14 +781,14 @@ fn placement_events(view: &View, placed: &BTreeMap<&str, BTreeMap<u32, &str>>) -
 /// not failing).
 fn status_events(
     name: &str,
-    held: Option<&BundleStatus>,
+    stored: Option<&BundleStatus>,
     new: &BundleStatus,
     pending: Option<&BTreeMap<u32, Pending>>,
     out: &mut Vec<Note>,
 ) {
     use crate::events::EventType::Warning;
     if let Some(why) = &new.invalid
-        && held.and_then(|h| h.invalid.as_ref()) != Some(why)
+        && stored.and_then(|h| h.invalid.as_ref()) != Some(why)
     {
         out.push((Warning, "Invalid", format!("bundle/{name}"), why.clone()));
     }
@@ -797,7 +801,7 @@ fn status_events(
         {
             continue;
         }
-        let before = held.and_then(|h| h.replica_rows.iter().find(|r| r.index == row.index));
+        let before = stored.and_then(|h| h.replica_rows.iter().find(|r| r.index == row.index));
         if before.is_none_or(|b| b.state != row.state || b.reason != row.reason) {
             out.push((
                 Warning,

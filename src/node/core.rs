@@ -544,11 +544,11 @@ fn status_of(
         mine.sort_by_key(|o| !o.running);
         mine.first().copied()
     });
-    let held = rt.hold_until.is_some_and(|t| t > now);
+    let backing_off = rt.hold_until.is_some_and(|t| t > now);
     let state = match (d, conforming) {
         (Err(_), _) => ReplicaState::Failed,
         (Ok(_), Some(o)) if o.running => ReplicaState::Running,
-        (Ok(_), _) if rt.error.is_some() || held => ReplicaState::Failed,
+        (Ok(_), _) if rt.error.is_some() || backing_off => ReplicaState::Failed,
         (Ok(_), Some(_)) => ReplicaState::Starting,
         (Ok(_), None) => ReplicaState::Pending,
     };

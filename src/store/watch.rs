@@ -387,7 +387,7 @@ impl Cache {
                 if self
                     .items
                     .get(&kv.key)
-                    .is_some_and(|held| held.mod_revision >= kv.mod_revision)
+                    .is_some_and(|kept| kept.mod_revision >= kv.mod_revision)
                 {
                     return;
                 }
@@ -402,7 +402,7 @@ impl Cache {
                 if self
                     .items
                     .get(key)
-                    .is_some_and(|held| held.mod_revision > *revision)
+                    .is_some_and(|kept| kept.mod_revision > *revision)
                 {
                     return;
                 }
