@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use berth::controller::placement::{NodeView, Placement, Replica, place};
+use berth::controller::placement::{NodeView, Placement, ReplicaKey, place};
 use berth::model::{Bundle, BundleSpec, ContainerSpec};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -62,17 +62,20 @@ fn cluster() -> (Vec<Bundle>, Vec<NodeView>) {
     (bundles, nodes)
 }
 
-fn current_of(p: &Placement) -> BTreeMap<Replica, String> {
+fn current_of(p: &Placement) -> BTreeMap<ReplicaKey, String> {
     p.placed
         .iter()
-        .flat_map(|(b, m)| m.iter().map(move |(i, n)| ((b.clone(), *i), n.clone())))
+        .flat_map(|(b, m)| {
+            m.iter()
+                .map(move |(i, n)| (ReplicaKey::new(b, *i), n.clone()))
+        })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
     let (bundles, nodes) = cluster();
-    let none: BTreeMap<Replica, String> = BTreeMap::new();
-    let nohist: BTreeMap<Replica, berth::controller::placement::History> = BTreeMap::new();
+    let none: BTreeMap<ReplicaKey, String> = BTreeMap::new();
+    let nohist: BTreeMap<ReplicaKey, berth::controller::placement::History> = BTreeMap::new();
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let first = place(&bundles, &nodes, &none, &nohist, 0);

@@ -1,6 +1,7 @@
 //! The daemons and the cluster view: `berth controller`, `berth up`, `berth status`, and
 //! `berth apply --wait`.
 
+use crate::model::ReplicaKey;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -383,7 +384,7 @@ fn failures(view: &controller::view::View, out: &mut impl Write) -> Result<()> {
     let mut counts: std::collections::BTreeMap<&str, Vec<(String, String, u32, u64)>> =
         Default::default();
     let mut actions = Vec::new();
-    for ((bundle, i), st) in &view.statuses {
+    for (ReplicaKey { bundle, index: i }, st) in &view.statuses {
         let Some(b) = view.bundles.get(bundle) else {
             continue;
         };

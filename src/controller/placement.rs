@@ -47,8 +47,7 @@ pub struct History {
     pub last_failure: Option<u64>,
 }
 
-/// A replica: bundle name and ordinal.
-pub type Replica = (String, u32);
+pub use crate::model::ReplicaKey;
 
 /// What placement decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -280,8 +279,8 @@ pub fn managed(b: &Bundle) -> bool {
 pub fn place<B: std::borrow::Borrow<Bundle>>(
     bundles: &[B],
     nodes: &[NodeView],
-    current: &BTreeMap<Replica, String>,
-    history: &BTreeMap<Replica, History>,
+    current: &BTreeMap<ReplicaKey, String>,
+    history: &BTreeMap<ReplicaKey, History>,
     now: u64,
 ) -> Placement {
     let mut nodes: Vec<&NodeView> = nodes.iter().collect();
@@ -327,12 +326,16 @@ struct Placer<'a> {
     index: std::collections::HashMap<&'a str, usize>,
     load: Vec<u32>,
     policies: Policies<'a>,
-    history: &'a BTreeMap<Replica, History>,
+    history: &'a BTreeMap<ReplicaKey, History>,
     now: u64,
 }
 
 impl<'a> Placer<'a> {
-    fn new(nodes: &'a [&'a NodeView], history: &'a BTreeMap<Replica, History>, now: u64) -> Self {
+    fn new(
+        nodes: &'a [&'a NodeView],
+        history: &'a BTreeMap<ReplicaKey, History>,
+        now: u64,
+    ) -> Self {
         Placer {
             nodes,
             index: nodes
@@ -349,7 +352,7 @@ impl<'a> Placer<'a> {
 
     /// The first pass, for one bundle: its replicas that may stay where they run (a node in
     /// maintenance keeps them), counted in the load. Ordinal → node index.
-    fn keep(&mut self, b: &Bundle, current: &BTreeMap<Replica, String>) -> BTreeMap<u32, usize> {
+    fn keep(&mut self, b: &Bundle, current: &BTreeMap<ReplicaKey, String>) -> BTreeMap<u32, usize> {
         let mut mine = BTreeMap::new();
         if !wanted_running(b) {
             return mine;
@@ -359,9 +362,9 @@ impl<'a> Placer<'a> {
         let checks = Checks::new(b, self.nodes, (&scores, &scores), &denied, self.now);
         let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
         // (One key per bundle, its ordinal set for each replica.)
-        let mut key = (b.name().to_string(), 0);
+        let mut key = ReplicaKey::new(b.name(), 0);
         for i in 0..b.spec.replicas() {
-            key.1 = i;
+            key.index = i;
             let Some(&n) = current.get(&key).and_then(|n| self.index.get(n.as_str())) else {
                 continue;
             };
@@ -406,12 +409,12 @@ impl<'a> Placer<'a> {
             *per_node.entry(*n).or_default() += 1;
         }
         let mut pending = BTreeMap::new();
-        let mut key = (b.name().to_string(), 0);
+        let mut key = ReplicaKey::new(b.name(), 0);
         for i in 0..b.spec.replicas() {
             if mine.contains_key(&i) {
                 continue;
             }
-            key.1 = i;
+            key.index = i;
             match self.best(&checks, &per_node, self.history.get(&key)) {
                 Ok(n) => {
                     *per_node.entry(n).or_default() += 1;
@@ -707,7 +710,7 @@ fn ban(b: &Bundle, hist: Option<&History>, node: &str, now: u64) -> Ban {
 /// one will: placement may change then without any event.
 pub fn next_ban_end<B: std::borrow::Borrow<Bundle>>(
     bundles: &[B],
-    history: &BTreeMap<Replica, History>,
+    history: &BTreeMap<ReplicaKey, History>,
     now: u64,
 ) -> Option<u64> {
     let by_name: BTreeMap<&str, &Bundle> = bundles
@@ -716,7 +719,7 @@ pub fn next_ban_end<B: std::borrow::Borrow<Bundle>>(
         .collect();
     history
         .iter()
-        .filter_map(|((bundle, _), h)| Some((*by_name.get(bundle.as_str())?, h)))
+        .filter_map(|(k, h)| Some((*by_name.get(k.bundle.as_str())?, h)))
         .flat_map(|(b, h)| {
             h.fail_counts
                 .keys()
@@ -788,10 +791,13 @@ mod tests {
         assert_eq!(on(&p, "q").len(), 3, "a plain bundle goes anywhere");
     }
 
-    fn current(p: &Placement) -> BTreeMap<Replica, String> {
+    fn current(p: &Placement) -> BTreeMap<ReplicaKey, String> {
         p.placed
             .iter()
-            .flat_map(|(b, m)| m.iter().map(move |(i, n)| ((b.clone(), *i), n.clone())))
+            .flat_map(|(b, m)| {
+                m.iter()
+                    .map(move |(i, n)| (ReplicaKey::new(b, *i), n.clone()))
+            })
             .collect()
     }
 
@@ -936,9 +942,9 @@ mod tests {
                 value: Some("60s".into()),
             },
         ];
-        let cur = BTreeMap::from([(("a".to_string(), 0), "n1".to_string())]);
+        let cur = BTreeMap::from([(ReplicaKey::new("a", 0), "n1".to_string())]);
         let hist = BTreeMap::from([(
-            ("a".to_string(), 0),
+            ReplicaKey::new("a", 0),
             History {
                 fail_counts: BTreeMap::from([("n1".to_string(), 2)]),
                 last_failure: Some(1000),

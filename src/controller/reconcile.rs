@@ -3,6 +3,7 @@
 //! out. The shell ([`super`]) commits the writes, retries a failure with backoff, and
 //! reconciles again at the time asked for.
 
+use crate::model::ReplicaKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::{Pending, managed, next_ban_end, place};
@@ -344,7 +345,7 @@ fn garbage(keys: &Keys, view: &View, writes: &mut Vec<Write>) {
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
     // (A bundle's replicas are next to each other: looked up once per bundle.)
     let mut last: Option<(&str, bool)> = None;
-    for ((bundle, i), st) in &view.statuses {
+    for (ReplicaKey { bundle, index: i }, st) in &view.statuses {
         let there = match last {
             Some((b, e)) if b == bundle => e,
             _ => exists(bundle),
@@ -409,7 +410,7 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
         let mut waiting_for: Option<u32> = None;
         let mut waiting = Vec::new();
         for (&i, node) in placed.iter() {
-            let assigned = view.current.get(&(name.clone(), i)) == Some(node);
+            let assigned = view.current.get(&ReplicaKey::new(name.clone(), i)) == Some(node);
             if let Some(w) = waiting_for
                 && !assigned
             {
@@ -492,7 +493,7 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
             let everywhere: Vec<&(u32, &String)> = first.iter().collect();
             let all_ready = ready(&everywhere);
             for (i, node) in placed {
-                let assigned = view.current.get(&(b.name().to_string(), *i)) == Some(node);
+                let assigned = view.current.get(&ReplicaKey::new(b.name(), *i)) == Some(node);
                 if assigned {
                     continue;
                 }

@@ -2,6 +2,7 @@
 //! proves. The cluster is a cache of stored values, as the watch would hold it.
 
 use super::*;
+use crate::model::ReplicaKey;
 use crate::model::cluster::{Failure, NodeInfo, ReplicaStatus};
 use crate::store::watch::Cache;
 
@@ -251,7 +252,7 @@ fn a_node_gone_loses_its_assignments_in_one_prefix_delete() {
 #[test]
 fn the_controllers_slim_view_keeps_what_a_pass_reads_and_rewrites_nothing() {
     let mut cache = web_placed_on_one_of_two();
-    let node = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
+    let node = View::read(&keys(), &cache).current[&ReplicaKey::new("web", 0)].clone();
     // A replica status with all a node agent reports; the bundle status as written.
     let mut kv = running("web", 0, &node, None);
     let mut st: ReplicaStatus = serde_json::from_slice(&kv.value).unwrap();
@@ -262,7 +263,9 @@ fn the_controllers_slim_view_keeps_what_a_pass_reads_and_rewrites_nothing() {
     // What the CLI reads (a full view) has it all.
     let shown = View::read(&keys(), &cache);
     assert_eq!(
-        shown.statuses[&("web".to_string(), 0)].container_id.len(),
+        shown.statuses[&ReplicaKey::new("web", 0)]
+            .container_id
+            .len(),
         64
     );
     let mut cache = tracking(&cache);
@@ -277,7 +280,7 @@ fn the_controllers_slim_view_keeps_what_a_pass_reads_and_rewrites_nothing() {
     cache.wrote(out.writes, 400);
     // Read back slim: the decisions' fields are there, the rest is not kept.
     let view = slim.update(&keys(), &mut cache);
-    let kept = &view.statuses[&("web".to_string(), 0)];
+    let kept = &view.statuses[&ReplicaKey::new("web", 0)];
     assert_eq!((kept.node.as_str(), kept.state), (node.as_str(), st.state));
     assert!(kept.container_id.is_empty() && kept.container_name.is_empty());
     let status = &view.bundle_statuses["web"];
@@ -313,7 +316,7 @@ fn a_live_view_that_dropped_the_bytes_it_decoded_reads_the_same() {
     let first = live.update(&keys(), &mut cache);
     let (first_assignments, first_statuses) =
         (first.assignments.clone(), first.bundle_statuses.clone());
-    let node = first.current[&("web".to_string(), 0)].clone();
+    let node = first.current[&ReplicaKey::new("web", 0)].clone();
     let placed = (node.clone(), "web".to_string());
     let assignment = keys().assignment(&node, "web");
     let (status, spec) = (keys().bundle_status("web"), keys().bundle("web"));
@@ -354,7 +357,7 @@ fn a_live_view_that_dropped_the_bytes_it_decoded_reads_the_same() {
     )));
     let view = live.update(&keys(), &mut cache);
     assert_eq!(view.assignments[&placed].cleanup, 7);
-    assert_eq!(view.current[&("web".to_string(), 0)], node);
+    assert_eq!(view.current[&ReplicaKey::new("web", 0)], node);
 }
 
 #[test]
@@ -673,7 +676,7 @@ fn a_cleanup_lifts_bans_from_failures_before_it() {
 #[test]
 fn a_ban_moves_replicas_off_a_node_until_cleared() {
     let mut cache = web_placed_on_one_of_two();
-    let first = View::read(&keys(), &cache).current[&("web".to_string(), 0)].clone();
+    let first = View::read(&keys(), &cache).current[&ReplicaKey::new("web", 0)].clone();
     let other = if first == "n1" { "n2" } else { "n1" };
     let bans = crate::model::cluster::Bans {
         nodes: vec![first.clone()],
@@ -1073,7 +1076,7 @@ fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
         .into_iter()
         .find(|n| !on.contains(*n))
         .unwrap();
-    let kept = view.current[&("web".to_string(), 0)].clone();
+    let kept = view.current[&ReplicaKey::new("web", 0)].clone();
     let bans = crate::model::cluster::Bans {
         nodes: vec![],
         prefer: Some(to.to_string()),
@@ -1091,7 +1094,7 @@ fn a_move_sends_one_replica_to_the_node_and_then_nothing_moves() {
     apply(&mut cache, &moved);
     let view = View::read(&keys(), &cache);
     assert_eq!(
-        view.current[&("web".to_string(), 0)],
+        view.current[&ReplicaKey::new("web", 0)],
         kept,
         "the other stays"
     );
@@ -1280,7 +1283,7 @@ fn a_promotion_reported_under_a_dead_registration_is_not_held() {
     apply(&mut cache, &out);
     let on = |i: u32| placed_on(&out, "db", i);
     put(&mut cache, running("db", 1, on(1), Some("promoted")));
-    // Replica 0's status is older than its node's registration (another lease).
+    // ReplicaKey 0's status is older than its node's registration (another lease).
     let mut stale = running("db", 0, on(0), Some("promoted"));
     let mut st: serde_json::Value = serde_json::from_slice(&stale.value).unwrap();
     st["lease"] = 7.into();

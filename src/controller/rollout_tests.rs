@@ -27,7 +27,7 @@ struct Sim {
     cache: Cache,
     rev: i64,
     now: u64,
-    /// Replica → (the spec its container runs, its node).
+    /// ReplicaKey → (the spec its container runs, its node).
     running: BTreeMap<u32, (Bundle, String)>,
     /// Ready replicas after each pass.
     ready_after: Vec<usize>,

@@ -1,6 +1,7 @@
 //! Each bundle's status, and which replicas of a promotable bundle run promoted: both from
 //! the placement and the replicas' own reports (pure).
 
+use crate::model::ReplicaKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::{Placement, wanted_running};
@@ -181,9 +182,9 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
     let mut ready = 0;
     let (mut failed, mut unplaced) = (0, 0);
     // (One key, its ordinal set for each replica.)
-    let mut key = (b.name().to_string(), 0);
+    let mut key = ReplicaKey::new(b.name(), 0);
     for i in 0..b.spec.replicas() {
-        key.1 = i;
+        key.index = i;
         let node = placed.and_then(|p| p.get(&i)).cloned().unwrap_or_default();
         let st = view
             .statuses

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::placement::{History, NodeView, Replica};
+use super::placement::{History, NodeView};
+use crate::model::ReplicaKey;
 use crate::model::cluster::{Assignment, Bans, NodeInfo, ReplicaStatus};
 use crate::model::rollout::RolloutControl;
 use crate::model::{Bundle, BundleStatus};
@@ -37,9 +38,9 @@ pub struct View {
     /// Per bundle, the spec its assignments carry (the newest generation when several
     /// do): its last good value, and the copy a pass's new assignments share when equal.
     pub placed_specs: BTreeMap<String, Arc<Bundle>>,
-    pub current: BTreeMap<Replica, String>,
-    pub statuses: BTreeMap<Replica, Arc<ReplicaStatus>>,
-    pub history: BTreeMap<Replica, History>,
+    pub current: BTreeMap<ReplicaKey, String>,
+    pub statuses: BTreeMap<ReplicaKey, Arc<ReplicaStatus>>,
+    pub history: BTreeMap<ReplicaKey, History>,
     /// Bundles with a status key.
     pub status_keys: BTreeSet<String>,
     /// Bundle statuses as the controller wrote them (as the controller's view keeps them,
@@ -142,12 +143,12 @@ impl View {
         self.nodes.iter().map(|n| n.name.as_str()).collect()
     }
 
-    /// Replica `i` of `bundle`: its status as its node agent last wrote it.
+    /// ReplicaKey `i` of `bundle`: its status as its node agent last wrote it.
     pub fn status_of(&self, bundle: &str, i: u32) -> Option<&ReplicaStatus> {
-        self.statuses.get(&(bundle.to_string(), i)).map(|s| &**s)
+        self.statuses.get(&ReplicaKey::new(bundle, i)).map(|s| &**s)
     }
 
-    /// Replica `i` of `bundle`: its status, when the agent of `node` wrote it (the node it
+    /// ReplicaKey `i` of `bundle`: its status, when the agent of `node` wrote it (the node it
     /// is placed on; a status from elsewhere is about a copy that ran there).
     pub fn status_on(&self, bundle: &str, i: u32, node: &str) -> Option<&ReplicaStatus> {
         self.status_of(bundle, i).filter(|s| s.node == node)
@@ -160,25 +161,25 @@ impl View {
     ) -> impl Iterator<Item = (u32, &'v ReplicaStatus)> + 'v {
         self.statuses
             .range(replicas_of(bundle))
-            .map(|((_, i), s)| (*i, &**s))
+            .map(|(ReplicaKey { index: i, .. }, s)| (*i, &**s))
     }
 
     /// Where `bundle`'s replicas are placed now: (ordinal, node).
     pub fn current_of<'v>(&'v self, bundle: &str) -> impl Iterator<Item = (u32, &'v str)> + 'v {
         self.current
             .range(replicas_of(bundle))
-            .map(|((_, i), n)| (*i, n.as_str()))
+            .map(|(ReplicaKey { index: i, .. }, n)| (*i, n.as_str()))
     }
 }
 
 /// The range of a bundle's replicas in a map keyed by replica.
-fn replicas_of(bundle: &str) -> std::ops::RangeInclusive<(String, u32)> {
-    (bundle.to_string(), 0)..=(bundle.to_string(), u32::MAX)
+fn replicas_of(bundle: &str) -> std::ops::RangeInclusive<ReplicaKey> {
+    ReplicaKey::all_of(bundle)
 }
 
 /// Removes a bundle's replicas from a map keyed by replica.
-fn forget_replicas<V>(map: &mut BTreeMap<Replica, V>, bundle: &str) {
-    let stale: Vec<Replica> = map
+fn forget_replicas<V>(map: &mut BTreeMap<ReplicaKey, V>, bundle: &str) {
+    let stale: Vec<ReplicaKey> = map
         .range(replicas_of(bundle))
         .map(|(k, _)| k.clone())
         .collect();
@@ -347,7 +348,7 @@ impl Live {
                     let st = serde_json::from_slice::<ReplicaStatus>(&kv.value).ok()?;
                     Some(Arc::new(if slim { slim_replica(st) } else { st }))
                 });
-                set(&mut v.statuses, (bundle.to_string(), index), st);
+                set(&mut v.statuses, ReplicaKey::new(bundle, index), st);
                 dirty.insert(bundle.to_string());
             }
             Key::Rollout(name) => {
@@ -475,7 +476,8 @@ impl Live {
         on.sort_by(|(a, _), (b, _)| key_order(a).cmp(key_order(b)));
         for (node, a) in on {
             for i in &a.replicas {
-                v.current.insert((bundle.to_string(), *i), node.to_string());
+                v.current
+                    .insert(ReplicaKey::new(bundle, *i), node.to_string());
             }
             let newer = v
                 .placed_specs
@@ -511,7 +513,7 @@ impl Live {
             for row in st.replica_rows.iter().filter(|r| !r.fail_counts.is_empty()) {
                 let h = v
                     .history
-                    .entry((bundle.to_string(), row.index))
+                    .entry(ReplicaKey::new(bundle, row.index))
                     .or_default();
                 for (node, n) in &row.fail_counts {
                     let c = h.fail_counts.entry(node.clone()).or_default();
@@ -521,7 +523,7 @@ impl Live {
             }
         }
         if let Some(&at) = v.cleanups.get(bundle) {
-            let cleaned: Vec<Replica> = v
+            let cleaned: Vec<ReplicaKey> = v
                 .history
                 .range(replicas_of(bundle))
                 .filter(|(_, h)| h.last_failure.is_none_or(|t| t <= at))
@@ -546,7 +548,7 @@ impl Live {
             }
         }
         let mut promoted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for ((bundle, _), st) in &v.statuses {
+        for (ReplicaKey { bundle, .. }, st) in &v.statuses {
             if st.is_promoted() {
                 promoted.entry(&st.node).or_default().insert(bundle.clone());
             }

@@ -3,6 +3,7 @@
 //! lost, placed by the same [`place`] the controller runs; the differences from where the
 //! replicas run now, as a list of changes.
 
+use crate::model::ReplicaKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::{managed, place};
@@ -103,7 +104,7 @@ pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u6
             .map(|p| choose_promoted(b, p, view, &BTreeSet::new()))
             .unwrap_or_default();
         // Where each replica runs now, and whether it runs promoted.
-        let now_at = |i: u32| view.current.get(&(name.to_string(), i));
+        let now_at = |i: u32| view.current.get(&ReplicaKey::new(name, i));
         let promoted_now = |i: u32, node: &str| {
             view.assignments
                 .get(&(node.to_string(), name.to_string()))
@@ -112,9 +113,8 @@ pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u6
         let wanted = (0..b.spec.replicas()).collect::<BTreeSet<u32>>();
         let running: BTreeSet<u32> = view
             .current
-            .keys()
-            .filter(|(n, _)| n == name)
-            .map(|(_, i)| *i)
+            .range(ReplicaKey::all_of(name))
+            .map(|(k, _)| k.index)
             .collect();
         for i in wanted.union(&running).copied() {
             let replica = b.replica_name(i);

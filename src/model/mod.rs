@@ -531,6 +531,35 @@ impl std::fmt::Display for ConditionStatus {
     }
 }
 
+/// A replica: its bundle's name and its ordinal. Ordered by bundle, then ordinal, so that a
+/// bundle's replicas are one range of a map ([`ReplicaKey::all_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaKey {
+    pub bundle: String,
+    pub index: u32,
+}
+
+impl ReplicaKey {
+    pub fn new(bundle: impl Into<String>, index: u32) -> Self {
+        ReplicaKey {
+            bundle: bundle.into(),
+            index,
+        }
+    }
+
+    /// Every replica key of `bundle`, as a range of an ordered map's keys.
+    pub fn all_of(bundle: &str) -> std::ops::RangeInclusive<ReplicaKey> {
+        ReplicaKey::new(bundle, 0)..=ReplicaKey::new(bundle, u32::MAX)
+    }
+}
+
+/// `<bundle>-<i>`, as Pacemaker names the replica.
+impl std::fmt::Display for ReplicaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.bundle, self.index)
+    }
+}
+
 /// Replica `i` of bundle `bundle`: `<bundle>-<i>`, as Pacemaker names it.
 pub fn replica_name(bundle: &str, i: u32) -> String {
     format!("{bundle}-{i}")

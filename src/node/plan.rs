@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 use super::engine::Observed;
 use crate::model::container::{DesiredContainer, LABEL_BUNDLE, LABEL_HASH, LABEL_REPLICA};
 
-/// A replica: bundle name and ordinal.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReplicaKey {
-    pub bundle: String,
-    pub index: u32,
-}
-
-impl std::fmt::Display for ReplicaKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.bundle, self.index)
-    }
-}
+pub use crate::model::ReplicaKey;
 
 /// One step for the agent to take, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
