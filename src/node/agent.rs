@@ -44,6 +44,67 @@ pub async fn run<E: Engine>(
     mut cfg: NodeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
+    prepare(&mut cfg)?;
+    // Ready once registered (a node that cannot register serves 503 on /readyz).
+    let ready = crate::metrics::Ready::default();
+    crate::metrics::spawn(cfg.metrics, ready.clone());
+    let engine_info = engine.describe(&cfg.name).await?;
+    let info = NodeInfo {
+        name: cfg.name.clone(),
+        labels: cfg.labels.clone(),
+        capacity: Capacity {
+            cpus: engine_info.cpus,
+            memory_bytes: engine_info.memory,
+        },
+        engine: engine_info.name.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        permits: cfg.permits.clone(),
+    };
+    let value = serde_json::to_vec(&info).expect("node info serializes");
+    let Some((lease, granted_at)) = register_first(&store, &cfg, &value, &shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(node = %cfg.name, "registered");
+    ready.set(true);
+    leave_maintenance(&store, &cfg.name).await;
+    let lease = Arc::new(AtomicI64::new(lease));
+    let scope = engine_info
+        .cgroup_parent
+        .as_deref()
+        .and_then(Scope::for_parent);
+    let guards = Guards::start(
+        &store,
+        &cfg,
+        &value,
+        &lease,
+        granted_at,
+        &scope,
+        &engine_info,
+    );
+    let mut agent = Agent::new(store, engine, cfg, scope, &guards, &lease);
+    agent
+        .run(&shutdown, guards.fence_events, guards.reports)
+        .await;
+    agent.links.stop();
+    agent.stop(value).await;
+    // Drained, or in maintenance: nothing left to fence.
+    if let Some(w) = &guards.watchdog
+        && !w.send_wait(Request::Exit, Duration::from_secs(2)).await
+    {
+        tracing::warn!("the watchdog did not answer; it fences the node at its deadline");
+    }
+    guards.leave.cancel();
+    let _ = guards.registration.await;
+    let _ = guards.fencer.await;
+    if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
+        tracing::warn!("could not delete the node key on shutdown: {e}");
+    }
+    Ok(())
+}
+
+/// Checks the name and the lease TTL, makes the state directory, and copies the remote
+/// agent's binary into it when asked to.
+fn prepare(cfg: &mut NodeConfig) -> Result<(), NodeError> {
     crate::model::validate::node_name(&cfg.name).map_err(NodeError::BadName)?;
     // etcd grants whole seconds: a fraction would be granted rounded down while the fence
     // counted with it.
@@ -66,37 +127,31 @@ pub async fn run<E: Engine>(
         tracing::info!(path = %installed.display(), "remote agent binary copied into the state directory (--copy-remote-binary)");
         cfg.remote_binary = Some(installed);
     }
-    // Ready once registered (a node that cannot register serves 503 on /readyz).
-    let ready = crate::metrics::Ready::default();
-    crate::metrics::spawn(cfg.metrics, ready.clone());
-    let engine_info = engine.describe(&cfg.name).await?;
-    let info = NodeInfo {
-        name: cfg.name.clone(),
-        labels: cfg.labels.clone(),
-        capacity: Capacity {
-            cpus: engine_info.cpus,
-            memory_bytes: engine_info.memory,
-        },
-        engine: engine_info.name.clone(),
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        permits: cfg.permits.clone(),
-    };
+    Ok(())
+}
+
+/// Registers the node under a new lease: its id and when the grant was asked for, or None
+/// when `shutdown` came first. One agent per name: a name that is online is refused. A
+/// registration left by this node's previous agent (killed, not stopped) lapses within its
+/// lease TTL, so the key is waited out for two of ours before giving up.
+async fn register_first(
+    store: &Store,
+    cfg: &NodeConfig,
+    value: &[u8],
+    shutdown: &CancellationToken,
+) -> Result<Option<(i64, tokio::time::Instant)>, NodeError> {
     let node_key = store.keys().node(&cfg.name);
-    let value = serde_json::to_vec(&info).expect("node info serializes");
-    // One agent per name: a name that is online is refused. A registration left by this
-    // node's previous agent (killed, not stopped) lapses within its lease TTL, so the key
-    // is waited out for two of ours before giving up.
     let deadline = tokio::time::Instant::now() + cfg.lease_ttl * 2 + Duration::from_secs(1);
-    let (lease, granted_at) = loop {
+    loop {
         let sent = tokio::time::Instant::now();
         match store
-            .create_with_new_lease(&node_key, value.clone(), cfg.lease_ttl)
+            .create_with_new_lease(&node_key, value.to_vec(), cfg.lease_ttl)
             .await
         {
-            Ok(l) => break (l, sent),
+            Ok(l) => return Ok(Some((l, sent))),
             Err(StoreError::AlreadyExists { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
@@ -108,149 +163,104 @@ pub async fn run<E: Engine>(
             }
             Err(e) => return Err(e.into()),
         }
-    };
-    tracing::info!(node = %cfg.name, "registered");
-    ready.set(true);
-    // Back from maintenance: the node is managed again.
-    let maintenance_key = store.keys().maintenance(&cfg.name);
-    match store.delete(&maintenance_key, Expect::Any).await {
-        Ok(_) => tracing::info!(node = %cfg.name, "out of maintenance"),
+    }
+}
+
+/// Back from maintenance: the node is managed again.
+async fn leave_maintenance(store: &Store, node: &str) {
+    match store
+        .delete(&store.keys().maintenance(node), Expect::Any)
+        .await
+    {
+        Ok(_) => tracing::info!(node = %node, "out of maintenance"),
         Err(StoreError::NotFound { .. }) => {}
         Err(e) => tracing::warn!("leaving maintenance: {e}"),
     }
-    let lease = Arc::new(AtomicI64::new(lease));
-    let (renewed_tx, renewed) = watch::channel(granted_at);
-    // The registration and the fence outlive the loop: a drain runs under the lease. They
-    // are aborted with this future (an agent embedded in a process and dropped renews
-    // nothing any more, as a dead one would).
-    let leave = CancellationToken::new();
-    let registration = AbortOnDropHandle::new(tokio::spawn(register(
-        store.clone(),
-        node_key,
-        value.clone(),
-        cfg.lease_ttl,
-        lease.clone(),
-        renewed_tx,
-        leave.clone(),
-    )));
-    let scope = engine_info
-        .cgroup_parent
-        .as_deref()
-        .and_then(Scope::for_parent);
-    let watchdog = match (&cfg.watchdog, &scope) {
-        (Some(binary), Some(_)) => Some(Link::start(Spawn {
-            binary: binary.clone(),
-            state_dir: cfg.state_dir.clone(),
-            scope: engine_info.cgroup_parent.clone(),
-            freeze_for: cfg.freeze_for,
-        })),
-        _ => {
-            tracing::warn!(
-                "no watchdog (no cgroup scope or no binary): nothing fences this node if the agent itself dies"
-            );
-            None
-        }
-    };
-    let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
-    let gate = Gate::default();
-    // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried every
-    // quarter, so two have failed (or waited out an etcd leader election), and a third of
-    // the TTL is left to freeze the containers before etcd can expire the lease and the
-    // controller place the replicas elsewhere.
-    let fencer = AbortOnDropHandle::new(tokio::spawn(
-        Fencer {
-            scope: scope.clone(),
-            state_dir: cfg.state_dir.clone(),
-            watchdog: watchdog.clone(),
-            fence_after: cfg.lease_ttl * 2 / 3,
-            freeze_for: cfg.freeze_for,
-            lease: lease.clone(),
-            renewed,
-            events: fence_tx,
-            gate: gate.clone(),
-        }
-        .run(leave.clone()),
-    ));
-    let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
-    let timing = Timing {
-        backoff: cfg.backoff,
-        max_backoff: cfg.max_backoff,
-        stable_after: cfg.stable_after,
-    };
-    let store_for_events = store.clone();
-    let links = Links::new(&cfg.state_dir, reports_tx, Some(store.clone()));
-    let mut agent = Agent {
-        keys: store.keys().clone(),
-        store,
-        engine,
-        assignments: Cache::default(),
-        assigned: Assigned::default(),
-        policy: HostPolicy::resolve(&cfg.name, &cfg.permits, &cfg.state_dir),
-        synced: false,
-        gate,
-        reopen: None,
-        core: {
-            let mut core = Core::new(cfg.name.clone(), timing);
-            core.registered(lease.load(Ordering::SeqCst));
-            core
-        },
-        added: load_addresses(&cfg.state_dir),
-        links,
-        observed: Vec::new(),
-        scope,
-        events: crate::events::Recorder::spawn(
-            store_for_events,
-            format!("node/{}", cfg.name),
-            crate::events::EventConfig::default(),
-        ),
-        last_status: BTreeMap::new(),
-        cfg,
-    };
-    agent.run(&shutdown, fence_events, reports).await;
-    agent.links.stop();
-    let on_stop = if agent.cfg.maintenance_on_stop.load(Ordering::SeqCst) {
-        OnStop::Maintenance
-    } else {
-        agent.cfg.on_stop
-    };
-    match on_stop {
-        OnStop::Drain => {
-            tracing::info!(node = %agent.cfg.name, "draining: stopping every replica");
-            agent.remove_all(None).await;
-            agent.drop_stale_addresses(&BTreeMap::new()).await;
-        }
-        OnStop::Maintenance => {
-            tracing::info!(node = %agent.cfg.name, "leaving the replicas running: node in maintenance");
-            // Only while the registration holds: a node whose lease is gone has been fenced,
-            // and its replicas may run elsewhere already.
-            let registration = agent.store.keys().node(&agent.cfg.name);
-            let mark = vec![crate::store::Write::Put {
-                key: maintenance_key,
-                value,
-                expect: Expect::Any,
-            }];
-            match agent.store.commit_guarded(&mark, Some(&registration)).await {
-                Ok(_) => {}
-                Err(StoreError::TxnConflict { .. }) => tracing::error!(
-                    "not marking the node in maintenance: its registration is gone (fenced)"
-                ),
-                Err(e) => tracing::error!("marking the node in maintenance: {e}"),
+}
+
+/// What keeps a registered node safe while the agent runs: the registration's renewals, the
+/// fence and its watchdog. They outlive the agent's loop (a drain runs under the lease), and
+/// are aborted with it (an agent embedded in a process and dropped renews nothing any more,
+/// as a dead one would).
+struct Guards {
+    /// Cancelled to stop the registration and the fence.
+    leave: CancellationToken,
+    registration: AbortOnDropHandle<()>,
+    fencer: AbortOnDropHandle<()>,
+    watchdog: Option<Link>,
+    gate: Gate,
+    fence_events: tokio::sync::mpsc::UnboundedReceiver<FenceEvent>,
+    reports_tx: tokio::sync::mpsc::UnboundedSender<Report>,
+    reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
+}
+
+impl Guards {
+    fn start(
+        store: &Store,
+        cfg: &NodeConfig,
+        value: &[u8],
+        lease: &Arc<AtomicI64>,
+        granted_at: tokio::time::Instant,
+        scope: &Option<Scope>,
+        engine_info: &super::engine::EngineInfo,
+    ) -> Guards {
+        let (renewed_tx, renewed) = watch::channel(granted_at);
+        let leave = CancellationToken::new();
+        let registration = AbortOnDropHandle::new(tokio::spawn(register(
+            store.clone(),
+            store.keys().node(&cfg.name),
+            value.to_vec(),
+            cfg.lease_ttl,
+            lease.clone(),
+            renewed_tx,
+            leave.clone(),
+        )));
+        let watchdog = match (&cfg.watchdog, scope) {
+            (Some(binary), Some(_)) => Some(Link::start(Spawn {
+                binary: binary.clone(),
+                state_dir: cfg.state_dir.clone(),
+                scope: engine_info.cgroup_parent.clone(),
+                freeze_for: cfg.freeze_for,
+            })),
+            _ => {
+                tracing::warn!(
+                    "no watchdog (no cgroup scope or no binary): nothing fences this node if the agent itself dies"
+                );
+                None
             }
+        };
+        let (fence_tx, fence_events) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Gate::default();
+        // Fence two thirds of a TTL after the last renewal was sent: a renewal is tried
+        // every quarter, so two have failed (or waited out an etcd leader election), and a
+        // third of the TTL is left to freeze the containers before etcd can expire the
+        // lease and the controller place the replicas elsewhere.
+        let fencer = AbortOnDropHandle::new(tokio::spawn(
+            Fencer {
+                scope: scope.clone(),
+                state_dir: cfg.state_dir.clone(),
+                watchdog: watchdog.clone(),
+                fence_after: cfg.lease_ttl * 2 / 3,
+                freeze_for: cfg.freeze_for,
+                lease: lease.clone(),
+                renewed,
+                events: fence_tx,
+                gate: gate.clone(),
+            }
+            .run(leave.clone()),
+        ));
+        let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
+        Guards {
+            leave,
+            registration,
+            fencer,
+            watchdog,
+            gate,
+            fence_events,
+            reports_tx,
+            reports,
         }
     }
-    // Drained, or in maintenance: nothing left to fence.
-    if let Some(w) = &watchdog
-        && !w.send_wait(Request::Exit, Duration::from_secs(2)).await
-    {
-        tracing::warn!("the watchdog did not answer; it fences the node at its deadline");
-    }
-    leave.cancel();
-    let _ = registration.await;
-    let _ = fencer.await;
-    if let Err(e) = agent.store.revoke_lease(lease.load(Ordering::SeqCst)).await {
-        tracing::warn!("could not delete the node key on shutdown: {e}");
-    }
-    Ok(())
 }
 
 /// Keeps the registration alive; when the lease is lost (expired, or unreachable for a whole
@@ -330,6 +340,85 @@ struct Agent<E> {
 }
 
 impl<E: Engine> Agent<E> {
+    fn new(
+        store: Store,
+        engine: E,
+        cfg: NodeConfig,
+        scope: Option<Scope>,
+        guards: &Guards,
+        lease: &AtomicI64,
+    ) -> Self {
+        let timing = Timing {
+            backoff: cfg.backoff,
+            max_backoff: cfg.max_backoff,
+            stable_after: cfg.stable_after,
+        };
+        let mut core = Core::new(cfg.name.clone(), timing);
+        core.registered(lease.load(Ordering::SeqCst));
+        Agent {
+            keys: store.keys().clone(),
+            links: Links::new(
+                &cfg.state_dir,
+                guards.reports_tx.clone(),
+                Some(store.clone()),
+            ),
+            events: crate::events::Recorder::spawn(
+                store.clone(),
+                format!("node/{}", cfg.name),
+                crate::events::EventConfig::default(),
+            ),
+            store,
+            engine,
+            assignments: Cache::default(),
+            assigned: Assigned::default(),
+            policy: HostPolicy::resolve(&cfg.name, &cfg.permits, &cfg.state_dir),
+            synced: false,
+            gate: guards.gate.clone(),
+            reopen: None,
+            core,
+            added: load_addresses(&cfg.state_dir),
+            observed: Vec::new(),
+            scope,
+            last_status: BTreeMap::new(),
+            cfg,
+        }
+    }
+
+    /// The agent is stopping: as `cfg.on_stop` says (or maintenance, when asked for since),
+    /// drains the node, or marks it in maintenance with `value`, its registration's.
+    async fn stop(&mut self, value: Vec<u8>) {
+        let on_stop = if self.cfg.maintenance_on_stop.load(Ordering::SeqCst) {
+            OnStop::Maintenance
+        } else {
+            self.cfg.on_stop
+        };
+        match on_stop {
+            OnStop::Drain => {
+                tracing::info!(node = %self.cfg.name, "draining: stopping every replica");
+                self.remove_all(None).await;
+                self.drop_stale_addresses(&BTreeMap::new()).await;
+            }
+            OnStop::Maintenance => {
+                tracing::info!(node = %self.cfg.name, "leaving the replicas running: node in maintenance");
+                // Only while the registration holds: a node whose lease is gone has been
+                // fenced, and its replicas may run elsewhere already.
+                let registration = self.keys.node(&self.cfg.name);
+                let mark = vec![crate::store::Write::Put {
+                    key: self.keys.maintenance(&self.cfg.name),
+                    value,
+                    expect: Expect::Any,
+                }];
+                match self.store.commit_guarded(&mark, Some(&registration)).await {
+                    Ok(_) => {}
+                    Err(StoreError::TxnConflict { .. }) => tracing::error!(
+                        "not marking the node in maintenance: its registration is gone (fenced)"
+                    ),
+                    Err(e) => tracing::error!("marking the node in maintenance: {e}"),
+                }
+            }
+        }
+    }
+
     async fn run(
         &mut self,
         shutdown: &CancellationToken,
@@ -355,42 +444,12 @@ impl<E: Engine> Agent<E> {
             let mut dirty = true;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                Some(ev) = fence_events.recv() => match ev {
-                    FenceEvent::Fenced => {
-                        crate::metrics::get().fences.inc();
-                        self.events.warning("Fenced", format!("node/{node}"), "registration lease not renewed in time: replicas frozen and their addresses dropped");
-                        dirty = false;
-                        self.core.fenced();
-                        // Again: an address added by a reconcile that was under way when the
-                        // fence task dropped them.
-                        super::fence::drop_addresses(&self.cfg.state_dir).await;
-                        if self.scope.is_none() {
-                            // Nothing froze them: the engine must remove them.
-                            self.remove_all(Some(Duration::ZERO)).await;
-                        }
-                    }
-                    FenceEvent::Killed => {
-                        self.events.warning("Fenced", format!("node/{node}"), "the lease ran out while frozen: replicas killed");
-                        dirty = false;
-                        self.core.fenced();
-                        self.remove_all(Some(Duration::ZERO)).await;
-                        super::fence::drop_addresses(&self.cfg.state_dir).await;
-                    }
-                    FenceEvent::Resumed => {
-                        tracing::warn!(node = %node, "lease renewed after a fence: running again");
-                        self.events.normal("Unfenced", format!("node/{node}"), "lease renewed after a fence: running again");
-                    }
-                    FenceEvent::Relist { epoch, lease } => {
-                        self.core.registered(lease);
-                        dirty = false;
-                        tracing::warn!(node = %node, "registered anew: listing assignments afresh");
-                        self.events.normal("Registered", format!("node/{node}"), "registered anew under a new lease");
-                        self.reopen = Some(epoch);
-                        self.synced = false;
-                        self.assignments = Cache::default();
+                Some(ev) = fence_events.recv() => {
+                    dirty = false;
+                    if self.on_fence(ev).await {
                         assign = watch_assignments(&self.store, &self.keys);
                     }
-                },
+                }
                 ev = assign.next() => {
                     if let Some(ev) = ev {
                         self.on_assignment(ev);
@@ -403,24 +462,7 @@ impl<E: Engine> Agent<E> {
                 }
                 changed = following.changed() => {
                     dirty = false;
-                    for f in changed {
-                        let cache = following.cache(&f);
-                        match &f {
-                            Followed::Attributes => {
-                                self.links.attributes(decode_attributes(&self.keys, cache));
-                            }
-                            Followed::Hosts => self.links.hosts(decode_hosts(&self.keys, cache)),
-                            Followed::Standby => {
-                                self.links.standby(decode_node_names(&self.keys, cache));
-                            }
-                            Followed::Maintenance => {
-                                self.links.maintenance(decode_node_names(&self.keys, cache));
-                            }
-                            Followed::Replicas(b) => {
-                                self.links.replicas(b, decode_statuses(&self.keys, cache));
-                            }
-                        }
-                    }
+                    self.on_followed(&following, changed);
                 }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
@@ -458,6 +500,82 @@ impl<E: Engine> Agent<E> {
                 self.reconcile().await;
             }
             following.converge(&self.store, Followed::wanted(self.links.member_bundles()));
+        }
+    }
+
+    /// A fence, its end, or a new registration. True when the assignments are to be listed
+    /// afresh (a new lease: what was assigned meanwhile is not known).
+    async fn on_fence(&mut self, ev: FenceEvent) -> bool {
+        let node = self.cfg.name.clone();
+        match ev {
+            FenceEvent::Fenced => {
+                crate::metrics::get().fences.inc();
+                self.events.warning("Fenced", format!("node/{node}"), "registration lease not renewed in time: replicas frozen and their addresses dropped");
+                self.core.fenced();
+                // Again: an address added by a reconcile that was under way when the fence
+                // task dropped them.
+                super::fence::drop_addresses(&self.cfg.state_dir).await;
+                if self.scope.is_none() {
+                    // Nothing froze them: the engine must remove them.
+                    self.remove_all(Some(Duration::ZERO)).await;
+                }
+                false
+            }
+            FenceEvent::Killed => {
+                self.events.warning(
+                    "Fenced",
+                    format!("node/{node}"),
+                    "the lease ran out while frozen: replicas killed",
+                );
+                self.core.fenced();
+                self.remove_all(Some(Duration::ZERO)).await;
+                super::fence::drop_addresses(&self.cfg.state_dir).await;
+                false
+            }
+            FenceEvent::Resumed => {
+                tracing::warn!(node = %node, "lease renewed after a fence: running again");
+                self.events.normal(
+                    "Unfenced",
+                    format!("node/{node}"),
+                    "lease renewed after a fence: running again",
+                );
+                false
+            }
+            FenceEvent::Relist { epoch, lease } => {
+                self.core.registered(lease);
+                tracing::warn!(node = %node, "registered anew: listing assignments afresh");
+                self.events.normal(
+                    "Registered",
+                    format!("node/{node}"),
+                    "registered anew under a new lease",
+                );
+                self.reopen = Some(epoch);
+                self.synced = false;
+                self.assignments = Cache::default();
+                true
+            }
+        }
+    }
+
+    /// What the replicas' tools see of the cluster changed: it goes to their links.
+    fn on_followed(&mut self, following: &Following, changed: BTreeSet<Followed>) {
+        for f in changed {
+            let cache = following.cache(&f);
+            match &f {
+                Followed::Attributes => {
+                    self.links.attributes(decode_attributes(&self.keys, cache));
+                }
+                Followed::Hosts => self.links.hosts(decode_hosts(&self.keys, cache)),
+                Followed::Standby => {
+                    self.links.standby(decode_node_names(&self.keys, cache));
+                }
+                Followed::Maintenance => {
+                    self.links.maintenance(decode_node_names(&self.keys, cache));
+                }
+                Followed::Replicas(b) => {
+                    self.links.replicas(b, decode_statuses(&self.keys, cache));
+                }
+            }
         }
     }
 
@@ -656,11 +774,12 @@ impl<E: Engine> Agent<E> {
         self.send_notifies(&notifies);
     }
 
+    /// Takes the plan's engine actions: removals first marked as stopping, then every
+    /// container's lane run side by side, then what came of each start recorded.
     async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {
         /// Engine calls in flight at once: independent replicas are created, started and
         /// removed together, so removing ten costs one stop grace, not ten.
         const PARALLEL: usize = 16;
-        let node = self.cfg.name.clone();
         if !actions.is_empty() {
             tracing::debug!("acting: {actions:?}");
         }
@@ -669,109 +788,29 @@ impl<E: Engine> Agent<E> {
                 self.core.stopping(id);
             }
         }
-        // The actions on one container name (an outdated copy removed, then its
-        // replacement created) stay in order; different names run side by side.
-        let mut lanes: BTreeMap<String, Vec<Action>> = BTreeMap::new();
-        for a in actions {
-            let name = match &a {
-                Action::Remove { name, .. } => name.clone(),
-                Action::Create(k) | Action::Start { key: k, .. } => desired
-                    .get(k)
-                    .and_then(|d| d.as_ref().ok())
-                    .map(|d| d.name.clone())
-                    .unwrap_or_else(|| k.to_string()),
-            };
-            lanes.entry(name).or_default().push(a);
-        }
-        let engine = &self.engine;
-        let gate = &self.gate;
-        let policy = &self.policy;
-        let node = &node;
-        let metrics = crate::metrics::get();
-        let events = &self.events;
-        /// A replica's create-and-start (restart false) or start (true), and its outcome.
-        type Outcome = (ReplicaKey, Result<String, StartError>, bool);
+        let lanes = lanes(actions, desired);
+        let ctx = Lane {
+            engine: &self.engine,
+            gate: &self.gate,
+            policy: &self.policy,
+            node: &self.cfg.name,
+            events: &self.events,
+            desired,
+        };
         let outcomes: Vec<Vec<Outcome>> =
-            futures::stream::iter(lanes.into_values().map(|lane| async move {
-                let mut out = Vec::new();
-                for action in lane {
-                    match action {
-                        Action::Remove {
-                            id,
-                            name,
-                            replica,
-                            stop_timeout,
-                            why,
-                        } => {
-                            tracing::info!(container = %name, "removing: {why}");
-                            let removed =
-                                metrics.engine("remove", engine.remove(&id, stop_timeout));
-                            let object = match &replica {
-                                Some(k) => format!("replica/{k}"),
-                                None => format!("node/{node}"),
-                            };
-                            match removed.await {
-                                Ok(()) => events.normal(
-                                    "Killed",
-                                    object,
-                                    format!("container {name} stopped and removed: {why}"),
-                                ),
-                                Err(e) => {
-                                    tracing::warn!("{e}");
-                                    events.warning(
-                                        "FailedKill",
-                                        object,
-                                        format!("removing container {name}: {e}"),
-                                    );
-                                }
-                            }
-                        }
-                        Action::Create(k) => {
-                            let Some(Ok(d)) = desired.get(&k) else {
-                                continue;
-                            };
-                            // Fenced (maybe while this lane waited for a stop): nothing is
-                            // created.
-                            let Some(pass) = gate.pass() else { continue };
-                            if let Some(why) = policy.sources_denied(&d.host_sources) {
-                                out.push((k, Err(StartError::Refused(why)), false));
-                                continue;
-                            }
-                            let result =
-                                match metrics.engine("create", engine.create(d, node)).await {
-                                    Ok(id) => start_gated(engine, gate, pass, id).await,
-                                    Err(e) => Some(Err(e)),
-                                };
-                            let result = result.map(|r| r.map_err(StartError::Engine));
-                            if let Some(result) = result {
-                                out.push((k, result, false));
-                            }
-                        }
-                        Action::Start { key, id } => {
-                            let Some(pass) = gate.pass() else { continue };
-                            // Docker resolves the bind sources again at every start.
-                            let sources = desired.get(&key).and_then(|d| d.as_ref().ok());
-                            if let Some(why) =
-                                sources.and_then(|d| policy.sources_denied(&d.host_sources))
-                            {
-                                out.push((key, Err(StartError::Refused(why)), true));
-                                continue;
-                            }
-                            if let Some(result) = start_gated(engine, gate, pass, id).await {
-                                out.push((key, result.map_err(StartError::Engine), true));
-                            }
-                        }
-                    }
-                }
-                out
-            }))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        // (Replicas started, and restarted, in this pass: one event each, or one for the
-        // node when many.)
+            futures::stream::iter(lanes.into_values().map(|lane| ctx.run(lane)))
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+        self.record_starts(outcomes.into_iter().flatten());
+    }
+
+    /// Tells the core what came of each create and start, with an event for each replica
+    /// started or restarted (one for the node when many) and each that failed.
+    fn record_starts(&mut self, outcomes: impl Iterator<Item = Outcome>) {
+        let node = self.cfg.name.clone();
         let (mut created, mut restarted) = (Vec::new(), Vec::new());
-        for (key, result, restart) in outcomes.into_iter().flatten() {
+        for (key, result, restart) in outcomes {
             let object = format!("replica/{key}");
             let started = match result {
                 Ok(id) => {
@@ -785,7 +824,7 @@ impl<E: Engine> Agent<E> {
                 }
                 Err(e) => {
                     let conflict = matches!(&e, StartError::Engine(e) if e.is_name_conflict());
-                    // A name held by a container this node does not own stays taken: said
+                    // A name taken by a container this node does not own stays taken: said
                     // once per streak, not at every retry.
                     if conflict && self.core.conflicts(&key) > 0 {
                         tracing::debug!(replica = %key, "{e}");
@@ -908,6 +947,130 @@ impl<E: Engine> Agent<E> {
                 tracing::warn!("{e}");
             }
         }
+    }
+}
+
+/// The actions on one container name (an outdated copy removed, then its replacement
+/// created) stay in order, in one lane; different names' lanes run side by side.
+fn lanes(actions: Vec<Action>, desired: &Desired) -> BTreeMap<String, Vec<Action>> {
+    let mut lanes: BTreeMap<String, Vec<Action>> = BTreeMap::new();
+    for a in actions {
+        let name = match &a {
+            Action::Remove { name, .. } => name.clone(),
+            Action::Create(k) | Action::Start { key: k, .. } => desired
+                .get(k)
+                .and_then(|d| d.as_ref().ok())
+                .map(|d| d.name.clone())
+                .unwrap_or_else(|| k.to_string()),
+        };
+        lanes.entry(name).or_default().push(a);
+    }
+    lanes
+}
+
+/// A replica's create-and-start (restart false) or start (true), and its outcome.
+type Outcome = (ReplicaKey, Result<String, StartError>, bool);
+
+/// What one lane of engine actions works with.
+struct Lane<'a, E> {
+    engine: &'a E,
+    gate: &'a Gate,
+    policy: &'a HostPolicy,
+    node: &'a str,
+    events: &'a crate::events::Recorder,
+    desired: &'a Desired,
+}
+
+impl<E: Engine> Lane<'_, E> {
+    /// Runs one lane's actions in order: the outcome of each create and start.
+    async fn run(&self, lane: Vec<Action>) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for action in lane {
+            match action {
+                Action::Remove {
+                    id,
+                    name,
+                    replica,
+                    stop_timeout,
+                    why,
+                } => self.remove(&id, &name, replica, stop_timeout, why).await,
+                Action::Create(k) => {
+                    if let Some(result) = self.create(&k).await {
+                        out.push((k, result, false));
+                    }
+                }
+                Action::Start { key, id } => {
+                    if let Some(result) = self.start(&key, id).await {
+                        out.push((key, result, true));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn remove(
+        &self,
+        id: &str,
+        name: &str,
+        replica: Option<ReplicaKey>,
+        stop_timeout: Option<Duration>,
+        why: &str,
+    ) {
+        tracing::info!(container = %name, "removing: {why}");
+        let removed = crate::metrics::get().engine("remove", self.engine.remove(id, stop_timeout));
+        let object = match &replica {
+            Some(k) => format!("replica/{k}"),
+            None => format!("node/{}", self.node),
+        };
+        match removed.await {
+            Ok(()) => self.events.normal(
+                "Killed",
+                object,
+                format!("container {name} stopped and removed: {why}"),
+            ),
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.events.warning(
+                    "FailedKill",
+                    object,
+                    format!("removing container {name}: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Creates and starts replica `k`'s container; None when nothing was tried (fenced, maybe
+    /// while this lane waited for a stop, or no longer wanted).
+    async fn create(&self, k: &ReplicaKey) -> Option<Result<String, StartError>> {
+        let Some(Ok(d)) = self.desired.get(k) else {
+            return None;
+        };
+        let pass = self.gate.pass()?;
+        if let Some(why) = self.policy.sources_denied(&d.host_sources) {
+            return Some(Err(StartError::Refused(why)));
+        }
+        let metrics = crate::metrics::get();
+        let result = match metrics
+            .engine("create", self.engine.create(d, self.node))
+            .await
+        {
+            Ok(id) => start_gated(self.engine, self.gate, pass, id).await,
+            Err(e) => Some(Err(e)),
+        };
+        result.map(|r| r.map_err(StartError::Engine))
+    }
+
+    /// Starts replica `key`'s stopped container `id`; None when fenced.
+    async fn start(&self, key: &ReplicaKey, id: String) -> Option<Result<String, StartError>> {
+        let pass = self.gate.pass()?;
+        // Docker resolves the bind sources again at every start.
+        let sources = self.desired.get(key).and_then(|d| d.as_ref().ok());
+        if let Some(why) = sources.and_then(|d| self.policy.sources_denied(&d.host_sources)) {
+            return Some(Err(StartError::Refused(why)));
+        }
+        let result = start_gated(self.engine, self.gate, pass, id).await?;
+        Some(result.map_err(StartError::Engine))
     }
 }
 
