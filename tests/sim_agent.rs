@@ -159,3 +159,93 @@ async fn independent_replicas_are_removed_together_not_one_after_another() {
     token.cancel();
     agent.await.unwrap().unwrap();
 }
+
+/// The whole agent on the simulated engine and a host in memory (`node::host::MemoryHost`):
+/// no root, no netlink. Each replica's address is added (recorded first) and announced once
+/// its container runs, one the host has on its own interfaces is refused with the reason and
+/// its replica not started, files are prepared before the start, and an unassigned bundle's
+/// addresses are removed and forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_agent_runs_on_a_memory_host_without_root() {
+    use berth::node::host::MemoryHost;
+    use std::net::Ipv4Addr;
+    let p = TestPrefix::new("simhost");
+    let store = p.store().await;
+    let engine = SimEngine::new();
+    let state = tempfile::tempdir().unwrap();
+    // Replica 2's address (127.0.140.12) is the host's own.
+    let own = Ipv4Addr::new(127, 0, 140, 12);
+    let host = MemoryHost::with_addresses([own]);
+    let mut cfg = berth::node::NodeConfig::new("simhost1");
+    cfg.state_dir = state.path().to_path_buf();
+    let token = CancellationToken::new();
+    let agent = tokio::spawn(berth::node::run_on(
+        store.clone(),
+        engine.clone(),
+        host.clone(),
+        cfg,
+        token.clone(),
+    ));
+    let b = httpd_bundle("simhost", 3, 3, 140);
+    let key = store.keys().assignment("simhost1", b.name());
+    let assignment = Assignment {
+        bundle: b.clone().into(),
+        replicas: vec![0, 1, 2],
+        managed: true,
+        promoted: vec![],
+        pinned: vec![],
+        cleanup: 0,
+        stop_after: vec![],
+        notify: None,
+    };
+    store
+        .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)
+        .await
+        .unwrap();
+    eventually(WAIT, "replicas 0 and 1 running", || async {
+        let c = engine.containers();
+        (c.len() == 2 && c.values().all(|(running, _)| *running)).then_some(())
+    })
+    .await;
+    let refused = eventually(WAIT, "replica 2 refused", || async {
+        common::replica_status(&store, b.name(), 2)
+            .await
+            .filter(|s| s.state == ReplicaState::Failed)
+    })
+    .await;
+    let reason = refused.last_failure.map(|f| f.reason).unwrap_or_default();
+    assert!(
+        reason.contains("127.0.140.12"),
+        "the reason names the address: {reason}"
+    );
+    assert!(!engine.containers().contains_key(&b.container_name(2)));
+    let ours = [
+        Ipv4Addr::new(127, 0, 140, 10),
+        Ipv4Addr::new(127, 0, 140, 11),
+    ];
+    eventually(WAIT, "both addresses announced", || async {
+        host.read(|m| (m.announced.len() == 2).then_some(()))
+    })
+    .await;
+    host.read(|m| {
+        assert!(ours.iter().all(|ip| m.addresses.contains(ip)));
+        assert_eq!(m.recorded, ours.into_iter().collect());
+        let mut announced = m.announced.clone();
+        announced.sort();
+        assert_eq!(announced, ours.to_vec());
+        assert!(m.prepared.contains(&b.container_name(0)));
+        assert!(m.prepared.contains(&b.container_name(1)));
+    });
+
+    store.delete(&key, Expect::Any).await.unwrap();
+    eventually(WAIT, "containers removed and addresses dropped", || async {
+        let gone = engine.containers().is_empty();
+        host.read(|m| {
+            (gone && m.recorded.is_empty() && m.addresses == [own].into_iter().collect())
+                .then_some(())
+        })
+    })
+    .await;
+    token.cancel();
+    agent.await.unwrap().unwrap();
+}

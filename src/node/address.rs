@@ -223,6 +223,11 @@ pub struct Added {
 }
 
 impl Added {
+    /// An address added on interface `index`.
+    pub fn new(index: u32, ip: Ipv4Addr) -> Self {
+        Added { index, ip }
+    }
+
     /// Announces the address on the LAN with gratuitous ARP (see [`super::arp`]): the first
     /// at once, the rest in the background. A failure is logged: the address works, clients
     /// only find it later.

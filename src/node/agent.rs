@@ -21,8 +21,9 @@ use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::fence::Scope;
 use super::fencer::{FenceEvent, Fencer};
 use super::gate::Gate;
+use super::host::{Host, LocalHost};
 use super::link::{Links, Report};
-use super::local::{HostPolicy, left_state, load_addresses, prepare_files, save_addresses};
+use super::local::HostPolicy;
 use super::plan::{Action, ReplicaKey};
 use super::watchdog::{Link, Request, Spawn};
 use crate::model::cluster::ReplicaStatus;
@@ -41,6 +42,19 @@ use crate::unix_now;
 pub async fn run<E: Engine>(
     store: Store,
     engine: E,
+    cfg: NodeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    let host = LocalHost::new(&cfg.state_dir);
+    run_on(store, engine, host, cfg, shutdown).await
+}
+
+/// [`run`] on a given [`Host`] (a [`super::host::MemoryHost`] in tests: addresses and
+/// files in memory, no root needed for them).
+pub async fn run_on<E: Engine, H: Host>(
+    store: Store,
+    engine: E,
+    host: H,
     mut cfg: NodeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
@@ -81,7 +95,7 @@ pub async fn run<E: Engine>(
         &scope,
         &engine_info,
     );
-    let mut agent = Agent::new(store, engine, cfg, scope, &guards, &lease);
+    let mut agent = Agent::new(store, engine, host, cfg, scope, &guards, &lease);
     agent
         .run(&shutdown, guards.fence_events, guards.reports)
         .await;
@@ -303,10 +317,12 @@ async fn register(
     }
 }
 
-struct Agent<E> {
+struct Agent<E, H> {
     store: Store,
     keys: Keys,
     engine: E,
+    /// Addresses and replica files.
+    host: H,
     cfg: NodeConfig,
     /// This node's assignment keys, kept current by the watch.
     assignments: Cache,
@@ -339,10 +355,11 @@ struct Agent<E> {
     last_status: BTreeMap<ReplicaKey, ReplicaStatus>,
 }
 
-impl<E: Engine> Agent<E> {
+impl<E: Engine, H: Host> Agent<E, H> {
     fn new(
         store: Store,
         engine: E,
+        host: H,
         cfg: NodeConfig,
         scope: Option<Scope>,
         guards: &Guards,
@@ -376,7 +393,8 @@ impl<E: Engine> Agent<E> {
             gate: guards.gate.clone(),
             reopen: None,
             core,
-            added: load_addresses(&cfg.state_dir),
+            added: host.load_addresses(),
+            host,
             observed: Vec::new(),
             scope,
             last_status: BTreeMap::new(),
@@ -514,7 +532,7 @@ impl<E: Engine> Agent<E> {
                 self.core.fenced();
                 // Again: an address added by a reconcile that was under way when the fence
                 // task dropped them.
-                super::fence::drop_addresses(&self.cfg.state_dir).await;
+                self.host.drop_addresses().await;
                 if self.scope.is_none() {
                     // Nothing froze them: the engine must remove them.
                     self.remove_all(Some(Duration::ZERO)).await;
@@ -529,7 +547,7 @@ impl<E: Engine> Agent<E> {
                 );
                 self.core.fenced();
                 self.remove_all(Some(Duration::ZERO)).await;
-                super::fence::drop_addresses(&self.cfg.state_dir).await;
+                self.host.drop_addresses().await;
                 false
             }
             FenceEvent::Resumed => {
@@ -644,7 +662,7 @@ impl<E: Engine> Agent<E> {
         let left = self
             .core
             .failure_of(&ev)
-            .and_then(|k| left_state(&self.cfg.state_dir, &k.bundle, k.index));
+            .and_then(|k| self.host.left_state(&k.bundle, k.index));
         self.core
             .engine_event(&ev, left, Instant::now(), unix_now());
     }
@@ -731,7 +749,7 @@ impl<E: Engine> Agent<E> {
         let ready = desired.values().filter(|d| d.is_ok()).count();
         for d in desired.values_mut() {
             if let Ok(c) = d
-                && let Err(e) = prepare_files(&self.cfg.state_dir, c, &self.cfg.name)
+                && let Err(e) = self.host.prepare_files(c, &self.cfg.name)
             {
                 *d = Err(Unrunnable::Files(e.to_string()));
             }
@@ -753,7 +771,7 @@ impl<E: Engine> Agent<E> {
         }
         // Announced once the containers behind them run (see [`address::Added::announce`]).
         for a in added {
-            a.announce().await;
+            self.host.announce(a).await;
         }
         self.drop_stale_addresses(&addrs).await;
         match self.list(&unmanaged).await {
@@ -865,16 +883,16 @@ impl<E: Engine> Agent<E> {
             }
             let ours = self.added.contains(&a.ip);
             // Recorded before it is added: a fence drops every recorded address.
-            let (added, dir) = (&mut self.added, &self.cfg.state_dir);
+            let (added, host) = (&mut self.added, &self.host);
             // An address that cannot be recorded (a full disk) is not added: the replica
             // reports why and does not start.
             let record = || {
                 added.insert(a.ip);
-                save_addresses(dir, added).inspect_err(|_| {
+                host.save_addresses(added).inspect_err(|_| {
                     added.remove(&a.ip);
                 })
             };
-            match address::ensure(&a, ours, record).await {
+            match self.host.ensure_address(&a, ours, record).await {
                 Ok(added) => added_now.extend(added),
                 Err(
                     e @ (address::AddressError::HostOwned { .. }
@@ -895,14 +913,14 @@ impl<E: Engine> Agent<E> {
             return;
         }
         for ip in stale {
-            match address::remove(ip).await {
+            match self.host.remove_address(ip).await {
                 Ok(()) => {
                     self.added.remove(&ip);
                 }
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        if let Err(e) = save_addresses(&self.cfg.state_dir, &self.added) {
+        if let Err(e) = self.host.save_addresses(&self.added) {
             tracing::warn!("recording added addresses: {e}");
         }
     }

@@ -35,11 +35,12 @@ pub mod fence;
 pub mod fencer;
 pub mod files;
 pub mod gate;
+pub mod host;
 pub mod link;
 pub mod local;
 pub mod plan;
 pub mod sim;
 pub mod watchdog;
 
-pub use agent::run;
+pub use agent::{run, run_on};
 pub use config::{NodeConfig, NodeError};
