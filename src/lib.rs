@@ -58,7 +58,20 @@ pub fn utc_time(secs: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days.
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's days-from-civil).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days (the
+/// inverse of [`days_from_civil`]). Kept by hand rather than taken from a calendar crate:
+/// Go's templates reach years far outside the ±9999 such crates accept.
 pub(crate) fn civil(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);

@@ -42,17 +42,6 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's days-from-civil).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The broken-down parts of an instant (UTC).
 struct Parts {
     year: i64,
@@ -80,7 +69,7 @@ impl Instant {
             sec: rem % 60,
             nanos: self.nanos,
             weekday: (days + 4).rem_euclid(7) as usize,
-            yday: (days - days_from_civil(year, 1, 1) + 1) as u32,
+            yday: (days - crate::days_from_civil(year, 1, 1) + 1) as u32,
         }
     }
 
@@ -105,7 +94,7 @@ impl Instant {
     /// Go's zero time, what Sprig's `toDate` gives for what it cannot parse.
     fn zero() -> Instant {
         Instant {
-            secs: days_from_civil(1, 1, 1) * 86_400,
+            secs: crate::days_from_civil(1, 1, 1) * 86_400,
             nanos: 0,
         }
     }
@@ -514,8 +503,8 @@ fn parse(layout: &str, value: &str) -> Result<Instant, DateError> {
         }
         hour = hour % 12 + if pm { 12 } else { 0 };
     }
-    let max_day = days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
-        - days_from_civil(year, month, 1);
+    let max_day = crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
+        - crate::days_from_civil(year, month, 1);
     if !(1..=12).contains(&month)
         || day < 1
         || i64::from(day) > max_day
@@ -525,7 +514,7 @@ fn parse(layout: &str, value: &str) -> Result<Instant, DateError> {
     {
         return Err(DateError::OutOfRange(value.to_string()));
     }
-    let secs = days_from_civil(year, month, day) * 86_400
+    let secs = crate::days_from_civil(year, month, day) * 86_400
         + i64::from(hour) * 3600
         + i64::from(min) * 60
         + i64::from(sec)

@@ -845,12 +845,8 @@ fn sha1sum(args: &[Value]) -> Result<Value, FuncError> {
 /// Adler-32 as Sprig prints it: the checksum in decimal.
 fn adler32sum(args: &[Value]) -> Result<Value, FuncError> {
     arity("adler32sum", args, 1)?;
-    let (mut a, mut b) = (1u32, 0u32);
-    for byte in text(&args[0]).bytes() {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    Ok(Value::String(((b << 16) | a).to_string()))
+    let sum = adler2::adler32_slice(text(&args[0]).as_bytes());
+    Ok(Value::String(sum.to_string()))
 }
 
 // Regular expressions ---------------------------------------------------------------------
