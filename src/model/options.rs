@@ -262,225 +262,262 @@ const VALUE_FLAGS: &[&str] = &[
 pub fn parse(options: &str) -> Result<RunOptions, OptionError> {
     let words = split_words(options)?;
     let mut o = RunOptions::default();
-    let mut i = 0;
-    while i < words.len() {
-        let word = &words[i];
-        i += 1;
-        if !word.starts_with('-') || word == "-" {
-            return Err(OptionError::NotAFlag(word.clone()));
-        }
-        let (flag, inline) = match word.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ if !word.starts_with("--") && word.chars().count() > 2 => {
-                // -eFOO=bar: short flag with its value attached (split by characters: the
-                // flag's letter may be any character).
-                let cut = word.char_indices().nth(2).map_or(word.len(), |(i, _)| i);
-                (word[..cut].to_string(), Some(word[cut..].to_string()))
-            }
-            _ => (word.clone(), None),
-        };
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let (flag, inline) = split_flag(word)?;
         if let Some(why) = refused(&flag) {
             return Err(OptionError::NotAllowed { flag, why });
         }
-        // Boolean flags take no value (but accept --flag=true|false).
-        let boolean = |inline: &Option<String>| -> Result<bool, OptionError> {
-            match inline.as_deref() {
-                None | Some("true") => Ok(true),
-                Some("false") => Ok(false),
-                Some(v) => Err(OptionError::NotBool {
-                    flag: flag.clone(),
-                    value: v.to_string(),
-                }),
-            }
-        };
-        match flag.as_str() {
-            "--privileged" => {
-                o.privileged = boolean(&inline)?;
-                continue;
-            }
-            "--read-only" => {
-                o.read_only = boolean(&inline)?;
-                continue;
-            }
-            "--init" => {
-                o.init = boolean(&inline)?;
-                continue;
-            }
-            "--no-healthcheck" => {
-                o.no_healthcheck = boolean(&inline)?;
-                continue;
-            }
-            _ => {}
+        if let Some(slot) = boolean_flag(&mut o, &flag) {
+            *slot = boolean(&flag, inline.as_deref())?;
+            continue;
         }
         if !VALUE_FLAGS.contains(&flag.as_str()) {
             return Err(OptionError::Unsupported(flag));
         }
         let value = match inline {
             Some(v) => v,
-            None => {
-                let v = words
-                    .get(i)
-                    .ok_or_else(|| OptionError::NeedsValue(flag.clone()))?
-                    .clone();
-                i += 1;
-                v
-            }
+            None => words
+                .next()
+                .ok_or_else(|| OptionError::NeedsValue(flag.clone()))?,
         };
         let bad = |why: &'static str| OptionError::BadValue {
             flag: flag.clone(),
             value: value.clone(),
             why,
         };
-        match flag.as_str() {
-            "-e" | "--env" => o.env.push(value),
-            "-l" | "--label" => {
-                let (k, v) = value.split_once('=').unwrap_or((&value, ""));
-                if k.starts_with("berth.io/") {
-                    return Err(bad("labels under berth.io/ are berth's own"));
-                }
-                o.labels.insert(k.to_string(), v.to_string());
-            }
-            "--log-driver" => o.log_driver = Some(value),
-            "--log-opt" => {
-                let (k, v) = value
-                    .split_once('=')
-                    .ok_or_else(|| bad("expected key=value"))?;
-                o.log_opts.insert(k.to_string(), v.to_string());
-            }
-            "--cap-add" => o.cap_add.push(value),
-            "--cap-drop" => o.cap_drop.push(value),
-            "-m" | "--memory" => o.memory = Some(parse_size(&value).map_err(bad)?),
-            "--memory-swap" => {
-                o.memory_swap = Some(if value == "-1" {
-                    -1
-                } else {
-                    parse_size(&value).map_err(bad)?
-                })
-            }
-            "--memory-reservation" => o.memory_reservation = Some(parse_size(&value).map_err(bad)?),
-            "--cpus" => {
-                let cpus: f64 = value.parse().map_err(|_| bad("not a number"))?;
-                if !(cpus > 0.0 && cpus.is_finite()) {
-                    return Err(bad("must be above 0"));
-                }
-                o.nano_cpus = Some((cpus * 1e9).round() as i64);
-            }
-            "-c" | "--cpu-shares" => {
-                o.cpu_shares = Some(value.parse().map_err(|_| bad("not an integer"))?)
-            }
-            "--cpuset-cpus" => o.cpuset_cpus = Some(value),
-            "--pids-limit" => {
-                o.pids_limit = Some(value.parse().map_err(|_| bad("not an integer"))?)
-            }
-            "-u" | "--user" => o.user = Some(value),
-            "-w" | "--workdir" => o.workdir = Some(value),
-            "--entrypoint" => o.entrypoint = Some(value),
-            "--ulimit" => {
-                let (name, limits) = value
-                    .split_once('=')
-                    .ok_or_else(|| bad("expected name=soft[:hard]"))?;
-                let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
-                let n = |s: &str| s.parse::<i64>().map_err(|_| bad("limits must be integers"));
-                o.ulimits.insert(name.to_string(), (n(soft)?, n(hard)?));
-            }
-            "--security-opt" => o.security_opt.push(value),
-            "--shm-size" => o.shm_size = Some(parse_size(&value).map_err(bad)?),
-            "--tmpfs" => {
-                let (path, opts) = value.split_once(':').unwrap_or((&value, ""));
-                if !path.starts_with('/') {
-                    return Err(bad("the mount point must be absolute"));
-                }
-                o.tmpfs.insert(path.to_string(), opts.to_string());
-            }
-            "--dns" => o.dns.push(value),
-            "--dns-search" => o.dns_search.push(value),
-            "--dns-option" | "--dns-opt" => o.dns_option.push(value),
-            "--add-host" => o.add_host.push(value),
-            "--sysctl" => {
-                let (k, v) = value
-                    .split_once('=')
-                    .ok_or_else(|| bad("expected key=value"))?;
-                o.sysctls.insert(k.to_string(), v.to_string());
-            }
-            "--group-add" => o.group_add.push(value),
-            "--device" => o.devices.push(value),
-            "--stop-signal" => o.stop_signal = Some(value),
-            "--stop-timeout" => {
-                o.stop_timeout = Some(value.parse().map_err(|_| bad("not an integer"))?)
-            }
-            "--ipc" | "--pid" | "--uts" | "--userns" => {
-                let allowed: &[&str] = match flag.as_str() {
-                    "--ipc" => &["", "none", "private", "shareable", "host"],
-                    "--userns" => &["", "host"],
-                    _ => &["", "host"],
-                };
-                if value.starts_with("container:") {
-                    return Err(bad(
-                        "another container's namespace: berth places each replica on its own, and names its containers itself",
-                    ));
-                }
-                if !allowed.contains(&value.as_str()) {
-                    return Err(bad("not a namespace mode Docker takes here"));
-                }
-                let slot = match flag.as_str() {
-                    "--ipc" => &mut o.ipc,
-                    "--pid" => &mut o.pid,
-                    "--uts" => &mut o.uts,
-                    _ => &mut o.userns,
-                };
-                *slot = Some(value);
-            }
-            "-h" | "--hostname" => {
-                if value.is_empty()
-                    || value.len() > 253
-                    || !value.split('.').all(|l| {
-                        !l.is_empty()
-                            && l.len() <= 63
-                            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-                    })
-                {
-                    return Err(bad("not a host name"));
-                }
-                o.hostname = Some(value);
-            }
-            "--health-cmd" => o.health_cmd = Some(value),
-            "--health-interval" | "--health-timeout" | "--health-start-period" => {
-                let d = crate::model::duration::parse_go(&value)
-                    .ok()
-                    .filter(|d| *d >= 0)
-                    .ok_or_else(|| bad("not a duration (like 30s, 1m30s)"))?;
-                let nanos = i64::try_from(d).map_err(|_| bad("too long"))?;
-                match flag.as_str() {
-                    "--health-interval" => o.health_interval = Some(nanos),
-                    "--health-timeout" => o.health_timeout = Some(nanos),
-                    _ => o.health_start_period = Some(nanos),
-                }
-            }
-            "--health-retries" => {
-                o.health_retries = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|n: &i64| *n >= 0)
-                        .ok_or_else(|| bad("not a count"))?,
-                )
-            }
-            "--cpu-period" | "--cpu-quota" | "--oom-score-adj" => {
-                let n: i64 = value.parse().map_err(|_| bad("not an integer"))?;
-                match flag.as_str() {
-                    "--cpu-period" => o.cpu_period = Some(n),
-                    "--cpu-quota" => o.cpu_quota = Some(n),
-                    _ => {
-                        if !(-1000..=1000).contains(&n) {
-                            return Err(bad("must be between -1000 and 1000"));
-                        }
-                        o.oom_score_adj = Some(n)
-                    }
-                }
-            }
-            _ => return Err(OptionError::Unsupported(flag)),
-        }
+        set(&mut o, &flag, value.clone(), &bad)?;
     }
+    check_conflicts(&o)?;
+    Ok(o)
+}
+
+/// A word as (flag, value given with it): `--flag=value`, `-eFOO=bar` (a short flag with its
+/// value attached, split by characters: the flag's letter may be any character), or a flag.
+fn split_flag(word: String) -> Result<(String, Option<String>), OptionError> {
+    if !word.starts_with('-') || word == "-" {
+        return Err(OptionError::NotAFlag(word));
+    }
+    Ok(match word.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ if !word.starts_with("--") && word.chars().count() > 2 => {
+            let cut = word.char_indices().nth(2).map_or(word.len(), |(i, _)| i);
+            (word[..cut].to_string(), Some(word[cut..].to_string()))
+        }
+        _ => (word, None),
+    })
+}
+
+/// The field of a boolean flag (one that takes no value), or None.
+fn boolean_flag<'o>(o: &'o mut RunOptions, flag: &str) -> Option<&'o mut bool> {
+    Some(match flag {
+        "--privileged" => &mut o.privileged,
+        "--read-only" => &mut o.read_only,
+        "--init" => &mut o.init,
+        "--no-healthcheck" => &mut o.no_healthcheck,
+        _ => return None,
+    })
+}
+
+/// A boolean flag's value: none (true), or `--flag=true|false`.
+fn boolean(flag: &str, inline: Option<&str>) -> Result<bool, OptionError> {
+    match inline {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(OptionError::NotBool {
+            flag: flag.to_string(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// Sets what a flag with a value sets; `bad` makes the error for its value.
+fn set(
+    o: &mut RunOptions,
+    flag: &str,
+    value: String,
+    bad: &dyn Fn(&'static str) -> OptionError,
+) -> Result<(), OptionError> {
+    let int = |v: &str| v.parse::<i64>().map_err(|_| bad("not an integer"));
+    match flag {
+        "-e" | "--env" => o.env.push(value),
+        "-l" | "--label" => {
+            let (k, v) = value.split_once('=').unwrap_or((&value, ""));
+            if k.starts_with("berth.io/") {
+                return Err(bad("labels under berth.io/ are berth's own"));
+            }
+            o.labels.insert(k.to_string(), v.to_string());
+        }
+        "--log-driver" => o.log_driver = Some(value),
+        "--log-opt" => {
+            let (k, v) = key_value(&value, bad)?;
+            o.log_opts.insert(k, v);
+        }
+        "--cap-add" => o.cap_add.push(value),
+        "--cap-drop" => o.cap_drop.push(value),
+        "--cpuset-cpus" => o.cpuset_cpus = Some(value),
+        "-u" | "--user" => o.user = Some(value),
+        "-w" | "--workdir" => o.workdir = Some(value),
+        "--entrypoint" => o.entrypoint = Some(value),
+        "--security-opt" => o.security_opt.push(value),
+        "--tmpfs" => {
+            let (path, opts) = value.split_once(':').unwrap_or((&value, ""));
+            if !path.starts_with('/') {
+                return Err(bad("the mount point must be absolute"));
+            }
+            o.tmpfs.insert(path.to_string(), opts.to_string());
+        }
+        "--dns" => o.dns.push(value),
+        "--dns-search" => o.dns_search.push(value),
+        "--dns-option" | "--dns-opt" => o.dns_option.push(value),
+        "--add-host" => o.add_host.push(value),
+        "--sysctl" => {
+            let (k, v) = key_value(&value, bad)?;
+            o.sysctls.insert(k, v);
+        }
+        "--group-add" => o.group_add.push(value),
+        "--device" => o.devices.push(value),
+        "--stop-signal" => o.stop_signal = Some(value),
+        "--stop-timeout" => o.stop_timeout = Some(int(&value)?),
+        "--ipc" | "--pid" | "--uts" | "--userns" => set_namespace(o, flag, value, bad)?,
+        "-h" | "--hostname" => {
+            if !is_host_name(&value) {
+                return Err(bad("not a host name"));
+            }
+            o.hostname = Some(value);
+        }
+        "--health-cmd"
+        | "--health-interval"
+        | "--health-timeout"
+        | "--health-start-period"
+        | "--health-retries" => set_health(o, flag, value, bad)?,
+        _ => set_resource(o, flag, &value, bad)?,
+    }
+    Ok(())
+}
+
+fn key_value(
+    value: &str,
+    bad: &dyn Fn(&'static str) -> OptionError,
+) -> Result<(String, String), OptionError> {
+    let (k, v) = value
+        .split_once('=')
+        .ok_or_else(|| bad("expected key=value"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// A host name as `--hostname` takes it: dot-separated labels of letters, digits and '-'.
+fn is_host_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// `--ipc`, `--pid`, `--uts`, `--userns`: a namespace mode, never another container's.
+fn set_namespace(
+    o: &mut RunOptions,
+    flag: &str,
+    value: String,
+    bad: &dyn Fn(&'static str) -> OptionError,
+) -> Result<(), OptionError> {
+    let (allowed, slot): (&[&str], _) = match flag {
+        "--ipc" => (&["", "none", "private", "shareable", "host"], &mut o.ipc),
+        "--pid" => (&["", "host"], &mut o.pid),
+        "--uts" => (&["", "host"], &mut o.uts),
+        _ => (&["", "host"], &mut o.userns),
+    };
+    if value.starts_with("container:") {
+        return Err(bad(
+            "another container's namespace: berth places each replica on its own, and names its containers itself",
+        ));
+    }
+    if !allowed.contains(&value.as_str()) {
+        return Err(bad("not a namespace mode Docker takes here"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// The health check's command, timings (nanoseconds) and retries.
+fn set_health(
+    o: &mut RunOptions,
+    flag: &str,
+    value: String,
+    bad: &dyn Fn(&'static str) -> OptionError,
+) -> Result<(), OptionError> {
+    if flag == "--health-cmd" {
+        o.health_cmd = Some(value);
+        return Ok(());
+    }
+    if flag == "--health-retries" {
+        let n = value.parse().ok().filter(|n: &i64| *n >= 0);
+        o.health_retries = Some(n.ok_or_else(|| bad("not a count"))?);
+        return Ok(());
+    }
+    let d = crate::model::duration::parse_go(&value)
+        .ok()
+        .filter(|d| *d >= 0)
+        .ok_or_else(|| bad("not a duration (like 30s, 1m30s)"))?;
+    let nanos = i64::try_from(d).map_err(|_| bad("too long"))?;
+    match flag {
+        "--health-interval" => o.health_interval = Some(nanos),
+        "--health-timeout" => o.health_timeout = Some(nanos),
+        _ => o.health_start_period = Some(nanos),
+    }
+    Ok(())
+}
+
+/// Memory, CPU, process and OOM limits.
+fn set_resource(
+    o: &mut RunOptions,
+    flag: &str,
+    value: &str,
+    bad: &dyn Fn(&'static str) -> OptionError,
+) -> Result<(), OptionError> {
+    let int = || value.parse::<i64>().map_err(|_| bad("not an integer"));
+    let size = || parse_size(value).map_err(bad);
+    match flag {
+        "-m" | "--memory" => o.memory = Some(size()?),
+        "--memory-swap" => o.memory_swap = Some(if value == "-1" { -1 } else { size()? }),
+        "--memory-reservation" => o.memory_reservation = Some(size()?),
+        "--shm-size" => o.shm_size = Some(size()?),
+        "--cpus" => {
+            let cpus: f64 = value.parse().map_err(|_| bad("not a number"))?;
+            if !(cpus > 0.0 && cpus.is_finite()) {
+                return Err(bad("must be above 0"));
+            }
+            o.nano_cpus = Some((cpus * 1e9).round() as i64);
+        }
+        "-c" | "--cpu-shares" => o.cpu_shares = Some(int()?),
+        "--pids-limit" => o.pids_limit = Some(int()?),
+        "--ulimit" => {
+            let (name, limits) = value
+                .split_once('=')
+                .ok_or_else(|| bad("expected name=soft[:hard]"))?;
+            let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+            let n = |s: &str| s.parse::<i64>().map_err(|_| bad("limits must be integers"));
+            o.ulimits.insert(name.to_string(), (n(soft)?, n(hard)?));
+        }
+        "--cpu-period" => o.cpu_period = Some(int()?),
+        "--cpu-quota" => o.cpu_quota = Some(int()?),
+        "--oom-score-adj" => {
+            let n = int()?;
+            if !(-1000..=1000).contains(&n) {
+                return Err(bad("must be between -1000 and 1000"));
+            }
+            o.oom_score_adj = Some(n)
+        }
+        _ => return Err(OptionError::Unsupported(flag.to_string())),
+    }
+    Ok(())
+}
+
+/// Flags Docker takes one at a time.
+fn check_conflicts(o: &RunOptions) -> Result<(), OptionError> {
     if o.no_healthcheck && o.health_cmd.is_some() {
         return Err(OptionError::BadValue {
             flag: "--no-healthcheck".into(),
@@ -502,7 +539,7 @@ pub fn parse(options: &str) -> Result<RunOptions, OptionError> {
             why: "conflicts with --uts host (the host's name is shared)",
         });
     }
-    Ok(o)
+    Ok(())
 }
 
 /// Docker's sizes: a number with an optional b, k, m or g suffix (powers of 1024).

@@ -503,8 +503,9 @@ fn parse(layout: &str, value: &str) -> Result<Instant, DateError> {
         }
         hour = hour % 12 + if pm { 12 } else { 0 };
     }
-    let max_day = crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
-        - crate::days_from_civil(year, month, 1);
+    let max_day =
+        crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
+            - crate::days_from_civil(year, month, 1);
     if !(1..=12).contains(&month)
         || day < 1
         || i64::from(day) > max_day
