@@ -186,6 +186,65 @@ pub fn desired(
     let mut cmd =
         (resolved.command.clone()).map_err(|source| ShapeError::RunCommand { engine, source })?;
     let host_ip = spec.replica_address(i);
+    let mut ports = published_ports(spec, host_ip);
+    let Storage {
+        mut binds,
+        dirs,
+        host_sources,
+    } = storage(bundle, i);
+    let mut hosts = None;
+    if spec.add_host() && host_ip.is_some() {
+        let path = replica_dir(state_dir, bundle.name(), i).join(HOSTS_FILE);
+        binds.push(format!("{}:/etc/hosts:ro", path.display()));
+        hosts = Some(hosts_content(bundle));
+    }
+    let remote = match (&spec.primitive, remote) {
+        (Some(prim), Some(bin)) => Some(Remote::of(bundle, prim, bin, i, state_dir, host_ip)),
+        _ => None,
+    };
+    let mut unhashed_binds = Vec::new();
+    if let Some(r) = &remote {
+        ports.extend(r.port.clone());
+        binds.extend(r.binds.iter().cloned());
+        unhashed_binds.extend(r.later_binds.iter().cloned());
+        // A bundle's own run-command must exec berth remote itself.
+        cmd = cmd.or_else(|| Some(r.command.clone()));
+    }
+    let address = host_ip.map(|ip| Address {
+        ip,
+        netmask: spec.host_netmask(),
+        interface: spec.network.as_ref().and_then(|n| n.host_interface.clone()),
+    });
+    Ok(DesiredContainer {
+        bundle: bundle.name().to_string(),
+        index: i,
+        name: bundle.container_name(i),
+        image: c.image.clone(),
+        cmd,
+        hostname: bundle.replica_name(i),
+        set_hostname: host_ip.is_some(),
+        network_mode: c.network.clone(),
+        ports,
+        binds,
+        address,
+        stop_timeout_secs: options.stop_timeout.unwrap_or_else(|| stop_grace(spec)),
+        options,
+        dirs,
+        host_sources,
+        unhashed_binds,
+        hosts,
+        generation: bundle.metadata.generation.unwrap_or(0),
+        control_tcp: remote.as_ref().and_then(|r| r.control_tcp),
+        remote_config: remote.as_ref().map(|r| r.config.clone()),
+        attr_scope: remote.map(|r| r.scope),
+    })
+}
+
+/// The port mappings, published on the replica's address (all of the host's without one).
+fn published_ports(
+    spec: &crate::model::BundleSpec,
+    host_ip: Option<Ipv4Addr>,
+) -> Vec<PublishedPort> {
     let mut ports = Vec::new();
     for pm in spec.port_mappings() {
         match (pm.port, pm.host_ports()) {
@@ -202,67 +261,99 @@ pub fn desired(
             (None, None) => {}
         }
     }
-    let mut binds = Vec::new();
-    let mut dirs = Vec::new();
-    let mut host_sources = Vec::new();
-    for sm in &spec.storage_mappings {
+    ports
+}
+
+/// A replica's storage mappings: the bind mounts, the per-replica directories to create
+/// under a `source-dir-root` (root, name), and every host source (checked against the host
+/// policy at each start).
+struct Storage {
+    binds: Vec<String>,
+    dirs: Vec<(PathBuf, String)>,
+    host_sources: Vec<PathBuf>,
+}
+
+fn storage(bundle: &Bundle, i: u32) -> Storage {
+    let mut out = Storage {
+        binds: Vec::new(),
+        dirs: Vec::new(),
+        host_sources: Vec::new(),
+    };
+    for sm in &bundle.spec.storage_mappings {
         let source = match (&sm.source_dir, &sm.source_dir_root) {
             (Some(s), _) => PathBuf::from(s),
             (None, Some(root)) => {
-                dirs.push((PathBuf::from(root), bundle.replica_name(i)));
+                out.dirs.push((PathBuf::from(root), bundle.replica_name(i)));
                 Path::new(root).join(bundle.replica_name(i))
             }
             (None, None) => continue,
         };
-        host_sources.push(source.clone());
+        out.host_sources.push(source.clone());
         let mut b = format!("{}:{}", source.display(), sm.target_dir);
         if let Some(o) = &sm.options {
             b.push(':');
             b.push_str(o);
         }
-        binds.push(b);
+        out.binds.push(b);
     }
-    let mut hosts = None;
-    if spec.add_host() && host_ip.is_some() {
-        let path = replica_dir(state_dir, bundle.name(), i).join(HOSTS_FILE);
-        binds.push(format!("{}:/etc/hosts:ro", path.display()));
-        hosts = Some(hosts_content(bundle));
-    }
-    let mut remote_config = None;
-    let mut control_tcp = None;
-    let mut attr_scope = None;
-    let mut unhashed_binds = Vec::new();
-    if let (Some(prim), Some(bin)) = (&spec.primitive, remote) {
+    out
+}
+
+/// What a replica's primitive adds to its container: the remote agent (berth's binary,
+/// bind-mounted, as PID 1), its configuration and run directories, its control port, and
+/// the scope its attribute tools work in.
+struct Remote {
+    /// control-port published on the replica's address.
+    port: Option<PublishedPort>,
+    control_tcp: Option<std::net::SocketAddrV4>,
+    binds: Vec<String>,
+    /// The tools added after containers were created with this shape's hash: not hashed.
+    later_binds: Vec<String>,
+    /// The remote agent's configuration (JSON).
+    config: String,
+    scope: crate::model::attributes::Scope,
+    /// `berth remote`, when the bundle sets no run-command.
+    command: Vec<String>,
+}
+
+impl Remote {
+    fn of(
+        bundle: &Bundle,
+        prim: &crate::model::Primitive,
+        bin: &Path,
+        i: u32,
+        state_dir: &Path,
+        host_ip: Option<Ipv4Addr>,
+    ) -> Remote {
+        let spec = &bundle.spec;
         // control-port: TCP instead of the unix socket, as Pacemaker reaches
-        // pacemaker-remoted: on the replica's address (published there), or, without one, on
-        // the host's own (a container on the host's network).
+        // pacemaker-remoted: on the replica's address (published there), or, without one,
+        // on the host's own (a container on the host's network).
         let control_port = spec.network.as_ref().and_then(|n| n.control_port);
-        if let Some(port) = control_port {
-            if let Some(ip) = host_ip {
-                ports.push(PublishedPort {
-                    host_ip: Some(ip),
-                    host_port: port,
-                    container_port: port,
-                });
-            }
-            control_tcp = Some(std::net::SocketAddrV4::new(
-                host_ip.unwrap_or(Ipv4Addr::LOCALHOST),
-                port,
-            ));
-        }
+        let port = control_port.and_then(|port| {
+            host_ip.map(|ip| PublishedPort {
+                host_ip: Some(ip),
+                host_port: port,
+                container_port: port,
+            })
+        });
+        let control_tcp = control_port
+            .map(|port| std::net::SocketAddrV4::new(host_ip.unwrap_or(Ipv4Addr::LOCALHOST), port));
         let dir = replica_dir(state_dir, bundle.name(), i);
-        binds.push(format!(
-            "{}:{REMOTE_CONFIG_DIR}:ro",
-            dir.join(CONFIG_SUBDIR).display()
-        ));
-        binds.push(format!("{}:{REMOTE_DIR}", dir.join(RUN_SUBDIR).display()));
-        binds.push(format!("{}:{REMOTE_BIN}:ro", bin.display()));
-        for tool in crate::model::layout::TOOLS {
-            binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
-        }
-        for tool in crate::model::layout::LATER_TOOLS {
-            unhashed_binds.push(format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display()));
-        }
+        let mut binds = vec![
+            format!(
+                "{}:{REMOTE_CONFIG_DIR}:ro",
+                dir.join(CONFIG_SUBDIR).display()
+            ),
+            format!("{}:{REMOTE_DIR}", dir.join(RUN_SUBDIR).display()),
+            format!("{}:{REMOTE_BIN}:ro", bin.display()),
+        ];
+        let tool = |tool: &str| format!("{}:{REMOTE_BIN_DIR}/{tool}:ro", bin.display());
+        binds.extend(crate::model::layout::TOOLS.iter().map(|t| tool(t)));
+        let later_binds = crate::model::layout::LATER_TOOLS
+            .iter()
+            .map(|t| tool(t))
+            .collect();
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
         // container-attribute-target set on the bundle reaches the agent as on the
@@ -290,8 +381,7 @@ pub fn desired(
             tools_dir: Some(PathBuf::from(REMOTE_BIN_DIR)),
             ..crate::model::remote::RemoteConfig::new(prim.clone())
         };
-        remote_config = Some(serde_json::to_string(&cfg).expect("a remote config serializes"));
-        attr_scope = Some(crate::model::attributes::Scope {
+        let scope = crate::model::attributes::Scope {
             bundle: bundle.name().to_string(),
             engine: spec.container().0.as_str().to_string(),
             image: spec.container().1.image.clone(),
@@ -303,45 +393,22 @@ pub fn desired(
             agent: prim.agent(),
             promotable: spec.promoted_max() > 0,
             host_target,
-        });
-        // A bundle's own run-command must exec berth remote itself.
-        if cmd.is_none() {
-            cmd = Some(vec![
+        };
+        Remote {
+            port,
+            control_tcp,
+            binds,
+            later_binds,
+            config: serde_json::to_string(&cfg).expect("a remote config serializes"),
+            scope,
+            command: vec![
                 REMOTE_BIN.to_string(),
                 "remote".into(),
                 "--config".into(),
                 conf(REMOTE_JSON).display().to_string(),
-            ]);
+            ],
         }
     }
-    let address = host_ip.map(|ip| Address {
-        ip,
-        netmask: spec.host_netmask(),
-        interface: spec.network.as_ref().and_then(|n| n.host_interface.clone()),
-    });
-    Ok(DesiredContainer {
-        bundle: bundle.name().to_string(),
-        index: i,
-        name: bundle.container_name(i),
-        image: c.image.clone(),
-        cmd,
-        hostname: bundle.replica_name(i),
-        set_hostname: host_ip.is_some(),
-        network_mode: c.network.clone(),
-        ports,
-        binds,
-        address,
-        stop_timeout_secs: options.stop_timeout.unwrap_or_else(|| stop_grace(spec)),
-        options,
-        remote_config,
-        dirs,
-        host_sources,
-        unhashed_binds,
-        hosts,
-        generation: bundle.metadata.generation.unwrap_or(0),
-        control_tcp,
-        attr_scope,
-    })
 }
 
 /// The stop grace of a bundle that sets no `--stop-timeout`: with a primitive, its stop
