@@ -177,6 +177,20 @@ fn replicas_of(bundle: &str) -> std::ops::RangeInclusive<ReplicaKey> {
     ReplicaKey::all_of(bundle)
 }
 
+/// The JSON value `kv` holds, or None when it does not decode.
+fn json<T: serde::de::DeserializeOwned>(kv: &Kv) -> Option<T> {
+    serde_json::from_slice(&kv.value).ok()
+}
+
+/// Puts `name` in `set` or takes it out.
+fn toggle(set: &mut BTreeSet<String>, name: &str, present: bool) {
+    if present {
+        set.insert(name.to_string());
+    } else {
+        set.remove(name);
+    }
+}
+
 /// Removes a bundle's replicas from a map keyed by replica.
 fn forget_replicas<V>(map: &mut BTreeMap<ReplicaKey, V>, bundle: &str) {
     let stale: Vec<ReplicaKey> = map
@@ -287,18 +301,7 @@ impl Live {
         let v = &mut self.view;
         match parsed {
             Key::Bundle(name) => {
-                set(
-                    &mut v.revisions,
-                    name.to_string(),
-                    kv.map(|kv| kv.mod_revision),
-                );
-                let specs = &mut self.specs;
-                let b = kv.map(|kv| match decode_entry(keys, kv, None) {
-                    Ok(b) => Ok(share(specs, &Arc::new(b.value))),
-                    Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
-                    Err(e) => Err(e.to_string()),
-                });
-                set(&mut self.decoded, name.to_string(), b);
+                self.apply_bundle(keys, name, kv);
                 dirty.insert(name.to_string());
             }
             Key::Node(name) => {
@@ -309,89 +312,43 @@ impl Live {
                 let n = kv.and_then(|kv| node_view(kv, true));
                 set(&mut self.maintenance, name.to_string(), n);
             }
-            Key::Standby(name) => {
-                if kv.is_some() {
-                    self.standby.insert(name.to_string());
-                } else {
-                    self.standby.remove(name);
-                }
-            }
+            Key::Standby(name) => toggle(&mut self.standby, name, kv.is_some()),
             Key::Bans(name) => {
-                let b = kv.and_then(|kv| serde_json::from_slice::<Bans>(&kv.value).ok());
-                set(&mut self.bans, name.to_string(), b);
+                set(&mut self.bans, name.to_string(), kv.and_then(json));
                 dirty.insert(name.to_string());
             }
             Key::Cleanup(name) => {
-                let at = kv.and_then(|kv| {
-                    serde_json::from_slice::<crate::model::cluster::Cleanup>(&kv.value).ok()
-                });
-                set(&mut v.cleanups, name.to_string(), at.map(|c| c.at));
+                let at = kv
+                    .and_then(json)
+                    .map(|c: crate::model::cluster::Cleanup| c.at);
+                set(&mut v.cleanups, name.to_string(), at);
                 dirty.insert(name.to_string());
             }
             Key::Assignment { node, bundle } => {
-                let a = kv.and_then(|kv| shared_assignment(kv, &mut self.specs));
-                let on = v.by_bundle.entry(bundle.to_string()).or_default();
-                set(on, node.to_string(), a.clone());
-                if on.is_empty() {
-                    v.by_bundle.remove(bundle);
-                }
-                set(
-                    &mut v.assignments,
-                    (node.to_string(), bundle.to_string()),
-                    a,
-                );
+                self.apply_assignment(node, bundle, kv);
                 dirty.insert(bundle.to_string());
             }
             Key::Replica { bundle, index } => {
                 let slim = self.slim;
-                let st = kv.and_then(|kv| {
-                    let st = serde_json::from_slice::<ReplicaStatus>(&kv.value).ok()?;
-                    Some(Arc::new(if slim { slim_replica(st) } else { st }))
-                });
+                let st = kv
+                    .and_then(json)
+                    .map(|st: ReplicaStatus| Arc::new(if slim { slim_replica(st) } else { st }));
                 set(&mut v.statuses, ReplicaKey::new(bundle, index), st);
                 dirty.insert(bundle.to_string());
             }
             Key::Rollout(name) => {
-                let paused = kv.is_some_and(|kv| {
-                    serde_json::from_slice::<RolloutControl>(&kv.value).is_ok_and(|c| c.paused)
-                });
-                if paused {
-                    v.paused.insert(name.to_string());
-                } else {
-                    v.paused.remove(name);
-                }
+                let control = kv.and_then(json);
+                let paused = control.is_some_and(|c: RolloutControl| c.paused);
+                toggle(&mut v.paused, name, paused);
             }
             Key::SpecHistory { bundle, generation } => {
-                if kv.is_some() {
-                    v.spec_generations
-                        .entry(bundle.to_string())
-                        .or_default()
-                        .insert(generation);
-                } else if let Some(g) = v.spec_generations.get_mut(bundle) {
-                    g.remove(&generation);
-                    if g.is_empty() {
-                        v.spec_generations.remove(bundle);
-                    }
-                }
+                v.spec_history(bundle, generation, kv.is_some());
             }
             Key::Attribute {
                 section: crate::model::attributes::Section::Nodes,
                 owner,
                 name,
-            } => {
-                let attrs = self.node_attrs.entry(owner.to_string()).or_default();
-                match kv.and_then(|kv| String::from_utf8(kv.value.clone()).ok()) {
-                    Some(value) => {
-                        attrs.insert(name.to_string(), value);
-                    }
-                    None => {
-                        attrs.remove(name);
-                        if attrs.is_empty() {
-                            self.node_attrs.remove(owner);
-                        }
-                    }
-                }
-            }
+            } => self.apply_node_attribute(owner, name, kv),
             Key::Attribute {
                 section: crate::model::attributes::Section::Status,
                 owner,
@@ -401,32 +358,84 @@ impl Live {
                 let score = kv.and_then(|kv| {
                     crate::model::validate::parse_score(std::str::from_utf8(&kv.value).ok()?)
                 });
-                match score {
-                    Some(s) => v.promotion_scores.insert(at, s),
-                    None => v.promotion_scores.remove(&at),
-                };
+                set(&mut v.promotion_scores, at, score);
             }
             // Other transient attributes and cluster properties are the agents', not
             // placement's.
             Key::Attribute { .. } => {}
             Key::BundleStatus(name) => {
-                let slim = self.slim;
-                match kv {
-                    Some(kv) => {
-                        v.status_keys.insert(name.to_string());
-                        v.status_digests
-                            .insert(name.to_string(), status_digest(&kv.value));
-                        let st = serde_json::from_slice::<BundleStatus>(&kv.value).ok();
-                        let st = st.map(|st| Arc::new(if slim { slim_status(st) } else { st }));
-                        set(&mut v.bundle_statuses, name.to_string(), st);
-                    }
-                    None => {
-                        v.status_keys.remove(name);
-                        v.status_digests.remove(name);
-                        v.bundle_statuses.remove(name);
-                    }
-                }
+                self.apply_bundle_status(name, kv);
                 dirty.insert(name.to_string());
+            }
+        }
+    }
+
+    /// A bundle's spec: decoded (and validated) once per write, shared with the
+    /// assignments that carry the same generation.
+    fn apply_bundle(&mut self, keys: &Keys, name: &str, kv: Option<&Kv>) {
+        set(
+            &mut self.view.revisions,
+            name.to_string(),
+            kv.map(|kv| kv.mod_revision),
+        );
+        let specs = &mut self.specs;
+        let b = kv.map(|kv| match decode_entry(keys, kv, None) {
+            Ok(b) => Ok(share(specs, &Arc::new(b.value))),
+            Err(StoreError::Decode { source, .. }) => Err(source.to_string()),
+            Err(e) => Err(e.to_string()),
+        });
+        set(&mut self.decoded, name.to_string(), b);
+    }
+
+    /// An assignment, kept by (node, bundle) and by bundle.
+    fn apply_assignment(&mut self, node: &str, bundle: &str, kv: Option<&Kv>) {
+        let v = &mut self.view;
+        let a = kv.and_then(|kv| shared_assignment(kv, &mut self.specs));
+        let on = v.by_bundle.entry(bundle.to_string()).or_default();
+        set(on, node.to_string(), a.clone());
+        if on.is_empty() {
+            v.by_bundle.remove(bundle);
+        }
+        set(
+            &mut v.assignments,
+            (node.to_string(), bundle.to_string()),
+            a,
+        );
+    }
+
+    /// A node attribute (what label-based locations may match beside the node's labels).
+    fn apply_node_attribute(&mut self, owner: &str, name: &str, kv: Option<&Kv>) {
+        let attrs = self.node_attrs.entry(owner.to_string()).or_default();
+        match kv.and_then(|kv| String::from_utf8(kv.value.clone()).ok()) {
+            Some(value) => {
+                attrs.insert(name.to_string(), value);
+            }
+            None => {
+                attrs.remove(name);
+                if attrs.is_empty() {
+                    self.node_attrs.remove(owner);
+                }
+            }
+        }
+    }
+
+    /// A bundle's status as the controller wrote it, and the digest of its bytes.
+    fn apply_bundle_status(&mut self, name: &str, kv: Option<&Kv>) {
+        let v = &mut self.view;
+        match kv {
+            Some(kv) => {
+                v.status_keys.insert(name.to_string());
+                v.status_digests
+                    .insert(name.to_string(), status_digest(&kv.value));
+                let slim = self.slim;
+                let st = serde_json::from_slice::<BundleStatus>(&kv.value).ok();
+                let st = st.map(|st| Arc::new(if slim { slim_status(st) } else { st }));
+                set(&mut v.bundle_statuses, name.to_string(), st);
+            }
+            None => {
+                v.status_keys.remove(name);
+                v.status_digests.remove(name);
+                v.bundle_statuses.remove(name);
             }
         }
     }
@@ -690,6 +699,21 @@ fn share(
 }
 
 impl View {
+    /// A generation of a bundle's spec the history keeps (`kept`), or no longer keeps.
+    fn spec_history(&mut self, bundle: &str, generation: i64, kept: bool) {
+        if kept {
+            self.spec_generations
+                .entry(bundle.to_string())
+                .or_default()
+                .insert(generation);
+        } else if let Some(g) = self.spec_generations.get_mut(bundle) {
+            g.remove(&generation);
+            if g.is_empty() {
+                self.spec_generations.remove(bundle);
+            }
+        }
+    }
+
     /// Reads everything berth keeps under the prefix from a cache (or a one-off list). A
     /// bundle whose value cannot be used, or whose addresses overlap an older bundle's, is
     /// in `invalid`, and in `bundles` as last placed when it has been placed.
