@@ -161,25 +161,7 @@ pub async fn run(
             },
         };
         if let Some(resp) = won {
-            tracing::info!(name = %cfg.name, "leading");
-            let mut c = Controller::new(store.clone(), cfg.clone());
-            c.leader_key = resp
-                .leader()
-                .map(|k| String::from_utf8_lossy(k.key()).into_owned());
-            c.lead(&leading).await;
-            if let Some(key) = resp.leader().cloned() {
-                let _ = store
-                    .members()
-                    .call(|mut c| {
-                        let key = key.clone();
-                        async move {
-                            c.resign(Some(etcd_client::ResignOptions::new().with_leader(key)))
-                                .await
-                        }
-                    })
-                    .await;
-            }
-            tracing::info!(name = %cfg.name, "no longer leading");
+            lead_and_resign(&store, &cfg, resp, &leading).await;
         }
         leading.cancel();
         round.cancel();
@@ -189,6 +171,35 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// Leads while `leading` holds, then resigns (so that a standby takes over at once rather
+/// than when the lease runs out).
+async fn lead_and_resign(
+    store: &Store,
+    cfg: &ControllerConfig,
+    won: etcd_client::CampaignResponse,
+    leading: &CancellationToken,
+) {
+    tracing::info!(name = %cfg.name, "leading");
+    let mut c = Controller::new(store.clone(), cfg.clone());
+    c.leader_key = won
+        .leader()
+        .map(|k| String::from_utf8_lossy(k.key()).into_owned());
+    c.lead(leading).await;
+    if let Some(key) = won.leader().cloned() {
+        let _ = store
+            .members()
+            .call(|mut c| {
+                let key = key.clone();
+                async move {
+                    c.resign(Some(etcd_client::ResignOptions::new().with_leader(key)))
+                        .await
+                }
+            })
+            .await;
+    }
+    tracing::info!(name = %cfg.name, "no longer leading");
 }
 
 /// The leader's state: a cache of everything under the prefix, and what it wrote last.
@@ -246,25 +257,9 @@ impl Controller {
                     wake = pacing::Wake::Timer;
                 }
                 ev = events.next() => {
-                    let events_prefix = self.keys.events();
-                    let mut take = |ev: Option<Result<_, _>>| match ev {
-                        // Events are not the controller's input: they neither fill its
-                        // cache nor wake a pass.
-                        Some(Ok(ev)) => {
-                            let Some(ev) = without_prefix(ev, &events_prefix) else {
-                                return;
-                            };
-                            if matches!(ev, crate::store::watch::WatchEvent::Listed { .. }) {
-                                synced = true;
-                            }
-                            self.cache.apply(&ev);
-                        }
-                        Some(Err(e)) => tracing::warn!("controller watch: {e}"),
-                        None => {}
-                    };
-                    take(ev);
+                    self.take(ev, &mut synced);
                     while let Some(ev) = events.next().now_or_never() {
-                        take(ev);
+                        self.take(ev, &mut synced);
                     }
                 }
                 _ = resync.tick() => {}
@@ -273,70 +268,91 @@ impl Controller {
                 continue;
             }
             if synced && !leading.is_cancelled() {
-                let started = std::time::Instant::now();
-                let cpu = thread_cpu();
-                let view = self.live.update(&self.keys, &mut self.cache);
-                view.deferred = Some(std::mem::take(&mut self.deferred));
-                let read = started.elapsed();
-                let now = unix_now();
-                let outcome = reconcile::reconcile(&self.keys, view, &self.cache.items, now);
-                // The pass's own CPU (its wall time counts the cores it waited for too: with
-                // etcd and agents busy, passes of 0.4 s CPU took 1 s, and waiting as long
-                // again doubled that delay).
-                let cost = match (cpu, thread_cpu()) {
-                    (Some(a), Some(b)) => b.saturating_sub(a),
-                    _ => started.elapsed(),
-                };
-                tracing::debug!(
-                    "reconcile pass: view read in {read:?}, decided in {:?} ({cost:?} CPU)",
-                    started.elapsed() - read
-                );
-                // A ban running out changes placement without an event: come back then.
-                let requeue = outcome.requeue_at.map(|at| {
-                    tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now))
-                });
-                // Statuses held back are written by the next pass, event or not.
-                let again = !outcome.deferred.is_empty();
-                self.deferred = outcome.deferred;
-                let seen = self.cache.revision;
-                let metrics = crate::metrics::get();
-                metrics.reconciles.inc();
-                if !outcome.writes.is_empty() {
-                    tracing::debug!(
-                        revision = seen,
-                        "reconcile: {} writes",
-                        outcome.writes.len()
-                    );
-                }
-                let notes = outcome.events;
-                let writing = std::time::Instant::now();
-                let committed = self.commit(outcome.writes).await;
-                tracing::debug!("reconcile: committed in {:?}", writing.elapsed());
-                if committed.is_ok() {
-                    for (kind, reason, object, message) in notes {
-                        self.events.record(kind, reason, object, message);
-                    }
-                }
-                metrics
-                    .reconcile_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.reconcile_micros.fetch_add(
-                    started.elapsed().as_micros() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                release_freed_memory();
-                let retry = pacing.passed(
-                    seen,
-                    cost,
-                    requeue,
-                    again,
-                    committed.is_ok(),
-                    tokio::time::Instant::now(),
-                );
-                if let (Err(e), Some(wait)) = (committed, retry) {
-                    tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
-                }
+                self.pass(&mut pacing).await;
             }
+        }
+    }
+
+    /// Takes one watch event into the cache. Events are not the controller's input: they
+    /// neither fill its cache nor wake a pass.
+    fn take(
+        &mut self,
+        ev: Option<Result<crate::store::watch::WatchEvent, crate::store::watch::WatchError>>,
+        synced: &mut bool,
+    ) {
+        match ev {
+            Some(Ok(ev)) => {
+                let Some(ev) = without_prefix(ev, &self.keys.events()) else {
+                    return;
+                };
+                if matches!(ev, crate::store::watch::WatchEvent::Listed { .. }) {
+                    *synced = true;
+                }
+                self.cache.apply(&ev);
+            }
+            Some(Err(e)) => tracing::warn!("controller watch: {e}"),
+            None => {}
+        }
+    }
+
+    /// One pass: the view brought up to date, reconciled, its writes committed (guarded by
+    /// the leader key) and its events recorded; `pacing` told how it went.
+    async fn pass(&mut self, pacing: &mut pacing::Pacing) {
+        let started = std::time::Instant::now();
+        let cpu = thread_cpu();
+        let view = self.live.update(&self.keys, &mut self.cache);
+        view.deferred = Some(std::mem::take(&mut self.deferred));
+        let read = started.elapsed();
+        let now = unix_now();
+        let outcome = reconcile::reconcile(&self.keys, view, &self.cache.items, now);
+        // The pass's own CPU (its wall time counts the cores it waited for too: with etcd
+        // and agents busy, passes of 0.4 s CPU took 1 s, and waiting as long again doubled
+        // that delay).
+        let cost = match (cpu, thread_cpu()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => started.elapsed(),
+        };
+        tracing::debug!(
+            "reconcile pass: view read in {read:?}, decided in {:?} ({cost:?} CPU)",
+            started.elapsed() - read
+        );
+        // A ban running out changes placement without an event: come back then.
+        let requeue = outcome
+            .requeue_at
+            .map(|at| tokio::time::Instant::now() + Duration::from_secs(at.saturating_sub(now)));
+        // Statuses held back are written by the next pass, event or not.
+        let again = !outcome.deferred.is_empty();
+        self.deferred = outcome.deferred;
+        let seen = self.cache.revision;
+        let metrics = crate::metrics::get();
+        metrics.reconciles.inc();
+        if !outcome.writes.is_empty() {
+            tracing::debug!(
+                revision = seen,
+                "reconcile: {} writes",
+                outcome.writes.len()
+            );
+        }
+        let writing = std::time::Instant::now();
+        let committed = self.commit(outcome.writes).await;
+        tracing::debug!("reconcile: committed in {:?}", writing.elapsed());
+        if committed.is_ok() {
+            for (kind, reason, object, message) in outcome.events {
+                self.events.record(kind, reason, object, message);
+            }
+        }
+        metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.reconcile_micros.fetch_add(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        release_freed_memory();
+        let now = tokio::time::Instant::now();
+        let retry = pacing.passed(seen, cost, requeue, again, committed.is_ok(), now);
+        if let (Err(e), Some(wait)) = (committed, retry) {
+            tracing::warn!("controller reconcile: {e}; retrying in {wait:?}");
         }
     }
 

@@ -174,82 +174,119 @@ pub fn pick_promoted(max: usize, replicas: &[Candidate]) -> BTreeSet<u32> {
 /// A bundle's status from the placement and the replicas' own reports.
 pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleStatus {
     let generation = b.metadata.generation.unwrap_or(0);
-    let running_wanted = wanted_running(b);
-    let desired = if running_wanted { b.spec.replicas() } else { 0 };
-    let placed = placement.placed.get(b.name());
-    let pending = placement.pending.get(b.name());
-    let mut rows = Vec::new();
-    let mut ready = 0;
-    let (mut failed, mut unplaced) = (0, 0);
-    // (One key, its ordinal set for each replica.)
-    let mut key = ReplicaKey::new(b.name(), 0);
-    for i in 0..b.spec.replicas() {
-        key.index = i;
-        let node = placed.and_then(|p| p.get(&i)).cloned().unwrap_or_default();
-        let st = view
-            .statuses
-            .get(&key)
-            .filter(|s| !node.is_empty() && s.node == node);
-        // Written before its node registered anew: not what runs now.
-        let stale = st.is_some_and(|s| !view.reported_now(s));
-        let st = st.filter(|_| !stale);
-        let (state, reason) = match (running_wanted, st, pending.and_then(|p| p.get(&i))) {
-            (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
-            (_, _, Some(why)) => {
-                unplaced += 1;
-                (ReplicaState::Pending, why.to_string())
-            }
-            (_, None, _) if stale => (
-                ReplicaState::Pending,
-                format!("waiting for node {node} to report since it registered"),
-            ),
-            (_, None, _) => (ReplicaState::Pending, String::new()),
-            (_, Some(s), _) => {
-                // Ready: running at this generation and, with a primitive, the primitive
-                // started by the remote agent.
-                if s.is_started(b.spec.primitive.is_some()) && s.generation == generation {
-                    ready += 1;
-                }
-                if s.state == ReplicaState::Failed {
-                    failed += 1;
-                }
-                let why = s
-                    .last_failure
-                    .as_ref()
-                    .filter(|_| s.state == ReplicaState::Failed);
-                (s.state, why.map(|f| f.reason.clone()).unwrap_or_default())
-            }
-        };
-        let hist = view.history.get(&key);
-        rows.push(ReplicaRow {
-            index: i,
-            name: b.replica_name(i),
-            node,
-            address: b
-                .spec
-                .replica_address(i)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            state,
-            reason,
-            primitive: st
-                .and_then(|s| s.primitive.as_ref())
-                .map(|p| match p.role {
-                    None => p.state.to_string(),
-                    Some(r) => format!("{} ({r})", p.state),
-                })
-                .unwrap_or_default(),
-            fail_counts: hist.map(|h| h.fail_counts.clone()).unwrap_or_default(),
-            last_failure: hist.and_then(|h| h.last_failure),
-        });
+    let desired = if wanted_running(b) {
+        b.spec.replicas()
+    } else {
+        0
+    };
+    let mut counts = Counts::default();
+    let rows = (0..b.spec.replicas())
+        .map(|i| replica_row(b, i, placement, view, &mut counts))
+        .collect();
+    BundleStatus {
+        observed_generation: generation,
+        replicas: desired,
+        ready_replicas: counts.ready,
+        conditions: conditions(&counts, desired, generation),
+        replica_rows: rows,
+        invalid: None,
+        rollout: None,
     }
+}
+
+/// A bundle's replicas counted by what its conditions say.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Running at the bundle's generation (with a primitive: the primitive started).
+    ready: u32,
+    failed: u32,
+    /// Pending: placement found no node.
+    unplaced: u32,
+}
+
+/// Replica `i`'s row: where placement put it and what its node reports, counted.
+fn replica_row(
+    b: &Bundle,
+    i: u32,
+    placement: &Placement,
+    view: &View,
+    counts: &mut Counts,
+) -> ReplicaRow {
+    let generation = b.metadata.generation.unwrap_or(0);
+    let key = ReplicaKey::new(b.name(), i);
+    let placed = placement.placed.get(b.name());
+    let pending = placement.pending.get(b.name()).and_then(|p| p.get(&i));
+    let node = placed.and_then(|p| p.get(&i)).cloned().unwrap_or_default();
+    let st = view
+        .statuses
+        .get(&key)
+        .filter(|s| !node.is_empty() && s.node == node);
+    // Written before its node registered anew: not what runs now.
+    let stale = st.is_some_and(|s| !view.reported_now(s));
+    let st = st.filter(|_| !stale);
+    let (state, reason) = match (wanted_running(b), st, pending) {
+        (false, _, _) => (ReplicaState::Stopped, "target-role is Stopped".to_string()),
+        (_, _, Some(why)) => {
+            counts.unplaced += 1;
+            (ReplicaState::Pending, why.to_string())
+        }
+        (_, None, _) if stale => (
+            ReplicaState::Pending,
+            format!("waiting for node {node} to report since it registered"),
+        ),
+        (_, None, _) => (ReplicaState::Pending, String::new()),
+        (_, Some(s), _) => {
+            if s.is_started(b.spec.primitive.is_some()) && s.generation == generation {
+                counts.ready += 1;
+            }
+            if s.state == ReplicaState::Failed {
+                counts.failed += 1;
+            }
+            let why = s
+                .last_failure
+                .as_ref()
+                .filter(|_| s.state == ReplicaState::Failed);
+            (s.state, why.map(|f| f.reason.clone()).unwrap_or_default())
+        }
+    };
+    let hist = view.history.get(&key);
+    ReplicaRow {
+        index: i,
+        name: b.replica_name(i),
+        node,
+        address: b
+            .spec
+            .replica_address(i)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        state,
+        reason,
+        primitive: st
+            .and_then(|s| s.primitive.as_ref())
+            .map(|p| match p.role {
+                None => p.state.to_string(),
+                Some(r) => format!("{} ({r})", p.state),
+            })
+            .unwrap_or_default(),
+        fail_counts: hist.map(|h| h.fail_counts.clone()).unwrap_or_default(),
+        last_failure: hist.and_then(|h| h.last_failure),
+    }
+}
+
+/// Available, Progressing and Degraded, as a Deployment's conditions read.
+fn conditions(c: &Counts, desired: u32, generation: i64) -> Vec<Condition> {
     let cond = |kind: &str, on: bool, reason: &str, message: String| Condition {
         kind: kind.into(),
         status: on.into(),
         reason: reason.into(),
         message,
     };
-    let conditions = vec![
+    let Counts {
+        ready,
+        failed,
+        unplaced,
+    } = *c;
+    vec![
         cond(
             "Available",
             ready >= desired,
@@ -282,16 +319,7 @@ pub fn bundle_status(b: &Bundle, placement: &Placement, view: &View) -> BundleSt
             },
             format!("{failed} failed, {unplaced} cannot be placed"),
         ),
-    ];
-    BundleStatus {
-        observed_generation: generation,
-        replicas: desired,
-        ready_replicas: ready,
-        conditions,
-        replica_rows: rows,
-        invalid: None,
-        rollout: None,
-    }
+    ]
 }
 
 #[cfg(test)]

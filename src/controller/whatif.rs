@@ -3,6 +3,7 @@
 //! lost, placed by the same [`place`] the controller runs; the differences from where the
 //! replicas run now, as a list of changes.
 
+use super::placement::{Pending, Placement};
 use crate::model::ReplicaKey;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,85 +98,102 @@ pub fn what_if(view: &View, applied: &[Bundle], down: &BTreeSet<String>, now: u6
     let placement = place(&managed_bundles, &nodes, &view.current, &view.history, now);
     let mut out = Vec::new();
     for b in managed_bundles {
-        let name = b.name();
-        let placed = placement.placed.get(name);
-        let pending = placement.pending.get(name);
-        let promoted_after = placed
-            .map(|p| choose_promoted(b, p, view, &BTreeSet::new()))
-            .unwrap_or_default();
-        // Where each replica runs now, and whether it runs promoted.
-        let now_at = |i: u32| view.current.get(&ReplicaKey::new(name, i));
-        let promoted_now = |i: u32, node: &str| {
-            view.assignments
-                .get(&(node.to_string(), name.to_string()))
-                .is_some_and(|a| a.promoted.contains(&i))
-        };
-        let wanted = (0..b.spec.replicas()).collect::<BTreeSet<u32>>();
-        let running: BTreeSet<u32> = view
-            .current
-            .range(ReplicaKey::all_of(name))
-            .map(|(k, _)| k.index)
-            .collect();
-        for i in wanted.union(&running).copied() {
-            let replica = b.replica_name(i);
-            let after = placed.and_then(|p| p.get(&i));
-            match (now_at(i), after) {
-                (None, Some(to)) => out.push(Change::Start {
-                    replica: replica.clone(),
-                    node: to.clone(),
+        changes_of(b, &placement, view, &mut out);
+    }
+    out
+}
+
+/// One bundle's changes: each replica wanted or running, where it runs now against where
+/// placement puts it, and its promotion.
+fn changes_of(b: &Bundle, placement: &Placement, view: &View, out: &mut Vec<Change>) {
+    let name = b.name();
+    let placed = placement.placed.get(name);
+    let pending = placement.pending.get(name);
+    let promoted_after = placed
+        .map(|p| choose_promoted(b, p, view, &BTreeSet::new()))
+        .unwrap_or_default();
+    // Where each replica runs now, and whether it runs promoted.
+    let now_at = |i: u32| view.current.get(&ReplicaKey::new(name, i));
+    let promoted_now = |i: u32, node: &str| {
+        view.assignments
+            .get(&(node.to_string(), name.to_string()))
+            .is_some_and(|a| a.promoted.contains(&i))
+    };
+    let wanted = (0..b.spec.replicas()).collect::<BTreeSet<u32>>();
+    let running: BTreeSet<u32> = view
+        .current
+        .range(ReplicaKey::all_of(name))
+        .map(|(k, _)| k.index)
+        .collect();
+    for i in wanted.union(&running).copied() {
+        let replica = b.replica_name(i);
+        let after = placed.and_then(|p| p.get(&i));
+        let why = pending.and_then(|p| p.get(&i));
+        out.extend(placement_change(b, i, now_at(i), after, why, view));
+        if b.spec.promoted_max() > 0 {
+            let was = now_at(i).is_some_and(|n| promoted_now(i, n));
+            let will = promoted_after.contains(&i);
+            match (was, will, after) {
+                (false, true, Some(node)) => out.push(Change::Promote {
+                    replica,
+                    node: node.clone(),
                 }),
-                (Some(from), Some(to)) if from != to => out.push(Change::Move {
-                    replica: replica.clone(),
-                    from: from.clone(),
-                    to: to.clone(),
+                (true, false, _) => out.push(Change::Demote {
+                    replica,
+                    node: now_at(i).cloned().unwrap_or_default(),
                 }),
-                (Some(from), Some(_)) => {
-                    let runs = view
-                        .assignments
-                        .get(&(from.clone(), name.to_string()))
-                        .map(|a| a.spec_of(i));
-                    if runs.is_some_and(|r| !same_container(r, b, i)) {
-                        out.push(Change::Replace {
-                            replica: replica.clone(),
-                            node: from.clone(),
-                        });
-                    }
-                }
-                (Some(from), None) => out.push(Change::Stop {
-                    replica: replica.clone(),
-                    node: from.clone(),
-                    why: pending
-                        .and_then(|p| p.get(&i))
-                        .map(|w| format!("(cannot stay: {w})"))
-                        .unwrap_or_default(),
-                }),
-                (None, None) => {
-                    if let Some(why) = pending.and_then(|p| p.get(&i)) {
-                        out.push(Change::Pending {
-                            replica: replica.clone(),
-                            why: why.to_string(),
-                        });
-                    }
-                }
-            }
-            if b.spec.promoted_max() > 0 {
-                let was = now_at(i).is_some_and(|n| promoted_now(i, n));
-                let will = promoted_after.contains(&i);
-                match (was, will, after) {
-                    (false, true, Some(node)) => out.push(Change::Promote {
-                        replica: replica.clone(),
-                        node: node.clone(),
-                    }),
-                    (true, false, _) => out.push(Change::Demote {
-                        replica,
-                        node: now_at(i).cloned().unwrap_or_default(),
-                    }),
-                    _ => {}
-                }
+                _ => {}
             }
         }
     }
-    out
+}
+
+/// Replica `i`'s change: it starts, moves, is replaced where it runs, stops, or stays
+/// pending (`why`); None when it stays as it is.
+fn placement_change(
+    b: &Bundle,
+    i: u32,
+    now_at: Option<&String>,
+    after: Option<&String>,
+    why: Option<&Pending>,
+    view: &View,
+) -> Option<Change> {
+    let replica = b.replica_name(i);
+    Some(match (now_at, after) {
+        (None, Some(to)) => Change::Start {
+            replica,
+            node: to.clone(),
+        },
+        (Some(from), Some(to)) if from != to => Change::Move {
+            replica,
+            from: from.clone(),
+            to: to.clone(),
+        },
+        (Some(from), Some(_)) => {
+            let runs = view
+                .assignments
+                .get(&(from.clone(), b.name().to_string()))
+                .map(|a| a.spec_of(i));
+            if !runs.is_some_and(|r| !same_container(r, b, i)) {
+                return None;
+            }
+            Change::Replace {
+                replica,
+                node: from.clone(),
+            }
+        }
+        (Some(from), None) => Change::Stop {
+            replica,
+            node: from.clone(),
+            why: why
+                .map(|w| format!("(cannot stay: {w})"))
+                .unwrap_or_default(),
+        },
+        (None, None) => Change::Pending {
+            replica,
+            why: why?.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
