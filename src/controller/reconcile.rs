@@ -443,71 +443,15 @@ fn hold_ordered(placement: &mut super::placement::Placement, bundles: &[&Bundle]
 fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle], view: &View) {
     let mut holds: Vec<(String, u32, Pending)> = Vec::new();
     for b in bundles {
-        if b.spec.orders.is_empty() {
-            continue;
-        }
         let Some(placed) = placement.placed.get(b.name()) else {
             continue;
         };
-        let interleave = b.resolved().meta.interleave;
         for o in &b.spec.orders {
-            let first: Vec<(u32, &String)> = placement
-                .placed
-                .get(&o.first)
-                .map(|p| p.iter().map(|(i, n)| (*i, n)).collect())
-                .unwrap_or_default();
-            let first_bundle = view.bundles.get(&o.first).map(|b| &**b);
-            // Whether `first`'s replica i, placed on node, has done what this waits for.
-            let done = |i: u32, node: &str| {
-                view.status_on(&o.first, i, node).is_some_and(|s| {
-                    if o.after_promote() {
-                        s.is_promoted()
-                    } else {
-                        started(first_bundle, s)
-                    }
-                })
-            };
-            let why = Pending::Order {
-                first: o.first.clone(),
-                promote: o.after_promote(),
-                id: o.id.clone(),
-            };
-            if first.is_empty() {
-                if o.mandatory() {
-                    holds.extend(
-                        placed
-                            .keys()
-                            .map(|i| (b.name().to_string(), *i, why.clone())),
-                    );
-                }
-                continue;
-            }
-            // Waiting for a promote: one promoted replica will do; for a start, all.
-            let ready = |scope: &[&(u32, &String)]| {
-                if o.after_promote() {
-                    scope.iter().any(|(i, n)| done(*i, n))
-                } else {
-                    scope.iter().all(|(i, n)| done(*i, n))
-                }
-            };
-            let everywhere: Vec<&(u32, &String)> = first.iter().collect();
-            let all_ready = ready(&everywhere);
-            for (i, node) in placed {
-                let assigned = view.current.get(&ReplicaKey::new(b.name(), *i)) == Some(node);
-                if assigned {
-                    continue;
-                }
-                let local: Vec<&(u32, &String)> =
-                    first.iter().filter(|(_, n)| *n == node).collect();
-                let ok = if interleave && !local.is_empty() {
-                    ready(&local)
-                } else {
-                    all_ready
-                };
-                if !ok {
-                    holds.push((b.name().to_string(), *i, why.clone()));
-                }
-            }
+            let held = order_holds(b, o, placed, placement, view);
+            holds.extend(
+                held.into_iter()
+                    .map(|(i, why)| (b.name().to_string(), i, why)),
+            );
         }
     }
     for (bundle, i, why) in holds {
@@ -525,6 +469,72 @@ fn hold_orders(placement: &mut super::placement::Placement, bundles: &[&Bundle],
             placement.placed.remove(&bundle);
         }
     }
+}
+
+/// The replicas of `b` (placed as `placed`) that order `o` holds back, and why.
+fn order_holds(
+    b: &Bundle,
+    o: &crate::model::Order,
+    placed: &BTreeMap<u32, String>,
+    placement: &super::placement::Placement,
+    view: &View,
+) -> Vec<(u32, Pending)> {
+    let first: Vec<(u32, &String)> = placement
+        .placed
+        .get(&o.first)
+        .map(|p| p.iter().map(|(i, n)| (*i, n)).collect())
+        .unwrap_or_default();
+    let why = Pending::Order {
+        first: o.first.clone(),
+        promote: o.after_promote(),
+        id: o.id.clone(),
+    };
+    if first.is_empty() {
+        return if o.mandatory() {
+            placed.keys().map(|i| (*i, why.clone())).collect()
+        } else {
+            Vec::new()
+        };
+    }
+    let first_bundle = view.bundles.get(&o.first).map(|b| &**b);
+    // Whether `first`'s replica i, placed on node, has done what this waits for.
+    let done = |i: u32, node: &str| {
+        view.status_on(&o.first, i, node).is_some_and(|s| {
+            if o.after_promote() {
+                s.is_promoted()
+            } else {
+                started(first_bundle, s)
+            }
+        })
+    };
+    // Waiting for a promote: one promoted replica will do; for a start, all.
+    let ready = |scope: &[&(u32, &String)]| {
+        if o.after_promote() {
+            scope.iter().any(|(i, n)| done(*i, n))
+        } else {
+            scope.iter().all(|(i, n)| done(*i, n))
+        }
+    };
+    let everywhere: Vec<&(u32, &String)> = first.iter().collect();
+    let all_ready = ready(&everywhere);
+    let interleave = b.resolved().meta.interleave;
+    let mut out = Vec::new();
+    for (i, node) in placed {
+        let assigned = view.current.get(&ReplicaKey::new(b.name(), *i)) == Some(node);
+        if assigned {
+            continue;
+        }
+        let local: Vec<&(u32, &String)> = first.iter().filter(|(_, n)| *n == node).collect();
+        let ok = if interleave && !local.is_empty() {
+            ready(&local)
+        } else {
+            all_ready
+        };
+        if !ok {
+            out.push((*i, why.clone()));
+        }
+    }
+    out
 }
 
 /// Is this replica started: running, and its primitive started (when the bundle has one)?

@@ -174,7 +174,7 @@ fn placement_change(
                 .assignments
                 .get(&(from.clone(), b.name().to_string()))
                 .map(|a| a.spec_of(i));
-            if !runs.is_some_and(|r| !same_container(r, b, i)) {
+            if runs.is_none_or(|r| same_container(r, b, i)) {
                 return None;
             }
             Change::Replace {
