@@ -171,7 +171,6 @@ pub async fn run(
     state: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> i32 {
-    let p = &cfg.primitive;
     let resource = match Resource::new(cfg, agent_env(cfg)) {
         Ok(r) => r,
         Err(e) => {
@@ -195,10 +194,9 @@ pub async fn run(
             .clone()
             .map(|f| (f, cfg.instance.clone())),
     };
-    let ops = Ops::of(p);
-    let (start, stop) = (&ops.start, &ops.stop);
+    let ops = Ops::of(&cfg.primitive);
     s.set(Phase::Starting);
-    if s.call(Action::Start, start).await != Rc::Success {
+    if s.call(Action::Start, &ops.start).await != Rc::Success {
         s.set(Phase::Failed);
         return exit::START_FAILED;
     }
@@ -213,108 +211,27 @@ pub async fn run(
     if !ops.has_monitor {
         mons.push(default_monitor(&s.resource, reaper).await);
     }
-    let mut next: Vec<tokio::time::Instant> = mons
-        .iter()
-        .map(|m| tokio::time::Instant::now() + m.interval)
-        .collect();
-    let mut monitoring = !mons.is_empty();
-    loop {
-        let due = next
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, t)| **t)
-            .map(|(i, t)| (i, *t));
-        // A failed operation and its on-fail.
-        let (action, rc, on_fail) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = s.state.role_asked() => {
-                let Some(want) = s.state.wanted_role() else { continue };
-                if s.state.role() == Some(want) {
-                    continue;
-                }
-                let (action, o) = if want == Role::Promoted {
-                    (Action::Promote, &ops.promote)
-                } else {
-                    (Action::Demote, &ops.demote)
-                };
-                let rc = s.call(action, o).await;
-                if rc == Rc::Success {
-                    s.state.update(|st| st.role = Some(want));
-                    continue;
-                }
-                (action, rc, o.on_fail)
-            }
-            _ = s.state.notify_asked() => {
-                if let Some(n) = s.state.take_notify() {
-                    s.notify(&n, &ops.notify).await;
-                }
-                continue;
-            }
-            _ = crate::sleep_until(due.map(|d| d.1)), if monitoring => {
-                let Some((i, _)) = due else { continue };
-                let m = &mons[i];
-                next[i] = tokio::time::Instant::now() + m.interval;
-                let rc = s.call(Action::Monitor, m).await;
-                if monitor_ok(rc, s.state.role() == Some(Role::Promoted)) {
-                    continue;
-                }
-                (Action::Monitor, rc, m.on_fail)
-            }
-        };
-        let decision = decide(action, on_fail, s.state.role() == Some(Role::Promoted));
-        let op_name = action.as_str();
-        tracing::warn!(rc = %rc.name(), ?decision, "{op_name} failed");
-        match decision {
-            Decision::Ignore => {}
-            Decision::Block => {
-                monitoring = false;
-                s.set(Phase::Blocked);
-            }
-            Decision::Restart => {
-                s.set(Phase::Failed);
-                s.call(Action::Stop, stop).await;
-                if s.call(Action::Start, start).await != Rc::Success {
-                    s.set(Phase::Failed);
-                    return exit::START_FAILED;
-                }
-                // A restarted instance starts unpromoted, and no request for a role
-                // stands: the node agent asks again.
-                s.state.update(|st| {
-                    st.restarts += 1;
-                    if st.role.is_some() {
-                        st.role = Some(Role::Unpromoted);
-                        st.wanted_role = None;
-                    }
-                });
-                s.set(Phase::Started);
-            }
-            Decision::Stop => {
-                s.call(Action::Stop, stop).await;
-                monitoring = false;
-                s.set(Phase::Stopped);
-            }
-            Decision::Demote => {
-                if s.call(Action::Demote, &ops.demote).await == Rc::Success {
-                    s.state.update(|st| {
-                        st.role = Some(Role::Unpromoted);
-                        st.wanted_role = None;
-                    });
-                }
-            }
-            Decision::RestartContainer => {
-                s.call(Action::Stop, stop).await;
-                return exit::RESTART_CONTAINER;
-            }
-        }
+    if let Some(code) = s.supervise(&ops, &mons, &shutdown).await {
+        return code;
     }
     s.set(Phase::Stopping);
-    let rc = s.call(Action::Stop, stop).await;
+    let rc = s.call(Action::Stop, &ops.stop).await;
     s.set(Phase::Stopped);
     if rc == Rc::Success {
         exit::STOPPED
     } else {
         exit::STOP_FAILED
     }
+}
+
+/// What supervision does after a failure's on-fail.
+enum After {
+    /// Goes on as before.
+    Go,
+    /// Goes on without monitoring (blocked, or stopped).
+    Unmonitored,
+    /// Ends the remote agent with this exit code.
+    Exit(i32),
 }
 
 struct Supervisor<'a> {
@@ -326,6 +243,123 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
+    /// Runs the monitors, role changes and notifications asked for, and each failure's
+    /// on-fail, until `shutdown` (None: stop the primitive) or an exit code.
+    async fn supervise(&self, ops: &Ops, mons: &[Op], shutdown: &CancellationToken) -> Option<i32> {
+        let mut next: Vec<tokio::time::Instant> = mons
+            .iter()
+            .map(|m| tokio::time::Instant::now() + m.interval)
+            .collect();
+        let mut monitoring = !mons.is_empty();
+        loop {
+            let due = next
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, t)| **t)
+                .map(|(i, t)| (i, *t));
+            // A failed operation and its on-fail.
+            let (action, rc, on_fail) = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = self.state.role_asked() => match self.change_role(ops).await {
+                    Some(failed) => failed,
+                    None => continue,
+                },
+                _ = self.state.notify_asked() => {
+                    if let Some(n) = self.state.take_notify() {
+                        self.notify(&n, &ops.notify).await;
+                    }
+                    continue;
+                }
+                _ = crate::sleep_until(due.map(|d| d.1)), if monitoring => {
+                    let Some((i, _)) = due else { continue };
+                    let m = &mons[i];
+                    next[i] = tokio::time::Instant::now() + m.interval;
+                    let rc = self.call(Action::Monitor, m).await;
+                    if monitor_ok(rc, self.state.role() == Some(Role::Promoted)) {
+                        continue;
+                    }
+                    (Action::Monitor, rc, m.on_fail)
+                }
+            };
+            let decision = decide(action, on_fail, self.state.role() == Some(Role::Promoted));
+            tracing::warn!(rc = %rc.name(), ?decision, "{} failed", action.as_str());
+            match self.recover(decision, ops).await {
+                After::Go => {}
+                After::Unmonitored => monitoring = false,
+                After::Exit(code) => return Some(code),
+            }
+        }
+    }
+
+    /// Promotes or demotes as the node agent asked; the failed action, its code and
+    /// on-fail, or None.
+    async fn change_role(&self, ops: &Ops) -> Option<(Action, Rc, Option<OnFail>)> {
+        let want = self.state.wanted_role()?;
+        if self.state.role() == Some(want) {
+            return None;
+        }
+        let (action, o) = if want == Role::Promoted {
+            (Action::Promote, &ops.promote)
+        } else {
+            (Action::Demote, &ops.demote)
+        };
+        let rc = self.call(action, o).await;
+        if rc == Rc::Success {
+            self.state.update(|st| st.role = Some(want));
+            return None;
+        }
+        Some((action, rc, o.on_fail))
+    }
+
+    /// Carries out a failure's on-fail.
+    async fn recover(&self, decision: Decision, ops: &Ops) -> After {
+        let (start, stop) = (&ops.start, &ops.stop);
+        match decision {
+            Decision::Ignore => After::Go,
+            Decision::Block => {
+                self.set(Phase::Blocked);
+                After::Unmonitored
+            }
+            Decision::Restart => {
+                self.set(Phase::Failed);
+                self.call(Action::Stop, stop).await;
+                if self.call(Action::Start, start).await != Rc::Success {
+                    self.set(Phase::Failed);
+                    return After::Exit(exit::START_FAILED);
+                }
+                // A restarted instance starts unpromoted, and no request for a role
+                // stands: the node agent asks again.
+                self.state.update(|st| {
+                    st.restarts += 1;
+                    if st.role.is_some() {
+                        st.role = Some(Role::Unpromoted);
+                        st.wanted_role = None;
+                    }
+                });
+                self.set(Phase::Started);
+                After::Go
+            }
+            Decision::Stop => {
+                self.call(Action::Stop, stop).await;
+                self.set(Phase::Stopped);
+                After::Unmonitored
+            }
+            Decision::Demote => {
+                if self.call(Action::Demote, &ops.demote).await == Rc::Success {
+                    self.state.update(|st| {
+                        st.role = Some(Role::Unpromoted);
+                        st.wanted_role = None;
+                    });
+                }
+                After::Go
+            }
+            Decision::RestartContainer => {
+                self.call(Action::Stop, stop).await;
+                After::Exit(exit::RESTART_CONTAINER)
+            }
+        }
+    }
+
     fn set(&self, phase: Phase) {
         self.state.update(|st| st.state = phase);
     }
