@@ -129,116 +129,135 @@ impl Machine {
             if let Some(b) = self.backoff() {
                 tokio::time::sleep(b).await;
             }
-            match &mut self.state {
-                State::List => {
-                    let resp = super::list_paged(&self.members, &self.prefix, None).await;
-                    let resp = match resp {
-                        Ok(r) => r,
-                        Err(source) => {
-                            self.failed();
-                            return Err(WatchError::List {
-                                prefix: self.prefix.clone(),
-                                source,
-                            });
-                        }
-                    };
-                    self.failures = 0;
-                    let (revision, items) = resp;
-                    self.state = State::Watch {
-                        rev: revision,
-                        stream: None,
-                        member: 0,
-                    };
-                    return Ok(WatchEvent::Listed { revision, items });
-                }
+            match &self.state {
+                State::List => return self.list().await,
                 State::Watch {
                     rev, stream: None, ..
                 } => {
                     let from = *rev + 1;
-                    // Fragmented: a revision with more events than one message holds
-                    // arrives in pieces instead of failing the stream.
-                    let opts = WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(from)
-                        .with_fragment();
-                    let (member, client) = self.members.current().await;
-                    let opened = match client {
-                        Ok(c) => {
-                            super::watcher(&c)
-                                .watch(self.prefix.clone(), Some(opts))
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match opened {
-                        Ok(s) => {
-                            self.state = State::Watch {
-                                rev: from - 1,
-                                stream: Some(Box::new(s)),
-                                member,
-                            }
-                        }
-                        Err(source) => {
-                            if super::members::unreachable(&source) {
-                                self.members.failed(member);
-                            }
-                            self.failed();
-                            return Err(WatchError::Watch {
-                                prefix: self.prefix.clone(),
-                                from,
-                                source,
-                            });
-                        }
-                    }
+                    self.open(from).await?;
                 }
                 State::Watch {
-                    rev,
-                    stream: Some(s),
+                    stream: Some(_), ..
+                } => self.read().await?,
+            }
+        }
+    }
+
+    /// Lists the prefix whole; the watch then starts after the list's revision.
+    async fn list(&mut self) -> Result<WatchEvent, WatchError> {
+        let (revision, items) = super::list_paged(&self.members, &self.prefix, None)
+            .await
+            .map_err(|source| {
+                self.failed();
+                WatchError::List {
+                    prefix: self.prefix.clone(),
+                    source,
+                }
+            })?;
+        self.failures = 0;
+        self.state = State::Watch {
+            rev: revision,
+            stream: None,
+            member: 0,
+        };
+        Ok(WatchEvent::Listed { revision, items })
+    }
+
+    /// Opens a watch from revision `from` on the current member.
+    async fn open(&mut self, from: i64) -> Result<(), WatchError> {
+        // Fragmented: a revision with more events than one message holds arrives in
+        // pieces instead of failing the stream.
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_fragment();
+        let (member, client) = self.members.current().await;
+        let opened = match client {
+            Ok(c) => {
+                super::watcher(&c)
+                    .watch(self.prefix.clone(), Some(opts))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => {
+                self.state = State::Watch {
+                    rev: from - 1,
+                    stream: Some(Box::new(s)),
                     member,
-                } => match s.message().await {
-                    Ok(Some(resp)) => {
-                        self.failures = 0;
-                        if resp.compact_revision() > 0 || resp.canceled() {
-                            // The revisions we need are gone (or etcd dropped the watch):
-                            // only a fresh list can tell what changed.
-                            tracing::info!(
-                                prefix = %self.prefix,
-                                compacted = resp.compact_revision(),
-                                reason = resp.cancel_reason(),
-                                "watch cancelled, listing again"
-                            );
-                            self.state = State::List;
-                            continue;
-                        }
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            let kv = Kv::from(kv);
-                            *rev = (*rev).max(kv.mod_revision);
-                            self.pending.push_back(match ev.event_type() {
-                                EventType::Put => WatchEvent::Put(kv),
-                                EventType::Delete => WatchEvent::Deleted {
-                                    key: kv.key,
-                                    revision: kv.mod_revision,
-                                },
-                            });
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        let at = *rev;
-                        self.members.failed(*member);
-                        self.state = State::Watch {
-                            rev: at,
-                            stream: None,
-                            member: *member,
-                        };
-                        self.failed();
-                        crate::metrics::get().watch_restarts.inc();
-                        return Err(WatchError::Dropped {
-                            prefix: self.prefix.clone(),
-                            at,
-                        });
-                    }
-                },
+                };
+                Ok(())
+            }
+            Err(source) => {
+                if super::members::unreachable(&source) {
+                    self.members.failed(member);
+                }
+                self.failed();
+                Err(WatchError::Watch {
+                    prefix: self.prefix.clone(),
+                    from,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Reads one message of the open watch into `pending`. A compacted or cancelled
+    /// watch lists again; a dropped one is opened again from where it was.
+    async fn read(&mut self) -> Result<(), WatchError> {
+        let State::Watch {
+            rev,
+            stream: Some(s),
+            member,
+        } = &mut self.state
+        else {
+            return Ok(());
+        };
+        match s.message().await {
+            Ok(Some(resp)) => {
+                self.failures = 0;
+                if resp.compact_revision() > 0 || resp.canceled() {
+                    // The revisions we need are gone (or etcd dropped the watch): only a
+                    // fresh list can tell what changed.
+                    tracing::info!(
+                        prefix = %self.prefix,
+                        compacted = resp.compact_revision(),
+                        reason = resp.cancel_reason(),
+                        "watch cancelled, listing again"
+                    );
+                    self.state = State::List;
+                    return Ok(());
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let kv = Kv::from(kv);
+                    *rev = (*rev).max(kv.mod_revision);
+                    self.pending.push_back(match ev.event_type() {
+                        EventType::Put => WatchEvent::Put(kv),
+                        EventType::Delete => WatchEvent::Deleted {
+                            key: kv.key,
+                            revision: kv.mod_revision,
+                        },
+                    });
+                }
+                Ok(())
+            }
+            Ok(None) | Err(_) => {
+                let (at, member) = (*rev, *member);
+                self.members.failed(member);
+                self.state = State::Watch {
+                    rev: at,
+                    stream: None,
+                    member,
+                };
+                self.failed();
+                crate::metrics::get().watch_restarts.inc();
+                Err(WatchError::Dropped {
+                    prefix: self.prefix.clone(),
+                    at,
+                })
             }
         }
     }
