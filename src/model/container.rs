@@ -356,19 +356,7 @@ impl Remote {
             .collect();
         let run = |f: &str| PathBuf::from(REMOTE_DIR).join(f);
         let conf = |f: &str| PathBuf::from(REMOTE_CONFIG_DIR).join(f);
-        // container-attribute-target set on the bundle reaches the agent as on the
-        // primitive, as Pacemaker passes a bundle's meta attributes to its resource.
-        let mut prim = prim.clone();
-        if prim.meta(ATTRIBUTE_TARGET).is_none()
-            && let Some(v) = spec.meta(ATTRIBUTE_TARGET)
-        {
-            prim.meta_attributes.push(crate::model::NvPair {
-                id: None,
-                name: ATTRIBUTE_TARGET.into(),
-                value: Some(v.into()),
-            });
-        }
-        let host_target = prim.meta(ATTRIBUTE_TARGET) == Some("host");
+        let prim = with_attribute_target(spec, prim);
         let cfg = crate::model::remote::RemoteConfig {
             control_socket: control_port.is_none().then(|| run(CONTROL_SOCKET)),
             control_port,
@@ -381,19 +369,7 @@ impl Remote {
             tools_dir: Some(PathBuf::from(REMOTE_BIN_DIR)),
             ..crate::model::remote::RemoteConfig::new(prim.clone())
         };
-        let scope = crate::model::attributes::Scope {
-            bundle: bundle.name().to_string(),
-            engine: spec.container().0.as_str().to_string(),
-            image: spec.container().1.image.clone(),
-            me: bundle.replica_name(i),
-            peers: (0..spec.replicas())
-                .map(|j| bundle.replica_name(j))
-                .collect(),
-            primitive: prim.id.clone(),
-            agent: prim.agent(),
-            promotable: spec.promoted_max() > 0,
-            host_target,
-        };
+        let scope = attribute_scope(bundle, &prim, i);
         Remote {
             port,
             control_tcp,
@@ -408,6 +384,49 @@ impl Remote {
                 conf(REMOTE_JSON).display().to_string(),
             ],
         }
+    }
+}
+
+/// The primitive as its remote agent runs it: container-attribute-target set on the bundle
+/// reaches the agent as on the primitive, as Pacemaker passes a bundle's meta attributes to
+/// its resource.
+fn with_attribute_target(
+    spec: &crate::model::BundleSpec,
+    prim: &crate::model::Primitive,
+) -> crate::model::Primitive {
+    let mut prim = prim.clone();
+    if prim.meta(ATTRIBUTE_TARGET).is_none()
+        && let Some(v) = spec.meta(ATTRIBUTE_TARGET)
+    {
+        prim.meta_attributes.push(crate::model::NvPair {
+            id: None,
+            name: ATTRIBUTE_TARGET.into(),
+            value: Some(v.into()),
+        });
+    }
+    prim
+}
+
+/// Where replica `i`'s attribute tools (attrd_updater, crm_attribute) work: its bundle's
+/// replicas, its primitive, and whether attributes are kept on the host.
+fn attribute_scope(
+    bundle: &Bundle,
+    prim: &crate::model::Primitive,
+    i: u32,
+) -> crate::model::attributes::Scope {
+    let spec = &bundle.spec;
+    crate::model::attributes::Scope {
+        bundle: bundle.name().to_string(),
+        engine: spec.container().0.as_str().to_string(),
+        image: spec.container().1.image.clone(),
+        me: bundle.replica_name(i),
+        peers: (0..spec.replicas())
+            .map(|j| bundle.replica_name(j))
+            .collect(),
+        primitive: prim.id.clone(),
+        agent: prim.agent(),
+        promotable: spec.promoted_max() > 0,
+        host_target: prim.meta(ATTRIBUTE_TARGET) == Some("host"),
     }
 }
 
