@@ -587,6 +587,32 @@ fn run(
         return Ok(0);
     }
     let section = section(&r).map_err(|e| usage(e.to_string()))?;
+    let name = attribute_name(&r, instance)?;
+    let backend = backend.ok_or_else(|| {
+        usage(format!(
+            "{ENV_FILE} is not set: not running under berth remote"
+        ))
+    })?;
+    match backend {
+        Backend::File(file) => in_file(&file, &r, section, name, &me, out),
+        Backend::Daemon(socket) => {
+            let key = AttrKey {
+                section,
+                owner: match section {
+                    Section::CrmConfig => r.set.clone().unwrap_or_else(|| DEFAULT_SET.into()),
+                    _ => r.node.clone().unwrap_or_else(|| me.clone()),
+                },
+                name,
+            };
+            through_daemon(&socket, &r, key, out)
+        }
+    }
+}
+
+/// The attribute a request names: `--name`, or a promotion score's (`master-<resource>`,
+/// the resource given or this one); a promotion score's value must be a score.
+fn attribute_name(r: &Request, instance: Option<String>) -> Result<String, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
     let name =
         match (&r.promotion, &r.name) {
             (Some(Some(rsc)), _) => promotion_name(rsc),
@@ -604,25 +630,20 @@ fn run(
             "--update {v}: a promotion score is an integer, INFINITY or -INFINITY"
         )));
     }
-    let backend = backend.ok_or_else(|| {
-        usage(format!(
-            "{ENV_FILE} is not set: not running under berth remote"
-        ))
-    })?;
-    let file = match backend {
-        Backend::File(f) => f,
-        Backend::Daemon(socket) => {
-            let key = AttrKey {
-                section,
-                owner: match section {
-                    Section::CrmConfig => r.set.clone().unwrap_or_else(|| DEFAULT_SET.into()),
-                    _ => r.node.clone().unwrap_or_else(|| me.clone()),
-                },
-                name,
-            };
-            return through_daemon(&socket, &r, key, out);
-        }
-    };
+    Ok(name)
+}
+
+/// Updates, deletes or queries this replica's own attribute `name` in its file (no
+/// attribute daemon: nothing else exists here).
+fn in_file(
+    file: &std::path::Path,
+    r: &Request,
+    section: Section,
+    name: String,
+    me: &str,
+    out: &mut impl Write,
+) -> Result<i32, (i32, String)> {
+    let usage = |m: String| (EX_USAGE, m);
     if section == Section::CrmConfig {
         return Err(usage(
             "--type crm_config: only this replica's own attributes exist here (no attribute daemon)".into(),
@@ -637,30 +658,31 @@ fn run(
     }
     let io = |e: std::io::Error| (EX_CANTCREAT, format!("{}: {e}", file.display()));
     if let Some(v) = &r.value {
-        let mut attrs = read(&file);
+        let mut attrs = read(file);
+        let lifetime = if section == Section::Status {
+            "reboot"
+        } else {
+            "forever"
+        };
         attrs.insert(
             name,
             Attr {
                 value: v.clone(),
-                lifetime: if section == Section::Status {
-                    "reboot".into()
-                } else {
-                    "forever".into()
-                },
+                lifetime: lifetime.into(),
             },
         );
-        write(&file, &attrs).map_err(io)?;
+        write(file, &attrs).map_err(io)?;
         return Ok(0);
     }
     if r.delete {
-        let mut attrs = read(&file);
+        let mut attrs = read(file);
         if attrs.remove(&name).is_some() {
-            write(&file, &attrs).map_err(io)?;
+            write(file, &attrs).map_err(io)?;
         }
         return Ok(0);
     }
     // A query (the default).
-    let value = read(&file)
+    let value = read(file)
         .get(&name)
         .map(|a| a.value.clone())
         .or(r.default.clone());
