@@ -297,6 +297,7 @@ impl Controller {
 
     /// One pass: the view brought up to date, reconciled, its writes committed (guarded by
     /// the leader key) and its events recorded; `pacing` told how it went.
+    #[tracing::instrument(name = "pass", skip_all, fields(leader = %self.cfg.name, revision = self.cache.revision))]
     async fn pass(&mut self, pacing: &mut pacing::Pacing) {
         let started = std::time::Instant::now();
         let cpu = thread_cpu();

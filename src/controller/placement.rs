@@ -276,6 +276,7 @@ pub fn managed(b: &Bundle) -> bool {
 /// counts toward its node's load, so that new replicas of any bundle see the real load),
 /// then each bundle's other replicas go to the best node that passes every check, or are
 /// pending with each node's refusal tallied.
+#[tracing::instrument(level = "debug", skip_all, fields(bundles = bundles.len(), nodes = nodes.len()))]
 pub fn place<B: std::borrow::Borrow<Bundle>>(
     bundles: &[B],
     nodes: &[NodeView],

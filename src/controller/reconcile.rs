@@ -45,6 +45,7 @@ pub type Note = (crate::events::EventType, &'static str, String, String);
 /// the view decoded them, differ) and which keys of deleted bundles to delete. In named
 /// passes: placement, [`desire`] (the assignments wanted), [`diff`] (the assignment writes),
 /// [`statuses`], [`garbage`] (what deleted bundles leave) and [`spec_history`].
+#[tracing::instrument(level = "debug", skip_all, fields(bundles = view.bundles.len()))]
 pub fn reconcile(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, now: u64) -> Outcome {
     let managed_bundles: Vec<&Bundle> = view
         .bundles
@@ -103,6 +104,7 @@ struct Desire<'v> {
 /// The assignments wanted: placed replicas grouped per (node, bundle), each running the spec
 /// its bundle's rollout says, with the promotions chosen; unmanaged bundles keep theirs,
 /// marked unmanaged; then the stop orders and notification rounds hold some back.
+#[tracing::instrument(level = "debug", skip_all)]
 fn desire<'v>(
     keys: &Keys,
     view: &'v View,
@@ -195,6 +197,7 @@ fn shared_target(view: &View, bundle: &str, b: &std::sync::Arc<Bundle>) -> std::
 /// node no longer registered, with nothing left to run, loses its assignments in one prefix
 /// delete (100 nodes lost at 30,000 replicas: 100 operations, not 3,000). Returns the
 /// bundles whose assignments change.
+#[tracing::instrument(level = "debug", skip_all)]
 fn diff<'a>(
     keys: &Keys,
     view: &'a View,
@@ -249,6 +252,7 @@ fn diff<'a>(
 /// its last good value when it has one), written when its bytes changed, and the events of
 /// what changed; a bundle whose assignments this pass writes may have its status held back
 /// one pass ([`Outcome::deferred`]). Returns the events and the bundles held back.
+#[tracing::instrument(level = "debug", skip_all)]
 fn statuses(
     keys: &Keys,
     view: &View,
@@ -340,6 +344,7 @@ fn status_of(
 /// What deleted bundles leave: their assignments are gone ([`diff`]); replica keys of nodes
 /// that are offline have no agent left to drop them, and once no replica key remains, the
 /// status goes too; their cleanup time and bans go with them.
+#[tracing::instrument(level = "debug", skip_all)]
 fn garbage(keys: &Keys, view: &View, writes: &mut Vec<Write>) {
     let online: BTreeSet<&str> = view.online();
     let exists = |b: &str| view.bundles.contains_key(b) || view.invalid.contains_key(b);
@@ -829,6 +834,7 @@ fn status_events(
 /// rolled out), that spec is written, at most [`HISTORY`] kept (the oldest deleted). A
 /// bundle never changed has none (its spec is its key). A deleted bundle's history goes
 /// with it, and so does its rollout pause.
+#[tracing::instrument(level = "debug", skip_all)]
 fn spec_history(keys: &Keys, view: &View, stored: &BTreeMap<String, Kv>, writes: &mut Vec<Write>) {
     let delete = |key: String| Write::Delete {
         key,

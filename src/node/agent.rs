@@ -722,6 +722,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
         Ok(self.core.observe(mine))
     }
 
+    #[tracing::instrument(name = "reconcile", skip_all, fields(node = %self.cfg.name))]
     async fn reconcile(&mut self) {
         /// How soon a replica refused for a condition of this host is tried again.
         const LOCAL_RETRY: Duration = Duration::from_secs(2);
@@ -927,6 +928,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
 
     /// Writes the statuses the core says changed, and deletes those of replicas that left
     /// (only while they hold the bytes this node wrote).
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn write_status(
         &mut self,
         desired: &Desired,
@@ -1027,6 +1029,7 @@ impl<E: Engine> Lane<'_, E> {
         out
     }
 
+    #[tracing::instrument(name = "remove", skip_all, fields(container = %name))]
     async fn remove(
         &self,
         id: &str,
@@ -1060,6 +1063,7 @@ impl<E: Engine> Lane<'_, E> {
 
     /// Creates and starts replica `k`'s container; None when nothing was tried (fenced, maybe
     /// while this lane waited for a stop, or no longer wanted).
+    #[tracing::instrument(name = "create", skip_all, fields(replica = %k))]
     async fn create(&self, k: &ReplicaKey) -> Option<Result<String, StartError>> {
         let Some(Ok(d)) = self.desired.get(k) else {
             return None;
@@ -1080,6 +1084,7 @@ impl<E: Engine> Lane<'_, E> {
     }
 
     /// Starts replica `key`'s stopped container `id`; None when fenced.
+    #[tracing::instrument(name = "start", skip_all, fields(replica = %key))]
     async fn start(&self, key: &ReplicaKey, id: String) -> Option<Result<String, StartError>> {
         let pass = self.gate.pass()?;
         // Docker resolves the bind sources again at every start.

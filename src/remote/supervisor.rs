@@ -394,6 +394,7 @@ impl Supervisor<'_> {
     }
 
     /// Runs one action with more environment and records it.
+    #[tracing::instrument(name = "op", skip_all, fields(action = action.as_str(), interval = ?op.interval))]
     async fn call_with(&self, action: Action, op: &Op, env: &[(String, String)]) -> Rc {
         let at = crate::unix_now();
         let (rc, took, output) = match self
