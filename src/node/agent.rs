@@ -489,27 +489,19 @@ impl<E: Engine, H: Host> Agent<E, H> {
                             self.on_engine_event(ev);
                         }
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!("engine events: {e}; reconnecting");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        events = self.engine.events(&node);
-                    }
-                    None => {
+                    lost => {
+                        if let Some(Err(e)) = lost {
+                            tracing::warn!("engine events: {e}; reconnecting");
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         events = self.engine.events(&node);
                     }
                 },
-                Some((k, st)) = reports.recv() => {
-                    self.core.primitive(&k, st);
-                    while let Ok((k, st)) = reports.try_recv() {
-                        self.core.primitive(&k, st);
-                    }
+                Some(report) = reports.recv() => {
                     // Nothing about the containers changed: report, and ask for roles,
                     // without listing the engine again.
                     dirty = false;
-                    if self.synced && self.gate.is_open() {
-                        self.report_primitives().await;
-                    }
+                    self.on_reports(report, &mut reports).await;
                 }
                 _ = crate::sleep_until(wake), if wake.is_some() => {}
                 _ = resync.tick() => {}
@@ -594,6 +586,22 @@ impl<E: Engine, H: Host> Agent<E, H> {
                     self.links.replicas(b, decode_statuses(&self.keys, cache));
                 }
             }
+        }
+    }
+
+    /// Remote agents reported their primitives (`first`, and whatever else is queued).
+    async fn on_reports(
+        &mut self,
+        first: Report,
+        reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>,
+    ) {
+        let (k, st) = first;
+        self.core.primitive(&k, st);
+        while let Ok((k, st)) = reports.try_recv() {
+            self.core.primitive(&k, st);
+        }
+        if self.synced && self.gate.is_open() {
+            self.report_primitives().await;
         }
     }
 

@@ -275,85 +275,7 @@ fn create_body(
     cgroup_parent: Option<String>,
 ) -> ContainerCreateBody {
     let o = &c.options;
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &c.ports {
-        port_bindings
-            .entry(format!("{}/tcp", p.container_port))
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: p.host_ip.map(|i| i.to_string()),
-                host_port: Some(p.host_port.to_string()),
-            });
-    }
-    let none_if_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-    let map = |m: &BTreeMap<String, String>| {
-        (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-    };
-    let host = HostConfig {
-        binds: none_if_empty(&[c.binds.clone(), c.unhashed_binds.clone()].concat()),
-        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-        network_mode: c.network_mode.clone(),
-        extra_hosts: none_if_empty(&o.add_host),
-        cap_add: none_if_empty(&o.cap_add),
-        cap_drop: none_if_empty(&o.cap_drop),
-        memory: o.memory,
-        memory_swap: o.memory_swap,
-        memory_reservation: o.memory_reservation,
-        nano_cpus: o.nano_cpus,
-        cpu_shares: o.cpu_shares,
-        cpuset_cpus: o.cpuset_cpus.clone(),
-        pids_limit: o.pids_limit,
-        cgroup_parent,
-        privileged: Some(o.privileged),
-        readonly_rootfs: Some(o.read_only),
-        init: o.init.then_some(true),
-        security_opt: none_if_empty(&o.security_opt),
-        shm_size: o.shm_size,
-        tmpfs: map(&o.tmpfs),
-        dns: none_if_empty(&o.dns),
-        dns_search: none_if_empty(&o.dns_search),
-        dns_options: none_if_empty(&o.dns_option),
-        sysctls: map(&o.sysctls),
-        group_add: none_if_empty(&o.group_add),
-        devices: (!o.devices.is_empty()).then(|| {
-            o.devices
-                .iter()
-                .map(|d| {
-                    let mut parts = d.splitn(3, ':');
-                    let host = parts.next().unwrap_or_default().to_string();
-                    let inside = parts.next().map(str::to_string).unwrap_or(host.clone());
-                    DeviceMapping {
-                        path_on_host: Some(host),
-                        path_in_container: Some(inside),
-                        cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
-                    }
-                })
-                .collect()
-        }),
-        ulimits: (!o.ulimits.is_empty()).then(|| {
-            o.ulimits
-                .iter()
-                .map(|(n, (s, h))| ResourcesUlimits {
-                    name: Some(n.clone()),
-                    soft: Some(*s),
-                    hard: Some(*h),
-                })
-                .collect()
-        }),
-        ipc_mode: o.ipc.clone(),
-        pid_mode: o.pid.clone(),
-        uts_mode: o.uts.clone(),
-        userns_mode: o.userns.clone(),
-        cpu_period: o.cpu_period,
-        cpu_quota: o.cpu_quota,
-        oom_score_adj: o.oom_score_adj,
-        log_config: o.log_driver.as_ref().map(|d| HostConfigLogConfig {
-            typ: Some(d.clone()),
-            config: map(&o.log_opts),
-        }),
-        ..HostConfig::default()
-    };
+    let host = host_config(c, cgroup_parent);
     ContainerCreateBody {
         image: Some(c.image.clone()),
         cmd: c.cmd.clone(),
@@ -384,6 +306,100 @@ fn create_body(
         stop_timeout: Some(c.stop_timeout_secs),
         host_config: Some(host),
         ..ContainerCreateBody::default()
+    }
+}
+
+/// A list Docker takes as absent when empty.
+fn none_if_empty(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+/// A map Docker takes as absent when empty.
+fn map(m: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// Each published port, by the container port it forwards to (`80/tcp`).
+fn port_bindings(c: &DesiredContainer) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &c.ports {
+        port_bindings
+            .entry(format!("{}/tcp", p.container_port))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.map(|i| i.to_string()),
+                host_port: Some(p.host_port.to_string()),
+            });
+    }
+    port_bindings
+}
+
+/// `--device HOST[:INSIDE[:PERMISSIONS]]`.
+fn device(d: &str) -> DeviceMapping {
+    let mut parts = d.splitn(3, ':');
+    let host = parts.next().unwrap_or_default().to_string();
+    let inside = parts.next().map(str::to_string).unwrap_or(host.clone());
+    DeviceMapping {
+        path_on_host: Some(host),
+        path_in_container: Some(inside),
+        cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
+    }
+}
+
+/// The host side of a container: binds, ports, limits, namespaces, devices, logging.
+fn host_config(c: &DesiredContainer, cgroup_parent: Option<String>) -> HostConfig {
+    let o = &c.options;
+    let port_bindings = port_bindings(c);
+    HostConfig {
+        binds: none_if_empty(&[c.binds.clone(), c.unhashed_binds.clone()].concat()),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        network_mode: c.network_mode.clone(),
+        extra_hosts: none_if_empty(&o.add_host),
+        cap_add: none_if_empty(&o.cap_add),
+        cap_drop: none_if_empty(&o.cap_drop),
+        memory: o.memory,
+        memory_swap: o.memory_swap,
+        memory_reservation: o.memory_reservation,
+        nano_cpus: o.nano_cpus,
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        pids_limit: o.pids_limit,
+        cgroup_parent,
+        privileged: Some(o.privileged),
+        readonly_rootfs: Some(o.read_only),
+        init: o.init.then_some(true),
+        security_opt: none_if_empty(&o.security_opt),
+        shm_size: o.shm_size,
+        tmpfs: map(&o.tmpfs),
+        dns: none_if_empty(&o.dns),
+        dns_search: none_if_empty(&o.dns_search),
+        dns_options: none_if_empty(&o.dns_option),
+        sysctls: map(&o.sysctls),
+        group_add: none_if_empty(&o.group_add),
+        devices: (!o.devices.is_empty()).then(|| o.devices.iter().map(|d| device(d)).collect()),
+        ulimits: (!o.ulimits.is_empty()).then(|| {
+            o.ulimits
+                .iter()
+                .map(|(n, (s, h))| ResourcesUlimits {
+                    name: Some(n.clone()),
+                    soft: Some(*s),
+                    hard: Some(*h),
+                })
+                .collect()
+        }),
+        ipc_mode: o.ipc.clone(),
+        pid_mode: o.pid.clone(),
+        uts_mode: o.uts.clone(),
+        userns_mode: o.userns.clone(),
+        cpu_period: o.cpu_period,
+        cpu_quota: o.cpu_quota,
+        oom_score_adj: o.oom_score_adj,
+        log_config: o.log_driver.as_ref().map(|d| HostConfigLogConfig {
+            typ: Some(d.clone()),
+            config: map(&o.log_opts),
+        }),
+        ..HostConfig::default()
     }
 }
 

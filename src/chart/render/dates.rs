@@ -337,190 +337,275 @@ enum DateError {
 
 /// Parses `value` with a Go layout (what Sprig's `toDate` does).
 fn parse(layout: &str, value: &str) -> Result<Instant, DateError> {
-    let bad = || DateError::NoMatch {
-        value: value.to_string(),
-        layout: layout.to_string(),
+    let mut r = Reader {
+        v: value.chars().collect(),
+        i: 0,
+        value,
+        layout,
     };
-    let v: Vec<char> = value.chars().collect();
-    let mut i = 0;
-    let (mut year, mut month, mut day) = (1i64, 1u32, 1u32);
-    let (mut hour, mut min, mut sec, mut nanos) = (0u32, 0u32, 0u32, 0u32);
-    let mut pm: Option<bool> = None;
-    let mut offset = 0i64;
-    // Up to `max` digits (at least `min`) as a number.
-    let digits = |i: &mut usize, min: usize, max: usize| -> Result<u32, DateError> {
-        let n = v[*i..]
+    let mut f = Fields::default();
+    for c in chunks(layout) {
+        r.chunk(c, &mut f)?;
+    }
+    if r.i != r.v.len() {
+        return Err(DateError::Extra {
+            value: value.to_string(),
+            layout: layout.to_string(),
+        });
+    }
+    f.instant(&r)
+}
+
+/// What a date's text gave, field by field (Go's zero time where it gave nothing).
+struct Fields {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+    nanos: u32,
+    /// PM (true) or AM, when the layout has it.
+    pm: Option<bool>,
+    /// The zone's offset east of UTC, in seconds.
+    offset: i64,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            year: 1,
+            month: 1,
+            day: 1,
+            hour: 0,
+            min: 0,
+            sec: 0,
+            nanos: 0,
+            pm: None,
+            offset: 0,
+        }
+    }
+}
+
+impl Fields {
+    /// The instant the fields name, checked as Go checks them.
+    fn instant(mut self, r: &Reader) -> Result<Instant, DateError> {
+        if let Some(pm) = self.pm {
+            if self.hour > 12 {
+                return Err(r.bad());
+            }
+            self.hour = self.hour % 12 + if pm { 12 } else { 0 };
+        }
+        let Fields {
+            year,
+            month,
+            day,
+            hour,
+            min,
+            sec,
+            ..
+        } = self;
+        let max_day =
+            crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
+                - crate::days_from_civil(year, month, 1);
+        if !(1..=12).contains(&month)
+            || day < 1
+            || i64::from(day) > max_day
+            || hour > 23
+            || min > 59
+            || sec > 59
+        {
+            return Err(DateError::OutOfRange(r.value.to_string()));
+        }
+        let secs = crate::days_from_civil(year, month, day) * 86_400
+            + i64::from(hour) * 3600
+            + i64::from(min) * 60
+            + i64::from(sec)
+            - self.offset;
+        Ok(Instant {
+            secs,
+            nanos: self.nanos,
+        })
+    }
+}
+
+/// A date's text, read chunk by chunk of its layout.
+struct Reader<'a> {
+    v: Vec<char>,
+    /// The next character to read.
+    i: usize,
+    value: &'a str,
+    layout: &'a str,
+}
+
+impl Reader<'_> {
+    fn bad(&self) -> DateError {
+        DateError::NoMatch {
+            value: self.value.to_string(),
+            layout: self.layout.to_string(),
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.v.get(self.i).copied()
+    }
+
+    /// Up to `max` digits (at least `min`) as a number.
+    fn digits(&mut self, min: usize, max: usize) -> Result<u32, DateError> {
+        let n = self.v[self.i..]
             .iter()
             .take(max)
             .take_while(|c| c.is_ascii_digit())
             .count();
         if n < min {
-            return Err(bad());
+            return Err(self.bad());
         }
-        let s: String = v[*i..*i + n].iter().collect();
-        *i += n;
-        s.parse().map_err(|_| bad())
-    };
-    let word = |i: &mut usize, words: &[&str], len: Option<usize>| -> Option<usize> {
+        let s: String = self.v[self.i..self.i + n].iter().collect();
+        self.i += n;
+        s.parse().map_err(|_| self.bad())
+    }
+
+    /// Which of `words` (cut to `len` characters) comes next, any case.
+    fn word(&mut self, words: &[&str], len: Option<usize>) -> Result<usize, DateError> {
         for (k, w) in words.iter().enumerate() {
             let w: String = match len {
                 Some(n) => w.chars().take(n).collect(),
                 None => w.to_string(),
             };
-            let here: String = v[*i..].iter().take(w.chars().count()).collect();
+            let here: String = self.v[self.i..].iter().take(w.chars().count()).collect();
             if here.eq_ignore_ascii_case(&w) {
-                *i += w.chars().count();
-                return Some(k);
+                self.i += w.chars().count();
+                return Ok(k);
             }
         }
-        None
-    };
-    for c in chunks(layout) {
+        Err(self.bad())
+    }
+
+    /// `ch` comes next.
+    fn expect(&mut self, ch: char) -> Result<(), DateError> {
+        if self.peek() != Some(ch) {
+            return Err(self.bad());
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// A fraction's digits after its separator, as nanoseconds: 1 to 9 (`trim`) or `n`.
+    fn fraction(&mut self, min: usize, max: usize) -> Result<u32, DateError> {
+        let start = self.i;
+        let f = self.digits(min, max)?;
+        Ok(f * 10u32.pow((9 - (self.i - start)) as u32))
+    }
+
+    /// Reads one chunk of the layout into `f`.
+    fn chunk(&mut self, c: Chunk, f: &mut Fields) -> Result<(), DateError> {
         match c {
-            Chunk::Text(ch) => {
-                if v.get(i) != Some(&ch) {
-                    return Err(bad());
-                }
-                i += 1;
-            }
-            Chunk::LongMonth => month = word(&mut i, &MONTHS, None).ok_or_else(bad)? as u32 + 1,
-            Chunk::Month => month = word(&mut i, &MONTHS, Some(3)).ok_or_else(bad)? as u32 + 1,
-            Chunk::NumMonth => month = digits(&mut i, 1, 2)?,
-            Chunk::ZeroMonth => month = digits(&mut i, 2, 2)?,
+            Chunk::Text(ch) => self.expect(ch)?,
+            Chunk::LongMonth => f.month = self.word(&MONTHS, None)? as u32 + 1,
+            Chunk::Month => f.month = self.word(&MONTHS, Some(3))? as u32 + 1,
+            Chunk::NumMonth => f.month = self.digits(1, 2)?,
+            Chunk::ZeroMonth => f.month = self.digits(2, 2)?,
             Chunk::LongWeekday => {
-                word(&mut i, &DAYS, None).ok_or_else(bad)?;
+                self.word(&DAYS, None)?;
             }
             Chunk::Weekday => {
-                word(&mut i, &DAYS, Some(3)).ok_or_else(bad)?;
+                self.word(&DAYS, Some(3))?;
             }
-            Chunk::Day => day = digits(&mut i, 1, 2)?,
+            Chunk::Day => f.day = self.digits(1, 2)?,
             Chunk::UnderDay => {
-                if v.get(i) == Some(&' ') {
-                    i += 1;
+                if self.peek() == Some(' ') {
+                    self.i += 1;
                 }
-                day = digits(&mut i, 1, 2)?;
+                f.day = self.digits(1, 2)?;
             }
-            Chunk::ZeroDay => day = digits(&mut i, 2, 2)?,
+            Chunk::ZeroDay => f.day = self.digits(2, 2)?,
             Chunk::YearDay => {
-                digits(&mut i, 3, 3)?;
+                self.digits(3, 3)?;
             }
-            Chunk::Hour => hour = digits(&mut i, 2, 2)?,
-            Chunk::Hour12 => hour = digits(&mut i, 1, 2)?,
-            Chunk::ZeroHour12 => hour = digits(&mut i, 2, 2)?,
-            Chunk::Minute => min = digits(&mut i, 1, 2)?,
-            Chunk::ZeroMinute => min = digits(&mut i, 2, 2)?,
-            Chunk::Second => sec = digits(&mut i, 1, 2)?,
+            Chunk::Hour | Chunk::ZeroHour12 => f.hour = self.digits(2, 2)?,
+            Chunk::Hour12 => f.hour = self.digits(1, 2)?,
+            Chunk::Minute => f.min = self.digits(1, 2)?,
+            Chunk::ZeroMinute => f.min = self.digits(2, 2)?,
+            Chunk::Second => f.sec = self.digits(1, 2)?,
             Chunk::ZeroSecond => {
-                sec = digits(&mut i, 2, 2)?;
+                f.sec = self.digits(2, 2)?;
                 // Go accepts a fraction after seconds even when the layout has none.
-                if matches!(v.get(i), Some('.' | ','))
-                    && v.get(i + 1).is_some_and(|c| c.is_ascii_digit())
+                if matches!(self.peek(), Some('.' | ','))
+                    && self.v.get(self.i + 1).is_some_and(|c| c.is_ascii_digit())
                 {
-                    i += 1;
-                    let start = i;
-                    let f = digits(&mut i, 1, 9)?;
-                    nanos = f * 10u32.pow((9 - (i - start)) as u32);
-                    while v.get(i).is_some_and(|c| c.is_ascii_digit()) {
-                        i += 1;
+                    self.i += 1;
+                    f.nanos = self.fraction(1, 9)?;
+                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.i += 1;
                     }
                 }
             }
-            Chunk::LongYear => year = i64::from(digits(&mut i, 4, 4)?),
+            Chunk::LongYear => f.year = i64::from(self.digits(4, 4)?),
             Chunk::Year => {
-                let y = i64::from(digits(&mut i, 2, 2)?);
-                year = if y >= 69 { 1900 + y } else { 2000 + y };
+                let y = i64::from(self.digits(2, 2)?);
+                f.year = if y >= 69 { 1900 + y } else { 2000 + y };
             }
-            Chunk::PM | Chunk::Pm => {
-                pm = Some(word(&mut i, &["PM", "AM"], None).ok_or_else(bad)? == 0);
-            }
+            Chunk::PM | Chunk::Pm => f.pm = Some(self.word(&["PM", "AM"], None)? == 0),
             Chunk::ZoneName => {
-                let name: String = v[i..]
+                let name: String = self.v[self.i..]
                     .iter()
                     .take_while(|c| c.is_ascii_alphabetic())
                     .collect();
                 if name != "UTC" && name != "GMT" && name != "Z" {
                     return Err(DateError::Zone(name));
                 }
-                i += name.len();
+                self.i += name.len();
             }
             Chunk::Zone { z, zero } => {
-                if z && v.get(i) == Some(&'Z') {
-                    i += 1;
-                    continue;
+                if z && self.peek() == Some('Z') {
+                    self.i += 1;
+                } else {
+                    f.offset = self.zone(zero)?;
                 }
-                let sign = match v.get(i) {
-                    Some('+') => 1,
-                    Some('-') => -1,
-                    _ => return Err(bad()),
-                };
-                i += 1;
-                let h = i64::from(digits(&mut i, 2, 2)?);
-                let mut m = 0;
-                let mut s = 0;
-                if zero.len() > 3 {
-                    if zero.contains(':') {
-                        (v.get(i) == Some(&':')).then_some(()).ok_or_else(bad)?;
-                        i += 1;
-                    }
-                    m = i64::from(digits(&mut i, 2, 2)?);
-                }
-                if zero.len() > 6 {
-                    if zero.contains(':') {
-                        (v.get(i) == Some(&':')).then_some(()).ok_or_else(bad)?;
-                        i += 1;
-                    }
-                    s = i64::from(digits(&mut i, 2, 2)?);
-                }
-                offset = sign * (h * 3600 + m * 60 + s);
             }
             Chunk::Fraction {
                 digits: n, trim, ..
             } => {
-                if matches!(v.get(i), Some('.' | ',')) {
-                    i += 1;
-                    let start = i;
-                    let f = if trim {
-                        digits(&mut i, 1, 9)?
+                if matches!(self.peek(), Some('.' | ',')) {
+                    self.i += 1;
+                    f.nanos = if trim {
+                        self.fraction(1, 9)?
                     } else {
-                        digits(&mut i, n, n.min(9))?
+                        self.fraction(n, n.min(9))?
                     };
-                    nanos = f * 10u32.pow((9 - (i - start)) as u32);
                 } else if !trim {
-                    return Err(bad());
+                    return Err(self.bad());
                 }
             }
         }
+        Ok(())
     }
-    if i != v.len() {
-        return Err(DateError::Extra {
-            value: value.to_string(),
-            layout: layout.to_string(),
-        });
-    }
-    if let Some(pm) = pm {
-        if hour > 12 {
-            return Err(bad());
+
+    /// A numeric zone shaped like `zero` (`+00`, `+0000`, `+00:00`, `+00:00:00`): its
+    /// offset east of UTC in seconds.
+    fn zone(&mut self, zero: &str) -> Result<i64, DateError> {
+        let sign = match self.peek() {
+            Some('+') => 1,
+            Some('-') => -1,
+            _ => return Err(self.bad()),
+        };
+        self.i += 1;
+        let h = i64::from(self.digits(2, 2)?);
+        let (mut m, mut s) = (0, 0);
+        if zero.len() > 3 {
+            if zero.contains(':') {
+                self.expect(':')?;
+            }
+            m = i64::from(self.digits(2, 2)?);
         }
-        hour = hour % 12 + if pm { 12 } else { 0 };
+        if zero.len() > 6 {
+            if zero.contains(':') {
+                self.expect(':')?;
+            }
+            s = i64::from(self.digits(2, 2)?);
+        }
+        Ok(sign * (h * 3600 + m * 60 + s))
     }
-    let max_day =
-        crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
-            - crate::days_from_civil(year, month, 1);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || i64::from(day) > max_day
-        || hour > 23
-        || min > 59
-        || sec > 59
-    {
-        return Err(DateError::OutOfRange(value.to_string()));
-    }
-    let secs = crate::days_from_civil(year, month, day) * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(min) * 60
-        + i64::from(sec)
-        - offset;
-    Ok(Instant { secs, nanos })
 }
 
 /// A time argument: a time string (RFC 3339, as `now` and `toDate` give) or seconds since
