@@ -181,8 +181,15 @@ pub fn desired(
     let (engine, c) = spec.container();
     let engine = engine.as_str();
     let resolved = bundle.resolved();
-    let options =
-        (resolved.run.clone()).map_err(|source| ShapeError::Options { engine, source })?;
+    let options = match &resolved.run {
+        Ok(o) => RunOptions::clone(o),
+        Err(source) => {
+            return Err(ShapeError::Options {
+                engine,
+                source: source.clone(),
+            });
+        }
+    };
     let mut cmd =
         (resolved.command.clone()).map_err(|source| ShapeError::RunCommand { engine, source })?;
     let host_ip = spec.replica_address(i);

@@ -18,13 +18,18 @@ use super::options::{self, OptionError, RunOptions, WordsError};
 use super::validate::parse_score;
 use super::{Bundle, BundleSpec};
 
+/// The options of a bundle that sets none, shared.
+static NO_OPTIONS: std::sync::LazyLock<Arc<RunOptions>> =
+    std::sync::LazyLock::new(|| Arc::new(RunOptions::default()));
+
 /// A bundle's text, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     /// The meta attributes berth acts on.
     pub meta: Meta,
-    /// The engine's `options`, parsed (empty when unset).
-    pub run: Result<RunOptions, OptionError>,
+    /// The engine's `options`, parsed (one shared empty value when unset: most bundles set
+    /// none, and a `RunOptions` is about a kilobyte).
+    pub run: Result<Arc<RunOptions>, OptionError>,
     /// `runCommand` split into words (None when unset: the image's command runs).
     pub command: Result<Option<Vec<String>>, WordsError>,
     /// Each of `spec.locations`' scores, in order (0 for one that does not parse).
@@ -40,10 +45,10 @@ impl Resolved {
         let score = |s: &str| parse_score(s).unwrap_or(0);
         Resolved {
             meta: Meta::of(spec),
-            run: c
-                .options
-                .as_deref()
-                .map_or_else(|| Ok(RunOptions::default()), options::parse),
+            run: c.options.as_deref().map_or_else(
+                || Ok(NO_OPTIONS.clone()),
+                |o| options::parse(o).map(Arc::new),
+            ),
             command: c
                 .run_command
                 .as_deref()
@@ -56,8 +61,8 @@ impl Resolved {
 
     /// The parsed options, or the defaults when they do not parse (what a host policy
     /// reads: validation refuses such options with the reason).
-    pub fn run_or_default(&self) -> RunOptions {
-        self.run.clone().unwrap_or_default()
+    pub fn run_or_default(&self) -> &RunOptions {
+        self.run.as_deref().unwrap_or(&NO_OPTIONS)
     }
 }
 
@@ -155,7 +160,7 @@ mod tests {
         let b = bundle(Some("--restart always"), "lots");
         let r = b.resolved();
         assert!(r.run.is_err());
-        assert_eq!(r.run_or_default(), RunOptions::default());
+        assert_eq!(r.run_or_default(), &RunOptions::default());
         assert_eq!(r.location_scores, vec![0]);
     }
 
