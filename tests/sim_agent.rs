@@ -187,21 +187,8 @@ async fn the_whole_agent_runs_on_a_memory_host_without_root() {
         token.clone(),
     ));
     let b = httpd_bundle("simhost", 3, 3, 140);
+    common::assign(&store, "simhost1", &b, &[0, 1, 2]).await;
     let key = store.keys().assignment("simhost1", b.name());
-    let assignment = Assignment {
-        bundle: b.clone().into(),
-        replicas: vec![0, 1, 2],
-        managed: true,
-        promoted: vec![],
-        pinned: vec![],
-        cleanup: 0,
-        stop_after: vec![],
-        notify: None,
-    };
-    store
-        .put(&key, serde_json::to_vec(&assignment).unwrap(), Expect::Any)
-        .await
-        .unwrap();
     eventually(WAIT, "replicas 0 and 1 running", || async {
         let c = engine.containers();
         (c.len() == 2 && c.values().all(|(running, _)| *running)).then_some(())
