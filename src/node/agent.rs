@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -16,7 +16,9 @@ use super::address;
 use super::assigned::{Assigned, Wanted};
 use super::config::OnStop;
 use super::config::{NodeConfig, NodeError};
-use super::core::{Core, Desired, Started, StatusWrites, Timing, Unrunnable};
+use super::core::{
+    At, Core, Desired, Effects, Input, Listing, Results, Started, Timing, Unrunnable,
+};
 use super::engine::{Engine, EngineError, EngineEvent, Observed};
 use super::fence::Scope;
 use super::fencer::{FenceEvent, Fencer};
@@ -27,13 +29,11 @@ use super::local::HostPolicy;
 use super::plan::{Action, ReplicaKey};
 use super::watchdog::{Link, Request, Spawn};
 use crate::model::cluster::ReplicaStatus;
-use crate::model::cluster::{Capacity, NodeInfo, Role};
+use crate::model::cluster::{Capacity, NodeInfo};
 use crate::model::container;
 use crate::store::lease::{LeaseEnd, keep_alive};
 use crate::store::watch::{Cache, WatchConfig, WatchEvent, watch_prefix};
 use crate::store::{Expect, Keys, Store, StoreError};
-
-use crate::unix_now;
 
 /// Runs the agent until `shutdown` is cancelled; then, as `cfg.on_stop` says, drains the
 /// node (stops its replicas, drops their addresses) or leaves it in maintenance (replicas
@@ -345,9 +345,6 @@ struct Agent<E, H> {
     added: BTreeSet<Ipv4Addr>,
     /// The replicas' control channels.
     links: Links,
-    /// This node's containers as the last reconcile left them (for status written between
-    /// reconciles, when only a primitive's report changed).
-    observed: Vec<Observed>,
     /// The cgroup holding every container of this node (None: the engine fences).
     scope: Option<Scope>,
     events: crate::events::Recorder,
@@ -371,7 +368,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
             stable_after: cfg.stable_after,
         };
         let mut core = Core::new(cfg.name.clone(), timing);
-        core.registered(lease.load(Ordering::SeqCst));
+        core.step(Input::Registered(lease.load(Ordering::SeqCst)), At::now());
         Agent {
             keys: store.keys().clone(),
             links: Links::new(
@@ -395,7 +392,6 @@ impl<E: Engine, H: Host> Agent<E, H> {
             core,
             added: host.load_addresses(),
             host,
-            observed: Vec::new(),
             scope,
             last_status: BTreeMap::new(),
             cfg,
@@ -521,7 +517,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
             FenceEvent::Fenced => {
                 crate::metrics::get().fences.inc();
                 self.events.warning("Fenced", format!("node/{node}"), "registration lease not renewed in time: replicas frozen and their addresses dropped");
-                self.core.fenced();
+                self.core.step(Input::Fenced, At::now());
                 // Again: an address added by a reconcile that was under way when the fence
                 // task dropped them.
                 self.host.drop_addresses().await;
@@ -537,7 +533,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
                     format!("node/{node}"),
                     "the lease ran out while frozen: replicas killed",
                 );
-                self.core.fenced();
+                self.core.step(Input::Fenced, At::now());
                 self.remove_all(Some(Duration::ZERO)).await;
                 self.host.drop_addresses().await;
                 false
@@ -552,7 +548,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
                 false
             }
             FenceEvent::Relist { epoch, lease } => {
-                self.core.registered(lease);
+                self.core.step(Input::Registered(lease), At::now());
                 tracing::warn!(node = %node, "registered anew: listing assignments afresh");
                 self.events.normal(
                     "Registered",
@@ -596,9 +592,9 @@ impl<E: Engine, H: Host> Agent<E, H> {
         reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>,
     ) {
         let (k, st) = first;
-        self.core.primitive(&k, st);
+        self.core.step(Input::Primitive(k, st), At::now());
         while let Ok((k, st)) = reports.try_recv() {
-            self.core.primitive(&k, st);
+            self.core.step(Input::Primitive(k, st), At::now());
         }
         if self.synced && self.gate.is_open() {
             self.report_primitives().await;
@@ -608,12 +604,10 @@ impl<E: Engine, H: Host> Agent<E, H> {
     /// A remote agent reported its primitive: the replica statuses that changed are written
     /// from the containers as the last reconcile saw them, and roles are asked for.
     async fn report_primitives(&mut self) {
-        let w = self.wanted();
-        let observed = std::mem::take(&mut self.observed);
-        self.write_status(&w.containers, &w.addrs, &observed).await;
-        self.observed = observed;
-        self.ask_roles(&w.roles);
-        self.send_notifies(&w.notifies);
+        self.core
+            .step(Input::Report(Arc::new(self.wanted())), At::now());
+        let fx = self.core.ready(At::now());
+        self.report(fx).await;
     }
 
     /// Removes every container of this node, all at once: with `stop_timeout` (zero for a
@@ -622,9 +616,8 @@ impl<E: Engine, H: Host> Agent<E, H> {
     async fn remove_all(&mut self, stop_timeout: Option<Duration>) {
         match self.engine.list(&self.cfg.name).await {
             Ok(owned) => {
-                for o in &owned {
-                    self.core.stopping(&o.id);
-                }
+                let ids = owned.iter().map(|o| o.id.clone()).collect();
+                self.core.step(Input::Stopping(ids), At::now());
                 let engine = &self.engine;
                 let removals = owned.iter().map(|o| async move {
                     if let Err(e) = engine.remove(&o.id, stop_timeout).await {
@@ -671,20 +664,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
             .core
             .failure_of(&ev)
             .and_then(|k| self.host.left_state(&k.bundle, k.index));
-        self.core
-            .engine_event(&ev, left, Instant::now(), unix_now());
-    }
-
-    fn send_notifies(&self, n: &BTreeMap<ReplicaKey, crate::model::cluster::Notification>) {
-        for (k, n) in self.core.notifies_to_send(n) {
-            self.links.notify(&k, n);
-        }
-    }
-
-    fn ask_roles(&self, roles: &BTreeMap<ReplicaKey, Role>) {
-        for (k, role) in self.core.roles_to_ask(roles) {
-            self.links.ask(&k, role);
-        }
+        self.core.step(Input::Event { event: ev, left }, At::now());
     }
 
     fn wanted(&self) -> Wanted {
@@ -692,34 +672,41 @@ impl<E: Engine, H: Host> Agent<E, H> {
             .wanted(&self.cfg.state_dir, self.cfg.remote_binary.as_deref())
     }
 
-    /// Reads back the stored status of replicas seen for the first time (see [`Core::seed`]).
-    async fn seed(&mut self, desired: &Desired) {
-        let keys = self.core.unseeded(desired);
-        if keys.is_empty() {
-            return;
-        }
+    /// Reads back the stored statuses of replicas seen for the first time, for the core.
+    async fn read_back(&mut self, keys: Vec<ReplicaKey>) {
         let names: Vec<String> = keys
             .iter()
             .map(|k| self.keys.replica(&k.bundle, k.index))
             .collect();
         match self.store.get_many(&names).await {
             Ok(got) => {
-                for (k, kv) in keys.iter().zip(got) {
-                    self.core.seed(k, kv.as_ref().map(|kv| kv.value.as_slice()));
-                }
+                let stored = keys
+                    .into_iter()
+                    .zip(got)
+                    .map(|(k, kv)| (k, kv.map(|kv| kv.value)))
+                    .collect();
+                self.core.step(Input::Stored(stored), At::now());
             }
             Err(e) => tracing::warn!("reading replica status: {e}"),
         }
     }
 
-    /// This node's containers, less those of unmanaged bundles (left exactly as they are),
-    /// with the running state the latest events reported.
-    async fn list(&mut self, unmanaged: &BTreeSet<String>) -> Result<Vec<Observed>, EngineError> {
+    /// Lists this node's containers for the core, less those of unmanaged bundles (left
+    /// exactly as they are); the number running, or None when the list failed.
+    async fn look(&mut self, unmanaged: &BTreeSet<String>) -> Option<usize> {
         let metrics = crate::metrics::get();
-        let listed = metrics
+        let listed = match metrics
             .engine("list", self.engine.list(&self.cfg.name))
-            .await?;
-        let mine = listed
+            .await
+        {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.core.step(Input::ListFailed, At::now());
+                return None;
+            }
+        };
+        let mine: Vec<Observed> = listed
             .into_iter()
             .filter(|o| {
                 !o.labels
@@ -727,34 +714,79 @@ impl<E: Engine, H: Host> Agent<E, H> {
                     .is_some_and(|b| unmanaged.contains(b))
             })
             .collect();
-        Ok(self.core.observe(mine))
+        let running = mine.iter().filter(|o| o.running).count();
+        self.core.step(Input::Listed(mine), At::now());
+        Some(running)
     }
 
+    /// One reconcile pass: the host prepares each replica's files and address, then the
+    /// core's stages are carried out one by one (read back, list, act, list again, write
+    /// and signal).
     #[tracing::instrument(name = "reconcile", skip_all, fields(node = %self.cfg.name))]
     async fn reconcile(&mut self) {
-        /// How soon a replica refused for a condition of this host is tried again.
-        const LOCAL_RETRY: Duration = Duration::from_secs(2);
-        let Wanted {
-            containers: mut desired,
-            addrs,
-            unmanaged,
-            roles,
-            cleanups,
-            notifies,
-        } = self.wanted();
-        self.seed(&desired).await;
-        self.core.cleanup(&cleanups, Instant::now());
-        let observed = match self.list(&unmanaged).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!("{e}");
-                self.core.requeue(Instant::now() + Duration::from_secs(1));
+        let mut wanted = self.wanted();
+        let (added, host_refused) = self.prepare_host(&mut wanted.containers).await;
+        let mut added = Some(added);
+        let wanted = Arc::new(wanted);
+        let pass = Input::Reconcile {
+            wanted: Arc::clone(&wanted),
+            host_refused,
+        };
+        self.core.step(pass, At::now());
+        loop {
+            let mut fx = self.core.ready(At::now());
+            if !fx.read.is_empty() {
+                self.read_back(std::mem::take(&mut fx.read)).await;
+            }
+            match fx.list {
+                Some(Listing::ToPlan) => {
+                    self.look(&wanted.unmanaged).await;
+                }
+                Some(Listing::AfterActing) => {
+                    // Announced once the containers behind them run (see
+                    // [`address::Added::announce`]).
+                    for a in added.take().into_iter().flatten() {
+                        self.host.announce(a).await;
+                    }
+                    self.drop_stale_addresses(&wanted.addrs).await;
+                    if let Some(running) = self.look(&wanted.unmanaged).await {
+                        let metrics = crate::metrics::get();
+                        let refused = wanted.containers.values().filter(|d| d.is_err());
+                        metrics.set_replicas("running", running);
+                        metrics.set_replicas("refused", refused.count());
+                        metrics.set_replicas("assigned", wanted.containers.len());
+                    }
+                }
+                None => {}
+            }
+            if !fx.engine.is_empty() {
+                let n = fx.engine.len();
+                let started = self.act(std::mem::take(&mut fx.engine), &wanted.containers);
+                let started = started.await;
+                self.core.advance(
+                    Results {
+                        started,
+                        wrote: false,
+                    },
+                    At::now(),
+                );
+                tracing::debug!("reconcile: {n} engine actions done");
+            }
+            if fx.done {
+                self.links.converge(&wanted.containers);
+                self.report(fx).await;
                 return;
             }
-        };
-        // Files first: a container must find its directories and /etc/hosts at start, and
-        // running ones get the current replica list. A replica whose files cannot be
-        // prepared safely (a link where a directory must be) does not run.
+        }
+    }
+
+    /// Files first: a container must find its directories and /etc/hosts at start, and
+    /// running ones get the current replica list; then addresses, before containers: a port
+    /// is published on the replica's address, so the address must be there when the
+    /// container starts. A replica whose files cannot be prepared safely (a link where a
+    /// directory must be), or whose address cannot be added, does not run. The addresses
+    /// added (not yet announced), and whether the host refused any replica.
+    async fn prepare_host(&mut self, desired: &mut Desired) -> (Vec<address::Added>, bool) {
         let ready = desired.values().filter(|d| d.is_ok()).count();
         for d in desired.values_mut() {
             if let Ok(c) = d
@@ -763,58 +795,41 @@ impl<E: Engine, H: Host> Agent<E, H> {
                 *d = Err(Unrunnable::Files(e.to_string()));
             }
         }
-        // Addresses before containers: a port is published on the replica's address, so the
-        // address must be there when the container starts.
-        let added = self.ensure_addresses(&mut desired).await;
+        let added = self.ensure_addresses(desired).await;
         let refused = desired.values().filter(|d| d.is_ok()).count() < ready;
-        let p = self.core.plan(&desired, &observed, Instant::now());
-        // What this host refused (a full disk, a link, a host's own address) can change
-        // without any event: look again soon.
-        if refused {
-            self.core.requeue(Instant::now() + LOCAL_RETRY);
-        }
-        let n = p.actions.len();
-        self.act(p.actions, &desired).await;
-        if n > 0 {
-            tracing::debug!("reconcile: {n} engine actions done");
-        }
-        // Announced once the containers behind them run (see [`address::Added::announce`]).
-        for a in added {
-            self.host.announce(a).await;
-        }
-        self.drop_stale_addresses(&addrs).await;
-        match self.list(&unmanaged).await {
-            Ok(after) => {
-                let metrics = crate::metrics::get();
-                let running = after.iter().filter(|o| o.running).count();
-                let refused = desired.values().filter(|d| d.is_err()).count();
-                metrics.set_replicas("running", running);
-                metrics.set_replicas("refused", refused);
-                metrics.set_replicas("assigned", desired.len());
-                self.write_status(&desired, &addrs, &after).await;
-                self.observed = after;
-            }
-            Err(e) => tracing::warn!("{e}"),
-        }
-        self.links.converge(&desired);
-        self.ask_roles(&roles);
-        self.send_notifies(&notifies);
+        (added, refused)
     }
 
-    /// Takes the plan's engine actions: removals first marked as stopping, then every
-    /// container's lane run side by side, then what came of each start recorded.
-    async fn act(&mut self, actions: Vec<Action>, desired: &Desired) {
+    /// The end of a pass or a report: the statuses that changed written, roles asked for,
+    /// notifications delivered.
+    async fn report(&mut self, fx: Effects) {
+        let wrote = self.write_status(fx.puts, fx.deletes).await;
+        self.core.advance(
+            Results {
+                started: Vec::new(),
+                wrote,
+            },
+            At::now(),
+        );
+        for (k, role) in fx.roles {
+            self.links.ask(&k, role);
+        }
+        for (k, n) in &fx.notify {
+            self.links.notify(k, n);
+        }
+    }
+
+    /// Takes the plan's engine actions (removals were counted as this agent's own stops):
+    /// every container's lane run side by side; what came of each create and start.
+    async fn act(
+        &self,
+        actions: Vec<Action>,
+        desired: &Desired,
+    ) -> Vec<(ReplicaKey, Started, bool)> {
         /// Engine calls in flight at once: independent replicas are created, started and
         /// removed together, so removing ten costs one stop grace, not ten.
         const PARALLEL: usize = 16;
-        if !actions.is_empty() {
-            tracing::debug!("acting: {actions:?}");
-        }
-        for a in &actions {
-            if let Action::Remove { id, .. } = a {
-                self.core.stopping(id);
-            }
-        }
+        tracing::debug!("acting: {actions:?}");
         let lanes = lanes(actions, desired);
         let ctx = Lane {
             engine: &self.engine,
@@ -829,14 +844,18 @@ impl<E: Engine, H: Host> Agent<E, H> {
                 .buffer_unordered(PARALLEL)
                 .collect()
                 .await;
-        self.record_starts(outcomes.into_iter().flatten());
+        self.record_starts(outcomes.into_iter().flatten())
     }
 
-    /// Tells the core what came of each create and start, with an event for each replica
-    /// started or restarted (one for the node when many) and each that failed.
-    fn record_starts(&mut self, outcomes: impl Iterator<Item = Outcome>) {
+    /// What came of each create and start, as the core takes it, with an event for each
+    /// replica started or restarted (one for the node when many) and each that failed.
+    fn record_starts(
+        &self,
+        outcomes: impl Iterator<Item = Outcome>,
+    ) -> Vec<(ReplicaKey, Started, bool)> {
         let node = self.cfg.name.clone();
         let (mut created, mut restarted) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
         for (key, result, restart) in outcomes {
             let object = format!("replica/{key}");
             let started = match result {
@@ -866,8 +885,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
                     }
                 }
             };
-            self.core
-                .started(&key, started, restart, Instant::now(), unix_now());
+            out.push((key, started, restart));
         }
         let whole = format!("node/{node}");
         let restarted_msg = format!("container restarted on {node}");
@@ -876,6 +894,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
         let created_msg = format!("container created and started on {node}");
         self.events
             .normal_each("Started", &whole, created, &created_msg);
+        out
     }
 
     /// Adds each replica's address (an address the host had before is refused: the
@@ -935,17 +954,13 @@ impl<E: Engine, H: Host> Agent<E, H> {
     }
 
     /// Writes the statuses the core says changed, and deletes those of replicas that left
-    /// (only while they hold the bytes this node wrote).
+    /// (only while they hold the bytes this node wrote). True when the puts were stored.
     #[tracing::instrument(level = "debug", skip_all)]
     async fn write_status(
         &mut self,
-        desired: &Desired,
-        addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
-        observed: &[Observed],
-    ) {
-        let StatusWrites { puts, gone } =
-            self.core
-                .statuses(desired, addrs, observed, Instant::now(), unix_now());
+        puts: Vec<(ReplicaKey, Vec<u8>)>,
+        deletes: Vec<(ReplicaKey, Vec<u8>)>,
+    ) -> bool {
         for (k, bytes) in &puts {
             let Ok(new) = serde_json::from_slice::<ReplicaStatus>(bytes) else {
                 continue;
@@ -956,25 +971,27 @@ impl<E: Engine, H: Host> Agent<E, H> {
             }
             self.last_status.insert(k.clone(), new);
         }
-        for (k, _) in &gone {
+        for (k, _) in &deletes {
             self.last_status.remove(k);
         }
+        let mut wrote = false;
         if !puts.is_empty() {
             let items = puts
-                .iter()
-                .map(|(k, v)| (self.keys.replica(&k.bundle, k.index), v.clone()))
+                .into_iter()
+                .map(|(k, v)| (self.keys.replica(&k.bundle, k.index), v))
                 .collect();
             match self.store.put_many(items).await {
-                Ok(_) => self.core.wrote(puts),
+                Ok(_) => wrote = true,
                 Err(e) => tracing::warn!("writing replica status: {e}"),
             }
         }
-        for (k, bytes) in gone {
+        for (k, bytes) in deletes {
             let key = self.keys.replica(&k.bundle, k.index);
             if let Err(e) = self.store.delete_if_value(&key, &bytes).await {
                 tracing::warn!("{e}");
             }
         }
+        wrote
     }
 }
 

@@ -1,20 +1,30 @@
 //! The node agent's core: what it remembers about each replica between reconciles, and
-//! every decision it takes from that memory, with no I/O. The shell ([`super::agent`])
-//! feeds it what happened (engine events, primitive reports, results of its own calls,
-//! container lists, stored statuses) and executes what it returns: the plan's create,
-//! start and remove ([`super::plan`]), the statuses to write and delete, the roles to ask
-//! for, and when to come back.
+//! every decision it takes from that memory, with no I/O. It is driven the way raft-rs
+//! drives its `RawNode`: the shell ([`super::agent`]) [`Core::step`]s in what happened
+//! (engine events, primitive reports, what this node must run, container lists, stored
+//! statuses), asks [`Core::ready`] for what to do now ([`Effects`]: statuses to read back,
+//! a list to take, engine actions, statuses to write and delete, roles to ask for,
+//! notifications to deliver), does it, and hands back what came of it with
+//! [`Core::advance`]. When to come back is [`Core::wake_at`].
 //!
-//! Time is an argument (`now`, and `unix` for timestamps in statuses), so every decision is
-//! a table test away.
+//! A reconcile pass goes through its stages in order ([`Stage`]): read back the statuses
+//! of replicas seen for the first time, list the engine, plan and act, list again, write
+//! what changed; a primitive's report between passes only writes and signals.
+//!
+//! Time is an argument ([`At`]: `now`, and `unix` for timestamps in statuses), so every
+//! decision is a table test away.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::assigned::Wanted;
 use super::engine::{EngineAction, EngineEvent, Observed};
-use super::plan::{Plan, ReplicaKey, key_of, plan};
-use crate::model::cluster::{Failure, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role};
+use super::plan::{Action, Plan, ReplicaKey, key_of, plan};
+use crate::model::cluster::{
+    Failure, Notification, Phase, PrimitiveState, ReplicaState, ReplicaStatus, Role,
+};
 use crate::model::container::{DesiredContainer, LABEL_HASH};
 
 /// Each assigned replica's container, or why it cannot run here.
@@ -94,12 +104,131 @@ pub struct StatusWrites {
     pub gone: Vec<(ReplicaKey, Vec<u8>)>,
 }
 
+/// The moment an input or a decision is taken at: the monotonic clock for holds and
+/// backoffs, Unix seconds for what statuses record.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub now: Instant,
+    pub unix: u64,
+}
+
+impl At {
+    /// Now, by both clocks.
+    pub fn now() -> At {
+        At {
+            now: Instant::now(),
+            unix: crate::unix_now(),
+        }
+    }
+}
+
+/// What happened, as the shell steps it into the core.
+#[derive(Debug)]
+pub enum Input {
+    /// Registered under this lease (at start, and anew after a fence): every status
+    /// carries it, so each is written again once under a new registration, and a status
+    /// from before it is told apart (`View::reported_now`).
+    Registered(i64),
+    /// Fenced: nothing is due until the registration is back.
+    Fenced,
+    /// An engine event, with the primitive state its remote agent left behind for a `die`
+    /// the core counts as a failure ([`Core::failure_of`] says which).
+    Event {
+        event: EngineEvent,
+        left: Option<PrimitiveState>,
+    },
+    /// A remote agent's report of its primitive.
+    Primitive(ReplicaKey, PrimitiveState),
+    /// Containers the shell stops itself outside a pass (a fence, a drain): their `die` is
+    /// no failure.
+    Stopping(Vec<String>),
+    /// Begin a reconcile pass to run what this node must run: its assignments decoded and
+    /// the host's files and addresses prepared (`host_refused`: the host refused some of
+    /// them for a condition of its own, which can change without any event, so the core
+    /// looks again soon).
+    Reconcile {
+        wanted: Arc<Wanted>,
+        host_refused: bool,
+    },
+    /// Only a primitive changed: write what changed of the statuses against the containers
+    /// as last listed, and ask for roles and notify, without a pass.
+    Report(Arc<Wanted>),
+    /// The stored statuses [`Effects::read`] asked for (None: nothing stored).
+    Stored(Vec<(ReplicaKey, Option<Vec<u8>>)>),
+    /// This node's containers as the engine lists them (less unmanaged bundles'), as
+    /// [`Effects::list`] asked.
+    Listed(Vec<Observed>),
+    /// The list [`Effects::list`] asked for could not be taken.
+    ListFailed,
+}
+
+/// What the shell is to do now, in this order. One stage of a pass at a time: a part left
+/// empty has nothing to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Read back these replicas' stored statuses: answered with [`Input::Stored`].
+    pub read: Vec<ReplicaKey>,
+    /// List the engine's containers, to plan or after acting: answered with
+    /// [`Input::Listed`] or [`Input::ListFailed`].
+    pub list: Option<Listing>,
+    /// Engine actions (removals already counted as this agent's own stops): what came of
+    /// each create and start goes back with [`Core::advance`].
+    pub engine: Vec<Action>,
+    /// Statuses to write (their success goes back with [`Core::advance`]), and to delete
+    /// while they hold these bytes (replicas that left this node).
+    pub puts: Vec<(ReplicaKey, Vec<u8>)>,
+    pub deletes: Vec<(ReplicaKey, Vec<u8>)>,
+    /// The role to ask each replica's remote agent for.
+    pub roles: Vec<(ReplicaKey, Role)>,
+    /// The clone notifications to deliver.
+    pub notify: Vec<(ReplicaKey, Notification)>,
+    /// The pass is over after these: the shell's own ending (links, metrics) follows.
+    pub done: bool,
+}
+
+/// Why the engine is to be listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// To plan from.
+    ToPlan,
+    /// After acting: what the statuses report (the addresses of containers just started
+    /// are announced first).
+    AfterActing,
+}
+
+/// What came of the shell's [`Effects`].
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Each create (`restart` false) or start (true) tried, and its outcome.
+    pub started: Vec<(ReplicaKey, Started, bool)>,
+    /// The statuses of [`Effects::puts`] were stored.
+    pub wrote: bool,
+}
+
+/// Where a pass stands: what [`Core::ready`] asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Between passes: nothing to do.
+    Idle,
+    /// Read back the stored statuses of replicas seen for the first time.
+    Seed,
+    /// List the engine, to plan.
+    Look,
+    /// Plan and act.
+    Act,
+    /// List the engine again, after acting.
+    Relook,
+    /// Write the statuses that changed (`statuses` false: the list failed, only roles and
+    /// notifications), ask for roles and notify.
+    Report { statuses: bool },
+}
+
 /// The node agent's memory and decisions.
 #[derive(Debug)]
 pub struct Core {
     node: String,
     /// The lease of this node's registration, written into every status (see
-    /// [`Core::registered`]).
+    /// [`Input::Registered`]).
     lease: i64,
     timing: Timing,
     runtime: BTreeMap<ReplicaKey, Runtime>,
@@ -118,6 +247,16 @@ pub struct Core {
     written: BTreeMap<ReplicaKey, Written>,
     /// When to reconcile again without an event (a restart hold running out).
     wake_at: Option<Instant>,
+    /// What this node must run, as the last pass or report was given it.
+    wanted: Arc<Wanted>,
+    /// The host refused some replicas for a condition of its own in this pass.
+    host_refused: bool,
+    /// This node's containers as last listed, running state corrected by newer events.
+    observed: Vec<Observed>,
+    /// Where the pass stands.
+    stage: Stage,
+    /// The statuses handed out to write, not yet confirmed written.
+    writing: Vec<(ReplicaKey, Vec<u8>)>,
 }
 
 impl Core {
@@ -132,6 +271,125 @@ impl Core {
             event_state: BTreeMap::new(),
             written: BTreeMap::new(),
             wake_at: None,
+            wanted: Arc::default(),
+            host_refused: false,
+            observed: Vec::new(),
+            stage: Stage::Idle,
+            writing: Vec::new(),
+        }
+    }
+
+    /// Takes in what happened.
+    pub fn step(&mut self, input: Input, at: At) {
+        match input {
+            Input::Registered(lease) => self.lease = lease,
+            Input::Fenced => self.wake_at = None,
+            Input::Event { event, left } => self.engine_event(&event, left, at.now, at.unix),
+            Input::Primitive(k, st) => self.primitive(&k, st),
+            Input::Stopping(ids) => ids.iter().for_each(|id| self.stopping(id)),
+            Input::Reconcile {
+                wanted,
+                host_refused,
+            } => {
+                self.cleanup(&wanted.cleanups, at.now);
+                self.wanted = wanted;
+                self.host_refused = host_refused;
+                self.stage = Stage::Seed;
+            }
+            Input::Report(wanted) => {
+                self.wanted = wanted;
+                self.stage = Stage::Report { statuses: true };
+            }
+            Input::Stored(stored) => {
+                for (k, bytes) in stored {
+                    self.seed(&k, bytes.as_deref());
+                }
+            }
+            Input::Listed(listed) => {
+                self.observed = self.observe(listed);
+                self.stage = match self.stage {
+                    Stage::Look => Stage::Act,
+                    _ => Stage::Report { statuses: true },
+                };
+            }
+            Input::ListFailed => match self.stage {
+                // Nothing to plan from: the pass ends, and another comes soon.
+                Stage::Look => {
+                    self.requeue(at.now + Duration::from_secs(1));
+                    self.stage = Stage::Idle;
+                }
+                _ => self.stage = Stage::Report { statuses: false },
+            },
+        }
+    }
+
+    /// What to do now: the next stage of the pass under way (nothing between passes).
+    pub fn ready(&mut self, at: At) -> Effects {
+        /// How soon a replica refused for a condition of this host is tried again.
+        const LOCAL_RETRY: Duration = Duration::from_secs(2);
+        let mut fx = Effects::default();
+        match self.stage {
+            Stage::Idle => fx.done = true,
+            Stage::Seed => {
+                // Asked once a pass: a read that fails is tried again at the next.
+                self.stage = Stage::Look;
+                fx.read = self.unseeded(&self.wanted.containers);
+                fx.list = fx.read.is_empty().then_some(Listing::ToPlan);
+            }
+            Stage::Look => fx.list = Some(Listing::ToPlan),
+            Stage::Relook => fx.list = Some(Listing::AfterActing),
+            Stage::Act => {
+                let wanted = Arc::clone(&self.wanted);
+                let observed = std::mem::take(&mut self.observed);
+                let p = self.plan(&wanted.containers, &observed, at.now);
+                self.observed = observed;
+                if self.host_refused {
+                    self.requeue(at.now + LOCAL_RETRY);
+                }
+                for a in &p.actions {
+                    if let Action::Remove { id, .. } = a {
+                        self.stopping(id);
+                    }
+                }
+                fx.engine = p.actions;
+                self.stage = Stage::Relook;
+            }
+            Stage::Report { statuses } => {
+                let wanted = Arc::clone(&self.wanted);
+                if statuses {
+                    let observed = std::mem::take(&mut self.observed);
+                    let w = self.statuses(
+                        &wanted.containers,
+                        &wanted.addrs,
+                        &observed,
+                        at.now,
+                        at.unix,
+                    );
+                    self.observed = observed;
+                    self.writing.clone_from(&w.puts);
+                    (fx.puts, fx.deletes) = (w.puts, w.gone);
+                }
+                fx.roles = self.roles_to_ask(&wanted.roles);
+                fx.notify = self
+                    .notifies_to_send(&wanted.notifies)
+                    .into_iter()
+                    .map(|(k, n)| (k, n.clone()))
+                    .collect();
+                fx.done = true;
+                self.stage = Stage::Idle;
+            }
+        }
+        fx
+    }
+
+    /// What came of the last [`Effects`].
+    pub fn advance(&mut self, results: Results, at: At) {
+        for (k, started, restart) in results.started {
+            self.started(&k, started, restart, at.now, at.unix);
+        }
+        let writing = std::mem::take(&mut self.writing);
+        if results.wrote {
+            self.wrote(writing);
         }
     }
 
@@ -141,12 +399,12 @@ impl Core {
     }
 
     /// Asks for a reconcile at `at` (or sooner, if one is due already).
-    pub fn requeue(&mut self, at: Instant) {
+    fn requeue(&mut self, at: Instant) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 
     /// The replicas of `desired` whose stored status has not been read back yet.
-    pub fn unseeded(&self, desired: &Desired) -> Vec<ReplicaKey> {
+    fn unseeded(&self, desired: &Desired) -> Vec<ReplicaKey> {
         desired
             .keys()
             .filter(|k| !self.seeded.contains(*k))
@@ -156,7 +414,7 @@ impl Core {
 
     /// A replica's stored status, read back once: its failures (on every node, for
     /// migration-threshold) and, when this node wrote it, its restart count.
-    pub fn seed(&mut self, k: &ReplicaKey, stored: Option<&[u8]>) {
+    fn seed(&mut self, k: &ReplicaKey, stored: Option<&[u8]>) {
         self.seeded.insert(k.clone());
         let Some(bytes) = stored else { return };
         let Ok(st) = serde_json::from_slice::<ReplicaStatus>(bytes) else {
@@ -183,7 +441,7 @@ impl Core {
 
     /// An engine event. `left` is the primitive state the replica's remote agent left in
     /// its state file, for a `die` the core counts as a failure ([`Core::failure_of`]).
-    pub fn engine_event(
+    fn engine_event(
         &mut self,
         ev: &EngineEvent,
         left: Option<PrimitiveState>,
@@ -231,7 +489,7 @@ impl Core {
     }
 
     /// A remote agent's report of its primitive.
-    pub fn primitive(&mut self, k: &ReplicaKey, st: PrimitiveState) {
+    fn primitive(&mut self, k: &ReplicaKey, st: PrimitiveState) {
         if let Some(rt) = self.runtime.get_mut(k) {
             rt.primitive = Some(st);
         }
@@ -239,7 +497,7 @@ impl Core {
 
     /// A container the shell stops itself (a plan's removal, fencing): its `die` is no
     /// failure.
-    pub fn stopping(&mut self, id: &str) {
+    fn stopping(&mut self, id: &str) {
         self.expected_stops.insert(id.to_string());
     }
 
@@ -248,21 +506,9 @@ impl Core {
         self.runtime.get(k).map_or(0, |rt| rt.conflicts)
     }
 
-    /// Registered under `lease` (at start, and anew after a lease was lost): every status
-    /// carries it, so each is written again once under a new registration, and a status
-    /// from before it is told apart (`View::reported_now`).
-    pub fn registered(&mut self, lease: i64) {
-        self.lease = lease;
-    }
-
-    /// Fenced: nothing is due until the registration is back.
-    pub fn fenced(&mut self) {
-        self.wake_at = None;
-    }
-
     /// A container list, with running state corrected by newer events; forgets the events
     /// of containers no longer listed.
-    pub fn observe(&mut self, mut observed: Vec<Observed>) -> Vec<Observed> {
+    fn observe(&mut self, mut observed: Vec<Observed>) -> Vec<Observed> {
         let listed: HashSet<&str> = observed.iter().map(|o| o.id.as_str()).collect();
         self.event_state
             .retain(|id, _| listed.contains(id.as_str()));
@@ -276,7 +522,7 @@ impl Core {
 
     /// What must change on this host ([`plan`] with this core's restart holds); sets when
     /// to come back.
-    pub fn plan(&mut self, desired: &Desired, observed: &[Observed], now: Instant) -> Plan {
+    fn plan(&mut self, desired: &Desired, observed: &[Observed], now: Instant) -> Plan {
         for (k, d) in desired {
             let Ok(d) = d else { continue };
             let hash = d.hash();
@@ -302,14 +548,7 @@ impl Core {
 
     /// The outcome of creating and starting (`restart` false) or starting again (`restart`
     /// true) a replica's container.
-    pub fn started(
-        &mut self,
-        k: &ReplicaKey,
-        result: Started,
-        restart: bool,
-        now: Instant,
-        unix: u64,
-    ) {
+    fn started(&mut self, k: &ReplicaKey, result: Started, restart: bool, now: Instant, unix: u64) {
         let reason = match result {
             Started::Ok(id) => {
                 // Running now, whatever a list taken before the `start` event would say.
@@ -362,7 +601,7 @@ impl Core {
     /// the cleanup's time (Unix seconds) — fail counts, last failure, backoff and restart
     /// hold — so the replica is tried again at once. Failures after it stay (an agent
     /// restarted later sees the same cleanup again and keeps them).
-    pub fn cleanup(&mut self, cleanups: &BTreeMap<ReplicaKey, u64>, now: Instant) {
+    fn cleanup(&mut self, cleanups: &BTreeMap<ReplicaKey, u64>, now: Instant) {
         for (k, &at) in cleanups {
             let Some(rt) = self.runtime.get_mut(k) else {
                 continue;
@@ -399,7 +638,7 @@ impl Core {
     /// Each replica's status as it is now, and what to write: only statuses whose bytes
     /// changed, and the replicas that left this node. A replica that cannot run records why
     /// as its last failure.
-    pub fn statuses(
+    fn statuses(
         &mut self,
         desired: &Desired,
         addrs: &BTreeMap<ReplicaKey, Option<Ipv4Addr>>,
@@ -440,14 +679,14 @@ impl Core {
     }
 
     /// The statuses the shell has written.
-    pub fn wrote(&mut self, puts: Vec<(ReplicaKey, Vec<u8>)>) {
+    fn wrote(&mut self, puts: Vec<(ReplicaKey, Vec<u8>)>) {
         self.written
             .extend(puts.into_iter().map(|(k, b)| (k, Written::new(b))));
     }
 
     /// The clone notifications to deliver: each to a target whose primitive is started and
     /// has not reported it run.
-    pub fn notifies_to_send<'n>(
+    fn notifies_to_send<'n>(
         &self,
         notifies: &'n BTreeMap<ReplicaKey, crate::model::cluster::Notification>,
     ) -> Vec<(ReplicaKey, &'n crate::model::cluster::Notification)> {
@@ -465,7 +704,7 @@ impl Core {
 
     /// The role to ask each promotable replica's remote agent for: one started in a role
     /// that is neither the one it must run in nor asked for already.
-    pub fn roles_to_ask(&self, roles: &BTreeMap<ReplicaKey, Role>) -> Vec<(ReplicaKey, Role)> {
+    fn roles_to_ask(&self, roles: &BTreeMap<ReplicaKey, Role>) -> Vec<(ReplicaKey, Role)> {
         roles
             .iter()
             .filter(|(k, role)| {

@@ -564,3 +564,180 @@ fn a_name_held_by_another_container_is_retried_with_a_growing_backoff() {
     core.started(&key(0), Started::Ok("c".into()), false, now, 1);
     assert_eq!(core.conflicts(&key(0)), 0);
 }
+
+// The pass as step → ready → advance: what the shell is asked to do, stage by stage.
+
+fn at(unix: u64) -> At {
+    At {
+        now: Instant::now(),
+        unix,
+    }
+}
+
+fn reconcile(core: &mut Core, replicas: &[u32]) {
+    let wanted = Wanted {
+        containers: want(replicas),
+        ..Default::default()
+    };
+    let pass = Input::Reconcile {
+        wanted: Arc::new(wanted),
+        host_refused: false,
+    };
+    core.step(pass, at(1));
+}
+
+fn written(fx: &Effects, k: &ReplicaKey) -> ReplicaStatus {
+    let (_, bytes) = fx.puts.iter().find(|(p, _)| p == k).expect("written");
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[test]
+fn a_pass_reads_back_lists_acts_lists_again_then_writes_and_ends() {
+    let mut core = Core::new(NODE, timing());
+    reconcile(&mut core, &[0]);
+    let fx = core.ready(at(1));
+    assert_eq!((fx.read, fx.list, fx.done), (vec![key(0)], None, false));
+    core.step(Input::Stored(vec![(key(0), None)]), at(1));
+    let fx = core.ready(at(1));
+    assert_eq!(fx.list, Some(Listing::ToPlan));
+    core.step(Input::Listed(vec![]), at(1));
+    let fx = core.ready(at(1));
+    assert_eq!(fx.engine, vec![Action::Create(key(0))]);
+    let started = vec![(key(0), Started::Ok("c0".into()), false)];
+    let results = Results {
+        started,
+        wrote: false,
+    };
+    core.advance(results, at(2));
+    let fx = core.ready(at(2));
+    assert_eq!(fx.list, Some(Listing::AfterActing));
+    assert!(fx.engine.is_empty() && !fx.done);
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(2));
+    let fx = core.ready(at(2));
+    assert!(fx.done);
+    let st = written(&fx, &key(0));
+    assert_eq!(
+        (st.state, st.container_id.as_str()),
+        (ReplicaState::Running, "c0")
+    );
+    assert_eq!(st.started_at, 2);
+    core.advance(
+        Results {
+            wrote: true,
+            ..Default::default()
+        },
+        at(2),
+    );
+    let fx = core.ready(at(2));
+    assert!(fx.done && fx.puts.is_empty() && fx.list.is_none() && fx.engine.is_empty());
+    // The next pass: read back no more, and nothing to write while nothing changed.
+    reconcile(&mut core, &[0]);
+    assert_eq!(core.ready(at(3)).list, Some(Listing::ToPlan));
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(3));
+    assert!(core.ready(at(3)).engine.is_empty());
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(3));
+    let fx = core.ready(at(3));
+    assert!(fx.done && fx.puts.is_empty());
+}
+
+#[test]
+fn a_failed_first_list_ends_the_pass_and_comes_back_in_a_second() {
+    let mut core = Core::new(NODE, timing());
+    reconcile(&mut core, &[]);
+    assert_eq!(core.ready(at(1)).list, Some(Listing::ToPlan));
+    let t = Instant::now();
+    core.step(Input::ListFailed, At { now: t, unix: 1 });
+    assert_eq!(core.wake_at(), Some(t + Duration::from_secs(1)));
+    let fx = core.ready(at(1));
+    assert!(fx.done && fx.engine.is_empty() && fx.puts.is_empty());
+}
+
+#[test]
+fn a_failed_second_list_writes_nothing_but_still_signals() {
+    let mut core = Core::new(NODE, timing());
+    reconcile(&mut core, &[0]);
+    core.step(Input::Stored(vec![(key(0), None)]), at(1));
+    core.ready(at(1));
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(1));
+    assert!(core.ready(at(1)).engine.is_empty());
+    core.step(
+        Input::Primitive(
+            key(0),
+            PrimitiveState {
+                state: Phase::Started,
+                role: Some(Role::Unpromoted),
+                ..Default::default()
+            },
+        ),
+        at(1),
+    );
+    let wanted = Wanted {
+        containers: want(&[0]),
+        roles: BTreeMap::from([(key(0), Role::Promoted)]),
+        ..Default::default()
+    };
+    let pass = Input::Reconcile {
+        wanted: Arc::new(wanted),
+        host_refused: false,
+    };
+    core.step(pass, at(1));
+    assert_eq!(core.ready(at(1)).list, Some(Listing::ToPlan));
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(1));
+    assert!(core.ready(at(1)).engine.is_empty());
+    core.step(Input::ListFailed, at(1));
+    let fx = core.ready(at(1));
+    assert!(fx.done && fx.puts.is_empty());
+    assert_eq!(fx.roles, vec![(key(0), Role::Promoted)]);
+}
+
+#[test]
+fn a_removal_handed_out_is_the_agents_own_stop_not_a_failure() {
+    let mut core = Core::new(NODE, timing());
+    reconcile(&mut core, &[]);
+    core.ready(at(1));
+    core.step(Input::Listed(vec![listed(0, "old", true)]), at(1));
+    let fx = core.ready(at(1));
+    assert!(matches!(fx.engine.as_slice(), [Action::Remove { id, .. }] if id == "old"));
+    assert_eq!(core.failure_of(&event("die", "old", 0)), None);
+}
+
+#[test]
+fn statuses_not_confirmed_written_are_handed_out_again() {
+    let mut core = Core::new(NODE, timing());
+    let report = |core: &mut Core| {
+        let wanted = Wanted {
+            containers: want(&[0]),
+            ..Default::default()
+        };
+        core.step(Input::Report(Arc::new(wanted)), at(1));
+        core.ready(at(1))
+    };
+    let first = report(&mut core);
+    assert_eq!(first.puts.len(), 1);
+    core.advance(Results::default(), at(1));
+    let again = report(&mut core);
+    assert_eq!(again.puts, first.puts);
+    core.advance(
+        Results {
+            wrote: true,
+            ..Default::default()
+        },
+        at(1),
+    );
+    assert!(report(&mut core).puts.is_empty());
+}
+
+#[test]
+fn a_host_refusal_brings_the_next_pass_soon() {
+    let mut core = Core::new(NODE, timing());
+    let pass = Input::Reconcile {
+        wanted: Arc::new(Wanted::default()),
+        host_refused: true,
+    };
+    core.step(pass, at(1));
+    core.ready(at(1));
+    core.step(Input::Listed(vec![]), at(1));
+    let t = Instant::now();
+    core.ready(At { now: t, unix: 1 });
+    assert_eq!(core.wake_at(), Some(t + Duration::from_secs(2)));
+}
