@@ -195,31 +195,12 @@ pub fn unpack(
                 format!("{path}: a {kind:?} entry; a chart package holds regular files only"),
             ));
         }
-        let parts: Vec<&str> = Path::new(&path)
-            .components()
-            .map(|c| match c {
-                Component::Normal(n) => n.to_str().ok_or(()),
-                _ => Err(()),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|()| {
-                err(
-                    origin,
-                    format!("{path}: not a plain relative path (absolute, or with ..)"),
-                )
-            })?;
-        let [first, rest @ ..] = parts.as_slice() else {
+        let Some((first, rest)) = place(&path, origin)? else {
             continue;
         };
-        if rest.is_empty() {
-            return Err(err(
-                origin,
-                format!("{path}: a file outside the chart's directory"),
-            ));
-        }
         match &top {
-            None => top = Some(first.to_string()),
-            Some(t) if t == first => {}
+            None => top = Some(first),
+            Some(t) if *t == first => {}
             Some(t) => {
                 return Err(err(
                     origin,
@@ -244,10 +225,39 @@ pub fn unpack(
             .take(MAX_FILE + 1)
             .read_to_end(&mut content)
             .map_err(|e| err(origin, format!("{path}: {e}")))?;
-        files.insert(rest.join("/"), content);
+        files.insert(rest, content);
     }
     let top = top.ok_or_else(|| err(origin, "an empty package"))?;
     Ok((top, files))
+}
+
+/// Where a package entry goes: its top directory and its path below it (None: an empty
+/// path), or why it may not be unpacked (not a plain relative path, or not inside a top
+/// directory).
+fn place(path: &str, origin: &str) -> Result<Option<(String, String)>, ChartError> {
+    let parts: Vec<&str> = Path::new(path)
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => n.to_str().ok_or(()),
+            _ => Err(()),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|()| {
+            err(
+                origin,
+                format!("{path}: not a plain relative path (absolute, or with ..)"),
+            )
+        })?;
+    let [first, rest @ ..] = parts.as_slice() else {
+        return Ok(None);
+    };
+    if rest.is_empty() {
+        return Err(err(
+            origin,
+            format!("{path}: a file outside the chart's directory"),
+        ));
+    }
+    Ok(Some((first.to_string(), rest.join("/"))))
 }
 
 /// Loads a chart from a package's bytes.

@@ -1,5 +1,7 @@
-//! The node agent's loop: register under a lease, watch this node's assignments and the
-//! engine's events, and after each change read → [`plan`] → act → write status.
+//! The node agent's shell: register under a lease, watch this node's assignments and the
+//! engine's events, step each into the [`Core`], and carry out what its `ready` returns
+//! (read back, list, act through the engine, write statuses, signal the replicas' agents)
+//! until the pass is done; the host's own part (files, addresses) goes through [`Host`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -214,58 +214,63 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(r) if !same_key(&r.key, key) => serde_json::to_string(&ErrorReply {
             error: "unauthenticated".into(),
         }),
-        Ok(r) => match r.request {
-            Verb::Status => serde_json::to_string(&state.get()),
-            Verb::Role => match r.role {
-                Some(role) => {
-                    state.ask_role(role);
-                    serde_json::to_string(&state.get())
-                }
-                _ => serde_json::to_string(&ErrorReply {
-                    error: "role must be promoted or unpromoted".into(),
-                }),
-            },
-            Verb::Notify => match r.notify {
-                Some(n) if n.vars.len() <= MAX_NOTIFY_VARS => {
-                    state.ask_notify(n);
-                    serde_json::to_string(&state.get())
-                }
-                _ => serde_json::to_string(&ErrorReply {
-                    error: "notify needs a notification".into(),
-                }),
-            },
-            Verb::Watch => {
-                let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
-                serde_json::to_string(&st)
-            }
-            Verb::Attrs | Verb::Cluster if state.attrd().is_none() => {
-                serde_json::to_string(&ErrorReply {
-                    error: "no attribute daemon here".into(),
-                })
-            }
-            Verb::Attrs => {
-                let attrd = state.attrd().expect("checked");
-                let writes = attrd.pending(r.acks, WATCH_HOLD).await;
-                serde_json::to_string(&Writes {
-                    writes,
-                    mirrored: attrd.mirrored(),
-                })
-            }
-            Verb::Cluster => {
-                let attrd = state.attrd().expect("checked");
-                attrd.mirror(r.view.unwrap_or_default(), r.members.unwrap_or_default());
-                serde_json::to_string(&state.get())
-            }
-            Verb::Unknown => serde_json::to_string(&ErrorReply {
-                error: "unknown request".into(),
-            }),
-        },
+        Ok(r) => answer(r, state).await,
     }
     .expect("replies serialize");
     let mut stream = reader.into_inner();
     stream.write_all(reply.as_bytes()).await?;
     stream.write_all(b"\n").await?;
     stream.shutdown().await
+}
+
+/// The reply to an authenticated request.
+async fn answer(r: Request, state: &Shared) -> serde_json::Result<String> {
+    match r.request {
+        Verb::Status => serde_json::to_string(&state.get()),
+        Verb::Role => match r.role {
+            Some(role) => {
+                state.ask_role(role);
+                serde_json::to_string(&state.get())
+            }
+            _ => serde_json::to_string(&ErrorReply {
+                error: "role must be promoted or unpromoted".into(),
+            }),
+        },
+        Verb::Notify => match r.notify {
+            Some(n) if n.vars.len() <= MAX_NOTIFY_VARS => {
+                state.ask_notify(n);
+                serde_json::to_string(&state.get())
+            }
+            _ => serde_json::to_string(&ErrorReply {
+                error: "notify needs a notification".into(),
+            }),
+        },
+        Verb::Watch => {
+            let st = state.changed_since(r.since.unwrap_or(0), WATCH_HOLD).await;
+            serde_json::to_string(&st)
+        }
+        Verb::Attrs | Verb::Cluster if state.attrd().is_none() => {
+            serde_json::to_string(&ErrorReply {
+                error: "no attribute daemon here".into(),
+            })
+        }
+        Verb::Attrs => {
+            let attrd = state.attrd().expect("checked");
+            let writes = attrd.pending(r.acks, WATCH_HOLD).await;
+            serde_json::to_string(&Writes {
+                writes,
+                mirrored: attrd.mirrored(),
+            })
+        }
+        Verb::Cluster => {
+            let attrd = state.attrd().expect("checked");
+            attrd.mirror(r.view.unwrap_or_default(), r.members.unwrap_or_default());
+            serde_json::to_string(&state.get())
+        }
+        Verb::Unknown => serde_json::to_string(&ErrorReply {
+            error: "unknown request".into(),
+        }),
+    }
 }
 
 /// Serves the channel on a unix socket until `shutdown`.

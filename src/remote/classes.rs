@@ -11,7 +11,7 @@
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -162,102 +162,139 @@ impl Resource {
         env: &[(String, String)],
     ) -> Result<Outcome, SpawnError> {
         let (timeout, _) = timing;
-        let start = Instant::now();
         match self {
             Resource::Ocf(agent) => agent.run(reaper, action, timing, env).await,
-            Resource::Lsb { script } => {
-                let verb = match action {
-                    Action::Start => "start",
-                    Action::Stop => "stop",
-                    Action::Monitor => "status",
-                    _ => {
-                        return Ok(outcome(
-                            Rc::ErrUnimplemented,
-                            "lsb has no such action",
-                            start,
-                        ));
-                    }
-                };
-                let status = run_to_end(
-                    reaper,
-                    &script.display().to_string(),
-                    &[verb.into()],
-                    timeout,
-                )
-                .await?;
-                let rc = match (action, status.code()) {
-                    (_, Some(0)) => Rc::Success,
-                    (Action::Monitor, Some(3)) => Rc::NotRunning,
-                    (_, Some(_)) => Rc::ErrGeneric,
-                    (_, None) => Rc::TimedOut,
-                };
-                Ok(outcome(rc, "", start))
-            }
+            Resource::Lsb { script } => run_lsb(reaper, script, action, timeout).await,
             Resource::Command {
                 program,
                 args,
                 health,
                 running,
-            } => match action {
-                Action::Start => {
-                    let mut cmd = std::process::Command::new(program);
-                    cmd.args(args).stdin(Stdio::null()).process_group(0);
-                    let (child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
-                        path: program.clone(),
-                        source,
-                    })?;
-                    *running.lock().expect("command lock") = Some(Running {
-                        pid: child.id() as i32,
-                        exited,
-                    });
-                    Ok(outcome(Rc::Success, "", start))
-                }
-                Action::Monitor => {
-                    let alive = {
-                        let mut r = running.lock().expect("command lock");
-                        match r.as_mut() {
-                            Some(run) => match run.exited.try_recv() {
-                                Err(oneshot::error::TryRecvError::Empty) => true,
-                                _ => {
-                                    *r = None;
-                                    false
-                                }
-                            },
-                            None => false,
-                        }
-                    };
-                    if !alive {
-                        return Ok(outcome(Rc::NotRunning, "the command is not running", start));
+            } => {
+                let start = Instant::now();
+                match action {
+                    Action::Start => start_command(reaper, program, args, running),
+                    Action::Monitor => {
+                        monitor_command(reaper, health.as_deref(), running, timeout).await
                     }
-                    if let Some(probe) = health {
-                        let status = run_to_end(reaper, &probe[0], &probe[1..], timeout).await?;
-                        if status.code() != Some(0) {
-                            return Ok(outcome(Rc::ErrGeneric, "the health probe failed", start));
-                        }
-                    }
-                    Ok(outcome(Rc::Success, "", start))
+                    Action::Stop => Ok(stop_command(running, timeout).await),
+                    _ => Ok(outcome(
+                        Rc::ErrUnimplemented,
+                        "the command class has no such action",
+                        start,
+                    )),
                 }
-                Action::Stop => {
-                    let run = running.lock().expect("command lock").take();
-                    let Some(run) = run else {
-                        return Ok(outcome(Rc::Success, "not running", start));
-                    };
-                    // The command's own process group.
-                    let _ = killpg(Pid::from_raw(run.pid), Signal::SIGTERM);
-                    match tokio::time::timeout(timeout, run.exited).await {
-                        Ok(_) => Ok(outcome(Rc::Success, "", start)),
-                        Err(_) => {
-                            let _ = killpg(Pid::from_raw(run.pid), Signal::SIGKILL);
-                            Ok(outcome(Rc::Success, "killed at the stop timeout", start))
-                        }
-                    }
+            }
+        }
+    }
+}
+
+/// An LSB init script's `start`, `stop` or `status` (for monitor), its exit code read as the
+/// LSB says (3 from status: not running).
+async fn run_lsb(
+    reaper: &Reaper,
+    script: &Path,
+    action: Action,
+    timeout: Duration,
+) -> Result<Outcome, SpawnError> {
+    let start = Instant::now();
+    let verb = match action {
+        Action::Start => "start",
+        Action::Stop => "stop",
+        Action::Monitor => "status",
+        _ => {
+            return Ok(outcome(
+                Rc::ErrUnimplemented,
+                "lsb has no such action",
+                start,
+            ));
+        }
+    };
+    let status = run_to_end(
+        reaper,
+        &script.display().to_string(),
+        &[verb.into()],
+        timeout,
+    )
+    .await?;
+    let rc = match (action, status.code()) {
+        (_, Some(0)) => Rc::Success,
+        (Action::Monitor, Some(3)) => Rc::NotRunning,
+        (_, Some(_)) => Rc::ErrGeneric,
+        (_, None) => Rc::TimedOut,
+    };
+    Ok(outcome(rc, "", start))
+}
+
+/// Starts a plain command in a process group of its own, remembered as running.
+fn start_command(
+    reaper: &Reaper,
+    program: &str,
+    args: &[String],
+    running: &Mutex<Option<Running>>,
+) -> Result<Outcome, SpawnError> {
+    let start = Instant::now();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).process_group(0);
+    let (child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
+        path: program.to_string(),
+        source,
+    })?;
+    *running.lock().expect("command lock") = Some(Running {
+        pid: child.id() as i32,
+        exited,
+    });
+    Ok(outcome(Rc::Success, "", start))
+}
+
+/// A plain command runs while its process has not exited, and is healthy while its
+/// `health` probe (if any) exits 0.
+async fn monitor_command(
+    reaper: &Reaper,
+    health: Option<&[String]>,
+    running: &Mutex<Option<Running>>,
+    timeout: Duration,
+) -> Result<Outcome, SpawnError> {
+    let start = Instant::now();
+    let alive = {
+        let mut r = running.lock().expect("command lock");
+        match r.as_mut() {
+            Some(run) => match run.exited.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => true,
+                _ => {
+                    *r = None;
+                    false
                 }
-                _ => Ok(outcome(
-                    Rc::ErrUnimplemented,
-                    "the command class has no such action",
-                    start,
-                )),
             },
+            None => false,
+        }
+    };
+    if !alive {
+        return Ok(outcome(Rc::NotRunning, "the command is not running", start));
+    }
+    if let Some(probe) = health {
+        let status = run_to_end(reaper, &probe[0], &probe[1..], timeout).await?;
+        if status.code() != Some(0) {
+            return Ok(outcome(Rc::ErrGeneric, "the health probe failed", start));
+        }
+    }
+    Ok(outcome(Rc::Success, "", start))
+}
+
+/// Stops a plain command: SIGTERM to its process group, SIGKILL at the stop timeout.
+async fn stop_command(running: &Mutex<Option<Running>>, timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let run = running.lock().expect("command lock").take();
+    let Some(run) = run else {
+        return outcome(Rc::Success, "not running", start);
+    };
+    // The command's own process group.
+    let _ = killpg(Pid::from_raw(run.pid), Signal::SIGTERM);
+    match tokio::time::timeout(timeout, run.exited).await {
+        Ok(_) => outcome(Rc::Success, "", start),
+        Err(_) => {
+            let _ = killpg(Pid::from_raw(run.pid), Signal::SIGKILL);
+            outcome(Rc::Success, "killed at the stop timeout", start)
         }
     }
 }

@@ -140,8 +140,8 @@ impl Agent {
     }
 
     /// Runs `action` with the operation's `timeout` and `interval` (and `extra` environment);
-    /// kills the agent's process
-    /// group at the timeout. The child is waited for through the reaper (see [`Reaper`]).
+    /// kills the agent's process group at the timeout. The child is waited for through the
+    /// reaper (see [`Reaper`]).
     pub async fn run(
         &self,
         reaper: &Reaper,
@@ -150,7 +150,52 @@ impl Agent {
         extra: &[(String, String)],
     ) -> Result<Outcome, SpawnError> {
         let path = self.path();
-        let mut cmd = std::process::Command::new(&path);
+        let mut cmd = self.command(&path, action, (timeout, interval), extra);
+        let start = Instant::now();
+        let (mut child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let pgid = child.id() as i32;
+        // Pipes are read on blocking threads; a daemon the agent started may keep them open,
+        // so the output is taken as far as it came when the agent itself exits.
+        let out = read_pipe(child.stdout.take());
+        let err = read_pipe(child.stderr.take());
+        let rc = match tokio::time::timeout(timeout, exited).await {
+            Ok(Ok(status)) => match (status.code(), status.signal()) {
+                (Some(c), _) => Rc::from_code(c),
+                (None, Some(s)) => Rc::Signaled(s),
+                (None, None) => Rc::ErrGeneric,
+            },
+            Ok(Err(_)) => Rc::ErrGeneric,
+            Err(_) => {
+                // The process group the agent leads (process_group(0)).
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                Rc::TimedOut
+            }
+        };
+        let mut output = String::from_utf8_lossy(&grab(out).await).into_owned();
+        output.push_str(&String::from_utf8_lossy(&grab(err).await));
+        // Cut at a character boundary: the agent's output may be any bytes.
+        crate::model::cluster::truncate_utf8(&mut output, 4096);
+        Ok(Outcome {
+            rc,
+            output,
+            took: start.elapsed(),
+        })
+    }
+
+    /// The agent's command for `action`: the OCF environment (root, version, instance, type,
+    /// provider, the operation's timeout and interval, every parameter as `OCF_RESKEY_*`),
+    /// no input, both outputs piped, in a process group of its own.
+    fn command(
+        &self,
+        path: &Path,
+        action: Action,
+        (timeout, interval): (Duration, Duration),
+        extra: &[(String, String)],
+    ) -> std::process::Command {
+        let mut cmd = std::process::Command::new(path);
         cmd.arg(action.as_str())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(extra.iter().map(|(k, v)| (k, v)))
@@ -176,59 +221,32 @@ impl Agent {
         for (k, v) in &self.params {
             cmd.env(format!("OCF_RESKEY_{k}"), v);
         }
-        let start = Instant::now();
-        let (mut child, exited) = reaper.spawn(&mut cmd).map_err(|source| SpawnError {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let pgid = child.id() as i32;
-        // Pipes are read on blocking threads; a daemon the agent started may keep them open,
-        // so the output is taken as far as it came when the agent itself exits.
-        let (out, err) = (child.stdout.take(), child.stderr.take());
-        let read = |pipe: Option<Box<dyn Read + Send>>| {
-            tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.by_ref().take(64 * 1024).read_to_end(&mut buf);
-                    // The rest is read and dropped: a pipe closed early would kill a
-                    // talkative agent (SIGPIPE) and fail an operation that succeeded.
-                    let _ = std::io::copy(&mut p, &mut std::io::sink());
-                }
-                buf
-            })
-        };
-        let out = read(out.map(|o| Box::new(o) as Box<dyn Read + Send>));
-        let err = read(err.map(|e| Box::new(e) as Box<dyn Read + Send>));
-        let rc = match tokio::time::timeout(timeout, exited).await {
-            Ok(Ok(status)) => match (status.code(), status.signal()) {
-                (Some(c), _) => Rc::from_code(c),
-                (None, Some(s)) => Rc::Signaled(s),
-                (None, None) => Rc::ErrGeneric,
-            },
-            Ok(Err(_)) => Rc::ErrGeneric,
-            Err(_) => {
-                // The process group the agent leads (process_group(0)).
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                Rc::TimedOut
-            }
-        };
-        let grab = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
-            tokio::time::timeout(Duration::from_millis(200), h)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        };
-        let mut output = String::from_utf8_lossy(&grab(out).await).into_owned();
-        output.push_str(&String::from_utf8_lossy(&grab(err).await));
-        // Cut at a character boundary: the agent's output may be any bytes.
-        crate::model::cluster::truncate_utf8(&mut output, 4096);
-        Ok(Outcome {
-            rc,
-            output,
-            took: start.elapsed(),
-        })
+        cmd
     }
+}
+
+/// Reads the first 64 KiB of an agent's output pipe on a blocking thread.
+fn read_pipe(pipe: Option<impl Read + Send + 'static>) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.by_ref().take(64 * 1024).read_to_end(&mut buf);
+            // The rest is read and dropped: a pipe closed early would kill a talkative agent
+            // (SIGPIPE) and fail an operation that succeeded.
+            let _ = std::io::copy(&mut p, &mut std::io::sink());
+        }
+        buf
+    })
+}
+
+/// What a pipe's reader has read, waiting at most 200 ms more for it (a daemon the agent
+/// started may hold the pipe open).
+async fn grab(h: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
+    tokio::time::timeout(Duration::from_millis(200), h)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }
 
 /// Whether `path` exists and is executable (OCF_ERR_INSTALLED otherwise).

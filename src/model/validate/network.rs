@@ -94,27 +94,7 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
         );
         return;
     };
-    // Addresses no replica may own: a replica address is added to a host interface and
-    // removed again when the replica leaves.
-    let unusable = |ip: Ipv4Addr| {
-        if ip.is_unspecified() {
-            Some("the unspecified address")
-        } else if ip.is_link_local() {
-            Some("a link-local address (169.254.0.0/16)")
-        } else if ip.is_multicast() {
-            Some("a multicast address")
-        } else if ip.is_broadcast() {
-            Some("the broadcast address")
-        } else if u32::from(ip) >> 28 == 0xf {
-            Some("a reserved address (240.0.0.0/4)")
-        } else if ip.octets()[0] == 0 {
-            Some("in 0.0.0.0/8 (this network)")
-        } else {
-            None
-        }
-    };
-    let last_addr = last;
-    for a in [first, last_addr] {
+    for a in [first, last] {
         if let Some(why) = unusable(Ipv4Addr::from(a)) {
             c.fail(
                 p,
@@ -123,10 +103,40 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
             return;
         }
     }
-    // The loopback network is 127.0.0.0/8 on every host, whatever hostNetmask says: its
-    // network, broadcast and own address are known here (a real interface's are checked by
-    // the node agent, which knows its prefix).
-    for (ip, what) in [
+    if let Some((ip, what)) = in_loopback_reserved(first, last) {
+        c.fail(p, format!("{start}: the range includes {ip}, {what}"));
+        return;
+    }
+    if (1..32).contains(&mask) {
+        check_inside_network(c, start, mask, last);
+    }
+}
+
+/// Why no replica may own `ip` (a replica address is added to a host interface and removed
+/// again when the replica leaves), if it may not.
+fn unusable(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_link_local() {
+        Some("a link-local address (169.254.0.0/16)")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if u32::from(ip) >> 28 == 0xf {
+        Some("a reserved address (240.0.0.0/4)")
+    } else if ip.octets()[0] == 0 {
+        Some("in 0.0.0.0/8 (this network)")
+    } else {
+        None
+    }
+}
+
+/// The loopback network is 127.0.0.0/8 on every host, whatever hostNetmask says: its
+/// network, broadcast and own address are known here (a real interface's are checked by the
+/// node agent, which knows its prefix). The first of them in `first..=last`, and what it is.
+fn in_loopback_reserved(first: u32, last: u32) -> Option<(Ipv4Addr, &'static str)> {
+    [
         (
             Ipv4Addr::new(127, 0, 0, 0),
             "the network address of the loopback network 127.0.0.0/8",
@@ -136,15 +146,16 @@ pub(super) fn check_range(c: &mut Check, start: Ipv4Addr, mask: u8, replicas: u3
             Ipv4Addr::new(127, 255, 255, 255),
             "the broadcast address of the loopback network 127.0.0.0/8",
         ),
-    ] {
-        if (first..=last_addr).contains(&u32::from(ip)) {
-            c.fail(p, format!("{start}: the range includes {ip}, {what}"));
-            return;
-        }
-    }
-    if !(1..32).contains(&mask) {
-        return;
-    }
+    ]
+    .into_iter()
+    .find(|(ip, _)| (first..=last).contains(&u32::from(*ip)))
+}
+
+/// With a netmask below 32, the range stays inside `start`'s network and (below 31) owns
+/// neither its network nor its broadcast address.
+fn check_inside_network(c: &mut Check, start: Ipv4Addr, mask: u8, last: u32) {
+    let p = "spec.network.ipRangeStart";
+    let first = u32::from(start);
     let netmask = u32::MAX << (32 - mask);
     let network = first & netmask;
     let broadcast = network | !netmask;
