@@ -32,26 +32,44 @@ fn type_ok(want: &str, v: &Json) -> bool {
 
 fn walk(schema: &Json, v: &Json, path: &str, out: &mut Vec<String>) {
     let Json::Object(s) = schema else { return };
-    let mut fail = |why: String| out.push(format!("{path}: {why}"));
-    if let Some(t) = s.get("type") {
-        let wants: Vec<&str> = match t {
-            Json::String(one) => vec![one.as_str()],
-            Json::Array(many) => many.iter().filter_map(Json::as_str).collect(),
-            _ => vec![],
-        };
-        if !wants.is_empty() && !wants.iter().any(|w| type_ok(w, v)) {
-            fail(format!(
-                "is {}, must be {}",
-                type_name(v),
-                wants.join(" or ")
-            ));
-            return;
-        }
+    if let Some(why) = wrong_type(s, v) {
+        out.push(format!("{path}: {why}"));
+        return;
     }
+    let mut whys = Vec::new();
+    check_value(s, v, &mut whys);
+    check_size(s, v, &mut whys);
+    out.extend(whys.into_iter().map(|why| format!("{path}: {why}")));
+    match v {
+        Json::Array(items) => {
+            if let Some(item_schema) = s.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        Json::Object(map) => walk_object(s, map, path, out),
+        _ => {}
+    }
+}
+
+/// Why `v` is none of the schema's `type`s, if it is not.
+fn wrong_type(s: &serde_json::Map<String, Json>, v: &Json) -> Option<String> {
+    let wants: Vec<&str> = match s.get("type")? {
+        Json::String(one) => vec![one.as_str()],
+        Json::Array(many) => many.iter().filter_map(Json::as_str).collect(),
+        _ => vec![],
+    };
+    (!wants.is_empty() && !wants.iter().any(|w| type_ok(w, v)))
+        .then(|| format!("is {}, must be {}", type_name(v), wants.join(" or ")))
+}
+
+/// `enum`, `const`, and a number's bounds.
+fn check_value(s: &serde_json::Map<String, Json>, v: &Json, fail: &mut Vec<String>) {
     if let Some(Json::Array(options)) = s.get("enum")
         && !options.contains(v)
     {
-        fail(format!(
+        fail.push(format!(
             "{v} is not one of {}",
             Json::Array(options.clone())
         ));
@@ -59,67 +77,71 @@ fn walk(schema: &Json, v: &Json, path: &str, out: &mut Vec<String>) {
     if let Some(c) = s.get("const")
         && c != v
     {
-        fail(format!("must be {c}"));
+        fail.push(format!("must be {c}"));
     }
-    if let Some(n) = v.as_f64() {
-        let bound = |k: &str| s.get(k).and_then(Json::as_f64);
-        if let Some(m) = bound("minimum").filter(|m| n < *m) {
-            fail(format!("{v} is below the minimum {m}"));
-        }
-        if let Some(m) = bound("maximum").filter(|m| n > *m) {
-            fail(format!("{v} is above the maximum {m}"));
-        }
-        if let Some(m) = bound("exclusiveMinimum").filter(|m| n <= *m) {
-            fail(format!("{v} must be above {m}"));
-        }
-        if let Some(m) = bound("exclusiveMaximum").filter(|m| n >= *m) {
-            fail(format!("{v} must be below {m}"));
-        }
+    let Some(n) = v.as_f64() else { return };
+    let bound = |k: &str| s.get(k).and_then(Json::as_f64);
+    if let Some(m) = bound("minimum").filter(|m| n < *m) {
+        fail.push(format!("{v} is below the minimum {m}"));
     }
+    if let Some(m) = bound("maximum").filter(|m| n > *m) {
+        fail.push(format!("{v} is above the maximum {m}"));
+    }
+    if let Some(m) = bound("exclusiveMinimum").filter(|m| n <= *m) {
+        fail.push(format!("{v} must be above {m}"));
+    }
+    if let Some(m) = bound("exclusiveMaximum").filter(|m| n >= *m) {
+        fail.push(format!("{v} must be below {m}"));
+    }
+}
+
+/// A string's length and an array's item count against their bounds.
+fn check_size(s: &serde_json::Map<String, Json>, v: &Json, fail: &mut Vec<String>) {
     let count = |k: &str| s.get(k).and_then(Json::as_u64).map(|n| n as usize);
     if let Json::String(text) = v {
         let len = text.chars().count();
         if let Some(m) = count("minLength").filter(|m| len < *m) {
-            fail(format!("shorter than {m} characters"));
+            fail.push(format!("shorter than {m} characters"));
         }
         if let Some(m) = count("maxLength").filter(|m| len > *m) {
-            fail(format!("longer than {m} characters"));
+            fail.push(format!("longer than {m} characters"));
         }
     }
     if let Json::Array(items) = v {
         if let Some(m) = count("minItems").filter(|m| items.len() < *m) {
-            fail(format!("fewer than {m} items"));
+            fail.push(format!("fewer than {m} items"));
         }
         if let Some(m) = count("maxItems").filter(|m| items.len() > *m) {
-            fail(format!("more than {m} items"));
+            fail.push(format!("more than {m} items"));
         }
-        if let Some(item_schema) = s.get("items") {
-            for (i, item) in items.iter().enumerate() {
-                walk(item_schema, item, &format!("{path}[{i}]"), out);
+    }
+}
+
+/// An object's `required` keys, and each key against its `properties` schema or
+/// `additionalProperties`.
+fn walk_object(
+    s: &serde_json::Map<String, Json>,
+    map: &serde_json::Map<String, Json>,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    if let Some(Json::Array(req)) = s.get("required") {
+        for r in req.iter().filter_map(Json::as_str) {
+            if !map.contains_key(r) {
+                out.push(format!("{path}.{r}: required"));
             }
         }
     }
-    if let Json::Object(map) = v {
-        if let Some(Json::Array(req)) = s.get("required") {
-            for r in req.iter().filter_map(Json::as_str) {
-                if !map.contains_key(r) {
-                    out.push(format!("{path}.{r}: required"));
-                }
-            }
-        }
-        let props = s.get("properties").and_then(Json::as_object);
-        for (k, val) in map {
-            let sub = format!("{path}.{k}");
-            match props.and_then(|p| p.get(k)) {
-                Some(ps) => walk(ps, val, &sub, out),
-                None => match s.get("additionalProperties") {
-                    Some(Json::Bool(false)) => {
-                        out.push(format!("{sub}: not allowed by the schema"))
-                    }
-                    Some(extra @ Json::Object(_)) => walk(extra, val, &sub, out),
-                    _ => {}
-                },
-            }
+    let props = s.get("properties").and_then(Json::as_object);
+    for (k, val) in map {
+        let sub = format!("{path}.{k}");
+        match props.and_then(|p| p.get(k)) {
+            Some(ps) => walk(ps, val, &sub, out),
+            None => match s.get("additionalProperties") {
+                Some(Json::Bool(false)) => out.push(format!("{sub}: not allowed by the schema")),
+                Some(extra @ Json::Object(_)) => walk(extra, val, &sub, out),
+                _ => {}
+            },
         }
     }
 }

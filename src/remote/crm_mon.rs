@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use crate::model::attributes::Members;
+use crate::model::attributes::{Guest, Members};
 
 /// The feature set and API version berth's output claims.
 const API_VERSION: &str = "2.29";
@@ -52,7 +52,6 @@ fn away(m: &Members) -> Vec<&String> {
 
 /// `crm_mon --output-as=xml` of `m`.
 pub fn xml(m: &Members, request: &str) -> String {
-    let promotable = m.promotable;
     let b = esc(&m.bundle);
     let away = away(m);
     let mut x = String::new();
@@ -75,6 +74,28 @@ pub fn xml(m: &Members, request: &str) -> String {
     );
     let _ = writeln!(x, "  </summary>");
     let _ = writeln!(x, "  <nodes>");
+    write_nodes(&mut x, m, &away);
+    let _ = writeln!(x, "  </nodes>");
+    let _ = writeln!(x, "  <resources>");
+    let _ = writeln!(
+        x,
+        r#"    <bundle id="{b}" type="{}" image="{}" unique="false" maintenance="false" managed="true" failed="false">"#,
+        esc(&m.engine),
+        esc(&m.image),
+    );
+    for (i, g) in m.replicas.iter().enumerate() {
+        write_replica(&mut x, m, i, g);
+    }
+    let _ = writeln!(x, "    </bundle>");
+    let _ = writeln!(x, "  </resources>");
+    let _ = writeln!(x, r#"  <status code="0" message="OK"/>"#);
+    let _ = writeln!(x, "</pacemaker-result>");
+    x
+}
+
+/// The hosts (online, then those away in maintenance) and the guest nodes, one per replica.
+fn write_nodes(x: &mut String, m: &Members, away: &[&String]) {
+    let b = esc(&m.bundle);
     let hosts = m
         .hosts
         .iter()
@@ -108,69 +129,61 @@ pub fn xml(m: &Members, request: &str) -> String {
             n = esc(&g.name),
         );
     }
-    let _ = writeln!(x, "  </nodes>");
-    let _ = writeln!(x, "  <resources>");
-    let _ = writeln!(
-        x,
-        r#"    <bundle id="{b}" type="{}" image="{}" unique="false" maintenance="false" managed="true" failed="false">"#,
-        esc(&m.engine),
-        esc(&m.image),
-    );
-    for (i, g) in m.replicas.iter().enumerate() {
-        let _ = writeln!(x, r#"      <replica id="{i}">"#);
-        let nodes = |x: &mut String, on: &str, id: &str| {
-            let _ = writeln!(
-                x,
-                r#"          <node name="{}" id="{}" cached="true"/>"#,
-                esc(on),
-                esc(id)
-            );
-        };
-        let running = usize::from(g.running);
-        // The primitive, on the guest node.
+}
+
+/// One replica of the bundle: its primitive on the guest node, its container and the guest
+/// node's connection on its host.
+fn write_replica(x: &mut String, m: &Members, i: usize, g: &Guest) {
+    let b = esc(&m.bundle);
+    let promotable = m.promotable;
+    let _ = writeln!(x, r#"      <replica id="{i}">"#);
+    let nodes = |x: &mut String, on: &str, id: &str| {
         let _ = writeln!(
             x,
-            r#"        <resource id="{}" resource_agent="{}" role="{}" active="{}" orphaned="false" blocked="false" maintenance="false" failed="false" managed="true" failure_ignored="false" nodes_running_on="{running}">"#,
-            esc(&m.primitive),
-            esc(&m.agent),
-            role(g.running, g.promoted, promotable),
+            r#"          <node name="{}" id="{}" cached="true"/>"#,
+            esc(on),
+            esc(id)
+        );
+    };
+    let running = usize::from(g.running);
+    // The primitive, on the guest node.
+    let _ = writeln!(
+        x,
+        r#"        <resource id="{}" resource_agent="{}" role="{}" active="{}" orphaned="false" blocked="false" maintenance="false" failed="false" managed="true" failure_ignored="false" nodes_running_on="{running}">"#,
+        esc(&m.primitive),
+        esc(&m.agent),
+        role(g.running, g.promoted, promotable),
+        g.running,
+    );
+    if g.running {
+        nodes(x, &g.name, &g.name);
+    }
+    let _ = writeln!(x, "        </resource>");
+    // The container and the guest node's connection, on the host.
+    for (id, agent) in [
+        (
+            format!("{b}-{}-{i}", esc(&m.engine)),
+            format!("ocf:heartbeat:{}", esc(&m.engine)),
+        ),
+        (esc(&g.name), "ocf:pacemaker:remote".to_string()),
+    ] {
+        let _ = writeln!(
+            x,
+            r#"        <resource id="{id}" resource_agent="{agent}" role="{}" active="{}" orphaned="false" blocked="false" maintenance="false" failed="false" managed="true" failure_ignored="false" nodes_running_on="{running}">"#,
+            if g.running { "Started" } else { "Stopped" },
             g.running,
         );
         if g.running {
-            nodes(&mut x, &g.name, &g.name);
+            let id = m
+                .hosts
+                .iter()
+                .position(|h| *h == g.host)
+                .map_or_else(|| g.host.clone(), |p| (p + 1).to_string());
+            nodes(x, &g.host, &id);
         }
         let _ = writeln!(x, "        </resource>");
-        // The container and the guest node's connection, on the host.
-        for (id, agent) in [
-            (
-                format!("{b}-{}-{i}", esc(&m.engine)),
-                format!("ocf:heartbeat:{}", esc(&m.engine)),
-            ),
-            (esc(&g.name), "ocf:pacemaker:remote".to_string()),
-        ] {
-            let _ = writeln!(
-                x,
-                r#"        <resource id="{id}" resource_agent="{agent}" role="{}" active="{}" orphaned="false" blocked="false" maintenance="false" failed="false" managed="true" failure_ignored="false" nodes_running_on="{running}">"#,
-                if g.running { "Started" } else { "Stopped" },
-                g.running,
-            );
-            if g.running {
-                let id = m
-                    .hosts
-                    .iter()
-                    .position(|h| *h == g.host)
-                    .map_or_else(|| g.host.clone(), |p| (p + 1).to_string());
-                nodes(&mut x, &g.host, &id);
-            }
-            let _ = writeln!(x, "        </resource>");
-        }
-        let _ = writeln!(x, "      </replica>");
     }
-    let _ = writeln!(x, "    </bundle>");
-    let _ = writeln!(x, "  </resources>");
-    let _ = writeln!(x, r#"  <status code="0" message="OK"/>"#);
-    let _ = writeln!(x, "</pacemaker-result>");
-    x
+    let _ = writeln!(x, "      </replica>");
 }
 
 /// `crm_mon -1` as text: the shape of Pacemaker's, for a person or a `grep`.

@@ -50,58 +50,21 @@ pub(super) fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), Rende
         if action.starts_with("/*") {
             continue;
         }
-        if let Some((_, c)) = unquoted(action).find(|(_, c)| !c.is_ascii()) {
-            // gtmpl's lexer steps back one byte, not one character, after a token: a
-            // non-ASCII character there would be split (it panics on its thread).
-            return Err(fail(
-                action_line,
-                format!("{c:?} outside a quoted string in an action is not supported"),
-            ));
-        }
-        if let Some(why) = bad_escape(action) {
+        if let Some(why) = refused(action) {
             return Err(fail(action_line, why));
         }
-        let mut depth = 0usize;
-        for c in action.chars() {
-            match c {
-                '(' => {
-                    depth += 1;
-                    if depth > MAX_NESTING {
-                        return Err(fail(
-                            action_line,
-                            format!("parentheses nested deeper than {MAX_NESTING}"),
-                        ));
-                    }
-                }
-                ')' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
         let first = action.split_whitespace().next().unwrap_or_default();
-        let literal = |after: &str| -> Option<String> {
-            let t = after.trim_start().strip_prefix('"')?;
-            t.find('"').map(|e| t[..e].to_string())
-        };
         // Who calls: the innermost define around this action, or the file itself.
         let caller = open
             .iter()
             .rev()
             .find_map(|o| o.clone())
             .unwrap_or_else(|| name.to_string());
-        let mut record = |callee: String| {
+        for callee in callees(action) {
             calls
                 .entry(caller.clone())
                 .or_default()
                 .push((callee, format!("{name}:{action_line}")));
-        };
-        for word in ["template", "include", "block"] {
-            let mut a = action;
-            while let Some(i) = find_word(a, word) {
-                a = &a[i + word.len()..];
-                if let Some(callee) = literal(a) {
-                    record(callee);
-                }
-            }
         }
         match first {
             "if" | "range" | "with" => open.push(None),
@@ -121,6 +84,54 @@ pub(super) fn scan(name: &str, src: &str, calls: &mut Calls) -> Result<(), Rende
         }
     }
     Ok(())
+}
+
+/// Why gtmpl may not see an action: a non-ASCII character outside a string, an escape it
+/// mishandles, or parentheses nested too deep.
+fn refused(action: &str) -> Option<String> {
+    if let Some((_, c)) = unquoted(action).find(|(_, c)| !c.is_ascii()) {
+        // gtmpl's lexer steps back one byte, not one character, after a token: a non-ASCII
+        // character there would be split (it panics on its thread).
+        return Some(format!(
+            "{c:?} outside a quoted string in an action is not supported"
+        ));
+    }
+    if let Some(why) = bad_escape(action) {
+        return Some(why);
+    }
+    let mut depth = 0usize;
+    for c in action.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(format!("parentheses nested deeper than {MAX_NESTING}"));
+                }
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The string literal at the start of `after` (past blanks), if there is one.
+fn literal(after: &str) -> Option<String> {
+    let t = after.trim_start().strip_prefix('"')?;
+    t.find('"').map(|e| t[..e].to_string())
+}
+
+/// The templates an action calls by a literal name (`template`, `include`, `block`).
+fn callees(action: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in ["template", "include", "block"] {
+        let mut a = action;
+        while let Some(i) = find_word(a, word) {
+            a = &a[i + word.len()..];
+            out.extend(literal(a));
+        }
+    }
+    out
 }
 
 /// The characters of an action (with their byte offsets) that are not inside a string
