@@ -77,25 +77,6 @@ fn set(name: &str, id: &str, attrs: &[(&AttrKey, &String)]) -> Elem {
 
 /// The CIB a replica sees.
 pub fn cib(attrs: &[(AttrKey, String)], m: &Members) -> Elem {
-    let of = |section: Section, owner: &str| -> Vec<(&AttrKey, &String)> {
-        attrs
-            .iter()
-            .filter(|(k, _)| k.section == section && k.owner == owner)
-            .map(|(k, v)| (k, v))
-            .collect()
-    };
-    let mut crm_config = Elem::new("crm_config", &[]);
-    let mut sets: Vec<&str> = attrs
-        .iter()
-        .filter(|(k, _)| k.section == Section::CrmConfig)
-        .map(|(k, _)| k.owner.as_str())
-        .collect();
-    sets.dedup();
-    for s in sets {
-        crm_config
-            .children
-            .push(set("cluster_property_set", s, &of(Section::CrmConfig, s)));
-    }
     // Every node: the hosts online, then the bundle's replicas (guest nodes).
     let nodes: Vec<(String, &str, bool)> = m
         .hosts
@@ -110,57 +91,13 @@ pub fn cib(attrs: &[(AttrKey, String)], m: &Members) -> Elem {
     let mut node_list = Elem::new("nodes", &[]);
     let mut status = Elem::new("status", &[]);
     for (name, kind, online) in &nodes {
-        let mut n = Elem::new("node", &[("id", name), ("uname", name), ("type", kind)]);
-        let mut permanent = of(Section::Nodes, name);
-        // Pacemaker keeps a node's standby as a permanent node attribute.
-        let standby = (
-            AttrKey {
-                section: Section::Nodes,
-                owner: name.clone(),
-                name: "standby".to_string(),
-            },
-            "on".to_string(),
-        );
-        if *kind == "member"
-            && m.standby.contains(name)
-            && !permanent.iter().any(|(k, _)| k.name == "standby")
-        {
-            permanent.push((&standby.0, &standby.1));
-        }
-        if !permanent.is_empty() {
-            n.children.push(set(
-                "instance_attributes",
-                &format!("nodes-{name}"),
-                &permanent,
-            ));
-        }
-        node_list.children.push(n);
-        let mut state = Elem::new(
-            "node_state",
-            &[
-                ("id", name),
-                ("uname", name),
-                ("in_ccm", if *online { "true" } else { "false" }),
-                ("crmd", if *online { "online" } else { "offline" }),
-                ("join", if *online { "member" } else { "down" }),
-                ("expected", if *online { "member" } else { "down" }),
-            ],
-        );
-        let transient = of(Section::Status, name);
-        if !transient.is_empty() {
-            let mut t = Elem::new("transient_attributes", &[("id", name)]);
-            t.children.push(set(
-                "instance_attributes",
-                &format!("status-{name}"),
-                &transient,
-            ));
-            state.children.push(t);
-        }
-        status.children.push(state);
+        let standby = *kind == "member" && m.standby.contains(name);
+        node_list.children.push(node(attrs, name, kind, standby));
+        status.children.push(node_state(attrs, name, *online));
     }
     let mut configuration = Elem::new("configuration", &[]);
     configuration.children = vec![
-        crm_config,
+        crm_config(attrs),
         node_list,
         Elem::new("resources", &[]),
         Elem::new("constraints", &[]),
@@ -177,6 +114,89 @@ pub fn cib(attrs: &[(AttrKey, String)], m: &Members) -> Elem {
     );
     root.children = vec![configuration, status];
     root
+}
+
+/// The attributes of one section and owner.
+fn attrs_of<'a>(
+    attrs: &'a [(AttrKey, String)],
+    section: Section,
+    owner: &str,
+) -> Vec<(&'a AttrKey, &'a String)> {
+    attrs
+        .iter()
+        .filter(|(k, _)| k.section == section && k.owner == owner)
+        .map(|(k, v)| (k, v))
+        .collect()
+}
+
+/// `crm_config`: one `cluster_property_set` per set of cluster properties.
+fn crm_config(attrs: &[(AttrKey, String)]) -> Elem {
+    let mut crm_config = Elem::new("crm_config", &[]);
+    let mut sets: Vec<&str> = attrs
+        .iter()
+        .filter(|(k, _)| k.section == Section::CrmConfig)
+        .map(|(k, _)| k.owner.as_str())
+        .collect();
+    sets.dedup();
+    for s in sets {
+        let props = attrs_of(attrs, Section::CrmConfig, s);
+        crm_config
+            .children
+            .push(set("cluster_property_set", s, &props));
+    }
+    crm_config
+}
+
+/// A node of the configuration, with its permanent attributes (a host in standby has
+/// `standby=on` among them, as Pacemaker keeps it).
+fn node(attrs: &[(AttrKey, String)], name: &str, kind: &str, standby: bool) -> Elem {
+    let mut n = Elem::new("node", &[("id", name), ("uname", name), ("type", kind)]);
+    let mut permanent = attrs_of(attrs, Section::Nodes, name);
+    let on = (
+        AttrKey {
+            section: Section::Nodes,
+            owner: name.to_string(),
+            name: "standby".to_string(),
+        },
+        "on".to_string(),
+    );
+    if standby && !permanent.iter().any(|(k, _)| k.name == "standby") {
+        permanent.push((&on.0, &on.1));
+    }
+    if !permanent.is_empty() {
+        n.children.push(set(
+            "instance_attributes",
+            &format!("nodes-{name}"),
+            &permanent,
+        ));
+    }
+    n
+}
+
+/// A node's `node_state` in the status section, with its transient attributes.
+fn node_state(attrs: &[(AttrKey, String)], name: &str, online: bool) -> Elem {
+    let mut state = Elem::new(
+        "node_state",
+        &[
+            ("id", name),
+            ("uname", name),
+            ("in_ccm", if online { "true" } else { "false" }),
+            ("crmd", if online { "online" } else { "offline" }),
+            ("join", if online { "member" } else { "down" }),
+            ("expected", if online { "member" } else { "down" }),
+        ],
+    );
+    let transient = attrs_of(attrs, Section::Status, name);
+    if !transient.is_empty() {
+        let mut t = Elem::new("transient_attributes", &[("id", name)]);
+        t.children.push(set(
+            "instance_attributes",
+            &format!("status-{name}"),
+            &transient,
+        ));
+        state.children.push(t);
+    }
+    state
 }
 
 /// One location step.
