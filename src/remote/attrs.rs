@@ -128,23 +128,7 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, Usage> {
     }
     let mut it: std::collections::VecDeque<String> = args.iter().cloned().collect();
     while let Some(arg) = it.pop_front() {
-        // --long=value, --long value, -x value, -xvalue, and clustered switches (-GQ).
-        let mut chars = arg.chars();
-        let short = match (chars.next(), chars.next()) {
-            (Some('-'), Some(c)) if c != '-' && !chars.as_str().is_empty() => {
-                Some((c, chars.as_str().to_string()))
-            }
-            _ => None,
-        };
-        let (flag, inline) = match (arg.split_once('='), short) {
-            (Some((f, v)), _) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            (_, Some((c, rest))) if matches!(c, 'D' | 'G' | 'Q' | 'q' | 'V') => {
-                it.push_front(format!("-{rest}"));
-                (format!("-{c}"), None)
-            }
-            (_, Some((c, rest))) => (format!("-{c}"), Some(rest)),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg, &mut it);
         let mut value = |what: &'static str| -> Result<String, Usage> {
             match &inline {
                 Some(v) => Ok(v.clone()),
@@ -192,6 +176,36 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, Usage> {
             }
         }
     }
+    check(tool, r)
+}
+
+/// One argument as a flag and its value given inline (`--long=value`, `-xvalue`); a
+/// cluster of switches (`-GQ`) gives its first and leaves the rest to come next.
+fn split_flag(
+    arg: &str,
+    rest_args: &mut std::collections::VecDeque<String>,
+) -> (String, Option<String>) {
+    let mut chars = arg.chars();
+    let short = match (chars.next(), chars.next()) {
+        (Some('-'), Some(c)) if c != '-' && !chars.as_str().is_empty() => {
+            Some((c, chars.as_str().to_string()))
+        }
+        _ => None,
+    };
+    match (arg.split_once('='), short) {
+        (Some((f, v)), _) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        (_, Some((c, rest))) if matches!(c, 'D' | 'G' | 'Q' | 'q' | 'V') => {
+            rest_args.push_front(format!("-{rest}"));
+            (format!("-{c}"), None)
+        }
+        (_, Some((c, rest))) => (format!("-{c}"), Some(rest)),
+        _ => (arg.to_string(), None),
+    }
+}
+
+/// The flags given make one request: crm_node prints something; the others do at most one
+/// of set, delete and query, in a section their flags can name.
+fn check(tool: &str, r: Request) -> Result<Request, Usage> {
     if tool == "crm_node" {
         if !r.print_name && r.members.is_none() {
             return Err(Usage::OneOf("-n, -l, -p and -q"));
@@ -369,41 +383,14 @@ fn attrd_updater(
     out: &mut impl Write,
 ) -> Result<i32, (i32, String)> {
     let usage = |m: String| (EX_USAGE, m);
-    let (mut name, mut value, mut node) = (None, None, None);
-    let (mut delete, mut query, mut all) = (false, false, false);
-    let mut it = args.iter();
-    let next = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
-        it.next()
-            .cloned()
-            .ok_or_else(|| usage(format!("{flag}: needs a value")))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-n" | "--name" => name = Some(next(a, &mut it)?),
-            "-U" | "--update" | "-v" | "-B" | "--update-both" => value = Some(next(a, &mut it)?),
-            "-N" | "--node" => node = Some(next(a, &mut it)?),
-            "-D" | "--delete" => delete = true,
-            "-Q" | "--query" => query = true,
-            "-A" | "--all" => all = true,
-            "-d" | "--delay" | "-S" | "--set" | "-Y" | "--update-delay" => {
-                next(a, &mut it)?;
-            }
-            "-l" | "--lifetime" => {
-                let l = next(a, &mut it)?;
-                if l != "reboot" {
-                    return Err(usage(format!(
-                        "--lifetime {l}: only reboot (attrd keeps transient attributes)"
-                    )));
-                }
-            }
-            "-p" | "--private" | "-R" | "--refresh" | "-V" | "--verbose" => {}
-            other => {
-                return Err(usage(format!(
-                    "{other}: not supported inside a berth container (supported: -n -U -v -B -D -Q -A -N -d -S -l -p)"
-                )));
-            }
-        }
-    }
+    let AttrdArgs {
+        name,
+        value,
+        node,
+        delete,
+        query,
+        all,
+    } = AttrdArgs::parse(args)?;
     let name = name.ok_or_else(|| usage("--name: required".into()))?;
     let me = me.ok_or_else(|| usage(format!("{ENV_NODE} is not set and there is no host name")))?;
     let Some(Backend::Daemon(socket)) = backend else {
@@ -459,6 +446,60 @@ fn attrd_updater(
         let _ = writeln!(out, "name=\"{name}\" host=\"{host}\" value=\"{v}\"");
     }
     Ok(0)
+}
+
+/// `attrd_updater`'s command line.
+#[derive(Debug, Default)]
+struct AttrdArgs {
+    name: Option<String>,
+    value: Option<String>,
+    node: Option<String>,
+    delete: bool,
+    query: bool,
+    all: bool,
+}
+
+impl AttrdArgs {
+    fn parse(args: &[String]) -> Result<AttrdArgs, (i32, String)> {
+        let usage = |m: String| (EX_USAGE, m);
+        let mut r = AttrdArgs::default();
+        let mut it = args.iter();
+        let next = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("{flag}: needs a value")))
+        };
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-n" | "--name" => r.name = Some(next(a, &mut it)?),
+                "-U" | "--update" | "-v" | "-B" | "--update-both" => {
+                    r.value = Some(next(a, &mut it)?)
+                }
+                "-N" | "--node" => r.node = Some(next(a, &mut it)?),
+                "-D" | "--delete" => r.delete = true,
+                "-Q" | "--query" => r.query = true,
+                "-A" | "--all" => r.all = true,
+                "-d" | "--delay" | "-S" | "--set" | "-Y" | "--update-delay" => {
+                    next(a, &mut it)?;
+                }
+                "-l" | "--lifetime" => {
+                    let l = next(a, &mut it)?;
+                    if l != "reboot" {
+                        return Err(usage(format!(
+                            "--lifetime {l}: only reboot (attrd keeps transient attributes)"
+                        )));
+                    }
+                }
+                "-p" | "--private" | "-R" | "--refresh" | "-V" | "--verbose" => {}
+                other => {
+                    return Err(usage(format!(
+                        "{other}: not supported inside a berth container (supported: -n -U -v -B -D -Q -A -N -d -S -l -p)"
+                    )));
+                }
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// `cibadmin -Q [--xpath X]` (`-A X`): the CIB the replica may see, or the elements the
