@@ -461,7 +461,9 @@ impl<E: Engine, H: Host> Agent<E, H> {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 Some(ev) = fence_events.recv() => {
-                    dirty = false;
+                    // Running again under the same lease: the fence dropped the addresses,
+                    // and a change that came while the gate was closed was not acted on.
+                    dirty = matches!(ev, FenceEvent::Resumed);
                     if self.on_fence(ev).await {
                         assign = watch_assignments(&self.store, &self.keys);
                     }
