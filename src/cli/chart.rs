@@ -218,52 +218,8 @@ pub async fn run(
             }
             writeln!(out, "release \"{release}\" uninstalled")?;
         }
-        ChartCommand::List => {
-            let mut t = Table::new(vec![
-                "NAME",
-                "REVISION",
-                "UPDATED",
-                "STATUS",
-                "CHART",
-                "APP VERSION",
-            ]);
-            for r in release::list(&store().await?).await? {
-                t.row(vec![
-                    r.name.clone(),
-                    r.revision.to_string(),
-                    time(r.updated),
-                    r.status.as_str().into(),
-                    r.chart.clone(),
-                    r.app_version.clone().unwrap_or_default(),
-                ]);
-            }
-            t.print(out, true)?;
-        }
-        ChartCommand::History { release } => {
-            let hist = release::history(&store().await?, &release).await?;
-            if hist.is_empty() {
-                anyhow::bail!("release {release:?} not found");
-            }
-            let mut t = Table::new(vec![
-                "REVISION",
-                "UPDATED",
-                "STATUS",
-                "CHART",
-                "APP VERSION",
-                "DESCRIPTION",
-            ]);
-            for (r, _) in hist {
-                t.row(vec![
-                    r.revision.to_string(),
-                    time(r.updated),
-                    r.status.as_str().into(),
-                    r.chart,
-                    r.app_version.unwrap_or_default(),
-                    r.description,
-                ]);
-            }
-            t.print(out, true)?;
-        }
+        ChartCommand::List => list(&store().await?, out).await?,
+        ChartCommand::History { release } => history(&store().await?, &release, out).await?,
         ChartCommand::Package { dir, destination } => {
             let path = repo::package(&dir, &destination)?;
             writeln!(out, "packaged {}", path.display())?;
@@ -273,31 +229,91 @@ pub async fn run(
             version,
             destination,
             untar,
-        } => {
-            let (entry, bytes) = repo::Repos::from_env()
-                .download(&chart, version.as_deref())
-                .await?;
-            let origin = format!("{chart}-{}", entry.version);
-            let path = if untar {
-                repo::untar(&bytes, &origin, &destination)?
-            } else {
-                // Read before it is kept: a package berth cannot load is not written.
-                repo::load_package(&bytes, &origin)?;
-                let path = destination.join(format!("{}-{}.tgz", entry.name, entry.version));
-                std::fs::create_dir_all(&destination)?;
-                std::fs::write(&path, &bytes)?;
-                path
-            };
-            writeln!(
-                out,
-                "pulled {} {} to {}",
-                entry.name,
-                entry.version,
-                path.display()
-            )?;
-        }
+        } => pull(&chart, version.as_deref(), &destination, untar, out).await?,
         ChartCommand::Repo(cmd) => repo_command(cmd, out).await?,
     }
+    Ok(())
+}
+
+/// `chart list`: every release, as helm list shows them.
+async fn list(store: &Store, out: &mut impl Write) -> Result<()> {
+    let mut t = Table::new(vec![
+        "NAME",
+        "REVISION",
+        "UPDATED",
+        "STATUS",
+        "CHART",
+        "APP VERSION",
+    ]);
+    for r in release::list(store).await? {
+        t.row(vec![
+            r.name.clone(),
+            r.revision.to_string(),
+            time(r.updated),
+            r.status.as_str().into(),
+            r.chart.clone(),
+            r.app_version.clone().unwrap_or_default(),
+        ]);
+    }
+    t.print(out, true)?;
+    Ok(())
+}
+
+/// `chart history`: a release's revisions.
+async fn history(store: &Store, release: &str, out: &mut impl Write) -> Result<()> {
+    let hist = release::history(store, release).await?;
+    if hist.is_empty() {
+        anyhow::bail!("release {release:?} not found");
+    }
+    let mut t = Table::new(vec![
+        "REVISION",
+        "UPDATED",
+        "STATUS",
+        "CHART",
+        "APP VERSION",
+        "DESCRIPTION",
+    ]);
+    for (r, _) in hist {
+        t.row(vec![
+            r.revision.to_string(),
+            time(r.updated),
+            r.status.as_str().into(),
+            r.chart,
+            r.app_version.unwrap_or_default(),
+            r.description,
+        ]);
+    }
+    t.print(out, true)?;
+    Ok(())
+}
+
+/// `chart pull`: a chart package from a repository, kept as it is or unpacked.
+async fn pull(
+    chart: &str,
+    version: Option<&str>,
+    destination: &std::path::Path,
+    untar: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let (entry, bytes) = repo::Repos::from_env().download(chart, version).await?;
+    let origin = format!("{chart}-{}", entry.version);
+    let path = if untar {
+        repo::untar(&bytes, &origin, destination)?
+    } else {
+        // Read before it is kept: a package berth cannot load is not written.
+        repo::load_package(&bytes, &origin)?;
+        let path = destination.join(format!("{}-{}.tgz", entry.name, entry.version));
+        std::fs::create_dir_all(destination)?;
+        std::fs::write(&path, &bytes)?;
+        path
+    };
+    writeln!(
+        out,
+        "pulled {} {} to {}",
+        entry.name,
+        entry.version,
+        path.display()
+    )?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The daemons and the cluster view: `berth controller`, `berth up`, `berth status`, and
 //! `berth apply --wait`.
 
-use crate::model::ReplicaKey;
+use crate::model::{Bundle, ReplicaKey};
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -64,19 +64,7 @@ async fn read_view(store: &Store) -> Result<(i64, View)> {
 
 pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     let (_, view) = read_view(store).await?;
-    let election = store.keys().election();
-    let leader = store
-        .members()
-        .call(|mut c| {
-            let election = election.clone();
-            async move { c.leader(election).await }
-        })
-        .await
-        .ok()
-        .and_then(|r| {
-            r.kv()
-                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
-        });
+    let leader = leader(store).await;
     let online: BTreeSet<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
     let mut known: BTreeSet<&str> = view.assignments.keys().map(|(n, _)| n.as_str()).collect();
     known.extend(view.statuses.values().map(|s| s.node.as_str()));
@@ -106,8 +94,56 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
         view.bundles.len()
     )?;
     writeln!(out)?;
+    node_list(&view, &online, &offline, out)?;
+    writeln!(out)?;
+    writeln!(out, "Full List of Resources:")?;
+    if view.bundles.is_empty() && view.invalid.is_empty() {
+        writeln!(out, "  * No resources")?;
+    }
+    for (name, why) in &view.invalid {
+        let kept = if view.bundles.contains_key(name) {
+            "running as last placed"
+        } else {
+            "nothing placed"
+        };
+        writeln!(
+            out,
+            "  * Container bundle set: {name}: INVALID ({kept}): {why}"
+        )?;
+    }
+    for b in view.bundles.values() {
+        bundle_lines(&view, b, out)?;
+    }
+    failures(&view, out)?;
+    Ok(())
+}
+
+/// The controller leading now (its election value), if one is.
+async fn leader(store: &Store) -> Option<String> {
+    let election = store.keys().election();
+    store
+        .members()
+        .call(|mut c| {
+            let election = election.clone();
+            async move { c.leader(election).await }
+        })
+        .await
+        .ok()
+        .and_then(|r| {
+            r.kv()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+        })
+}
+
+/// `Node List:` as crm_mon shows it: nodes in standby on a line each, the other online ones
+/// together, then the offline ones.
+fn node_list(
+    view: &View,
+    online: &BTreeSet<&str>,
+    offline: &[&str],
+    out: &mut impl Write,
+) -> Result<()> {
     writeln!(out, "Node List:")?;
-    // As crm_mon: nodes in standby on a line each, the other online ones together.
     let standby: BTreeSet<&str> = view
         .nodes
         .iter()
@@ -130,70 +166,56 @@ pub async fn status(store: &Store, out: &mut impl Write) -> Result<()> {
     if !offline.is_empty() {
         writeln!(out, "  * OFFLINE: [ {} ]", offline.join(" "))?;
     }
-    writeln!(out)?;
-    writeln!(out, "Full List of Resources:")?;
-    if view.bundles.is_empty() && view.invalid.is_empty() {
-        writeln!(out, "  * No resources")?;
-    }
-    for (name, why) in &view.invalid {
-        let kept = if view.bundles.contains_key(name) {
-            "running as last placed"
-        } else {
-            "nothing placed"
-        };
-        writeln!(
-            out,
-            "  * Container bundle set: {name}: INVALID ({kept}): {why}"
-        )?;
-    }
-    for b in view.bundles.values() {
-        let (engine, c) = b.spec.container();
-        let managed = if controller::placement::managed(b) {
-            ""
-        } else {
-            " (unmanaged)"
-        };
-        writeln!(
-            out,
-            "  * Container bundle set: {} [{}] ({}){managed}:",
-            b.name(),
-            c.image,
-            engine.as_str()
-        )?;
-        let agent = b
+    Ok(())
+}
+
+/// A bundle's heading and one line per replica: its address, agent, state, node and why.
+fn bundle_lines(view: &View, b: &Bundle, out: &mut impl Write) -> Result<()> {
+    let (engine, c) = b.spec.container();
+    let managed = if controller::placement::managed(b) {
+        ""
+    } else {
+        " (unmanaged)"
+    };
+    writeln!(
+        out,
+        "  * Container bundle set: {} [{}] ({}){managed}:",
+        b.name(),
+        c.image,
+        engine.as_str()
+    )?;
+    let agent = b
+        .spec
+        .primitive
+        .as_ref()
+        .map(|p| p.agent())
+        .unwrap_or_else(|| "container".into());
+    let rows = view
+        .bundle_statuses
+        .get(b.name())
+        .map(|s| s.replica_rows.clone())
+        .unwrap_or_default();
+    for i in 0..b.spec.replicas() {
+        let addr = b
             .spec
-            .primitive
-            .as_ref()
-            .map(|p| p.agent())
-            .unwrap_or_else(|| "container".into());
-        let rows = view
-            .bundle_statuses
-            .get(b.name())
-            .map(|s| s.replica_rows.clone())
+            .replica_address(i)
+            .map(|a| format!(" ({a})"))
             .unwrap_or_default();
-        for i in 0..b.spec.replicas() {
-            let addr = b
-                .spec
-                .replica_address(i)
-                .map(|a| format!(" ({a})"))
-                .unwrap_or_default();
-            let Shown {
-                state,
-                node,
-                reason,
-            } = replica_shown(&view, b, &rows, i);
-            let word = crm_word(state);
-            let mut line = format!("    * {}{addr}\t({agent}):\t {word}", b.replica_name(i));
-            if !node.is_empty() {
-                line.push_str(&format!(" {node}"));
-            }
-            if !reason.is_empty() {
-                line.push_str(&format!(" ({reason})"));
-            }
-            writeln!(out, "{line}")?;
+        let Shown {
+            state,
+            node,
+            reason,
+        } = replica_shown(view, b, &rows, i);
+        let word = crm_word(state);
+        let mut line = format!("    * {}{addr}\t({agent}):\t {word}", b.replica_name(i));
+        if !node.is_empty() {
+            line.push_str(&format!(" {node}"));
         }
+        if !reason.is_empty() {
+            line.push_str(&format!(" ({reason})"));
+        }
+        writeln!(out, "{line}")?;
     }
-    failures(&view, out)?;
     Ok(())
 }
 
@@ -554,61 +576,19 @@ pub async fn wait_rollouts(
             }
             None => bail!("the status watch ended"),
         }
-        let mut done = true;
         let mut parts = Vec::new();
+        let mut done = true;
         for (n, generation) in &gens {
             let st = watched.get(&keys.bundle_status(n)).and_then(|kv| {
                 serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
             });
-            let Some(st) = st.filter(|s| s.observed_generation >= *generation) else {
-                done = false;
-                parts.push(format!("{n}: waiting for the controller"));
-                continue;
-            };
-            match st.rollout.as_ref().filter(|r| r.generation >= *generation) {
-                Some(r) => {
-                    parts.push(rollout_line(n, r));
-                    let ends = match r.state {
-                        RolloutState::Complete | RolloutState::Progressing => false,
-                        RolloutState::Failed => failed_ends,
-                        RolloutState::Paused | RolloutState::RolledBack => true,
-                    };
-                    if ends {
-                        if tty {
-                            say!();
-                        }
-                        bail!("bundle {n}: rollout {}: {}", r.state, r.reason);
-                    }
-                    if r.state != RolloutState::Complete {
-                        done = false;
-                    }
-                }
-                // Stopped, or a controller without rollouts: every replica ready.
-                None => {
-                    parts.push(format!("{n}: {}/{} ready", st.ready_replicas, st.replicas));
-                    if st.ready_replicas < st.replicas {
-                        done = false;
-                    }
-                }
-            }
-            for r in &st.replica_rows {
-                // A spec that cannot run never will; a replica that cannot be placed yet may
-                // be placed when a node joins, so it only shows in the progress line.
-                let hopeless = r.state == ReplicaState::Failed && r.reason.starts_with("spec.");
-                if hopeless {
+            match bundle_progress(n, *generation, st, failed_ends, &mut parts) {
+                Ok(converged) => done &= converged,
+                Err(e) => {
                     if tty {
                         say!();
                     }
-                    bail!("bundle {n}: replica {} {}: {}", r.name, r.state, r.reason);
-                }
-                if !r.reason.is_empty() {
-                    parts.push(format!("{} {}: {}", r.name, r.state, r.reason));
-                }
-                // The counts may be an earlier pass's: a replica row still on its way (the
-                // controller waiting for a node that registered anew to report) is not
-                // converged, whatever they say.
-                if matches!(r.state, ReplicaState::Pending | ReplicaState::Starting) {
-                    done = false;
+                    return Err(e);
                 }
             }
         }
@@ -634,6 +614,64 @@ pub async fn wait_rollouts(
             return Ok(());
         }
     }
+}
+
+/// One bundle's progress towards `generation`, its parts of the progress line added to
+/// `parts`: whether it converged, or the error that ends the wait (a rollout that ends, a
+/// replica whose spec cannot run).
+fn bundle_progress(
+    n: &str,
+    generation: i64,
+    st: Option<crate::model::BundleStatus>,
+    failed_ends: bool,
+    parts: &mut Vec<String>,
+) -> Result<bool> {
+    let mut done = true;
+    let Some(st) = st.filter(|s| s.observed_generation >= generation) else {
+        parts.push(format!("{n}: waiting for the controller"));
+        return Ok(false);
+    };
+    match st.rollout.as_ref().filter(|r| r.generation >= generation) {
+        Some(r) => {
+            parts.push(rollout_line(n, r));
+            let ends = match r.state {
+                RolloutState::Complete | RolloutState::Progressing => false,
+                RolloutState::Failed => failed_ends,
+                RolloutState::Paused | RolloutState::RolledBack => true,
+            };
+            if ends {
+                bail!("bundle {n}: rollout {}: {}", r.state, r.reason);
+            }
+            if r.state != RolloutState::Complete {
+                done = false;
+            }
+        }
+        // Stopped, or a controller without rollouts: every replica ready.
+        None => {
+            parts.push(format!("{n}: {}/{} ready", st.ready_replicas, st.replicas));
+            if st.ready_replicas < st.replicas {
+                done = false;
+            }
+        }
+    }
+    for r in &st.replica_rows {
+        // A spec that cannot run never will; a replica that cannot be placed yet may
+        // be placed when a node joins, so it only shows in the progress line.
+        let hopeless = r.state == ReplicaState::Failed && r.reason.starts_with("spec.");
+        if hopeless {
+            bail!("bundle {n}: replica {} {}: {}", r.name, r.state, r.reason);
+        }
+        if !r.reason.is_empty() {
+            parts.push(format!("{} {}: {}", r.name, r.state, r.reason));
+        }
+        // The counts may be an earlier pass's: a replica row still on its way (the
+        // controller waiting for a node that registered anew to report) is not
+        // converged, whatever they say.
+        if matches!(r.state, ReplicaState::Pending | ReplicaState::Starting) {
+            done = false;
+        }
+    }
+    Ok(done)
 }
 
 /// Several watched prefixes, a cache each (a re-list replaces one prefix's keys only).
@@ -722,16 +760,7 @@ pub async fn up(
         super::console::check(*addr, opts)?;
     }
     let cfg = etcd.config()?;
-    let mut child = None;
-    let store = Store::connect(&cfg).await?;
-    if tokio::time::timeout(Duration::from_secs(2), store.revision())
-        .await
-        .map(|r| r.is_ok())
-        != Ok(true)
-    {
-        child = Some(start_etcd(&cfg, &data_dir).await?);
-    }
-    let store = Store::connect(&cfg).await?;
+    let (store, child) = connect_or_start_etcd(&cfg, &data_dir).await?;
     let name = match node {
         Some(n) => n,
         None => hostname()?,
@@ -773,21 +802,7 @@ pub async fn up(
     );
     say!("Try `berth status` and `berth get bundles -o wide` in another terminal; Ctrl-C stops.");
     if !files.is_empty() {
-        let args = ApplyArgs {
-            files,
-            dry_run: false,
-            wait: true,
-            timeout: "5m".into(),
-        };
-        // berth up is a daemon: its stdout going away must not stop it (and fence nothing).
-        let mut out = super::Forgiving::new(std::io::stdout());
-        tokio::select! {
-            r = super::apply::apply(&store, &args, &mut out) => match r {
-                Err(e) => say!("error: {e:#}"),
-                Ok(()) => status(&store, &mut out).await?,
-            },
-            _ = shutdown.cancelled() => {}
-        }
+        apply_and_wait(&store, files, &shutdown).await?;
     }
     let _ = signals.await;
     say!(
@@ -798,6 +813,48 @@ pub async fn up(
     let _ = node_task.await;
     if let Some(mut c) = child {
         let _ = c.kill().await;
+    }
+    Ok(())
+}
+
+/// A store on the configured endpoint, and the etcd `berth up` started when none answered.
+async fn connect_or_start_etcd(
+    cfg: &StoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<(Store, Option<tokio::process::Child>)> {
+    let mut child = None;
+    let store = Store::connect(cfg).await?;
+    if tokio::time::timeout(Duration::from_secs(2), store.revision())
+        .await
+        .map(|r| r.is_ok())
+        != Ok(true)
+    {
+        child = Some(start_etcd(cfg, data_dir).await?);
+    }
+    Ok((Store::connect(cfg).await?, child))
+}
+
+/// `berth up FILE…`: applies the manifests and waits for them (until Ctrl-C), then shows the
+/// cluster.
+async fn apply_and_wait(
+    store: &Store,
+    files: Vec<String>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let args = ApplyArgs {
+        files,
+        dry_run: false,
+        wait: true,
+        timeout: "5m".into(),
+    };
+    // berth up is a daemon: its stdout going away must not stop it (and fence nothing).
+    let mut out = super::Forgiving::new(std::io::stdout());
+    tokio::select! {
+        r = super::apply::apply(store, &args, &mut out) => match r {
+            Err(e) => say!("error: {e:#}"),
+            Ok(()) => status(store, &mut out).await?,
+        },
+        _ = shutdown.cancelled() => {}
     }
     Ok(())
 }

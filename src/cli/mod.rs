@@ -748,28 +748,7 @@ async fn run(cli: Cli) -> Result<()> {
             state_dir,
             scope,
             freeze_for,
-        } => {
-            let freeze_for = crate::model::duration::parse(&freeze_for)
-                .map_err(|e| anyhow::anyhow!("--freeze-for: {e}"))?;
-            let scope = match scope {
-                Some(s) => Some(
-                    crate::node::fence::Scope::for_parent(&s)
-                        .with_context(|| format!("--scope {s}: no cgroup hierarchy to fence in"))?,
-                ),
-                None => None,
-            };
-            // The agent's terminal is not the watchdog's: it stops only when told.
-            use tokio::signal::unix::{SignalKind, signal};
-            let _hup = signal(SignalKind::hangup());
-            let _int = signal(SignalKind::interrupt());
-            crate::node::watchdog::serve(crate::node::watchdog::WatchdogConfig {
-                state_dir,
-                scope,
-                freeze_for,
-            })
-            .await
-            .context("watchdog")
-        }
+        } => watchdog(state_dir, scope, &freeze_for).await,
         Command::Up {
             files,
             name,
@@ -787,18 +766,55 @@ async fn run(cli: Cli) -> Result<()> {
             names,
             files,
             fragment,
-        }) => {
-            let bundles = if files.is_empty() {
-                let store = cli.etcd.store().await?;
-                show::stored(&store, &names).await?
-            } else {
-                let mut b = read_manifests(&files)?.bundles;
-                b.retain(|b| names.is_empty() || names.iter().any(|n| n == b.name()));
-                b
-            };
-            show::cib_export(&bundles, fragment, out)
-        }
+        }) => cib_export(&cli.etcd, &names, &files, fragment, out).await,
     }
+}
+
+/// `berth watchdog`: the process that fences this node's replicas if the agent dies.
+async fn watchdog(
+    state_dir: std::path::PathBuf,
+    scope: Option<String>,
+    freeze_for: &str,
+) -> Result<()> {
+    let freeze_for = crate::model::duration::parse(freeze_for)
+        .map_err(|e| anyhow::anyhow!("--freeze-for: {e}"))?;
+    let scope = match scope {
+        Some(s) => Some(
+            crate::node::fence::Scope::for_parent(&s)
+                .with_context(|| format!("--scope {s}: no cgroup hierarchy to fence in"))?,
+        ),
+        None => None,
+    };
+    // The agent's terminal is not the watchdog's: it stops only when told.
+    use tokio::signal::unix::{SignalKind, signal};
+    let _hup = signal(SignalKind::hangup());
+    let _int = signal(SignalKind::interrupt());
+    crate::node::watchdog::serve(crate::node::watchdog::WatchdogConfig {
+        state_dir,
+        scope,
+        freeze_for,
+    })
+    .await
+    .context("watchdog")
+}
+
+/// `berth cib export`: stored bundles (or those in manifest files) as CIB XML.
+async fn cib_export(
+    etcd: &EtcdArgs,
+    names: &[String],
+    files: &[String],
+    fragment: bool,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let bundles = if files.is_empty() {
+        let store = etcd.store().await?;
+        show::stored(&store, names).await?
+    } else {
+        let mut b = read_manifests(files)?.bundles;
+        b.retain(|b| names.is_empty() || names.iter().any(|n| n == b.name()));
+        b
+    };
+    show::cib_export(&bundles, fragment, out)
 }
 
 async fn node(store: Store, args: NodeArgs) -> Result<()> {

@@ -46,23 +46,7 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             name,
             timeout,
             watch,
-        } => {
-            let current = current(store, &name).await?;
-            if !watch {
-                let r = current.status.as_ref().and_then(|s| s.rollout.as_ref());
-                match r {
-                    Some(r) => writeln!(out, "{}", super::cluster::rollout_line(&name, r))?,
-                    None => writeln!(out, "{name}: waiting for the controller")?,
-                }
-                return Ok(());
-            }
-            let timeout = crate::model::duration::parse(&timeout)
-                .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-            super::cluster::wait_rollouts(store, std::slice::from_ref(&name), timeout, true)
-                .await?;
-            writeln!(out, "bundle {name} successfully rolled out")?;
-            Ok(())
-        }
+        } => status(store, &name, &timeout, watch, out).await,
         RolloutCommand::Pause { name } => {
             current(store, &name).await?;
             let since = crate::unix_now();
@@ -96,45 +80,73 @@ pub async fn run(store: &Store, cmd: RolloutCommand, out: &mut impl Write) -> Re
             t.print(out, true)?;
             Ok(())
         }
-        RolloutCommand::Undo { name, to } => {
-            let got = store
-                .get_bundle(&name)
-                .await?
-                .with_context(|| format!("bundle {name} not found"))?;
-            let now = got.value.metadata.generation.unwrap_or(0);
-            let kept = history(store, &name).await?;
-            let back = match to {
-                Some(g) if g == now => bail!("--to-revision {g}: that is the current generation"),
-                Some(g) => kept
-                    .into_iter()
-                    .find(|b| b.metadata.generation == Some(g))
-                    .with_context(|| {
-                        format!(
-                            "--to-revision {g}: generation {g} of {name} is not in its history \
-                             (berth rollout history {name} lists those kept)"
-                        )
-                    })?,
-                None => kept
-                    .into_iter()
-                    .rev()
-                    .find(|b| b.metadata.generation.is_some_and(|g| g < now))
-                    .with_context(|| format!("bundle {name} has no earlier generation kept"))?,
-            };
-            let g = back.metadata.generation.unwrap_or(0);
-            let mut b = got.value;
-            b.spec = back.spec;
-            b.status = None;
-            // Only over the value read: a change made meanwhile is not undone blindly.
-            store
-                .put_bundle(&b, Expect::Revision(got.mod_revision))
-                .await?;
-            writeln!(
-                out,
-                "bundle {name} rolled back to the spec of generation {g}"
-            )?;
-            Ok(())
-        }
+        RolloutCommand::Undo { name, to } => undo(store, &name, to, out).await,
     }
+}
+
+/// `rollout status`: the rollout's line, or (`watch`) wait until it completes.
+async fn status(
+    store: &Store,
+    name: &str,
+    timeout: &str,
+    watch: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let current = current(store, name).await?;
+    if !watch {
+        let r = current.status.as_ref().and_then(|s| s.rollout.as_ref());
+        match r {
+            Some(r) => writeln!(out, "{}", super::cluster::rollout_line(name, r))?,
+            None => writeln!(out, "{name}: waiting for the controller")?,
+        }
+        return Ok(());
+    }
+    let timeout =
+        crate::model::duration::parse(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    super::cluster::wait_rollouts(store, &[name.to_string()], timeout, true).await?;
+    writeln!(out, "bundle {name} successfully rolled out")?;
+    Ok(())
+}
+
+/// `rollout undo`: the spec of generation `to` (or the one before the current) written
+/// back, over the value read only.
+async fn undo(store: &Store, name: &str, to: Option<i64>, out: &mut impl Write) -> Result<()> {
+    let got = store
+        .get_bundle(name)
+        .await?
+        .with_context(|| format!("bundle {name} not found"))?;
+    let now = got.value.metadata.generation.unwrap_or(0);
+    let kept = history(store, name).await?;
+    let back = match to {
+        Some(g) if g == now => bail!("--to-revision {g}: that is the current generation"),
+        Some(g) => kept
+            .into_iter()
+            .find(|b| b.metadata.generation == Some(g))
+            .with_context(|| {
+                format!(
+                    "--to-revision {g}: generation {g} of {name} is not in its history \
+                     (berth rollout history {name} lists those kept)"
+                )
+            })?,
+        None => kept
+            .into_iter()
+            .rev()
+            .find(|b| b.metadata.generation.is_some_and(|g| g < now))
+            .with_context(|| format!("bundle {name} has no earlier generation kept"))?,
+    };
+    let g = back.metadata.generation.unwrap_or(0);
+    let mut b = got.value;
+    b.spec = back.spec;
+    b.status = None;
+    // Only over the value read: a change made meanwhile is not undone blindly.
+    store
+        .put_bundle(&b, Expect::Revision(got.mod_revision))
+        .await?;
+    writeln!(
+        out,
+        "bundle {name} rolled back to the spec of generation {g}"
+    )?;
+    Ok(())
 }
 
 /// `rollout history`'s rows, oldest first: generation, image, replicas, and `current` for

@@ -213,25 +213,7 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
     let b = match store.get_bundle(name).await {
         Ok(b) => b.ok_or_else(|| anyhow!("bundle {name:?} not found"))?.value,
         Err(crate::store::StoreError::Decode { source, .. }) => {
-            // The stored value cannot be read: say why, and what the controller keeps
-            // running meanwhile (the rows of the last good value).
-            writeln!(out, "Name:         {name}")?;
-            writeln!(out, "Invalid:      {source}")?;
-            let st = store
-                .get(&store.keys().bundle_status(name))
-                .await?
-                .and_then(|kv| {
-                    serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok()
-                });
-            let rows = st.map(|s| s.replica_rows).unwrap_or_default();
-            writeln!(out, "Replicas (as last placed):")?;
-            if rows.is_empty() {
-                writeln!(out, "  none")?;
-            }
-            for r in rows {
-                writeln!(out, "  {}\t{}\t{}\t{}", r.name, r.node, r.address, r.state)?;
-            }
-            return Ok(());
+            return describe_unreadable(store, name, &source, out).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -243,57 +225,100 @@ pub async fn describe(store: &Store, name: &str, out: &mut impl Write) -> Result
         .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
         .collect();
     statuses.sort_by_key(|s| s.index);
+    primitive_tables(&statuses, out)?;
+    // The bundle's and its replicas' events, as kubectl describe ends.
+    events_table(store, name, out).await
+}
+
+/// A stored value that cannot be read: why, and what the controller keeps running
+/// meanwhile (the rows of the last good value).
+async fn describe_unreadable(
+    store: &Store,
+    name: &str,
+    source: &impl std::fmt::Display,
+    out: &mut impl Write,
+) -> Result<()> {
+    // The stored value cannot be read: say why, and what the controller keeps
+    // running meanwhile (the rows of the last good value).
+    writeln!(out, "Name:         {name}")?;
+    writeln!(out, "Invalid:      {source}")?;
+    let st = store
+        .get(&store.keys().bundle_status(name))
+        .await?
+        .and_then(|kv| serde_json::from_slice::<crate::model::BundleStatus>(&kv.value).ok());
+    let rows = st.map(|s| s.replica_rows).unwrap_or_default();
+    writeln!(out, "Replicas (as last placed):")?;
+    if rows.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for r in rows {
+        writeln!(out, "  {}\t{}\t{}\t{}", r.name, r.node, r.address, r.state)?;
+    }
+    Ok(())
+}
+
+/// The primitive of each replica that reports one (state, role, score, restarts), and its
+/// last five operations.
+fn primitive_tables(
+    statuses: &[crate::model::cluster::ReplicaStatus],
+    out: &mut impl Write,
+) -> Result<()> {
     let with_ops: Vec<_> = statuses.iter().filter(|s| s.primitive.is_some()).collect();
-    if !with_ops.is_empty() {
-        writeln!(out, "Primitive:")?;
-        let mut t = Table::new(vec!["  REPLICA", "STATE", "ROLE", "SCORE", "RESTARTS"]);
-        for s in &with_ops {
-            let p = s.primitive.as_ref().expect("filtered");
-            let role = match (p.role, p.wanted_role) {
-                (None, _) => "-".to_string(),
-                (Some(r), Some(w)) if w != r => format!("{r} (to {w})"),
-                (Some(r), _) => r.to_string(),
-            };
+    if with_ops.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Primitive:")?;
+    let mut t = Table::new(vec!["  REPLICA", "STATE", "ROLE", "SCORE", "RESTARTS"]);
+    for s in &with_ops {
+        let p = s.primitive.as_ref().expect("filtered");
+        let role = match (p.role, p.wanted_role) {
+            (None, _) => "-".to_string(),
+            (Some(r), Some(w)) if w != r => format!("{r} (to {w})"),
+            (Some(r), _) => r.to_string(),
+        };
+        t.row(vec![
+            format!("  {}-{}", s.bundle, s.index),
+            p.state.to_string(),
+            role,
+            p.score.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            p.restarts.to_string(),
+        ]);
+    }
+    t.print(out, true)?;
+    writeln!(out, "Operations:")?;
+    let mut t = Table::new(vec![
+        "  REPLICA",
+        "OPERATION",
+        "INTERVAL",
+        "RC",
+        "RESULT",
+        "AT",
+        "TOOK",
+    ]);
+    for s in with_ops {
+        let p = s.primitive.as_ref().expect("filtered");
+        for o in p.last.iter().rev().take(5) {
             t.row(vec![
                 format!("  {}-{}", s.bundle, s.index),
-                p.state.to_string(),
-                role,
-                p.score.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                p.restarts.to_string(),
+                o.action.to_string(),
+                if o.interval_ms == 0 {
+                    "-".into()
+                } else {
+                    format!("{}s", o.interval_ms / 1000)
+                },
+                o.rc.to_string(),
+                o.rc_name.clone(),
+                super::chart::time(o.at),
+                format!("{}ms", o.took_ms),
             ]);
         }
-        t.print(out, true)?;
-        writeln!(out, "Operations:")?;
-        let mut t = Table::new(vec![
-            "  REPLICA",
-            "OPERATION",
-            "INTERVAL",
-            "RC",
-            "RESULT",
-            "AT",
-            "TOOK",
-        ]);
-        for s in with_ops {
-            let p = s.primitive.as_ref().expect("filtered");
-            for o in p.last.iter().rev().take(5) {
-                t.row(vec![
-                    format!("  {}-{}", s.bundle, s.index),
-                    o.action.clone(),
-                    if o.interval_ms == 0 {
-                        "-".into()
-                    } else {
-                        format!("{}s", o.interval_ms / 1000)
-                    },
-                    o.rc.to_string(),
-                    o.rc_name.clone(),
-                    super::chart::time(o.at),
-                    format!("{}ms", o.took_ms),
-                ]);
-            }
-        }
-        t.print(out, true)?;
     }
-    // The bundle's and its replicas' events, as kubectl describe ends.
+    t.print(out, true)?;
+    Ok(())
+}
+
+/// The events of a bundle and its replicas.
+async fn events_table(store: &Store, name: &str, out: &mut impl Write) -> Result<()> {
     let events: Vec<Event> = crate::events::list(store)
         .await?
         .into_iter()
@@ -431,86 +456,125 @@ fn pairs_text(pairs: &[NvPair]) -> String {
 
 /// kubectl-describe style text of one bundle.
 fn describe_text(b: &Bundle) -> String {
+    let mut t = String::new();
+    describe_overview(b, &mut t);
+    describe_network(b, &mut t);
+    describe_primitive(b, &mut t);
+    describe_plan(b, &mut t);
+    describe_status(b, &mut t);
+    t
+}
+
+/// One line of a description.
+fn push(t: &mut String, l: impl AsRef<str>) {
+    t.push_str(l.as_ref());
+    t.push('\n');
+}
+
+/// Name, validity, metadata, the container (engine, image, replicas, command, options).
+fn describe_overview(b: &Bundle, t: &mut String) {
     let s = &b.spec;
     let (engine, c) = s.container();
-    let mut t = String::new();
-    let mut line = |l: String| {
-        t.push_str(&l);
-        t.push('\n');
-    };
-    line(format!("Name:         {}", b.name()));
+    push(t, format!("Name:         {}", b.name()));
     if let Some(why) = b.status.as_ref().and_then(|st| st.invalid.as_ref()) {
-        line(format!("Invalid:      {why}"));
+        push(t, format!("Invalid:      {why}"));
     }
-    line(format!("Labels:       {}", map_text(&b.metadata.labels)));
-    line(format!(
-        "Annotations:  {}",
-        map_text(&b.metadata.annotations)
-    ));
-    line(format!(
-        "Generation:   {}",
-        b.metadata.generation.unwrap_or_default()
-    ));
+    push(t, format!("Labels:       {}", map_text(&b.metadata.labels)));
+    push(
+        t,
+        format!("Annotations:  {}", map_text(&b.metadata.annotations)),
+    );
+    push(
+        t,
+        format!(
+            "Generation:   {}",
+            b.metadata.generation.unwrap_or_default()
+        ),
+    );
     if let Some(d) = &s.description {
-        line(format!("Description:  {d}"));
+        push(t, format!("Description:  {d}"));
     }
-    line(format!("Engine:       {}", engine.as_str()));
-    line(format!("Image:        {}", c.image));
-    line(format!(
-        "Replicas:     {} (per host {}, promoted max {})",
-        s.replicas(),
-        s.replicas_per_host(),
-        s.promoted_max()
-    ));
-    line(format!(
-        "Run command:  {}",
-        c.run_command.as_deref().unwrap_or("<image default>")
-    ));
+    push(t, format!("Engine:       {}", engine.as_str()));
+    push(t, format!("Image:        {}", c.image));
+    push(
+        t,
+        format!(
+            "Replicas:     {} (per host {}, promoted max {})",
+            s.replicas(),
+            s.replicas_per_host(),
+            s.promoted_max()
+        ),
+    );
+    push(
+        t,
+        format!(
+            "Run command:  {}",
+            c.run_command.as_deref().unwrap_or("<image default>")
+        ),
+    );
     if let Some(n) = &c.network {
-        line(format!("Network mode: {n}"));
+        push(t, format!("Network mode: {n}"));
     }
     if let Some(o) = &c.options {
-        line(format!("Options:      {o}"));
+        push(t, format!("Options:      {o}"));
     }
-    line("Network:".into());
-    line(format!(
-        "  IP range:       {}",
-        ip_range(b).unwrap_or_else(|| "<none: ports publish on the host's addresses>".into())
-    ));
+}
+
+/// The network: the replicas' addresses, the control port, port and storage mappings.
+fn describe_network(b: &Bundle, t: &mut String) {
+    let s = &b.spec;
+    push(t, "Network:");
+    push(
+        t,
+        format!(
+            "  IP range:       {}",
+            ip_range(b).unwrap_or_else(|| "<none: ports publish on the host's addresses>".into())
+        ),
+    );
     let net = s.network.as_ref();
-    line(format!(
-        "  Host interface: {}",
-        net.and_then(|n| n.host_interface.as_deref())
-            .unwrap_or("<the interface whose network holds the address>")
-    ));
-    line(format!("  Control port:   {}", s.control_port()));
-    line(format!("  Add host:       {}", s.add_host()));
-    line("  Port mappings:".into());
+    push(
+        t,
+        format!(
+            "  Host interface: {}",
+            net.and_then(|n| n.host_interface.as_deref())
+                .unwrap_or("<the interface whose network holds the address>")
+        ),
+    );
+    push(t, format!("  Control port:   {}", s.control_port()));
+    push(t, format!("  Add host:       {}", s.add_host()));
+    push(t, "  Port mappings:");
     for pm in s.port_mappings() {
-        line(format!("    {:<16} {pm}", pm.id));
+        push(t, format!("    {:<16} {pm}", pm.id));
     }
     if s.port_mappings().is_empty() {
-        line("    <none>".into());
+        push(t, "    <none>");
     }
-    line("Storage mappings:".into());
+    push(t, "Storage mappings:");
     for sm in &s.storage_mappings {
-        line(format!("  {:<18} {sm}", sm.id));
+        push(t, format!("  {:<18} {sm}", sm.id));
     }
     if s.storage_mappings.is_empty() {
-        line("  <none>".into());
+        push(t, "  <none>");
     }
-    match &s.primitive {
-        None => line("Primitive:    <none>".into()),
+}
+
+/// The primitive: its agent, attributes and operations.
+fn describe_primitive(b: &Bundle, t: &mut String) {
+    match &b.spec.primitive {
+        None => push(t, "Primitive:    <none>"),
         Some(p) => {
-            line(format!("Primitive:    {} ({})", p.id, p.agent()));
+            push(t, format!("Primitive:    {} ({})", p.id, p.agent()));
             if !p.instance_attributes.is_empty() {
-                line(format!(
-                    "  Attributes: {}",
-                    pairs_text(&p.instance_attributes)
-                ));
+                push(
+                    t,
+                    format!("  Attributes: {}", pairs_text(&p.instance_attributes)),
+                );
             }
             if !p.meta_attributes.is_empty() {
-                line(format!("  Meta:       {}", pairs_text(&p.meta_attributes)));
+                push(
+                    t,
+                    format!("  Meta:       {}", pairs_text(&p.meta_attributes)),
+                );
             }
             for op in &p.operations {
                 let mut o = format!("  Operation:  {} interval={}", op.name, op.interval);
@@ -523,19 +587,27 @@ fn describe_text(b: &Bundle) -> String {
                 if let Some(v) = &op.on_fail {
                     o.push_str(&format!(" on-fail={v}"));
                 }
-                line(o);
+                push(t, o);
             }
         }
     }
-    line(format!(
-        "Meta attributes: {}",
-        if s.meta_attributes.is_empty() {
-            "<none>".into()
-        } else {
-            pairs_text(&s.meta_attributes)
-        }
-    ));
-    line("Replica plan:".into());
+}
+
+/// The bundle's meta attributes, and each replica's container name and address.
+fn describe_plan(b: &Bundle, t: &mut String) {
+    let s = &b.spec;
+    push(
+        t,
+        format!(
+            "Meta attributes: {}",
+            if s.meta_attributes.is_empty() {
+                "<none>".into()
+            } else {
+                pairs_text(&s.meta_attributes)
+            }
+        ),
+    );
+    push(t, "Replica plan:");
     let mut t2 = Table::new(vec!["  REPLICA", "CONTAINER", "ADDRESS"]);
     for i in 0..s.replicas() {
         t2.row(vec![
@@ -549,6 +621,10 @@ fn describe_text(b: &Bundle) -> String {
     let mut buf = Vec::new();
     t2.print(&mut buf, true).expect("write to memory");
     t.push_str(&String::from_utf8_lossy(&buf));
+}
+
+/// What the controller last reported: readiness, conditions, rollout, each replica's row.
+fn describe_status(b: &Bundle, t: &mut String) {
     match &b.status {
         None => t.push_str("Status:       <none: no controller has reported on this bundle yet>\n"),
         Some(st) => {
@@ -585,7 +661,6 @@ fn describe_text(b: &Bundle) -> String {
             }
         }
     }
-    t
 }
 
 /// `berth watch`: every change under the prefix as a line (or a JSON object per line).

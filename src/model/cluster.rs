@@ -316,7 +316,7 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpRecord {
-    pub action: String,
+    pub action: crate::model::operation::Action,
     pub interval_ms: u64,
     /// The OCF code, or -1 for a timeout or a signal.
     pub rc: i32,
@@ -330,7 +330,7 @@ pub struct OpRecord {
 impl OpRecord {
     /// OCF success: 0, or 8 (running promoted) from a monitor of a promoted instance.
     pub fn succeeded(&self) -> bool {
-        self.rc == 0 || (self.rc == 8 && self.action == "monitor")
+        self.rc == 0 || (self.rc == 8 && self.action == crate::model::operation::Action::Monitor)
     }
 }
 
@@ -465,7 +465,7 @@ impl PrimitiveState {
     pub const MAX_OPS: usize = 20;
     /// Bytes of an operation's output kept in the replica status.
     pub const MAX_OUTPUT: usize = 1024;
-    /// Bytes of any other string (state, role, action names).
+    /// Bytes of any other string (an operation's rc name).
     pub const MAX_WORD: usize = 64;
 
     /// The report cut to size: it comes from inside a container (untrusted), and it is
@@ -476,7 +476,6 @@ impl PrimitiveState {
             self.last.pop_front();
         }
         for op in &mut self.last {
-            truncate_utf8(&mut op.action, Self::MAX_WORD);
             truncate_utf8(&mut op.rc_name, Self::MAX_WORD);
             truncate_utf8(&mut op.output, Self::MAX_OUTPUT);
         }
@@ -519,7 +518,7 @@ mod tests {
     #[test]
     fn a_report_from_a_container_is_bounded() {
         let op = OpRecord {
-            action: "x".repeat(1000),
+            action: crate::model::operation::Action::Monitor,
             interval_ms: 0,
             rc: 0,
             rc_name: "é".repeat(100),

@@ -88,8 +88,9 @@ impl Operation {
     }
 }
 
-/// The OCF actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The OCF actions (on the wire as their OCF names: `start`, `meta-data`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Action {
     Start,
     Stop,
@@ -130,6 +131,19 @@ impl Action {
             Action::MetaData => "meta-data",
             Action::ValidateAll => "validate-all",
         }
+    }
+}
+
+/// An action is its OCF name.
+impl PartialEq<&str> for Action {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -291,7 +291,6 @@ impl Core {
                 wanted,
                 host_refused,
             } => {
-                self.cleanup(&wanted.cleanups, at.now);
                 self.wanted = wanted;
                 self.host_refused = host_refused;
                 self.stage = Stage::Seed;
@@ -340,6 +339,8 @@ impl Core {
             Stage::Relook => fx.list = Some(Listing::AfterActing),
             Stage::Act => {
                 let wanted = Arc::clone(&self.wanted);
+                // After the read-back: a cleanup forgets failures read back as well.
+                self.cleanup(&wanted.cleanups, at.now);
                 let observed = std::mem::take(&mut self.observed);
                 let p = self.plan(&wanted.containers, &observed, at.now);
                 self.observed = observed;

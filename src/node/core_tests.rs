@@ -181,7 +181,7 @@ fn a_dead_primitive_is_stopped_without_a_role_and_its_failed_op_is_the_reason() 
         role: Some(Role::Promoted),
         wanted_role: Some(Role::Promoted),
         last: [OpRecord {
-            action: "monitor".into(),
+            action: crate::model::operation::Action::Monitor,
             interval_ms: 10_000,
             rc: 7,
             rc_name: "not running".into(),
@@ -471,7 +471,7 @@ fn roles_are_asked_for_started_replicas_not_in_or_asked_for_that_role() {
 #[test]
 fn successful_recurring_monitors_are_not_news_and_a_failed_one_is() {
     let op = |action: &str, interval_ms, rc, at| OpRecord {
-        action: action.into(),
+        action: crate::model::operation::Action::parse(action).unwrap(),
         interval_ms,
         rc,
         rc_name: String::new(),
@@ -740,4 +740,39 @@ fn a_host_refusal_brings_the_next_pass_soon() {
     let t = Instant::now();
     core.ready(At { now: t, unix: 1 });
     assert_eq!(core.wake_at(), Some(t + Duration::from_secs(2)));
+}
+
+#[test]
+fn a_cleanup_forgets_the_failures_read_back_in_the_same_pass() {
+    let mut core = Core::new(NODE, timing());
+    let stored = ReplicaStatus {
+        bundle: "web".into(),
+        index: 0,
+        node: NODE.into(),
+        fail_counts: BTreeMap::from([(NODE.to_string(), 3)]),
+        last_failure: Some(Failure {
+            reason: "exited".into(),
+            time: 5,
+        }),
+        ..Default::default()
+    };
+    let wanted = Wanted {
+        containers: want(&[0]),
+        cleanups: BTreeMap::from([(key(0), 10)]),
+        ..Default::default()
+    };
+    let pass = Input::Reconcile {
+        wanted: Arc::new(wanted),
+        host_refused: false,
+    };
+    core.step(pass, at(11));
+    assert_eq!(core.ready(at(11)).read, vec![key(0)]);
+    let bytes = serde_json::to_vec(&stored).unwrap();
+    core.step(Input::Stored(vec![(key(0), Some(bytes))]), at(11));
+    core.ready(at(11));
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(11));
+    core.ready(at(11));
+    core.step(Input::Listed(vec![listed(0, "c0", true)]), at(11));
+    let st = written(&core.ready(at(11)), &key(0));
+    assert!(st.fail_counts.is_empty() && st.last_failure.is_none());
 }

@@ -409,7 +409,7 @@ impl Supervisor<'_> {
         let quiet = action == Action::Monitor && matches!(rc, Rc::Success | Rc::RunningPromoted);
         self.state.change(!quiet, |st| {
             st.last.push_back(OpRecord {
-                action: action.as_str().into(),
+                action,
                 interval_ms: op.interval.as_millis() as u64,
                 rc: code,
                 rc_name: rc.name(),

@@ -164,7 +164,7 @@ fn operations(snap: &Snapshot, b: &Bundle) -> String {
                 "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td>\
                  <td><span class=\"st {class}\">{} ({})</span></td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
                 esc(&b.replica_name(i)),
-                esc(&o.action),
+                esc(o.action.as_str()),
                 if o.interval_ms == 0 {
                     "-".to_string()
                 } else {
