@@ -236,3 +236,82 @@ async fn the_whole_agent_runs_on_a_memory_host_without_root() {
     token.cancel();
     agent.await.unwrap().unwrap();
 }
+
+/// The fence goes through the host as well: cut from etcd, an agent on a memory host kills
+/// its replicas (the simulated engine has no cgroup scope to freeze) and drops their
+/// addresses; once its lease is renewed, it runs them again at once (an agent that did not
+/// reconcile at the renewal waited for the minute's resync, and failed this test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_them_again() {
+    use berth::node::host::MemoryHost;
+    use std::net::Ipv4Addr;
+    let p = TestPrefix::new("simfence");
+    let store = p.store().await;
+    let proxy = common::Proxy::start(p.endpoint.clone()).await;
+    let via = p.config().with_endpoints(&proxy.addr.to_string());
+    let agent_store = common::connect_checked(&via).await;
+    let engine = SimEngine::new();
+    let host = MemoryHost::default();
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = berth::node::NodeConfig::new("simfence1");
+    cfg.state_dir = state.path().to_path_buf();
+    // Fenced two thirds of the TTL after the last renewal (6 s), expired at 9 s: the
+    // connection is restored in between.
+    cfg.lease_ttl = Duration::from_secs(9);
+    let token = CancellationToken::new();
+    let agent = tokio::spawn(berth::node::run_on(
+        agent_store,
+        engine.clone(),
+        host.clone(),
+        cfg,
+        token.clone(),
+    ));
+    let b = httpd_bundle("simfence", 2, 2, 141);
+    common::assign(&store, "simfence1", &b, &[0, 1]).await;
+    let ours: std::collections::BTreeSet<Ipv4Addr> = [10, 11]
+        .into_iter()
+        .map(|i| Ipv4Addr::new(127, 0, 141, i))
+        .collect();
+    let running_with_addresses = || async {
+        let c = engine.containers();
+        let up = c.len() == 2 && c.values().all(|(running, _)| *running);
+        host.read(|m| (up && m.addresses == ours).then_some(()))
+    };
+    eventually(
+        WAIT,
+        "both replicas running with their addresses",
+        running_with_addresses,
+    )
+    .await;
+
+    proxy.sever();
+    eventually(
+        WAIT,
+        "fenced: replicas killed, addresses dropped",
+        || async {
+            let gone = engine.containers().is_empty();
+            host.read(|m| (m.kills == 1 && gone && m.addresses.is_empty()).then_some(()))
+        },
+    )
+    .await;
+    host.read(|m| assert_eq!(m.recorded, ours, "dropped, still recorded"));
+
+    proxy.restore();
+    eventually(
+        WAIT,
+        "running again after the renewal",
+        running_with_addresses,
+    )
+    .await;
+
+    store
+        .delete(&store.keys().assignment("simfence1", b.name()), Expect::Any)
+        .await
+        .unwrap();
+    eventually(WAIT, "removed once unassigned", || async {
+        engine.containers().is_empty().then_some(())
+    })
+    .await;
+    token.cancel();
+    agent.await.unwrap().unwrap();
+}

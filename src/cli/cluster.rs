@@ -531,14 +531,7 @@ pub async fn wait_rollouts(
     failed_ends: bool,
 ) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
-    let mut gens = Vec::new();
-    for n in names {
-        let b = store
-            .get_bundle(n)
-            .await?
-            .with_context(|| format!("bundle {n} vanished"))?;
-        gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
-    }
+    let gens = generations(store, names).await?;
     // The bundle statuses, and what tells whether a ready replica was reported under its
     // node's current registration: the replicas' statuses, the nodes, those in maintenance.
     let keys = store.keys();
@@ -546,14 +539,7 @@ pub async fn wait_rollouts(
         .into_iter()
         .chain(gens.iter().map(|(n, _)| keys.replicas(n)))
         .collect();
-    let mut events = futures::stream::select_all(prefixes.iter().enumerate().map(|(i, p)| {
-        Box::pin(watch_prefix(
-            store.members().clone(),
-            p.clone(),
-            WatchConfig::default(),
-        ))
-        .map(move |ev| (i, ev))
-    }));
+    let mut events = watch_all(store, &prefixes);
     let mut watched = Watched {
         caches: vec![Cache::default(); prefixes.len()],
         prefixes,
@@ -614,6 +600,36 @@ pub async fn wait_rollouts(
             return Ok(());
         }
     }
+}
+
+/// Each bundle's generation now: what a wait waits for.
+async fn generations(store: &Store, names: &[String]) -> Result<Vec<(String, i64)>> {
+    let mut gens = Vec::new();
+    for n in names {
+        let b = store
+            .get_bundle(n)
+            .await?
+            .with_context(|| format!("bundle {n} vanished"))?;
+        gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
+    }
+    Ok(gens)
+}
+
+/// One stream of the watches of every prefix, each event with its prefix's index.
+fn watch_all(
+    store: &Store,
+    prefixes: &[String],
+) -> impl futures::Stream<Item = (usize, Result<WatchEvent, crate::store::watch::WatchError>)>
++ Unpin
++ use<> {
+    futures::stream::select_all(prefixes.iter().enumerate().map(|(i, p)| {
+        Box::pin(watch_prefix(
+            store.members().clone(),
+            p.clone(),
+            WatchConfig::default(),
+        ))
+        .map(move |ev| (i, ev))
+    }))
 }
 
 /// One bundle's progress towards `generation`, its parts of the progress line added to

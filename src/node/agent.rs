@@ -88,15 +88,12 @@ pub async fn run_on<E: Engine, H: Host>(
         .cgroup_parent
         .as_deref()
         .and_then(Scope::for_parent);
-    let guards = Guards::start(
-        &store,
-        &cfg,
-        &value,
-        &lease,
-        granted_at,
-        &scope,
-        &engine_info,
-    );
+    let fence = FenceOn {
+        scope: &scope,
+        parent: engine_info.cgroup_parent.clone(),
+        host: &host,
+    };
+    let guards = Guards::start(&store, &cfg, &value, &lease, granted_at, fence);
     let mut agent = Agent::new(store, engine, host, cfg, scope, &guards, &lease);
     agent
         .run(&shutdown, guards.fence_events, guards.reports)
@@ -210,16 +207,24 @@ struct Guards {
     reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
 }
 
+/// What the fence works on: the node's cgroup scope (and its parent's name, for the
+/// watchdog), and the host that freezes, thaws and kills it.
+struct FenceOn<'a, H> {
+    scope: &'a Option<Scope>,
+    parent: Option<String>,
+    host: &'a H,
+}
+
 impl Guards {
-    fn start(
+    fn start<H: Host>(
         store: &Store,
         cfg: &NodeConfig,
         value: &[u8],
         lease: &Arc<AtomicI64>,
         granted_at: tokio::time::Instant,
-        scope: &Option<Scope>,
-        engine_info: &super::engine::EngineInfo,
+        fence: FenceOn<'_, H>,
     ) -> Guards {
+        let scope = fence.scope;
         let (renewed_tx, renewed) = watch::channel(granted_at);
         let leave = CancellationToken::new();
         let registration = AbortOnDropHandle::new(tokio::spawn(register(
@@ -235,7 +240,7 @@ impl Guards {
             (Some(binary), Some(_)) => Some(Link::start(Spawn {
                 binary: binary.clone(),
                 state_dir: cfg.state_dir.clone(),
-                scope: engine_info.cgroup_parent.clone(),
+                scope: fence.parent.clone(),
                 freeze_for: cfg.freeze_for,
             })),
             _ => {
@@ -254,7 +259,7 @@ impl Guards {
         let fencer = AbortOnDropHandle::new(tokio::spawn(
             Fencer {
                 scope: scope.clone(),
-                state_dir: cfg.state_dir.clone(),
+                host: fence.host.clone(),
                 watchdog: watchdog.clone(),
                 fence_after: cfg.lease_ttl * 2 / 3,
                 freeze_for: cfg.freeze_for,

@@ -1,7 +1,7 @@
 //! The node agent's fence task: a task of its own, so that the fence fires on time whatever
 //! the agent's loop is waiting for (a Docker call can block for minutes, an etcd call for
 //! as long as the network hangs). It counts from the *send* time of the last successful
-//! renewal; two thirds of the TTL later it fences ([`fence::freeze_node`]), arms the
+//! renewal; two thirds of the TTL later it fences ([`Host::freeze`]), arms the
 //! watchdog after every renewal, and after a fence decides between thawing (the same lease
 //! was renewed: etcd was only out of reach) and killing (the lease was lost, or the freeze
 //! lasted `freeze_for`). The loop hears the outcome as [`FenceEvent`]s. It closes the
@@ -9,7 +9,6 @@
 //! start a container after the fence, and opens it again only when the same lease was renewed
 //! (a new lease: the loop opens it once it has listed its assignments afresh).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -18,8 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fence::{self, Scope};
+use super::fence::Scope;
 use super::gate::Gate;
+use super::host::Host;
 use super::watchdog::{Link, Request};
 
 /// What the fence task tells the agent's loop.
@@ -38,9 +38,10 @@ pub enum FenceEvent {
 }
 
 /// The task's inputs.
-pub struct Fencer {
+pub struct Fencer<H> {
     pub scope: Option<Scope>,
-    pub state_dir: PathBuf,
+    /// What freezes, thaws and kills the replicas and drops their addresses.
+    pub host: H,
     pub watchdog: Option<Link>,
     /// Fence this long after the last renewal was sent (two thirds of the TTL).
     pub fence_after: Duration,
@@ -62,7 +63,7 @@ enum State {
     Killed,
 }
 
-impl Fencer {
+impl<H: Host> Fencer<H> {
     /// Runs until `shutdown`, or until the registration task ends.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut lease = self.lease.load(Ordering::SeqCst);
@@ -100,7 +101,7 @@ impl Fencer {
                         if matches!(state, State::Frozen { .. }) {
                             tracing::warn!("lease renewed after a fence: thawing");
                             if let Some(s) = &self.scope
-                                && let Err(e) = s.thaw()
+                                && let Err(e) = self.host.thaw(s)
                             {
                                 tracing::error!("thaw: {e}");
                             }
@@ -117,7 +118,7 @@ impl Fencer {
                     tracing::error!("lease not renewed in time: fencing (freezing every replica, dropping addresses)");
                     // First: whatever the loop has in flight starts nothing from here on.
                     closed = self.gate.close();
-                    fence::freeze_node(self.scope.as_ref(), &self.state_dir, self.fence_after / 4).await;
+                    self.host.freeze(self.scope.as_ref(), self.fence_after / 4).await;
                     self.emit(FenceEvent::Fenced);
                     if self.freeze_for.is_zero() || self.scope.is_none() {
                         self.kill().await;
@@ -151,7 +152,7 @@ impl Fencer {
         if let Some(w) = &self.watchdog {
             w.send(Request::Kill);
         }
-        fence::kill_node(self.scope.as_ref(), &self.state_dir).await;
+        self.host.kill(self.scope.as_ref()).await;
         self.emit(FenceEvent::Killed);
     }
 }

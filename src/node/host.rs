@@ -1,22 +1,25 @@
 //! What the node agent changes on its host besides the engine: the replicas' addresses
-//! (netlink, gratuitous ARP) and the files it keeps under the state directory.
+//! (netlink, gratuitous ARP), the files it keeps under the state directory, and the fence
+//! (the node's cgroup scope frozen, thawed or killed, the addresses dropped).
 //!
-//! [`LocalHost`] does it on this host (root, netlink, no link followed below the state
-//! directory); [`MemoryHost`] keeps it in memory, so that the whole agent runs in a test on
-//! the simulated engine without root. The fence's cgroup freeze and kill stay in
-//! [`super::fencer`], which runs beside the agent and does not go through it.
+//! [`LocalHost`] does it on this host (root, netlink, cgroups, no link followed below the
+//! state directory); [`MemoryHost`] keeps it in memory, so that the whole agent, its fence
+//! task included, runs in a test on the simulated engine without root. (The watchdog, a
+//! process of its own that fences when the agent itself dies, works on the host directly.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::address::{self, Added, AddressError};
+use super::fence::{FenceError, Scope};
 use crate::model::cluster::PrimitiveState;
 use crate::model::container::{Address, DesiredContainer};
 
 /// The host, as the node agent changes it.
-pub trait Host: Send + Sync + 'static {
+pub trait Host: Clone + Send + Sync + 'static {
     /// Adds a replica's address unless it is there ([`address::ensure`]: an address already
     /// there is the agent's only when `ours`). `record` runs just before it is added; when
     /// it fails, the address is not added.
@@ -43,6 +46,13 @@ pub trait Host: Send + Sync + 'static {
     fn save_addresses(&self, added: &BTreeSet<Ipv4Addr>) -> std::io::Result<()>;
     /// Removes every recorded address (a fence; they stay recorded).
     fn drop_addresses(&self) -> impl Future<Output = ()> + Send;
+    /// The fence: freezes every replica (the node's cgroup `scope`, retried for at most
+    /// `within`), then drops the recorded addresses whatever the freeze did.
+    fn freeze(&self, scope: Option<&Scope>, within: Duration) -> impl Future<Output = ()> + Send;
+    /// Thaws the scope (the same lease was renewed after a fence).
+    fn thaw(&self, scope: &Scope) -> Result<(), FenceError>;
+    /// Kills every process in the scope and drops the recorded addresses.
+    fn kill(&self, scope: Option<&Scope>) -> impl Future<Output = ()> + Send;
 }
 
 /// This host: netlink and ARP for addresses, files under the state directory.
@@ -96,6 +106,18 @@ impl Host for LocalHost {
     async fn drop_addresses(&self) {
         super::fence::drop_addresses(&self.state_dir).await
     }
+
+    async fn freeze(&self, scope: Option<&Scope>, within: Duration) {
+        super::fence::freeze_node(scope, &self.state_dir, within).await
+    }
+
+    fn thaw(&self, scope: &Scope) -> Result<(), FenceError> {
+        scope.thaw()
+    }
+
+    async fn kill(&self, scope: Option<&Scope>) {
+        super::fence::kill_node(scope, &self.state_dir).await
+    }
 }
 
 /// A host in memory, for tests: addresses are a set (the host's own ones refused, as on a
@@ -118,6 +140,10 @@ pub struct Memory {
     pub prepared: BTreeSet<String>,
     /// What each replica's remote agent left, by (bundle, index).
     pub left: BTreeMap<(String, u32), PrimitiveState>,
+    /// The fence: frozen now, and how many times it froze and killed.
+    pub frozen: bool,
+    pub freezes: u32,
+    pub kills: u32,
 }
 
 impl MemoryHost {
@@ -197,6 +223,29 @@ impl Host for MemoryHost {
         for ip in recorded {
             m.addresses.remove(&ip);
         }
+    }
+
+    async fn freeze(&self, _scope: Option<&Scope>, _within: Duration) {
+        {
+            let mut m = self.lock();
+            m.frozen = true;
+            m.freezes += 1;
+        }
+        self.drop_addresses().await;
+    }
+
+    fn thaw(&self, _scope: &Scope) -> Result<(), FenceError> {
+        self.lock().frozen = false;
+        Ok(())
+    }
+
+    async fn kill(&self, _scope: Option<&Scope>) {
+        {
+            let mut m = self.lock();
+            m.frozen = false;
+            m.kills += 1;
+        }
+        self.drop_addresses().await;
     }
 }
 

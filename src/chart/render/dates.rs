@@ -527,35 +527,14 @@ impl Reader<'_> {
             Chunk::Minute => f.min = self.digits(1, 2)?,
             Chunk::ZeroMinute => f.min = self.digits(2, 2)?,
             Chunk::Second => f.sec = self.digits(1, 2)?,
-            Chunk::ZeroSecond => {
-                f.sec = self.digits(2, 2)?;
-                // Go accepts a fraction after seconds even when the layout has none.
-                if matches!(self.peek(), Some('.' | ','))
-                    && self.v.get(self.i + 1).is_some_and(|c| c.is_ascii_digit())
-                {
-                    self.i += 1;
-                    f.nanos = self.fraction(1, 9)?;
-                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                        self.i += 1;
-                    }
-                }
-            }
+            Chunk::ZeroSecond => self.zero_second(f)?,
             Chunk::LongYear => f.year = i64::from(self.digits(4, 4)?),
             Chunk::Year => {
                 let y = i64::from(self.digits(2, 2)?);
                 f.year = if y >= 69 { 1900 + y } else { 2000 + y };
             }
             Chunk::PM | Chunk::Pm => f.pm = Some(self.word(&["PM", "AM"], None)? == 0),
-            Chunk::ZoneName => {
-                let name: String = self.v[self.i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphabetic())
-                    .collect();
-                if name != "UTC" && name != "GMT" && name != "Z" {
-                    return Err(DateError::Zone(name));
-                }
-                self.i += name.len();
-            }
+            Chunk::ZoneName => self.zone_name()?,
             Chunk::Zone { z, zero } => {
                 if z && self.peek() == Some('Z') {
                     self.i += 1;
@@ -578,6 +557,35 @@ impl Reader<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Two-digit seconds, and the fraction Go accepts after them even when the layout has
+    /// none.
+    fn zero_second(&mut self, f: &mut Fields) -> Result<(), DateError> {
+        f.sec = self.digits(2, 2)?;
+        if matches!(self.peek(), Some('.' | ','))
+            && self.v.get(self.i + 1).is_some_and(|c| c.is_ascii_digit())
+        {
+            self.i += 1;
+            f.nanos = self.fraction(1, 9)?;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A zone name: only UTC's (`UTC`, `GMT`, `Z`) are known here.
+    fn zone_name(&mut self) -> Result<(), DateError> {
+        let name: String = self.v[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        if name != "UTC" && name != "GMT" && name != "Z" {
+            return Err(DateError::Zone(name));
+        }
+        self.i += name.len();
         Ok(())
     }
 
