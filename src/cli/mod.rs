@@ -643,94 +643,9 @@ impl<W: std::io::Write> std::io::Write for Forgiving<W> {
 async fn run(cli: Cli) -> Result<()> {
     let out = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Apply(args) => {
-            let store = cli.etcd.store().await?;
-            apply::apply(&store, &args, out).await
-        }
-        Command::Get(args) => {
-            let store = cli.etcd.store().await?;
-            show::get(&store, &args, &mut Escaped::new(out)).await
-        }
-        Command::Describe {
-            kind: Kind::Bundle,
-            name,
-        } => {
-            let store = cli.etcd.store().await?;
-            show::describe(&store, &name, &mut Escaped::new(out)).await
-        }
-        Command::Delete(args) => {
-            let store = cli.etcd.store().await?;
-            apply::delete(&store, &args, out).await
-        }
-        Command::Watch { output } => {
-            let store = cli.etcd.store().await?;
-            show::watch(&store, output, out).await
-        }
         Command::Chart(cmd) => {
             let etcd = cli.etcd.clone();
             chart::run(cmd, async || etcd.store().await, out).await
-        }
-        Command::Node(args) => {
-            let store = cli.etcd.store().await?;
-            node(store, args).await
-        }
-        Command::Controller {
-            name,
-            metrics,
-            console,
-            console_options,
-        } => {
-            let console = console.map(|addr| (addr, console_options));
-            cluster::controller(cli.etcd.store().await?, name, metrics.address(), console).await
-        }
-        Command::Console { address, options } => {
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            console::serve(cli.etcd.store().await?, address, &options, shutdown).await
-        }
-        Command::Attribute(args) => {
-            let store = cli.etcd.store().await?;
-            attribute::run(&store, &args, &mut Escaped::new(out)).await
-        }
-        Command::Status => cluster::status(&cli.etcd.store().await?, &mut Escaped::new(out)).await,
-        Command::Standby { node } => {
-            cluster::standby(&cli.etcd.store().await?, &node, true, out).await
-        }
-        Command::Ban { bundle, node } => {
-            let change = cluster::BanChange::Ban(&node);
-            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
-        }
-        Command::Move { bundle, node } => {
-            let change = cluster::BanChange::Move(&node);
-            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
-        }
-        Command::Clear { bundle } => {
-            let change = cluster::BanChange::Clear;
-            cluster::ban(&cli.etcd.store().await?, &bundle, change, out).await
-        }
-        Command::Cleanup { bundle } => {
-            cluster::cleanup(&cli.etcd.store().await?, &bundle, out).await
-        }
-        Command::Scale {
-            kind: Kind::Bundle,
-            name,
-            replicas,
-        } => edit::scale(&cli.etcd.store().await?, &name, replicas, out).await,
-        Command::Start { bundle } => {
-            edit::target_role(&cli.etcd.store().await?, &bundle, true, out).await
-        }
-        Command::Stop { bundle } => {
-            edit::target_role(&cli.etcd.store().await?, &bundle, false, out).await
-        }
-        Command::Unstandby { node } => {
-            cluster::standby(&cli.etcd.store().await?, &node, false, out).await
-        }
-        Command::Events { object, watch } => {
-            let out = &mut Escaped::new(out);
-            show::events(&cli.etcd.store().await?, object.as_deref(), watch, out).await
-        }
-        Command::Plan { files, node_down } => {
-            cluster::plan(&cli.etcd.store().await?, &files, &node_down, out).await
         }
         Command::Completion { shell } => {
             // Into memory first: the generator panics on a write error (a closed pipe).
@@ -740,9 +655,6 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { dir } => man_pages(&dir, out),
-        Command::Rollout(cmd) => {
-            rollout::run(&cli.etcd.store().await?, cmd, &mut Escaped::new(out)).await
-        }
         Command::Remote { config, action } => remote(&config, action.as_deref()).await,
         Command::Watchdog {
             state_dir,
@@ -767,6 +679,67 @@ async fn run(cli: Cli) -> Result<()> {
             files,
             fragment,
         }) => cib_export(&cli.etcd, &names, &files, fragment, out).await,
+        cmd => on_cluster(cli.etcd.store().await?, cmd, out).await,
+    }
+}
+
+/// The commands that read or change the cluster's state in etcd, on `store`.
+async fn on_cluster(store: Store, cmd: Command, out: &mut std::io::StdoutLock<'_>) -> Result<()> {
+    match cmd {
+        Command::Apply(args) => apply::apply(&store, &args, out).await,
+        Command::Get(args) => show::get(&store, &args, &mut Escaped::new(out)).await,
+        Command::Describe {
+            kind: Kind::Bundle,
+            name,
+        } => show::describe(&store, &name, &mut Escaped::new(out)).await,
+        Command::Delete(args) => apply::delete(&store, &args, out).await,
+        Command::Watch { output } => show::watch(&store, output, out).await,
+        Command::Node(args) => node(store, args).await,
+        Command::Controller {
+            name,
+            metrics,
+            console,
+            console_options,
+        } => {
+            let console = console.map(|addr| (addr, console_options));
+            cluster::controller(store, name, metrics.address(), console).await
+        }
+        Command::Console { address, options } => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            console::serve(store, address, &options, shutdown).await
+        }
+        Command::Attribute(args) => attribute::run(&store, &args, &mut Escaped::new(out)).await,
+        Command::Status => cluster::status(&store, &mut Escaped::new(out)).await,
+        Command::Standby { node } => cluster::standby(&store, &node, true, out).await,
+        Command::Ban { bundle, node } => {
+            let change = cluster::BanChange::Ban(&node);
+            cluster::ban(&store, &bundle, change, out).await
+        }
+        Command::Move { bundle, node } => {
+            let change = cluster::BanChange::Move(&node);
+            cluster::ban(&store, &bundle, change, out).await
+        }
+        Command::Clear { bundle } => {
+            let change = cluster::BanChange::Clear;
+            cluster::ban(&store, &bundle, change, out).await
+        }
+        Command::Cleanup { bundle } => cluster::cleanup(&store, &bundle, out).await,
+        Command::Scale {
+            kind: Kind::Bundle,
+            name,
+            replicas,
+        } => edit::scale(&store, &name, replicas, out).await,
+        Command::Start { bundle } => edit::target_role(&store, &bundle, true, out).await,
+        Command::Stop { bundle } => edit::target_role(&store, &bundle, false, out).await,
+        Command::Unstandby { node } => cluster::standby(&store, &node, false, out).await,
+        Command::Events { object, watch } => {
+            let out = &mut Escaped::new(out);
+            show::events(&store, object.as_deref(), watch, out).await
+        }
+        Command::Plan { files, node_down } => cluster::plan(&store, &files, &node_down, out).await,
+        Command::Rollout(cmd) => rollout::run(&store, cmd, &mut Escaped::new(out)).await,
+        other => anyhow::bail!("{other:?}: not a command on the cluster's state"),
     }
 }
 

@@ -139,102 +139,105 @@ enum Chunk {
     },
 }
 
+/// Go's layout tokens, longest first where one is the start of another, and the chunk each
+/// stands for.
+const TOKENS: &[(&str, Chunk)] = &[
+    ("January", Chunk::LongMonth),
+    ("Jan", Chunk::Month),
+    ("Monday", Chunk::LongWeekday),
+    ("Mon", Chunk::Weekday),
+    ("MST", Chunk::ZoneName),
+    ("2006", Chunk::LongYear),
+    ("002", Chunk::YearDay),
+    ("01", Chunk::ZeroMonth),
+    ("02", Chunk::ZeroDay),
+    ("03", Chunk::ZeroHour12),
+    ("04", Chunk::ZeroMinute),
+    ("05", Chunk::ZeroSecond),
+    ("06", Chunk::Year),
+    ("15", Chunk::Hour),
+    ("_2", Chunk::UnderDay),
+    ("PM", Chunk::PM),
+    ("pm", Chunk::Pm),
+    (
+        "Z07:00:00",
+        Chunk::Zone {
+            z: true,
+            zero: "+00:00:00",
+        },
+    ),
+    (
+        "Z070000",
+        Chunk::Zone {
+            z: true,
+            zero: "+000000",
+        },
+    ),
+    (
+        "Z07:00",
+        Chunk::Zone {
+            z: true,
+            zero: "+00:00",
+        },
+    ),
+    (
+        "Z0700",
+        Chunk::Zone {
+            z: true,
+            zero: "+0000",
+        },
+    ),
+    (
+        "Z07",
+        Chunk::Zone {
+            z: true,
+            zero: "+00",
+        },
+    ),
+    (
+        "-07:00:00",
+        Chunk::Zone {
+            z: false,
+            zero: "+00:00:00",
+        },
+    ),
+    (
+        "-070000",
+        Chunk::Zone {
+            z: false,
+            zero: "+000000",
+        },
+    ),
+    (
+        "-07:00",
+        Chunk::Zone {
+            z: false,
+            zero: "+00:00",
+        },
+    ),
+    (
+        "-0700",
+        Chunk::Zone {
+            z: false,
+            zero: "+0000",
+        },
+    ),
+    (
+        "-07",
+        Chunk::Zone {
+            z: false,
+            zero: "+00",
+        },
+    ),
+    ("1", Chunk::NumMonth),
+    ("2", Chunk::Day),
+    ("3", Chunk::Hour12),
+    ("4", Chunk::Minute),
+    ("5", Chunk::Second),
+];
+
 /// Splits a Go layout into chunks, as Go's `nextStdChunk` does.
 fn chunks(layout: &str) -> Vec<Chunk> {
-    const TABLE: &[(&str, Chunk)] = &[
-        ("January", Chunk::LongMonth),
-        ("Jan", Chunk::Month),
-        ("Monday", Chunk::LongWeekday),
-        ("Mon", Chunk::Weekday),
-        ("MST", Chunk::ZoneName),
-        ("2006", Chunk::LongYear),
-        ("002", Chunk::YearDay),
-        ("01", Chunk::ZeroMonth),
-        ("02", Chunk::ZeroDay),
-        ("03", Chunk::ZeroHour12),
-        ("04", Chunk::ZeroMinute),
-        ("05", Chunk::ZeroSecond),
-        ("06", Chunk::Year),
-        ("15", Chunk::Hour),
-        ("_2", Chunk::UnderDay),
-        ("PM", Chunk::PM),
-        ("pm", Chunk::Pm),
-        (
-            "Z07:00:00",
-            Chunk::Zone {
-                z: true,
-                zero: "+00:00:00",
-            },
-        ),
-        (
-            "Z070000",
-            Chunk::Zone {
-                z: true,
-                zero: "+000000",
-            },
-        ),
-        (
-            "Z07:00",
-            Chunk::Zone {
-                z: true,
-                zero: "+00:00",
-            },
-        ),
-        (
-            "Z0700",
-            Chunk::Zone {
-                z: true,
-                zero: "+0000",
-            },
-        ),
-        (
-            "Z07",
-            Chunk::Zone {
-                z: true,
-                zero: "+00",
-            },
-        ),
-        (
-            "-07:00:00",
-            Chunk::Zone {
-                z: false,
-                zero: "+00:00:00",
-            },
-        ),
-        (
-            "-070000",
-            Chunk::Zone {
-                z: false,
-                zero: "+000000",
-            },
-        ),
-        (
-            "-07:00",
-            Chunk::Zone {
-                z: false,
-                zero: "+00:00",
-            },
-        ),
-        (
-            "-0700",
-            Chunk::Zone {
-                z: false,
-                zero: "+0000",
-            },
-        ),
-        (
-            "-07",
-            Chunk::Zone {
-                z: false,
-                zero: "+00",
-            },
-        ),
-        ("1", Chunk::NumMonth),
-        ("2", Chunk::Day),
-        ("3", Chunk::Hour12),
-        ("4", Chunk::Minute),
-        ("5", Chunk::Second),
-    ];
     let chars: Vec<char> = layout.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -256,7 +259,7 @@ fn chunks(layout: &str) -> Vec<Chunk> {
             }
         }
         let rest: String = chars[i..].iter().take(9).collect();
-        for (token, chunk) in TABLE {
+        for (token, chunk) in TOKENS {
             if rest.starts_with(token) {
                 out.push(*chunk);
                 i += token.chars().count();
