@@ -62,6 +62,9 @@ async fn main() {
     let state = tempfile::tempdir().unwrap();
     let mut cfg = NodeConfig::new(&node);
     cfg.state_dir = state.path().to_path_buf();
+    // The watchdog is `berth watchdog`: by default the agent runs its own executable, which
+    // here is this bench (that ran the whole bench again, from every agent it started).
+    cfg.watchdog = Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_berth")));
     let token = CancellationToken::new();
     let engine = DockerEngine::connect(None).await.unwrap();
     let agent = tokio::spawn(run(store.clone(), engine, cfg, token.clone()));
