@@ -604,15 +604,12 @@ pub async fn wait_rollouts(
 
 /// Each bundle's generation now: what a wait waits for.
 async fn generations(store: &Store, names: &[String]) -> Result<Vec<(String, i64)>> {
-    let mut gens = Vec::new();
-    for n in names {
-        let b = store
-            .get_bundle(n)
-            .await?
-            .with_context(|| format!("bundle {n} vanished"))?;
-        gens.push((n.clone(), b.value.metadata.generation.unwrap_or(0)));
-    }
-    Ok(gens)
+    let bundles = super::show::named(store, names).await?;
+    Ok(names
+        .iter()
+        .cloned()
+        .zip(bundles.iter().map(|b| b.metadata.generation.unwrap_or(0)))
+        .collect())
 }
 
 /// One stream of the watches of every prefix, each event with its prefix's index.

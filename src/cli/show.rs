@@ -24,6 +24,11 @@ pub async fn stored(store: &Store, names: &[String]) -> Result<Vec<Bundle>> {
             .map(|r| r.map(|v| v.value).map_err(Into::into))
             .collect();
     }
+    named(store, names).await
+}
+
+/// The named bundles as stored, failing on any that is not there or cannot be read.
+pub async fn named(store: &Store, names: &[String]) -> Result<Vec<Bundle>> {
     let mut out = Vec::new();
     for n in names {
         let b = store
