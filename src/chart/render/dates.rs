@@ -42,8 +42,9 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// The broken-down parts of an instant (UTC).
-struct Parts {
+/// A civil date and time of day: what a layout formats, and what a date's text names.
+#[derive(Debug, Clone, Copy)]
+struct Civil {
     year: i64,
     month: u32,
     day: u32,
@@ -51,6 +52,24 @@ struct Parts {
     min: u32,
     sec: u32,
     nanos: u32,
+}
+
+impl Civil {
+    /// Go's zero time, 0001-01-01 00:00:00: what a date's text leaves unsaid.
+    const ZERO: Civil = Civil {
+        year: 1,
+        month: 1,
+        day: 1,
+        hour: 0,
+        min: 0,
+        sec: 0,
+        nanos: 0,
+    };
+}
+
+/// The broken-down parts of an instant (UTC).
+struct Parts {
+    c: Civil,
     weekday: usize,
     yday: u32,
 }
@@ -61,13 +80,15 @@ impl Instant {
         let rem = self.secs.rem_euclid(86_400) as u32;
         let (year, month, day) = crate::civil(days);
         Parts {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            min: rem / 60 % 60,
-            sec: rem % 60,
-            nanos: self.nanos,
+            c: Civil {
+                year,
+                month,
+                day,
+                hour: rem / 3600,
+                min: rem / 60 % 60,
+                sec: rem % 60,
+                nanos: self.nanos,
+            },
             weekday: (days + 4).rem_euclid(7) as usize,
             yday: (days - crate::days_from_civil(year, 1, 1) + 1) as u32,
         }
@@ -274,7 +295,11 @@ fn chunks(layout: &str) -> Vec<Chunk> {
 
 /// Formats an instant (UTC) with a Go layout.
 fn format(t: Instant, layout: &str) -> String {
-    let p = t.parts();
+    let Parts {
+        c: p,
+        weekday,
+        yday,
+    } = t.parts();
     let mut s = String::new();
     let h12 = if p.hour.is_multiple_of(12) {
         12
@@ -288,12 +313,12 @@ fn format(t: Instant, layout: &str) -> String {
             Chunk::Month => s.push_str(&MONTHS[p.month as usize - 1][..3]),
             Chunk::NumMonth => s.push_str(&p.month.to_string()),
             Chunk::ZeroMonth => s.push_str(&format!("{:02}", p.month)),
-            Chunk::LongWeekday => s.push_str(DAYS[p.weekday]),
-            Chunk::Weekday => s.push_str(&DAYS[p.weekday][..3]),
+            Chunk::LongWeekday => s.push_str(DAYS[weekday]),
+            Chunk::Weekday => s.push_str(&DAYS[weekday][..3]),
             Chunk::Day => s.push_str(&p.day.to_string()),
             Chunk::UnderDay => s.push_str(&format!("{:>2}", p.day)),
             Chunk::ZeroDay => s.push_str(&format!("{:02}", p.day)),
-            Chunk::YearDay => s.push_str(&format!("{:03}", p.yday)),
+            Chunk::YearDay => s.push_str(&format!("{:03}", yday)),
             Chunk::Hour => s.push_str(&format!("{:02}", p.hour)),
             Chunk::Hour12 => s.push_str(&h12.to_string()),
             Chunk::ZeroHour12 => s.push_str(&format!("{h12:02}")),
@@ -361,13 +386,7 @@ fn parse(layout: &str, value: &str) -> Result<Instant, DateError> {
 
 /// What a date's text gave, field by field (Go's zero time where it gave nothing).
 struct Fields {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    min: u32,
-    sec: u32,
-    nanos: u32,
+    c: Civil,
     /// PM (true) or AM, when the layout has it.
     pm: Option<bool>,
     /// The zone's offset east of UTC, in seconds.
@@ -377,13 +396,7 @@ struct Fields {
 impl Default for Fields {
     fn default() -> Self {
         Fields {
-            year: 1,
-            month: 1,
-            day: 1,
-            hour: 0,
-            min: 0,
-            sec: 0,
-            nanos: 0,
+            c: Civil::ZERO,
             pm: None,
             offset: 0,
         }
@@ -394,20 +407,20 @@ impl Fields {
     /// The instant the fields name, checked as Go checks them.
     fn instant(mut self, r: &Reader) -> Result<Instant, DateError> {
         if let Some(pm) = self.pm {
-            if self.hour > 12 {
+            if self.c.hour > 12 {
                 return Err(r.bad());
             }
-            self.hour = self.hour % 12 + if pm { 12 } else { 0 };
+            self.c.hour = self.c.hour % 12 + if pm { 12 } else { 0 };
         }
-        let Fields {
+        let Civil {
             year,
             month,
             day,
             hour,
             min,
             sec,
-            ..
-        } = self;
+            nanos,
+        } = self.c;
         let max_day =
             crate::days_from_civil(if month == 12 { year + 1 } else { year }, month % 12 + 1, 1)
                 - crate::days_from_civil(year, month, 1);
@@ -425,10 +438,7 @@ impl Fields {
             + i64::from(min) * 60
             + i64::from(sec)
             - self.offset;
-        Ok(Instant {
-            secs,
-            nanos: self.nanos,
-        })
+        Ok(Instant { secs, nanos })
     }
 }
 
@@ -504,37 +514,37 @@ impl Reader<'_> {
     fn chunk(&mut self, c: Chunk, f: &mut Fields) -> Result<(), DateError> {
         match c {
             Chunk::Text(ch) => self.expect(ch)?,
-            Chunk::LongMonth => f.month = self.word(&MONTHS, None)? as u32 + 1,
-            Chunk::Month => f.month = self.word(&MONTHS, Some(3))? as u32 + 1,
-            Chunk::NumMonth => f.month = self.digits(1, 2)?,
-            Chunk::ZeroMonth => f.month = self.digits(2, 2)?,
+            Chunk::LongMonth => f.c.month = self.word(&MONTHS, None)? as u32 + 1,
+            Chunk::Month => f.c.month = self.word(&MONTHS, Some(3))? as u32 + 1,
+            Chunk::NumMonth => f.c.month = self.digits(1, 2)?,
+            Chunk::ZeroMonth => f.c.month = self.digits(2, 2)?,
             Chunk::LongWeekday => {
                 self.word(&DAYS, None)?;
             }
             Chunk::Weekday => {
                 self.word(&DAYS, Some(3))?;
             }
-            Chunk::Day => f.day = self.digits(1, 2)?,
+            Chunk::Day => f.c.day = self.digits(1, 2)?,
             Chunk::UnderDay => {
                 if self.peek() == Some(' ') {
                     self.i += 1;
                 }
-                f.day = self.digits(1, 2)?;
+                f.c.day = self.digits(1, 2)?;
             }
-            Chunk::ZeroDay => f.day = self.digits(2, 2)?,
+            Chunk::ZeroDay => f.c.day = self.digits(2, 2)?,
             Chunk::YearDay => {
                 self.digits(3, 3)?;
             }
-            Chunk::Hour | Chunk::ZeroHour12 => f.hour = self.digits(2, 2)?,
-            Chunk::Hour12 => f.hour = self.digits(1, 2)?,
-            Chunk::Minute => f.min = self.digits(1, 2)?,
-            Chunk::ZeroMinute => f.min = self.digits(2, 2)?,
-            Chunk::Second => f.sec = self.digits(1, 2)?,
+            Chunk::Hour | Chunk::ZeroHour12 => f.c.hour = self.digits(2, 2)?,
+            Chunk::Hour12 => f.c.hour = self.digits(1, 2)?,
+            Chunk::Minute => f.c.min = self.digits(1, 2)?,
+            Chunk::ZeroMinute => f.c.min = self.digits(2, 2)?,
+            Chunk::Second => f.c.sec = self.digits(1, 2)?,
             Chunk::ZeroSecond => self.zero_second(f)?,
-            Chunk::LongYear => f.year = i64::from(self.digits(4, 4)?),
+            Chunk::LongYear => f.c.year = i64::from(self.digits(4, 4)?),
             Chunk::Year => {
                 let y = i64::from(self.digits(2, 2)?);
-                f.year = if y >= 69 { 1900 + y } else { 2000 + y };
+                f.c.year = if y >= 69 { 1900 + y } else { 2000 + y };
             }
             Chunk::PM | Chunk::Pm => f.pm = Some(self.word(&["PM", "AM"], None)? == 0),
             Chunk::ZoneName => self.zone_name()?,
@@ -550,7 +560,7 @@ impl Reader<'_> {
             } => {
                 if matches!(self.peek(), Some('.' | ',')) {
                     self.i += 1;
-                    f.nanos = if trim {
+                    f.c.nanos = if trim {
                         self.fraction(1, 9)?
                     } else {
                         self.fraction(n, n.min(9))?
@@ -566,12 +576,12 @@ impl Reader<'_> {
     /// Two-digit seconds, and the fraction Go accepts after them even when the layout has
     /// none.
     fn zero_second(&mut self, f: &mut Fields) -> Result<(), DateError> {
-        f.sec = self.digits(2, 2)?;
+        f.c.sec = self.digits(2, 2)?;
         if matches!(self.peek(), Some('.' | ','))
             && self.v.get(self.i + 1).is_some_and(|c| c.is_ascii_digit())
         {
             self.i += 1;
-            f.nanos = self.fraction(1, 9)?;
+            f.c.nanos = self.fraction(1, 9)?;
             while self.peek().is_some_and(|c| c.is_ascii_digit()) {
                 self.i += 1;
             }
