@@ -172,20 +172,10 @@ async fn the_whole_agent_runs_on_a_memory_host_without_root() {
     let p = TestPrefix::new("simhost");
     let store = p.store().await;
     let engine = SimEngine::new();
-    let state = tempfile::tempdir().unwrap();
     // Replica 2's address (127.0.140.12) is the host's own.
     let own = Ipv4Addr::new(127, 0, 140, 12);
     let host = MemoryHost::with_addresses([own]);
-    let mut cfg = berth::node::NodeConfig::new("simhost1");
-    cfg.state_dir = state.path().to_path_buf();
-    let token = CancellationToken::new();
-    let agent = tokio::spawn(berth::node::run_on(
-        store.clone(),
-        engine.clone(),
-        host.clone(),
-        cfg,
-        token.clone(),
-    ));
+    let agent = OnMemoryHost::start(store.clone(), &engine, &host, "simhost1", |_| {});
     let b = httpd_bundle("simhost", 3, 3, 140);
     common::assign(&store, "simhost1", &b, &[0, 1, 2]).await;
     let key = store.keys().assignment("simhost1", b.name());
@@ -233,8 +223,7 @@ async fn the_whole_agent_runs_on_a_memory_host_without_root() {
         })
     })
     .await;
-    token.cancel();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
 }
 
 /// The fence goes through the host as well: cut from etcd, an agent on a memory host kills
@@ -252,20 +241,10 @@ async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_the
     let agent_store = common::connect_checked(&via).await;
     let engine = SimEngine::new();
     let host = MemoryHost::default();
-    let state = tempfile::tempdir().unwrap();
-    let mut cfg = berth::node::NodeConfig::new("simfence1");
-    cfg.state_dir = state.path().to_path_buf();
     // Fenced two thirds of the TTL after the last renewal (6 s), expired at 9 s: the
     // connection is restored in between.
-    cfg.lease_ttl = Duration::from_secs(9);
-    let token = CancellationToken::new();
-    let agent = tokio::spawn(berth::node::run_on(
-        agent_store,
-        engine.clone(),
-        host.clone(),
-        cfg,
-        token.clone(),
-    ));
+    let ttl = |cfg: &mut berth::node::NodeConfig| cfg.lease_ttl = Duration::from_secs(9);
+    let agent = OnMemoryHost::start(agent_store, &engine, &host, "simfence1", ttl);
     let b = httpd_bundle("simfence", 2, 2, 141);
     common::assign(&store, "simfence1", &b, &[0, 1]).await;
     let ours: std::collections::BTreeSet<Ipv4Addr> = [10, 11]
@@ -312,6 +291,47 @@ async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_the
         engine.containers().is_empty().then_some(())
     })
     .await;
-    token.cancel();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
+}
+
+/// A node agent in this process on the simulated engine and a memory host, under its own
+/// state directory; `tune` adjusts its configuration.
+struct OnMemoryHost {
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), berth::node::NodeError>>,
+    _state: tempfile::TempDir,
+}
+
+impl OnMemoryHost {
+    fn start(
+        store: berth::store::Store,
+        engine: &SimEngine,
+        host: &berth::node::host::MemoryHost,
+        name: &str,
+        tune: impl FnOnce(&mut berth::node::NodeConfig),
+    ) -> OnMemoryHost {
+        let state = tempfile::tempdir().unwrap();
+        let mut cfg = berth::node::NodeConfig::new(name);
+        cfg.state_dir = state.path().to_path_buf();
+        tune(&mut cfg);
+        let token = CancellationToken::new();
+        let task = tokio::spawn(berth::node::run_on(
+            store,
+            engine.clone(),
+            host.clone(),
+            cfg,
+            token.clone(),
+        ));
+        OnMemoryHost {
+            token,
+            task,
+            _state: state,
+        }
+    }
+
+    /// Stops the agent, which must have run without an error.
+    async fn stop(self) {
+        self.token.cancel();
+        self.task.await.unwrap().unwrap();
+    }
 }
