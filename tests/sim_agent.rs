@@ -269,7 +269,10 @@ async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_the
         "fenced: replicas killed, addresses dropped",
         || async {
             let gone = engine.containers().is_empty();
-            host.read(|m| (m.kills == 1 && gone && m.addresses.is_empty()).then_some(()))
+            host.read(|m| {
+                let fenced = m.freezes == 1 && m.kills == 1;
+                (fenced && gone && m.addresses.is_empty()).then_some(())
+            })
         },
     )
     .await;
