@@ -701,8 +701,8 @@ impl<E: Engine, H: Host> Agent<E, H> {
     }
 
     /// Lists this node's containers for the core, less those of unmanaged bundles (left
-    /// exactly as they are); the number running, or None when the list failed.
-    async fn look(&mut self, unmanaged: &BTreeSet<String>) -> Option<usize> {
+    /// exactly as they are); false when the list failed.
+    async fn look(&mut self, unmanaged: &BTreeSet<String>) -> bool {
         let metrics = crate::metrics::get();
         let listed = match metrics
             .engine("list", self.engine.list(&self.cfg.name))
@@ -712,7 +712,7 @@ impl<E: Engine, H: Host> Agent<E, H> {
             Err(e) => {
                 tracing::warn!("{e}");
                 self.core.step(Input::ListFailed, At::now());
-                return None;
+                return false;
             }
         };
         let mine: Vec<Observed> = listed
@@ -723,9 +723,8 @@ impl<E: Engine, H: Host> Agent<E, H> {
                     .is_some_and(|b| unmanaged.contains(b))
             })
             .collect();
-        let running = mine.iter().filter(|o| o.running).count();
         self.core.step(Input::Listed(mine), At::now());
-        Some(running)
+        true
     }
 
     /// One reconcile pass: the host prepares each replica's files and address, then the
@@ -758,10 +757,11 @@ impl<E: Engine, H: Host> Agent<E, H> {
                         self.host.announce(a).await;
                     }
                     self.drop_stale_addresses(&wanted.addrs).await;
-                    if let Some(running) = self.look(&wanted.unmanaged).await {
+                    if self.look(&wanted.unmanaged).await {
                         let metrics = crate::metrics::get();
                         let refused = wanted.containers.values().filter(|d| d.is_err());
-                        metrics.set_replicas("running", running);
+                        // As the core sees them: a `die` event wins over a list that lags.
+                        metrics.set_replicas("running", self.core.running());
                         metrics.set_replicas("refused", refused.count());
                         metrics.set_replicas("assigned", wanted.containers.len());
                     }

@@ -394,6 +394,11 @@ impl Core {
         }
     }
 
+    /// How many of this node's containers run, as last listed and corrected by newer events.
+    pub fn running(&self) -> usize {
+        self.observed.iter().filter(|o| o.running).count()
+    }
+
     /// When the shell must reconcile again even without an event.
     pub fn wake_at(&self) -> Option<Instant> {
         self.wake_at

@@ -776,3 +776,20 @@ fn a_cleanup_forgets_the_failures_read_back_in_the_same_pass() {
     let st = written(&core.ready(at(11)), &key(0));
     assert!(st.fail_counts.is_empty() && st.last_failure.is_none());
 }
+
+#[test]
+fn running_counts_the_list_as_newer_events_correct_it() {
+    let mut core = Core::new(NODE, timing());
+    core.step(
+        Input::Event {
+            event: event("die", "c0", 0),
+            left: None,
+        },
+        at(1),
+    );
+    core.step(
+        Input::Listed(vec![listed(0, "c0", true), listed(1, "c1", true)]),
+        at(1),
+    );
+    assert_eq!(core.running(), 1, "c0's die wins over the lagging list");
+}
