@@ -497,9 +497,33 @@ impl TestNode {
 }
 
 impl Drop for TestNode {
+    /// Stops the agent and waits for it to end before removing the node's containers: a
+    /// pass in progress finishes first (a create already sent to dockerd would otherwise
+    /// make its container after the removal, and leave it behind).
     fn drop(&mut self) {
         self.token.cancel();
+        if let Some(task) = self.task.take() {
+            wait_ended(task, Duration::from_secs(60));
+        }
         remove_node(&self.name);
+    }
+}
+
+/// Waits up to `bound` for `task` to end, from a synchronous `Drop` inside a multi-threaded
+/// runtime (its other workers run the task meanwhile). A single-threaded runtime cannot run
+/// the task while this thread waits: there the task is aborted, as before.
+fn wait_ended<T: Send + 'static>(task: tokio::task::JoinHandle<T>, bound: Duration) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            let ended = tokio::task::block_in_place(|| {
+                h.block_on(async { tokio::time::timeout(bound, task).await.is_ok() })
+            });
+            if !ended {
+                eprintln!("test node: the agent did not end within {bound:?}; removing anyway");
+            }
+        }
+        _ => task.abort(),
     }
 }
 
