@@ -79,6 +79,10 @@ procs_in_ns() {
   return 0
 }
 
+# True once no process is left in network namespace NS (evaluated at each call: wait_for's
+# command must look again each time, not test a list taken once).
+ns_empty() { [ -z "$(procs_in_ns "$1")" ]; }
+
 # Kills host I of LAN K: its processes, its containers (their cgroups: the node agent's
 # scope /berth/<node>, named after the host, and dockerd's default /berth-hosts/K/hI).
 kill_host_procs() {
@@ -208,7 +212,7 @@ down() {
   # Wait for the killed processes to be gone before removing what they held.
   for i in $(seq 1 "$n"); do
     local ns; ns=$(ns_of "$k" "$i")
-    wait_for "host $i's processes to exit" 10 test -z "$(procs_in_ns "$ns")" || true
+    wait_for "host $i's processes to exit" 10 ns_empty "$ns" || true
     umount "$RUN/$k/h$i/disk" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ip link del "$ns" 2>/dev/null || true
@@ -235,10 +239,16 @@ case "$cmd" in
     [ $# -eq 2 ] || die "usage: hosts.sh kill-host K I"
     kill_host_procs "$1" "$2"
     ip -n "$(ns_of "$1" "$2")" link set lan0 down
+    # Off means off: a killed dockerd still tearing down would hold its data-root (and its
+    # pid file) against the dockerd a boot-host starts right after.
+    wait_for "host $2's processes to exit" 30 ns_empty "$(ns_of "$1" "$2")"
     ;;
   boot-host)
     [ $# -eq 2 ] || die "usage: hosts.sh boot-host K I"
     ip -n "$(ns_of "$1" "$2")" link set lan0 up
+    # /run does not survive a power-off: nor does the dead dockerd's pid file, which names a
+    # pid the new dockerd would take for a running one (a zombie, or the pid reused).
+    rm -f "$RUN/$1/h$2/dockerd.pid"
     start_dockerd "$1" "$2"
     wait_dockerd "$1" "$2"
     ;;

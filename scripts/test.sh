@@ -27,9 +27,20 @@ export BERTH_FUZZ_SEED="${BERTH_FUZZ_SEED:-20261125}"
 # The clustered services (tests/clustered.rs: three hosts of mariadb, redis or rabbitmq on
 # two cores) run after the rest, on their own: beside them, the timing-sensitive fencing
 # tests lost their margins to the machine's load.
+# Every test removes what it started: containers of a test's nodes that outlive the run (and
+# were not there before it) fail it, named.
+berth_containers() { docker ps -aq --no-trunc --filter label=berth.io/node | sort; }
 if cargo nextest --version >/dev/null 2>&1; then
   status=0
+  before=$(berth_containers)
   cargo nextest run --no-fail-fast -E 'not binary(clustered)' || status=$?
+  left=$(comm -13 <(echo "$before") <(berth_containers))
+  if [ -n "$left" ]; then
+    echo "test.sh: the tests left these containers behind:" >&2
+    # shellcheck disable=SC2086
+    docker inspect --format '{{.Name}} {{.State.Status}} {{index .Config.Labels "berth.io/node"}}' $left >&2
+    status=1
+  fi
   cargo nextest run --no-fail-fast --test clustered || status=$?
   # The node agent's, the primitive's and the fault tests again, against podman's
   # Docker-compatible API (scripts/podman.sh): fails if podman stops working here.
