@@ -128,7 +128,7 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, Usage> {
     }
     let mut it: std::collections::VecDeque<String> = args.iter().cloned().collect();
     while let Some(arg) = it.pop_front() {
-        let (flag, inline) = split_flag(&arg, &mut it);
+        let (flag, inline) = split_flag(&arg, &mut it, &['D', 'G', 'Q', 'q', 'V']);
         let mut value = |what: &'static str| -> Result<String, Usage> {
             match &inline {
                 Some(v) => Ok(v.clone()),
@@ -180,10 +180,12 @@ fn parse(tool: &str, args: &[String]) -> Result<Request, Usage> {
 }
 
 /// One argument as a flag and its value given inline (`--long=value`, `-xvalue`); a
-/// cluster of switches (`-GQ`) gives its first and leaves the rest to come next.
+/// cluster of `switches` (`-GQ`: short flags that take no value) gives its first and leaves
+/// the rest to come next.
 fn split_flag(
     arg: &str,
     rest_args: &mut std::collections::VecDeque<String>,
+    switches: &[char],
 ) -> (String, Option<String>) {
     let mut chars = arg.chars();
     let short = match (chars.next(), chars.next()) {
@@ -194,7 +196,7 @@ fn split_flag(
     };
     match (arg.split_once('='), short) {
         (Some((f, v)), _) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-        (_, Some((c, rest))) if matches!(c, 'D' | 'G' | 'Q' | 'q' | 'V') => {
+        (_, Some((c, rest))) if switches.contains(&c) => {
             rest_args.push_front(format!("-{rest}"));
             (format!("-{c}"), None)
         }
@@ -460,30 +462,32 @@ struct AttrdArgs {
 }
 
 impl AttrdArgs {
+    /// The flags as [`split_flag`] reads them (`--name=x`, `-nx`, `-QA` as well as
+    /// `--name x`), as attrd_updater's own option parser takes them.
     fn parse(args: &[String]) -> Result<AttrdArgs, (i32, String)> {
         let usage = |m: String| (EX_USAGE, m);
         let mut r = AttrdArgs::default();
-        let mut it = args.iter();
-        let next = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| usage(format!("{flag}: needs a value")))
-        };
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "-n" | "--name" => r.name = Some(next(a, &mut it)?),
-                "-U" | "--update" | "-v" | "-B" | "--update-both" => {
-                    r.value = Some(next(a, &mut it)?)
-                }
-                "-N" | "--node" => r.node = Some(next(a, &mut it)?),
+        let mut it: std::collections::VecDeque<String> = args.iter().cloned().collect();
+        while let Some(arg) = it.pop_front() {
+            let (flag, inline) = split_flag(&arg, &mut it, &['D', 'Q', 'A', 'p', 'R', 'V']);
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| it.pop_front())
+                    .ok_or_else(|| usage(format!("{flag}: needs a value")))
+            };
+            match flag.as_str() {
+                "-n" | "--name" => r.name = Some(value()?),
+                "-U" | "--update" | "-v" | "-B" | "--update-both" => r.value = Some(value()?),
+                "-N" | "--node" => r.node = Some(value()?),
                 "-D" | "--delete" => r.delete = true,
                 "-Q" | "--query" => r.query = true,
                 "-A" | "--all" => r.all = true,
                 "-d" | "--delay" | "-S" | "--set" | "-Y" | "--update-delay" => {
-                    next(a, &mut it)?;
+                    value()?;
                 }
                 "-l" | "--lifetime" => {
-                    let l = next(a, &mut it)?;
+                    let l = value()?;
                     if l != "reboot" {
                         return Err(usage(format!(
                             "--lifetime {l}: only reboot (attrd keeps transient attributes)"
@@ -491,9 +495,9 @@ impl AttrdArgs {
                     }
                 }
                 "-p" | "--private" | "-R" | "--refresh" | "-V" | "--verbose" => {}
-                other => {
+                _ => {
                     return Err(usage(format!(
-                        "{other}: not supported inside a berth container (supported: -n -U -v -B -D -Q -A -N -d -S -l -p)"
+                        "{arg}: not supported inside a berth container (supported: -n -U -v -B -D -Q -A -N -d -S -l -p)"
                     )));
                 }
             }
@@ -812,6 +816,40 @@ mod tests {
             }
         };
         (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn attrd_updater_reads_its_flags_in_each_form_its_own_parser_takes() {
+        let parse = |args: &str| {
+            let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+            AttrdArgs::parse(&args)
+        };
+        for line in [
+            "-p -n rmq-node -U rabbit@web-0",
+            "--private --name=rmq-node --update=rabbit@web-0",
+            "-p -nrmq-node -Urabbit@web-0",
+            "-pn rmq-node -v rabbit@web-0 -l reboot",
+        ] {
+            let a = parse(line).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            assert_eq!(a.name.as_deref(), Some("rmq-node"), "{line}");
+            assert_eq!(a.value.as_deref(), Some("rabbit@web-0"), "{line}");
+            assert!(!a.delete && !a.query && !a.all, "{line}");
+        }
+        let a = parse("-QA -n rmq-node").unwrap();
+        assert!(a.query && a.all && !a.delete);
+        assert_eq!(a.name.as_deref(), Some("rmq-node"));
+        let a = parse("-D --name rmq-node -N web-1").unwrap();
+        assert!(a.delete);
+        assert_eq!(a.node.as_deref(), Some("web-1"));
+        // A value is taken as given, even one that looks like a flag.
+        assert_eq!(parse("-n x -v -5").unwrap().value.as_deref(), Some("-5"));
+        let (code, why) = parse("-n").unwrap_err();
+        assert_eq!((code, why.as_str()), (EX_USAGE, "-n: needs a value"));
+        let (code, why) = parse("-n x --lifetime=forever").unwrap_err();
+        assert_eq!(code, EX_USAGE);
+        assert!(why.contains("only reboot"), "{why}");
+        let (_, why) = parse("-n x -z").unwrap_err();
+        assert!(why.starts_with("-z: not supported"), "{why}");
     }
 
     #[test]
