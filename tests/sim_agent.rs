@@ -262,6 +262,12 @@ async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_the
         running_with_addresses,
     )
     .await;
+    let node_key = store.keys().node("simfence1");
+    let lease = || async {
+        let kv = store.get(&node_key).await.unwrap();
+        kv.expect("the node is registered").lease
+    };
+    let registered = lease().await;
 
     proxy.sever();
     eventually(
@@ -285,6 +291,13 @@ async fn a_fence_on_a_memory_host_kills_and_drops_and_the_renewed_lease_runs_the
         running_with_addresses,
     )
     .await;
+    // The same lease, renewed: the replicas came back through the fence's end, not through
+    // a registration anew (which relists everything and would hide a missed reconcile).
+    assert_eq!(
+        lease().await,
+        registered,
+        "the lease was renewed, not replaced"
+    );
 
     store
         .delete(&store.keys().assignment("simfence1", b.name()), Expect::Any)
