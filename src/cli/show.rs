@@ -243,8 +243,6 @@ async fn describe_unreadable(
     source: &impl std::fmt::Display,
     out: &mut impl Write,
 ) -> Result<()> {
-    // The stored value cannot be read: say why, and what the controller keeps
-    // running meanwhile (the rows of the last good value).
     writeln!(out, "Name:         {name}")?;
     writeln!(out, "Invalid:      {source}")?;
     let st = store
